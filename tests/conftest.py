@@ -1,0 +1,25 @@
+"""Shared test settings.
+
+Timeouts in tests scale with SCIWIRE_TEST_TIMEOUT_FACTOR (default 1) so a slow CI
+machine can stretch them without editing tests: use the ``scaled`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+FACTOR = float(os.environ.get("SCIWIRE_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def scale(seconds: float) -> float:
+    """A test timeout stretched by the environment's factor."""
+    return seconds * FACTOR
+
+
+@pytest.fixture
+def scaled() -> Callable[[float], float]:
+    """``scaled(2.0)`` -> 2 s times SCIWIRE_TEST_TIMEOUT_FACTOR."""
+    return scale

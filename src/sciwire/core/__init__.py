@@ -1,0 +1,1 @@
+"""What every protocol package shares: the handler registry and the blocking portal."""

@@ -82,9 +82,17 @@ def test_ack_sequence_and_unknown_types_are_ignored() -> None:
 
 @pytest.mark.parametrize(
     "record",
-    ["not json", "[1,2]", '{"no":"type"}', '{"type":"1"}', '{"type":1,"arguments":[]}',
-     '{"type":1,"target":"t","arguments":{}}', '{"type":3}', '{"type":1,"target":5}',
-     '{"type":7,"error":5}'],
+    [
+        "not json",
+        "[1,2]",
+        '{"no":"type"}',
+        '{"type":"1"}',
+        '{"type":1,"arguments":[]}',
+        '{"type":1,"target":"t","arguments":{}}',
+        '{"type":3}',
+        '{"type":1,"target":5}',
+        '{"type":7,"error":5}',
+    ],
 )
 def test_malformed_records_raise_remote_protocol_error(record: str) -> None:
     with pytest.raises(RemoteProtocolError):
@@ -148,7 +156,11 @@ def test_handshake_reply_may_share_a_frame_with_messages() -> None:
     client = SignalRConnection("client")
     client.handshake_request(0.0)
     frame = "{}" + RS + encode_message(Invocation("heartbeat", [])) + PING_RECORD
-    assert client.receive(frame, 1.0) == [HandshakeResponse(None, {}), Invocation("heartbeat", []), Ping()]
+    assert client.receive(frame, 1.0) == [
+        HandshakeResponse(None, {}),
+        Invocation("heartbeat", []),
+        Ping(),
+    ]
 
 
 def test_handshake_error_reply_raises() -> None:
@@ -161,7 +173,9 @@ def test_handshake_error_reply_raises() -> None:
 
 def test_server_sees_version_zero_and_can_reject() -> None:
     server = SignalRConnection("server")
-    assert server.receive('{"protocol":"json","version":0}\x1e', 0.0) == [HandshakeRequest("json", 0)]
+    assert server.receive('{"protocol":"json","version":0}\x1e', 0.0) == [
+        HandshakeRequest("json", 0)
+    ]
     assert json.loads(server.reject_handshake("no", 0.0)[:-1]) == {"error": "no"}
     assert server.state == "closed"
 
@@ -237,7 +251,10 @@ def test_wrong_role_or_state_is_a_local_error() -> None:
 def test_negotiate_versions_redirect_and_error() -> None:
     v1 = parse_negotiate(negotiate_response("cid", "tok", 1))
     assert (v1.connection_id, v1.ws_id, v1.negotiate_version) == ("cid", "tok", 1)
-    assert negotiate_response("cid", "tok", 1)["availableTransports"][0]["transferFormats"][0] == "Text"
+    assert (
+        negotiate_response("cid", "tok", 1)["availableTransports"][0]["transferFormats"][0]
+        == "Text"
+    )
     v0 = parse_negotiate(negotiate_response("cid", "tok", 0))
     assert (v0.ws_id, v0.connection_token) == ("cid", None)
     redirect = parse_negotiate({"url": "http://elsewhere/hub", "accessToken": "abc"})
@@ -245,7 +262,9 @@ def test_negotiate_versions_redirect_and_error() -> None:
     with pytest.raises(NegotiateError, match="denied"):
         parse_negotiate({"error": "denied"})
     with pytest.raises(NegotiateError):
-        parse_negotiate({"connectionId": "c", "availableTransports": [{"transport": "LongPolling"}]})
+        parse_negotiate(
+            {"connectionId": "c", "availableTransports": [{"transport": "LongPolling"}]}
+        )
     for bad in ([], {"negotiateVersion": 1, "connectionId": "c"}, {"url": 5}):
         with pytest.raises(RemoteProtocolError):
             parse_negotiate(bad)

@@ -173,6 +173,7 @@ class HubServer:
         self.port = 0
         self._pending: dict[str, str] = {}  # ws id (token or connection id) -> connection id
         self._transports: dict[str, asyncio.Transport] = {}
+        self._in_use: set[str] = set()  # ws ids with a live socket (a second one gets 409)
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_post(path + "/negotiate", self._negotiate)
@@ -257,12 +258,13 @@ class HubServer:
         if ws_id is None:
             connection_id = secrets.token_urlsafe(16)
         else:
-            if ws_id in self.connections or ws_id in self._transports:
+            if ws_id in self._in_use:
                 raise web.HTTPConflict(text="connection already in use")
             found = self._pending.pop(ws_id, None)
             if found is None:
                 raise web.HTTPNotFound(text="no such connection")
             connection_id = found
+            self._in_use.add(ws_id)
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
         if request.transport is not None:
@@ -286,6 +288,7 @@ class HubServer:
                     await task
             self.connections.pop(connection_id, None)
             self._transports.pop(connection_id, None)
+            self._in_use.discard(ws_id or "")
             with contextlib.suppress(Exception):
                 await ws.close()
             self.on_disconnected(conn)

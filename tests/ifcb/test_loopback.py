@@ -104,7 +104,7 @@ async def test_patterns_wildcards_unregister_and_any_message(
     assert calls["wild"] == [("valuechanged", "acquisition", "started")]
     assert calls["long"] == []  # a pattern longer than the message does not match
     assert calls["gone"] == [("syringetrack", 1.0)]
-    assert [SERIAL, "host"] == raw[-1][:2] and raw[-1][3] == "syringetrack:2.5"
+    assert raw[-1][:2] == [SERIAL, "host"] and raw[-1][3] == "syringetrack:2.5"
     assert isinstance(raw[-1][2], int)
 
 

@@ -27,9 +27,26 @@ SERIAL = "111-111-111"
 FAST = (0.05, 0.1, 0.2)
 
 
+#: set whenever a client receives a message or the simulated host a command
+PROGRESS: list[asyncio.Event] = []
+
+
+def _poke(*_: Any) -> None:
+    for event in PROGRESS:
+        event.set()
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[IFCBSimulator]:
+    PROGRESS[:] = [asyncio.Event()]
     simulator = IFCBSimulator(SERIAL, rate=0, triggers=6, heartbeat_interval=0.2)
+    command = simulator.host_command
+
+    def host_command(text: str) -> None:
+        command(text)
+        _poke()
+
+    simulator.host_command = host_command  # type: ignore[method-assign]
     await simulator.start()
     yield simulator
     await simulator.stop()
@@ -42,6 +59,7 @@ async def make_client(sim: IFCBSimulator) -> AsyncIterator[Callable[..., AsyncIF
     def make(**options: Any) -> AsyncIFCBClient:
         options.setdefault("reconnect_delays", FAST)
         client = AsyncIFCBClient(sim.url.replace("http", "ws"), SERIAL, **options)
+        client.on_any_message(_poke)
         clients.append(client)
         return client
 
@@ -51,10 +69,13 @@ async def make_client(sim: IFCBSimulator) -> AsyncIterator[Callable[..., AsyncIF
 
 
 async def until(predicate: Callable[[], bool], timeout: float) -> None:
-    """Wait for a condition set by callbacks, polling the loop (not a sleep-as-sync)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+    """Wait until *predicate* holds, re-checking each time a message or command arrives."""
+    progress = PROGRESS[0]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        progress.clear()
+        await asyncio.wait_for(progress.wait(), max(0.0, deadline - loop.time()))
 
 
 async def test_connect_registers_and_refreshes(
@@ -281,9 +302,13 @@ async def test_hub_disconnect_says_goodbye_and_stops(
     client = make_client()
     await client.connect()
     await client.wait_started(scaled(5))
+    hub = client._hub
+    assert hub is not None
     for conn in sim.clients.values():
         conn.send("disconnect")
-    await until(lambda: not client.connected, scaled(5))
+    await asyncio.wait_for(asyncio.shield(hub.closed), scaled(5))
+    await until(lambda: "Client disconnected." in sim.commands, scaled(5))
+    assert not client.connected
     assert "Client disconnected." in sim.commands
     assert client.reconnects == 0
     with pytest.raises(ConnectionClosed):

@@ -44,13 +44,27 @@ def group() -> None:
 @click.option("--rate", default=20.0, show_default=True, help="Triggers per second in routines.")
 @click.option("--triggers", default=10, show_default=True, help="Triggers per runsample.")
 @click.option("--heartbeat", default=5.0, show_default=True, help="Heartbeat interval, s.")
-def sim(host: str, port: int, serial: str, rate: float, triggers: int, heartbeat: float) -> None:
+@click.option(
+    "--coalesce/--frame-per-message",
+    default=True,
+    show_default=True,
+    help="Batch queued messages into one WebSocket frame, or send one frame each.",
+)
+def sim(
+    host: str,
+    port: int,
+    serial: str,
+    rate: float,
+    triggers: int,
+    heartbeat: float,
+    coalesce: bool,
+) -> None:
     """Run an IFCB hub with a simulated instrument at /ifcbHub until interrupted."""
     from sciwire.ifcb.server import IFCBSimulator
 
     async def main() -> None:
         simulator = IFCBSimulator(
-            serial, rate=rate, triggers=triggers, heartbeat_interval=heartbeat
+            serial, rate=rate, triggers=triggers, heartbeat_interval=heartbeat, coalesce=coalesce
         )
         await simulator.start(host, port)
         stop = asyncio.Event()

@@ -260,15 +260,11 @@ class AsyncIFCBClient:
         self.messages += 1
         if self._any_hooks:
             _run_hooks(self._any_hooks, arguments)
-        if len(arguments) != 4 or not isinstance(arguments[3], str):
-            self.malformed += 1
-            logger.warning("dropping malformed messageRelayed arguments: %.200r", arguments)
-            return
         try:
             fields = parse_message(arguments[3])
-        except IFCBProtocolError as exc:
+        except (IFCBProtocolError, IndexError) as exc:
             self.malformed += 1
-            logger.warning("dropping message: %s", exc)
+            logger.warning("dropping malformed message %.200r: %s", arguments, exc)
             return
         with self._lock:
             self.handlers.dispatch(fields, *fields)

@@ -36,8 +36,6 @@ __all__ = ["HubConnection", "HubServer"]
 logger = logging.getLogger(__name__)
 
 HubMethod = Callable[..., Any]
-#: flush a connection's queue once it holds this many characters
-_FRAME_LIMIT = 256 * 1024
 
 
 class HubConnection:
@@ -59,7 +57,6 @@ class HubConnection:
         self.frozen = False
         self.items: dict[str, Any] = {}
         self._queue: list[str] = []
-        self._queued = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -79,7 +76,6 @@ class HubConnection:
 
     def _push(self, record: str) -> None:
         self._queue.append(record)
-        self._queued += len(record)
         self._drained.clear()
         self._wake.set()
 
@@ -113,11 +109,14 @@ class HubConnection:
             if self.frozen:
                 self._queue.clear()
             if self._queue:
-                data = "".join(self._queue) if len(self._queue) > 1 else self._queue[0]
+                if self.hub.coalesce:
+                    frames = ["".join(self._queue) if len(self._queue) > 1 else self._queue[0]]
+                else:
+                    frames = list(self._queue)
                 self._queue.clear()
-                self._queued = 0
                 try:
-                    await ws.send_str(data)
+                    for data in frames:
+                        await ws.send_str(data)
                 except (ConnectionError, RuntimeError) as exc:
                     logger.debug("connection %s: write failed: %s", self.id, exc)
                     self._closing = True
@@ -153,6 +152,8 @@ class HubServer:
         keep_alive_interval: ping a client after this long without sending to it.
         client_timeout: drop a client not heard from for this long.
         handshake_timeout: drop a client whose handshake takes longer.
+        coalesce: write everything queued as one frame of several records (True), or
+            one frame per message (False).
     """
 
     def __init__(
@@ -162,8 +163,10 @@ class HubServer:
         keep_alive_interval: float = 15.0,
         client_timeout: float = 30.0,
         handshake_timeout: float = 15.0,
+        coalesce: bool = True,
     ) -> None:
         self.path = path
+        self.coalesce = coalesce
         self.keep_alive_interval = keep_alive_interval
         self.client_timeout = client_timeout
         self.handshake_timeout = handshake_timeout

@@ -164,7 +164,7 @@ class IFCBSimulator(HubServer):
         triggers: int = 10,
         heartbeat_interval: float = 5.0,
         seed: int = 0,
-        **hub_options: float,
+        **hub_options: Any,
     ) -> None:
         super().__init__(HUB_PATH, **hub_options)
         self.serial = serial

@@ -64,6 +64,8 @@ _RS_B = b"\x1e"
 PING_RECORD = '{"type":6}' + RS
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
+# the C scanner behind json.loads, without its two Python wrapper frames
+_scan = json.JSONDecoder().scan_once
 
 #: Handshake versions a server accepts (signalrcore 1.0.x sends 0, current clients 1).
 SERVER_VERSIONS = (0, 1, 2)
@@ -243,13 +245,23 @@ def decode_message(record: str) -> HubMessage | None:
         RemoteProtocolError: not JSON, not an object, or a known type missing a field.
     """
     try:
-        obj = _loads(record)
-    except ValueError as exc:
-        raise RemoteProtocolError("hub message is not valid JSON", record) from exc
-    if not isinstance(obj, dict):
+        obj, end = _scan(record, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if end != len(record):  # whitespace around it, or not JSON: the slow, exact way
+        try:
+            obj = _loads(record)
+        except ValueError as exc:
+            raise RemoteProtocolError("hub message is not valid JSON", record) from exc
+    if type(obj) is not dict:
         raise RemoteProtocolError("hub message is not a JSON object", record)
     kind = obj.get("type")
     if kind == 1:
+        if len(obj) == 3:  # the common shape: fire-and-forget {type, target, arguments}
+            target = obj.get("target")
+            args = obj.get("arguments")
+            if type(target) is str and type(args) is list:
+                return Invocation(target, args)
         args = obj.get("arguments", [])
         if not isinstance(args, list):
             raise RemoteProtocolError("invocation arguments are not a list", record)
@@ -473,10 +485,14 @@ class SignalRConnection:
                 self.dropped += 1
                 continue
             msg = decode_message(record)
+            kind = type(msg)
+            if kind is Invocation:
+                out.append(msg)  # type: ignore[arg-type]
+                continue
             if msg is None:
                 self.dropped += 1
                 continue
-            if type(msg) is Completion:
+            if kind is Completion:
                 if msg.invocation_id not in self.pending:
                     self.dropped += 1
                     logger.warning(
@@ -484,7 +500,7 @@ class SignalRConnection:
                     )
                     continue
                 self.pending.discard(msg.invocation_id)
-            elif type(msg) is Close:
+            elif kind is Close:
                 self.state = "closed"
                 self.close_error = msg.error
             out.append(msg)

@@ -65,7 +65,7 @@ PING_RECORD = '{"type":6}' + RS
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 # the C scanner behind json.loads, without its two Python wrapper frames
-_scan = json.JSONDecoder().scan_once
+_scan: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 #: Handshake versions a server accepts (signalrcore 1.0.x sends 0, current clients 1).
 SERVER_VERSIONS = (0, 1, 2)
@@ -485,14 +485,13 @@ class SignalRConnection:
                 self.dropped += 1
                 continue
             msg = decode_message(record)
-            kind = type(msg)
-            if kind is Invocation:
-                out.append(msg)  # type: ignore[arg-type]
+            if type(msg) is Invocation:
+                out.append(msg)
                 continue
             if msg is None:
                 self.dropped += 1
                 continue
-            if kind is Completion:
+            if isinstance(msg, Completion):
                 if msg.invocation_id not in self.pending:
                     self.dropped += 1
                     logger.warning(
@@ -500,7 +499,7 @@ class SignalRConnection:
                     )
                     continue
                 self.pending.discard(msg.invocation_id)
-            elif kind is Close:
+            elif isinstance(msg, Close):
                 self.state = "closed"
                 self.close_error = msg.error
             out.append(msg)

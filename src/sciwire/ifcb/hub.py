@@ -74,6 +74,13 @@ class HubConnection:
             return
         self._push(self.proto.send(Invocation(target, list(arguments)), self._loop.time()))
 
+    def send_record(self, record: str) -> None:
+        """Queue an already encoded record (one JSON hub message ending in 0x1E)."""
+        if self.proto.state != "open" or self._closing:
+            return
+        self.proto.note_sent(self._loop.time())
+        self._push(record)
+
     def _push(self, record: str) -> None:
         self._queue.append(record)
         self._drained.clear()

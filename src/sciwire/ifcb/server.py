@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from sciwire.ifcb.hub import HubConnection, HubServer
+from sciwire.ifcb.signalr import RS
 from sciwire.ifcb.protocol import (
     VALUECHANGED_TYPES,
     RoiImage,
@@ -36,6 +37,7 @@ __all__ = ["IFCBSimulator", "make_png", "sample_messages"]
 logger = logging.getLogger(__name__)
 
 HUB_PATH = "/ifcbHub"
+_json_str = json.JSONEncoder(ensure_ascii=False).encode
 HOST_VERSION = "sciwire-sim 1.0"
 
 
@@ -183,6 +185,9 @@ class IFCBSimulator(HubServer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._mix: list[str] | None = None
+        self._relay_head = (
+            '{"type":1,"target":"messageRelayed","arguments":[' + _json_str(serial) + ',"host",'
+        )
         self.method("startAsClient", self._start_as_client)
         self.method("relayMessageToHost", self._relay_to_host)
         for name, handler in (
@@ -246,8 +251,10 @@ class IFCBSimulator(HubServer):
     def push(self, msg: str, to: Iterable[HubConnection] | None = None) -> None:
         """Relay one host message to every registered client (or to *to*)."""
         seqno = next(self._seq)
+        # encoded once for every client: this is the simulator's hot path
+        record = f"{self._relay_head}{seqno},{_json_str(msg)}]}}{RS}"
         for conn in list(self.clients.values()) if to is None else to:
-            conn.send("messageRelayed", self.serial, "host", seqno, msg)
+            conn.send_record(record)
 
     def push_fields(self, *fields: Any) -> None:
         """Format typed fields and relay them."""

@@ -442,6 +442,10 @@ class SignalRConnection:
         self._last_sent = now
         return encode_message(msg)
 
+    def note_sent(self, now: float) -> None:
+        """Record that a record encoded elsewhere was sent (for the keep-alive timer)."""
+        self._last_sent = now
+
     def send_invocation(self, target: str, arguments: list[Any], now: float) -> str:
         """A fire-and-forget Invocation (no invocationId, no reply)."""
         return self.send(Invocation(target, arguments), now)

@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Any]
 _MAX_REDIRECTS = 100
+# how long a graceful close waits for the server's close frame (API changed in aiohttp 3.11)
+_WS_TIMEOUT: dict[str, Any] = (
+    {"timeout": aiohttp.ClientWSTimeout(ws_close=2.0)}
+    if hasattr(aiohttp, "ClientWSTimeout")
+    else {"timeout": 2.0}
+)
 
 
 class HubInvocationError(RemoteError):
@@ -182,7 +188,7 @@ class HubClient:
                 headers=headers,
                 autoping=True,
                 max_msg_size=0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                **_WS_TIMEOUT,
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise ConnectError(f"hub refused the WebSocket ({exc.status}): {ws_url}") from exc
@@ -364,9 +370,10 @@ class HubClient:
         if ws is not None:
             if abort:
                 # a dead or half-open peer would never answer the close handshake
-                conn = ws._response.connection
-                if conn is not None and conn.transport is not None:
-                    conn.transport.abort()
+                with contextlib.suppress(Exception):
+                    conn = ws._response.connection
+                    if conn is not None and conn.transport is not None:
+                        conn.transport.abort()
             with contextlib.suppress(Exception):
                 await ws.close()
         if session is not None:

@@ -25,12 +25,12 @@ from typing import Any
 from aiohttp import web
 
 from sciwire.ifcb.hub import HubConnection, HubServer
-from sciwire.ifcb.signalr import RS
 from sciwire.ifcb.protocol import (
     VALUECHANGED_TYPES,
     RoiImage,
     format_message,
 )
+from sciwire.ifcb.signalr import RS
 
 __all__ = ["IFCBSimulator", "make_png", "sample_messages"]
 

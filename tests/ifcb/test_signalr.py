@@ -268,3 +268,21 @@ def test_negotiate_versions_redirect_and_error() -> None:
     for bad in ([], {"negotiateVersion": 1, "connectionId": "c"}, {"url": 5}):
         with pytest.raises(RemoteProtocolError):
             parse_negotiate(bad)
+
+
+def test_server_holds_records_that_share_the_handshake_frame_until_accepted() -> None:
+    server = SignalRConnection("server")
+    frame = '{"protocol":"json","version":1}' + RS + encode_message(Invocation("a", [1]))
+    assert server.receive(frame, 0.0) == [HandshakeRequest("json", 1)]
+    assert server.receive(encode_message(Invocation("b", [])), 0.0) == []
+    server.accept_handshake(0.0)
+    assert server.receive(b"", 0.0) == [Invocation("a", [1]), Invocation("b", [])]
+
+
+def test_malformed_handshake_can_still_be_answered_with_an_error() -> None:
+    server = SignalRConnection("server")
+    with pytest.raises(RemoteProtocolError):
+        server.receive("{nope" + RS, 0.0)
+    assert json.loads(server.reject_handshake("bad handshake", 0.0)[:-1]) == {
+        "error": "bad handshake"
+    }

@@ -313,7 +313,9 @@ class HubServer:
                 continue
             if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
                 try:
-                    events = proto.receive(msg.data, loop.time())
+                    for event in proto.receive(msg.data, loop.time()):
+                        if not await self._handle(conn, event):
+                            return
                 except ProtocolError as exc:
                     logger.warning("connection %s: %s", conn.id, exc)
                     if proto.state == "open":
@@ -322,9 +324,6 @@ class HubServer:
                         conn._push(proto.reject_handshake(str(exc), loop.time()))
                         await conn.close()
                     return
-                for event in events:
-                    if not await self._handle(conn, event):
-                        return
             elif msg.type == WSMsgType.ERROR:
                 return
 
@@ -341,6 +340,9 @@ class HubServer:
                 return False
             conn._push(proto.accept_handshake(now))
             self.on_connected(conn)
+            for held in proto.receive(b"", now):  # records that shared the handshake frame
+                if not await self._handle(conn, held):
+                    return False
         elif isinstance(event, Close):
             await conn.ws.close()
             return False

@@ -409,6 +409,8 @@ class SignalRConnection:
         self._last_received = now
         self._ids = itertools.count(1)
         self._buffer = RecordBuffer()
+        self._handshake_seen = False
+        self._held: list[str] = []  # records after the handshake request, until accepted
 
     # -- handshake ------------------------------------------------------------------
 
@@ -419,15 +421,23 @@ class SignalRConnection:
         return _dumps({"protocol": protocol, "version": version}) + RS
 
     def accept_handshake(self, now: float) -> str:
-        """(server) Accept the client's handshake; returns ``{}`` + 0x1E."""
+        """(server) Accept the client's handshake; returns ``{}`` + 0x1E.
+
+        Records that arrived after the handshake request are held until now: call
+        :meth:`receive` with empty data to get them.
+        """
         self._need("server", "handshake")
         self.state = "open"
         self._last_sent = now
         return "{}" + RS
 
     def reject_handshake(self, error: str, now: float) -> str:
-        """(server) Refuse the handshake; the caller closes the socket after sending."""
-        self._need("server", "handshake")
+        """(server) Refuse the handshake; the caller closes the socket after sending.
+
+        Also allowed after a malformed handshake closed the connection.
+        """
+        if self.role != "server" or self.state == "open":
+            self._need("server", "handshake")
         self.state = "closed"
         self.close_error = error
         self._last_sent = now
@@ -480,9 +490,15 @@ class SignalRConnection:
         """
         self._last_received = now
         records = self._buffer.feed(data)
+        if self._held and self.state != "handshake":
+            records[:0] = self._held
+            self._held = []
         out: list[HubMessage | HandshakeRequest | HandshakeResponse] = []
-        for record in records:
+        for index, record in enumerate(records):
             if self.state == "handshake":
+                if self._handshake_seen:  # (server) awaiting accept: hold the rest
+                    self._held.extend(records[index:])
+                    break
                 out.append(self._handshake(record))
                 continue
             if self.state == "closed":
@@ -530,6 +546,7 @@ class SignalRConnection:
             self.state = "closed"
             raise RemoteProtocolError("handshake request lacks protocol/version", record)
         self.protocol_version = version
+        self._handshake_seen = True
         return HandshakeRequest(protocol, version)
 
     # -- timers ---------------------------------------------------------------------

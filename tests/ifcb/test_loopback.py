@@ -96,6 +96,9 @@ async def test_connect_registers_and_refreshes(
     assert sim.commands[:2] == ["Client connected.", "refresh"]
     assert got["v"] == ("valuechanged", "hostversion", "sciwire-sim 1.0")
     assert got["p"] == ("valuechanged", "pausestate", False)  # a real boolean
+    await client.disconnect()
+    await until(lambda: "Client disconnected." in sim.commands, scaled(5))
+    assert not client.connected
 
 
 async def test_patterns_wildcards_unregister_and_any_message(

@@ -198,11 +198,15 @@ class AsyncIFCBClient:
                 break
 
     async def disconnect(self) -> None:
-        """Close the connection and stop reconnecting (idempotent)."""
+        """Tell the host "Client disconnected." (as the reference does), close the
+        connection and stop reconnecting (idempotent)."""
         self._wanted = False
         supervisor, self._supervisor = self._supervisor, None
         hub = self._hub
         if hub is not None:
+            if hub.connected:
+                with contextlib.suppress(ConnectionClosed):
+                    await hub.send("relayMessageToHost", [self.ifcb_id, "Client disconnected."])
             await hub.stop()
         if supervisor is not None:
             supervisor.cancel()
@@ -240,16 +244,9 @@ class AsyncIFCBClient:
 
     def _hub_disconnect(self, arguments: list[Any]) -> None:
         # The hub asks us to leave: say goodbye and stop without reconnecting.
-        hub = self._hub
         self._wanted = False
 
-        async def leave() -> None:
-            if hub is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await hub.send("relayMessageToHost", [self.ifcb_id, "Client disconnected."])
-            await self.disconnect()
-
-        self._background(leave())
+        self._background(self.disconnect())
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -276,7 +276,11 @@ class HubServer:
             connection_id = found
             self._in_use.add(ws_id)
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self._in_use.discard(ws_id or "")
+            raise
         if request.transport is not None:
             self._transports[connection_id] = request.transport
         conn = HubConnection(self, connection_id, ws)

@@ -1,0 +1,377 @@
+"""A SignalR hub server (JSON protocol, WebSockets) on aiohttp.
+
+Serves ``POST {path}/negotiate`` (versions 0 and 1) and the WebSocket at ``{path}``
+(with ``?id=`` from negotiate, or without to skip negotiation). Each connection runs
+the sans-I/O :class:`~sciwire.ifcb.signalr.SignalRConnection` in the server role:
+handshake (versions 0-2), keep-alive pings, client timeout, Completions for invocations
+with an id. Outgoing records are queued and written by one task per connection, so a
+burst goes out as few frames holding many records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from sciwire.errors import ProtocolError, SciwireError, Timeout
+from sciwire.ifcb.signalr import (
+    SERVER_VERSIONS,
+    Close,
+    Completion,
+    HandshakeRequest,
+    Invocation,
+    SignalRConnection,
+    negotiate_response,
+)
+
+__all__ = ["HubConnection", "HubServer"]
+
+logger = logging.getLogger(__name__)
+
+HubMethod = Callable[..., Any]
+
+
+class HubConnection:
+    """The server's view of one client connection."""
+
+    def __init__(self, hub: HubServer, connection_id: str, ws: web.WebSocketResponse) -> None:
+        loop = asyncio.get_running_loop()
+        self.hub = hub
+        self.id = connection_id
+        self.ws = ws
+        self.proto = SignalRConnection(
+            "server",
+            loop.time(),
+            keep_alive_interval=hub.keep_alive_interval,
+            server_timeout=hub.client_timeout,
+            handshake_timeout=hub.handshake_timeout,
+        )
+        #: set by the hub's fault controls: read nothing, send nothing (a half-open peer)
+        self.frozen = False
+        self.items: dict[str, Any] = {}
+        self._queue: list[str] = []
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closing = False
+        self._loop = loop
+
+    @property
+    def open(self) -> bool:
+        """True while the handshake is done and the connection not closed."""
+        return self.proto.state == "open" and not self.ws.closed
+
+    def send(self, target: str, *arguments: Any) -> None:
+        """Queue a fire-and-forget invocation of *target* on the client."""
+        if self.proto.state != "open" or self._closing:
+            return
+        self._push(self.proto.send(Invocation(target, list(arguments)), self._loop.time()))
+
+    def send_record(self, record: str) -> None:
+        """Queue an already encoded record (one JSON hub message ending in 0x1E)."""
+        if self.proto.state != "open" or self._closing:
+            return
+        self.proto.note_sent(self._loop.time())
+        self._push(record)
+
+    def _push(self, record: str) -> None:
+        self._queue.append(record)
+        self._drained.clear()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been written."""
+        if self._queue or self._wake.is_set():
+            await self._drained.wait()
+
+    async def close(self, error: str | None = None) -> None:
+        """Send Close (with *error*) after the queue, then close the socket."""
+        if self.proto.state == "open" and not self._closing:
+            self._push(self.proto.close(self._loop.time(), error))
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.drain(), 2.0)
+        await self.ws.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a Close message or WebSocket close frame."""
+        self._closing = True
+        transport = self.hub._transports.get(self.id)
+        if transport is not None:
+            transport.abort()
+
+    async def _writer(self) -> None:
+        ws = self.ws
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.frozen:
+                self._queue.clear()
+            if self._queue:
+                if self.hub.coalesce:
+                    frames = ["".join(self._queue) if len(self._queue) > 1 else self._queue[0]]
+                else:
+                    frames = list(self._queue)
+                self._queue.clear()
+                try:
+                    for data in frames:
+                        await ws.send_str(data)
+                except (ConnectionError, RuntimeError) as exc:
+                    logger.debug("connection %s: write failed: %s", self.id, exc)
+                    self._closing = True
+                    self._drained.set()
+                    return
+            if not self._queue:
+                self._drained.set()
+            if self._closing and not self._queue:
+                return
+
+    async def _timers(self) -> None:
+        proto = self.proto
+        loop = self._loop
+        while proto.state != "closed":
+            await asyncio.sleep(max(0.0, proto.next_deadline() - loop.time()))
+            if self.frozen:
+                continue
+            try:
+                ping = proto.tick(loop.time())
+            except Timeout as exc:
+                logger.info("connection %s: %s", self.id, exc)
+                await self.ws.close()
+                return
+            if ping:
+                self._push(ping)
+
+
+class HubServer:
+    """A SignalR hub on aiohttp.
+
+    Args:
+        path: the hub's URL path.
+        keep_alive_interval: ping a client after this long without sending to it.
+        client_timeout: drop a client not heard from for this long.
+        handshake_timeout: drop a client whose handshake takes longer.
+        coalesce: write everything queued as one frame of several records (True), or
+            one frame per message (False).
+    """
+
+    def __init__(
+        self,
+        path: str = "/hub",
+        *,
+        keep_alive_interval: float = 15.0,
+        client_timeout: float = 30.0,
+        handshake_timeout: float = 15.0,
+        coalesce: bool = True,
+    ) -> None:
+        self.path = path
+        self.coalesce = coalesce
+        self.keep_alive_interval = keep_alive_interval
+        self.client_timeout = client_timeout
+        self.handshake_timeout = handshake_timeout
+        self.methods: dict[str, HubMethod] = {}
+        self.connections: dict[str, HubConnection] = {}
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._pending: dict[str, str] = {}  # ws id (token or connection id) -> connection id
+        self._transports: dict[str, asyncio.Transport] = {}
+        self._in_use: set[str] = set()  # ws ids with a live socket (a second one gets 409)
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application()
+        self.app.router.add_post(path + "/negotiate", self._negotiate)
+        self.app.router.add_get(path, self._websocket)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The hub's http URL (clients negotiate there)."""
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on *host*:*port* (0 picks a free port; read it back from :attr:`port`)."""
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.host = host
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    async def stop(self, graceful: bool = False) -> None:
+        """Stop listening and drop every connection (with a Close message if *graceful*)."""
+        for conn in list(self.connections.values()):
+            if graceful:
+                await conn.close()
+            else:
+                conn.abort()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._pending.clear()
+
+    def method(self, name: str, func: HubMethod) -> None:
+        """Expose *func* as hub method *name*; it is called as ``func(connection, *args)``."""
+        self.methods[name] = func
+
+    def on_connected(self, conn: HubConnection) -> None:
+        """Hook: a client finished its handshake."""
+
+    def on_disconnected(self, conn: HubConnection) -> None:
+        """Hook: a client went away."""
+
+    # -- fault controls ---------------------------------------------------------------
+
+    def drop_connections(self) -> int:
+        """Abort every connection's TCP socket (no Close message); returns how many."""
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.abort()
+        return len(conns)
+
+    def freeze_connections(self) -> int:
+        """Make every current connection half-open: nothing read, nothing sent (no pings)."""
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.frozen = True
+        return len(conns)
+
+    # -- HTTP handlers ----------------------------------------------------------------
+
+    async def _negotiate(self, request: web.Request) -> web.Response:
+        try:
+            version = int(request.query.get("negotiateVersion", "0"))
+        except ValueError:
+            return web.json_response({"error": "negotiateVersion must be an integer"})
+        connection_id = secrets.token_urlsafe(16)
+        token = secrets.token_urlsafe(16)
+        ws_id = token if version >= 1 else connection_id
+        self._pending[ws_id] = connection_id
+        return web.json_response(negotiate_response(connection_id, token, version))
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws_id = request.query.get("id")
+        if ws_id is None:
+            connection_id = secrets.token_urlsafe(16)
+        else:
+            if ws_id in self._in_use:
+                raise web.HTTPConflict(text="connection already in use")
+            found = self._pending.pop(ws_id, None)
+            if found is None:
+                raise web.HTTPNotFound(text="no such connection")
+            connection_id = found
+            self._in_use.add(ws_id)
+        ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self._in_use.discard(ws_id or "")
+            raise
+        if request.transport is not None:
+            self._transports[connection_id] = request.transport
+        conn = HubConnection(self, connection_id, ws)
+        self.connections[connection_id] = conn
+        writer = asyncio.create_task(conn._writer())
+        timers = asyncio.create_task(conn._timers())
+        try:
+            await self._read(conn)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            conn.proto.state = "closed"
+            conn._closing = True
+            conn._wake.set()
+            timers.cancel()
+            writer.cancel()
+            for task in (timers, writer):
+                with contextlib.suppress(BaseException):
+                    await task
+            self.connections.pop(connection_id, None)
+            self._transports.pop(connection_id, None)
+            self._in_use.discard(ws_id or "")
+            with contextlib.suppress(Exception):
+                await ws.close()
+            self.on_disconnected(conn)
+        return ws
+
+    async def _read(self, conn: HubConnection) -> None:
+        ws = conn.ws
+        proto = conn.proto
+        loop = asyncio.get_running_loop()
+        async for msg in ws:
+            if conn.frozen:
+                continue
+            if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
+                try:
+                    for event in proto.receive(msg.data, loop.time()):
+                        if not await self._handle(conn, event):
+                            return
+                except ProtocolError as exc:
+                    logger.warning("connection %s: %s", conn.id, exc)
+                    if proto.state == "open":
+                        await conn.close(f"Connection closed with an error. {exc}")
+                    else:
+                        conn._push(proto.reject_handshake(str(exc), loop.time()))
+                        await conn.close()
+                    return
+            elif msg.type == WSMsgType.ERROR:
+                return
+
+    async def _handle(self, conn: HubConnection, event: object) -> bool:
+        proto = conn.proto
+        now = asyncio.get_running_loop().time()
+        if isinstance(event, Invocation):
+            await self._invoke(conn, event)
+        elif isinstance(event, HandshakeRequest):
+            if event.protocol != "json" or event.version not in SERVER_VERSIONS:
+                error = f"protocol {event.protocol!r} version {event.version} is not supported"
+                conn._push(proto.reject_handshake(error, now))
+                await conn.close()
+                return False
+            conn._push(proto.accept_handshake(now))
+            self.on_connected(conn)
+            for held in proto.receive(b"", now):  # records that shared the handshake frame
+                if not await self._handle(conn, held):
+                    return False
+        elif isinstance(event, Close):
+            await conn.ws.close()
+            return False
+        return True
+
+    async def _invoke(self, conn: HubConnection, call: Invocation) -> None:
+        func = self.methods.get(call.target)
+        result: Any = None
+        error: str | None = None
+        if func is None:
+            error = f"Unknown hub method '{call.target}'"
+            logger.info("connection %s: %s", conn.id, error)
+        else:
+            try:
+                result = func(conn, *call.arguments)
+                if inspect.isawaitable(result):
+                    result = await result
+            except (SciwireError, TypeError, ValueError) as exc:
+                error = (
+                    f"An unexpected error occurred invoking '{call.target}' on the server. {exc}"
+                )
+                logger.info("connection %s: %s", conn.id, error)
+            except Exception as exc:
+                error = f"An unexpected error occurred invoking '{call.target}' on the server."
+                logger.exception("hub method %s raised", call.target, exc_info=exc)
+        if call.invocation_id is not None and conn.proto.state == "open":
+            completion = Completion(call.invocation_id, result, error, error is None)
+            conn._push(conn.proto.send(completion, asyncio.get_running_loop().time()))

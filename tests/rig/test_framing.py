@@ -12,10 +12,10 @@ from sciwire.rig.protocol import NOT_JSON
 
 MESSAGES = [
     encode([1, {"exp_ref": "2024-01-01_1_m"}]),
-    encode([2, "ref", {"s": "with ] and } and \" and \\ inside"}]),
+    encode([2, "ref", {"s": 'with ] and } and " and \\ inside'}]),
     encode([64, 0, {"ü": "日本"}]),  # ASCII-escaped
-    "[4, \"raw utf-8 é 日本 🐭\"]".encode(),  # a peer that does not escape
-    b"[8,{\"compact\":[1,2.5e-3,-4]}]",
+    '[4, "raw utf-8 é 日本 🐭"]'.encode(),  # a peer that does not escape
+    b'[8,{"compact":[1,2.5e-3,-4]}]',
     encode([32, 20]),
     encode([0, "ValueError: x", 2]),
 ]
@@ -89,7 +89,7 @@ def test_invalid_utf8_is_garbage_but_stream_recovers() -> None:
 
 
 def test_split_inside_multibyte_character() -> None:
-    raw = "[1, \"é\"]".encode()
+    raw = '[1, "é"]'.encode()
     splitter = StreamSplitter()
     assert splitter.feed(raw[:6]) == []
     assert values(splitter.feed(raw[6:])) == [raw]

@@ -507,6 +507,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             ConnectError: the address cannot be bound (also OSError).
         """
         proc, host, port = parse_uri(server_uri, allow_port_zero=True)
+        _check_scheme(proc)
         loop = asyncio.get_running_loop()
         uri = format_uri(proc, host, port or 1)  # validated with a stand-in port until bound
         try:
@@ -544,6 +545,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             ConnectError: the TCP connection failed (also OSError).
         """
         proc, host, port = parse_uri(server_uri)
+        _check_scheme(proc)
         uri = format_uri(proc, host, port)
         loop = asyncio.get_running_loop()
 
@@ -560,6 +562,11 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         except OSError as exc:
             raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
         return protocol
+
+
+def _check_scheme(proc: str) -> None:
+    if proc != "udp" and proc not in STREAM_SCHEMES:
+        raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")
 
 
 def _expire(fut: asyncio.Future[bool], owner: EchoProtocol, addr: Addr) -> None:

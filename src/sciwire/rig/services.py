@@ -162,9 +162,16 @@ class Services(Service, Mapping[str, Any]):
         return await self._signal(ExpMessage.EXPINFO, "info", status, data=data, **kwargs)
 
     async def alyx(self, alyx: Any) -> None:
-        """Send the Alyx token to every rig (awaits only the echoes)."""
+        """Send the Alyx token to every rig (awaits only the echoes).
+
+        With no logged-in *alyx* each rig is asked for its token; unlike iblutil the
+        wait for the answer is bounded by the timeout.
+        """
         for service in self.values():
-            await service.alyx(alyx)
+            try:
+                await asyncio.wait_for(service.alyx(alyx), self.timeout or None)
+            except TimeoutError as exc:
+                raise ServicesTimeoutError([service.name]) from exc
 
     async def _signal(
         self,

@@ -92,9 +92,9 @@ async def test_every_message_shape_arrives(make: Factory, scaled: Scaled) -> Non
 async def test_alyx_request_returns_peer_token(make: Factory, scaled: Scaled) -> None:
     server, client = await make.pair()
 
-    def share(data: list[Any], addr: Any) -> None:
+    async def share(data: list[Any], addr: Any) -> None:
         if data == [None, {}]:
-            asyncio.ensure_future(server.confirmed_send([128, "https://alyx", {"u": "t"}], addr))
+            await server.confirmed_send([128, "https://alyx", {"u": "t"}], addr)
 
     server.assign_callback("ALYX", share)
     token = await asyncio.wait_for(client.alyx(), scaled(2))
@@ -164,7 +164,7 @@ async def test_raising_callback_reports_code_zero_and_others_run(
     server.assign_callback("EXPSTART", lambda d, a: after.append(d))
     report = asyncio.ensure_future(client.on_event(0))
     await client.start("2024-01-01_1_m")
-    data, addr = await asyncio.wait_for(report, scaled(2))
+    data, _addr = await asyncio.wait_for(report, scaled(2))
     assert data == ["ValueError: bad data", 2]
     assert after == [["2024-01-01_1_m", None]]
     assert server.callback_errors == 1
@@ -185,22 +185,22 @@ async def test_services_concurrent_and_sequential(make: Factory, scaled: Scaled)
     assert services.is_connected and list(services) == ["cam", "ephys", "sync"]
     info = await services.info(ExpStatus.CONNECTED, {"exp": 1})
     assert info == {n: [0, {"name": n, "main_sync": False}] for n in ("cam", "ephys", "sync")}
-    assert await services.init({"a": 1}) == dict.fromkeys(services, [{"a": 1}])
-    assert await services.start("2024-01-01_1_m") == dict.fromkeys(
-        services, ["2024-01-01_1_m", None]
-    )
-    assert await services.status(ExpStatus.RUNNING) == dict.fromkeys(services, [20])
+    assert await services.init({"a": 1}) == {key: [{"a": 1}] for key in services}
+    assert await services.start("2024-01-01_1_m") == {
+        key: ["2024-01-01_1_m", None] for key in services
+    }
+    assert await services.status(ExpStatus.RUNNING) == {key: [20] for key in services}
     order.clear()
-    assert await services.stop(concurrent=False) == dict.fromkeys(services, [None])
+    assert await services.stop(concurrent=False) == {key: [None] for key in services}
     assert order == ["sync", "ephys", "cam"]
     order.clear()
-    assert await services.cleanup(concurrent=False) == dict.fromkeys(services, [None])
+    assert await services.cleanup(concurrent=False) == {key: [None] for key in services}
     assert order == ["sync", "ephys", "cam"]
     order.clear()
-    assert await services.init(concurrent=False) == dict.fromkeys(services, [None])
+    assert await services.init(concurrent=False) == {key: [None] for key in services}
     assert order == ["cam", "ephys", "sync"]
     interrupted = await services.stop(immediately=True)
-    assert interrupted == dict.fromkeys(services, [None])
+    assert interrupted == {key: [None] for key in services}
     alyx = type("A", (), {"base_url": "u", "user": "me", "_token": "t", "is_logged_in": True})()
     await services.alyx(alyx)
     assert all(not c._handlers() for c in clients)  # nothing left registered
@@ -415,7 +415,7 @@ async def test_tcp_services_reply_glued_with_echo(make: Factory, scaled: Scaled)
     clients = [await make.client(r.com.server_uri, name=f"r{i}") for i, r in enumerate(rigs)]
     services = Services(clients, timeout=scaled(2))
     for _ in range(20):
-        assert await services.init() == dict.fromkeys(services, [None])
+        assert await services.init() == {key: [None] for key in services}
 
 
 async def test_many_tcp_clients_at_once(make: Factory, scaled: Scaled) -> None:
@@ -470,7 +470,7 @@ async def test_tcp_connection_lost_fails_the_wait(make: Factory, scaled: Scaled)
 
 
 async def test_udp_client_close_resolves_futures(make: Factory) -> None:
-    server, client = await make.pair()
+    _server, client = await make.pair()
     waiting = asyncio.ensure_future(client.on_event("EXPEND"))
     await asyncio.sleep(0)
     client.close()

@@ -13,7 +13,7 @@ from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
 
 from sciwire.errors import LocalProtocolError
 from sciwire.rig import ExpMessage, ExpStatus, Service, decode, encode, validate_uri
-from sciwire.rig.errors import RigTypeError, RigValueError
+from sciwire.rig.errors import RigValueError
 from sciwire.rig.protocol import (
     EchoState,
     EchoVerdict,

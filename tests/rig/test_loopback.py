@@ -20,7 +20,7 @@ from sciwire.rig import (
     encode,
 )
 from sciwire.rig.framing import StreamSplitter
-from tests.rig.conftest import Factory
+from tests.rig.helpers import Factory
 
 Scaled = Callable[[float], float]
 

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import socket
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from sciwire.rig.communicator import Addr, Communicator
 from sciwire.rig.errors import (
@@ -49,6 +49,7 @@ from sciwire.rig.uri import STREAM_SCHEMES, format_uri, parse_uri
 __all__ = ["EchoProtocol"]
 
 _UNPARSED = object()
+_Pending = tuple["asyncio.Future[bool]", asyncio.TimerHandle]
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 
 
@@ -114,10 +115,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         if not self._stream and self.protocol != "udp":
             raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
         self._peer: Addr = (self.hostname, self.port)
-        self._echo: EchoState[asyncio.Future[bool]] = EchoState(self.max_message_size)
+        self._echo: EchoState[_Pending] = EchoState(self.max_message_size)
         self._links: dict[Addr, _StreamLink] = {}
         self._splitter = StreamSplitter(self.max_buffer_size)
-        self._locks: dict[Addr, asyncio.Lock] = {}
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
         self.close_on_failure = self.role == "client"
         self.dropped: Counter[str] = Counter()
@@ -151,7 +151,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
 
     @property
     def _last_sent(self) -> dict[Addr, tuple[bytes, asyncio.Future[bool]]]:
-        return self._echo.pending()  # type: ignore[return-value]
+        pending = self._echo.pending().items()
+        return {cast(Addr, addr): (raw, token[0]) for addr, (raw, token) in pending}
 
     def awaiting_response(self, addr: Addr | None = None) -> bool:
         """True while an echo is awaited (from *addr*, or from anyone)."""
@@ -297,31 +298,51 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise RigValueError("Timeout must be non-zero number")
         payload = self.encode(data)
-        lock = self._locks.get(target)
-        if lock is None:
-            lock = self._locks[target] = asyncio.Lock()
-        async with lock:
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[bool] = loop.create_future()
-            self._echo.expect(target, payload, fut)
-            try:
-                self._send_raw(payload, target)
-            except BaseException:
-                self._echo.forget(target, late=False)
-                raise
-            handle = loop.call_later(timeout, _expire, fut, self, target)
-            try:
-                await fut
-            except (EchoTimeoutError, EchoMismatchError):
-                self._echo.forget(target, late=True)
-                if self.close_on_failure:
-                    self.close()
-                raise
-            except asyncio.CancelledError:
-                self._echo.forget(target, late=True)
-                raise
-            finally:
-                handle.cancel()
+        while self._echo.awaiting(target):  # queue behind the confirmed send in flight
+            previous = self._echo.pending()[target][1][0]
+            await asyncio.wait([previous])
+        fut = self._confirm(payload, target, timeout)
+        try:
+            await fut
+        except (EchoTimeoutError, EchoMismatchError):
+            if self.close_on_failure:
+                self.close()
+            raise
+        except asyncio.CancelledError:
+            self._abandon(target)
+            raise
+
+    def _abandon(self, target: Addr) -> None:
+        """Stop awaiting *target*'s echo (kept as a possible late echo)."""
+        pending = self._echo.pending().get(target)
+        self._echo.forget(target, late=True)
+        if pending is not None:
+            fut, handle = pending[1]
+            handle.cancel()
+            fut.cancel()
+
+    def _confirm(self, payload: bytes, target: Addr, timeout: float) -> asyncio.Future[bool]:
+        """Send *payload* now and return the future its echo resolves (no task needed).
+
+        The caller must make sure no echo from *target* is awaited already.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._send_raw(payload, target)
+        handle = loop.call_later(timeout, self._expire, target, fut)
+        self._echo.expect(target, payload, (fut, handle))
+        return fut
+
+    def _expire(self, target: Addr, fut: asyncio.Future[bool]) -> None:
+        if fut.done():
+            return
+        self._echo.forget(target, late=True)
+        fut.set_exception(
+            EchoTimeoutError(
+                f"Failed to receive client response in time ({self.name}: "
+                f"{self.server_uri}, peer {target[0]}:{target[1]})"
+            )
+        )
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -334,7 +355,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             self.logger.exception("%s: failed handling a message from %s", self.name, addr)
 
     def _handle(self, data: bytes, addr: Addr, value: Any) -> None:
-        verdict, fut = self._echo.receive(addr, data)
+        verdict, token = self._echo.receive(addr, data)
         if verdict is EchoVerdict.NEW:
             if value is _UNPARSED:
                 parsed = parse_message(data, self.max_message_size)
@@ -359,7 +380,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         if verdict is EchoVerdict.LATE:
             self.logger.warning("%s: late echo from %s swallowed", self.name, addr)
             return
-        assert fut is not None
+        assert token is not None
+        fut, handle = token
+        handle.cancel()
         if fut.done():
             return
         if verdict is EchoVerdict.MISMATCH:
@@ -413,8 +436,11 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
     def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
         pending = self._echo.pending().get(addr)
         self._echo.forget(addr, late=False)
-        if pending is not None and not pending[1].done():
-            pending[1].set_exception(ConnectionClosed(f"{self.name}: connection to {addr} lost"))
+        if pending is not None:
+            fut, handle = pending[1]
+            handle.cancel()
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(f"{self.name}: connection to {addr} lost"))
         self.logger.debug("connection from %s closed (%s)", addr, exc)
 
     # -- asyncio protocol callbacks ---------------------------------------------------
@@ -471,7 +497,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             if link.transport is not None:
                 link.transport.close()
         super().close()
-        for fut in self._echo.clear():
+        for fut, handle in self._echo.clear():
+            handle.cancel()
             if not fut.done():
                 fut.cancel("Close called on communicator")
         for task in list(self._tasks):
@@ -567,13 +594,3 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
 def _check_scheme(proc: str) -> None:
     if proc != "udp" and proc not in STREAM_SCHEMES:
         raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")
-
-
-def _expire(fut: asyncio.Future[bool], owner: EchoProtocol, addr: Addr) -> None:
-    if not fut.done():
-        fut.set_exception(
-            EchoTimeoutError(
-                f"Failed to receive client response in time ({owner.name}: "
-                f"{owner.server_uri}, peer {addr[0]}:{addr[1]})"
-            )
-        )

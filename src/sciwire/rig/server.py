@@ -13,7 +13,7 @@ from typing import Any
 
 from sciwire.rig.client import EchoProtocol
 from sciwire.rig.communicator import Addr
-from sciwire.rig.protocol import ExpMessage, ExpStatus
+from sciwire.rig.protocol import ExpMessage, ExpStatus, encode
 
 __all__ = ["RemoteRig", "serve"]
 
@@ -62,9 +62,26 @@ class RemoteRig:
             reply = [event, self.status, self.info]
         else:
             reply = [event, *data]
-        task = asyncio.ensure_future(self._reply(reply, addr))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        com = self.com
+        if com.awaiting_response(addr):  # queue behind the confirmed send in flight
+            task = asyncio.ensure_future(self._reply(reply, addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        try:  # the common case, without a task: send now, check the echo in a callback
+            fut = com._confirm(encode(reply), addr, com.default_echo_timeout)
+        except Exception as exc:
+            self._failed(addr, exc)
+            return
+        fut.add_done_callback(lambda f: self._echoed(f, addr))
+
+    def _echoed(self, fut: asyncio.Future[bool], addr: Addr) -> None:
+        if not fut.cancelled() and (exc := fut.exception()) is not None:
+            self._failed(addr, exc)
+
+    def _failed(self, addr: Addr, exc: BaseException) -> None:
+        self.reply_errors += 1
+        logger.warning("%s: reply to %s failed: %s", self.com.name, addr, exc)
 
     async def _reply(self, reply: list[Any], addr: Addr) -> None:
         try:
@@ -72,8 +89,7 @@ class RemoteRig:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.reply_errors += 1
-            logger.warning("%s: reply to %s failed: %s", self.com.name, addr, exc)
+            self._failed(addr, exc)
 
     def close(self) -> None:
         """Close the communicator and cancel replies in flight."""

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from sciwire.rig.client import EchoProtocol
 from sciwire.rig.errors import RigTypeError, ServicesTimeoutError
-from sciwire.rig.protocol import ExpMessage, Service
+from sciwire.rig.protocol import ExpMessage, Service, encode
 
 __all__ = ["Services"]
 
@@ -190,7 +191,12 @@ class Services(Service, Mapping[str, Any]):
         if concurrent:
             futures = self._listen(rigs, event)
             try:
-                await _all(getattr(rig, method)(*args, **kwargs) for rig in rigs)
+                if all(type(rig) is EchoProtocol and not rig.awaiting_response() for rig in rigs):
+                    # our own communicators: encode once, send to all, no task per rig
+                    message = getattr(Service, method)(rigs[0], *args, **kwargs)
+                    await _confirm_all(rigs, encode(message))
+                else:
+                    await _all(getattr(rig, method)(*args, **kwargs) for rig in rigs)
                 replies = await self._gather(futures, self.timeout)
             finally:
                 self._drop(event, futures)
@@ -204,6 +210,23 @@ class Services(Service, Mapping[str, Any]):
             finally:
                 self._drop(event, futures)
         return responses
+
+
+async def _confirm_all(rigs: list[EchoProtocol], payload: bytes) -> None:
+    """Confirmed-send *payload* to every rig at once and wait for every echo."""
+    echoes: list[tuple[EchoProtocol, asyncio.Future[bool]]] = []
+    try:
+        for rig in rigs:
+            echoes.append((rig, rig._confirm(payload, rig._peer, rig.default_echo_timeout)))
+        for _, fut in echoes:
+            await fut
+    except BaseException:
+        for rig, fut in echoes:
+            if not fut.done():
+                rig._abandon(rig._peer)
+            elif not fut.cancelled() and fut.exception() is not None and rig.close_on_failure:
+                rig.close()  # as confirmed_send does after a timeout or mismatch
+        raise
 
 
 async def _all(coros: Iterable[Awaitable[Any]]) -> None:

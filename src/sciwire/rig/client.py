@@ -49,7 +49,8 @@ from sciwire.rig.uri import STREAM_SCHEMES, format_uri, parse_uri
 __all__ = ["EchoProtocol"]
 
 _UNPARSED = object()
-_Pending = tuple["asyncio.Future[bool]", asyncio.TimerHandle]
+_Pending = tuple["asyncio.Future[bool]", float]  # the echo's future and its deadline
+_EARLY = 0.001  # asyncio may run a timer up to its clock resolution early
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 
 
@@ -120,6 +121,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         self._splitter = StreamSplitter(self.max_buffer_size)
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
         self.close_on_failure = self.role == "client"
+        self._server_role = self.role == "server"
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
         self.dropped: Counter[str] = Counter()
         loop = asyncio.get_running_loop()
         self.on_connection_lost: asyncio.Future[Any] = loop.create_future()
@@ -225,7 +229,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
 
     def _send_raw(self, payload: bytes, addr: Addr | None) -> None:
         if self._stream:
-            if self.role == "server":
+            if self._server_role:
                 self._link_for(addr).write(payload)
                 return
             if addr is not None and (addr[0], addr[1]) != self._peer:
@@ -242,12 +246,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             raise MessageTooLargeError(
                 f"{len(payload)} bytes do not fit one UDP datagram (max {self._udp_limit})"
             )
-        if self.role == "client":
+        if not self._server_role:
             transport.sendto(payload)  # connected socket
         elif addr is None:
             raise RigTypeError("a server needs the peer address: send(data, addr)")
         else:
-            transport.sendto(payload, (addr[0], addr[1]))
+            transport.sendto(payload, addr)
 
     def _link_for(self, addr: Addr | None) -> asyncio.Transport:
         if addr is None:
@@ -265,7 +269,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         return transport
 
     def _target(self, addr: Addr | None) -> Addr:
-        if self.role == "server":
+        if self._server_role:
             if not addr:
                 raise RigTypeError("confirmed_send missing 1 required argument: 'addr'")
             return (addr[0], addr[1])
@@ -317,9 +321,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         pending = self._echo.pending().get(target)
         self._echo.forget(target, late=True)
         if pending is not None:
-            fut, handle = pending[1]
-            handle.cancel()
-            fut.cancel()
+            pending[1][0].cancel()
 
     def _confirm(self, payload: bytes, target: Addr, timeout: float) -> asyncio.Future[bool]:
         """Send *payload* now and return the future its echo resolves (no task needed).
@@ -329,9 +331,29 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
         self._send_raw(payload, target)
-        handle = loop.call_later(timeout, self._expire, target, fut)
-        self._echo.expect(target, payload, (fut, handle))
+        deadline = loop.time() + timeout
+        self._echo.expect(target, payload, (fut, deadline))
+        # One watchdog timer for all deadlines, not a timer per message.
+        if self._watchdog is None or deadline < self._watchdog_at:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = loop.call_at(deadline, self._check_deadlines)
+            self._watchdog_at = deadline
         return fut
+
+    def _check_deadlines(self) -> None:
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _EARLY
+        earliest: float | None = None
+        for addr, (_, (fut, deadline)) in self._echo.pending().items():
+            if deadline <= now:
+                self._expire(cast(Addr, addr), fut)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._watchdog = loop.call_at(earliest, self._check_deadlines)
+            self._watchdog_at = earliest
 
     def _expire(self, target: Addr, fut: asyncio.Future[bool]) -> None:
         if fut.done():
@@ -381,8 +403,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             self.logger.warning("%s: late echo from %s swallowed", self.name, addr)
             return
         assert token is not None
-        fut, handle = token
-        handle.cancel()
+        fut = token[0]
         if fut.done():
             return
         if verdict is EchoVerdict.MISMATCH:
@@ -437,8 +458,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         pending = self._echo.pending().get(addr)
         self._echo.forget(addr, late=False)
         if pending is not None:
-            fut, handle = pending[1]
-            handle.cancel()
+            fut = pending[1][0]
             if not fut.done():
                 fut.set_exception(ConnectionClosed(f"{self.name}: connection to {addr} lost"))
         self.logger.debug("connection from %s closed (%s)", addr, exc)
@@ -453,7 +473,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         """Called by the UDP transport for each datagram."""
         host, port = addr[0], addr[1]
-        if self.role == "client" and host != self.hostname:
+        if not self._server_role and host != self._host:
             self.dropped["foreign"] += 1
             self.logger.warning("Ignoring UDP packet from unexpected host %s:%s", host, port)
             return
@@ -497,8 +517,10 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             if link.transport is not None:
                 link.transport.close()
         super().close()
-        for fut, handle in self._echo.clear():
-            handle.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for fut, _ in self._echo.clear():
             if not fut.done():
                 fut.cancel("Close called on communicator")
         for task in list(self._tasks):

@@ -72,7 +72,7 @@ class Communicator(Service):
     def __init__(
         self, server_uri: Any, name: str | None = None, logger: logging.Logger | None = None
     ) -> None:
-        self.server_uri: str = validate_uri(server_uri)
+        self.server_uri = validate_uri(server_uri)
         self.name: str = name or str(server_uri)
         self.logger: logging.Logger = logger or logging.getLogger("sciwire.rig")
         self._callbacks = Registry("flag")
@@ -83,19 +83,32 @@ class Communicator(Service):
     # -- address ----------------------------------------------------------------------
 
     @property
+    def server_uri(self) -> str:
+        """The full URI of the remote (client role) or local (server role) address."""
+        return self._server_uri
+
+    @server_uri.setter
+    def server_uri(self, value: str) -> None:
+        parsed = urlparse(value)
+        self._server_uri = value
+        self._scheme = parsed.scheme
+        self._host = parsed.hostname or ""
+        self._port = int(parsed.port or 0)
+
+    @property
     def port(self) -> int:
         """The remote (or local, in the server role) port."""
-        return int(urlparse(self.server_uri).port or 0)
+        return self._port
 
     @property
     def hostname(self) -> str:
         """The remote (or local) IP address, without IPv6 brackets."""
-        return urlparse(self.server_uri).hostname or ""
+        return self._host
 
     @property
     def protocol(self) -> str:
         """The URI scheme: udp, tcp, ws or wss."""
-        return urlparse(self.server_uri).scheme
+        return self._scheme
 
     @property
     def is_connected(self) -> bool:
@@ -186,6 +199,8 @@ class Communicator(Service):
                 self.clear_callbacks(event, fut)
 
     def _dispatch(self, event: ExpMessage, data: list[Any], addr: Addr) -> int:
+        if not len(self._callbacks):
+            return 0
         return self._callbacks.dispatch(int(event), data, addr, event)
 
     def _handlers(self) -> list[Handler]:

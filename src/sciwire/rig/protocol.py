@@ -16,11 +16,10 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from functools import reduce
 from operator import or_
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sciwire.rig.errors import RigTypeError, RigValueError
 
@@ -194,8 +193,7 @@ def decode(data: bytes | str) -> Any:
 # -- received messages ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """A valid experiment message: its event, its arguments and its exact bytes."""
 
     event: ExpMessage
@@ -203,8 +201,7 @@ class Message:
     raw: bytes
 
 
-@dataclass(frozen=True)
-class ErrorReport:
+class ErrorReport(NamedTuple):
     """A code-0 message: the peer's callback for *event* raised *error*. Never echoed."""
 
     error: str
@@ -212,8 +209,7 @@ class ErrorReport:
     raw: bytes
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     """A message dropped unechoed, with the reason (also the name of its drop counter)."""
 
     reason: str

@@ -207,6 +207,45 @@ async def test_our_services_drive_iblutil_rigs(
     assert all(not c.dropped for c in clients)
 
 
+class Alyx:
+    base_url = "https://alyx.example.org"
+    user = "experimenter"
+    _token = "s3cr3t"
+    is_logged_in = True
+
+
+async def test_alyx_token_sharing_both_ways(make: Factory, ibl: IblPeers, scaled: Scaled) -> None:
+    # iblutil asks our rig for the token; our rig answers with its own confirmed message
+    ours = await make.server(name="ours")
+
+    async def share(data: list[Any], addr: Any) -> None:
+        if data == [None, {}]:
+            await ours.alyx(Alyx(), addr=addr)
+
+    ours.assign_callback("ALYX", share)
+    theirs = await ibl.client(ours.server_uri)
+    token = await asyncio.wait_for(theirs.alyx(), scaled(2))
+    assert token == ["https://alyx.example.org", {"experimenter": "s3cr3t"}]
+    # and our client sends a token to an iblutil server
+    ibl_server = await ibl.server()
+    client = await make.client(ibl_server.server_uri)
+    got = asyncio.ensure_future(ibl_server.on_event("ALYX"))
+    assert await client.alyx(Alyx()) is None
+    assert (await asyncio.wait_for(got, scaled(2)))[0] == [
+        Alyx.base_url,
+        {"experimenter": "s3cr3t"},
+    ]
+
+
+async def test_largest_udp_message_to_iblutil(make: Factory, ibl: IblPeers, scaled: Scaled) -> None:
+    ibl_server = await ibl.server()
+    client = await make.client(ibl_server.server_uri)
+    text = "y" * (65507 - len(b'[1, ""]'))
+    got = asyncio.ensure_future(ibl_server.on_event("EXPINIT"))
+    await client.init(text)
+    assert (await asyncio.wait_for(got, scaled(2)))[0] == [text]
+
+
 @pytest.mark.parametrize("scheme", ["tcp", "ws"])
 async def test_tcp_single_messages_both_ways(
     make: Factory, ibl: IblPeers, scaled: Scaled, scheme: str

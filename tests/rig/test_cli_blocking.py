@@ -126,6 +126,8 @@ def test_cli_send_errors(scaled: Scaled) -> None:
     runner = CliRunner()
     result = runner.invoke(group, ["send", "udp://127.0.0.1:9", "bogus"])
     assert result.exit_code == 2 and "Unrecognized" in result.output
+    result = runner.invoke(group, ["send", "udp://127.0.0.1:9", "0"])
+    assert result.exit_code == 2 and "error report" in result.output
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
         mute.bind(("127.0.0.1", 0))
         uri = f"udp://127.0.0.1:{mute.getsockname()[1]}"

@@ -363,6 +363,15 @@ async def test_misuse_errors(make: Factory) -> None:
     await client.init()  # still usable: misuse raised before anything was sent
 
 
+@pytest.mark.parametrize("scheme", ["udp", "tcp"])
+async def test_largest_udp_message_round_trips(make: Factory, scaled: Scaled, scheme: str) -> None:
+    server, client = await make.pair(scheme)
+    text = "x" * (65507 - len(encode([1, ""])))  # exactly the largest IPv4 UDP payload
+    got = asyncio.ensure_future(server.on_event("EXPINIT"))
+    await client.init(text)
+    assert (await asyncio.wait_for(got, scaled(2)))[0] == [text]
+
+
 async def test_concurrent_confirmed_sends_to_one_peer_queue(make: Factory) -> None:
     server, client = await make.pair()
     got: list[Any] = []

@@ -92,6 +92,8 @@ def send(
         code = ExpMessage.validate(int(event) if event.isdigit() else event, allow_bitwise=False)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="EVENT") from exc
+    if not code:
+        raise click.BadParameter("code 0 is the error report, not an event", param_hint="EVENT")
     args = [_json_arg(d) for d in data] or [None]
     try:
         reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))

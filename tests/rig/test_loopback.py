@@ -487,3 +487,12 @@ async def test_udp_client_close_resolves_futures(make: Factory) -> None:
         await waiting
     assert client.on_connection_lost.done()
     assert not client.is_connected
+
+
+async def test_udp_client_ignores_other_hosts(make: Factory) -> None:
+    _server, client = await make.pair()
+    seen: list[Any] = []
+    client.assign_callback(ExpMessage.any(), lambda d, a, e: seen.append(d))
+    client.datagram_received(b"[1, null]", ("10.9.9.9", client.port))
+    assert client.dropped == {"foreign": 1}
+    assert seen == []

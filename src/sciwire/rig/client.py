@@ -32,6 +32,7 @@ from sciwire.rig.errors import (
     RigValueError,
 )
 from sciwire.rig.framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
+from sciwire.rig.links import StreamLink
 from sciwire.rig.protocol import (
     MAX_MESSAGE_SIZE,
     NOT_JSON,
@@ -52,35 +53,6 @@ _UNPARSED = object()
 _Pending = tuple["asyncio.Future[bool]", float]  # the echo's future and its deadline
 _EARLY = 0.001  # asyncio may run a timer up to its clock resolution early
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
-
-
-class _StreamLink(asyncio.Protocol):
-    """One accepted TCP connection of a server: its transport and stream splitter."""
-
-    def __init__(self, owner: EchoProtocol) -> None:
-        self.owner = owner
-        self.splitter = StreamSplitter(owner.max_buffer_size)
-        self.transport: asyncio.Transport | None = None
-        self.addr: Addr = ("", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.addr = (peer[0], peer[1])
-        self.owner._links[self.addr] = self
-        self.owner.logger.debug("TCP connection from %s", self.addr)
-
-    def data_received(self, data: bytes) -> None:
-        self.owner._stream_data(self.splitter, data, self.addr, self.transport)
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.owner._links.get(self.addr) is self:
-            del self.owner._links[self.addr]
-        self.owner._peer_gone(self.addr, exc)
 
 
 class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
@@ -117,7 +89,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
         self._peer: Addr = (self.hostname, self.port)
         self._echo: EchoState[_Pending] = EchoState(self.max_message_size)
-        self._links: dict[Addr, _StreamLink] = {}
+        self._links: dict[Addr, StreamLink] = {}
         self._splitter = StreamSplitter(self.max_buffer_size)
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
         self.close_on_failure = self.role == "client"
@@ -418,21 +390,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             )
         fut.set_result(True)
 
-    def _error_report(self, report: ErrorReport, addr: Addr) -> None:
-        try:
-            name = ExpMessage(report.event).name if 0 <= report.event <= 255 else None
-        except ValueError:
-            name = None
-        self.logger.error(
-            "Callback for %s on %s://%s:%s failed with %s",
-            name or report.event,
-            self.protocol,
-            addr[0],
-            addr[1],
-            report.error,
-        )
-        self._dispatch(ExpMessage(0), [report.error, report.event], addr)
-
     def _stream_data(
         self,
         splitter: StreamSplitter,
@@ -563,7 +520,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             if proc in STREAM_SCHEMES:
                 protocol = EchoProtocol(uri, "server", name=name, logger=log)
                 tcp_server = await loop.create_server(
-                    lambda: _StreamLink(protocol), host, port, **kwargs
+                    lambda: StreamLink(protocol), host, port, **kwargs
                 )
                 protocol.Server = tcp_server
                 bound = tcp_server.sockets[0].getsockname()

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from sciwire.core.patterns import Handler, Registry
 from sciwire.rig.errors import RigTypeError
-from sciwire.rig.protocol import ExpMessage, Service, decode, encode
+from sciwire.rig.protocol import ErrorReport, ExpMessage, Service, decode, encode
 from sciwire.rig.uri import validate_uri
 
 __all__ = ["Communicator"]
@@ -228,6 +228,21 @@ class Communicator(Service):
             self.send(report, addr)
         except Exception:  # the link may be gone; the failure is logged above
             self.logger.debug("could not report callback error to %s", addr, exc_info=True)
+
+    def _error_report(self, report: ErrorReport, addr: Addr) -> None:
+        try:
+            name = ExpMessage(report.event).name if 0 <= report.event <= 255 else None
+        except ValueError:
+            name = None
+        self.logger.error(
+            "Callback for %s on %s://%s:%s failed with %s",
+            name or report.event,
+            self.protocol,
+            addr[0],
+            addr[1],
+            report.error,
+        )
+        self._dispatch(ExpMessage(0), [report.error, report.event], addr)
 
     def close(self) -> None:
         """De-register every callback and cancel waiting futures."""

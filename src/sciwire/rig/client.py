@@ -276,6 +276,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         payload = self.encode(data)
         while self._echo.awaiting(target):  # queue behind the confirmed send in flight
             previous = self._echo.pending()[target][1][0]
+            if previous.done():  # defensive: a settled entry must not block the queue
+                self._echo.forget(target, late=False)
+                break
             await asyncio.wait([previous])
         fut = self._confirm(payload, target, timeout)
         try:

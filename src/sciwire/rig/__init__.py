@@ -4,6 +4,21 @@ Drop-in names: :class:`EchoProtocol`, :class:`Services`, :class:`ExpMessage`,
 :class:`ExpStatus`, :func:`validate_uri` and friends. Every message is confirmed by
 its byte-for-byte echo. UDP is wire-identical to iblutil; TCP works with several
 clients and with glued or split messages; IPv6 works on both.
+
+Deliberate differences from iblutil 1.20 (its bugs fixed, not copied):
+
+- Only valid messages are echoed; empty, oversized, non-UTF-8, non-JSON or wrongly
+  shaped input is logged, counted in ``EchoProtocol.dropped`` and not echoed.
+- TCP: one splitter and echo state per connection (glued/split messages, many clients).
+- A server is not closed by one peer's echo timeout or mismatch (a client still is).
+- Confirmed sends to one address queue; a late echo after a timeout is swallowed once
+  (re-echoing it would start an endless ping-pong).
+- A raising callback does not stop the other callbacks for that event; async callbacks
+  run as tasks. UDP messages over one datagram raise at once instead of timing out.
+- Services registers for replies before sending (iblutil's sequential mode can miss a
+  fast reply), sends concurrently, names the silent rigs in ``ServicesTimeoutError``
+  and cancels what it no longer waits for.
+- ``EchoProtocol.server`` accepts port 0; the default logger never prints.
 """
 
 from __future__ import annotations

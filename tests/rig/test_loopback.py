@@ -496,3 +496,14 @@ async def test_udp_client_ignores_other_hosts(make: Factory) -> None:
     client.datagram_received(b"[1, null]", ("10.9.9.9", client.port))
     assert client.dropped == {"foreign": 1}
     assert seen == []
+
+
+async def test_services_alyx_request_is_bounded(make: Factory, scaled: Scaled) -> None:
+    from sciwire.rig import Services, ServicesTimeoutError
+
+    rig = await make.rig(name="quiet")  # echoes ALYX but never shares a token
+    client = await make.client(rig.com.server_uri, name="quiet")
+    with pytest.raises(ServicesTimeoutError) as info:
+        await Services([client], timeout=scaled(0.2)).alyx(None)
+    assert info.value.failed == {"quiet"}
+    assert not client._handlers()

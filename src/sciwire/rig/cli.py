@@ -97,7 +97,7 @@ def send(
     args = [_json_arg(d) for d in data] or [None]
     try:
         reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))
-    except (SciwireError, OSError, TimeoutError, RuntimeError) as exc:
+    except (SciwireError, OSError, TimeoutError, asyncio.TimeoutError, RuntimeError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     click.echo(f"confirmed {code.name} {json.dumps(args)}")
     if reply is not None:

@@ -171,7 +171,7 @@ class Services(Service, Mapping[str, Any]):
         for service in self.values():
             try:
                 await asyncio.wait_for(service.alyx(alyx), self.timeout or None)
-            except TimeoutError as exc:
+            except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
                 raise ServicesTimeoutError([service.name]) from exc
 
     async def _signal(

@@ -183,7 +183,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             await self.confirmed_send(message, addr=addr)
             token, _ = await fut
         finally:
-            if not fut.done():
+            if not fut.done() or fut.cancelled():  # still registered
                 self.clear_callbacks(ExpMessage.ALYX, fut)
         return token
 

@@ -195,7 +195,7 @@ class Communicator(Service):
         try:
             return await fut
         finally:
-            if not fut.done():
+            if not fut.done() or fut.cancelled():  # still registered
                 self.clear_callbacks(event, fut)
 
     def _dispatch(self, event: ExpMessage, data: list[Any], addr: Addr) -> int:

@@ -217,7 +217,7 @@ async def test_services_timeout_names_silent_rigs_and_cleans_up(
         await make.client(live.com.server_uri, name="live"),
         await make.client(silent.server_uri, name="silent"),
     ]
-    services = Services(clients, timeout=scaled(0.3))
+    services = Services(clients, timeout=scaled(1.0))  # the live rig must make it
     with pytest.raises(ServicesTimeoutError) as info:
         await services.init()
     assert info.value.failed == {"silent"}

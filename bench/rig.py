@@ -25,9 +25,25 @@ QUIET = logging.getLogger("bench.rig.quiet")
 QUIET.setLevel(logging.ERROR)
 QUIET.propagate = False
 
-ROUND_TRIPS = 2000  # confirmed sends per round
-SERVICE_ROUNDS = 400  # Services.init calls per round (3 rigs each)
+ROUND_TRIPS = 400  # confirmed sends per batch
+SERVICE_ROUNDS = 100  # Services.init calls per batch (3 rigs each)
 TCP_CLIENTS = 10
+# A round is BATCHES short batches and reports the best one: on a shared 2-core machine
+# load bursts from other processes otherwise decide which side "wins" a round. Both
+# libraries are measured the same way, alternating round by round.
+BATCHES = 5
+
+
+def _best_of(side: Side, make: Callable[[], Any], count: int) -> Callable[[], float]:
+    def one_round() -> float:
+        best = 0.0
+        for _ in range(BATCHES):
+            start = time.perf_counter()
+            side.run(make())
+            best = max(best, count / (time.perf_counter() - start))
+        return best
+
+    return one_round
 
 
 # -- the remote side, run in a subprocess ---------------------------------------------------
@@ -162,12 +178,7 @@ def _round_trips(side: Side, client: Any, n: int) -> Callable[[], float]:
         for i in range(n):
             await client.confirmed_send([1, i])
 
-    def one_round() -> float:
-        start = time.perf_counter()
-        side.run(go())
-        return n / (time.perf_counter() - start)
-
-    return one_round
+    return _best_of(side, go, n)
 
 
 def _services(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
@@ -184,12 +195,7 @@ def _services(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
         for _ in range(n):
             await services.init()
 
-    def one_round() -> float:
-        start = time.perf_counter()
-        side.run(go())
-        return n / (time.perf_counter() - start)
-
-    return one_round
+    return _best_of(side, go, n)
 
 
 def _many(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
@@ -202,12 +208,7 @@ def _many(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
     async def go() -> None:
         await asyncio.gather(*(one(c) for c in clients))
 
-    def one_round() -> float:
-        start = time.perf_counter()
-        side.run(go())
-        return per * len(clients) / (time.perf_counter() - start)
-
-    return one_round
+    return _best_of(side, go, per * len(clients))
 
 
 def workloads(stack: contextlib.ExitStack) -> list[Workload]:

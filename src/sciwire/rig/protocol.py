@@ -143,6 +143,11 @@ def validate_status(status: Any) -> ExpStatus:
 # -- codec -----------------------------------------------------------------------------
 
 
+# json.dumps(x) with default arguments is exactly this encoder's encode(x), minus the
+# argument checks json.dumps makes on every call.
+_ENCODE = json.JSONEncoder().encode
+
+
 def encode(data: Any) -> bytes:
     """Serialise a message exactly as iblutil does.
 
@@ -161,7 +166,7 @@ def encode(data: Any) -> bytes:
     if isinstance(data, str):
         return data.encode()
     try:
-        return json.dumps(data).encode()
+        return _ENCODE(data).encode()
     except TypeError as exc:
         raise RigTypeError(f"cannot encode message: {exc}") from exc
     except ValueError as exc:

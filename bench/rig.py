@@ -1,6 +1,6 @@
 """sciwire.rig vs iblutil.io.net: confirmed round trips and Services round trips.
 
-The remote side of every workload (the rigs) runs in its own process with its own
+The remote side of every workload (each rig) runs in its own process with its own
 event loop, as a remote rig really does; the driving side runs here, each library
 on its own event loop. iblutil gets a quiet logger (its default prints every message).
 """
@@ -230,9 +230,12 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         )
     )
 
-    # Services round trip (send, echo, the rig's reply, its echo) to 3 rigs over UDP
-    our_rigs = ours.connect("svc", _spawn(stack, "sciwire", "udp", 3, True))
-    ibl_rigs = theirs.connect("svc", _spawn(stack, "iblutil", "udp", 3, True))
+    # Services round trip (send, echo, the rig's reply, its echo) to 3 rigs over UDP,
+    # each rig in its own process as each remote device is its own machine in iblrig
+    our_uris = [u for _ in range(3) for u in _spawn(stack, "sciwire", "udp", 1, True)]
+    ibl_uris = [u for _ in range(3) for u in _spawn(stack, "iblutil", "udp", 1, True)]
+    our_rigs = ours.connect("svc", our_uris)
+    ibl_rigs = theirs.connect("svc", ibl_uris)
     result.append(
         Workload(
             "Services.init round trip, 3 rigs, UDP",

@@ -314,3 +314,16 @@ def test_echo_state_late_echo_swallowed_once() -> None:
     state.expect(addr, b"x", 3)
     assert state.clear() == [3]
     assert not state.awaiting(addr)
+
+
+async def test_is_success() -> None:
+    import asyncio
+
+    from sciwire.rig import is_success
+
+    loop = asyncio.get_running_loop()
+    ok, failed, cancelled, waiting = (loop.create_future() for _ in range(4))
+    ok.set_result(1)
+    failed.set_exception(ValueError())
+    cancelled.cancel()
+    assert [is_success(f) for f in (ok, failed, cancelled, waiting)] == [True, False, False, False]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from sciwire.rig.blocking import BlockingEchoProtocol, BlockingServices
 from sciwire.rig.client import EchoProtocol
-from sciwire.rig.communicator import Communicator
+from sciwire.rig.communicator import Communicator, is_success
 from sciwire.rig.errors import (
     EchoMismatchError,
     EchoTimeoutError,
@@ -68,6 +68,7 @@ __all__ = [
     "decode",
     "encode",
     "hostname2ip",
+    "is_success",
     "is_valid_ip",
     "serve",
     "validate_uri",

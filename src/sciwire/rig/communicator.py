@@ -21,10 +21,15 @@ from sciwire.rig.errors import RigTypeError
 from sciwire.rig.protocol import ErrorReport, ExpMessage, Service, decode, encode
 from sciwire.rig.uri import validate_uri
 
-__all__ = ["Communicator"]
+__all__ = ["Communicator", "is_success"]
 
 Addr = tuple[str, int]
 Callback = Callable[..., Any] | asyncio.Future[Any]
+
+
+def is_success(future: asyncio.Future[Any]) -> bool:
+    """True if *future* finished with a result (not cancelled, no exception)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _callback_id(callback: Any) -> int:

@@ -1,0 +1,75 @@
+"""The IBL rig echo protocol, wire-compatible with ``iblutil.io.net``.
+
+Drop-in names: :class:`EchoProtocol`, :class:`Services`, :class:`ExpMessage`,
+:class:`ExpStatus`, :func:`validate_uri` and friends. Every message is confirmed by
+its byte-for-byte echo. UDP is wire-identical to iblutil; TCP works with several
+clients and with glued or split messages; IPv6 works on both.
+
+Deliberate differences from iblutil 1.20 (its bugs fixed, not copied):
+
+- Only valid messages are echoed; empty, oversized, non-UTF-8, non-JSON or wrongly
+  shaped input is logged, counted in ``EchoProtocol.dropped`` and not echoed.
+- TCP: one splitter and echo state per connection (glued/split messages, many clients).
+- A server is not closed by one peer's echo timeout or mismatch (a client still is).
+- Confirmed sends to one address queue; a late echo after a timeout is swallowed once
+  (re-echoing it would start an endless ping-pong).
+- A raising callback does not stop the other callbacks for that event; async callbacks
+  run as tasks. UDP messages over one datagram raise at once instead of timing out.
+- Services registers for replies before sending (iblutil's sequential mode can miss a
+  fast reply), sends concurrently, names the silent rigs in ``ServicesTimeoutError``
+  and cancels what it no longer waits for.
+- ``EchoProtocol.server`` accepts port 0; the default logger never prints.
+"""
+
+from __future__ import annotations
+
+from sciwire.rig.blocking import BlockingEchoProtocol, BlockingServices
+from sciwire.rig.client import EchoProtocol
+from sciwire.rig.communicator import Communicator, is_success
+from sciwire.rig.errors import (
+    EchoMismatchError,
+    EchoTimeoutError,
+    MessageTooLargeError,
+    RigTypeError,
+    RigValueError,
+    ServicesTimeoutError,
+)
+from sciwire.rig.protocol import (
+    LISTEN_PORT,
+    PROTOCOL_VERSION,
+    ExpMessage,
+    ExpStatus,
+    Service,
+    decode,
+    encode,
+)
+from sciwire.rig.server import RemoteRig, serve
+from sciwire.rig.services import Services
+from sciwire.rig.uri import hostname2ip, is_valid_ip, validate_uri
+
+__all__ = [
+    "LISTEN_PORT",
+    "PROTOCOL_VERSION",
+    "BlockingEchoProtocol",
+    "BlockingServices",
+    "Communicator",
+    "EchoMismatchError",
+    "EchoProtocol",
+    "EchoTimeoutError",
+    "ExpMessage",
+    "ExpStatus",
+    "MessageTooLargeError",
+    "RemoteRig",
+    "RigTypeError",
+    "RigValueError",
+    "Service",
+    "Services",
+    "ServicesTimeoutError",
+    "decode",
+    "encode",
+    "hostname2ip",
+    "is_success",
+    "is_valid_ip",
+    "serve",
+    "validate_uri",
+]

@@ -1,0 +1,123 @@
+"""``sciwire rig``: stand up a remote rig, or send one experiment message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from sciwire.errors import SciwireError
+from sciwire.rig.client import EchoProtocol
+from sciwire.rig.protocol import ExpMessage
+from sciwire.rig.server import RemoteRig
+
+__all__ = ["group"]
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@click.group(name="rig")
+def group() -> None:
+    """IBL rig echo protocol (iblutil.io.net) over UDP or TCP."""
+
+
+@group.command()
+@click.argument("uri")
+@click.option("--name", "-n", default=None, help="Label of this rig.")
+@click.option("--reply", is_flag=True, help="Answer each message with the same event.")
+@click.option("--count", type=int, default=0, help="Exit after this many messages (0: never).")
+def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
+    """Listen on URI (udp://host:port, tcp://..., [::1] works; port 0 picks one).
+
+    Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT.
+    """
+    try:
+        asyncio.run(_serve(uri, name, reply, count))
+    except KeyboardInterrupt:
+        pass
+    except (SciwireError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
+    com = await EchoProtocol.server(uri, name=name)
+    rig = RemoteRig(com) if reply else None
+    done = asyncio.Event()
+    seen = 0
+
+    def show(data: list[Any], addr: Any, event: ExpMessage) -> None:
+        nonlocal seen
+        seen += 1
+        click.echo(f"{event.name} {json.dumps(data)} {addr[0]}:{addr[1]}")
+        if count and seen >= count:
+            done.set()
+
+    com.assign_callback(ExpMessage.any(), show)
+    click.echo(f"listening on {com.server_uri}")
+    sys.stdout.flush()
+    try:
+        await done.wait()
+        await asyncio.sleep(0.05)  # let a --reply answer to the last message go out
+    finally:
+        if rig is not None:
+            rig.close()
+        await com.wait_closed()
+
+
+@group.command()
+@click.argument("uri")
+@click.argument("event")
+@click.argument("data", nargs=-1)
+@click.option("--timeout", type=float, default=1.0, show_default=True, help="Echo timeout (s).")
+@click.option(
+    "--wait-reply", type=float, default=None, help="Also wait this long for the same event back."
+)
+def send(
+    uri: str, event: str, data: tuple[str, ...], timeout: float, wait_reply: float | None
+) -> None:
+    """Send EVENT (name or code) with DATA (each argument JSON, else text) to URI.
+
+    The message is ``[event, *DATA]`` (``[event, null]`` with no DATA); it is confirmed
+    by its echo. Exit status 1 on a timeout or error.
+    """
+    try:
+        code = ExpMessage.validate(int(event) if event.isdigit() else event, allow_bitwise=False)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="EVENT") from exc
+    if not code:
+        raise click.BadParameter("code 0 is the error report, not an event", param_hint="EVENT")
+    args = [_json_arg(d) for d in data] or [None]
+    try:
+        reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))
+    except (SciwireError, OSError, TimeoutError, asyncio.TimeoutError, RuntimeError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    click.echo(f"confirmed {code.name} {json.dumps(args)}")
+    if reply is not None:
+        click.echo(f"reply {code.name} {json.dumps(reply)}")
+
+
+async def _send(
+    uri: str, event: ExpMessage, args: list[Any], timeout: float, wait_reply: float | None
+) -> Any:
+    com = await EchoProtocol.client(uri)
+    try:
+        waiter = asyncio.ensure_future(com.on_event(event)) if wait_reply else None
+        try:
+            await com.confirmed_send([event, *args], timeout=timeout)
+            if waiter is None:
+                return None
+            data, _ = await asyncio.wait_for(waiter, wait_reply)
+            return data
+        finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+    finally:
+        await com.wait_closed()

@@ -1,0 +1,578 @@
+"""EchoProtocol: the asyncio rig communicator, client or server, over UDP or TCP.
+
+Wire-identical to iblutil's ``EchoProtocol`` over UDP. Over TCP (``tcp://``, and
+``ws://``/``wss://`` as iblutil spells plain TCP) every connection has its own
+stream splitter, link and echo state, so many clients work at once and glued or
+split messages survive.
+
+What is echoed: a message that is not an awaited echo is echoed back byte for byte
+before any callback runs IF it is a valid message (a JSON list of two or more items
+starting with an event code or name). Error reports (code 0) are never echoed, as
+upstream. Everything else (empty, oversized, invalid UTF-8, not JSON, wrong shape,
+unknown event) is logged, counted in :attr:`EchoProtocol.dropped` and NOT echoed:
+an echo tells the sender "received and accepted", which would be false.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from typing import Any, cast
+
+from sciwire.rig.communicator import Addr, Communicator
+from sciwire.rig.errors import (
+    ConnectError,
+    ConnectionClosed,
+    EchoMismatchError,
+    EchoTimeoutError,
+    MessageTooLargeError,
+    RigTypeError,
+    RigValueError,
+)
+from sciwire.rig.framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
+from sciwire.rig.links import StreamLink
+from sciwire.rig.protocol import (
+    MAX_MESSAGE_SIZE,
+    NOT_JSON,
+    EchoState,
+    EchoVerdict,
+    ErrorReport,
+    ExpMessage,
+    Message,
+    Rejected,
+    classify,
+    parse_message,
+)
+from sciwire.rig.uri import STREAM_SCHEMES, format_uri, parse_uri
+
+__all__ = ["EchoProtocol"]
+
+_UNPARSED = object()
+_Pending = tuple["asyncio.Future[bool]", float]  # the echo's future and its deadline
+_EARLY = 0.001  # asyncio may run a timer up to its clock resolution early
+_UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
+
+
+class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
+    """A rig communicator: every message is confirmed by its byte-for-byte echo.
+
+    Create with :meth:`server` (listens on a local address, talks to many peers,
+    ``addr`` required) or :meth:`client` (talks to one remote rig).
+
+    Attributes:
+        Server: the asyncio server in the TCP server role, else None.
+        default_echo_timeout: seconds to wait for an echo (1.0).
+        max_message_size: the largest message accepted (65535, UDP's maximum).
+        max_buffer_size: the most bytes a TCP connection may hold for one message.
+        close_on_failure: close after an echo timeout or mismatch (iblutil does; True in
+            the client role, False in the server role so one bad peer cannot cut the others).
+        dropped: counts of messages dropped unechoed, by reason.
+    """
+
+    Server: asyncio.AbstractServer | None = None
+    default_echo_timeout = 1.0
+    max_message_size = MAX_MESSAGE_SIZE
+    max_buffer_size = DEFAULT_MAX_BUFFER
+
+    def __init__(
+        self, server_uri: Any, role: str, name: str | None = None, logger: Any = None
+    ) -> None:
+        super().__init__(server_uri, name=name, logger=logger)
+        self._role: str | None = None
+        self.role = role
+        self._transport: Any = None
+        self._socket: socket.socket | None = None
+        self._stream = self.protocol in STREAM_SCHEMES
+        if not self._stream and self.protocol != "udp":
+            raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
+        self._peer: Addr = (self.hostname, self.port)
+        self._echo: EchoState[_Pending] = EchoState(self.max_message_size)
+        self._links: dict[Addr, StreamLink] = {}
+        self._splitter = StreamSplitter(self.max_buffer_size)
+        self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
+        self.close_on_failure = self.role == "client"
+        self._server_role = self.role == "server"
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
+        self.dropped: Counter[str] = Counter()
+        loop = asyncio.get_running_loop()
+        self.on_connection_lost: asyncio.Future[Any] = loop.create_future()
+        self.on_error_received: asyncio.Future[Any] = loop.create_future()
+        self.on_eof_received: asyncio.Future[Any] = loop.create_future()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        """``"client"`` or ``"server"``; set once."""
+        return self._role or ""
+
+    @role.setter
+    def role(self, value: str) -> None:
+        if self._role is not None:
+            raise AttributeError("can't set attribute")
+        role = (value or "").strip().lower()
+        if role not in ("server", "client"):
+            raise RigValueError('role must be either "server" or "client"')
+        self._role = role
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the transport (or the TCP server) is open."""
+        if self.Server is not None:
+            return self.Server.is_serving()
+        return self._transport is not None and not self._transport.is_closing()
+
+    @property
+    def _last_sent(self) -> dict[Addr, tuple[bytes, asyncio.Future[bool]]]:
+        pending = self._echo.pending().items()
+        return {cast(Addr, addr): (raw, token[0]) for addr, (raw, token) in pending}
+
+    def awaiting_response(self, addr: Addr | None = None) -> bool:
+        """True while an echo is awaited (from *addr*, or from anyone)."""
+        return self._echo.awaiting(None if addr is None else (addr[0], addr[1]))
+
+    @property
+    def clients(self) -> list[Addr]:
+        """Addresses of the connected TCP peers (server role)."""
+        return list(self._links)
+
+    # -- experiment messages ------------------------------------------------------------
+
+    async def init(self, data: Any = None, addr: Addr | None = None) -> None:
+        """Send EXPINIT and await its echo."""
+        await self.confirmed_send(super().init(data), addr=addr)
+
+    async def start(self, exp_ref: Any, data: Any = None, addr: Addr | None = None) -> None:
+        """Send EXPSTART (exp_ref ``yyyy-mm-dd_n_subject`` or a dict) and await its echo."""
+        await self.confirmed_send(super().start(exp_ref, data), addr=addr)
+
+    async def stop(
+        self, data: Any = None, immediately: bool = False, addr: Addr | None = None
+    ) -> None:
+        """Send EXPEND (EXPINTERRUPT if *immediately*) and await its echo."""
+        await self.confirmed_send(super().stop(data, immediately=immediately), addr=addr)
+
+    async def status(self, status: Any, addr: Addr | None = None) -> None:
+        """Send EXPSTATUS and await its echo."""
+        await self.confirmed_send(super().status(status), addr=addr)
+
+    async def info(self, status: Any, data: Any = None, addr: Addr | None = None) -> None:
+        """Send EXPINFO and await its echo."""
+        await self.confirmed_send(super().info(status, data), addr=addr)
+
+    async def cleanup(self, data: Any = None, addr: Addr | None = None) -> None:
+        """Send EXPCLEANUP and await its echo."""
+        await self.confirmed_send(super().cleanup(data), addr=addr)
+
+    async def alyx(self, alyx: Any = None, addr: Addr | None = None) -> Any:
+        """Send our Alyx token, or (no logged-in *alyx*) ask for the peer's and return it.
+
+        Returns:
+            None when sending; when asking, the peer's ``[base_url, {user: token}]``.
+        """
+        message = super().alyx(alyx)
+        if all(message):
+            await self.confirmed_send(message, addr=addr)
+            return None
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.assign_callback(ExpMessage.ALYX, fut)
+        try:
+            await self.confirmed_send(message, addr=addr)
+            token, _ = await fut
+        finally:
+            if not fut.done() or fut.cancelled():  # still registered
+                self.clear_callbacks(ExpMessage.ALYX, fut)
+        return token
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(self, data: Any, addr: Addr | None = None) -> None:
+        """Serialise *data* and send it, without awaiting an echo.
+
+        Raises:
+            ConnectionClosed: the transport (or that TCP peer's connection) is gone.
+            MessageTooLargeError: more than one UDP datagram can carry (also ValueError).
+            RigTypeError: server role with several peers and no *addr*.
+        """
+        self._send_raw(self.encode(data), addr)
+
+    def _send_raw(self, payload: bytes, addr: Addr | None) -> None:
+        if self._stream:
+            if self._server_role:
+                self._link_for(addr).write(payload)
+                return
+            if addr is not None and (addr[0], addr[1]) != self._peer:
+                raise RigValueError(f"Unexpected remote address {addr}")
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                raise ConnectionClosed(f"{self.name}: connection is closed")
+            transport.write(payload)
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionClosed(f"{self.name}: transport is closed")
+        if len(payload) > self._udp_limit:
+            raise MessageTooLargeError(
+                f"{len(payload)} bytes do not fit one UDP datagram (max {self._udp_limit})"
+            )
+        if not self._server_role:
+            transport.sendto(payload)  # connected socket
+        elif addr is None:
+            raise RigTypeError("a server needs the peer address: send(data, addr)")
+        else:
+            transport.sendto(payload, addr)
+
+    def _link_for(self, addr: Addr | None) -> asyncio.Transport:
+        if addr is None:
+            if len(self._links) != 1:
+                raise RigTypeError("a TCP server with several peers needs addr")
+            link = next(iter(self._links.values()))
+        else:
+            found = self._links.get((addr[0], addr[1]))
+            if found is None:
+                raise ConnectionClosed(f"{self.name}: no TCP connection from {addr}")
+            link = found
+        transport = link.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionClosed(f"{self.name}: connection from {addr} is closed")
+        return transport
+
+    def _target(self, addr: Addr | None) -> Addr:
+        if self._server_role:
+            if not addr:
+                raise RigTypeError("confirmed_send missing 1 required argument: 'addr'")
+            return (addr[0], addr[1])
+        if addr and (addr[0], addr[1]) != self._peer:
+            raise RigValueError("Unexpected remote address")
+        return self._peer
+
+    async def confirmed_send(
+        self, data: Any, addr: Addr | None = None, timeout: float | None = None
+    ) -> None:
+        """Send a message and wait for its byte-for-byte echo.
+
+        Confirmed sends to the same address queue up (iblutil lets a second one
+        overwrite the first, which then times out).
+
+        Args:
+            data: the message (serialised with :meth:`encode`).
+            addr: the peer; required in the server role, optional in the client role.
+            timeout: seconds to wait; default :attr:`default_echo_timeout`.
+
+        Raises:
+            EchoTimeoutError: no echo in time (also TimeoutError).
+            EchoMismatchError: the echo differed (also RuntimeError).
+            RigValueError: non-positive timeout, or a client given another address.
+            RigTypeError: server role without *addr*.
+            ConnectionClosed: the transport closed while waiting.
+        """
+        target = self._target(addr)
+        timeout = timeout or self.default_echo_timeout
+        if not (isinstance(timeout, int | float) and timeout > 0):
+            raise RigValueError("Timeout must be non-zero number")
+        payload = self.encode(data)
+        while self._echo.awaiting(target):  # queue behind the confirmed send in flight
+            previous = self._echo.pending()[target][1][0]
+            if previous.done():  # defensive: a settled entry must not block the queue
+                self._echo.forget(target, late=False)
+                break
+            await asyncio.wait([previous])
+        fut = self._confirm(payload, target, timeout)
+        try:
+            await fut
+        except (EchoTimeoutError, EchoMismatchError):
+            if self.close_on_failure:
+                self.close()
+            raise
+        except asyncio.CancelledError:
+            self._abandon(target)
+            raise
+
+    def _abandon(self, target: Addr) -> None:
+        """Stop awaiting *target*'s echo (kept as a possible late echo)."""
+        pending = self._echo.pending().get(target)
+        self._echo.forget(target, late=True)
+        if pending is not None:
+            pending[1][0].cancel()
+
+    def _confirm(self, payload: bytes, target: Addr, timeout: float) -> asyncio.Future[bool]:
+        """Send *payload* now and return the future its echo resolves (no task needed).
+
+        The caller must make sure no echo from *target* is awaited already.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._send_raw(payload, target)
+        deadline = loop.time() + timeout
+        self._echo.expect(target, payload, (fut, deadline))
+        # One watchdog timer for all deadlines, not a timer per message.
+        if self._watchdog is None or deadline < self._watchdog_at:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = loop.call_at(deadline, self._check_deadlines)
+            self._watchdog_at = deadline
+        return fut
+
+    def _check_deadlines(self) -> None:
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _EARLY
+        earliest: float | None = None
+        for addr, (_, (fut, deadline)) in self._echo.pending().items():
+            if deadline <= now:
+                self._expire(cast(Addr, addr), fut)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._watchdog = loop.call_at(earliest, self._check_deadlines)
+            self._watchdog_at = earliest
+
+    def _expire(self, target: Addr, fut: asyncio.Future[bool]) -> None:
+        if fut.done():
+            return
+        self._echo.forget(target, late=True)
+        fut.set_exception(
+            EchoTimeoutError(
+                f"Failed to receive client response in time ({self.name}: "
+                f"{self.server_uri}, peer {target[0]}:{target[1]})"
+            )
+        )
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _receive(self, data: bytes, addr: Addr, value: Any = _UNPARSED) -> None:
+        """Handle one whole message from *addr*: echo check, echo, dispatch. Never raises."""
+        try:
+            self._handle(data, addr, value)
+        except Exception:
+            self.dropped["internal"] += 1
+            self.logger.exception("%s: failed handling a message from %s", self.name, addr)
+
+    def _handle(self, data: bytes, addr: Addr, value: Any) -> None:
+        verdict, token = self._echo.receive(addr, data)
+        if verdict is EchoVerdict.NEW:
+            if value is _UNPARSED:
+                parsed = parse_message(data, self.max_message_size)
+            else:
+                parsed = classify(value, data)
+            if type(parsed) is Message:
+                self._send_raw(data, addr)  # the echo, before any callback runs
+                self._dispatch(parsed.event, parsed.data, addr)
+            elif type(parsed) is ErrorReport:
+                self._error_report(parsed, addr)
+            else:
+                assert isinstance(parsed, Rejected)
+                self.dropped[parsed.reason] += 1
+                self.logger.warning(
+                    "%s: dropped message from %s (%s): %.120r",
+                    self.name,
+                    addr,
+                    parsed.detail,
+                    data,
+                )
+            return
+        if verdict is EchoVerdict.LATE:
+            self.logger.warning("%s: late echo from %s swallowed", self.name, addr)
+            return
+        assert token is not None
+        fut = token[0]
+        if fut.done():
+            return
+        if verdict is EchoVerdict.MISMATCH:
+            self.logger.error("Expected echo from %s, got %.120r", addr, data)
+            fut.set_exception(EchoMismatchError("Unexpected response from server", data))
+            return
+        if verdict is EchoVerdict.TRUNCATED:
+            self.logger.warning(
+                "Received truncated echo from %s; original message > %i bytes",
+                addr,
+                self.max_message_size,
+            )
+        fut.set_result(True)
+
+    def _stream_data(
+        self,
+        splitter: StreamSplitter,
+        data: bytes,
+        addr: Addr,
+        transport: asyncio.BaseTransport | None,
+    ) -> None:
+        try:
+            items = splitter.feed(data)
+        except BufferOverflowError as exc:
+            self.dropped["overflow"] += 1
+            self.logger.warning("%s: closing connection from %s: %s", self.name, addr, exc)
+            if transport is not None:
+                transport.close()
+            return
+        for raw, value in items:
+            if value is NOT_JSON:
+                self._receive(raw, addr)  # parse_message names the reason (utf8, json)
+            else:
+                self._receive(raw, addr, value)
+
+    def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
+        pending = self._echo.pending().get(addr)
+        self._echo.forget(addr, late=False)
+        if pending is not None:
+            fut = pending[1][0]
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(f"{self.name}: connection to {addr} lost"))
+        self.logger.debug("connection from %s closed (%s)", addr, exc)
+
+    # -- asyncio protocol callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the event loop when the socket is ready."""
+        self._transport = transport
+        self._socket = transport.get_extra_info("socket")
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        """Called by the UDP transport for each datagram."""
+        host, port = addr[0], addr[1]
+        if not self._server_role and host != self._host:
+            self.dropped["foreign"] += 1
+            self.logger.warning("Ignoring UDP packet from unexpected host %s:%s", host, port)
+            return
+        self._receive(data, (host, port))
+
+    def data_received(self, data: bytes) -> None:
+        """Called by the TCP transport (client role) for each chunk read."""
+        self._stream_data(self._splitter, data, self._peer, self._transport)
+
+    def error_received(self, exc: Exception) -> None:
+        """Called by the UDP transport on a send or receive error (e.g. ICMP unreachable)."""
+        self.dropped["socket_error"] += 1
+        self.logger.warning("%s: socket error: %s", self.name, exc)
+        if not self.on_error_received.done():
+            self.on_error_received.set_result(exc)
+
+    def eof_received(self) -> bool | None:
+        """Called by the TCP transport when the peer closed its side."""
+        self.logger.debug("EOF received")
+        if not self.on_eof_received.done():
+            self.on_eof_received.set_result(True)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by the event loop when the transport closed."""
+        self.logger.debug("%s: connection closed (%s)", self.name, exc)
+        if self.role == "client":
+            self._peer_gone(self._peer, exc)
+        if not self.on_connection_lost.done():
+            self.on_connection_lost.set_result(exc)
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the transport(s), de-register callbacks and cancel waiting futures."""
+        if self._transport is not None:
+            self._transport.close()
+        if self.Server is not None:
+            self.Server.close()
+        for link in list(self._links.values()):
+            if link.transport is not None:
+                link.transport.close()
+        super().close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for fut, _ in self._echo.clear():
+            if not fut.done():
+                fut.cancel("Close called on communicator")
+        for task in list(self._tasks):
+            task.cancel()
+        for fut in (self.on_error_received, self.on_eof_received):
+            if not fut.done():
+                fut.cancel("Close called on communicator")
+        if not self.on_connection_lost.done():
+            self.on_connection_lost.set_result("Close called on communicator")
+
+    async def wait_closed(self) -> None:
+        """Close, then wait until the sockets are released."""
+        self.close()
+        if self.Server is not None:
+            await self.Server.wait_closed()
+        await asyncio.sleep(0)  # let the transports run connection_lost
+
+    # -- factories ---------------------------------------------------------------------
+
+    @staticmethod
+    async def server(
+        server_uri: Any, name: str | None = None, log: logging.Logger | None = None, **kwargs: Any
+    ) -> EchoProtocol:
+        """Listen on a local address (port 0 binds a free port; ``server_uri`` shows it).
+
+        Args:
+            server_uri: local address, e.g. ``udp://127.0.0.1:11001``, ``tcp://[::1]:0``.
+            name: a label; default the URI.
+            log: a logger; default ``sciwire.rig``.
+            kwargs: passed to ``create_datagram_endpoint`` (UDP) or ``create_server`` (TCP).
+
+        Raises:
+            ConnectError: the address cannot be bound (also OSError).
+        """
+        proc, host, port = parse_uri(server_uri, allow_port_zero=True)
+        _check_scheme(proc)
+        loop = asyncio.get_running_loop()
+        uri = format_uri(proc, host, port or 1)  # validated with a stand-in port until bound
+        try:
+            if proc in STREAM_SCHEMES:
+                protocol = EchoProtocol(uri, "server", name=name, logger=log)
+                tcp_server = await loop.create_server(
+                    lambda: StreamLink(protocol), host, port, **kwargs
+                )
+                protocol.Server = tcp_server
+                bound = tcp_server.sockets[0].getsockname()
+            else:
+                _, udp = await loop.create_datagram_endpoint(
+                    lambda: EchoProtocol(uri, "server", name=name, logger=log),
+                    local_addr=(host, port),
+                    **kwargs,
+                )
+                protocol = udp
+                bound = protocol._transport.get_extra_info("sockname")
+        except OSError as exc:
+            raise ConnectError(f"cannot listen on {server_uri}: {exc}") from exc
+        protocol.server_uri = format_uri(proc, host, bound[1])
+        protocol._peer = (host, bound[1])
+        if name is None:
+            protocol.name = protocol.server_uri
+        protocol.logger.debug("Listening on %s", protocol.server_uri)
+        return protocol
+
+    @staticmethod
+    async def client(
+        server_uri: Any, name: str | None = None, log: logging.Logger | None = None, **kwargs: Any
+    ) -> EchoProtocol:
+        """Connect to a remote rig (UDP by default, TCP for ``tcp://``/``ws://``).
+
+        Raises:
+            ConnectError: the TCP connection failed (also OSError).
+        """
+        proc, host, port = parse_uri(server_uri)
+        _check_scheme(proc)
+        uri = format_uri(proc, host, port)
+        loop = asyncio.get_running_loop()
+
+        def factory() -> EchoProtocol:
+            return EchoProtocol(uri, "client", name=name, logger=log)
+
+        try:
+            if proc in STREAM_SCHEMES:
+                _, protocol = await loop.create_connection(factory, host, port, **kwargs)
+            else:
+                _, protocol = await loop.create_datagram_endpoint(
+                    factory, remote_addr=(host, port), **kwargs
+                )
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
+        return protocol
+
+
+def _check_scheme(proc: str) -> None:
+    if proc != "udp" and proc not in STREAM_SCHEMES:
+        raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")

@@ -140,10 +140,17 @@ def register_server(config: ServerConfig) -> None:
     _server_configs[name] = config
 
 
-def get_server(server: str | ServerConfig) -> ServerConfig:
-    """Return *server* itself, or the registered config of that name (ValueError if none)."""
+def get_server(server: str | ServerConfig | Any) -> ServerConfig:
+    """Return *server* as a ServerConfig (a name is looked up in the registry).
+
+    Objects with a ``to_dict()`` (such as a drms.ServerConfig) are converted.
+    """
     if isinstance(server, ServerConfig):
         return server
+    to_dict = getattr(server, "to_dict", None)
+    if callable(to_dict) and not isinstance(server, str):
+        # e.g. a drms.ServerConfig: same keys, so take its entries.
+        return ServerConfig(to_dict())
     if not isinstance(server, str):
         raise TypeError(f"server must be a name or a ServerConfig, not {type(server).__name__}")
     try:

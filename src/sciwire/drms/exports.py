@@ -198,8 +198,9 @@ class ExportBook:
         directory = f"/SUM{900000 + self._serial}/D{self._serial}/S00000"
         fmt = q.get("filenamefmt") or "{seriesname}.{recnum:%lld}.{segment}"
         names = [_filename(fmt, series, r, segment) + ".fits" for r in records]
-        e = Export(requestid, user, now, method, protocol, series, records, segment, directory,
-                   names)  # fmt: skip
+        e = Export(
+            requestid, user, now, method, protocol, series, records, segment, directory, names
+        )
         for r, name in zip(records, names, strict=True):
             e.files[f"{directory}/{name}"] = FileRef(partial(series.fits, r), "image/fits")
         e.files[f"{directory}/index.json"] = FileRef(

@@ -106,8 +106,9 @@ def _check(d: Mapping[str, Any], requestid: str, notfound: int) -> tuple[bool, i
         return True, notfound
     if status == 6:
         if notfound <= 0:
-            msg = d.get("error") or f"Export request {requestid} not found"
-            raise DrmsExportError(f"{msg} [status=6]", code=6, data=dict(d))
+            detail = f" ({d['error']})" if d.get("error") else ""
+            msg = f"Export request {requestid} not found{detail} [status=6]"
+            raise DrmsExportError(msg, code=6, data=dict(d))
         notfound -= 1
     return False, notfound
 

@@ -218,9 +218,10 @@ def test_gzip_and_keepalive(emulator: JsocEmulator) -> None:
         assert resp.headers.get("content-encoding") == "gzip"
         assert resp.body.startswith(b'{"keywords"')
         assert len(t._conns) == 1
-        conn = next(iter(t._conns.values()))
+        sock = next(iter(t._conns.values())).sock
+        assert sock is not None
         t.get(url + "&key=QUALITY")
-        assert next(iter(t._conns.values())) is conn
+        assert next(iter(t._conns.values())).sock is sock
         with pytest.raises(ValueError):
             t.get("ftp://example.org/x")
     finally:

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,7 +51,8 @@ class JsocEmulator:
         pending_limit: unfinished exports allowed per user (status 7 beyond).
 
     Attributes:
-        requests: every request's path and raw query string, in arrival order.
+        requests: each request's path and raw query string, in arrival order (the
+            last 10,000).
         faults: injected faults consumed one per CGI request: ``"badjson"``,
             ``"http500"``, ``"hang"`` (never answers until stop) or ``"close"``.
     """
@@ -79,7 +81,9 @@ class JsocEmulator:
         self.book = ExportBook(
             clock, queue_time, processing_time, retention, pending_limit, max_records
         )
-        self.requests: list[str] = []
+        # bounded, so a long-running emulator does not grow without limit
+        self.requests: deque[str] = deque(maxlen=10_000)
+        self._counts: dict[str, int] = {}
         self.faults: list[str] = []
         self.errors = 0
         self._runner: web.AppRunner | None = None
@@ -228,8 +232,13 @@ class JsocEmulator:
                     raise QueryError(f"Unknown series: {ds}")
                 data = series.struct()
             elif op == "rs_summary":
-                rs = parse_recordset(ds, limit=self.max_records)
-                data = {"count": len(rs.records), "runtime": 0.001, "status": 0}
+                count = self._counts.get(ds)
+                if count is None:
+                    count = len(parse_recordset(ds, limit=self.max_records).records)
+                    if len(self._counts) >= 1024:
+                        self._counts.clear()
+                    self._counts[ds] = count
+                data = {"count": count, "runtime": 0.001, "status": 0}
             elif op == "rs_list":
                 data = self._rs_list(request)
             else:

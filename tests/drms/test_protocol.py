@@ -310,3 +310,68 @@ def test_rs_list_url_round_trips(ds: str, keys: list[str], recinfo: bool, n: int
     assert q["key"] == ",".join(keys)
     assert ("R" in q) == recinfo
     assert q.get("n") == (None if n is None else str(n))
+
+
+def _same(a: dict[str, list[object]], b: dict[str, list[object]]) -> bool:
+    def norm(v: object) -> object:
+        return "NaN" if isinstance(v, float) and math.isnan(v) else v
+
+    return a.keys() == b.keys() and all(
+        [norm(x) for x in a[k]] == [norm(x) for x in b[k]] for k in a
+    )
+
+
+VALUES = st.one_of(
+    st.sampled_from(["MISSING", "0x00000400", "nan", "1.5", "-3", "SDO/HMI", ""]),
+    st.text(max_size=6),
+    st.integers().map(str),
+    st.floats(allow_nan=False).map(repr),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["QUALITY", "DATAMEAN", "T_REC", "TELESCOP", "*recnum*", "X"]),
+        st.lists(VALUES, max_size=80),
+        max_size=5,
+    ),
+    st.sampled_from([None, 1, 2]),
+    st.booleans(),
+)
+def test_rs_list_columns_equals_general_path(
+    cols: dict[str, list[str]], indent: int | None, segments: bool
+) -> None:
+    doc: dict[str, object] = {"keywords": [{"name": k, "values": v} for k, v in cols.items()]}
+    if segments:
+        doc["segments"] = [{"name": "image", "values": ["/a"]}]
+    doc.update(count=3, runtime=0.1, status=0)
+    body = json.dumps(doc, indent=indent).encode("latin1", "backslashreplace")
+    types = {"QUALITY": "int", "DATAMEAN": "double", "T_REC": "time", "TELESCOP": "string"}
+    fast = P.rs_list_columns(body, types)
+    slow = P.keyword_columns(P.decode_json(body), types)
+    assert _same(fast, slow)
+
+
+def test_rs_list_columns_errors() -> None:
+    with pytest.raises(DrmsQueryError, match="bad ds"):
+        P.rs_list_columns(b'{"status": 1, "error": "bad ds"}')
+    with pytest.raises(DrmsQueryError):
+        P.rs_list_columns(b'{"keywords": [], "status": 1}')
+    assert P.rs_list_columns(b'{"count": 0, "runtime": 0, "status": 0}') == {}
+    assert P.rs_list_columns(b'{"keywords": [], "status": 0}') == {}
+    assert P.rs_list_columns(b'{"status": 0, "keywords": [{"name": "A", "values": ["1"]}]}') == {
+        "A": ["1"]
+    }
+    for bad in (
+        b'{"keywords": [{"name": "A", "values": ["1"]} "x"]}',
+        b'{"keywords": [{"name": "A"}], "status": 0}',
+        b'{"keywords": [{"name": 1, "values": []}], "status": 0}',
+        b'{"keywords": [{"name": "A", "values": ["1"]}',
+        b'{"keywords": [{"name": "A", "values": ["1"]}] junk',
+        b'{"keywords": [{"name": "A", "values": ["1"]}], "status": 0',
+        b'{"keywords": [7], "status": 0}',
+    ):
+        with pytest.raises(RemoteProtocolError):
+            P.rs_list_columns(bad)
+    with pytest.raises(RemoteProtocolError):
+        P.rs_list_columns(b"\xff", encoding="ascii")

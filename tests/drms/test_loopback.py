@@ -16,6 +16,7 @@ from sciwire.drms import (
     DrmsExportError,
     DrmsHttpError,
     DrmsOperationNotSupported,
+    DrmsQueryError,
     HttpJsonClient,
     ServerConfig,
     keyword_columns,
@@ -85,6 +86,21 @@ def test_hex_and_missing_columns(client: HttpJsonClient) -> None:
     missing = [i for i, q in enumerate(cols["QUALITY"]) if q == 0x80000000]
     assert missing and all(math.isnan(cols["DATAMEAN"][i]) for i in missing)
     assert all(cols["T_OBS"][i] == "MISSING" for i in missing)
+
+
+def test_rs_list_columns(client: HttpJsonClient, emulator: JsocEmulator) -> None:
+    ds = "hmi.v_45s[2016.04.01_00:00:00_TAI/1d]"
+    cols = client.rs_list_columns(ds, "T_REC,QUALITY,DATAMEAN,TELESCOP")
+    assert len(cols["T_REC"]) == 1920 and {0, 0x400, 0x80000000} <= set(cols["QUALITY"])
+    assert any(math.isnan(v) for v in cols["DATAMEAN"])
+    assert set(cols["TELESCOP"]) == {"SDO/HMI"}
+    before = len(emulator.requests)
+    assert client.rs_list_columns(ds, ["QUALITY"], n=2)["QUALITY"] == [0, 0]
+    assert len(emulator.requests) == before + 1  # keyword types are cached
+    with pytest.raises(DrmsQueryError, match="Unknown series"):
+        client.rs_list_columns("hmi.nope[$]", "T_REC", types={})
+    with pytest.raises(DrmsQueryError):
+        client.rs_list_columns("hmi.nope[$]", "T_REC")
 
 
 def test_check_address(client: HttpJsonClient, emulator: JsocEmulator) -> None:
@@ -260,6 +276,8 @@ async def test_async_client(clock: FakeClock, tmp_path: Path) -> None:
         res = await c.rs_list(RS, key="QUALITY", seg="Dopplergram", recinfo=True, n=2, uid="u")
         assert res["count"] == 2 and "recinfo" in res
         assert (await c.check_address(ME))["status"] == 2
+        cols = await c.rs_list_columns(RS, "QUALITY,EXPTIME", n=3)
+        assert cols["QUALITY"] == [0, 0, 0] and isinstance(cols["EXPTIME"][0], float)
         req = await c.exp_request("hmi.m_720s[2016.04.01/1h]", ME, method="url")
         assert (await c.exp_status(req["requestid"]))["status"] == 2
         clock.advance(5)

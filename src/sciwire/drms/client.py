@@ -75,6 +75,7 @@ class HttpJsonClient:
         self._server = get_server(server)
         self.debug = debug
         self._transport = BlockingTransport(timeout=timeout, retries=retries)
+        self._type_cache: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<HttpJsonClient: {self._server.name}>"
@@ -134,6 +135,33 @@ class HttpJsonClient:
             self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
         )
         return self._get(url)
+
+    def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> dict[str, list[Any]]:
+        """Keywords of a record set as typed columns (sciwire extension).
+
+        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
+        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
+        Raises DrmsQueryError when JSOC reports a failed query.
+        """
+        if types is None:
+            types = self._types(ds)
+        url = P.rs_list_url(self._server, ds, key=key, n=n)
+        return P.rs_list_columns(self._json_request(url).raw_data, types, self._server.encoding)
+
+    def _types(self, ds: str) -> dict[str, str]:
+        name = P.series_name(ds)
+        cache = self._type_cache
+        if name not in cache:
+            struct = P.check_query_status(self.series_struct(name))
+            cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
+        return cache[name]
 
     def check_address(self, email: str) -> dict[str, Any]:
         """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
@@ -241,6 +269,7 @@ class AsyncHttpJsonClient:
         self.timeout = timeout
         self.retries = retries
         self._session: aiohttp.ClientSession | None = None
+        self._type_cache: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<AsyncHttpJsonClient: {self._server.name}>"
@@ -272,6 +301,9 @@ class AsyncHttpJsonClient:
             self._session = None
 
     async def _get(self, url: str) -> dict[str, Any]:
+        return P.decode_json(await self._get_raw(url), self._server.encoding)
+
+    async def _get_raw(self, url: str) -> bytes:
         logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
         for attempt in range(self.retries + 1):
             try:
@@ -294,7 +326,7 @@ class AsyncHttpJsonClient:
             raise DrmsHttpError(
                 f"HTTP {status} {reason} for {url}", code=status, data=body[:500].decode("latin1")
             )
-        return P.decode_json(body, self._server.encoding)
+        return body
 
     async def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
         """See :meth:`HttpJsonClient.show_series`."""
@@ -328,6 +360,25 @@ class AsyncHttpJsonClient:
             self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
         )
         return await self._get(url)
+
+    async def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> dict[str, list[Any]]:
+        """See :meth:`HttpJsonClient.rs_list_columns`."""
+        if types is None:
+            name = P.series_name(ds)
+            cache = self._type_cache
+            if name not in cache:
+                struct = P.check_query_status(await self.series_struct(name))
+                cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
+            types = cache[name]
+        body = await self._get_raw(P.rs_list_url(self._server, ds, key=key, n=n))
+        return P.rs_list_columns(body, types, self._server.encoding)
 
     async def check_address(self, email: str) -> dict[str, Any]:
         """See :meth:`HttpJsonClient.check_address`."""

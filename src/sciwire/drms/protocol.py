@@ -43,6 +43,7 @@ __all__ = [
     "rs_list_columns",
     "rs_list_url",
     "rs_summary_url",
+    "series_name",
     "series_struct_url",
     "show_series_url",
     "show_series_wrapper_url",
@@ -97,6 +98,17 @@ def split_arg(arg: str | Iterable[str]) -> list[str]:
     if isinstance(arg, str):
         return [it for it in _SPLIT.split(arg) if it]
     return [str(a.value) if isinstance(a, JsocInfoConstants) else str(a) for a in arg]
+
+
+_SERIES = re.compile(r"^\s*([\w.]+)")
+
+
+def series_name(ds: str) -> str:
+    """The (lower-case) series name at the start of a record-set query."""
+    m = _SERIES.match(ds)
+    if m is None:
+        raise ValueError(f"No series name in record set {ds!r}")
+    return m.group(1).lower()
 
 
 def _q(params: Mapping[str, str]) -> str:

@@ -7,6 +7,8 @@ import tarfile
 
 import pytest
 from astropy.io import fits
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sciwire.drms.catalog import (
     CATALOG,
@@ -185,3 +187,47 @@ def test_export_book_requests() -> None:
         assert book.request({**base, **q}, quick_limit=10)["status"] == 4
     assert book.file("/SUM1/S00000/image.fits") is None
     assert book.file("/etc/passwd") is None
+
+
+PIECES = st.sampled_from(
+    [
+        "hmi.v_45s",
+        "aia.lev1_euv_12s",
+        "[",
+        "]",
+        "[?",
+        "?]",
+        "{",
+        "}",
+        "$",
+        "^",
+        "/",
+        "@",
+        "-",
+        ",",
+        "=",
+        "2016.04.01",
+        "_00:00:00_TAI",
+        "1h",
+        "45s",
+        "9" * 400,
+        "d",
+        "QUALITY",
+        ">=",
+        "0x10",
+        "171",
+        " and ",
+        "T_REC",
+        "'x'",
+        " ",
+    ]
+)
+
+
+@given(st.lists(PIECES, max_size=14).map("".join))
+def test_recordset_parser_only_raises_query_errors(text: str) -> None:
+    try:
+        rs = parse_recordset(text, limit=5000)
+    except QueryError:
+        return
+    assert len(rs.records) >= 0

@@ -65,9 +65,10 @@ def parse_time(text: str) -> float:
 def parse_duration(text: str) -> float:
     """Seconds of a DRMS duration such as ``1h``, ``30m``, ``45s``, ``2d``."""
     m = _DURATION.match(text.strip())
-    if not m:
+    seconds = float(m.group(1)) * _UNITS[m.group(2)] if m else math.nan
+    if not math.isfinite(seconds):
         raise QueryError(f"Invalid duration: {text}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -114,9 +114,7 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         return rate(SUMMARY_CALLS, lambda: [ours.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
 
     def their_summary() -> float:
-        return rate(
-            SUMMARY_CALLS, lambda: [theirs.rs_summary(RS) for _ in range(SUMMARY_CALLS)]
-        )
+        return rate(SUMMARY_CALLS, lambda: [theirs.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
 
     # The big answer, fetched once, uncompressed, exactly as JSOC's CGI would send it.
     big_url = P.rs_list_url(ServerConfig(cfg), BIG, key=KEYS, n=BIG_N)

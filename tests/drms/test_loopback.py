@@ -144,8 +144,13 @@ def test_export_unregistered_and_quick(client: HttpJsonClient, tmp_path: Path) -
     quick = client.exp_request("hmi.v_45s[2016.04.01/3m]{Dopplergram}", ME)
     assert quick["status"] == 0 and quick["requestid"] == "" and quick["count"] == 4
     paths = client.download(quick, tmp_path, concurrency=2, progress=False)
-    assert len({p.name for p in paths}) == 1  # url_quick files all share a segment name
-    assert paths[0].stat().st_size == 5760
+    # url_quick files all share a server name (Dopplergram.fits): local names come
+    # from the records, as drms does
+    assert [p.name for p in paths] == [
+        f"hmi.v_45s.20160401_{t}_TAI.2.Dopplergram.fits"
+        for t in ("000000", "000045", "000130", "000215")
+    ]
+    assert all(p.stat().st_size == 5760 for p in paths)
 
 
 def test_tar_export_download(client: HttpJsonClient, clock: FakeClock, tmp_path: Path) -> None:
@@ -314,3 +319,11 @@ async def test_async_timeout_and_refused(scaled: Callable[[float], float]) -> No
     async with AsyncHttpJsonClient(cfg, retries=0, timeout=scaled(5)) as dead:
         with pytest.raises(ConnectError):
             await dead.rs_summary(RS)
+
+
+def test_emulator_bind_failure_is_clean(emulator: JsocEmulator) -> None:
+    clash = JsocEmulator(port=emulator.port)
+    with pytest.raises(OSError):
+        clash.start_background()
+    clash.stop_background()  # nothing left running; idempotent
+    assert clash._portal is None

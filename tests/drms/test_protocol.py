@@ -259,10 +259,21 @@ def test_download_urls() -> None:
     assert P.download_urls(JSOC, finished) == [
         ("a.fits", "http://jsoc.stanford.edu/SUM1/D2/S00000/a.fits")
     ]
-    quick = {"dir": "", "data": [{"record": "a", "filename": "/SUM9/S00000/image.fits"}]}
+    quick = {
+        "dir": "",
+        "data": [
+            {"record": "aia.lev1[2016-04-01T00:00:00Z][171]{image}", "filename": "/S1/image.fits"},
+            {"record": "?", "filename": "/S2/image.fits"},
+            {"record": "?", "filename": "/S3/image.fits"},
+        ],
+    }
     assert P.download_urls(JSOC, quick) == [
-        ("image.fits", "http://jsoc.stanford.edu/SUM9/S00000/image.fits")
+        ("aia.lev1.20160401T000000Z.171.image.fits", "http://jsoc.stanford.edu/S1/image.fits"),
+        ("image.fits", "http://jsoc.stanford.edu/S2/image.fits"),
+        ("image.fits.1", "http://jsoc.stanford.edu/S3/image.fits"),
     ]
+    assert P.record_filename("hmi.m_720s[$]", "x") == "hmi.m_720s.$"
+    assert P.record_filename("", "x.fits") is None
     tar = {**finished, "tarfile": "/SUM1/D2/S00000/JSOC_1.tar"}
     assert P.download_urls(JSOC, tar) == [
         ("JSOC_1.tar", "http://jsoc.stanford.edu/SUM1/D2/S00000/JSOC_1.tar")

@@ -40,6 +40,7 @@ __all__ = [
     "exp_request_url",
     "exp_status_url",
     "keyword_columns",
+    "record_filename",
     "rs_list_columns",
     "rs_list_url",
     "rs_summary_url",
@@ -314,12 +315,38 @@ def check_export_status(d: Mapping[str, Any]) -> int:
     raise DrmsExportError(f"{msg} [status={d.get('status')}]", code=status, data=dict(d))
 
 
+_RECORD = re.compile(r"^\s*([\w.]+)\s*((?:\[[^\]]*\])*)\s*(?:\{([^}]*)\})?\s*$")
+
+
+def record_filename(record: str, filename: str) -> str | None:
+    """A local file name made from an export record, as drms does for url_quick.
+
+    ``hmi.v_45s[2016.04.01_00:00:00_TAI][2]{Dopplergram}`` with ``.../Dopplergram.fits``
+    gives ``hmi.v_45s.20160401_000000_TAI.2.Dopplergram.fits``; None if unparsable.
+    """
+    m = _RECORD.match(record or "")
+    if m is None:
+        return None
+    parts = [m.group(1)]
+    for value in re.findall(r"\[([^\]]*)\]", m.group(2)):
+        value = value.strip()
+        if ":" in value or value.upper().endswith(("_TAI", "_UTC")):
+            value = value.replace(".", "").replace(":", "").replace("-", "")
+        if value:
+            parts.append(value)
+    parts += [seg for seg in re.split(r"[\s,]+", m.group(3) or "") if seg]
+    ext = "." + filename.rsplit(".", 1)[-1] if "." in filename.rsplit("/", 1)[-1] else ""
+    return ".".join(parts).replace("/", "_") + ext
+
+
 def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(filename, URL) of every file of a finished export (or url_quick answer).
+    """(local filename, URL) of every file of a finished export (or url_quick answer).
 
     Files are at ``http_download_baseurl + dir + "/" + filename``; an empty ``dir``
-    means each filename is already a full path; tar exports offer the one tarfile.
-    Entries named ``NoDataFile`` are skipped.
+    means each filename is already a full path (url_quick), and then the local name
+    is made from the record (server names like ``Dopplergram.fits`` repeat); tar
+    exports offer the one tarfile. Entries named ``NoDataFile`` are skipped, and
+    local names are made unique (``name.1``, ``name.2``...).
     """
     base = server.http_download_baseurl
     if base is None:
@@ -327,17 +354,29 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
     base = str(base).rstrip("/") + "/"
     directory = str(export.get("dir") or "").strip("/")
     tarfile = export.get("tarfile")
+    items: list[tuple[str, str]]  # (record, path)
     if tarfile:
-        paths = [str(tarfile)]
+        items = [("", str(tarfile))]
         directory = ""
     else:
-        paths = [str(item.get("filename", "")) for item in export.get("data") or ()]
+        items = [
+            (str(item.get("record", "")), str(item.get("filename", "")))
+            for item in export.get("data") or ()
+        ]
+    from_record = not directory and not tarfile
     out = []
-    for path in paths:
+    taken: set[str] = set()
+    for record, path in items:
         if not path or path == "NoDataFile" or path.endswith("/NoDataFile"):
             continue
         full = f"{directory}/{path.lstrip('/')}" if directory else path.lstrip("/")
-        out.append((full.rsplit("/", 1)[-1], base + quote(full, safe="/:")))
+        name = (record_filename(record, path) if from_record else None) or full.rsplit("/")[-1]
+        unique, i = name, 0
+        while unique in taken:
+            i += 1
+            unique = f"{name}.{i}"
+        taken.add(unique)
+        out.append((unique, base + quote(full, safe="/:")))
     return out
 
 

@@ -145,9 +145,14 @@ class JsocEmulator:
 
     def start_background(self) -> JsocEmulator:
         """Serve from a background loop thread (for blocking code); returns self."""
-        self._portal = Portal("jsoc-emulator")
-        self._portal.start()
-        self._portal.call(self.start(), timeout=10)
+        portal = Portal("jsoc-emulator")
+        portal.start()
+        try:
+            portal.call(self.start(), timeout=10)
+        except BaseException:
+            portal.stop()
+            raise
+        self._portal = portal
         return self
 
     def stop_background(self) -> None:

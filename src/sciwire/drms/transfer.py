@@ -254,8 +254,11 @@ async def _fetch_async(
         return final
     for _ in range(2):
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with session.get(url, headers=headers, compress=False) as resp:
+        # identity: sizes are checked against the stored file's length, never a gzip one
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        async with session.get(url, headers=headers) as resp:
             hdrs = {k.lower(): v for k, v in resp.headers.items()}
             action, expected = _plan(resp.status, hdrs, offset, url)
             if action == "restart":

@@ -1,8 +1,9 @@
 """``HttpJsonClient`` (blocking, drop-in for drms.HttpJsonClient) and its asyncio twin.
 
-The blocking client runs on :class:`~sciwire.drms.transport.BlockingTransport`, a
-keep-alive http.client connection: for small sequential CGI calls it is several times
-faster than a portal round trip through an event loop, and far faster than drms's
+The blocking client runs on :class:`~sciwire.drms.transport.BlockingTransport`, a lean
+keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for small
+sequential CGI calls a direct socket round trip costs far less than a hop through an
+event-loop thread or http.client, and it is several times faster than drms's
 one-connection-per-request urlopen (see bench/drms.py). The asyncio client uses aiohttp.
 """
 

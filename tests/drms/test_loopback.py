@@ -8,8 +8,11 @@ import math
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sciwire.drms import (
     AsyncHttpJsonClient,
@@ -21,6 +24,7 @@ from sciwire.drms import (
     ServerConfig,
     keyword_columns,
 )
+from sciwire.drms import protocol as P
 from sciwire.drms.server import JsocEmulator
 from sciwire.drms.transfer import Progress
 from sciwire.drms.transport import BlockingTransport
@@ -327,3 +331,28 @@ def test_emulator_bind_failure_is_clean(emulator: JsocEmulator) -> None:
         clash.start_background()
     clash.stop_background()  # nothing left running; idempotent
     assert clash._portal is None
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    op=st.sampled_from(["rs_summary", "rs_list", "series_struct", "nope"]),
+    ds=st.text(alphabet="hmi.v_45s[]{}?$^/@-:,=_0123456789TAI QUALITY<>x'", max_size=40),
+    n=st.one_of(st.none(), st.integers(), st.text(max_size=3)),
+)
+def test_emulator_answers_garbage_with_status(
+    emulator: JsocEmulator, op: str, ds: str, n: object
+) -> None:
+    params = {"op": op, "ds": ds, "key": "T_REC,QUALITY", "seg": "Dopplergram"}
+    if n is not None:
+        params["n"] = str(n)
+    url = emulator.server_config().url_jsoc_info + "?" + urlencode(params)
+    t = BlockingTransport(timeout=10)
+    try:
+        d = P.decode_json(t.get(url).body)  # never an HTTP 500
+    finally:
+        t.close()
+    assert d["status"] in (0, 1)
+    if d["status"] == 1:
+        assert d["error"]

@@ -7,10 +7,12 @@ import gzip
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from sciwire.drms import DrmsHttpError
+from sciwire.drms import DrmsExportError, DrmsHttpError
+from sciwire.drms.transfer import MAX_POLL, MIN_POLL, _poll_interval, download_blocking
 from sciwire.drms.transport import BlockingTransport
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -205,3 +207,49 @@ def test_stream(server: CannedServer, transport: BlockingTransport) -> None:
     assert transport.get(server.url()).body == b"after"
     assert server.connections == 1
     assert b"Range: bytes=0-" in server.requests[0]
+
+
+def test_download_verifies_sizes_and_keeps_partial(server: CannedServer, tmp_path: Path) -> None:
+    (tmp_path / "f.fits.part").write_bytes(b"abc")
+    # the server claims 10 bytes in all but sends only 3 more: the size check fails
+    server.replies.append(
+        (
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 3-5/10\r\n"
+            b"Content-Length: 3\r\n\r\ndef",
+            False,
+        )
+    )
+    with pytest.raises(DrmsExportError, match="size mismatch"):
+        download_blocking(
+            [("f.fits", server.url("/f.fits"))],
+            tmp_path,
+            concurrency=1,
+            progress=False,
+            overwrite=False,
+            timeout=5,
+        )
+    assert (tmp_path / "f.fits.part").read_bytes() == b"abcdef"  # kept for a later resume
+    assert not (tmp_path / "f.fits").exists()
+    assert b"Range: bytes=3-" in server.requests[0]
+
+
+def test_download_http_error(server: CannedServer, tmp_path: Path) -> None:
+    server.replies.append((b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", False))
+    with pytest.raises(DrmsHttpError) as info:
+        download_blocking(
+            [("g.fits", server.url("/g.fits"))],
+            tmp_path,
+            concurrency=2,
+            progress=False,
+            overwrite=False,
+            timeout=5,
+        )
+    assert info.value.code == 404
+
+
+def test_poll_interval_bounds() -> None:
+    assert _poll_interval({"wait": 3}, None) == 3.0
+    assert _poll_interval({"wait": 0}, None) == MIN_POLL
+    assert _poll_interval({"wait": 999999}, None) == MAX_POLL
+    assert _poll_interval({"wait": "soon"}, None) == 1.0
+    assert _poll_interval({"wait": 3}, 0.25) == 0.25

@@ -386,3 +386,10 @@ def test_rs_list_columns_errors() -> None:
             P.rs_list_columns(bad)
     with pytest.raises(RemoteProtocolError):
         P.rs_list_columns(b"\xff", encoding="ascii")
+
+
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=5))
+def test_query_encoding_equals_urlencode(params: dict[str, str]) -> None:
+    from urllib.parse import urlencode
+
+    assert P._q(params) == "?" + urlencode(params)

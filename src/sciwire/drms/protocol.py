@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from itertools import repeat
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, quote_plus
 
 from sciwire import __version__
 from sciwire.drms.config import ServerConfig
@@ -112,8 +112,22 @@ def series_name(ds: str) -> str:
     return m.group(1).lower()
 
 
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+# quote_plus(c, safe="") for every ASCII character, as one str.translate table
+_PLUS_TABLE = {
+    i: (chr(i) if chr(i) in _SAFE else "+" if i == 32 else f"%{i:02X}") for i in range(128)
+}
+
+
+def _quote_plus(text: str) -> str:
+    if text.isascii():
+        return text.translate(_PLUS_TABLE)
+    return quote_plus(text, safe="")
+
+
 def _q(params: Mapping[str, str]) -> str:
-    return "?" + urlencode(params)
+    """``"?" + urlencode(params)``, byte for byte, at a fraction of the cost."""
+    return "?" + "&".join(_quote_plus(k) + "=" + _quote_plus(v) for k, v in params.items())
 
 
 def show_series_url(server: ServerConfig, ds_filter: str | None = None) -> str:

@@ -235,7 +235,7 @@ class BlockingTransport:
         self.retries = retries
         self._conns: dict[tuple[str, str, int], _Conn] = {}
         self._lock = threading.Lock()
-        self._prefix: dict[tuple[str, str, int], bytes] = {}
+        self._targets: dict[str, tuple[tuple[str, str, int], str]] = {}
 
     def close(self) -> None:
         """Close every kept connection."""
@@ -245,6 +245,18 @@ class BlockingTransport:
             conn.close()
 
     def _target(self, url: str) -> tuple[tuple[str, str, int], str]:
+        # CGI URLs share a few bases: parse each base once, append the query as is
+        base, _, query = url.partition("?")
+        hit = self._targets.get(base)
+        if hit is None:
+            if len(self._targets) >= 256:
+                self._targets.clear()
+            hit = self._targets[base] = self._parse(base)
+        key, path = hit
+        query = query.split("#", 1)[0]
+        return key, f"{path}?{query}" if query else path
+
+    def _parse(self, url: str) -> tuple[tuple[str, str, int], str]:
         parts = urlsplit(url)
         scheme = parts.scheme or "http"
         if scheme not in ("http", "https") or not parts.hostname:

@@ -83,7 +83,7 @@ class JsocEmulator:
         )
         # bounded, so a long-running emulator does not grow without limit
         self.requests: deque[str] = deque(maxlen=10_000)
-        self._counts: dict[str, int] = {}
+        self._summaries: dict[str, bytes] = {}
         self.faults: list[str] = []
         self.errors = 0
         self._runner: web.AppRunner | None = None
@@ -191,12 +191,16 @@ class JsocEmulator:
         if fault == "close" and request.transport is not None:
             request.transport.close()
             return web.Response(status=500)
-        body = b'{"status": 0, "count": ' if fault == "badjson" else _dump(data)
-        headers = {"Content-Type": "application/json"}
+        if fault == "badjson":
+            body = b'{"status": 0, "count": '
+        else:
+            body = data if isinstance(data, bytes) else _dump(data)
         if len(body) >= _GZIP_MIN and "gzip" in request.headers.get("Accept-Encoding", ""):
             body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+            return web.Response(
+                body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+            )
+        return web.Response(body=body, content_type="application/json")
 
     # -- CGIs ------------------------------------------------------------------------
 
@@ -229,6 +233,7 @@ class JsocEmulator:
         q = request.query
         op = q.get("op", "")
         ds = q.get("ds", "")
+        data: Any
         try:
             if op == "series_struct":
                 name = ds.split("[")[0].split("{")[0].strip().lower()
@@ -237,13 +242,14 @@ class JsocEmulator:
                     raise QueryError(f"Unknown series: {ds}")
                 data = series.struct()
             elif op == "rs_summary":
-                count = self._counts.get(ds)
-                if count is None:
+                # answers are a pure function of ds: keep the encoded ones (bounded)
+                data = self._summaries.get(ds)
+                if data is None:
                     count = len(parse_recordset(ds, limit=self.max_records).records)
-                    if len(self._counts) >= 1024:
-                        self._counts.clear()
-                    self._counts[ds] = count
-                data = {"count": count, "runtime": 0.001, "status": 0}
+                    if len(self._summaries) >= 1024:
+                        self._summaries.clear()
+                    data = _dump({"count": count, "runtime": 0.001, "status": 0})
+                    self._summaries[ds] = data
             elif op == "rs_list":
                 data = self._rs_list(request)
             else:

@@ -393,3 +393,12 @@ def test_query_encoding_equals_urlencode(params: dict[str, str]) -> None:
     from urllib.parse import urlencode
 
     assert P._q(params) == "?" + urlencode(params)
+
+
+def test_server_config_copies_and_pickles() -> None:
+    import copy
+    import pickle
+
+    cfg = ServerConfig(name="p", cgi_baseurl="http://h/", cgi_jsoc_info="i")
+    for clone in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg))):
+        assert clone == cfg and clone.url_jsoc_info == "http://h/i"

@@ -75,7 +75,7 @@ class ServerConfig:
 
     def __getattr__(self, name: str) -> Any:
         if name in _VALID_KEYS:
-            return self.__dict__["_d"].get(name)
+            return self.__dict__.get("_d", {}).get(name)
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -356,3 +356,21 @@ def test_emulator_answers_garbage_with_status(
     assert d["status"] in (0, 1)
     if d["status"] == 1:
         assert d["error"]
+
+
+async def test_async_retries_dropped_connections() -> None:
+    async with JsocEmulator() as emu, AsyncHttpJsonClient(emu.server_config(), timeout=10) as c:
+        assert (await c.rs_summary(RS))["count"] == 80  # opens the kept connection
+        emu.faults[:] = ["close"]
+        emu.requests.clear()
+        assert (await c.rs_summary(RS))["count"] == 80
+        assert len(emu.requests) == 2
+
+
+def test_download_progress_on_request(
+    client: HttpJsonClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quick = client.exp_request("hmi.v_45s[2016.04.01/2m]{Dopplergram}", ME)
+    client.download(quick, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "3/3 files" in err and "17.3 kB" in err

@@ -65,7 +65,7 @@ def group() -> None:
     """JSOC DRMS client and JSOC emulator."""
 
 
-@group.command()
+@group.command(short_help="Serve the JSOC emulator on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", "-p", default=0, show_default=True, help="Port (0 picks a free one).")
 def emulate(host: str, port: int) -> None:
@@ -86,7 +86,7 @@ def emulate(host: str, port: int) -> None:
         asyncio.run(serve())
 
 
-@group.command()
+@group.command(short_help="List data series.")
 @click.argument("regex", required=False)
 @_SERVER
 @_TIMEOUT
@@ -106,7 +106,7 @@ def series(regex: str | None, server: str, timeout: float, full: bool) -> None:
             click.echo(item["name"])
 
 
-@group.command()
+@group.command(short_help="Query keywords and segments of a record set.")
 @click.argument("ds")
 @_SERVER
 @_TIMEOUT
@@ -146,7 +146,7 @@ def query(
         click.echo("\t".join(row))
 
 
-@group.command()
+@group.command(short_help="Request an export, wait for it, download its files.")
 @click.argument("ds")
 @click.option("--email", "-e", required=True, help="Registered notification address.")
 @_SERVER

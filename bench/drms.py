@@ -1,0 +1,179 @@
+"""sciwire.drms against drms 0.9 on the same JSOC emulator (run in its own process).
+
+Workloads:
+- Sequential rs_summary calls per second: sciwire HttpJsonClient (keep-alive
+  http.client) vs drms.HttpJsonClient (a new urlopen connection per call).
+- Decoding a 100,000-record x 10-keyword rs_list answer. "Decoding" means, for both,
+  going from the response body (bytes, fetched once beforehand) to typed columns:
+  integers for integer keywords (hex QUALITY included), floats for real keywords
+  (MISSING -> NaN), strings for times and text, given the series' keyword types.
+  drms: what HttpJsonRequest.data and Client.query do after the read (json.loads of
+  the latin1-decoded text, DataFrame.from_dict, Client._convert_numeric_keywords with
+  the SeriesInfo already cached). sciwire: protocol.rs_list_columns (same columns as
+  decode_json + keyword_columns, one keyword object decoded and converted at a time).
+  Measured as seconds per decode and as tracemalloc peak MB. The peak is
+  deterministic and tracemalloc makes drms's pandas path take ~15 s, so each side's
+  peak is measured once and reported for every round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import drms
+import pandas as pd
+
+from bench.harness import Workload, rate
+from sciwire.drms import HttpJsonClient, ServerConfig
+from sciwire.drms import protocol as P
+
+SUMMARY_CALLS = 250
+RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
+BIG = "hmi.v_45s[2016.01.01_00:00:00_TAI/60d]"
+BIG_N = 100_000
+KEYS = "T_REC,CAMERA,T_OBS,QUALITY,DATAMEAN,DATARMS,EXPTIME,CRLT_OBS,DSUN_OBS,TELESCOP"
+
+
+def _start_emulator(stack: contextlib.ExitStack) -> str:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sciwire", "drms", "emulate", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    stack.callback(stop)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "emulator on" not in line:
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    return line.split()[3]
+
+
+def _config(url: str) -> dict[str, Any]:
+    return {
+        "name": "bench-emulator",
+        "cgi_baseurl": url + "cgi-bin/ajax/",
+        "cgi_show_series": "show_series",
+        "cgi_jsoc_info": "jsoc_info",
+        "cgi_jsoc_fetch": "jsoc_fetch",
+        "cgi_check_address": "checkAddress.sh",
+        "cgi_show_series_wrapper": "showextseries",
+        "show_series_wrapper_dbhost": "hmidb2",
+        "http_download_baseurl": url,
+    }
+
+
+def _peak_mb(fn: Callable[[], object]) -> float:
+    tracemalloc.start()
+    try:
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak / 1e6
+
+
+def _once(fn: Callable[[], float]) -> Callable[[], float]:
+    cache: list[float] = []
+
+    def call() -> float:
+        if not cache:
+            cache.append(fn())
+        return cache[0]
+
+    return call
+
+
+def workloads(stack: contextlib.ExitStack) -> list[Workload]:
+    url = _start_emulator(stack)
+    cfg = _config(url)
+    ours = HttpJsonClient(ServerConfig(cfg), timeout=30)
+    stack.callback(ours.close)
+    theirs = drms.HttpJsonClient(drms.ServerConfig(**cfg))
+    client = drms.Client(server=drms.ServerConfig(**cfg))
+
+    def our_summary() -> float:
+        return rate(SUMMARY_CALLS, lambda: [ours.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
+
+    def their_summary() -> float:
+        return rate(SUMMARY_CALLS, lambda: [theirs.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
+
+    # The big answer, fetched once, uncompressed, exactly as JSOC's CGI would send it.
+    big_url = P.rs_list_url(ServerConfig(cfg), BIG, key=KEYS, n=BIG_N)
+    with urllib.request.urlopen(big_url, timeout=300) as resp:
+        body: bytes = resp.read()
+    check = json.loads(body)
+    assert check["count"] == BIG_N and len(check["keywords"]) == 10, "bad big answer"
+    del check
+    info = client.info("hmi.v_45s")  # cached inside the drms client from here on
+    types = dict(zip(info.keywords.index, info.keywords.type, strict=True))
+
+    def our_decode() -> object:
+        return P.rs_list_columns(body, types, "latin1")
+
+    def their_decode() -> object:
+        d = json.loads(body.decode("latin1"))  # drms.HttpJsonRequest.data
+        names = [it["name"] for it in d["keywords"]]
+        values = [it["values"] for it in d["keywords"]]
+        frame = pd.DataFrame.from_dict(OrderedDict(zip(names, values, strict=True)))
+        client._convert_numeric_keywords(BIG, frame)
+        return frame
+
+    def seconds(fn: Callable[[], object]) -> Callable[[], float]:
+        def one() -> float:
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+        return one
+
+    size_note = f"{len(body) / 1e6:.1f} MB body"
+    return [
+        Workload(
+            "rs_summary sequential",
+            "req/s",
+            our_summary,
+            their_summary,
+            "drms.HttpJsonClient",
+            target=3.0,
+            notes="emulator in its own process; ours keep-alive, drms one connection per call",
+        ),
+        Workload(
+            "decode rs_list 100k x 10 -> typed columns",
+            "s",
+            seconds(our_decode),
+            seconds(their_decode),
+            "drms json + Client.query conversion",
+            target=2.0,
+            lower_is_better=True,
+            notes=size_note,
+        ),
+        Workload(
+            "decode rs_list 100k x 10 peak memory",
+            "MB",
+            _once(lambda: _peak_mb(our_decode)),
+            _once(lambda: _peak_mb(their_decode)),
+            "drms json + Client.query conversion",
+            target=1.0,
+            lower_is_better=True,
+            notes=size_note,
+        ),
+    ]

@@ -1,0 +1,194 @@
+"""``sciwire drms``: run the JSOC emulator, list series, query records, export data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sciwire.drms.client import HttpJsonClient
+from sciwire.drms.config import ServerConfig, get_server
+from sciwire.drms.exceptions import DrmsError
+from sciwire.drms.protocol import check_export_status, check_query_status
+from sciwire.errors import SciwireError
+
+__all__ = ["group"]
+
+
+def _server(value: str) -> ServerConfig:
+    """A registered name, or the base URL of a JSOC-like site (emulator layout)."""
+    if value.startswith(("http://", "https://")):
+        base = value.rstrip("/") + "/"
+        return ServerConfig(
+            name=base,
+            cgi_baseurl=base + "cgi-bin/ajax/",
+            cgi_show_series="show_series",
+            cgi_jsoc_info="jsoc_info",
+            cgi_jsoc_fetch="jsoc_fetch",
+            cgi_check_address="checkAddress.sh",
+            cgi_show_series_wrapper="showextseries",
+            show_series_wrapper_dbhost="hmidb2",
+            http_download_baseurl=base,
+        )
+    return get_server(value)
+
+
+_SERVER = click.option(
+    "--server",
+    "-s",
+    default="jsoc",
+    show_default=True,
+    help="Registered server name (jsoc, kis) or base URL such as http://127.0.0.1:8080/.",
+)
+_TIMEOUT = click.option("--timeout", default=60.0, show_default=True, help="Seconds per request.")
+
+
+def _client(server: str, timeout: float) -> HttpJsonClient:
+    try:
+        return HttpJsonClient(_server(server), timeout=timeout)
+    except (KeyError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--server") from exc
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(name="drms")
+def group() -> None:
+    """JSOC DRMS client and JSOC emulator."""
+
+
+@group.command(short_help="Serve the JSOC emulator on loopback.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", default=0, show_default=True, help="Port (0 picks a free one).")
+def emulate(host: str, port: int) -> None:
+    """Serve the JSOC emulator until interrupted."""
+    from sciwire.drms.server import JsocEmulator
+
+    async def serve() -> None:
+        emu = JsocEmulator(host, port)
+        await emu.start()
+        click.echo(f"JSOC emulator on {emu.url} (CGIs under {emu.url}cgi-bin/ajax/)")
+        click.echo(f"try: sciwire drms series --server {emu.url}")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await emu.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+@group.command(short_help="List data series.")
+@click.argument("regex", required=False)
+@_SERVER
+@_TIMEOUT
+@click.option("--full", is_flag=True, help="Show primekeys and descriptions.")
+def series(regex: str | None, server: str, timeout: float, full: bool) -> None:
+    """List data series, optionally those matching REGEX."""
+    with _client(server, timeout) as c:
+        try:
+            d = check_query_status(c.show_series(regex))
+        except (DrmsError, SciwireError) as exc:
+            _fail(exc)
+            return
+    for item in d.get("names", []):
+        if full:
+            click.echo(f"{item['name']}\t{item.get('primekeys', '')}\t{item.get('note', '')}")
+        else:
+            click.echo(item["name"])
+
+
+@group.command(short_help="Query keywords and segments of a record set.")
+@click.argument("ds")
+@_SERVER
+@_TIMEOUT
+@click.option("--key", "-k", default=None, help="Keywords, comma separated.")
+@click.option("--seg", default=None, help="Segments, comma separated.")
+@click.option("-n", "limit", type=int, default=None, help="First n (or last -n) records.")
+@click.option("--count", is_flag=True, help="Only count the records (rs_summary).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def query(
+    ds: str,
+    server: str,
+    timeout: float,
+    key: str | None,
+    seg: str | None,
+    limit: int | None,
+    count: bool,
+    as_json: bool,
+) -> None:
+    """Query the record set DS (e.g. 'hmi.v_45s[2016.04.01_00:00:00_TAI/1h]')."""
+    with _client(server, timeout) as c:
+        try:
+            if count:
+                d: dict[str, Any] = dict(check_query_status(c.rs_summary(ds)))
+            else:
+                d = dict(check_query_status(c.rs_list(ds, key=key or "T_REC", seg=seg, n=limit)))
+        except (DrmsError, SciwireError) as exc:
+            _fail(exc)
+            return
+    if as_json or count:
+        click.echo(json.dumps(d) if as_json else str(d["count"]))
+        return
+    columns = [*d.get("keywords", []), *d.get("segments", [])]
+    if not columns:
+        return
+    click.echo("\t".join(col["name"] for col in columns))
+    for row in zip(*(col["values"] for col in columns), strict=True):
+        click.echo("\t".join(row))
+
+
+@group.command(short_help="Request an export, wait for it, download its files.")
+@click.argument("ds")
+@click.option("--email", "-e", required=True, help="Registered notification address.")
+@_SERVER
+@_TIMEOUT
+@click.option("--method", default="url_quick", show_default=True)
+@click.option("--protocol", default="as-is", show_default=True)
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Download the files here once the export has finished.",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the export.")
+@click.option("--max-wait", default=600.0, show_default=True, help="Hard deadline, seconds.")
+def export(
+    ds: str,
+    email: str,
+    server: str,
+    timeout: float,
+    method: str,
+    protocol: str,
+    dest: Path | None,
+    wait: bool,
+    max_wait: float,
+) -> None:
+    """Request an export of DS; optionally wait for it and download the files."""
+    with _client(server, timeout) as c:
+        try:
+            d = c.exp_request(ds, email, method=method, protocol=protocol)
+            status = check_export_status(d)
+            if status != 0 and wait:
+                click.echo(f"export {d.get('requestid')} queued, waiting...", err=True)
+                d = c.wait_for_export(str(d.get("requestid")), timeout=max_wait)
+                status = 0
+            if status != 0:
+                click.echo(f"{d.get('requestid')}\tstatus {status}")
+                return
+            if dest is None:
+                for item in d.get("data", []):
+                    click.echo(f"{item.get('record')}\t{item.get('filename')}")
+                return
+            for path in c.download(d, dest):
+                click.echo(str(path))
+        except (DrmsError, SciwireError, OSError) as exc:
+            _fail(exc)

@@ -1,0 +1,459 @@
+"""``HttpJsonClient`` (blocking, drop-in for drms.HttpJsonClient) and its asyncio twin.
+
+The blocking client runs on :class:`~sciwire.drms.transport.BlockingTransport`, a lean
+keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for small
+sequential CGI calls a direct socket round trip costs far less than a hop through an
+event-loop thread or http.client, and it is several times faster than drms's
+one-connection-per-request urlopen (see bench/drms.py). The asyncio client uses aiohttp.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sciwire.drms import protocol as P
+from sciwire.drms import transfer
+from sciwire.drms.config import ServerConfig, get_server
+from sciwire.drms.exceptions import DrmsHttpError
+from sciwire.drms.transport import BlockingTransport
+from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
+
+__all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]
+
+logger = logging.getLogger(__name__)
+
+Names = str | Sequence[str] | None
+
+
+class HttpJsonRequest:
+    """One finished CGI request: ``url``, ``raw_data`` (bytes) and ``data`` (decoded)."""
+
+    def __init__(self, url: str, raw_data: bytes, encoding: str) -> None:
+        self.url = url
+        self.raw_data = raw_data
+        self._encoding = encoding
+        self._data: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<HttpJsonRequest: {self.url}>"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The decoded JSON object (RemoteProtocolError if it is not one)."""
+        if self._data is None:
+            self._data = P.decode_json(self.raw_data, self._encoding)
+        return self._data
+
+
+def _requestor(requestor: str | bool | None, requester: str | bool | None) -> str | bool | None:
+    # drms names the argument "requester"; accept it as an alias of "requestor".
+    return requester if requestor is None else requestor
+
+
+class HttpJsonClient:
+    """HTTP/JSON access to the DRMS CGIs of one server.
+
+    Args:
+        server: a registered server name (``jsoc``, ``kis``...) or a ServerConfig.
+        debug: log each request URL at INFO instead of DEBUG.
+        timeout: seconds for connecting and for each read (None waits forever).
+        retries: retries of a GET after a connection error (never after a timeout).
+    """
+
+    def __init__(
+        self,
+        server: str | ServerConfig = "jsoc",
+        debug: bool = False,
+        *,
+        timeout: float | None = 60.0,
+        retries: int = 2,
+    ) -> None:
+        self._server = get_server(server)
+        self.debug = debug
+        self._transport = BlockingTransport(timeout=timeout, retries=retries)
+        self._type_cache: dict[str, dict[str, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<HttpJsonClient: {self._server.name}>"
+
+    def __enter__(self) -> HttpJsonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the client still works afterwards)."""
+        self._transport.close()
+
+    @property
+    def server(self) -> ServerConfig:
+        """The server configuration in use."""
+        return self._server
+
+    def _json_request(self, url: str) -> HttpJsonRequest:
+        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+        resp = self._transport.get(url)
+        return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
+
+    def _get(self, url: str) -> dict[str, Any]:
+        return self._json_request(url).data
+
+    def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
+        """List series (``show_series``), optionally filtered by a regex."""
+        return self._get(P.show_series_url(self._server, ds_filter))
+
+    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
+        """List every public series (``showextseries``); *info* adds descriptions."""
+        return self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
+
+    def series_struct(self, ds: str) -> dict[str, Any]:
+        """Structure of a series: primekeys, keywords, segments, links, interval."""
+        return self._get(P.series_struct_url(self._server, ds))
+
+    def rs_summary(self, ds: str) -> dict[str, Any]:
+        """Record count of a record set: ``{count, runtime, status}``."""
+        return self._get(P.rs_summary_url(self._server, ds))
+
+    def rs_list(
+        self,
+        ds: str,
+        *,
+        key: Names = None,
+        seg: Names = None,
+        link: Names = None,
+        recinfo: bool = False,
+        n: int | None = None,
+        uid: str | None = None,
+    ) -> dict[str, Any]:
+        """Keywords, segments and links of a record set (at least one must be asked)."""
+        url = P.rs_list_url(
+            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
+        )
+        return self._get(url)
+
+    def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> dict[str, list[Any]]:
+        """Keywords of a record set as typed columns (sciwire extension).
+
+        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
+        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
+        Raises DrmsQueryError when JSOC reports a failed query.
+        """
+        if types is None:
+            types = self._types(ds)
+        url = P.rs_list_url(self._server, ds, key=key, n=n)
+        return P.rs_list_columns(self._json_request(url).raw_data, types, self._server.encoding)
+
+    def _types(self, ds: str) -> dict[str, str]:
+        name = P.series_name(ds)
+        cache = self._type_cache
+        if name not in cache:
+            struct = P.check_query_status(self.series_struct(name))
+            cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
+        return cache[name]
+
+    def check_address(self, email: str) -> dict[str, Any]:
+        """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
+        return self._get(P.check_address_url(self._server, email))
+
+    def exp_request(
+        self,
+        ds: str,
+        notify: str,
+        *,
+        method: str = "url_quick",
+        protocol: str = "as-is",
+        protocol_args: Mapping[str, Any] | None = None,
+        filenamefmt: str | None = None,
+        n: int | None = None,
+        process: Mapping[str, Mapping[str, Any]] | None = None,
+        requestor: str | bool | None = None,
+        requester: str | bool | None = None,
+    ) -> dict[str, Any]:
+        """Request an export; ``requester`` is accepted as drms's name for ``requestor``."""
+        url = P.exp_request_url(
+            self._server,
+            ds,
+            notify,
+            method=method,
+            protocol=protocol,
+            protocol_args=protocol_args,
+            filenamefmt=filenamefmt,
+            n=n,
+            process=process,
+            requestor=_requestor(requestor, requester),
+        )
+        return self._get(url)
+
+    def exp_status(self, requestid: str) -> dict[str, Any]:
+        """Status of an export; when finished, its index.json."""
+        return self._get(P.exp_status_url(self._server, requestid))
+
+    def wait_for_export(
+        self,
+        requestid: str,
+        *,
+        timeout: float = 600.0,
+        poll: float | None = None,
+        retries_notfound: int = 5,
+    ) -> dict[str, Any]:
+        """Poll exp_status until finished; return the finished status (index.json).
+
+        Sleeps the server's ``wait`` (bounded) unless *poll* is given. Raises
+        DrmsExportError on failure and :class:`~sciwire.errors.Timeout` at the deadline.
+        """
+        return transfer.wait_blocking(
+            self.exp_status,
+            requestid,
+            timeout=timeout,
+            poll=poll,
+            retries_notfound=retries_notfound,
+        )
+
+    def download(
+        self,
+        export_status: Mapping[str, Any],
+        dest: str | Path,
+        *,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Fetch the files of a finished export into *dest*, concurrently, resuming.
+
+        A pending export is waited for first. Partial files (``name.part``) are resumed
+        with HTTP Range; sizes are checked against the server's lengths. The progress
+        line goes to stderr, by default only when stderr is a terminal.
+        """
+        status = dict(export_status)
+        if P.check_export_status(status) != 0:
+            status = self.wait_for_export(str(status.get("requestid")))
+        jobs = P.download_urls(self._server, status)
+        return transfer.download_blocking(
+            jobs,
+            Path(dest),
+            concurrency=concurrency,
+            progress=progress,
+            overwrite=overwrite,
+            timeout=self._transport.timeout,
+        )
+
+
+class AsyncHttpJsonClient:
+    """The asyncio twin of :class:`HttpJsonClient` (aiohttp, keep-alive, gzip).
+
+    Use ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
+    """
+
+    def __init__(
+        self,
+        server: str | ServerConfig = "jsoc",
+        debug: bool = False,
+        *,
+        timeout: float | None = 60.0,
+        retries: int = 2,
+    ) -> None:
+        self._server = get_server(server)
+        self.debug = debug
+        self.timeout = timeout
+        self.retries = retries
+        self._session: aiohttp.ClientSession | None = None
+        self._type_cache: dict[str, dict[str, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<AsyncHttpJsonClient: {self._server.name}>"
+
+    async def __aenter__(self) -> AsyncHttpJsonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def server(self) -> ServerConfig:
+        """The server configuration in use."""
+        return self._server
+
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (created on first use)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"User-Agent": P.USER_AGENT, "Accept-Encoding": "gzip"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        return P.decode_json(await self._get_raw(url), self._server.encoding)
+
+    async def _get_raw(self, url: str) -> bytes:
+        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+        for attempt in range(self.retries + 1):
+            try:
+                async with self.session().get(url) as resp:
+                    body = await resp.read()
+                    status, reason = resp.status, resp.reason
+                break
+            except TimeoutError as exc:
+                raise Timeout(f"JSOC did not answer in time: {url}") from exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if attempt < self.retries:
+                    logger.debug("retrying %s after %r", url, exc)
+                    continue
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    raise ConnectError(f"cannot connect for {url}: {exc}") from exc
+                raise ConnectionClosed(f"connection failed for {url}: {exc!r}") from exc
+            except aiohttp.ClientResponseError as exc:
+                raise RemoteProtocolError(f"bad HTTP answer for {url}", repr(exc)) from exc
+        if status >= 400:
+            raise DrmsHttpError(
+                f"HTTP {status} {reason} for {url}", code=status, data=body[:500].decode("latin1")
+            )
+        return body
+
+    async def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.show_series`."""
+        return await self._get(P.show_series_url(self._server, ds_filter))
+
+    async def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
+        """See :meth:`HttpJsonClient.show_series_wrapper`."""
+        return await self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
+
+    async def series_struct(self, ds: str) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.series_struct`."""
+        return await self._get(P.series_struct_url(self._server, ds))
+
+    async def rs_summary(self, ds: str) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.rs_summary`."""
+        return await self._get(P.rs_summary_url(self._server, ds))
+
+    async def rs_list(
+        self,
+        ds: str,
+        *,
+        key: Names = None,
+        seg: Names = None,
+        link: Names = None,
+        recinfo: bool = False,
+        n: int | None = None,
+        uid: str | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.rs_list`."""
+        url = P.rs_list_url(
+            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
+        )
+        return await self._get(url)
+
+    async def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> dict[str, list[Any]]:
+        """See :meth:`HttpJsonClient.rs_list_columns`."""
+        if types is None:
+            name = P.series_name(ds)
+            cache = self._type_cache
+            if name not in cache:
+                struct = P.check_query_status(await self.series_struct(name))
+                cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
+            types = cache[name]
+        body = await self._get_raw(P.rs_list_url(self._server, ds, key=key, n=n))
+        return P.rs_list_columns(body, types, self._server.encoding)
+
+    async def check_address(self, email: str) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.check_address`."""
+        return await self._get(P.check_address_url(self._server, email))
+
+    async def exp_request(
+        self,
+        ds: str,
+        notify: str,
+        *,
+        method: str = "url_quick",
+        protocol: str = "as-is",
+        protocol_args: Mapping[str, Any] | None = None,
+        filenamefmt: str | None = None,
+        n: int | None = None,
+        process: Mapping[str, Mapping[str, Any]] | None = None,
+        requestor: str | bool | None = None,
+        requester: str | bool | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.exp_request`."""
+        url = P.exp_request_url(
+            self._server,
+            ds,
+            notify,
+            method=method,
+            protocol=protocol,
+            protocol_args=protocol_args,
+            filenamefmt=filenamefmt,
+            n=n,
+            process=process,
+            requestor=_requestor(requestor, requester),
+        )
+        return await self._get(url)
+
+    async def exp_status(self, requestid: str) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.exp_status`."""
+        return await self._get(P.exp_status_url(self._server, requestid))
+
+    async def wait_for_export(
+        self,
+        requestid: str,
+        *,
+        timeout: float = 600.0,
+        poll: float | None = None,
+        retries_notfound: int = 5,
+    ) -> dict[str, Any]:
+        """See :meth:`HttpJsonClient.wait_for_export`."""
+        return await transfer.wait_async(
+            self.exp_status,
+            requestid,
+            timeout=timeout,
+            poll=poll,
+            retries_notfound=retries_notfound,
+        )
+
+    async def download(
+        self,
+        export_status: Mapping[str, Any],
+        dest: str | Path,
+        *,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """See :meth:`HttpJsonClient.download`."""
+        status = dict(export_status)
+        if P.check_export_status(status) != 0:
+            status = await self.wait_for_export(str(status.get("requestid")))
+        jobs = P.download_urls(self._server, status)
+        return await transfer.download_async(
+            self.session(),
+            jobs,
+            Path(dest),
+            concurrency=concurrency,
+            progress=progress,
+            overwrite=overwrite,
+        )

@@ -1,0 +1,307 @@
+"""Export waiting and file downloads (blocking and asyncio): resume, size checks, progress.
+
+The progress display is a small built-in line on stderr (no tqdm dependency), shown
+by default only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from sciwire.drms import protocol as P
+from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
+from sciwire.drms.transport import BlockingTransport
+from sciwire.errors import ConnectError, ConnectionClosed, Timeout
+
+__all__ = ["Progress", "download_async", "download_blocking", "wait_async", "wait_blocking"]
+
+logger = logging.getLogger(__name__)
+
+#: Bounds on the server-suggested polling interval, seconds.
+MIN_POLL, MAX_POLL = 0.05, 30.0
+_CHUNK = 1 << 16
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+
+class Progress:
+    """A one-line download progress display: files done, bytes received.
+
+    Args:
+        files: number of files expected.
+        enabled: True/False, or None to show it only when *stream* is a terminal.
+        stream: where to draw (stderr by default).
+    """
+
+    def __init__(self, files: int, enabled: bool | None = None, stream: IO[str] | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self.files = files
+        self.done = 0
+        self.nbytes = 0
+        self._lock = threading.Lock()
+        self._drawn = 0.0
+
+    def add(self, nbytes: int) -> None:
+        """Count received bytes."""
+        with self._lock:
+            self.nbytes += nbytes
+            self._draw(force=False)
+
+    def file_done(self) -> None:
+        """Count a finished file."""
+        with self._lock:
+            self.done += 1
+            self._draw(force=True)
+
+    def close(self) -> None:
+        """End the line."""
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self, *, force: bool) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        width = 20
+        filled = width * self.done // self.files if self.files else width
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(
+            f"\rdownload [{bar}] {self.done}/{self.files} files, {self.nbytes / 1e3:.1f} kB"
+        )
+        self.stream.flush()
+
+
+def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
+    if poll is not None:
+        return max(0.0, poll)
+    try:
+        wait = float(d.get("wait", 1.0))
+    except (TypeError, ValueError):
+        wait = 1.0
+    return min(max(wait, MIN_POLL), MAX_POLL)
+
+
+def _check(d: Mapping[str, Any], requestid: str, notfound: int) -> tuple[bool, int]:
+    status = P.check_export_status(d)
+    if status == 0:
+        return True, notfound
+    if status == 6:
+        if notfound <= 0:
+            detail = f" ({d['error']})" if d.get("error") else ""
+            msg = f"Export request {requestid} not found{detail} [status=6]"
+            raise DrmsExportError(msg, code=6, data=dict(d))
+        notfound -= 1
+    return False, notfound
+
+
+def wait_blocking(
+    exp_status: Callable[[str], dict[str, Any]],
+    requestid: str,
+    *,
+    timeout: float,
+    poll: float | None,
+    retries_notfound: int,
+) -> dict[str, Any]:
+    """Poll *exp_status* until the export finishes; Timeout at the hard deadline."""
+    deadline = time.monotonic() + timeout
+    notfound = retries_notfound
+    while True:
+        d = exp_status(requestid)
+        done, notfound = _check(d, requestid, notfound)
+        if done:
+            return d
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
+        time.sleep(min(_poll_interval(d, poll), remaining))
+
+
+async def wait_async(
+    exp_status: Callable[[str], Awaitable[dict[str, Any]]],
+    requestid: str,
+    *,
+    timeout: float,
+    poll: float | None,
+    retries_notfound: int,
+) -> dict[str, Any]:
+    """The asyncio form of :func:`wait_blocking`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    notfound = retries_notfound
+    while True:
+        d = await exp_status(requestid)
+        done, notfound = _check(d, requestid, notfound)
+        if done:
+            return d
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
+        await asyncio.sleep(min(_poll_interval(d, poll), remaining))
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _plan(status: int, headers: Mapping[str, str], offset: int, url: str) -> tuple[str, int | None]:
+    """Decide how to write an answer: ('append'|'write'|'complete'|'restart', expected size)."""
+    crange = _CONTENT_RANGE.match(headers.get("content-range", ""))
+    total = int(crange.group(3)) if crange and crange.group(3) != "*" else None
+    if status == 416 and offset:
+        return ("complete" if total == offset else "restart"), total
+    if status >= 400:
+        raise DrmsHttpError(f"HTTP {status} for {url}", code=status)
+    if status == 206:
+        if not crange or crange.group(1) is None or int(crange.group(1)) != offset:
+            return "restart", None
+        return "append", total
+    length = headers.get("content-length")
+    return "write", int(length) if length and length.isdigit() else None
+
+
+def _finish(part: Path, final: Path, expected: int | None, url: str) -> Path:
+    size = part.stat().st_size
+    if expected is not None and size != expected:
+        raise DrmsExportError(
+            f"size mismatch for {url}: got {size} bytes, expected {expected}; "
+            f"partial file kept for resume: {part}"
+        )
+    os.replace(part, final)
+    return final
+
+
+def _fetch_blocking(
+    t: BlockingTransport, url: str, final: Path, overwrite: bool, bar: Progress
+) -> Path:
+    part = _part(final)
+    if final.exists() and not overwrite:
+        return final
+    for _ in range(2):
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with t.stream(url, headers) as (status, hdrs, body):
+            action, expected = _plan(status, hdrs, offset, url)
+            if action == "restart":
+                part.unlink(missing_ok=True)
+                continue
+            if action == "complete":
+                return _finish(part, final, expected, url)
+            with open(part, "ab" if action == "append" else "wb") as out:
+                while chunk := body.read(_CHUNK):
+                    out.write(chunk)
+                    bar.add(len(chunk))
+        return _finish(part, final, expected, url)
+    raise DrmsExportError(f"server does not honour resume requests for {url}")
+
+
+def download_blocking(
+    jobs: Sequence[tuple[str, str]],
+    dest: Path,
+    *,
+    concurrency: int,
+    progress: bool | None,
+    overwrite: bool,
+    timeout: float | None,
+) -> list[Path]:
+    """Download (filename, url) *jobs* into *dest* with a pool of keep-alive workers."""
+    dest.mkdir(parents=True, exist_ok=True)
+    bar = Progress(len(jobs), progress)
+    local = threading.local()
+    transports: list[BlockingTransport] = []
+
+    def one(job: tuple[str, str]) -> Path:
+        t: BlockingTransport | None = getattr(local, "transport", None)
+        if t is None:
+            t = local.transport = BlockingTransport(timeout=timeout)
+            transports.append(t)
+        path = _fetch_blocking(t, job[1], dest / job[0], overwrite, bar)
+        bar.file_done()
+        return path
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return list(pool.map(one, jobs))
+    finally:
+        for t in transports:
+            t.close()
+        bar.close()
+
+
+async def _fetch_async(
+    session: aiohttp.ClientSession, url: str, final: Path, overwrite: bool, bar: Progress
+) -> Path:
+    part = _part(final)
+    if final.exists() and not overwrite:
+        return final
+    for _ in range(2):
+        offset = part.stat().st_size if part.exists() else 0
+        # identity: sizes are checked against the stored file's length, never a gzip one
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        async with session.get(url, headers=headers) as resp:
+            hdrs = {k.lower(): v for k, v in resp.headers.items()}
+            action, expected = _plan(resp.status, hdrs, offset, url)
+            if action == "restart":
+                part.unlink(missing_ok=True)
+                continue
+            if action == "complete":
+                return _finish(part, final, expected, url)
+            with open(part, "ab" if action == "append" else "wb") as out:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    out.write(chunk)
+                    bar.add(len(chunk))
+        return _finish(part, final, expected, url)
+    raise DrmsExportError(f"server does not honour resume requests for {url}")
+
+
+async def download_async(
+    session: aiohttp.ClientSession,
+    jobs: Sequence[tuple[str, str]],
+    dest: Path,
+    *,
+    concurrency: int,
+    progress: bool | None,
+    overwrite: bool,
+) -> list[Path]:
+    """The asyncio form of :func:`download_blocking` (one shared aiohttp session)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    bar = Progress(len(jobs), progress)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(name: str, url: str) -> Path:
+        async with gate:
+            try:
+                path = await _fetch_async(session, url, dest / name, overwrite, bar)
+            except TimeoutError as exc:
+                raise Timeout(f"download timed out: {url}") from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise ConnectError(f"cannot connect for {url}: {exc}") from exc
+            except (aiohttp.ClientError, aiohttp.ClientPayloadError) as exc:
+                raise ConnectionClosed(f"download failed for {url}: {exc!r}") from exc
+            bar.file_done()
+            return path
+
+    try:
+        return list(await asyncio.gather(*(one(n, u) for n, u in jobs)))
+    finally:
+        bar.close()

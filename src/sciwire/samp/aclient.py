@@ -232,9 +232,11 @@ class AsyncSAMPClient:
             )
         key = self._private_key
         self._is_registered = False
-        self._hub_id = self._public_id = self._private_key = None
-        if key is not None:
-            await self.hub.unregister(key)
+        try:
+            if key is not None:
+                await self.hub.unregister(key)
+        finally:
+            self._hub_id = self._public_id = self._private_key = None
 
     # -- metadata and subscriptions -----------------------------------------------------
 
@@ -420,7 +422,10 @@ class AsyncSAMPClient:
         if private_key == self._private_key and private_key is not None:
             return True
         self.dropped += 1
-        logger.warning("callback with a wrong private key dropped")
+        if self._private_key is None:
+            logger.debug("callback while not registered dropped")
+        else:
+            logger.warning("callback with a wrong private key dropped")
         return False
 
     def receive_notification(

@@ -148,10 +148,10 @@ class AsyncSAMPIntegratedClient:
 
     async def disconnect(self) -> None:
         """Unregister, stop the callback server and disconnect from the hub."""
-        if not self.is_connected:
+        if not (self.hub.is_connected or self.client.is_running):
             return
         try:
-            if self.client.get_private_key() is not None:
+            if self.hub.is_connected and self.client.get_private_key() is not None:
                 await self.client.unregister()
         finally:
             try:

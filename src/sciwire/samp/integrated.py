@@ -113,10 +113,10 @@ class SAMPIntegratedClient:
 
     def disconnect(self) -> None:
         """Unregister, stop the client and disconnect from the hub (no-op if not connected)."""
-        if not self.is_connected:
+        if not (self.hub.is_connected or self.client.is_running):
             return
         try:
-            if self.client.get_private_key() is not None:
+            if self.hub.is_connected and self.client.get_private_key() is not None:
                 self.client.unregister()
         finally:
             try:

@@ -67,6 +67,8 @@ def stringify(value: Any) -> Any:
     """
     if isinstance(value, str):
         return value
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a NumPy scalar: np.bool_, np.int64, np.float32...
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, numbers.Number) and not isinstance(value, complex):

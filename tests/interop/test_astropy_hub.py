@@ -1,0 +1,63 @@
+"""Our SAMPIntegratedClient against astropy's SAMPHubServer on loopback."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
+from tests.samp.clientkit import ClientFactory, factory
+
+# astropy 8 deprecates astropy.samp in favour of pyvo.samp (an identical copy): the
+# warning is about the peer's future, not about our code. astropy's hub also drops the
+# xmlrpc.client proxies of unregistered clients without closing their sockets (plain
+# socket objects; our clients use aiohttp transports, whose leaks read differently).
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.filterwarnings("ignore:.*samp.*:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+def _astropy_hub(lockfile: Path) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from astropy.samp import SAMPHubServer, conf
+
+    conf.use_internet = False  # astropy would otherwise probe the internet at start
+    return SAMPHubServer(web_profile=False, lockfile=str(lockfile))
+
+
+@pytest.fixture
+def astropy_hub(tmp_path: Path) -> Iterator[Any]:
+    hub = _astropy_hub(tmp_path / "astropy.lock")
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def make(astropy_hub: Any) -> Iterator[ClientFactory]:
+    yield from factory(hub=astropy_hub)
+
+
+def test_connect_with_astropy_hub_params(astropy_hub: Any) -> None:
+    from sciwire.samp import SAMPIntegratedClient
+
+    cli = SAMPIntegratedClient(name="params")
+    cli.connect(hub_params=astropy_hub.params)
+    try:
+        assert cli.is_connected
+        assert cli.hub.lockfile["samp.secret"] == astropy_hub.params["samp.secret"]
+        assert cli.client.core.get_hub_id()
+    finally:
+        cli.disconnect()

@@ -1,0 +1,78 @@
+"""Our SAMPIntegratedClient against the reference JSAMP hub (``jsamp hub -mode no-gui``).
+
+The hub runs as a subprocess with its own lockfile (``SAMP_HUB=std-lockurl:``) and its
+own HOME in a temporary directory, so the user's ~/.samp is never touched. JSAMP is
+strict about the SAMP data model (it refuses XML-RPC ints), which checks that we
+stringify what we send.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sciwire.samp import SAMPHubError, SAMPIntegratedClient
+from sciwire.samp.protocol import read_lockfile
+from tests.conftest import scale
+from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
+from tests.samp.clientkit import ClientFactory, factory, poll
+
+pytestmark = pytest.mark.interop
+
+JSAMP = shutil.which("jsamp")
+
+
+def _hub_answers(lockfile: Path) -> bool:
+    if not lockfile.exists():
+        return False
+    params = read_lockfile(lockfile)
+    if "samp.hub.xmlrpc.url" not in params:
+        return False  # still being written
+    probe = SAMPIntegratedClient(callable=False)
+    try:
+        probe.hub.connect(hub_params=params)
+    except SAMPHubError:
+        return False
+    probe.hub.disconnect()
+    return True
+
+
+@pytest.fixture(scope="module")
+def jsamp_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    assert JSAMP is not None, "jsamp is not installed (make system-deps installs it)"
+    home = tmp_path_factory.mktemp("jsamp-home")
+    lockfile = home / "jsamp.lock"
+    env = dict(os.environ, HOME=str(home), SAMP_HUB=f"std-lockurl:{lockfile.as_uri()}")
+    proc = subprocess.Popen(
+        [JSAMP, "hub", "-mode", "no-gui", "-profiles", "std"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll(lambda: proc.poll() is None and _hub_answers(lockfile), scale(60), "the JSAMP hub")
+        yield read_lockfile(lockfile)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(scale(10))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def make(jsamp_hub: dict[str, str]) -> Iterator[ClientFactory]:
+    yield from factory(hub_params=jsamp_hub)
+
+
+def test_jsamp_hub_id_and_hub_in_registered_clients(make: ClientFactory) -> None:
+    cli = make("probe")
+    hub_id = cli.client.core.get_hub_id()
+    assert hub_id and hub_id in cli.get_registered_clients()
+    assert cli.get_metadata(hub_id).get("samp.name")

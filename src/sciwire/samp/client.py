@@ -3,10 +3,11 @@
 Both run the asyncio core (:mod:`sciwire.samp.aproxy`, :mod:`sciwire.samp.aclient`)
 on one background event loop shared by every blocking SAMP object of the process
 (a :class:`sciwire.core.portal.Portal`, started with the first connection and stopped
-with the last). Incoming messages are handed to a small per-client worker pool, so
-handlers run on a background thread (as with astropy) and may call back into the hub
-(``reply``, ``call_and_wait``...) without deadlocking the loop. There is no thread
-per message and no polling.
+with the last). Incoming messages are handed to a process-wide pool of worker
+threads that grows only while every worker is busy, so handlers run on a background
+thread (as with astropy) and may call back into the hub (``reply``,
+``call_and_wait``...) without deadlocking the loop. There is no thread per message
+and no polling.
 """
 
 from __future__ import annotations
@@ -29,8 +30,24 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Worker threads per client for incoming messages.
-HANDLER_THREADS = 8
+#: The most worker threads running handlers of incoming messages, process-wide. The
+#: pool only grows when every worker is busy (a handler blocked in call_and_wait, say),
+#: so it behaves like astropy's thread per message without a thread per message.
+HANDLER_THREADS = 128
+
+_pool_lock = threading.Lock()
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def handler_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads that run blocking clients' handlers (created on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                HANDLER_THREADS, thread_name_prefix="samp-handler"
+            )
+        return _pool
 
 
 class _SharedPortal:
@@ -230,9 +247,6 @@ class SAMPHubProxy:
         return self._run(self._core.reply(private_key, msg_id, response))
 
 
-_worker = threading.local()
-
-
 class SAMPClient:
     """A callable SAMP client application (astropy's SAMPClient API).
 
@@ -271,7 +285,6 @@ class SAMPClient:
         check_tls_arguments(https)
         self.hub = hub
         self._callable = callable
-        self._name = name or "client"
         self._core = AsyncSAMPClient(
             hub.core,
             name,
@@ -284,7 +297,7 @@ class SAMPClient:
             receiver=self,
         )
         self._portal: Portal | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._accepting = False
 
     @property
     def core(self) -> AsyncSAMPClient:
@@ -312,18 +325,16 @@ class SAMPClient:
         return portal.call(coro)
 
     def _submit(self, job: Callable[[], Any]) -> None:
-        executor = self._executor
-        if executor is None:
+        if not self._accepting:
             self._core.dropped += 1
             return
         try:
-            executor.submit(self._work, job)
-        except RuntimeError:  # shut down meanwhile
+            handler_pool().submit(self._work, job)
+        except RuntimeError:  # the interpreter is shutting down
             self._core.dropped += 1
 
     @staticmethod
     def _work(job: Callable[[], Any]) -> None:
-        _worker.active = True
         try:
             job()
         except Exception:
@@ -337,10 +348,7 @@ class SAMPClient:
             return
         if self._portal is None:
             self._portal = shared_portal.acquire()
-        if self._callable and self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                HANDLER_THREADS, thread_name_prefix=f"samp-{self._name}"
-            )
+        self._accepting = self._callable
         try:
             self._portal.call(self._core.start())
         except BaseException:
@@ -354,13 +362,11 @@ class SAMPClient:
             SAMPClientError: the server did not stop within *timeout* seconds.
         """
         portal, self._portal = self._portal, None
-        executor, self._executor = self._executor, None
+        self._accepting = False
         try:
             if portal is not None:
                 portal.call(self._core.stop(timeout))
         finally:
-            if executor is not None:
-                executor.shutdown(wait=not getattr(_worker, "active", False))
             if portal is not None:
                 shared_portal.release()
 

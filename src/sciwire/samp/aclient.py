@@ -147,6 +147,11 @@ class AsyncSAMPClient:
         """The URL of the callback server (None until started, or when not callable)."""
         return self._xmlrpcAddr
 
+    @property
+    def bad_requests(self) -> int:
+        """Callback requests refused as malformed (bad HTTP or XML-RPC)."""
+        return self._server.bad_requests if self._server is not None else 0
+
     def get_private_key(self) -> str | None:
         """The private key the hub gave at registration (``samp.private-key``)."""
         return self._private_key
@@ -391,7 +396,7 @@ class AsyncSAMPClient:
 
     # -- incoming ------------------------------------------------------------------
 
-    async def _dispatch(self, method: str, params: tuple[Any, ...]) -> str:
+    def _dispatch(self, method: str, params: tuple[Any, ...]) -> str:
         """Check an incoming ``samp.client.*`` call and hand it to the runner."""
         receiver = self._receiver
         if method == "samp.client.receiveNotification" and len(params) == 3:

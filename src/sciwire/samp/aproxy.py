@@ -17,12 +17,21 @@ from sciwire.samp.errors import SAMPHubError
 from sciwire.samp.protocol import locate_lockfile, parse_lockfile, read_lockfile
 from sciwire.samp.rpc import RpcCaller, stringify
 
-__all__ = ["AsyncSAMPHubProxy", "HubLike", "get_main_running_hub"]
+__all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
 logger = logging.getLogger(__name__)
 
 #: Extra seconds the HTTP request of callAndWait may take beyond the SAMP timeout.
 CALL_AND_WAIT_GRACE = 10.0
+
+
+def call_and_wait_limit(timeout: object) -> float | None:
+    """How long the HTTP request of a callAndWait with this SAMP *timeout* may take."""
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = 0.0
+    return seconds + CALL_AND_WAIT_GRACE if seconds > 0 else None
 
 
 class HubLike(Protocol):
@@ -222,11 +231,7 @@ class AsyncSAMPHubProxy:
         timeout: str | int | float,
     ) -> dict[str, Any]:
         """Proxy to ``callAndWait``: the response (``timeout`` "0" waits forever)."""
-        try:
-            seconds = float(timeout)
-        except (TypeError, ValueError):
-            seconds = 0.0
-        limit = seconds + CALL_AND_WAIT_GRACE if seconds > 0 else None
+        limit = call_and_wait_limit(timeout)
         result: dict[str, Any] = await self._call(
             "callAndWait", private_key, recipient_id, message, timeout, timeout=limit
         )

@@ -16,13 +16,14 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sciwire.core.portal import Portal
 from sciwire.samp.aclient import AsyncSAMPClient, Handler
 from sciwire.samp.aintegrated import check_tls_arguments
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike, call_and_wait_limit
 from sciwire.samp.errors import SAMPClientError, SAMPHubError
+from sciwire.samp.rpc import BlockingRpcCaller, stringify
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
 
@@ -104,6 +105,9 @@ class SAMPHubProxy:
         self._core = AsyncSAMPHubProxy()
         self._portal: Portal | None = None
         self._portal_lock = threading.Lock()
+        # Calls from the user's thread go straight to a socket (no hop to the loop
+        # thread and back); the loop serves the callbacks and the asyncio core.
+        self._direct: BlockingRpcCaller | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -149,12 +153,19 @@ class SAMPHubProxy:
                 self._portal = shared_portal.acquire()
         try:
             self._run(self._core.connect(hub, hub_params, pool_size))
+            direct, self._direct = self._direct, None
+            if direct is not None:
+                direct.close()
+            self._direct = BlockingRpcCaller(self._core.lockfile["samp.hub.xmlrpc.url"], pool_size)
         except BaseException:
             self._release()
             raise
 
     def disconnect(self) -> None:
         """Disconnect from the hub."""
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
         if self._portal is None:
             return
         try:
@@ -172,65 +183,71 @@ class SAMPHubProxy:
         """Close the connections to the hub (same as :meth:`disconnect`)."""
         self.disconnect()
 
+    def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
+        direct = self._direct
+        if direct is None or not self._core.is_connected:
+            raise SAMPHubError("Hub proxy not connected")
+        return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
+
     def ping(self) -> Any:
         """Proxy to ``ping``."""
-        return self._run(self._core.ping())
+        return self._call("ping")
 
     def set_xmlrpc_callback(self, private_key: str, xmlrpc_addr: str) -> Any:
         """Proxy to ``setXmlrpcCallback``."""
-        return self._run(self._core.set_xmlrpc_callback(private_key, xmlrpc_addr))
+        return self._call("setXmlrpcCallback", private_key, xmlrpc_addr)
 
     def register(self, secret: str) -> dict[str, str]:
         """Proxy to ``register``."""
-        return self._run(self._core.register(secret))
+        return cast("dict[str, str]", self._call("register", secret))
 
     def unregister(self, private_key: str) -> Any:
         """Proxy to ``unregister``."""
-        return self._run(self._core.unregister(private_key))
+        return self._call("unregister", private_key)
 
     def declare_metadata(self, private_key: str, metadata: Mapping[str, Any]) -> Any:
         """Proxy to ``declareMetadata``."""
-        return self._run(self._core.declare_metadata(private_key, metadata))
+        return self._call("declareMetadata", private_key, metadata)
 
     def get_metadata(self, private_key: str, client_id: str) -> dict[str, Any]:
         """Proxy to ``getMetadata``."""
-        return self._run(self._core.get_metadata(private_key, client_id))
+        return cast("dict[str, Any]", self._call("getMetadata", private_key, client_id))
 
     def declare_subscriptions(self, private_key: str, subscriptions: Mapping[str, Any]) -> Any:
         """Proxy to ``declareSubscriptions``."""
-        return self._run(self._core.declare_subscriptions(private_key, subscriptions))
+        return self._call("declareSubscriptions", private_key, subscriptions)
 
     def get_subscriptions(self, private_key: str, client_id: str) -> dict[str, Any]:
         """Proxy to ``getSubscriptions``."""
-        return self._run(self._core.get_subscriptions(private_key, client_id))
+        return cast("dict[str, Any]", self._call("getSubscriptions", private_key, client_id))
 
     def get_registered_clients(self, private_key: str) -> list[str]:
         """Proxy to ``getRegisteredClients``."""
-        return self._run(self._core.get_registered_clients(private_key))
+        return cast("list[str]", self._call("getRegisteredClients", private_key))
 
     def get_subscribed_clients(self, private_key: str, mtype: str) -> dict[str, Any]:
         """Proxy to ``getSubscribedClients``."""
-        return self._run(self._core.get_subscribed_clients(private_key, mtype))
+        return cast("dict[str, Any]", self._call("getSubscribedClients", private_key, mtype))
 
     def notify(self, private_key: str, recipient_id: str, message: Mapping[str, Any]) -> Any:
         """Proxy to ``notify``."""
-        return self._run(self._core.notify(private_key, recipient_id, message))
+        return self._call("notify", private_key, recipient_id, message)
 
     def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
         """Proxy to ``notifyAll``."""
-        return self._run(self._core.notify_all(private_key, message))
+        return cast("list[str]", self._call("notifyAll", private_key, message))
 
     def call(
         self, private_key: str, recipient_id: str, msg_tag: str, message: Mapping[str, Any]
     ) -> str:
         """Proxy to ``call``."""
-        return self._run(self._core.call(private_key, recipient_id, msg_tag, message))
+        return cast("str", self._call("call", private_key, recipient_id, msg_tag, message))
 
     def call_all(
         self, private_key: str, msg_tag: str, message: Mapping[str, Any]
     ) -> dict[str, str]:
         """Proxy to ``callAll``."""
-        return self._run(self._core.call_all(private_key, msg_tag, message))
+        return cast("dict[str, str]", self._call("callAll", private_key, msg_tag, message))
 
     def call_and_wait(
         self,
@@ -240,11 +257,14 @@ class SAMPHubProxy:
         timeout: str | int | float,
     ) -> dict[str, Any]:
         """Proxy to ``callAndWait``."""
-        return self._run(self._core.call_and_wait(private_key, recipient_id, message, timeout))
+        limit = call_and_wait_limit(timeout)
+        return self._call(  # type: ignore[no-any-return]
+            "callAndWait", private_key, recipient_id, message, timeout, timeout=limit
+        )
 
     def reply(self, private_key: str, msg_id: str, response: Mapping[str, Any]) -> Any:
         """Proxy to ``reply``."""
-        return self._run(self._core.reply(private_key, msg_id, response))
+        return self._call("reply", private_key, msg_id, response)
 
 
 class SAMPClient:

@@ -1,6 +1,6 @@
 """XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
 
-The caller keeps its HTTP connections alive (one aiohttp session per hub proxy) and
+The caller keeps its HTTP connections alive (a lean pool from :mod:`sciwire.samp.http`) and
 maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
 faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
 refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
@@ -17,15 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import urllib.parse
 import xmlrpc.client
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import aiohttp
-from aiohttp import web
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
+from sciwire.samp.http import (
+    BlockingHttpClient,
+    HttpClientPool,
+    HttpMessage,
+    HttpServerProtocol,
+)
 from sciwire.samp.protocol import (
     decode_call,
     decode_response,
@@ -35,6 +39,7 @@ from sciwire.samp.protocol import (
 )
 
 __all__ = [
+    "BlockingRpcCaller",
     "CallbackServer",
     "RpcCaller",
     "SAMPHubConnectError",
@@ -47,8 +52,6 @@ logger = logging.getLogger(__name__)
 #: The largest XML-RPC body the callback server accepts (a SAMP message is small;
 #: tables travel by URL).
 MAX_BODY = 16 * 1024 * 1024
-
-_HEADERS = {"Content-Type": "text/xml"}
 
 
 class SAMPHubConnectError(SAMPHubError, ConnectError):
@@ -86,24 +89,19 @@ class RpcCaller:
     """Calls XML-RPC methods at one URL over keep-alive HTTP.
 
     Args:
-        url: the endpoint (``samp.hub.xmlrpc.url``).
-        pool_size: the most connections kept open at once.
+        url: the endpoint (``samp.hub.xmlrpc.url``), an ``http://`` URL.
+        pool_size: the most idle connections kept open.
         timeout: default seconds to wait for an answer (None waits forever).
+
+    Raises:
+        SAMPHubError: the URL is not a plain http URL.
     """
 
     def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+        host, port, path = split_url(url)
         self.url = url
-        self.pool_size = max(1, int(pool_size))
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.pool_size, force_close=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",)
-            )
-        return self._session
+        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY)
 
     async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result.
@@ -122,48 +120,90 @@ class RpcCaller:
         """
         limit = self.timeout if timeout == "default" else timeout
         body = encode_call(method, params)
-        session = self._get_session()
-        client_timeout = aiohttp.ClientTimeout(
-            total=limit if isinstance(limit, float | int) else None
-        )
         try:
-            async with session.post(
-                self.url, data=body, headers=_HEADERS, timeout=client_timeout
-            ) as resp:
-                data = await resp.read()
-                status, reason = resp.status, resp.reason
-        except asyncio.TimeoutError as exc:
+            msg = await self._http.post(body, limit if isinstance(limit, float | int) else None)
+        except Timeout as exc:
             raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise SAMPHubConnectError(f"cannot reach {self.url}: {exc}") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise SAMPHubConnectError(f"{method}: connection to {self.url} failed: {exc}") from exc
-        if status == 401:
-            raise SAMPHubError("Unauthorized access. Basic Authentication required or failed.")
-        if status != 200:
-            raise SAMPHubError(f"Protocol Error {status}: {reason}")
-        try:
-            return decode_response(data)
-        except SAMPDataError as exc:
-            raise SAMPHubProtocolError(f"{method}: bad XML-RPC response", data) from exc
+        except ConnectError as exc:
+            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+        return _result(method, msg)
 
     async def close(self) -> None:
         """Close the kept-alive connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
 
-Dispatch = Callable[[str, tuple[Any, ...]], Awaitable[Any]]
+class BlockingRpcCaller:
+    """The blocking twin of :class:`RpcCaller`, callable from any thread (same errors)."""
+
+    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+        host, port, path = split_url(url)
+        self.url = url
+        self.timeout = timeout
+        self._http = BlockingHttpClient(host, port, path, max(1, int(pool_size)), MAX_BODY)
+
+    def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
+        """Call *method* with *params* and return its result (see RpcCaller.call)."""
+        limit = self.timeout if timeout == "default" else timeout
+        body = encode_call(method, params)
+        try:
+            msg = self._http.post(body, limit if isinstance(limit, float | int) else None)
+        except Timeout as exc:
+            raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
+        except ConnectError as exc:
+            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+        return _result(method, msg)
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._http.close()
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    """``(host, port, path)`` of an http URL.
+
+    Raises:
+        SAMPHubError: not a plain http URL.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// is supported")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise SAMPHubError(f"bad hub URL {url!r}") from exc
+    return parts.hostname, port, path
+
+
+def _result(method: str, msg: HttpMessage) -> Any:
+    status = msg.start[1]
+    if status == "401":
+        raise SAMPHubError("Unauthorized access. Basic Authentication required or failed.")
+    if status != "200":
+        raise SAMPHubError(f"Protocol Error {status}: {msg.start[2]}")
+    try:
+        return decode_response(msg.body, max_size=MAX_BODY)
+    except SAMPDataError as exc:
+        raise SAMPHubProtocolError(f"{method}: bad XML-RPC response", msg.body) from exc
+
+
+Dispatch = Callable[[str, tuple[Any, ...]], Any]
 
 
 class CallbackServer:
     """The client's own XML-RPC server, receiving ``samp.client.*`` calls from the hub.
 
     Args:
-        dispatch: ``await dispatch(method, params)`` returns the method's result; a
-            :class:`xmlrpc.client.Fault` it raises is sent as that fault, any other
-            exception as a fault with code 1.
+        dispatch: ``dispatch(method, params)`` returns the method's result (it runs on
+            the loop and must not block); a :class:`xmlrpc.client.Fault` it raises is
+            sent as that fault, any other exception as a fault with code 1.
         addr: the address to listen on (default 127.0.0.1).
         port: the port (0 lets the system choose).
     """
@@ -172,8 +212,9 @@ class CallbackServer:
         self._dispatch = dispatch
         self.addr = addr or "127.0.0.1"
         self.port = port
-        self._runner: web.AppRunner | None = None
-        #: requests that could not be decoded (answered with a fault)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Transport] = set()
+        #: requests that could not be decoded (answered with a fault or an HTTP error)
         self.bad_requests = 0
 
     @property
@@ -184,45 +225,47 @@ class CallbackServer:
 
     async def start(self) -> None:
         """Bind and start serving."""
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.addr, self.port, backlog=1024)
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            server = await loop.create_server(
+                lambda: HttpServerProtocol(
+                    self._handle, MAX_BODY, self._count_bad, self._connections
+                ),
+                self.addr,
+                self.port,
+                backlog=1024,
+            )
         except OSError as exc:
-            await runner.cleanup()
             raise ConnectError(f"cannot listen on {self.addr}:{self.port}: {exc}") from exc
-        addresses = runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        self._runner = runner
+        self.port = int(server.sockets[0].getsockname()[1])
+        self._server = server
 
     async def stop(self) -> None:
         """Stop serving and close open connections."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            for transport in list(self._connections):
+                transport.close()
+            self._connections.clear()
+            await server.wait_closed()
+            await asyncio.sleep(0)  # the transports close their sockets on the next turn
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self.bad_requests += 1
-            return web.Response(body=encode_fault(1, "request too large"), headers=_HEADERS)
+    def _count_bad(self) -> None:
+        self.bad_requests += 1
+
+    def _handle(self, body: bytes) -> bytes:
         try:
             method, params = decode_call(body, max_size=MAX_BODY)
         except SAMPDataError as exc:
             self.bad_requests += 1
             logger.debug("bad callback request: %s", exc)
-            return web.Response(body=encode_fault(1, str(exc)), headers=_HEADERS)
+            return encode_fault(1, str(exc))
         try:
-            result = await self._dispatch(method, params)
-            payload = encode_response("" if result is None else result)
+            result = self._dispatch(method, params)
+            return encode_response("" if result is None else result)
         except xmlrpc.client.Fault as fault:
-            payload = encode_fault(fault.faultCode, fault.faultString)
+            return encode_fault(fault.faultCode, fault.faultString)
         except Exception as exc:
             logger.debug("callback %s failed", method, exc_info=True)
-            payload = encode_fault(1, f"{type(exc).__name__}: {exc}")
-        return web.Response(body=payload, headers=_HEADERS)
+            return encode_fault(1, f"{type(exc).__name__}: {exc}")

@@ -26,13 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Workload, rate
+from bench.harness import Workload
 from sciwire.samp import SAMPIntegratedClient
 from sciwire.samp.protocol import read_lockfile
 
 CALL_ROUNDS = {"sciwire": 400, "astropy": 60, "jsamp": 300}
 NOTIFY_ROUNDS = {"sciwire": 200, "astropy": 60}
 RECEIVERS = 10
+LOST: dict[str, int] = {}  # call_and_wait calls that timed out, by client module
 MANY_CLIENTS = 200
 MANY_MESSAGES = 5  # per client per round
 
@@ -139,12 +140,25 @@ def _call_and_wait(
     target = callee.get_public_id()
     message = {"samp.mtype": "bench.call", "samp.params": {"x": "1"}}
 
-    def run() -> None:
+    def run() -> float:
+        # astropy's hub sometimes loses a fast reply (it delivers the call before it
+        # registers the msg-id) and the call then times out: such calls are counted
+        # in LOST and their time is left out, which flatters the peer.
+        ok, busy = 0, 0.0
         for _ in range(n):
-            caller.call_and_wait(target, message, "10")
+            start = time.perf_counter()
+            try:
+                caller.call_and_wait(target, message, "2")
+            except Exception as exc:
+                LOST[cls.__module__] = LOST.get(cls.__module__, 0) + 1
+                print(f"samp: {cls.__module__} call_and_wait lost ({exc}); {LOST}", file=sys.stderr)
+                continue
+            busy += time.perf_counter() - start
+            ok += 1
+        return ok / busy
 
     run()  # warm up connections
-    return lambda: rate(n, run)
+    return run
 
 
 def _notify_all(

@@ -369,6 +369,10 @@ class HttpClientPool:
                 assert conn.transport is not None
                 conn.transport.write(request)
                 msg = await waiter
+            except Timeout:
+                self._busy.discard(conn)
+                conn.close()
+                raise
             except (ConnectionError, OSError) as exc:
                 self._busy.discard(conn)
                 conn.close()

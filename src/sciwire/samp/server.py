@@ -204,7 +204,9 @@ class AsyncSAMPHub:
             path = self._lockfile_path()
             if path is not None:
                 await self._check_existing(path)
-            runner = web.ServerRunner(web.Server(self._handle_std), access_log=None)
+            runner = web.ServerRunner(
+                web.Server(self._handle_std), access_log=None, shutdown_timeout=2.0
+            )
             await runner.setup()
             self._runners.append(runner)
             site = web.TCPSite(runner, self._addr, self._port, backlog=1024)
@@ -402,7 +404,9 @@ class AsyncSAMPHub:
         key = params[0]
         self._touch_key(key)
         if name == "unregister":
+            client = state.client_by_key(key)
             self._apply(state.unregister(key))
+            self._forget(client)
             return ""
         if name == "declareMetadata":
             self._apply(state.declare_metadata(key, params[1]))
@@ -501,6 +505,11 @@ class AsyncSAMPHub:
             logger.debug("delivery of %s to %s failed: %s", delivery.method, client.public_id, exc)
             self._apply(self.state.delivery_failed(delivery, str(exc) or type(exc).__name__))
 
+    def _forget(self, client: Client) -> None:
+        if client.profile == "web" and self.web is not None:
+            self.web.forget(client)
+        self._activity.pop(client.public_id, None)
+
     # -- activity and timeouts ----------------------------------------------------------
 
     def _touch(self, client: Client) -> None:
@@ -528,6 +537,7 @@ class AsyncSAMPHub:
                     seen = self._activity.get(client.public_id, now)
                     if now - seen > self._client_timeout:
                         self._apply(self.state.disconnect(client, "client timed out"))
+                        self._forget(client)
 
 
 def _arity(name: str, params: tuple[Any, ...], count: int) -> None:

@@ -83,11 +83,12 @@ class WebProfile:
         self._addr = addr
         self.port = port
         self._queues: dict[str, _Queue] = {}
+        self._polls: set[asyncio.Event] = set()  # events of the long polls now held
         self._closed = False
 
     async def start(self) -> web.BaseRunner:
         """Bind the Web Profile HTTP server and return its runner."""
-        runner = web.ServerRunner(web.Server(self._handle), access_log=None)
+        runner = web.ServerRunner(web.Server(self._handle), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._addr, self.port, backlog=1024, reuse_address=True)
@@ -103,8 +104,16 @@ class WebProfile:
     def close(self) -> None:
         """Wake every long poll (the hub is stopping)."""
         self._closed = True
-        for queue in self._queues.values():
-            queue.ready.set()
+        for event in self._polls:
+            event.set()
+
+    def forget(self, client: Client) -> None:
+        """Drop a departed web client's queue.
+
+        A long poll it still holds is left to its timeout (or to :meth:`close`): woken
+        now, JSAMP's poller would poll again with the dead key and log a fault.
+        """
+        self._queues.pop(client.private_key, None)
 
     @property
     def base_url(self) -> str:
@@ -160,10 +169,7 @@ class WebProfile:
             return await self._pull(params[0], params[1])
         if len(params) >= 1:
             self._web_client(params[0])  # the key must belong to a web client
-        result = await self.hub.common(name, params)
-        if name == "unregister":
-            self._queues.pop(str(params[0]), None)
-        return result
+        return await self.hub.common(name, params)
 
     def _web_client(self, key: object) -> Client:
         client = self.hub.state.client_by_key(key)
@@ -219,11 +225,17 @@ class WebProfile:
             seconds = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise HubFault(f"pullCallbacks timeout must be a number string: {timeout!r}") from None
-        queue = self._queues.setdefault(client.private_key, _Queue())
+        queue = self._queues.get(client.private_key)
+        if queue is None:
+            queue = self._queues[client.private_key] = _Queue()
         if not queue.items and seconds > 0 and not self._closed:
             queue.ready.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(queue.ready.wait(), min(seconds, 3600.0))
+            self._polls.add(queue.ready)
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(queue.ready.wait(), min(seconds, 3600.0))
+            finally:
+                self._polls.discard(queue.ready)
         items, queue.items = queue.items, []
         queue.ready.clear()
         self.hub._touch(client)

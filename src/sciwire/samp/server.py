@@ -682,7 +682,15 @@ class SAMPHubServer:
                 self._portal.stop()
                 raise
         if wait:
-            self._wait()
+            self.wait()
+
+    def wait(self) -> None:
+        """Block until the hub stops (idle timeout, Ctrl-C or SIGTERM), then clean up.
+
+        In the main thread SIGTERM is handled like Ctrl-C, so the lockfile is removed
+        either way.
+        """
+        self._wait()
 
     def _wait(self) -> None:
         previous = None

@@ -65,13 +65,13 @@ def _wait_for_hub(
         if lockfile.exists():
             params = read_lockfile(lockfile)
             if "samp.hub.xmlrpc.url" in params:
-                probe = SAMPIntegratedClient(callable=False)
+                probe = SAMPIntegratedClient(callable=False)  # JSAMP pings before it registers
                 try:
-                    probe.hub.connect(hub_params=params)
-                    probe.hub.disconnect()
+                    probe.connect(hub_params=params)
+                    probe.disconnect()
                     return params
                 except Exception:
-                    pass
+                    probe.disconnect()
         time.sleep(0.05)
     raise RuntimeError(f"no hub answered through {lockfile}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sciwire.samp import SAMPHubError, SAMPIntegratedClient
+from sciwire.samp import SAMPHubError, SAMPIntegratedClient, SAMPProxyError
 from sciwire.samp.protocol import read_lockfile
 from tests.conftest import scale
 from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
@@ -33,12 +33,15 @@ def _hub_answers(lockfile: Path) -> bool:
     params = read_lockfile(lockfile)
     if "samp.hub.xmlrpc.url" not in params:
         return False  # still being written
+    # a full registration: JSAMP answers ping before its hub service runs, and
+    # refuses registrations ("Hub is stopped") until then
     probe = SAMPIntegratedClient(callable=False)
     try:
-        probe.hub.connect(hub_params=params)
-    except SAMPHubError:
+        probe.connect(hub_params=params)
+    except (SAMPHubError, SAMPProxyError):
+        probe.disconnect()
         return False
-    probe.hub.disconnect()
+    probe.disconnect()
     return True
 
 

@@ -207,6 +207,10 @@ class HubState:
             raise HubFault(f"no client with id {public_id!r} is registered")
         return client
 
+    def client_by_id_or_none(self, public_id: str) -> Client | None:
+        """The client (or hub) with *public_id*, or None."""
+        return self._by_id.get(public_id)
+
     def _value(self, value: object, where: str) -> Any:
         try:
             return P.check_value(value, coerce=not self.strict, where=where)
@@ -420,9 +424,11 @@ class HubState:
         msg = self._message(message)
         effects: list[Effect] = []
         ids = []
+        args = (sender.public_id, msg)  # one tuple for all: the I/O layer encodes it once
         for recipient in self._broadcast_targets(sender, msg["samp.mtype"]):
             ids.append(recipient.public_id)
-            effects.extend(self._deliver_notification(sender, recipient, msg))
+            if recipient.profile != "hub":
+                effects.append(Delivery(recipient, "receiveNotification", args))
         return ids, effects
 
     def call(
@@ -518,11 +524,11 @@ class HubState:
     # -- internals ----------------------------------------------------------------
 
     def _event(self, mtype: str, params: dict[str, Any]) -> list[Effect]:
-        msg = P.make_message(mtype, params)
+        args = (self.hub_id, P.make_message(mtype, params))
         effects: list[Effect] = []
         for client in self.subscribers(mtype):
             if client.profile != "hub" and client.callable:
-                effects.append(Delivery(client, "receiveNotification", (self.hub_id, msg)))
+                effects.append(Delivery(client, "receiveNotification", args))
         return effects
 
     def _deliver_notification(

@@ -21,6 +21,7 @@ import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
+from xml.sax.saxutils import escape as xml_escape
 
 from sciwire.samp.errors import SAMPDataError, SAMPProxyError
 
@@ -48,6 +49,8 @@ __all__ = [
     "decode_response",
     "encode_call",
     "encode_fault",
+    "encode_keyed_call",
+    "encode_params",
     "encode_response",
     "format_lockfile",
     "is_safe_mtype",
@@ -476,6 +479,31 @@ def encode_call(method: str, params: Iterable[Any]) -> bytes:
         return xmlrpc.client.dumps(tuple(params), methodname=method, encoding="utf-8").encode()
     except (TypeError, OverflowError) as exc:
         raise SAMPDataError(f"cannot encode XML-RPC call {method}: {exc}") from exc
+
+
+def encode_params(params: Iterable[Any]) -> bytes:
+    """Encode XML-RPC ``<param>`` elements (no ``<params>`` wrapper) for :func:`encode_keyed_call`.
+
+    Raises:
+        SAMPDataError: a parameter cannot be encoded.
+    """
+    try:
+        marshalled = xmlrpc.client.Marshaller("utf-8").dumps(tuple(params))
+    except (TypeError, OverflowError) as exc:
+        raise SAMPDataError(f"cannot encode XML-RPC parameters: {exc}") from exc
+    return marshalled.removeprefix("<params>\n").removesuffix("</params>\n").encode()
+
+
+def encode_keyed_call(method: str, key: str, encoded_params: bytes) -> bytes:
+    """Encode a call whose first parameter is *key*, the rest pre-encoded by
+    :func:`encode_params`. A hub sends one message to many clients, each with its
+    own private key: the message is encoded once."""
+    head = (
+        "<?xml version='1.0'?>\n<methodCall>\n<methodName>"
+        f"{xml_escape(method)}</methodName>\n<params>\n"
+        f"<param>\n<value><string>{xml_escape(key)}</string></value>\n</param>\n"
+    )
+    return head.encode() + encoded_params + b"</params>\n</methodCall>\n"
 
 
 def encode_response(value: Any) -> bytes:

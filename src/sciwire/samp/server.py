@@ -31,7 +31,9 @@ import aiohttp
 from aiohttp import web
 
 from sciwire.core.portal import Portal
+from sciwire.errors import ConnectError, SciwireError
 from sciwire.samp import protocol as P
+from sciwire.samp.delivery import Courier
 from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
 from sciwire.samp.hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 
@@ -133,6 +135,7 @@ class AsyncSAMPHub:
         self.state = HubState(self._secret, strict=strict, web_restrict=web_restrict)
         self._runners: list[web.BaseRunner] = []
         self._session: aiohttp.ClientSession | None = None
+        self._courier = Courier(self._pool_size, max_body)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped: asyncio.Event | None = None
@@ -200,6 +203,7 @@ class AsyncSAMPHub:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
+        self._courier.session = self._session
         try:
             path = self._lockfile_path()
             if path is not None:
@@ -274,6 +278,8 @@ class AsyncSAMPHub:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._courier.close()
+        self._courier.session = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -463,6 +469,7 @@ class AsyncSAMPHub:
     # -- effects ------------------------------------------------------------------
 
     def _apply(self, effects: list[Effect]) -> None:
+        cache: dict[int, bytes] = {}  # shared args (a broadcast) are encoded once
         for effect in effects:
             if isinstance(effect, Resolve):
                 future = self._waiters.get(effect.msg_id)
@@ -472,35 +479,31 @@ class AsyncSAMPHub:
                 if self.web is not None:
                     self.web.enqueue(effect)
             elif self._running:
-                self._spawn(self._deliver(effect))
+                self._spawn(self._deliver(effect, self._courier.encode(effect, cache)))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery, body: bytes | None = None) -> None:
         client = delivery.recipient
         url = client.callback_url
-        session = self._session
-        if url is None or session is None:
+        if url is None:
             return
-        body = P.encode_call(f"samp.client.{delivery.method}", (client.private_key, *delivery.args))
+        if body is None:
+            body = self._courier.encode(delivery)
         try:
-            async with session.post(url, data=body, headers=_XML) as reply:
-                data = await reply.read()
-                if reply.status != 200:
-                    raise SAMPDataError(f"HTTP {reply.status} from the callback endpoint")
-            P.decode_response(data)
-        except (
-            aiohttp.ClientConnectorError,
-            aiohttp.ServerDisconnectedError,
-            ConnectionError,
-        ) as exc:
+            await self._courier.post(url, body)
+        except ConnectError as exc:
             self.failed_deliveries += 1
-            logger.info("client %s is unreachable (%s): unregistering it", client.public_id, exc)
-            self._apply(self.state.remove(client, "became unreachable"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, SAMPDataError, SAMPProxyError) as exc:
+            if self.state.client_by_id_or_none(client.public_id) is client:
+                logger.info(
+                    "client %s is unreachable (%s): unregistering it", client.public_id, exc
+                )
+                self._apply(self.state.remove(client, "became unreachable"))
+                self._forget(client)
+        except (SciwireError, asyncio.TimeoutError) as exc:
             self.failed_deliveries += 1
             logger.debug("delivery of %s to %s failed: %s", delivery.method, client.public_id, exc)
             self._apply(self.state.delivery_failed(delivery, str(exc) or type(exc).__name__))
@@ -509,6 +512,9 @@ class AsyncSAMPHub:
         if client.profile == "web" and self.web is not None:
             self.web.forget(client)
         self._activity.pop(client.public_id, None)
+        url = client.callback_url
+        if url is not None and all(c.callback_url != url for c in self.state.clients):
+            self._spawn(self._courier.drop(url))
 
     # -- activity and timeouts ----------------------------------------------------------
 

@@ -106,7 +106,7 @@ def hub(
         sys.exit(1)
     web = f", web profile on port {server.web_port}" if not no_web else ""
     click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
-    server._wait()  # blocks until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+    server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
 
 
 @group.command()

@@ -15,6 +15,7 @@ and the calls pending on it are answered with an error response.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import datetime
 import logging
@@ -31,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from sciwire.core.portal import Portal
-from sciwire.errors import ConnectError, SciwireError
+from sciwire.errors import ConnectError, PortalError, SciwireError
 from sciwire.samp import protocol as P
 from sciwire.samp.delivery import Courier
 from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
@@ -630,7 +631,9 @@ class SAMPHubServer:
             **options,
         )
         self._portal = Portal("sciwire-samp-hub")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # stop() may run from a signal handler mid-start
+        self._waiting = False
+        self._sigterm_installed = False
 
     @property
     def id(self) -> str:
@@ -675,6 +678,10 @@ class SAMPHubServer:
     def start(self, wait: bool = False) -> None:
         """Start the hub; with ``wait=True`` block until it stops (Ctrl-C or SIGTERM stop it).
 
+        The lockfile never outlives the hub: it is removed by :meth:`stop`, at
+        interpreter exit, and on SIGTERM (when the process has no SIGTERM handler of
+        its own, one is installed that stops the hub and then terminates as before).
+
         Raises:
             SAMPHubError: already running, or another live hub owns the lockfile.
         """
@@ -687,22 +694,14 @@ class SAMPHubServer:
             except BaseException:
                 self._portal.stop()
                 raise
+            atexit.register(self.stop)
+            self._install_sigterm()
         if wait:
             self.wait()
 
     def wait(self) -> None:
-        """Block until the hub stops (idle timeout, Ctrl-C or SIGTERM), then clean up.
-
-        In the main thread SIGTERM is handled like Ctrl-C, so the lockfile is removed
-        either way.
-        """
-        self._wait()
-
-    def _wait(self) -> None:
-        previous = None
-        in_main = threading.current_thread() is threading.main_thread()
-        if in_main:
-            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        """Block until the hub stops (idle timeout, Ctrl-C or SIGTERM), then clean up."""
+        self._waiting = True
         try:
             done = self._portal.submit(self._hub.wait_stopped())
             while not done.done():
@@ -710,10 +709,28 @@ class SAMPHubServer:
                     done.result(0.5)
         except KeyboardInterrupt:
             logger.info("interrupted: stopping the SAMP hub")
+        except PortalError:
+            pass  # already stopped
         finally:
-            if in_main:
-                signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+            self._waiting = False
             self.stop()
+
+    _wait = wait  # the name the CLI first used
+
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+            return  # the application handles SIGTERM itself
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._sigterm_installed = True
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        if self._waiting:
+            raise KeyboardInterrupt("SIGTERM")  # wait() stops the hub and returns
+        self.stop()  # then die of SIGTERM as the default disposition would
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def stop(self) -> None:
         """Stop the hub, remove the lockfile and end the loop thread. Idempotent."""
@@ -722,6 +739,11 @@ class SAMPHubServer:
                 with contextlib.suppress(Exception):
                     self._portal.call(self._hub.stop(), timeout=10)
                 self._portal.stop()
+            atexit.unregister(self.stop)
+            if self._sigterm_installed and threading.current_thread() is threading.main_thread():
+                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self._sigterm_installed = False
 
     def __enter__(self) -> SAMPHubServer:
         self.start()
@@ -729,7 +751,3 @@ class SAMPHubServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")

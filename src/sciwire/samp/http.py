@@ -307,16 +307,28 @@ class HttpClientPool:
         path: the request target.
         max_idle: idle connections kept for reuse.
         max_body: the largest response body accepted.
+        max_connections: the most requests in flight at once (later ones wait for a
+            free connection, which keeps a burst on a few reused connections); the
+            default is *max_idle*; None for no limit (a client whose own callbacks may
+            need a connection while its calls wait must not be limited).
     """
 
     def __init__(
-        self, host: str, port: int, path: str, max_idle: int = 20, max_body: int = 64 << 20
+        self,
+        host: str,
+        port: int,
+        path: str,
+        max_idle: int = 20,
+        max_body: int = 64 << 20,
+        max_connections: int | str | None = "max_idle",
     ) -> None:
         self.host = host
         self.port = port
         self.path = path or "/"
         self.max_idle = max_idle
         self.max_body = max_body
+        limit = max_idle if max_connections == "max_idle" else max_connections
+        self._slots = asyncio.Semaphore(int(limit)) if isinstance(limit, int) else None
         self._idle: list[_ClientConnection] = []
         self._busy: set[_ClientConnection] = set()
         self._closed = False
@@ -346,6 +358,13 @@ class HttpClientPool:
         """
         if self._closed:
             raise ConnectError("the HTTP client is closed")
+        slots = self._slots
+        if slots is None:
+            return await self._post(body, timeout)
+        async with slots:
+            return await self._post(body, timeout)
+
+    async def _post(self, body: bytes, timeout: float | None) -> HttpMessage:
         request = self._head + str(len(body)).encode("ascii") + b"\r\n\r\n" + body
         loop = asyncio.get_running_loop()
         for attempt in (0, 1):

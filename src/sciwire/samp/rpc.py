@@ -101,7 +101,9 @@ class RpcCaller:
         host, port, path = split_url(url)
         self.url = url
         self.timeout = timeout
-        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY)
+        # no limit on calls in flight: a callAndWait holds its connection until the
+        # callee replies, and the callee may be this very client
+        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY, None)
 
     async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result.

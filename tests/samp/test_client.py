@@ -24,6 +24,7 @@ from sciwire.samp import (
     SAMPHubServer,
     SAMPIntegratedClient,
     SAMPProxyError,
+    get_main_running_hub,
 )
 from tests.samp.clientkit import ClientFactory, Inbox, factory
 
@@ -110,6 +111,49 @@ def test_connect_through_lockfile_discovery(
         assert cli.hub.lockfile["samp.secret"] == hub.params["samp.secret"]
     finally:
         cli.disconnect()
+
+
+def test_discovery_through_home_and_http_lock_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+
+    home = tmp_path / "home"
+    home.mkdir()
+    server = SAMPHubServer(web_profile=False, lockfile=home / ".samp")
+    server.start()
+    try:
+        monkeypatch.delenv("SAMP_HUB", raising=False)
+        monkeypatch.setenv("HOME", str(home))
+        assert get_main_running_hub()["samp.secret"] == server.params["samp.secret"]
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, directory=str(home), **kw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=web.serve_forever, daemon=True)
+        thread.start()
+        try:
+            monkeypatch.setenv("SAMP_HUB", f"std-lockurl:http://127.0.0.1:{web.server_port}/.samp")
+            cli = SAMPIntegratedClient(name="over-http")
+            cli.connect()
+            assert cli.is_connected
+            cli.disconnect()
+        finally:
+            web.shutdown()
+            web.server_close()
+            thread.join(5)
+        (tmp_path / "partial").write_text("samp.secret=x\n")
+        monkeypatch.setenv("SAMP_HUB", "std-lockurl:" + (tmp_path / "partial").as_uri())
+        with pytest.raises(SAMPHubError, match=r"samp\.hub\.xmlrpc\.url"):
+            get_main_running_hub()
+    finally:
+        server.stop()
 
 
 def test_no_hub_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

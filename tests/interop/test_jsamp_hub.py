@@ -13,14 +13,15 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sciwire.samp import SAMPHubError, SAMPIntegratedClient, SAMPProxyError
+from sciwire.samp import SAMP_STATUS_OK, SAMPHubError, SAMPIntegratedClient, SAMPProxyError
 from sciwire.samp.protocol import read_lockfile
 from tests.conftest import scale
 from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
-from tests.samp.clientkit import ClientFactory, factory, poll
+from tests.samp.clientkit import ClientFactory, Inbox, factory, poll
 
 pytestmark = pytest.mark.interop
 
@@ -79,3 +80,42 @@ def test_jsamp_hub_id_and_hub_in_registered_clients(make: ClientFactory) -> None
     hub_id = cli.client.core.get_hub_id()
     assert hub_id and hub_id in cli.get_registered_clients()
     assert cli.get_metadata(hub_id).get("samp.name")
+
+
+def test_jsamp_messagesender_calls_our_client(
+    make: ClientFactory, jsamp_hub: dict[str, str], tmp_path: Path
+) -> None:
+    assert JSAMP is not None
+    ours = make("sciwire-target")
+    seen = Inbox()
+
+    def answer(key: str, sender: str, msg_id: str, mtype: str, params: Any, extra: Any) -> None:
+        seen.put(params)
+        ours.ereply(msg_id, SAMP_STATUS_OK, result={"answer": "42"})
+
+    ours.bind_receive_message("test.jsamp.*", answer)
+    lockfile = tmp_path / "pointer.lock"  # JSAMP finds the hub through SAMP_HUB
+    lockfile.write_text("".join(f"{k}={v}\n" for k, v in jsamp_hub.items()))
+    env = dict(os.environ, SAMP_HUB=f"std-lockurl:{lockfile.as_uri()}", HOME=str(tmp_path))
+    done = subprocess.run(
+        [
+            JSAMP,
+            "messagesender",
+            "-mtype",
+            "test.jsamp.sync",
+            "-param",
+            "q",
+            "life",
+            "-mode",
+            "sync",
+            "-targetid",
+            ours.get_public_id() or "",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scale(60),
+    )
+    assert done.returncode == 0, done.stderr
+    assert seen.wait(1)[0] == {"q": "life"}
+    assert "42" in done.stdout

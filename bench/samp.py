@@ -297,4 +297,11 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
             target=5,
         ),
         many,
+        Workload(
+            name=f"{MANY_CLIENTS} clients: RSS of this process + the hub's",
+            unit="MB",
+            sciwire=lambda: _rss_mb(os.getpid()) + _rss_mb(ours_pid),
+            lower_is_better=True,
+            notes="every client of every workload is still registered when this is read",
+        ),
     ]

@@ -533,7 +533,13 @@ class AsyncSAMPClient:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
-            asyncio.run_coroutine_threadsafe(self._track(coro), loop)
+            tracked = self._track(coro)
+            try:
+                asyncio.run_coroutine_threadsafe(tracked, loop)
+            except RuntimeError:  # the loop closed meanwhile (client stopping)
+                tracked.close()
+                if inspect.iscoroutine(coro):
+                    coro.close()
 
     async def _track(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -643,3 +643,33 @@ def test_numpy_values_are_stringified(make: ClientFactory) -> None:
     make("tx").enotify_all("test.np", i=np.int64(7), f=np.float32(0.5), b=np.bool_(True))
     params = inbox.wait(1)[0][2]
     assert params == {"i": "7", "f": "0.5", "b": "1"}
+
+
+def test_many_clients_at_once_lose_nothing(make: ClientFactory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    count, each = 30, 5
+    inbox = Inbox()
+
+    def start(i: int) -> SAMPIntegratedClient:
+        cli = make(f"many{i}", connect=False)
+        cli.bind_receive_notification("test.many", inbox.notification_handler())
+        cli.connect(**make.connect_args)
+        return cli
+
+    with ThreadPoolExecutor(8) as pool:
+        clients = list(pool.map(start, range(count)))
+        ids = [c.get_public_id() for c in clients]
+        assert len(set(ids)) == count
+
+        def send(i: int) -> None:
+            for n in range(each):
+                clients[i].enotify(ids[(i + 1) % count], "test.many", n=n)
+
+        list(pool.map(send, range(count)))
+    got = inbox.wait(count * each, timeout=20)
+    assert len(got) == count * each
+    per_sender: dict[str, list[str]] = {}
+    for sender, _mtype, params, _extra in got:
+        per_sender.setdefault(sender, []).append(params["n"])
+    assert all(sorted(v) == [str(n) for n in range(each)] for v in per_sender.values())

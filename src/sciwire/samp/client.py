@@ -349,7 +349,7 @@ class SAMPClient:
             self._core.dropped += 1
             return
         try:
-            handler_pool().submit(self._work, job)
+            (_pool or handler_pool()).submit(self._work, job)
         except RuntimeError:  # the interpreter is shutting down
             self._core.dropped += 1
 

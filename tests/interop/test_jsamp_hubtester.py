@@ -44,6 +44,26 @@ async def _run_hubtester(env_hub: str, home: Path, timeout: float) -> tuple[int,
     return proc.returncode or 0, out.decode(errors="replace")
 
 
+def _unexpected(out: str) -> str:
+    """The tester's output without JSAMP's own known client race.
+
+    After a web client unregisters, JSAMP's callback puller may poll once more with
+    the dead key and log "Fatal pullCallbacks error" (a WARNING, exit code still 0).
+    It logs the same against JSAMP's own hub; everything else must be silent.
+    """
+    kept: list[str] = []
+    skipping = False
+    for line in out.splitlines():
+        if "CallWorker seriousError" in line:
+            skipping = True
+        elif skipping and not line.strip():
+            skipping = False
+            continue
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
 @pytest.mark.parametrize("run", [1, 2])
 async def test_hubtester_standard_profile(tmp_path: Path, scaled: Scaled, run: int) -> None:
     lock = tmp_path / "lock"
@@ -54,7 +74,7 @@ async def test_hubtester_standard_profile(tmp_path: Path, scaled: Scaled, run: i
     finally:
         await hub.stop()
     assert code == 0, out
-    assert "Exception" not in out, out
+    assert _unexpected(out) == "", out
 
 
 async def test_hubtester_web_profile(tmp_path: Path, scaled: Scaled) -> None:
@@ -66,4 +86,4 @@ async def test_hubtester_web_profile(tmp_path: Path, scaled: Scaled) -> None:
     finally:
         await hub.stop()
     assert code == 0, out
-    assert "Exception" not in out, out
+    assert _unexpected(out) == "", out

@@ -518,3 +518,57 @@ def test_blocking_server_bad_arguments() -> None:
         SAMPHubServer(mode="double")
     with pytest.raises(ValueError):
         SAMPHubServer(web_auth="maybe")
+
+
+async def test_pipelined_requests_are_answered_in_order(
+    hub: AsyncSAMPHub, make_client: MakeClient
+) -> None:
+    """A slow callAndWait first, a ping after it on the same connection: answers in order."""
+    a = await make_client()
+    b = await make_client(subs={"test.slow": {}})
+    b.on_call = None
+    port = hub.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        slow = P.encode_call(
+            "samp.hub.callAndWait", [a.key, b.id, {"samp.mtype": "test.slow"}, "0"]
+        )
+        quick = P.encode_call("samp.hub.ping", [])
+        for body in (slow, quick):
+            head = f"POST /xmlrpc HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+        await writer.drain()
+        _, msg_id, _ = await b.expect("receiveCall")
+        await b.h("reply", msg_id, P.make_ok_response({"first": "1"}))
+        bodies = []
+        for _ in range(2):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            bodies.append(P.decode_response(await reader.readexactly(length)))
+        assert bodies == [P.make_ok_response({"first": "1"}), ""]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_chunked_request_and_garbage_http(hub: AsyncSAMPHub) -> None:
+    body = P.encode_call("samp.hub.ping", [])
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+    try:
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert P.decode_response(await reader.readexactly(length)) == ""
+        writer.write(b"NONSENSE\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 400")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert hub.bad_requests >= 1

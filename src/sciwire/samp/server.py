@@ -36,6 +36,7 @@ from sciwire.errors import ConnectError, PortalError, SciwireError
 from sciwire.samp import protocol as P
 from sciwire.samp.delivery import Courier
 from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
+from sciwire.samp.hubhttp import StdConnection
 from sciwire.samp.hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 
 __all__ = ["AsyncSAMPHub", "SAMPHubServer", "WebAuth"]
@@ -49,25 +50,6 @@ WebAuth = str | Callable[[dict[str, Any]], "bool | Awaitable[bool]"]
 
 _XML = {"Content-Type": "text/xml"}
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-async def read_body(request: web.BaseRequest, limit: int) -> bytes:
-    """Read a request body, refusing (413) one longer than *limit* bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
-    """An HTTP 200 carrying an XML-RPC body."""
-    return web.Response(body=body, headers={**_XML, **(headers or {})})
 
 
 class AsyncSAMPHub:
@@ -135,6 +117,10 @@ class AsyncSAMPHub:
         self._write_lockfile = write_lockfile
         self.state = HubState(self._secret, strict=strict, web_restrict=web_restrict)
         self._runners: list[web.BaseRunner] = []
+        self._server: asyncio.Server | None = None
+        self._conns: set[StdConnection] = set()
+        #: malformed HTTP or XML-RPC requests answered with an error (counted)
+        self.bad_requests = 0
         self._session: aiohttp.ClientSession | None = None
         self._courier = Courier(self._pool_size, max_body)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -209,14 +195,14 @@ class AsyncSAMPHub:
             path = self._lockfile_path()
             if path is not None:
                 await self._check_existing(path)
-            runner = web.ServerRunner(
-                web.Server(self._handle_std), access_log=None, shutdown_timeout=2.0
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                lambda: StdConnection(self.handle_std, self._max_body, self._conns, self._bad),
+                self._addr,
+                self._port,
+                backlog=1024,
             )
-            await runner.setup()
-            self._runners.append(runner)
-            site = web.TCPSite(runner, self._addr, self._port, backlog=1024)
-            await site.start()
-            self._port = _bound_port(runner)
+            self._port = int(self._server.sockets[0].getsockname()[1])
             self._url = f"http://{_url_host(self._addr)}:{self._port}/xmlrpc"
             if self._web_profile:
                 from sciwire.samp.web import WebProfile
@@ -270,6 +256,13 @@ class AsyncSAMPHub:
         self._waiters.clear()
         if self.web is not None:
             self.web.close()
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self._conns):
+                conn.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
         for runner in reversed(self._runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
@@ -353,39 +346,57 @@ class AsyncSAMPHub:
 
     # -- Standard Profile HTTP ------------------------------------------------------
 
-    async def _handle_std(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method != "POST":
-            return web.Response(
-                status=405, headers={"Allow": "POST"}, text="SAMP hub: POST XML-RPC"
-            )
-        body = await read_body(request, self._max_body)
-        return xml_response(await self.rpc(body, "samp.hub.", None))
+    def _bad(self) -> None:
+        self.bad_requests += 1
+
+    def handle_std(self, body: bytes) -> bytes | Awaitable[bytes]:
+        """Answer one Standard Profile XML-RPC body: at once, or later for callAndWait."""
+        try:
+            method, params = P.decode_call(body, max_size=self._max_body)
+        except SAMPDataError as exc:
+            self.bad_requests += 1
+            return P.encode_fault(1, f"bad XML-RPC request: {exc}")
+        if not method.startswith("samp.hub."):
+            return P.encode_fault(1, f"unknown method {method[:100]!r}")
+        name = method[len("samp.hub.") :]
+        if name == "callAndWait":
+            return self._guarded(method, self.common(name, params))
+        try:
+            return P.encode_response(self.dispatch_sync(name, params))
+        except Exception as exc:
+            return self._fault(method, exc)
+
+    async def _guarded(self, method: str, work: Awaitable[Any]) -> bytes:
+        try:
+            return P.encode_response(await work)
+        except Exception as exc:
+            return self._fault(method, exc)
+
+    @staticmethod
+    def _fault(method: str, exc: Exception) -> bytes:
+        if isinstance(exc, HubFault | SAMPDataError):
+            return P.encode_fault(1, str(exc))
+        logger.exception("hub method %s failed", method)
+        return P.encode_fault(1, f"internal hub error in {method}: {type(exc).__name__}")
 
     async def rpc(self, body: bytes, prefix: str, web_context: dict[str, Any] | None) -> bytes:
         """Decode one XML-RPC call, run it, and encode its result or fault."""
         try:
             method, params = P.decode_call(body, max_size=self._max_body)
         except SAMPDataError as exc:
+            self.bad_requests += 1
             return P.encode_fault(1, f"bad XML-RPC request: {exc}")
         if not method.startswith(prefix):
             return P.encode_fault(1, f"unknown method {method[:100]!r}")
         name = method[len(prefix) :]
-        try:
-            if web_context is not None:
-                result = await self.web.dispatch(name, params, web_context)
-            else:
-                result = await self.dispatch(name, params)
-            return P.encode_response(result)
-        except HubFault as exc:
-            return P.encode_fault(1, str(exc))
-        except SAMPDataError as exc:
-            return P.encode_fault(1, str(exc))
-        except Exception as exc:
-            logger.exception("hub method %s failed", method)
-            return P.encode_fault(1, f"internal hub error in {method}: {type(exc).__name__}")
+        if web_context is not None:
+            work = self.web.dispatch(name, params, web_context)
+        else:
+            work = self.common(name, params)
+        return await self._guarded(method, work)
 
-    async def dispatch(self, name: str, params: tuple[Any, ...]) -> Any:
-        """Run the Standard Profile hub method *name* (without prefix)."""
+    def dispatch_sync(self, name: str, params: tuple[Any, ...]) -> Any:
+        """Run a Standard Profile hub method that needs no waiting (all but callAndWait)."""
         if name == "register":
             _arity(name, params, 1)
             client, effects = self.state.register(params[0])
@@ -399,12 +410,20 @@ class AsyncSAMPHub:
             self.state.set_callback(params[0], params[1])
             self._touch_key(params[0])
             return ""
-        return await self.common(name, params)
+        return self.common_sync(name, params)
 
     async def common(self, name: str, params: tuple[Any, ...]) -> Any:
         """Run a hub method both profiles share (the private key comes first)."""
+        if name == "callAndWait":
+            _arity(name, params, 4)
+            self._touch_key(params[0])
+            return await self._call_and_wait(*params)
+        return self.common_sync(name, params)
+
+    def common_sync(self, name: str, params: tuple[Any, ...]) -> Any:
+        """Run a shared hub method that needs no waiting."""
         spec = _COMMON.get(name)
-        if spec is None:
+        if spec is None or name == "callAndWait":
             raise HubFault(f"unknown hub method {name[:100]!r}")
         _arity(name, params, spec)
         state = self.state
@@ -444,8 +463,6 @@ class AsyncSAMPHub:
             ids_map, effects = state.call_all(key, params[1], params[2])
             self._apply(effects)
             return ids_map
-        if name == "callAndWait":
-            return await self._call_and_wait(key, params[1], params[2], params[3])
         if name == "reply":
             self._apply(state.reply(key, params[1], params[2]))
             return ""
@@ -558,12 +575,6 @@ def _timeout_seconds(value: object) -> float | None:
     except (TypeError, ValueError):
         raise HubFault(f"callAndWait timeout must be a number string, not {value!r}") from None
     return None if seconds <= 0 else seconds
-
-
-def _bound_port(runner: web.BaseRunner) -> int:
-    for address in runner.addresses:
-        return int(address[1])
-    raise SAMPHubError("the hub server did not bind")
 
 
 def _url_host(addr: str) -> str:

@@ -75,6 +75,25 @@ class _Queue:
     dropped: int = 0
 
 
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """Read a request body, refusing (413) one longer than *limit* bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    """An HTTP 200 carrying an XML-RPC body."""
+    return web.Response(body=body, headers={"Content-Type": "text/xml", **(headers or {})})
+
+
 class WebProfile:
     """The Web Profile server of an :class:`~sciwire.samp.server.AsyncSAMPHub`."""
 
@@ -137,8 +156,6 @@ class WebProfile:
             return await self._translate(request, path[len("/translator/") :], cors)
         if request.method != "POST":
             return web.Response(status=405, headers={"Allow": "POST, OPTIONS", **cors})
-        from sciwire.samp.server import read_body, xml_response
-
         body = await read_body(request, self.hub._max_body)
         context = {"origin": request.headers.get("Origin", ""), "remote": request.remote}
         return xml_response(await self.hub.rpc(body, "samp.webhub.", context), cors)

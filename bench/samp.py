@@ -120,10 +120,17 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _disconnect(client: Any) -> None:
+    try:
+        client.disconnect()
+    except Exception as exc:  # the hub went first; say so but finish the cleanup
+        print(f"samp: disconnect failed: {exc!r}", file=sys.stderr)
+
+
 def _connect(stack: contextlib.ExitStack, cls: Any, params: dict[str, str], name: str) -> Any:
     client = cls(name=name, addr="127.0.0.1") if cls is not SAMPIntegratedClient else cls(name=name)
     client.connect(hub_params=params)
-    stack.callback(client.disconnect)
+    stack.callback(_disconnect, client)
     return client
 
 
@@ -221,7 +228,7 @@ def _many_clients(
 
     clients = list(pool.map(register, range(MANY_CLIENTS)))
     for client in clients:
-        stack.callback(client.disconnect)
+        stack.callback(_disconnect, client)
     if len({c.get_public_id() for c in clients}) != MANY_CLIENTS:
         raise RuntimeError("a registration failed")
     ids = [c.get_public_id() for c in clients]

@@ -673,3 +673,18 @@ def test_many_clients_at_once_lose_nothing(make: ClientFactory) -> None:
     for sender, _mtype, params, _extra in got:
         per_sender.setdefault(sender, []).append(params["n"])
     assert all(sorted(v) == [str(n) for n in range(each)] for v in per_sender.values())
+
+
+def test_failed_registration_leaves_no_half_registered_client(
+    make: ClientFactory, hub: SAMPHubServer
+) -> None:
+    cli = make("bad\x01name", connect=False)  # a character SAMP forbids: the hub refuses
+    with pytest.raises(SAMPProxyError):
+        cli.connect(hub=hub)
+    assert not cli.is_connected and cli.get_private_key() is None
+    other = make("other")
+    assert len(other.get_registered_clients()) == 1  # just the hub
+    cli.client.core._metadata["samp.name"] = "fixed"
+    cli.connect(hub=hub)
+    assert cli.is_connected
+    assert other.get_metadata(cli.get_public_id())["samp.name"] == "fixed"

@@ -215,14 +215,24 @@ class AsyncSAMPClient:
         self._public_id = result["samp.self-id"]
         self._private_key = result["samp.private-key"]
         self._hub_id = result.get("samp.hub-id")
-        if self._callable:
-            if not self._is_running or self._xmlrpcAddr is None:
-                await self.start()
-            assert self._xmlrpcAddr is not None
-            await self.hub.set_xmlrpc_callback(self._private_key, self._xmlrpcAddr)
-            await self._declare_subscriptions()
-        if self._metadata:
-            await self.declare_metadata()
+        try:
+            if self._callable:
+                if not self._is_running or self._xmlrpcAddr is None:
+                    await self.start()
+                assert self._xmlrpcAddr is not None
+                await self.hub.set_xmlrpc_callback(self._private_key, self._xmlrpcAddr)
+                await self._declare_subscriptions()
+            if self._metadata:
+                await self.declare_metadata()
+        except BaseException:
+            # half registered: leave the hub as we found it so connect() can be retried
+            key = self._private_key
+            self._hub_id = self._public_id = self._private_key = None
+            try:
+                await self.hub.unregister(key)
+            except Exception:
+                logger.debug("unregister after a failed registration failed", exc_info=True)
+            raise
         self._is_registered = True
 
     async def unregister(self) -> None:

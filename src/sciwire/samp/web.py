@@ -27,7 +27,7 @@ from sciwire.samp.errors import SAMPDataError
 from sciwire.samp.hubstate import Client, Delivery, HubFault
 
 if TYPE_CHECKING:
-    from sciwire.samp.server import AsyncSAMPHub
+    from sciwire.samp.hub import AsyncSAMPHub
 
 __all__ = ["WebProfile"]
 
@@ -95,7 +95,7 @@ def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Resp
 
 
 class WebProfile:
-    """The Web Profile server of an :class:`~sciwire.samp.server.AsyncSAMPHub`."""
+    """The Web Profile server of an :class:`~sciwire.samp.hub.AsyncSAMPHub`."""
 
     def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
         self.hub = hub

@@ -314,3 +314,10 @@ def test_lockfile_write_never_world_readable_even_with_permissive_umask(tmp_path
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "lock").stat().st_mode) == 0o600
+
+
+def test_faults_escape_characters_xml_cannot_carry() -> None:
+    with pytest.raises(SAMPProxyError) as info:
+        P.decode_response(P.encode_fault(1, "bad \x00 input \u00e9"))
+    assert info.value.faultString == "bad \\x00 input \\xe9"
+    assert P.samp_text("plain\ttext\n") == "plain\ttext\n"

@@ -284,7 +284,7 @@ class HubState:
         for msg_id, pending in list(self.pending.items()):
             if pending.recipient_id == client.public_id:
                 error = P.make_error_response(
-                    f"recipient {client.public_id} {reason} before replying",
+                    P.samp_text(f"recipient {client.public_id} {reason} before replying"),
                     code="samp.noresponse",
                 )
                 effects.extend(self._answer(pending, client.public_id, error))
@@ -497,7 +497,9 @@ class HubState:
         pending = self.pending.get(delivery.msg_id)
         if pending is None:
             return []
-        error = P.make_error_response(f"delivery to {pending.recipient_id} failed: {reason}")
+        error = P.make_error_response(
+            P.samp_text(f"delivery to {pending.recipient_id} failed: {reason}")
+        )
         return self._answer(pending, pending.recipient_id, error)
 
     def shutdown(self) -> list[Effect]:

@@ -63,6 +63,7 @@ __all__ = [
     "make_response",
     "parse_lockfile",
     "read_lockfile",
+    "samp_text",
     "stringify",
     "write_lockfile",
 ]
@@ -518,7 +519,15 @@ def encode_response(value: Any) -> bytes:
         raise SAMPDataError(f"cannot encode XML-RPC response: {exc}") from exc
 
 
+_NOT_SAMP = re.compile(r"[^\t\n\r\x20-\x7e]")
+
+
+def samp_text(text: str) -> str:
+    """*text* with every character SAMP strings (and XML) cannot carry escaped as ``\\xNN``."""
+    return _NOT_SAMP.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def encode_fault(code: int, text: str) -> bytes:
-    """Encode an XML-RPC fault response."""
-    fault = xmlrpc.client.Fault(code, text)
+    """Encode an XML-RPC fault response (illegal characters in *text* are escaped)."""
+    fault = xmlrpc.client.Fault(code, samp_text(text))
     return xmlrpc.client.dumps(fault, methodresponse=True, encoding="utf-8").encode()

@@ -572,3 +572,25 @@ async def test_chunked_request_and_garbage_http(hub: AsyncSAMPHub) -> None:
         writer.close()
         await writer.wait_closed()
     assert hub.bad_requests >= 1
+
+
+async def test_multiple_mode_writes_its_own_lockfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SAMP_HUB", raising=False)
+    hubs = [AsyncSAMPHub(mode="multiple", web_profile=False) for _ in range(2)]
+    for hub in hubs:
+        await hub.start()
+    try:
+        locks = [Path(str(hub.lockfile)) for hub in hubs]
+        assert locks[0] != locks[1]
+        for lock in locks:
+            assert lock.parent == tmp_path / ".samp-1"
+            assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / ".samp-1").stat().st_mode) == 0o700
+        assert not (tmp_path / ".samp").exists()
+    finally:
+        for hub in hubs:
+            await hub.stop()
+    assert list((tmp_path / ".samp-1").iterdir()) == []

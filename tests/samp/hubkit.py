@@ -36,6 +36,8 @@ class RawClient:
         self.hub_id = ""
         self.inbox: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue()
         self.on_call: Reply | None = echo_inline
+        #: when set, every callback is answered with this fault
+        self.fault_text: str | None = None
         self._runner: web.BaseRunner | None = None
         self.headers: dict[str, str] = {"Content-Type": "text/xml"}
 
@@ -82,6 +84,8 @@ class RawClient:
         assert params[0] == self.key, "callback without our private key"
         name = method.removeprefix("samp.client.")
         self.inbox.put_nowait((name, params[1:]))
+        if self.fault_text is not None:
+            return web.Response(body=P.encode_fault(1, self.fault_text), content_type="text/xml")
         if name == "receiveCall" and self.on_call is not None:
             await self.on_call(self, params[1], params[2], params[3])
         return web.Response(body=P.encode_response(""), content_type="text/xml")

@@ -594,3 +594,15 @@ async def test_multiple_mode_writes_its_own_lockfile(
         for hub in hubs:
             await hub.stop()
     assert list((tmp_path / ".samp-1").iterdir()) == []
+
+
+async def test_a_receiver_answering_with_a_fault_fails_the_call_not_the_hub(
+    make_client: MakeClient, hub: AsyncSAMPHub
+) -> None:
+    a = await make_client()
+    b = await make_client(subs={"test.echo": {}})
+    b.fault_text = "no handler for that"
+    reply = await a.h("callAndWait", b.id, {"samp.mtype": "test.echo"}, "0")
+    assert reply["samp.status"] == P.SAMP_STATUS_ERROR
+    assert "no handler for that" in reply["samp.error"]["samp.errortxt"]
+    assert b.id in await a.h("getRegisteredClients")  # alive: it answered

@@ -53,7 +53,10 @@ class Courier:
         return P.encode_keyed_call(method, delivery.recipient.private_key, tail)
 
     async def post(self, url: str, body: bytes) -> Any:
-        """POST *body* to a client's callback URL and return the decoded result.
+        """POST *body* to a client's callback URL; a fault in the reply raises.
+
+        Client callbacks return nothing the hub uses, so a reply without a fault is
+        not decoded (None is returned).
 
         Raises:
             ConnectError: the client cannot be reached (it is gone).
@@ -79,6 +82,8 @@ class Courier:
         reply = await pool.post(body)
         if reply.start[1] != "200":
             raise SAMPDataError(f"HTTP {reply.start[1]} from the callback endpoint")
+        if b"<fault>" not in reply.body:
+            return None  # callbacks return nothing useful: only a fault matters
         return P.decode_response(reply.body, max_size=self.max_body)
 
     async def _post_aiohttp(self, url: str, body: bytes) -> Any:

@@ -209,3 +209,44 @@ def test_hub_shutdown_reaches_astropy_clients(tmp_path: Path, scaled: Scaled) ->
         if client.is_connected:  # astropy cannot unregister from a hub that is gone
             with contextlib.suppress(ConnectionRefusedError):
                 client.disconnect()
+
+
+def test_astropy_web_client_through_an_astropy_consent_dialog(
+    tmp_path: Path, scaled: Scaled
+) -> None:
+    """astropy's Web Profile client, admitted by astropy's dialog protocol, talks to an
+    astropy Standard Profile client through our hub."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from astropy.samp.tests.web_profile_test_helpers import (
+            AlwaysApproveWebProfileDialog,
+            SAMPIntegratedWebClient,
+        )
+
+    dialog = AlwaysApproveWebProfileDialog()
+    poller = threading.Thread(target=dialog.poll, daemon=True)
+    poller.start()
+    server = SAMPHubServer(lockfile=str(tmp_path / "lock"), web_profile_dialog=dialog, web_port=0)
+    server.start()
+    desk = SAMPIntegratedClient(name="desk")
+    web = SAMPIntegratedWebClient(name="page")
+    try:
+        desk.connect(hub=server)
+        web.connect(web_port=server._web_port)
+        assert web.get_public_id() in desk.get_registered_clients()
+        inbox = Inbox()
+        web.bind_receive_notification("table.load.votable", inbox.notification)
+        desk.enotify(web.get_public_id(), "table.load.votable", url="http://127.0.0.1:1/t.xml")
+        _key, sender, mtype, params, _extra = inbox.wait_for(lambda i: True, scaled(10))
+        assert (sender, mtype, params) == (
+            desk.get_public_id(),
+            "table.load.votable",
+            {"url": "http://127.0.0.1:1/t.xml"},
+        )
+    finally:
+        for client in (web, desk):
+            if client.is_connected:
+                client.disconnect()
+        server.stop()
+        dialog.stop()
+        poller.join(scaled(5))

@@ -278,3 +278,18 @@ async def test_stopping_the_hub_ends_long_polls(
         assert poll.result() == []
     else:
         assert isinstance(poll.exception(), aiohttp.ClientError)
+
+
+def test_dialog_policy_answers_no_when_nobody_answers() -> None:
+    from sciwire.samp.server import DialogPolicy
+
+    class SilentDialog:
+        def consent(self) -> None: ...
+
+    dialog = SilentDialog()
+    policy = DialogPolicy(dialog, timeout=0.05)
+    assert policy({"samp.name": "x", "origin": ORIGIN, "remote": "127.0.0.1"}) is False
+    assert dialog.queue_request.empty()  # type: ignore[attr-defined]
+    dialog.queue_result.put(True)  # type: ignore[attr-defined]
+    assert policy({"samp.name": "y"}) is True
+    assert dialog.queue_request.get_nowait() == ({"samp.name": "y"}, ("127.0.0.1", 0), "unknown")  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import logging
 import os
+import queue
 import signal
 import threading
 from typing import Any
@@ -20,7 +21,7 @@ from sciwire.errors import PortalError
 from sciwire.samp.errors import SAMPHubError
 from sciwire.samp.hub import AsyncSAMPHub, WebAuth
 
-__all__ = ["AsyncSAMPHub", "SAMPHubServer", "WebAuth"]
+__all__ = ["AsyncSAMPHub", "DialogPolicy", "SAMPHubServer", "WebAuth"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,12 @@ class SAMPHubServer:
         **options: Any,
     ) -> None:
         if web_auth is None:
-            web_auth = web_profile_dialog if callable(web_profile_dialog) else "deny"
+            if callable(web_profile_dialog):
+                web_auth = web_profile_dialog
+            elif web_profile_dialog is not None and hasattr(web_profile_dialog, "consent"):
+                web_auth = DialogPolicy(web_profile_dialog)
+            else:
+                web_auth = "deny"
         self._hub = AsyncSAMPHub(
             secret,
             addr,
@@ -112,6 +118,11 @@ class SAMPHubServer:
     def lockfile(self) -> str | None:
         """The lockfile written at start."""
         return self._hub.lockfile
+
+    @property
+    def _web_port(self) -> int:
+        # astropy's tests and some scripts read this private attribute
+        return self._hub.web_port
 
     def start(self, wait: bool = False) -> None:
         """Start the hub; with ``wait=True`` block until it stops (Ctrl-C or SIGTERM stop it).
@@ -189,3 +200,32 @@ class SAMPHubServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class DialogPolicy:
+    """Web Profile consent through an astropy ``WebProfileDialog``-style object.
+
+    astropy's dialogs poll ``queue_request`` from their GUI loop, call
+    ``show_dialog`` and answer through ``consent()``/``reject()`` into
+    ``queue_result``; this policy feeds and reads those queues (one request at a
+    time, in a worker thread). No answer within *timeout* seconds means no.
+    """
+
+    def __init__(self, dialog: Any, timeout: float = 120.0) -> None:
+        self.dialog = dialog
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        dialog.queue_request = queue.Queue(1)
+        dialog.queue_result = queue.Queue(1)
+
+    def __call__(self, request: dict[str, Any]) -> bool:
+        identity = {k: v for k, v in request.items() if k not in ("origin", "remote")}
+        address = (request.get("remote") or "127.0.0.1", 0)
+        with self._lock:
+            self.dialog.queue_request.put((identity, address, request.get("origin") or "unknown"))
+            try:
+                return bool(self.dialog.queue_result.get(timeout=self.timeout))
+            except queue.Empty:
+                with contextlib.suppress(queue.Empty):
+                    self.dialog.queue_request.get_nowait()
+                return False

@@ -4,6 +4,7 @@ mtypes and the URL translator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -293,3 +294,30 @@ def test_dialog_policy_answers_no_when_nobody_answers() -> None:
     dialog.queue_result.put(True)  # type: ignore[attr-defined]
     assert policy({"samp.name": "y"}) is True
     assert dialog.queue_request.get_nowait() == ({"samp.name": "y"}, ("127.0.0.1", 0), "unknown")  # type: ignore[attr-defined]
+
+
+async def test_web_clients_that_stop_polling_are_unregistered(
+    tmp_path: Path, session: aiohttp.ClientSession, scaled: Scaled
+) -> None:
+    hub = AsyncSAMPHub(lockfile=tmp_path / "lock", web_port=0, web_auth="allow", web_idle=0.3)
+    await hub.start()
+    watcher = RawClient(session, hub.url)
+    try:
+        await watcher.register(hub.params["samp.secret"])
+        await watcher.listen()
+        await watcher.h("declareSubscriptions", {"samp.hub.event.unregister": {}})
+        polling, gone = _web_client(session, hub), _web_client(session, hub)
+        for client in (polling, gone):
+            await client.register({"samp.name": "page"})
+            await client.h("allowReverseCallbacks", "1")
+        held = asyncio.ensure_future(polling.h("pullCallbacks", "30"))
+        args = await watcher.expect("receiveNotification", P.HUB_EVENT_UNREGISTER, scaled(10))
+        assert args[1]["samp.params"] == {"id": gone.id}
+        registered = await watcher.h("getRegisteredClients")
+        assert polling.id in registered and gone.id not in registered
+        assert not held.done()
+    finally:
+        await hub.stop()
+        await watcher.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(held, scaled(5))

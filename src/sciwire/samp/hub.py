@@ -69,6 +69,8 @@ class AsyncSAMPHub:
         web_restrict: limit Web Profile clients to safe mtypes toward desktop clients.
         max_body: the largest XML-RPC body accepted, in bytes.
         write_lockfile: write (and later remove) the lockfile.
+        web_idle: unregister a Web Profile client that takes callbacks but has not
+            polled for this many seconds (a closed page); 0 = never.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class AsyncSAMPHub:
         web_restrict: bool = True,
         max_body: int = P.MAX_BODY_BYTES,
         write_lockfile: bool = True,
+        web_idle: float = 120.0,
     ) -> None:
         if mode not in ("single", "multiple"):
             raise ValueError(f"mode must be 'single' or 'multiple', not {mode!r}")
@@ -110,6 +113,7 @@ class AsyncSAMPHub:
         self._pool_size = max(1, int(pool_size))
         self._max_body = max_body
         self._write_lockfile = write_lockfile
+        self._web_idle = float(web_idle)
         self.state = HubState(self._secret, strict=strict, web_restrict=web_restrict)
         self._runners: list[web.BaseRunner] = []
         self._server: asyncio.Server | None = None
@@ -216,6 +220,8 @@ class AsyncSAMPHub:
         self._last_activity = loop.time()
         if self._timeout > 0 or self._client_timeout > 0:
             self._spawn(self._watchdog())
+        if self.web is not None and self._web_idle > 0:
+            self._spawn(self.web.reap(self._web_idle, min(10.0, self._web_idle / 2)))
         logger.info("SAMP hub %s listening at %s", self.id, self._url)
 
     async def stop(self) -> None:

@@ -73,6 +73,8 @@ class _Queue:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     urls: set[str] = field(default_factory=set)
     dropped: int = 0
+    polling: int = 0  # long polls now held
+    last_poll: float = 0.0  # loop time the last poll ended (or the queue was made)
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
@@ -207,7 +209,7 @@ class WebProfile:
         if not await self._consent(request):
             raise HubFault("registration refused by the hub's Web Profile policy")
         client, effects = self.hub.state.register_web(identity)
-        self._queues[client.private_key] = _Queue()
+        self._queue(client)
         self.hub._touch(client)
         self.hub._apply(effects)
         info = self.hub.state.reg_info(client)
@@ -242,28 +244,55 @@ class WebProfile:
             seconds = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise HubFault(f"pullCallbacks timeout must be a number string: {timeout!r}") from None
-        queue = self._queues.get(client.private_key)
-        if queue is None:
-            queue = self._queues[client.private_key] = _Queue()
+        queue = self._queue(client)
         if not queue.items and seconds > 0 and not self._closed:
             queue.ready.clear()
             self._polls.add(queue.ready)
+            queue.polling += 1
             try:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(queue.ready.wait(), min(seconds, 3600.0))
             finally:
+                queue.polling -= 1
                 self._polls.discard(queue.ready)
         items, queue.items = queue.items, []
         queue.ready.clear()
+        queue.last_poll = asyncio.get_running_loop().time()
         self.hub._touch(client)
         return items
+
+    def _queue(self, client: Client) -> _Queue:
+        queue = self._queues.get(client.private_key)
+        if queue is None:
+            queue = self._queues[client.private_key] = _Queue()
+            queue.last_poll = asyncio.get_running_loop().time()
+        return queue
+
+    async def reap(self, idle: float, period: float) -> None:
+        """Unregister web clients that take callbacks but stopped polling for *idle* s.
+
+        A page that closes never says goodbye; without this its callbacks would pile
+        up and other clients would keep seeing it registered.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for client in list(self.hub.state.clients):
+                if client.profile != "web" or not client.reverse_callbacks:
+                    continue
+                queue = self._queue(client)
+                if queue.polling == 0 and now - queue.last_poll > idle:
+                    logger.info("web client %s stopped polling: unregistering it", client.public_id)
+                    self.hub._apply(self.hub.state.disconnect(client, "stopped polling"))
+                    self.forget(client)
 
     def enqueue(self, delivery: Delivery) -> None:
         """Queue a callback for a web client's next ``pullCallbacks``."""
         client = delivery.recipient
         if self.hub.state._by_key.get(client.private_key) is not client:
             return
-        queue = self._queues.setdefault(client.private_key, _Queue())
+        queue = self._queue(client)
         if len(queue.items) >= MAX_QUEUE:
             queue.items.pop(0)
             queue.dropped += 1

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 WebAuth = str | Callable[[dict[str, Any]], "bool | Awaitable[bool]"]
 
 _XML = {"Content-Type": "text/xml"}
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}  # where the hub binds without a warning
 
 
 class AsyncSAMPHub:
@@ -216,6 +216,12 @@ class AsyncSAMPHub:
         except BaseException:
             await self._close()
             raise
+        if self._addr not in _LOOPBACK:
+            logger.warning(
+                "SAMP hub bound to %s: reachable beyond this machine (the secret still gates "
+                "registration; the Web Profile refuses non-loopback callers)",
+                self._addr,
+            )
         self._running = True
         self._last_activity = loop.time()
         if self._timeout > 0 or self._client_timeout > 0:

@@ -606,3 +606,28 @@ async def test_a_receiver_answering_with_a_fault_fails_the_call_not_the_hub(
     assert reply["samp.status"] == P.SAMP_STATUS_ERROR
     assert "no handler for that" in reply["samp.error"]["samp.errortxt"]
     assert b.id in await a.h("getRegisteredClients")  # alive: it answered
+
+
+async def test_a_caller_that_hangs_up_abandons_its_call_and_wait(
+    hub: AsyncSAMPHub, make_client: MakeClient, scaled: Scaled
+) -> None:
+    a = await make_client()
+    b = await make_client(subs={"test.slow": {}})
+    b.on_call = None
+    _reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+    body = P.encode_call("samp.hub.callAndWait", [a.key, b.id, {"samp.mtype": "test.slow"}, "0"])
+    writer.write(f"POST / HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    await writer.drain()
+    _, msg_id, _ = await b.expect("receiveCall")
+    assert msg_id in hub.state.pending
+    writer.close()
+    await writer.wait_closed()
+    # the reply of the recipient then finds no call waiting for it
+
+    async def abandoned() -> None:
+        while msg_id in hub.state.pending:
+            await asyncio.sleep(0)  # yield to the hub (same loop) until it sees the EOF
+
+    await asyncio.wait_for(abandoned(), scaled(5))
+    with pytest.raises(SAMPProxyError, match="msg-id"):
+        await b.h("reply", msg_id, P.make_ok_response())

@@ -59,6 +59,8 @@ class StdConnection(asyncio.Protocol):
         self._connections.discard(self)
         self._transport = None
         self._out.clear()
+        for task in list(self._tasks):  # a caller that hung up waits for nothing
+            task.cancel()
 
     def close(self) -> None:
         """Close the connection and cancel what it still runs."""

@@ -269,3 +269,17 @@ def test_web_clients_are_restricted_to_safe_mtypes_toward_desktop_clients() -> N
         state.allow_reverse_callbacks(web.private_key, "yes")
     # desktop clients are not restricted
     assert state.notify(desk.private_key, web2.public_id, {"samp.mtype": "script.run"})
+
+
+def test_pending_calls_are_bounded() -> None:
+    state = _state(max_pending=3)
+    a, b = _reg(state), _reg(state)
+    state.declare_subscriptions(b.private_key, {"x.y": {}})
+    first, _ = state.call(a.private_key, b.public_id, "t0", {"samp.mtype": "x.y"})
+    for i in range(1, 3):
+        state.call(a.private_key, b.public_id, f"t{i}", {"samp.mtype": "x.y"})
+    _, effects = state.call(a.private_key, b.public_id, "t3", {"samp.mtype": "x.y"})
+    assert len(state.pending) == 3 and first not in state.pending
+    [dropped] = _deliveries(effects, "receiveResponse")
+    assert dropped.args[1] == "t0"
+    assert dropped.args[2]["samp.status"] == P.SAMP_STATUS_ERROR

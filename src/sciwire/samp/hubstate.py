@@ -133,6 +133,8 @@ class HubState:
             recipient's subscription says ``samp.mostly-harmless``.
         safe_mtypes: the safe list used by *web_restrict*.
         key_factory: makes private keys (``secrets``-grade by default).
+        max_pending: most calls awaiting replies; beyond it the oldest is answered
+            with an error (memory stays bounded when recipients never reply).
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class HubState:
         web_restrict: bool = True,
         safe_mtypes: Iterable[str] = P.SAFE_MTYPES,
         key_factory: Callable[[Profile], str] = _default_key,
+        max_pending: int = 100_000,
     ) -> None:
         self.secret = secret
         self.hub_id = hub_id
@@ -152,6 +155,7 @@ class HubState:
         self.web_restrict = web_restrict
         self.safe_mtypes = tuple(safe_mtypes)
         self._key_factory = key_factory
+        self.max_pending = max_pending
         self._ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
         self._by_key: dict[str, Client] = {}
@@ -548,8 +552,16 @@ class HubState:
         self.pending[msg_id] = pending  # registered BEFORE anything is delivered
         if recipient.profile == "hub":
             return msg_id, self._answer(pending, recipient.public_id, self._hub_answer(msg))
-        call = Delivery(recipient, "receiveCall", (sender.public_id, msg_id, msg), msg_id)
-        return msg_id, [call]
+        effects: list[Effect] = [
+            Delivery(recipient, "receiveCall", (sender.public_id, msg_id, msg), msg_id)
+        ]
+        while len(self.pending) > self.max_pending:  # recipients that never reply
+            oldest = next(iter(self.pending.values()))
+            error = P.make_error_response(
+                "no reply: the hub gave up on this call", code="samp.noresponse"
+            )
+            effects.extend(self._answer(oldest, oldest.recipient_id, error))
+        return msg_id, effects
 
     def _hub_answer(self, msg: dict[str, Any]) -> dict[str, Any]:
         if msg["samp.mtype"] == "samp.app.ping":

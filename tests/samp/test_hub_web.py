@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from sciwire.samp import protocol as P
-from sciwire.samp.errors import SAMPProxyError
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 from sciwire.samp.server import AsyncSAMPHub, WebAuth
 from tests.samp.hubkit import RawClient
 
@@ -321,3 +321,16 @@ async def test_web_clients_that_stop_polling_are_unregistered(
         await watcher.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(held, scaled(5))
+
+
+async def test_a_busy_web_port_is_a_clear_error(tmp_path: Path) -> None:
+    first = await _hub(tmp_path)
+    second = AsyncSAMPHub(lockfile=tmp_path / "other-lock", web_port=first.web_port)
+    try:
+        with pytest.raises(SAMPHubError, match="Web Profile port"):
+            await second.start()
+        assert not second.is_running
+        assert not (tmp_path / "other-lock").exists()
+    finally:
+        await second.stop()
+        await first.stop()

@@ -194,7 +194,6 @@ class AsyncSAMPHub:
             path = self._lockfile_path()
             if path is not None:
                 await self._check_existing(path)
-            loop = asyncio.get_running_loop()
             self._server = await loop.create_server(
                 lambda: StdConnection(self.handle_std, self._max_body, self._conns, self._bad),
                 self._addr,
@@ -207,7 +206,14 @@ class AsyncSAMPHub:
                 from sciwire.samp.web import WebProfile
 
                 self.web = WebProfile(self, self._addr, self._web_port)
-                self._runners.append(await self.web.start())
+                try:
+                    self._runners.append(await self.web.start())
+                except OSError as exc:
+                    raise OSError(
+                        f"Web Profile port {self._web_port} unavailable ({exc.strerror or exc}); "
+                        "another hub may hold it: disable the Web Profile (--no-web, "
+                        "web_profile=False) or choose web_port"
+                    ) from exc
             if path is not None:
                 self._write_lock(path)
         except OSError as exc:

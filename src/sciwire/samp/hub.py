@@ -538,6 +538,10 @@ class AsyncSAMPHub:
             self.failed_deliveries += 1
             logger.debug("delivery of %s to %s failed: %s", delivery.method, client.public_id, exc)
             self._apply(self.state.delivery_failed(delivery, str(exc) or type(exc).__name__))
+        except Exception as exc:  # a bug: log it, answer the call, keep serving
+            self.failed_deliveries += 1
+            logger.exception("delivery of %s to %s failed", delivery.method, client.public_id)
+            self._apply(self.state.delivery_failed(delivery, type(exc).__name__))
 
     def _forget(self, client: Client) -> None:
         if client.profile == "web" and self.web is not None:

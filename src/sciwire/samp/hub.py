@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,8 +28,9 @@ from aiohttp import web
 from sciwire.errors import ConnectError, SciwireError
 from sciwire.samp import protocol as P
 from sciwire.samp.delivery import Courier
-from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
+from sciwire.samp.errors import SAMPDataError, SAMPHubError
 from sciwire.samp.hubhttp import StdConnection
+from sciwire.samp.hublock import check_existing, lockfile_path, remove_lockfile, write_hub_lockfile
 from sciwire.samp.hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 
 __all__ = ["AsyncSAMPHub", "WebAuth"]
@@ -193,7 +192,7 @@ class AsyncSAMPHub:
         try:
             path = self._lockfile_path()
             if path is not None:
-                await self._check_existing(path)
+                await check_existing(path, self._session)
             self._server = await loop.create_server(
                 lambda: StdConnection(self.handle_std, self._max_body, self._conns, self._bad),
                 self._addr,
@@ -215,7 +214,8 @@ class AsyncSAMPHub:
                         "web_profile=False) or choose web_port"
                     ) from exc
             if path is not None:
-                self._write_lock(path)
+                write_hub_lockfile(path, self.params)
+                self._lockfile = path
         except OSError as exc:
             await self._close()
             raise SAMPHubError(f"cannot start the SAMP hub: {exc}") from exc
@@ -297,65 +297,12 @@ class AsyncSAMPHub:
     def _lockfile_path(self) -> str | None:
         if not self._write_lockfile:
             return None
-        if self._custom_lockfile is not None:
-            return self._custom_lockfile
-        if self._mode == "multiple":
-            folder = Path.home() / ".samp-1"
-            folder.mkdir(mode=0o700, exist_ok=True)
-            return str(folder / f"samp-hub-{os.getpid()}-{secrets.token_hex(4)}")
-        where = P.locate_lockfile()
-        if P.lockurl_to_path(where) is None and "://" in where:
-            raise SAMPHubError(f"SAMP_HUB names a lockfile URL the hub cannot write: {where}")
-        return where
-
-    async def _check_existing(self, path: str) -> None:
-        try:
-            fields = P.read_lockfile(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise SAMPHubError(f"cannot read the existing lockfile {path}: {exc}") from exc
-        url = fields.get("samp.hub.xmlrpc.url")
-        if url and await self._answers_ping(url):
-            raise SAMPHubError(
-                f"another SAMP hub is already running at {url} (lockfile {path}); "
-                "stop it first or use a different lockfile"
-            )
-        logger.warning("taking over the stale SAMP lockfile %s", path)
-
-    async def _answers_ping(self, url: str) -> bool:
-        assert self._session is not None
-        try:
-            async with self._session.post(
-                url,
-                data=P.encode_call("samp.hub.ping", []),
-                headers=_XML,
-                timeout=aiohttp.ClientTimeout(total=3),
-            ) as reply:
-                P.decode_response(await reply.read())
-            return True
-        except SAMPProxyError:
-            return True  # it answered, with a fault: still a live server
-        except (aiohttp.ClientError, asyncio.TimeoutError, SAMPDataError, ValueError):
-            return False
-
-    def _write_lock(self, path: str) -> None:
-        fields = dict(self.params)
-        fields["hub.start.date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        comment = "SAMP Standard Profile lockfile written by sciwire.samp\nNote contact info."
-        P.write_lockfile(path, fields, comment)
-        self._lockfile = path
+        return lockfile_path(self._custom_lockfile, self._mode)
 
     def _remove_lock(self) -> None:
         path, self._lockfile = self._lockfile, None
-        if path is None:
-            return
-        try:  # never delete a lockfile another hub has since written
-            if P.read_lockfile(path).get("samp.secret") != self._secret:
-                return
-            os.unlink(path)
-        except OSError:
-            pass
+        if path is not None:
+            remove_lockfile(path, self._secret)
 
     # -- Standard Profile HTTP ------------------------------------------------------
 

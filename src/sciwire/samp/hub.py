@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 #: awaitable of one).
 WebAuth = str | Callable[[dict[str, Any]], "bool | Awaitable[bool]"]
 
-_XML = {"Content-Type": "text/xml"}
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}  # where the hub binds without a warning
 
 

@@ -1,0 +1,60 @@
+"""sciwire.samp: SAMP hub and clients, drop-in for astropy.samp / pyvo.samp.
+
+Blocking API (astropy's names, arguments and defaults)::
+
+    from sciwire.samp import SAMPHubServer, SAMPIntegratedClient
+
+    cli = SAMPIntegratedClient(name="script")
+    cli.connect()                      # the hub SAMP_HUB or ~/.samp points to
+    cli.enotify_all("table.load.votable", url="file:///tmp/t.xml")
+    cli.disconnect()
+
+asyncio API over the same core: :class:`AsyncSAMPIntegratedClient`,
+:class:`AsyncSAMPClient`, :class:`AsyncSAMPHubProxy` and the hub's
+:class:`AsyncSAMPHub`.
+"""
+
+from __future__ import annotations
+
+from sciwire.samp.aclient import AsyncSAMPClient
+from sciwire.samp.aintegrated import AsyncSAMPIntegratedClient
+from sciwire.samp.aproxy import AsyncSAMPHubProxy, get_main_running_hub
+from sciwire.samp.client import SAMPClient, SAMPHubProxy
+from sciwire.samp.errors import (
+    SAMPClientError,
+    SAMPDataError,
+    SAMPHubError,
+    SAMPProxyError,
+    SAMPWarning,
+)
+from sciwire.samp.integrated import SAMPIntegratedClient
+from sciwire.samp.protocol import (
+    SAFE_MTYPES,
+    SAMP_STATUS_ERROR,
+    SAMP_STATUS_OK,
+    SAMP_STATUS_WARNING,
+)
+from sciwire.samp.rpc import SAMPHubConnectError
+from sciwire.samp.server import AsyncSAMPHub, SAMPHubServer
+
+__all__ = [
+    "SAFE_MTYPES",
+    "SAMP_STATUS_ERROR",
+    "SAMP_STATUS_OK",
+    "SAMP_STATUS_WARNING",
+    "AsyncSAMPClient",
+    "AsyncSAMPHub",
+    "AsyncSAMPHubProxy",
+    "AsyncSAMPIntegratedClient",
+    "SAMPClient",
+    "SAMPClientError",
+    "SAMPDataError",
+    "SAMPHubConnectError",
+    "SAMPHubError",
+    "SAMPHubProxy",
+    "SAMPHubServer",
+    "SAMPIntegratedClient",
+    "SAMPProxyError",
+    "SAMPWarning",
+    "get_main_running_hub",
+]

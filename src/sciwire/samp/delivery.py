@@ -1,0 +1,111 @@
+"""How the hub carries callbacks to Standard Profile clients.
+
+One keep-alive connection pool per callback URL, on the lean HTTP/1.1 client of
+:mod:`sciwire.samp.http` (a general HTTP client costs more per message than the XML
+itself); ``https`` callback URLs go through aiohttp. A message sent to many clients is
+encoded once, each recipient only getting its own private key spliced in.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Any
+
+import aiohttp
+
+from sciwire.errors import ConnectError
+from sciwire.samp import protocol as P
+from sciwire.samp.errors import SAMPDataError
+from sciwire.samp.http import HttpClientPool
+from sciwire.samp.hubstate import Delivery
+
+__all__ = ["Courier"]
+
+logger = logging.getLogger(__name__)
+
+_XML = {"Content-Type": "text/xml"}
+
+
+class Courier:
+    """Encodes and posts deliveries; one instance per hub.
+
+    Args:
+        pool_size: idle keep-alive connections kept per client endpoint.
+        max_body: the largest reply body accepted.
+    """
+
+    def __init__(self, pool_size: int = 20, max_body: int = P.MAX_BODY_BYTES) -> None:
+        self.pool_size = pool_size
+        self.max_body = max_body
+        self._pools: dict[str, HttpClientPool] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    @staticmethod
+    def encode(delivery: Delivery, cache: dict[int, bytes] | None = None) -> bytes:
+        """The XML-RPC body of *delivery*; *cache* shares the encoding of shared args."""
+        tail = None if cache is None else cache.get(id(delivery.args))
+        if tail is None:
+            tail = P.encode_params(delivery.args)
+            if cache is not None:
+                cache[id(delivery.args)] = tail
+        method = f"samp.client.{delivery.method}"
+        return P.encode_keyed_call(method, delivery.recipient.private_key, tail)
+
+    async def post(self, url: str, body: bytes) -> Any:
+        """POST *body* to a client's callback URL; a fault in the reply raises.
+
+        Client callbacks return nothing the hub uses, so a reply without a fault is
+        not decoded (None is returned).
+
+        Raises:
+            ConnectError: the client cannot be reached (it is gone).
+            SAMPProxyError: the client answered with a fault.
+            SAMPDataError, sciwire.errors.Timeout, RemoteProtocolError: any other failure.
+        """
+        pool = self._pools.get(url)
+        if pool is None:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme != "http":
+                return await self._post_aiohttp(url, body)
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            pool = HttpClientPool(
+                parts.hostname or "127.0.0.1",
+                parts.port or 80,
+                target,
+                max_idle=self.pool_size,
+                max_body=self.max_body,
+            )
+            self._pools[url] = pool
+        reply = await pool.post(body)
+        if reply.start[1] != "200":
+            raise SAMPDataError(f"HTTP {reply.start[1]} from the callback endpoint")
+        if b"<fault>" not in reply.body:
+            return None  # callbacks return nothing useful: only a fault matters
+        return P.decode_response(reply.body, max_size=self.max_body)
+
+    async def _post_aiohttp(self, url: str, body: bytes) -> Any:
+        if self.session is None:
+            raise ConnectError("the hub is stopping")
+        try:
+            async with self.session.post(url, data=body, headers=_XML) as reply:
+                data = await reply.read()
+                if reply.status != 200:
+                    raise SAMPDataError(f"HTTP {reply.status} from the callback endpoint")
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            raise ConnectError(f"cannot reach {url}: {exc}") from exc
+        return P.decode_response(data, max_size=self.max_body)
+
+    async def drop(self, url: str | None) -> None:
+        """Close the connections to a departed client."""
+        pool = self._pools.pop(url, None) if url is not None else None
+        if pool is not None:
+            await pool.close()
+
+    async def close(self) -> None:
+        """Close every connection."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()

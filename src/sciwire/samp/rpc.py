@@ -1,0 +1,273 @@
+"""XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
+
+The caller keeps its HTTP connections alive (a lean pool from :mod:`sciwire.samp.http`) and
+maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
+faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
+refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
+:class:`OSError`), timeouts :class:`sciwire.errors.Timeout`, and unreadable replies
+:class:`SAMPHubProtocolError`.
+
+The callback server answers ``samp.client.*`` calls from the hub: it decodes the
+request, hands the method name and parameters to a dispatch function and encodes the
+return value (or a fault for an exception).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import numbers
+import urllib.parse
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
+from sciwire.samp.errors import SAMPDataError, SAMPHubError
+from sciwire.samp.http import (
+    BlockingHttpClient,
+    HttpClientPool,
+    HttpMessage,
+    HttpServerProtocol,
+)
+from sciwire.samp.protocol import (
+    decode_call,
+    decode_response,
+    encode_call,
+    encode_fault,
+    encode_response,
+)
+
+__all__ = [
+    "BlockingRpcCaller",
+    "CallbackServer",
+    "RpcCaller",
+    "SAMPHubConnectError",
+    "SAMPHubProtocolError",
+    "stringify",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The largest XML-RPC body the callback server accepts (a SAMP message is small;
+#: tables travel by URL).
+MAX_BODY = 16 * 1024 * 1024
+
+
+class SAMPHubConnectError(SAMPHubError, ConnectError):
+    """The hub could not be reached (also an :class:`OSError`, like astropy's socket errors)."""
+
+
+class SAMPHubProtocolError(SAMPHubError, RemoteProtocolError):
+    """The hub answered with something that is not a valid XML-RPC response."""
+
+
+def stringify(value: Any) -> Any:
+    """Return *value* in the SAMP data model: ints, floats and bools become strings.
+
+    Booleans become ``"1"``/``"0"`` (SAMP 1.3, section 3.3), tuples become lists, and
+    maps and lists are converted recursively. Strings and anything else pass through.
+    """
+    if isinstance(value, str):
+        return value
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a NumPy scalar: np.bool_, np.int64, np.float32...
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, numbers.Number) and not isinstance(value, complex):
+        if isinstance(value, numbers.Integral):
+            return str(int(value))
+        return repr(float(value))  # type: ignore[arg-type]
+    if isinstance(value, Mapping):
+        return {str(k): stringify(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [stringify(v) for v in value]
+    return value
+
+
+class RpcCaller:
+    """Calls XML-RPC methods at one URL over keep-alive HTTP.
+
+    Args:
+        url: the endpoint (``samp.hub.xmlrpc.url``), an ``http://`` URL.
+        pool_size: the most idle connections kept open.
+        timeout: default seconds to wait for an answer (None waits forever).
+
+    Raises:
+        SAMPHubError: the URL is not a plain http URL.
+    """
+
+    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+        host, port, path = split_url(url)
+        self.url = url
+        self.timeout = timeout
+        # no limit on calls in flight: a callAndWait holds its connection until the
+        # callee replies, and the callee may be this very client
+        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY, None)
+
+    async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
+        """Call *method* with *params* and return its result.
+
+        Args:
+            method: the full XML-RPC method name.
+            params: the arguments, already in the SAMP data model.
+            timeout: seconds to wait, None for no limit; the default is the caller's.
+
+        Raises:
+            SAMPProxyError: the peer answered with a fault.
+            SAMPHubConnectError: the peer could not be reached.
+            SAMPHubError: the peer answered with an HTTP error.
+            SAMPHubProtocolError: the answer was not XML-RPC.
+            Timeout: no answer in time.
+        """
+        limit = self.timeout if timeout == "default" else timeout
+        body = encode_call(method, params)
+        try:
+            msg = await self._http.post(body, limit if isinstance(limit, float | int) else None)
+        except Timeout as exc:
+            raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
+        except ConnectError as exc:
+            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+        return _result(method, msg)
+
+    async def close(self) -> None:
+        """Close the kept-alive connections."""
+        await self._http.close()
+
+
+class BlockingRpcCaller:
+    """The blocking twin of :class:`RpcCaller`, callable from any thread (same errors)."""
+
+    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+        host, port, path = split_url(url)
+        self.url = url
+        self.timeout = timeout
+        self._http = BlockingHttpClient(host, port, path, max(1, int(pool_size)), MAX_BODY)
+
+    def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
+        """Call *method* with *params* and return its result (see RpcCaller.call)."""
+        limit = self.timeout if timeout == "default" else timeout
+        body = encode_call(method, params)
+        try:
+            msg = self._http.post(body, limit if isinstance(limit, float | int) else None)
+        except Timeout as exc:
+            raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
+        except ConnectError as exc:
+            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+        return _result(method, msg)
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._http.close()
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    """``(host, port, path)`` of an http URL.
+
+    Raises:
+        SAMPHubError: not a plain http URL.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// is supported")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise SAMPHubError(f"bad hub URL {url!r}") from exc
+    return parts.hostname, port, path
+
+
+def _result(method: str, msg: HttpMessage) -> Any:
+    status = msg.start[1]
+    if status == "401":
+        raise SAMPHubError("Unauthorized access. Basic Authentication required or failed.")
+    if status != "200":
+        raise SAMPHubError(f"Protocol Error {status}: {msg.start[2]}")
+    try:
+        return decode_response(msg.body, max_size=MAX_BODY)
+    except SAMPDataError as exc:
+        raise SAMPHubProtocolError(f"{method}: bad XML-RPC response", msg.body) from exc
+
+
+Dispatch = Callable[[str, tuple[Any, ...]], Any]
+
+
+class CallbackServer:
+    """The client's own XML-RPC server, receiving ``samp.client.*`` calls from the hub.
+
+    Args:
+        dispatch: ``dispatch(method, params)`` returns the method's result (it runs on
+            the loop and must not block); a :class:`xmlrpc.client.Fault` it raises is
+            sent as that fault, any other exception as a fault with code 1.
+        addr: the address to listen on (default 127.0.0.1).
+        port: the port (0 lets the system choose).
+    """
+
+    def __init__(self, dispatch: Dispatch, addr: str | None = None, port: int = 0) -> None:
+        self._dispatch = dispatch
+        self.addr = addr or "127.0.0.1"
+        self.port = port
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Transport] = set()
+        #: requests that could not be decoded (answered with a fault or an HTTP error)
+        self.bad_requests = 0
+
+    @property
+    def url(self) -> str:
+        """The URL the hub should call (valid once started)."""
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        return f"http://{host}:{self.port}/xmlrpc"
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                lambda: HttpServerProtocol(
+                    self._handle, MAX_BODY, self._count_bad, self._connections
+                ),
+                self.addr,
+                self.port,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise ConnectError(f"cannot listen on {self.addr}:{self.port}: {exc}") from exc
+        self.port = int(server.sockets[0].getsockname()[1])
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop serving and close open connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            for transport in list(self._connections):
+                transport.close()
+            self._connections.clear()
+            await server.wait_closed()
+            await asyncio.sleep(0)  # the transports close their sockets on the next turn
+
+    def _count_bad(self) -> None:
+        self.bad_requests += 1
+
+    def _handle(self, body: bytes) -> bytes:
+        try:
+            method, params = decode_call(body, max_size=MAX_BODY)
+        except SAMPDataError as exc:
+            self.bad_requests += 1
+            logger.debug("bad callback request: %s", exc)
+            return encode_fault(1, str(exc))
+        try:
+            result = self._dispatch(method, params)
+            return encode_response("" if result is None else result)
+        except xmlrpc.client.Fault as fault:
+            return encode_fault(fault.faultCode, fault.faultString)
+        except Exception as exc:
+            logger.debug("callback %s failed", method, exc_info=True)
+            return encode_fault(1, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,370 @@
+"""The SAMP Web Profile of the hub: CORS, consent, pull queues and the URL translator.
+
+Web clients (scripts in browser pages) call ``samp.webhub.*`` on port 21012 (loopback
+only). Registration needs consent: the hub's ``web_auth`` policy ("deny", "allow" or
+a callable shown the request and its Origin). Callbacks wait in a per-client queue
+that ``pullCallbacks`` drains as a true long poll. The URL translator fetches only
+URLs the client was sent by the hub (in messages or responses), so a page cannot use
+the hub to read arbitrary local files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from sciwire.samp import protocol as P
+from sciwire.samp.errors import SAMPDataError
+from sciwire.samp.hubstate import Client, Delivery, HubFault
+
+if TYPE_CHECKING:
+    from sciwire.samp.hub import AsyncSAMPHub
+
+__all__ = ["WebProfile"]
+
+logger = logging.getLogger(__name__)
+
+#: Most callbacks kept for a web client that does not poll; older ones are dropped.
+MAX_QUEUE = 10_000
+#: Most URLs remembered per web client for the translator.
+MAX_URLS = 10_000
+#: Largest document the translator relays.
+MAX_TRANSLATED = 256 * 1024 * 1024
+
+_LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+_URL_SCHEMES = ("http://", "https://", "ftp://", "file:")
+
+CROSSDOMAIN_XML = b"""<?xml version="1.0"?>
+<cross-domain-policy>
+  <site-control permitted-cross-domain-policies="all"/>
+  <allow-access-from domain="*"/>
+  <allow-http-request-headers-from domain="*" headers="*"/>
+</cross-domain-policy>
+"""
+
+CLIENTACCESSPOLICY_XML = b"""<?xml version="1.0" encoding="utf-8"?>
+<access-policy>
+  <cross-domain-access>
+    <policy>
+      <allow-from http-request-headers="*">
+        <domain uri="*"/>
+      </allow-from>
+      <grant-to>
+        <resource path="/" include-subpaths="true"/>
+      </grant-to>
+    </policy>
+  </cross-domain-access>
+</access-policy>
+"""
+
+
+@dataclass
+class _Queue:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    urls: set[str] = field(default_factory=set)
+    dropped: int = 0
+    polling: int = 0  # long polls now held
+    last_poll: float = 0.0  # loop time the last poll ended (or the queue was made)
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """Read a request body, refusing (413) one longer than *limit* bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    """An HTTP 200 carrying an XML-RPC body."""
+    return web.Response(body=body, headers={"Content-Type": "text/xml", **(headers or {})})
+
+
+class WebProfile:
+    """The Web Profile server of an :class:`~sciwire.samp.hub.AsyncSAMPHub`."""
+
+    def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
+        self.hub = hub
+        self._addr = addr
+        self.port = port
+        self._queues: dict[str, _Queue] = {}
+        self._polls: set[asyncio.Event] = set()  # events of the long polls now held
+        self._closed = False
+
+    async def start(self) -> web.BaseRunner:
+        """Bind the Web Profile HTTP server and return its runner."""
+        runner = web.ServerRunner(web.Server(self._handle), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._addr, self.port, backlog=1024, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        for address in runner.addresses:
+            self.port = int(address[1])
+            break
+        return runner
+
+    def close(self) -> None:
+        """Wake every long poll (the hub is stopping)."""
+        self._closed = True
+        for event in self._polls:
+            event.set()
+
+    def forget(self, client: Client) -> None:
+        """Drop a departed web client's queue.
+
+        A long poll it still holds is left to its timeout (or to :meth:`close`): woken
+        now, JSAMP's poller would poll again with the dead key and log a fault.
+        """
+        self._queues.pop(client.private_key, None)
+
+    @property
+    def base_url(self) -> str:
+        """The Web Profile endpoint."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.remote not in _LOOPBACK:
+            return web.Response(status=403, text="SAMP Web Profile: loopback clients only")
+        cors = _cors_headers(request)
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers=_preflight_headers(request, cors))
+        path = request.path
+        if request.method == "GET" and path == "/crossdomain.xml":
+            return web.Response(body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy")
+        if request.method == "GET" and path == "/clientaccesspolicy.xml":
+            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml")
+        if path.startswith("/translator/") and request.method in ("GET", "HEAD"):
+            return await self._translate(request, path[len("/translator/") :], cors)
+        if request.method != "POST":
+            return web.Response(status=405, headers={"Allow": "POST, OPTIONS", **cors})
+        body = await read_body(request, self.hub._max_body)
+        context = {"origin": request.headers.get("Origin", ""), "remote": request.remote}
+        return xml_response(await self.hub.rpc(body, "samp.webhub.", context), cors)
+
+    # -- methods ------------------------------------------------------------------------
+
+    async def dispatch(self, name: str, params: tuple[Any, ...], context: dict[str, Any]) -> Any:
+        """Run the Web Profile hub method *name* (without the ``samp.webhub.`` prefix)."""
+        state = self.hub.state
+        if name == "register":
+            if len(params) != 1:
+                raise HubFault("register takes 1 argument")
+            return await self._register(params[0], context)
+        if name == "ping":
+            return ""
+        if name in ("setXmlrpcCallback",):
+            raise HubFault(f"{name} is not a Web Profile method")
+        if name == "allowReverseCallbacks":
+            if len(params) != 2:
+                raise HubFault("allowReverseCallbacks takes 2 arguments")
+            client = self._web_client(params[0])
+            state.allow_reverse_callbacks(params[0], params[1])
+            self.hub._touch(client)
+            return ""
+        if name == "pullCallbacks":
+            if len(params) != 2:
+                raise HubFault("pullCallbacks takes 2 arguments")
+            return await self._pull(params[0], params[1])
+        if len(params) >= 1:
+            self._web_client(params[0])  # the key must belong to a web client
+        return await self.hub.common(name, params)
+
+    def _web_client(self, key: object) -> Client:
+        client = self.hub.state.client_by_key(key)
+        if client.profile != "web":
+            raise HubFault("unknown private key")
+        return client
+
+    async def _register(self, identity: object, context: dict[str, Any]) -> dict[str, str]:
+        if isinstance(identity, str):  # Web Profile drafts sent the bare name
+            identity = {"samp.name": identity}
+        if not isinstance(identity, dict) or not isinstance(identity.get("samp.name"), str):
+            raise HubFault("registration refused: samp.name missing from the identity map")
+        try:
+            P.check_value(identity, where="identity")
+        except SAMPDataError as exc:
+            raise HubFault(str(exc)) from None
+        request = {**identity, "origin": context.get("origin", ""), "remote": context.get("remote")}
+        if not await self._consent(request):
+            raise HubFault("registration refused by the hub's Web Profile policy")
+        client, effects = self.hub.state.register_web(identity)
+        self._queue(client)
+        self.hub._touch(client)
+        self.hub._apply(effects)
+        info = self.hub.state.reg_info(client)
+        info["samp.url-translator"] = (
+            f"http://127.0.0.1:{self.port}/translator/{client.private_key}?ref="
+        )
+        return info
+
+    async def _consent(self, request: dict[str, Any]) -> bool:
+        policy = self.hub.web_auth
+        if policy == "allow":
+            return True
+        if policy == "deny" or not callable(policy):
+            logger.info("Web Profile registration of %r refused (policy deny)", request)
+            return False
+        try:
+            if inspect.iscoroutinefunction(policy):
+                answer = await policy(request)
+            else:  # a blocking dialog must not stall the hub's loop
+                answer = await asyncio.to_thread(policy, request)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+        except Exception:
+            logger.exception("Web Profile consent callback failed: registration refused")
+            return False
+        return bool(answer)
+
+    async def _pull(self, key: object, timeout: object) -> list[dict[str, Any]]:
+        client = self._web_client(key)
+        self.hub._touch(client)
+        try:
+            seconds = float(timeout)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise HubFault(f"pullCallbacks timeout must be a number string: {timeout!r}") from None
+        queue = self._queue(client)
+        if not queue.items and seconds > 0 and not self._closed:
+            queue.ready.clear()
+            self._polls.add(queue.ready)
+            queue.polling += 1
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(queue.ready.wait(), min(seconds, 3600.0))
+            finally:
+                queue.polling -= 1
+                self._polls.discard(queue.ready)
+        items, queue.items = queue.items, []
+        queue.ready.clear()
+        queue.last_poll = asyncio.get_running_loop().time()
+        self.hub._touch(client)
+        return items
+
+    def _queue(self, client: Client) -> _Queue:
+        queue = self._queues.get(client.private_key)
+        if queue is None:
+            queue = self._queues[client.private_key] = _Queue()
+            queue.last_poll = asyncio.get_running_loop().time()
+        return queue
+
+    async def reap(self, idle: float, period: float) -> None:
+        """Unregister web clients that take callbacks but stopped polling for *idle* s.
+
+        A page that closes never says goodbye; without this its callbacks would pile
+        up and other clients would keep seeing it registered.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for client in list(self.hub.state.clients):
+                if client.profile != "web" or not client.reverse_callbacks:
+                    continue
+                queue = self._queue(client)
+                if queue.polling == 0 and now - queue.last_poll > idle:
+                    logger.info("web client %s stopped polling: unregistering it", client.public_id)
+                    self.hub._apply(self.hub.state.disconnect(client, "stopped polling"))
+                    self.forget(client)
+
+    def enqueue(self, delivery: Delivery) -> None:
+        """Queue a callback for a web client's next ``pullCallbacks``."""
+        client = delivery.recipient
+        if self.hub.state._by_key.get(client.private_key) is not client:
+            return
+        queue = self._queue(client)
+        if len(queue.items) >= MAX_QUEUE:
+            queue.items.pop(0)
+            queue.dropped += 1
+            logger.debug("web client %s is not polling: dropped a callback", client.public_id)
+        _collect_urls(delivery.args, queue.urls)
+        queue.items.append({"samp.methodName": delivery.method, "samp.params": list(delivery.args)})
+        queue.ready.set()
+
+    # -- URL translator -------------------------------------------------------------------
+
+    async def _translate(
+        self, request: web.BaseRequest, key: str, cors: dict[str, str]
+    ) -> web.StreamResponse:
+        queue = self._queues.get(key)
+        client = self.hub.state._by_key.get(key)
+        if queue is None or client is None or client.profile != "web":
+            return web.Response(status=403, text="unknown web client", headers=cors)
+        ref = request.query.get("ref", "")
+        if ref not in queue.urls:
+            return web.Response(
+                status=403, text="the hub only translates URLs it sent to you", headers=cors
+            )
+        path = P.lockurl_to_path(ref)
+        if path is not None:
+            if not os.path.isfile(path):
+                return web.Response(status=404, headers=cors)
+            return web.FileResponse(path, headers=cors)
+        parsed = urllib.parse.urlparse(ref)
+        if parsed.scheme not in ("http", "https"):
+            return web.Response(status=403, text="unsupported URL scheme", headers=cors)
+        session = self.hub._session
+        if session is None:
+            return web.Response(status=503, headers=cors)
+        try:
+            async with session.get(ref, timeout=aiohttp.ClientTimeout(total=300)) as upstream:
+                body = await upstream.content.read(MAX_TRANSLATED + 1)
+                if len(body) > MAX_TRANSLATED:
+                    return web.Response(status=413, headers=cors)
+                headers = dict(cors)
+                if "Content-Type" in upstream.headers:
+                    headers["Content-Type"] = upstream.headers["Content-Type"]
+                return web.Response(status=upstream.status, body=body, headers=headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return web.Response(status=502, text=f"fetch failed: {exc}", headers=cors)
+
+
+def _collect_urls(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        if value.startswith(_URL_SCHEMES) and len(into) < MAX_URLS:
+            into.add(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_urls(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_urls(item, into)
+
+
+def _cors_headers(request: web.BaseRequest) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def _preflight_headers(request: web.BaseRequest, cors: dict[str, str]) -> dict[str, str]:
+    headers = dict(cors)
+    headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+    headers["Access-Control-Allow-Headers"] = request.headers.get(
+        "Access-Control-Request-Headers", "Content-Type"
+    )
+    headers["Access-Control-Max-Age"] = "600"
+    if request.headers.get("Access-Control-Request-Private-Network") == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return headers

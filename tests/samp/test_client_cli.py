@@ -1,0 +1,192 @@
+"""``sciwire samp hub|send|snoop`` on loopback, with temporary lockfiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
+from sciwire.samp.cli import group
+from sciwire.samp.protocol import read_lockfile
+from tests.conftest import scale
+from tests.samp.clientkit import ClientFactory, Inbox, factory, poll
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[SAMPHubServer]:
+    server = SAMPHubServer(web_profile=False, lockfile=tmp_path / "samp.lock")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make(hub: SAMPHubServer) -> Iterator[ClientFactory]:
+    yield from factory(hub=hub)
+
+
+def lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_send_notify(hub: SAMPHubServer, make: ClientFactory) -> None:
+    rx = make("rx")
+    inbox = Inbox()
+    rx.bind_receive_notification("table.load.votable", inbox.notification_handler())
+    result = CliRunner().invoke(
+        group,
+        [
+            "send",
+            "table.load.votable",
+            "url=file:///t.vot",
+            "n=3",
+            "--lockfile",
+            hub.lockfile or "",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert lines(result.output) == [{"notified": rx.get_public_id()}]
+    assert inbox.wait(1)[0][2] == {"url": "file:///t.vot", "n": "3"}
+    result = CliRunner().invoke(
+        group,
+        [
+            "send",
+            "table.load.votable",
+            'x=["a","b"]',
+            "--to",
+            rx.get_public_id() or "",
+            "--lockfile",
+            hub.lockfile or "",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert inbox.wait(2)[1][2] == {"x": ["a", "b"]}
+
+
+def test_send_sync_and_call(hub: SAMPHubServer, make: ClientFactory) -> None:
+    rx = make("rx")
+
+    def answer(key: str, sender: str, msg_id: str, mtype: str, params: Any, extra: Any) -> None:
+        rx.ereply(msg_id, SAMP_STATUS_OK, result={"echo": params["v"]})
+
+    rx.bind_receive_call("test.cli", answer)
+    for mode in ("sync", "call"):
+        result = CliRunner().invoke(
+            group, ["send", "test.cli", "v=1", "--mode", mode, "--lockfile", hub.lockfile or ""]
+        )
+        assert result.exit_code == 0, result.output
+        (record,) = lines(result.output)
+        assert record["from"] == rx.get_public_id()
+        assert record["response"]["samp.result"] == {"echo": "1"}
+
+
+def test_send_errors(hub: SAMPHubServer, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(group, ["send", "a.b", "novalue", "--lockfile", hub.lockfile or ""])
+    assert result.exit_code == 2 and "key=value" in result.output
+    result = runner.invoke(
+        group, ["send", "a.b", "--to", "nobody", "--lockfile", hub.lockfile or ""]
+    )
+    assert result.exit_code == 1 and "refused" in result.output
+    result = runner.invoke(group, ["send", "a.b", "--lockfile", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "cannot read lockfile" in result.output
+
+
+def _sciwire(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sciwire", "samp", *args]
+
+
+def test_hub_command_refuses_a_second_hub_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    lockfile = tmp_path / "cli.lock"
+    proc = subprocess.Popen(
+        _sciwire("hub", "--no-web", "--lockfile", str(lockfile)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        poll(
+            lambda: lockfile.exists() and "samp.secret" in read_lockfile(lockfile),
+            scale(20),
+            "lock",
+        )
+        assert lockfile.stat().st_mode & 0o077 == 0  # owner-only
+        second = subprocess.run(
+            _sciwire("hub", "--no-web", "--lockfile", str(lockfile)),
+            capture_output=True,
+            text=True,
+            timeout=scale(30),
+        )
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+        made = ClientFactory(hub_params=read_lockfile(lockfile))
+        try:
+            assert made("probe").is_connected
+        finally:
+            made.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(scale(20)) == 0
+        assert not lockfile.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_snoop_prints_messages(hub: SAMPHubServer, make: ClientFactory) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        _sciwire("snoop", "--lockfile", hub.lockfile or ""),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    printed = Inbox()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("{"):
+                printed.put(json.loads(line))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        tx = make("tx")
+
+        def snooper_ready() -> bool:
+            subscribed = tx.get_subscribed_clients("test.snoop")
+            return any(tx.get_metadata(c).get("samp.name") == "sciwire-snoop" for c in subscribed)
+
+        poll(snooper_ready, scale(20), "the snooper")
+        tx.enotify_all("test.snoop", a="1")
+        (target,) = list(tx.get_subscribed_clients("test.snoop"))
+        assert tx.ecall_and_wait(target, "test.snoop.call", "10")["samp.status"] == SAMP_STATUS_OK
+        note = printed.wait_for(lambda r: r["mtype"] == "test.snoop")
+        call = printed.wait_for(lambda r: r["mtype"] == "test.snoop.call")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(scale(20)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(scale(5))
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert note["kind"] == "notify" and note["params"] == {"a": "1"}
+    assert note["sender"] == tx.get_public_id()
+    assert call["kind"] == "call"

@@ -1,0 +1,221 @@
+"""AsyncCommandClient: the command client on asyncio and aiohttp.
+
+Same discovery as :class:`~sciwire.command.CommandClient` (``system.describe`` on
+entry, one coroutine method per procedure, ``await cli()`` re-discovers), same
+errors, same retry rule: only a request that could not be sent (connection refused
+or failed before the request was written) is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from sciwire.command.client import procedure_signature
+from sciwire.command.errors import (
+    CommandConnectError,
+    CommandConnectionClosed,
+    CommandError,
+    CommandTimeout,
+)
+from sciwire.command.protocol import (
+    DESCRIBE,
+    ProcInfo,
+    default_encoder,
+    encode_request,
+    http_error,
+    make_params,
+    parse_describe,
+    parse_response,
+)
+from sciwire.command.transport import Endpoint, env_retries, env_retry_seconds
+
+__all__ = ["AsyncCommandClient"]
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncCommandClient:
+    """An asyncio JSON-RPC client for CryoSPARC command services.
+
+    Use as ``async with AsyncCommandClient(...) as cli: await cli.hello_world()``,
+    or call :meth:`connect` and :meth:`close` yourself. Arguments are those of
+    :class:`~sciwire.command.CommandClient`, plus ``limit``: the most connections
+    kept to the server (and so the most calls in flight on the wire).
+    """
+
+    Error = CommandError
+
+    def __init__(
+        self,
+        service: str = "command",
+        host: str = "localhost",
+        port: int = 39002,
+        url: str = "",
+        timeout: float = 300,
+        headers: dict[str, str] | None = None,
+        cls: type[json.JSONEncoder] | None = None,
+        *,
+        retries: int | None = None,
+        retry_seconds: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int = 64,
+    ) -> None:
+        self.service = service
+        self._endpoint = Endpoint.parse(host, port, url)
+        self._url = self._endpoint.base_url
+        self._api_url = self._url + "/api"
+        self._encoder = cls or default_encoder()
+        self._timeout = timeout
+        self._headers = {"Originator": "client", **(headers or {})}
+        self._call_headers = {**self._headers, "Content-Type": "application/json"}
+        self._retries = max(1, env_retries() if retries is None else int(retries))
+        self._retry_seconds = env_retry_seconds() if retry_seconds is None else retry_seconds
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+        self._procs: dict[str, ProcInfo] = {}
+
+    async def connect(self) -> AsyncCommandClient:
+        """Open the session and discover the procedures."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, ssl=self._ssl, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeout, sock_read=self._timeout
+                ),
+                skip_auto_headers=("User-Agent",),
+            )
+        await self._reload()
+        return self
+
+    async def close(self) -> None:
+        """Close the session and its connections (idempotent)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> AsyncCommandClient:
+        try:
+            return await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- calls --------------------------------------------------------------------
+
+    async def _post(self, body: bytes) -> tuple[int, str, str, bytes]:
+        session = self._session
+        if session is None:
+            raise CommandError("client is closed (use 'async with' or connect())", url=self._url)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with session.post(
+                    self._api_url, data=body, headers=self._call_headers
+                ) as resp:
+                    data = await resp.read()
+                    return resp.status, resp.reason or "", resp.content_type, data
+            except aiohttp.ClientConnectorError as exc:
+                # The connection was never made: the request was not sent.
+                if attempt >= self._retries:
+                    raise CommandConnectError(
+                        f"URL Error {exc.strerror or exc} (attempt {attempt} of {self._retries})",
+                        url=self._url,
+                    ) from exc
+                logger.warning(
+                    "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",
+                    self._url,
+                    exc,
+                    attempt,
+                    self._retries,
+                    self._retry_seconds,
+                )
+                await asyncio.sleep(self._retry_seconds)
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise CommandTimeout(
+                    f"command did not reply within timeout of {self._timeout} seconds "
+                    "(request not re-sent: it may have been processed)",
+                    url=self._url,
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise CommandConnectionClosed(
+                    f"connection failed ({type(exc).__name__}: {exc}); "
+                    "request not re-sent: it may have been processed",
+                    url=self._url,
+                ) from exc
+
+    async def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        params = make_params(args, kwargs)
+        body = encode_request(method, params, cls=self._encoder)
+        try:
+            status, reason, ctype, data = await self._post(body)
+        except CommandError as err:
+            raise type(err)(
+                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f"{err.reason}",
+                url=self._url,
+                code=err.code,
+                data=err.data,
+            ) from err
+        if status >= 400:
+            herr = http_error(status, reason, data, ctype, self._api_url, self.service)
+            raise CommandError(
+                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f"{herr.reason}",
+                url=self._url,
+                code=herr.code,
+                data=herr.data,
+            ) from herr
+        return parse_response(data, method, params, self._url)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a procedure by name (discovered or not)."""
+        return await self._call(method, args, kwargs)
+
+    def _get_callable(self, key: str, info: ProcInfo) -> Callable[..., Coroutine[Any, Any, Any]]:
+        call = self._call
+
+        async def func(*args: Any, **kwargs: Any) -> Any:
+            return await call(key, args, kwargs)
+
+        func.__name__ = key
+        func.__qualname__ = f"{type(self).__name__}.{key}"
+        func.__doc__ = info.doc or None
+        sig = procedure_signature(info)
+        if sig is not None:
+            func.__signature__ = sig  # type: ignore[attr-defined]
+        return func
+
+    async def _reload(self) -> None:
+        procs = parse_describe(await self._call(DESCRIBE, (), {}), self._url)
+        fresh = {p.name: p for p in procs}
+        for gone in set(self._procs) - set(fresh):
+            self.__dict__.pop(gone, None)
+        reserved = set(dir(type(self)))
+        for name, info in fresh.items():
+            if name in reserved or name.startswith("__"):
+                logger.debug("procedure %r would shadow a client attribute; skipped", name)
+                continue
+            setattr(self, name, self._get_callable(name, info))
+        self._procs = fresh
+
+    async def __call__(self) -> None:
+        """Discover the server's procedures again."""
+        await self._reload()

@@ -131,7 +131,11 @@ class CommandClient:
         self._endpoints: list[str] = []
         self._procs: dict[str, ProcInfo] = {}
         self._reload_lock = threading.Lock()
-        self._reload()  # connect now to gather the methods, as the original does
+        try:
+            self._reload()  # connect now to gather the methods, as the original does
+        except BaseException:
+            self._transport.close()
+            raise
 
     # -- calls --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import socket
+import ssl
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -78,6 +79,9 @@ class CommandServer:
         to_thread: run plain (non-coroutine) procedures in the default executor
             instead of inline on the loop.
         max_body: the largest request body accepted, in bytes.
+        ssl_context: serve HTTPS with these TLS settings.
+        shutdown_timeout: seconds :meth:`stop` waits for calls in progress before
+            cancelling them.
     """
 
     def __init__(
@@ -92,7 +96,11 @@ class CommandServer:
         cls: type[json.JSONEncoder] | None = None,
         to_thread: bool = False,
         max_body: int = 256 * 1024 * 1024,
+        ssl_context: ssl.SSLContext | None = None,
+        shutdown_timeout: float = 5.0,
     ) -> None:
+        self.shutdown_timeout = shutdown_timeout
+        self.ssl_context = ssl_context
         self.host = host
         self.port = port
         self.prefix = url.rstrip("/")
@@ -166,7 +174,8 @@ class CommandServer:
     def url(self) -> str:
         """The base URL clients use (``http://host:port{prefix}``)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{self.prefix}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}{self.prefix}"
 
     async def start(self) -> None:
         """Bind and start serving (port 0 binds a free port, readable from :attr:`port`)."""
@@ -187,7 +196,9 @@ class CommandServer:
             )
 
         server = web.Server(self._handle, request_factory=make_request, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False)
+        runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+        )
         await runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         try:
@@ -199,7 +210,7 @@ class CommandServer:
             sock.close()
             await runner.cleanup()
             raise
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self.ssl_context)
         await site.start()
         self.port = sock.getsockname()[1]
         self._runner = runner

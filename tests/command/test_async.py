@@ -1,0 +1,151 @@
+"""AsyncCommandClient against our server in the same event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from sciwire.command import (
+    AsyncCommandClient,
+    CommandConnectError,
+    CommandError,
+    CommandServer,
+    CommandTimeout,
+)
+from tests.command.conftest import Service, free_port
+
+
+class AsyncService(Service):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.all_arrived = asyncio.Event()
+        self.expect = 32
+
+    async def wait_here(self) -> str:
+        self._note("wait_here")
+        if self.calls().count("wait_here") >= self.expect:
+            self.all_arrived.set()
+        await self.release.wait()
+        return "done"
+
+
+@pytest.fixture
+async def aservice() -> AsyncIterator[AsyncService]:
+    svc = AsyncService()
+    yield svc
+    svc.release.set()
+    svc.gate.set()
+
+
+@pytest.fixture
+async def aserver(aservice: AsyncService) -> AsyncIterator[CommandServer]:
+    srv = CommandServer(aservice, port=0, shutdown_timeout=1.0)
+    await srv.start()
+    yield srv
+    aservice.release.set()
+    await srv.stop()
+
+
+@pytest.fixture
+async def aclient(
+    aserver: CommandServer, scaled: Callable[[float], float]
+) -> AsyncIterator[AsyncCommandClient]:
+    async with AsyncCommandClient(
+        host="127.0.0.1", port=aserver.port, timeout=scaled(10), retries=1
+    ) as cli:
+        yield cli
+
+
+async def test_discovery_and_calls(aclient: AsyncCommandClient) -> None:
+    assert await aclient.hello_world() == {"hello": "world"}
+    assert await aclient.add(1, 2) == 3
+    assert await aclient.add(a=[1], b=[2]) == [1, 2]
+    assert await aclient.array_sum(np.arange(4)) == 6.0
+    assert aclient.add.__doc__.startswith("Add two values.")
+    with pytest.raises(TypeError):
+        await aclient.add(1, b=2)
+
+
+async def test_remote_errors(aclient: AsyncCommandClient) -> None:
+    with pytest.raises(CommandError) as info:
+        await aclient.boom("bad")
+    assert info.value.code == -32000
+    assert "ValueError: bad" in info.value.data["traceback"]
+    with pytest.raises(CommandError) as info:
+        await aclient.call("missing")
+    assert info.value.code == -32601
+
+
+async def test_many_calls_in_flight(
+    aclient: AsyncCommandClient, aservice: AsyncService, scaled: Callable[[float], float]
+) -> None:
+    # 32 calls parked on the server at once, then released together
+    waiting = [asyncio.ensure_future(aclient.wait_here()) for _ in range(32)]
+    await asyncio.wait_for(aservice.all_arrived.wait(), scaled(10))
+    assert not any(w.done() for w in waiting)
+    aservice.release.set()
+    assert await asyncio.gather(*waiting) == ["done"] * 32
+    results = await asyncio.gather(*(aclient.echo(i) for i in range(200)))
+    assert results == list(range(200))
+
+
+async def test_rediscovery(aserver: CommandServer, aclient: AsyncCommandClient) -> None:
+    async def late(x: int) -> int:
+        return x + 1
+
+    aserver.expose(late)
+    aserver.unexpose("boom")
+    await aclient()
+    assert await aclient.late(1) == 2
+    assert not hasattr(aclient, "boom")
+
+
+async def test_timeout_is_not_resent(
+    aserver: CommandServer, aservice: AsyncService, scaled: Callable[[float], float]
+) -> None:
+    async with AsyncCommandClient(
+        host="127.0.0.1", port=aserver.port, timeout=scaled(0.3), retries=3, retry_seconds=0
+    ) as cli:
+        with pytest.raises(CommandTimeout) as info:
+            await cli.wait_here()
+        assert isinstance(info.value, TimeoutError)
+        assert aservice.calls().count("wait_here") == 1
+
+
+async def test_connection_refused(scaled: Callable[[float], float]) -> None:
+    cli = AsyncCommandClient(host="127.0.0.1", port=free_port(), retries=2, retry_seconds=0)
+    with pytest.raises(CommandConnectError) as info:
+        await cli.connect()
+    await cli.close()
+    assert "attempt 2 of 2" in str(info.value)
+    assert isinstance(info.value, OSError)
+
+
+async def test_http_error_and_closed_client(aserver: CommandServer) -> None:
+    cli = AsyncCommandClient(host="127.0.0.1", port=aserver.port, url="/nope", retries=1)
+    with pytest.raises(CommandError) as info:
+        await cli.connect()
+    assert info.value.code == 404
+    await cli.close()
+    with pytest.raises(CommandError, match="closed"):
+        await cli.call("hello_world")
+
+
+async def test_license(aservice: AsyncService) -> None:
+    srv = CommandServer(aservice, port=0, license_id="L", shutdown_timeout=1.0)
+    await srv.start()
+    try:
+        with pytest.raises(CommandError) as info:
+            async with AsyncCommandClient(host="127.0.0.1", port=srv.port, retries=1):
+                pass
+        assert info.value.code == 401
+        async with AsyncCommandClient(
+            host="127.0.0.1", port=srv.port, headers={"License-ID": "L"}, retries=1
+        ) as cli:
+            assert await cli.hello_world() == {"hello": "world"}
+    finally:
+        await srv.stop()

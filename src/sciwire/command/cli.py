@@ -95,8 +95,10 @@ def call(
             args.append(_json_or_text(raw))
     headers = {"License-ID": license_id} if license_id else {}
     try:
-        cli = CommandClient(host=host, port=port, headers=headers, timeout=int(timeout), retries=1)
-        result = cli._call(method, tuple(args), kwargs)
+        with CommandClient(
+            host=host, port=port, headers=headers, timeout=int(timeout), retries=1
+        ) as cli:
+            result = cli._call(method, tuple(args), kwargs)
     except (CommandError, TypeError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)

@@ -91,18 +91,18 @@ class CommandCoreSim:
         if start is None or job["status"] in TERMINAL or job.get("_frozen"):
             return
         elapsed = (self._clock() - start) * self.speed
-        at = start
+        entered = 0.0  # when (in scaled seconds after enqueue) the current stage began
         for status, seconds in STAGES:
-            if elapsed < seconds:
+            if entered:
+                job.setdefault(f"{status}_at", start + entered / self.speed)
+            if elapsed < entered + seconds:
                 job["status"] = status
                 return
-            elapsed -= seconds
-            at += seconds / self.speed
-            job.setdefault(f"{status}_at", at)
+            entered += seconds
         params = job["params_spec"]
         failed = job["job_type"] == "sim_fail" or params.get("sim_fail", {}).get("value")
         job["status"] = "failed" if failed else "completed"
-        job[f"{job['status']}_at"] = at
+        job[f"{job['status']}_at"] = start + entered / self.speed
 
     def _public(self, doc: dict[str, Any]) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in doc.items() if not k.startswith("_")}

@@ -164,11 +164,12 @@ class AsyncCommandClient:
     async def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         params = make_params(args, kwargs)
         body = encode_request(method, params, cls=self._encoder)
+        shown = kwargs if kwargs else args  # shown in messages as the original does
         try:
             status, reason, ctype, data = await self._post(body)
         except CommandError as err:
             raise type(err)(
-                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
                 f"{err.reason}",
                 url=self._url,
                 code=err.code,
@@ -177,13 +178,13 @@ class AsyncCommandClient:
         if status >= 400:
             herr = http_error(status, reason, data, ctype, self._api_url, self.service)
             raise CommandError(
-                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
                 f"{herr.reason}",
                 url=self._url,
                 code=herr.code,
                 data=herr.data,
             ) from herr
-        return parse_response(data, method, params, self._url)
+        return parse_response(data, method, shown, self._url)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a procedure by name (discovered or not)."""

@@ -142,11 +142,12 @@ class CommandClient:
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         params = make_params(args, kwargs)
         body = encode_request(method, params, cls=self._encoder)
+        shown = kwargs if kwargs else args  # shown in messages as the original does
         try:
             resp = self._transport.call("POST", self._api_path, body, self._call_headers)
         except CommandError as err:
             raise type(err)(
-                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
                 f"{err.reason}",
                 url=self._url,
                 code=err.code,
@@ -162,13 +163,13 @@ class CommandClient:
                 self.service,
             )
             raise CommandError(
-                f'Encounted error from JSONRPC function "{method}" with params {params}: '
+                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
                 f"{herr.reason}",
                 url=self._url,
                 code=herr.code,
                 data=herr.data,
             ) from herr
-        return parse_response(resp.body, method, params, self._url)
+        return parse_response(resp.body, method, shown, self._url)
 
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
         call = self._call

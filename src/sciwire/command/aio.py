@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -116,6 +116,10 @@ class AsyncCommandClient:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    if TYPE_CHECKING:
+        # Procedures are discovered at run time; tell type checkers any name may exist.
+        def __getattr__(self, name: str) -> Any: ...
 
     # -- calls --------------------------------------------------------------------
 

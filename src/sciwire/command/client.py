@@ -18,7 +18,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
@@ -136,6 +136,10 @@ class CommandClient:
         except BaseException:
             self._transport.close()
             raise
+
+    if TYPE_CHECKING:
+        # Procedures are discovered at run time; tell type checkers any name may exist.
+        def __getattr__(self, name: str) -> Any: ...
 
     # -- calls --------------------------------------------------------------------
 

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 
 from sciwire.errors import RemoteProtocolError
 
-__all__ = ["MAX_HEAD", "ParsedResponse", "ResponseParser", "encode_request"]
+__all__ = [
+    "MAX_HEAD",
+    "ParsedRequest",
+    "ParsedResponse",
+    "RequestParser",
+    "RequestTooLarge",
+    "ResponseParser",
+    "encode_request",
+    "encode_response",
+]
 
 #: Largest status line + headers accepted.
 MAX_HEAD = 64 * 1024
@@ -225,3 +234,191 @@ class ResponseParser:
                     if buf:
                         raise RemoteProtocolError("data after a complete response", buf[:100])
                     return
+
+
+# -- server side ------------------------------------------------------------------------
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class RequestTooLarge(RemoteProtocolError):
+    """A request head or body is larger than the server accepts (answer 413)."""
+
+
+@dataclass
+class ParsedRequest:
+    """A whole HTTP request.
+
+    Attributes:
+        method: the method, upper-case as sent.
+        target: the request target (path and query).
+        headers: header names lower-cased; repeated headers joined with ", ".
+        body: the decoded (de-chunked) body.
+        keep_alive: whether the client allows another request on this connection.
+    """
+
+    method: str
+    target: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    keep_alive: bool = True
+
+
+class RequestParser:
+    """Feed bytes in, get whole requests out (several when the client pipelines).
+
+    Args:
+        max_body: the largest body accepted; bigger raises :class:`RequestTooLarge`.
+    """
+
+    def __init__(self, max_body: int = 256 * 1024 * 1024) -> None:
+        self.max_body = max_body
+        self._buf = bytearray()
+        self._req: ParsedRequest | None = None
+        self._chunked = False
+        self._remaining = 0
+        self._chunks = bytearray()
+        self._chunk_state = "size"
+        #: set once the head of a request with ``Expect: 100-continue`` was parsed
+        self.expect_continue = False
+
+    def feed(self, data: bytes) -> list[ParsedRequest]:
+        """Add received bytes; returns the requests completed by them (maybe none)."""
+        self._buf += data
+        done: list[ParsedRequest] = []
+        while True:
+            if self._req is None:
+                end = self._buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise RequestTooLarge("request head too large", self._buf[:200])
+                    return done
+                head = bytes(self._buf[:end])
+                del self._buf[: end + 4]
+                if not head.strip():
+                    continue  # tolerate stray CRLFs between requests
+                self._req = self._head(head)
+            req = self._req
+            if self._chunked:
+                if not self._body_chunked():
+                    return done
+                req.body = bytes(self._chunks)
+                self._chunks.clear()
+            else:
+                if len(self._buf) < self._remaining:
+                    return done
+                req.body = bytes(self._buf[: self._remaining])
+                del self._buf[: self._remaining]
+            self._req = None
+            self.expect_continue = False
+            done.append(req)
+
+    def _head(self, head: bytes) -> ParsedRequest:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+            raise RemoteProtocolError("bad request line", lines[0])
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise RemoteProtocolError("bad header line", line)
+            key = name.lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        conn = headers.get("connection", "").lower()
+        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+        te = headers.get("transfer-encoding", "").lower()
+        self._chunked = False
+        self._remaining = 0
+        if te:
+            if te.split(",")[-1].strip() != "chunked":
+                raise RemoteProtocolError("unsupported transfer-encoding", te)
+            self._chunked = True
+            self._chunk_state = "size"
+        elif "content-length" in headers:
+            value = headers["content-length"]
+            if not value.isdigit():
+                raise RemoteProtocolError("bad content-length", value)
+            self._remaining = int(value)
+            if self._remaining > self.max_body:
+                raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
+        self.expect_continue = headers.get("expect", "").lower() == "100-continue"
+        return ParsedRequest(method.upper(), target, headers, b"", keep)
+
+    def _body_chunked(self) -> bool:
+        buf = self._buf
+        while True:
+            if self._chunk_state == "size":
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_CHUNK_LINE:
+                        raise RemoteProtocolError("chunk size line too long", buf[:100])
+                    return False
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise RemoteProtocolError("bad chunk size", line) from None
+                if size < 0:
+                    raise RemoteProtocolError("bad chunk size", line)
+                if len(self._chunks) + size > self.max_body:
+                    raise RequestTooLarge("request body too large", f"{size} byte chunk")
+                self._remaining = size
+                self._chunk_state = "data" if size else "trailer"
+            elif self._chunk_state == "data":
+                if len(buf) < self._remaining + 2:
+                    return False
+                if buf[self._remaining : self._remaining + 2] != b"\r\n":
+                    raise RemoteProtocolError("chunk not followed by CRLF", buf[:100])
+                self._chunks += buf[: self._remaining]
+                del buf[: self._remaining + 2]
+                self._chunk_state = "size"
+            else:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise RequestTooLarge("trailer too large", buf[:100])
+                    return False
+                del buf[: end + 2]
+                if end == 0:
+                    self._chunk_state = "size"
+                    return True
+
+
+def encode_response(
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    *,
+    keep_alive: bool = True,
+    headers: Mapping[str, str] | None = None,
+    head_only: bool = False,
+) -> bytes:
+    """One HTTP/1.1 response as a single bytes object (written in one send)."""
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    for name, value in (headers or {}).items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body

@@ -1,10 +1,11 @@
 """CommandServer: expose Python functions or an object's methods as a CryoSPARC-style
-JSON-RPC service on aiohttp.
+JSON-RPC service (``POST {url}/api``), plus plain HTTP routes.
 
-One event loop serves every connection (no thread per request); coroutine procedures
-run concurrently, plain functions run inline on the loop (or in the default executor
-with ``to_thread=True``). Replies are written in one send and TCP_NODELAY is set, so
-keep-alive clients never hit the Nagle/delayed-ACK stall.
+It runs on the lean asyncio HTTP/1.1 server of :mod:`sciwire.command.httpserver`
+(one event loop, no thread per request, TCP_NODELAY, one send per response). Plain
+functions run inline on the loop and are answered without creating a task; coroutine
+procedures run concurrently; ``to_thread=True`` sends plain functions to the default
+executor instead.
 """
 
 from __future__ import annotations
@@ -13,24 +14,20 @@ import asyncio
 import inspect
 import json
 import logging
-import socket
 import ssl
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any
 
-from aiohttp import web
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
-
+from sciwire.command.http11 import ParsedRequest, encode_response
+from sciwire.command.httpserver import HttpServer, Reply, Request, Response
 from sciwire.command.protocol import (
     DESCRIBE,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     SERVER_ERROR,
+    Call,
     ProcInfo,
     RpcFault,
     decode_call,
@@ -40,14 +37,14 @@ from sciwire.command.protocol import (
     encode_result,
 )
 from sciwire.core.patterns import Registry
-from sciwire.core.portal import Portal
 
-__all__ = ["CommandServer", "RouteHandler"]
+__all__ = ["CommandServer", "Request", "Response", "RouteHandler"]
 
 logger = logging.getLogger(__name__)
 
-#: A plain route: gets the aiohttp request, returns a response, bytes, str or JSON value.
-RouteHandler = Callable[[web.BaseRequest], Any]
+#: A plain route: gets a :class:`Request`, returns a :class:`Response`, bytes, str or a
+#: JSON value (or an awaitable of one of those).
+RouteHandler = Callable[[Request], Any]
 
 _JSON = "application/json"
 
@@ -64,7 +61,7 @@ def _param_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     )
 
 
-class CommandServer:
+class CommandServer(HttpServer):
     """A JSON-RPC command service (``POST {url}/api``) plus plain HTTP routes.
 
     Args:
@@ -82,6 +79,7 @@ class CommandServer:
         ssl_context: serve HTTPS with these TLS settings.
         shutdown_timeout: seconds :meth:`stop` waits for calls in progress before
             cancelling them.
+        keepalive_timeout: idle keep-alive connections are closed after this long.
     """
 
     def __init__(
@@ -98,24 +96,25 @@ class CommandServer:
         max_body: int = 256 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
         shutdown_timeout: float = 5.0,
+        keepalive_timeout: float = 75.0,
     ) -> None:
-        self.shutdown_timeout = shutdown_timeout
-        self.ssl_context = ssl_context
-        self.host = host
-        self.port = port
+        super().__init__(
+            host=host,
+            port=port,
+            ssl_context=ssl_context,
+            max_body=max_body,
+            shutdown_timeout=shutdown_timeout,
+            keepalive_timeout=keepalive_timeout,
+            name=name,
+        )
         self.prefix = url.rstrip("/")
+        self._api_path = self.prefix + "/api"
         self.license_id = license_id
-        self.name = name
         self.cls = cls or default_encoder()
         self.to_thread = to_thread
-        self.max_body = max_body
         self._procs = Registry("key")
         self._docs: dict[str, ProcInfo] = {}
         self._routes: dict[tuple[str, str], RouteHandler] = {}
-        self._runner: web.ServerRunner | None = None
-        self._portal: Portal | None = None
-        #: requests answered with a JSON-RPC or HTTP error (counted, logged at debug).
-        self.errors = 0
         if target is not None:
             self.expose_object(target)
 
@@ -168,8 +167,6 @@ class CommandServer:
         """The exposed procedures, as ``system.describe`` lists them."""
         return list(self._docs.values())
 
-    # -- life cycle -------------------------------------------------------------------
-
     @property
     def url(self) -> str:
         """The base URL clients use (``http://host:port{prefix}``)."""
@@ -177,219 +174,191 @@ class CommandServer:
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{host}:{self.port}{self.prefix}"
 
-    async def start(self) -> None:
-        """Bind and start serving (port 0 binds a free port, readable from :attr:`port`)."""
-        if self._runner is not None:
-            return
-        loop = asyncio.get_running_loop()
-        max_body = self.max_body
-
-        def make_request(
-            message: RawRequestMessage,
-            payload: StreamReader,
-            protocol: RequestHandler,
-            writer: Any,
-            task: asyncio.Task[None],
-        ) -> web.BaseRequest:
-            return web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=max_body
-            )
-
-        server = web.Server(self._handle, request_factory=make_request, access_log=None)
-        runner = web.ServerRunner(
-            server, handle_signals=False, shutdown_timeout=self.shutdown_timeout
-        )
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(1024)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            await runner.cleanup()
-            raise
-        site = web.SockSite(runner, sock, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = sock.getsockname()[1]
-        self._runner = runner
-        logger.debug("command server %s listening on %s", self.name, self.url)
-
-    async def stop(self) -> None:
-        """Stop serving and close every connection (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> CommandServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    def start_background(self) -> CommandServer:
-        """Start serving on a background event-loop thread (blocking API)."""
-        if self._portal is None:
-            self._portal = Portal(f"sciwire-command-server-{self.name}")
-            self._portal.start()
-        self._portal.call(self.start())
-        return self
-
-    def stop_background(self) -> None:
-        """Stop a server started with :meth:`start_background` (idempotent)."""
-        portal, self._portal = self._portal, None
-        if portal is not None:
-            try:
-                portal.call(self.stop())
-            finally:
-                portal.stop()
-
-    def __enter__(self) -> CommandServer:
-        return self.start_background()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop_background()
-
     # -- request handling -------------------------------------------------------------
 
-    def _json(self, status: int, body: Any) -> web.Response:
-        return web.Response(status=status, body=json.dumps(body).encode(), content_type=_JSON)
-
-    def _check_license(self, request: web.BaseRequest) -> web.Response | None:
-        given = request.headers.get("License-ID")
-        if given == self.license_id:
-            return None
+    def _error(self, status: int, name: str, message: str, keep_alive: bool) -> bytes:
         self.errors += 1
-        if not given:
-            status, name, message = 401, "Unauthorized", "License-ID header required"
-        else:
-            status, name, message = 403, "Forbidden", "License-ID not accepted"
-        logger.debug("command server %s: %s from %s", self.name, message, request.remote)
-        return self._json(status, {"error": {"code": status, "name": name, "message": message}})
+        body = json.dumps({"error": {"code": status, "name": name, "message": message}})
+        return encode_response(status, body.encode(), keep_alive=keep_alive)
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
+        """Answer one HTTP request (bytes now, or an awaitable of bytes)."""
+        keep = req.keep_alive
         if self.license_id is not None:
-            refused = self._check_license(request)
-            if refused is not None:
-                return refused
-        method, path = request.method, request.path
-        if method == "POST" and path == self.prefix + "/api":
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge as exc:
-                self.errors += 1
-                return self._json(
-                    413, {"error": {"code": 413, "name": "TooLarge", "message": str(exc)}}
-                )
-            reply = await self.handle_body(body)
-            return web.Response(body=reply, content_type=_JSON)
-        handler = self._routes.get((method, path))
+            given = req.headers.get("license-id")
+            if given != self.license_id:
+                if not given:
+                    logger.debug("%s: request without License-ID from %s", self.name, remote)
+                    return self._error(401, "Unauthorized", "License-ID header required", keep)
+                logger.debug("%s: wrong License-ID from %s", self.name, remote)
+                return self._error(403, "Forbidden", "License-ID not accepted", keep)
+        target = req.target
+        if req.method == "POST" and (
+            target == self._api_path or target.startswith(self._api_path + "?")
+        ):
+            reply = self.dispatch(req.body)
+            if isinstance(reply, bytes):
+                return encode_response(200, reply, keep_alive=keep)
+            return self._finish_rpc(reply, keep)
+        request = Request.from_parsed(req, remote)
+        head = request.method == "HEAD"
+        handler = self._routes.get((request.method, request.path))
+        if handler is None and head:
+            handler = self._routes.get(("GET", request.path))
         if handler is None:
-            if method == "GET" and path in (self.prefix + "/", self.prefix, "/"):
-                return web.Response(text=f"Hello World from sciwire {self.name} server")
-            self.errors += 1
-            return self._json(
-                404, {"error": {"code": 404, "name": "NotFound", "message": f"{method} {path}"}}
-            )
-        return await self._run_route(handler, request)
+            if request.method in ("GET", "HEAD") and request.path in (self.prefix + "/", "/", ""):
+                text = f"Hello World from sciwire {self.name} server".encode()
+                return encode_response(
+                    200, text, "text/plain; charset=utf-8", keep_alive=keep, head_only=head
+                )
+            return self._error(404, "NotFound", f"{request.method} {request.path}", keep)
+        return self._run_route(handler, request, keep)
 
-    async def _run_route(
-        self, handler: RouteHandler, request: web.BaseRequest
-    ) -> web.StreamResponse:
+    async def _finish_rpc(self, reply: Awaitable[bytes], keep: bool) -> bytes:
+        return encode_response(200, await reply, keep_alive=keep)
+
+    def _route_reply(self, out: Any, keep: bool, head: bool) -> bytes:
+        if isinstance(out, Response):
+            return encode_response(
+                out.status,
+                out.body,
+                out.content_type,
+                keep_alive=keep,
+                headers=out.headers,
+                head_only=head,
+            )
+        if isinstance(out, bytes | bytearray):
+            return encode_response(
+                200, bytes(out), "application/octet-stream", keep_alive=keep, head_only=head
+            )
+        if isinstance(out, str):
+            return encode_response(
+                200, out.encode(), "text/plain; charset=utf-8", keep_alive=keep, head_only=head
+            )
+        return encode_response(
+            200, json.dumps(out, cls=self.cls).encode(), _JSON, keep_alive=keep, head_only=head
+        )
+
+    def _route_failed(self, request: Request, exc: Exception, keep: bool) -> bytes:
+        self.errors += 1
+        logger.debug("route %s %s raised", request.method, request.path, exc_info=True)
+        body = {
+            "error": {
+                "code": 500,
+                "name": type(exc).__name__,
+                "message": str(exc),
+                "data": {"traceback": "".join(traceback.format_exception(exc))},
+            }
+        }
+        return encode_response(500, json.dumps(body).encode(), keep_alive=keep)
+
+    def _run_route(self, handler: RouteHandler, request: Request, keep: bool) -> Reply:
+        head = request.method == "HEAD"
         try:
             out = handler(request)
-            if inspect.isawaitable(out):
-                out = await out
-        except web.HTTPException:
-            raise
         except Exception as exc:
-            self.errors += 1
-            logger.debug("route %s %s raised", request.method, request.path, exc_info=True)
-            return self._json(
-                500,
-                {
-                    "error": {
-                        "code": 500,
-                        "name": type(exc).__name__,
-                        "message": str(exc),
-                        "data": {"traceback": traceback.format_exc()},
-                    }
-                },
-            )
-        if isinstance(out, web.StreamResponse):
-            return out
-        if isinstance(out, bytes | bytearray):
-            return web.Response(body=bytes(out), content_type="application/octet-stream")
-        if isinstance(out, str):
-            return web.Response(text=out)
-        return web.Response(body=json.dumps(out, cls=self.cls).encode(), content_type=_JSON)
+            return self._route_failed(request, exc, keep)
+        if not inspect.isawaitable(out):
+            try:
+                return self._route_reply(out, keep, head)
+            except (TypeError, ValueError) as exc:
+                return self._route_failed(request, exc, keep)
 
-    async def handle_body(self, body: bytes) -> bytes:
-        """Run one JSON-RPC request body and return the reply body (never raises)."""
-        request_id: Any = None
+        async def finish(awaitable: Awaitable[Any]) -> bytes:
+            try:
+                return self._route_reply(await awaitable, keep, head)
+            except Exception as exc:
+                return self._route_failed(request, exc, keep)
+
+        return finish(out)
+
+    # -- JSON-RPC ---------------------------------------------------------------------
+
+    def dispatch(self, body: bytes) -> bytes | Awaitable[bytes]:
+        """Run one JSON-RPC request body: the reply body now (plain procedures), or an
+        awaitable of it (coroutine procedures, ``to_thread``). Never raises."""
         try:
             call = decode_call(body)
-            request_id = call.request_id
             if call.method == DESCRIBE:
-                result: Any = describe_result(self.name, self.procedures)
-            else:
-                found = self._procs.match(call.method)
-                if not found:
-                    raise RpcFault(
-                        METHOD_NOT_FOUND,
-                        f"Method not found: {call.method}",
-                        name="MethodNotFound",
-                        request_id=request_id,
-                    )
-                result = await self._invoke(found[-1].callback, call.args, call.kwargs)
-            try:
-                return encode_result(request_id, result, self.cls)
-            except (TypeError, ValueError) as exc:
-                self.errors += 1
-                return encode_error(
-                    request_id,
-                    INTERNAL_ERROR,
-                    type(exc).__name__,
-                    f"result not JSON-serialisable: {exc}",
-                    traceback.format_exc(),
+                return self._ok(call, describe_result(self.name, self.procedures))
+            found = self._procs.match(call.method)
+            if not found:
+                raise RpcFault(
+                    METHOD_NOT_FOUND,
+                    f"Method not found: {call.method}",
+                    name="MethodNotFound",
+                    request_id=call.request_id,
                 )
         except RpcFault as fault:
-            self.errors += 1
-            logger.debug("command server %s: %s", self.name, fault.message)
-            rid = fault.request_id if fault.request_id is not None else request_id
-            return encode_error(rid, fault.code, fault.name, fault.message)
+            return self._fault(fault, None)
+        fn = found[-1].callback
+        if self.to_thread and not inspect.iscoroutinefunction(fn):
+            return self._threaded(call, fn)
+        try:
+            out = fn(*call.args, **call.kwargs)
         except Exception as exc:
+            return self._raised(call, exc)
+        if inspect.isawaitable(out):
+            return self._awaited(call, out)
+        return self._ok(call, out)
+
+    async def handle_body(self, body: bytes) -> bytes:
+        """Like :meth:`dispatch`, always as a coroutine."""
+        reply = self.dispatch(body)
+        return reply if isinstance(reply, bytes) else await reply
+
+    async def _awaited(self, call: Call, out: Awaitable[Any]) -> bytes:
+        try:
+            result = await out
+        except Exception as exc:
+            return self._raised(call, exc, direct=False)
+        return self._ok(call, result)
+
+    async def _threaded(self, call: Call, fn: Callable[..., Any]) -> bytes:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, lambda: fn(*call.args, **call.kwargs))
+        except Exception as exc:
+            return self._raised(call, exc, direct=False)
+        return self._ok(call, result)
+
+    def _ok(self, call: Call, result: Any) -> bytes:
+        try:
+            return encode_result(call.request_id, result, self.cls)
+        except (TypeError, ValueError, RecursionError) as exc:
             self.errors += 1
-            logger.debug("procedure raised", exc_info=True)
-            code = getattr(exc, "code", None)
             return encode_error(
-                request_id,
-                code if isinstance(code, int) and not isinstance(code, bool) else SERVER_ERROR,
+                call.request_id,
+                INTERNAL_ERROR,
                 type(exc).__name__,
-                str(exc),
-                traceback.format_exc(),
+                f"result not JSON-serialisable: {exc}",
+                "".join(traceback.format_exception(exc)),
             )
 
-    async def _invoke(self, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-        try:
-            if self.to_thread and not inspect.iscoroutinefunction(fn):
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
-            else:
-                out = fn(*args, **kwargs)
-        except TypeError as exc:
+    def _fault(self, fault: RpcFault, request_id: Any) -> bytes:
+        self.errors += 1
+        logger.debug("%s: %s", self.name, fault.message)
+        rid = fault.request_id if fault.request_id is not None else request_id
+        return encode_error(rid, fault.code, fault.name, fault.message)
+
+    def _raised(self, call: Call, exc: Exception, direct: bool = True) -> bytes:
+        tb = exc.__traceback__
+        if direct and isinstance(exc, TypeError) and tb is not None and tb.tb_next is None:
             # Raised by the call itself (no deeper frame): the params do not fit.
-            tb = exc.__traceback__
-            if tb is not None and tb.tb_next is None:
-                raise RpcFault(INVALID_PARAMS, f"Invalid params: {exc}", name="TypeError") from exc
-            raise
-        if inspect.isawaitable(out):
-            awaitable: Awaitable[Any] = out
-            out = await awaitable
-        return out
+            fault = RpcFault(
+                INVALID_PARAMS,
+                f"Invalid params: {exc}",
+                name="TypeError",
+                request_id=call.request_id,
+            )
+            return self._fault(fault, call.request_id)
+        self.errors += 1
+        logger.debug("%s: procedure %s raised", self.name, call.method, exc_info=True)
+        code = getattr(exc, "code", None)
+        return encode_error(
+            call.request_id,
+            code if isinstance(code, int) and not isinstance(code, bool) else SERVER_ERROR,
+            type(exc).__name__,
+            str(exc),
+            "".join(traceback.format_exception(exc)),
+        )

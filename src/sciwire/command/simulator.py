@@ -13,14 +13,13 @@ A job whose params include ``sim_fail: true`` (or whose type is ``sim_fail``) en
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
-from sciwire.command.server import CommandServer
+from sciwire.command.server import CommandServer, Request, Response
 
 __all__ = ["STAGES", "CommandCoreSim", "CommandVisSim", "simulated_servers"]
 
@@ -399,13 +398,14 @@ class CommandVisSim:
         """Store a file (for tests and the demo; not a CryoSPARC method)."""
         self._files[(project_uid, path)] = bytes(data)
 
-    async def get_project_file(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def get_project_file(self, request: Request) -> Response:
         """``/get_project_file``: JSON body ``{"project_uid", "path"}``, replies with the bytes."""
         body = await request.json()
         key = (str(body.get("project_uid")), str(body.get("path")))
         if key not in self._files:
-            return web.json_response({"error": f"no file {key[1]}"}, status=404)
-        return web.Response(body=self._files[key], content_type="application/octet-stream")
+            message = json.dumps({"error": f"no file {key[1]}"}).encode()
+            return Response(message, status=404, content_type="application/json")
+        return Response(self._files[key])
 
 
 def simulated_servers(

@@ -11,11 +11,12 @@ import pytest
 from sciwire.command import (
     AsyncCommandClient,
     CommandConnectError,
+    CommandConnectionClosed,
     CommandError,
     CommandServer,
     CommandTimeout,
 )
-from tests.command.conftest import Service, free_port
+from tests.command.conftest import ScriptedServer, Service, free_port
 
 
 class AsyncService(Service):
@@ -149,3 +150,41 @@ async def test_license(aservice: AsyncService) -> None:
             assert await cli.hello_world() == {"hello": "world"}
     finally:
         await srv.stop()
+
+
+async def test_pooled_connection_closed_by_server_restart(
+    aservice: AsyncService, scaled: Callable[[float], float]
+) -> None:
+    srv = CommandServer(aservice, port=0, shutdown_timeout=1.0)
+    await srv.start()
+    port = srv.port
+    cli = AsyncCommandClient(host="127.0.0.1", port=port, retries=1, timeout=scaled(10))
+    try:
+        await cli.connect()
+        assert await cli.add(1, 2) == 3
+        await srv.stop()
+        srv = CommandServer(aservice, port=port, shutdown_timeout=1.0)
+        await srv.start()
+        # the pooled connection is dead; it must be noticed, not written to
+        assert await cli.add(2, 3) == 5
+    finally:
+        await cli.close()
+        await srv.stop()
+
+
+async def test_dropped_connection_and_garbage_are_not_resent(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+) -> None:
+    srv = scripted(["close", "garbage"])
+    async with AsyncCommandClient(host="127.0.0.1", port=srv.port, retries=3) as cli:
+        with pytest.raises(CommandConnectionClosed):
+            await cli.add(1, 2)
+        with pytest.raises(CommandError, match="invalid HTTP response"):
+            await cli.add(1, 2)
+    assert sum(b'"add"' in r for r in srv.requests) == 2
+
+
+async def test_connection_limit_and_reuse(aserver: CommandServer) -> None:
+    async with AsyncCommandClient(host="127.0.0.1", port=aserver.port, retries=1, limit=4) as cli:
+        assert await asyncio.gather(*(cli.echo(i) for i in range(100))) == list(range(100))
+        assert 1 <= len(cli._transport._all) <= 4

@@ -1,0 +1,274 @@
+"""The asyncio transport of AsyncCommandClient: a pool of keep-alive HTTP/1.1
+connections on :class:`asyncio.Protocol` and the sans-I/O codec of
+:mod:`sciwire.command.http11`.
+
+One request in flight per connection (no pipelining, so a failed connection never
+leaves other calls in doubt), up to ``limit`` connections. The retry rule is the
+blocking transport's: only a connection that could not be made is tried again.
+A server that closes an idle pooled connection is noticed by the protocol
+(``connection_lost``) and the connection is not reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import select
+import socket
+import ssl
+from collections.abc import Mapping
+
+from sciwire.command.errors import (
+    CommandConnectError,
+    CommandConnectionClosed,
+    CommandError,
+    CommandTimeout,
+)
+from sciwire.command.http11 import ParsedResponse, ResponseParser, encode_request
+from sciwire.command.transport import Endpoint
+from sciwire.errors import RemoteProtocolError
+
+__all__ = ["AsyncTransport"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Closed(Exception):
+    """The connection closed before a complete response."""
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser: ResponseParser | None = None
+        self.waiter: asyncio.Future[ParsedResponse] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes, waiter: asyncio.Future[ParsedResponse], head: bool) -> None:
+        assert self.transport is not None
+        self.parser = ResponseParser(head=head)
+        self.waiter = waiter
+        self.transport.write(data)
+
+    def _finish(self, result: ParsedResponse | BaseException) -> None:
+        waiter, self.waiter, self.parser = self.waiter, None, None
+        if waiter is None or waiter.done():
+            return
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            # Bytes nobody asked for: the connection is out of step; drop it.
+            self.abort()
+            return
+        try:
+            resp = parser.feed(data)
+        except RemoteProtocolError as exc:
+            self.abort()
+            self._finish(exc)
+            return
+        if resp is not None:
+            self._finish(resp)
+
+    def eof_received(self) -> bool | None:
+        parser = self.parser
+        if parser is not None:
+            try:
+                self._finish(parser.feed_eof())
+            except RemoteProtocolError as exc:
+                self._finish(exc if parser.started else _Closed("closed without a reply"))
+        self.closed = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._finish(_Closed(f"connection lost: {exc}" if exc else "connection closed"))
+
+    def stale(self) -> bool:
+        """True when the idle connection is readable: the server closed it (EOF) or sent
+        stray bytes, whether or not the loop has processed that yet."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[ParsedResponse]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class AsyncTransport:
+    """Keep-alive HTTP/1.1 for one endpoint, shared by the tasks of one event loop.
+
+    Args:
+        endpoint: where to connect.
+        timeout: seconds allowed to connect, and for each whole response.
+        retries: attempts per request (>= 1) when the connection cannot be made.
+        retry_seconds: pause between such attempts.
+        ssl_context: TLS settings for ``https`` (default: the system's defaults).
+        limit: the most connections open at once (calls beyond it wait).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float | None,
+        retries: int,
+        retry_seconds: float,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int = 64,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.retries = max(1, int(retries))
+        self.retry_seconds = retry_seconds
+        self.ssl_context = ssl_context
+        self.limit = max(1, limit)
+        self._idle: list[_Conn] = []
+        self._all: set[_Conn] = set()
+        self._slots: asyncio.Semaphore | None = None
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        default = 443 if endpoint.scheme == "https" else 80
+        self._host_header = host if endpoint.port == default else f"{host}:{endpoint.port}"
+
+    async def _connect(self, url: str) -> _Conn:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        attempt = 0
+        while True:
+            attempt += 1
+            ctx: ssl.SSLContext | None = None
+            if ep.scheme == "https":
+                ctx = self.ssl_context or ssl.create_default_context()
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(
+                        _Conn,
+                        ep.host,
+                        ep.port,
+                        ssl=ctx,
+                        server_hostname=ep.host if ctx is not None else None,
+                    ),
+                    self.timeout,
+                )
+                return conn
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise CommandTimeout(
+                    f"Timeout Error connecting (attempt {attempt} of {self.retries})", url=url
+                ) from exc
+            except (OSError, ssl.SSLError) as exc:
+                if isinstance(exc, ssl.SSLError) or attempt >= self.retries:
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    raise CommandConnectError(
+                        f"URL Error {reason} (attempt {attempt} of {self.retries})", url=url
+                    ) from exc
+                logger.warning(
+                    "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",
+                    url,
+                    exc,
+                    attempt,
+                    self.retries,
+                    self.retry_seconds,
+                )
+                await asyncio.sleep(self.retry_seconds)
+
+    async def call(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> ParsedResponse:
+        """One whole exchange on a pooled connection.
+
+        Raises:
+            CommandConnectError: no connection after every attempt.
+            CommandTimeout: no complete response within the timeout (not re-sent).
+            CommandConnectionClosed: the connection failed after the request was sent.
+            CommandError: the response was not valid HTTP.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        url = self.endpoint.origin + path
+        data = encode_request(method, path, self._host_header, headers, body)
+        async with self._slots:
+            conn = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if not candidate.closed and not candidate.stale():
+                    conn = candidate
+                    break
+                self._drop(candidate)
+            if conn is None:
+                conn = await self._connect(url)
+                self._all.add(conn)
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[ParsedResponse] = loop.create_future()
+            timer = None
+            if self.timeout is not None:
+                timer = loop.call_later(self.timeout, _expire, waiter)
+            try:
+                conn.send(data, waiter, head=method == "HEAD")
+                resp = await waiter
+            except TimeoutError as exc:
+                self._drop(conn)
+                raise CommandTimeout(
+                    f"command did not reply within timeout of {self.timeout} seconds "
+                    "(request not re-sent: it may have been processed)",
+                    url=url,
+                ) from exc
+            except RemoteProtocolError as exc:
+                self._drop(conn)
+                raise CommandError(f"invalid HTTP response: {exc}", url=url, data=exc.data) from exc
+            except _Closed as exc:
+                self._drop(conn)
+                raise CommandConnectionClosed(
+                    f"{exc} before a complete response; "
+                    "request not re-sent: it may have been processed",
+                    url=url,
+                ) from exc
+            except BaseException:
+                self._drop(conn)  # cancelled mid-call: the connection is out of step
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if resp.keep_alive and not conn.closed:
+                self._idle.append(conn)
+            else:
+                self._drop(conn)
+            return resp
+
+    def _drop(self, conn: _Conn) -> None:
+        conn.abort()
+        self._all.discard(conn)
+
+    async def close(self) -> None:
+        """Close every connection (idempotent)."""
+        conns, self._all, self._idle = self._all, set(), []
+        for conn in conns:
+            if conn.transport is not None:
+                conn.closed = True
+                conn.transport.close()
+        if conns:
+            await asyncio.sleep(0)  # let the transports finish closing

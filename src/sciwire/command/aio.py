@@ -68,6 +68,7 @@ class AsyncCommandClient:
         self._url = self._endpoint.base_url
         self._api_url = self._url + "/api"
         self._encoder = cls or default_encoder()
+        self._json = self._encoder()  # one instance, reused: encode() keeps no state
         self._timeout = timeout
         self._headers = {"Originator": "client", **(headers or {})}
         self._call_headers = {**self._headers, "Content-Type": "application/json"}
@@ -122,7 +123,7 @@ class AsyncCommandClient:
 
     async def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         params = make_params(args, kwargs)
-        body = encode_request(method, params, cls=self._encoder)
+        body = encode_request(method, params, encoder=self._json)
         shown = kwargs if kwargs else args  # shown in messages as the original does
         try:
             status, reason, ctype, data = await self._post(body)

@@ -113,6 +113,7 @@ class CommandClient:
         self._url = self._endpoint.base_url
         self._cls = cls
         self._encoder = cls or default_encoder()
+        self._json = self._encoder()  # one instance, reused: encode() keeps no state
         self._timeout = timeout
         self._headers = dict(headers)
         self._transport = Transport(
@@ -145,7 +146,7 @@ class CommandClient:
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         params = make_params(args, kwargs)
-        body = encode_request(method, params, cls=self._encoder)
+        body = encode_request(method, params, encoder=self._json)
         shown = kwargs if kwargs else args  # shown in messages as the original does
         try:
             resp = self._transport.call("POST", self._api_path, body, self._call_headers)

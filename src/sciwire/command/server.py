@@ -111,6 +111,7 @@ class CommandServer(HttpServer):
         self._api_path = self.prefix + "/api"
         self.license_id = license_id
         self.cls = cls or default_encoder()
+        self._json = self.cls()
         self.to_thread = to_thread
         self._procs = Registry("key")
         self._docs: dict[str, ProcInfo] = {}
@@ -324,7 +325,7 @@ class CommandServer(HttpServer):
 
     def _ok(self, call: Call, result: Any) -> bytes:
         try:
-            return encode_result(call.request_id, result, self.cls)
+            return encode_result(call.request_id, result, encoder=self._json)
         except (TypeError, ValueError, RecursionError) as exc:
             self.errors += 1
             return encode_error(

@@ -145,7 +145,8 @@ def http_reply(body: bytes, status: str = "200 OK") -> bytes:
 class ScriptedServer:
     """A raw TCP server answering system.describe properly, then each later request
     with the next scripted action: ``"close"`` (drop the connection), ``"partial"``
-    (headers and half a body, then silence), ``"garbage"``, or bytes to send."""
+    (headers and half a body, then silence), ``"trickle"`` (a body byte every 50 ms),
+    ``"garbage"``, or bytes to send."""
 
     def __init__(self, actions: list[str | bytes]) -> None:
         self.actions = list(actions)
@@ -205,6 +206,13 @@ class ScriptedServer:
                 if action == "partial":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b'{"result": ')
                     self._stop.wait(60)
+                    return
+                if action == "trickle":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                    for _ in range(1000):  # one byte per 50 ms: ~50 s for the body
+                        if self._stop.wait(0.05):
+                            return
+                        conn.sendall(b" ")
                     return
                 if action == "garbage":
                     conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")

@@ -137,6 +137,18 @@ def test_slow_body_times_out(
     assert sum(b'"add"' in r for r in srv.requests) == 1
 
 
+def test_trickling_body_is_bounded_by_the_timeout(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+    make_client: MakeClient,
+    scaled: Callable[[float], float],
+) -> None:
+    srv = scripted(["trickle"])
+    cli = make_client(srv.port, timeout=scaled(0.5), retries=3)
+    with pytest.raises(CommandTimeout):
+        cli.add(1, 2)
+    assert sum(b'"add"' in r for r in srv.requests) == 1
+
+
 def test_garbage_reply_is_a_command_error(
     scripted: Callable[[list[str | bytes]], ScriptedServer], make_client: MakeClient
 ) -> None:

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sciwire.command.errors import (
     CommandConnectError,
@@ -265,12 +264,21 @@ class Transport:
 
     def _receive(self, sock: socket.socket, url: str, head: bool) -> ParsedResponse:
         parser = ResponseParser(head=head)
+        # The timeout bounds the whole response, not each read: a server trickling
+        # bytes cannot hold a call forever.
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
                 chunk = sock.recv(262144)
                 resp = parser.feed(chunk) if chunk else parser.feed_eof()
                 if resp is not None:
                     break
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
         except TimeoutError as exc:
             sock.close()
             raise CommandTimeout(
@@ -294,6 +302,8 @@ class Transport:
                 "request not re-sent: it may have been processed",
                 url=url,
             ) from exc
+        if deadline is not None:
+            sock.settimeout(timeout)
         if resp.keep_alive:
             self._release_raw(sock)
         else:
@@ -397,11 +407,3 @@ class Transport:
         else:
             self.release(conn)
         return data
-
-    def request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[int, str, Any, bytes]:
-        """One whole exchange: ``(status, reason, headers, body)``."""
-        conn, resp = self.open(method, path, body, headers)
-        data = self.read_all(conn, resp, self.endpoint.origin + path)
-        return resp.status, resp.reason, resp.headers, data

@@ -49,7 +49,7 @@ def run() -> DemoRow:
         core.stop_background()
     return DemoRow(
         "command",
-        f"simulated command_core on 127.0.0.1:{core.port} (aiohttp), keep-alive CommandClient",
+        f"simulated command_core on 127.0.0.1:{core.port}, keep-alive CommandClient",
         f"discovered {methods} methods; job P1-{job}: {' -> '.join(seen)}",
         ok,
     )

@@ -247,7 +247,11 @@ class Transport:
                     logger.debug("pooled connection failed on write (%s); reconnecting", exc)
                     continue
                 error = self._connect_failed(exc, url, attempt)
-                if attempt >= self.retries or isinstance(error, CommandTimeout):
+                if (
+                    attempt >= self.retries
+                    or isinstance(error, CommandTimeout)
+                    or isinstance(exc, ssl.SSLError)
+                ):
                     raise error from exc
                 logger.warning(
                     "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",
@@ -355,7 +359,11 @@ class Transport:
                     logger.debug("pooled connection failed on write (%s); reconnecting", exc)
                     continue
                 error = self._connect_failed(exc, url, attempt)
-                if attempt >= self.retries or isinstance(error, CommandTimeout):
+                if (
+                    attempt >= self.retries
+                    or isinstance(error, CommandTimeout)
+                    or isinstance(exc, ssl.SSLError)
+                ):
                     raise error from exc
                 logger.warning(
                     "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",

@@ -287,3 +287,59 @@ async def test_to_thread_mode() -> None:
         reply = await srv.handle_body(b'{"method": "where", "params": [], "id": 1}')
     assert json.loads(reply)["result"] is True
     assert seen and seen[0] != main
+
+
+class _FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=80),
+            st.sampled_from(
+                [
+                    _rpc("fast", [1], 1),
+                    b"GET /text HTTP/1.1\r\n\r\n",
+                    b"POST /api HTTP/1.1\r\nContent-Length: 3\r\n\r\n{x}",
+                    b"\r\n",
+                ]
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_server_connection_never_raises_on_any_bytes(chunks: list[bytes]) -> None:
+    from sciwire.command.httpserver import _Connection
+
+    srv = CommandServer(Thing(), port=0)
+    _routes(srv)
+    conn = _Connection(srv)
+    transport = _FakeTransport()
+    conn.connection_made(transport)
+    for chunk in chunks:
+        conn.data_received(chunk)  # plain procedures answer inline: no loop needed
+    for data in transport.out:
+        assert data.startswith(b"HTTP/1.1 ")

@@ -22,7 +22,7 @@ from sciwire.command.http11 import (
     encode_request,
     encode_response,
 )
-from sciwire.command.server import Request, Response
+from sciwire.command.server import RouteRequest, RouteResponse
 from sciwire.errors import RemoteProtocolError
 
 # -- request codec ------------------------------------------------------------------------
@@ -126,10 +126,10 @@ class Thing:
 def _routes(srv: CommandServer) -> None:
     srv.route("GET", "/text", lambda req: "plain text")
     srv.route("GET", "/json", lambda req: {"q": req.query, "h": req.headers.get("X-TEST")})
-    srv.route("GET", "/resp", lambda req: Response(b"teapot", status=418, content_type="x/y"))
+    srv.route("GET", "/resp", lambda req: RouteResponse(b"teapot", status=418, content_type="x/y"))
     srv.route("GET", "/fail", lambda req: 1 / 0)
 
-    async def async_fail(req: Request) -> bytes:
+    async def async_fail(req: RouteRequest) -> bytes:
         raise KeyError("nope")
 
     srv.route("POST", "/afail", async_fail)

@@ -17,7 +17,7 @@ from sciwire.command.errors import (
     CommandTimeout,
 )
 from sciwire.command.protocol import NumpyEncoder, format_server_error
-from sciwire.command.server import CommandServer
+from sciwire.command.server import CommandServer, RouteRequest, RouteResponse
 
 __all__ = [
     "AsyncCommandClient",
@@ -29,6 +29,8 @@ __all__ = [
     "CommandTimeout",
     "NumpyEncoder",
     "Response",
+    "RouteRequest",
+    "RouteResponse",
     "format_server_error",
     "make_json_request",
     "make_request",

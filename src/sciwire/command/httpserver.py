@@ -33,7 +33,7 @@ from sciwire.command.http11 import (
 from sciwire.core.portal import Portal
 from sciwire.errors import RemoteProtocolError
 
-__all__ = ["Headers", "HttpServer", "Reply", "Request", "Response"]
+__all__ = ["Headers", "HttpServer", "Reply", "RouteRequest", "RouteResponse"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Headers(dict[str, str]):
 
 
 @dataclass
-class Request:
+class RouteRequest:
     """A request as plain route handlers see it (the aiohttp-like subset they need).
 
     Attributes:
@@ -90,7 +90,7 @@ class Request:
         return json.loads(self.body)
 
     @classmethod
-    def from_parsed(cls, req: ParsedRequest, remote: str | None) -> Request:
+    def from_parsed(cls, req: ParsedRequest, remote: str | None) -> RouteRequest:
         """Split the target into path and query."""
         parts = urlsplit(req.target)
         return cls(
@@ -104,7 +104,7 @@ class Request:
 
 
 @dataclass
-class Response:
+class RouteResponse:
     """What a plain route handler may return for full control of the reply.
 
     (A handler may also return bytes, str, or any JSON-serialisable value.)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sciwire.command.http11 import ParsedRequest, encode_response
-from sciwire.command.httpserver import HttpServer, Reply, Request, Response
+from sciwire.command.httpserver import HttpServer, Reply, RouteRequest, RouteResponse
 from sciwire.command.protocol import (
     DESCRIBE,
     INTERNAL_ERROR,
@@ -38,13 +38,13 @@ from sciwire.command.protocol import (
 )
 from sciwire.core.patterns import Registry
 
-__all__ = ["CommandServer", "Request", "Response", "RouteHandler"]
+__all__ = ["CommandServer", "RouteHandler", "RouteRequest", "RouteResponse"]
 
 logger = logging.getLogger(__name__)
 
-#: A plain route: gets a :class:`Request`, returns a :class:`Response`, bytes, str or a
+#: A plain route: gets a :class:`RouteRequest`, returns a :class:`RouteResponse`, bytes, str or a
 #: JSON value (or an awaitable of one of those).
-RouteHandler = Callable[[Request], Any]
+RouteHandler = Callable[[RouteRequest], Any]
 
 _JSON = "application/json"
 
@@ -201,7 +201,7 @@ class CommandServer(HttpServer):
             if isinstance(reply, bytes):
                 return encode_response(200, reply, keep_alive=keep)
             return self._finish_rpc(reply, keep)
-        request = Request.from_parsed(req, remote)
+        request = RouteRequest.from_parsed(req, remote)
         head = request.method == "HEAD"
         handler = self._routes.get((request.method, request.path))
         if handler is None and head:
@@ -219,7 +219,7 @@ class CommandServer(HttpServer):
         return encode_response(200, await reply, keep_alive=keep)
 
     def _route_reply(self, out: Any, keep: bool, head: bool) -> bytes:
-        if isinstance(out, Response):
+        if isinstance(out, RouteResponse):
             return encode_response(
                 out.status,
                 out.body,
@@ -240,7 +240,7 @@ class CommandServer(HttpServer):
             200, json.dumps(out, cls=self.cls).encode(), _JSON, keep_alive=keep, head_only=head
         )
 
-    def _route_failed(self, request: Request, exc: Exception, keep: bool) -> bytes:
+    def _route_failed(self, request: RouteRequest, exc: Exception, keep: bool) -> bytes:
         self.errors += 1
         logger.debug("route %s %s raised", request.method, request.path, exc_info=True)
         body = {
@@ -253,7 +253,7 @@ class CommandServer(HttpServer):
         }
         return encode_response(500, json.dumps(body).encode(), keep_alive=keep)
 
-    def _run_route(self, handler: RouteHandler, request: Request, keep: bool) -> Reply:
+    def _run_route(self, handler: RouteHandler, request: RouteRequest, keep: bool) -> Reply:
         head = request.method == "HEAD"
         try:
             out = handler(request)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sciwire.command.server import CommandServer, Request, Response
+from sciwire.command.server import CommandServer, RouteRequest, RouteResponse
 
 __all__ = ["STAGES", "CommandCoreSim", "CommandVisSim", "simulated_servers"]
 
@@ -398,14 +398,14 @@ class CommandVisSim:
         """Store a file (for tests and the demo; not a CryoSPARC method)."""
         self._files[(project_uid, path)] = bytes(data)
 
-    async def get_project_file(self, request: Request) -> Response:
+    async def get_project_file(self, request: RouteRequest) -> RouteResponse:
         """``/get_project_file``: JSON body ``{"project_uid", "path"}``, replies with the bytes."""
         body = await request.json()
         key = (str(body.get("project_uid")), str(body.get("path")))
         if key not in self._files:
             message = json.dumps({"error": f"no file {key[1]}"}).encode()
-            return Response(message, status=404, content_type="application/json")
-        return Response(self._files[key])
+            return RouteResponse(message, status=404, content_type="application/json")
+        return RouteResponse(self._files[key])
 
 
 def simulated_servers(

@@ -129,7 +129,7 @@ class AsyncCommandClient:
             status, reason, ctype, data = await self._post(body)
         except CommandError as err:
             raise type(err)(
-                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
                 f"{err.reason}",
                 url=self._url,
                 code=err.code,
@@ -138,7 +138,7 @@ class AsyncCommandClient:
         if status >= 400:
             herr = http_error(status, reason, data, ctype, self._api_url, self.service)
             raise CommandError(
-                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
                 f"{herr.reason}",
                 url=self._url,
                 code=herr.code,

@@ -152,7 +152,7 @@ class CommandClient:
             resp = self._transport.call("POST", self._api_path, body, self._call_headers)
         except CommandError as err:
             raise type(err)(
-                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
                 f"{err.reason}",
                 url=self._url,
                 code=err.code,
@@ -168,7 +168,7 @@ class CommandClient:
                 self.service,
             )
             raise CommandError(
-                f'Encounted error from JSONRPC function "{method}" with params {shown}: '
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
                 f"{herr.reason}",
                 url=self._url,
                 code=herr.code,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,48 @@ async def test_connection_limit_and_reuse(aserver: CommandServer) -> None:
     async with AsyncCommandClient(host="127.0.0.1", port=aserver.port, retries=1, limit=4) as cli:
         assert await asyncio.gather(*(cli.echo(i) for i in range(100))) == list(range(100))
         assert 1 <= len(cli._transport._all) <= 4
+
+
+async def test_async_https(tmp_path: Path, aservice: AsyncService) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    srv = CommandServer(aservice, port=0, ssl_context=server_ctx, shutdown_timeout=1.0)
+    await srv.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with AsyncCommandClient(
+            host="https://127.0.0.1", port=srv.port, ssl_context=ctx, retries=1
+        ) as cli:
+            assert await cli.add(3, 4) == 7
+        untrusted = AsyncCommandClient(host="https://127.0.0.1", port=srv.port, retries=3)
+        with pytest.raises(CommandConnectError):
+            await untrusted.connect()
+        await untrusted.close()
+    finally:
+        await srv.stop()

@@ -357,3 +357,13 @@ def test_https(
         cli.close()
     with pytest.raises(CommandError):  # an untrusted certificate is refused
         make_client(srv.port, host="https://127.0.0.1")
+
+
+def test_ipv6_loopback(make_server: MakeServer, make_client: MakeClient) -> None:
+    srv = make_server(host="::1")
+    assert srv.url == f"http://[::1]:{srv.port}"
+    cli = make_client(srv.port, host="::1")
+    assert cli._url == f"http://[::1]:{srv.port}"
+    assert cli.add(1, 1) == 2
+    with make_request(cli, method="GET", url="/file", query={"name": "6"}) as resp:
+        assert resp.read() == b"data:6"

@@ -350,7 +350,9 @@ def test_https(
     cli = CommandClient(host="https://127.0.0.1", port=srv.port, ssl_context=client_ctx, retries=1)
     try:
         assert cli._url.startswith("https://")
-        assert cli.add(2, 2) == 4
+        for i in range(5):
+            assert cli.add(i, 2) == i + 2
+        assert len(srv.connections) == 1  # TLS keep-alive: one connection for every call
         with make_request(cli, method="GET", url="/file", query={"name": "t"}) as resp:
             assert resp.read() == b"data:t"
     finally:

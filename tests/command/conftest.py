@@ -151,6 +151,7 @@ class ScriptedServer:
     def __init__(self, actions: list[str | bytes]) -> None:
         self.actions = list(actions)
         self.requests: list[bytes] = []
+        self.heads: list[bytes] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -160,7 +161,7 @@ class ScriptedServer:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
-    def _read_request(self, conn: socket.socket) -> bytes | None:
+    def _read_request(self, conn: socket.socket) -> tuple[bytes, bytes] | None:
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = conn.recv(65536)
@@ -177,7 +178,7 @@ class ScriptedServer:
             if not chunk:
                 return None
             body += chunk
-        return body
+        return head, body
 
     def _serve(self) -> None:
         self.sock.settimeout(0.1)
@@ -192,9 +193,11 @@ class ScriptedServer:
     def _handle(self, conn: socket.socket) -> None:
         try:
             while True:
-                body = self._read_request(conn)
-                if body is None:
+                got = self._read_request(conn)
+                if got is None:
                     return
+                head, body = got
+                self.heads.append(head)
                 self.requests.append(body)
                 if b"system.describe" in body:
                     conn.sendall(http_reply(DESCRIBE_REPLY))

@@ -9,7 +9,8 @@ client against the same server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from cryosparc.errors import CommandError as PeerCommandError
 
 from sciwire.command import CommandClient, CommandServer, NumpyEncoder
 from sciwire.command.simulator import CommandCoreSim, simulated_servers
-from tests.command.conftest import Service, start_server
+from tests.command.conftest import ScriptedServer, Service, http_reply, scripted, start_server
 
 pytestmark = [
     pytest.mark.interop,
@@ -28,6 +29,8 @@ pytestmark = [
     # its CommandError; the tests check the raised error, so that warning is expected.
     pytest.mark.filterwarnings("ignore:.*HTTP Error:UserWarning"),
 ]
+
+__all__ = ["scripted"]  # the fixture, imported from the command tests' conftest
 
 LICENSE = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 
@@ -213,3 +216,43 @@ def test_cryosparc_object_kill_and_bad_credentials(
             email="user@example.com",
             password="wrong",
         )
+
+
+def _wire(head: bytes, body: bytes) -> tuple[str, dict[str, str], dict[str, object]]:
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    doc = json.loads(body)
+    return lines[0], headers, doc
+
+
+def test_our_requests_match_the_peers_on_the_wire(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+) -> None:
+    reply = http_reply(b'{"result": 5}')
+    srv = scripted([reply, reply, reply, reply])
+    headers = {"License-ID": LICENSE}
+    peer = PeerClient(host="127.0.0.1", port=srv.port, headers=headers)
+    ours = CommandClient(host="127.0.0.1", port=srv.port, headers=headers, retries=1)
+    try:
+        assert peer.add(2, 3) == ours.add(2, 3) == 5
+        assert peer.add(a=2, b=3) == ours.add(a=2, b=3) == 5
+    finally:
+        ours.close()
+    # requests: peer describe, ours describe, then peer/ours alternating
+    wire = [_wire(h, b) for h, b in zip(srv.heads, srv.requests, strict=True)]
+    describes = [w for w in wire if w[2]["method"] == "system.describe"]
+    calls = [w for w in wire if w[2]["method"] == "add"]
+    assert len(describes) == 2 and len(calls) == 4
+    for theirs, mine in [(describes[0], describes[1]), (calls[0], calls[1]), (calls[2], calls[3])]:
+        assert mine[0] == theirs[0]  # POST /api HTTP/1.1
+        for name in ("originator", "license-id", "content-type", "content-length"):
+            assert mine[1][name] == theirs[1][name], name
+        assert mine[1]["host"] == theirs[1]["host"]
+        assert {k: v for k, v in mine[2].items() if k != "id"} == {
+            k: v for k, v in theirs[2].items() if k != "id"
+        }
+        assert uuid.UUID(str(mine[2]["id"])).version == uuid.UUID(str(theirs[2]["id"])).version == 4
+    assert calls[0][2]["params"] == [2, 3] and calls[2][2]["params"] == {"a": 2, "b": 3}

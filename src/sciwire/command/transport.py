@@ -1,9 +1,12 @@
 """A lean, thread-safe, keep-alive HTTP/1.1 transport for the blocking client.
 
-Built on :mod:`http.client` with a small LIFO pool of connections: each call takes
-an idle connection (or opens one), and gives it back once the response has been read
-whole. A pooled connection that the server has closed meanwhile (it is readable while
-idle: EOF or stray bytes) is dropped before use, which covers a server restart.
+The hot path (:meth:`Transport.call`, every JSON-RPC call) uses raw sockets and the
+sans-I/O codec of :mod:`sciwire.command.http11`: the request goes out in one
+``sendall`` and the response is parsed as it arrives. :meth:`Transport.open` (for
+``make_request``, which yields a streaming response) uses :mod:`http.client`. Both
+keep small LIFO pools of idle connections; an idle connection that the server has
+closed meanwhile (it is readable: EOF or stray bytes) is dropped before use, which
+covers a server restart.
 
 Retry rule: a request is re-sent only when it surely was not received - the connection
 could not be made (refused, unreachable, name not found), or the request bytes could

@@ -9,11 +9,10 @@ closed meanwhile (it is readable: EOF or stray bytes) is dropped before use, whi
 covers a server restart.
 
 Retry rule: a request is re-sent only when it surely was not received - the connection
-could not be made (refused, unreachable, name not found), or the request bytes could
-not be written (http.client writes a bytes body together with the headers in one
-``sendall``, so a failed write means the server never had the whole request). Once the
-request is written, any failure (timeout, reset, close) is raised, never retried: a
-non-idempotent call (``enqueue_job``) must not run twice.
+could not be made (refused, unreachable, name not found), or the request could not be
+written whole (a server cannot act on a request whose body it never fully received).
+Once the request is written, any failure (timeout, reset, close) is raised, never
+retried: a non-idempotent call (``enqueue_job``) must not run twice.
 """
 
 from __future__ import annotations

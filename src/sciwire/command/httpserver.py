@@ -199,7 +199,11 @@ class _Connection(asyncio.Protocol):
             transport.close()
 
     def _pump(self) -> None:
-        while self.queue and self.task is None and not self.closing:
+        # Replies ready at once are gathered and written together: pipelined requests
+        # cost one send for the batch.
+        ready: list[bytes] = []
+        keep_alive = True
+        while self.queue and self.task is None and not self.closing and keep_alive:
             req = self.queue.popleft()
             try:
                 reply = self.server.respond(req, self.remote)
@@ -208,12 +212,18 @@ class _Connection(asyncio.Protocol):
                 reply = encode_response(500, b'{"error": "internal"}', keep_alive=False)
                 req.keep_alive = False
             if isinstance(reply, bytes):
-                self._write(reply, req.keep_alive)
+                ready.append(reply)
+                keep_alive = req.keep_alive
                 continue
+            if ready:
+                self._write(b"".join(ready), True)
+                ready = []
             self.task = asyncio.ensure_future(reply)
             self.task_keep_alive = req.keep_alive
             self.server.tasks.add(self.task)
             self.task.add_done_callback(self._task_done)
+        if ready:
+            self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep_alive)
         if self.paused and len(self.queue) < _MAX_QUEUED and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()

@@ -188,7 +188,7 @@ async def test_dropped_connection_and_garbage_are_not_resent(
 async def test_connection_limit_and_reuse(aserver: CommandServer) -> None:
     async with AsyncCommandClient(host="127.0.0.1", port=aserver.port, retries=1, limit=4) as cli:
         assert await asyncio.gather(*(cli.echo(i) for i in range(100))) == list(range(100))
-        assert 1 <= len(cli._transport._all) <= 4
+        assert 1 <= len(cli._transport._conns) <= 4
 
 
 async def test_async_https(tmp_path: Path, aservice: AsyncService) -> None:
@@ -234,3 +234,34 @@ async def test_async_https(tmp_path: Path, aservice: AsyncService) -> None:
         await untrusted.close()
     finally:
         await srv.stop()
+
+
+async def test_pipelining(aserver: CommandServer, aservice: AsyncService) -> None:
+    async with AsyncCommandClient(
+        host="127.0.0.1", port=aserver.port, retries=1, limit=2, pipeline=8
+    ) as cli:
+        results = await asyncio.gather(*(cli.echo(i) for i in range(300)))
+        assert results == list(range(300))
+        assert len(cli._transport._conns) <= 2
+        # a parked procedure holds the calls queued behind it on its connection
+        # (head-of-line blocking); once it returns, every call completes in order
+        parked = asyncio.ensure_future(cli.wait_here())
+        aservice.expect = 1
+        await asyncio.wait_for(aservice.all_arrived.wait(), 10)
+        adds = asyncio.ensure_future(asyncio.gather(*(cli.add(i, 1) for i in range(20))))
+        aservice.release.set()
+        assert await asyncio.wait_for(parked, 10) == "done"
+        assert await asyncio.wait_for(adds, 10) == [i + 1 for i in range(20)]
+
+
+async def test_pipelined_connection_failure_fails_its_calls_without_resending(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+) -> None:
+    srv = scripted(["close"])
+    async with AsyncCommandClient(
+        host="127.0.0.1", port=srv.port, retries=3, limit=1, pipeline=4
+    ) as cli:
+        results = await asyncio.gather(*(cli.add(i, 1) for i in range(4)), return_exceptions=True)
+    assert all(isinstance(r, CommandConnectionClosed) for r in results)
+    # the server read one request, then closed: nothing was sent again
+    assert sum(b'"add"' in r for r in srv.requests) == 1

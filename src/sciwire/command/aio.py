@@ -43,7 +43,10 @@ class AsyncCommandClient:
     Use as ``async with AsyncCommandClient(...) as cli: await cli.hello_world()``,
     or call :meth:`connect` and :meth:`close` yourself. Arguments are those of
     :class:`~sciwire.command.CommandClient`, plus ``limit``: the most connections
-    kept to the server (and so the most calls in flight on the wire).
+    kept to the server, and ``pipeline``: the most requests in flight on one
+    connection (1, the default, never pipelines; HTTP/1.1 pipelining is opt-in because
+    some servers mishandle it, and a failed pipelined connection fails every call in
+    flight on it - none is re-sent). The timeout bounds each whole response.
     """
 
     Error = CommandError
@@ -62,6 +65,7 @@ class AsyncCommandClient:
         retry_seconds: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         limit: int = 64,
+        pipeline: int = 1,
     ) -> None:
         self.service = service
         self._endpoint = Endpoint.parse(host, port, url)
@@ -81,6 +85,7 @@ class AsyncCommandClient:
             retry_seconds=self._retry_seconds,
             ssl_context=ssl_context,
             limit=limit,
+            pipeline=pipeline,
         )
         self._api_path = self._endpoint.prefix + "/api"
         self._open = False

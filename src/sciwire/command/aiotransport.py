@@ -12,6 +12,7 @@ A server that closes an idle pooled connection is noticed by the protocol
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import select
@@ -39,10 +40,14 @@ class _Closed(Exception):
 
 
 class _Conn(asyncio.Protocol):
+    """One connection: requests in flight answered in order (FIFO of parsers)."""
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.parser: ResponseParser | None = None
-        self.waiter: asyncio.Future[ParsedResponse] | None = None
+        self.pending: collections.deque[tuple[ResponseParser, asyncio.Future[ParsedResponse]]] = (
+            collections.deque()
+        )
+        self.outbuf: list[bytes] = []
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,48 +59,68 @@ class _Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send(self, data: bytes, waiter: asyncio.Future[ParsedResponse], head: bool) -> None:
+        """Queue a request; requests queued in one loop iteration go out in one write."""
         assert self.transport is not None
-        self.parser = ResponseParser(head=head)
-        self.waiter = waiter
-        self.transport.write(data)
+        self.pending.append((ResponseParser(head=head, pipelined=True), waiter))
+        if not self.outbuf:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbuf.append(data)
 
-    def _finish(self, result: ParsedResponse | BaseException) -> None:
-        waiter, self.waiter, self.parser = self.waiter, None, None
-        if waiter is None or waiter.done():
-            return
-        if isinstance(result, BaseException):
-            waiter.set_exception(result)
-        else:
-            waiter.set_result(result)
+    def _flush(self) -> None:
+        data, self.outbuf = self.outbuf, []
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
+
+    def _fail_all(self, exc: BaseException) -> None:
+        pending, self.pending = self.pending, collections.deque()
+        for _, waiter in pending:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None:
-            # Bytes nobody asked for: the connection is out of step; drop it.
-            self.abort()
-            return
-        try:
-            resp = parser.feed(data)
-        except RemoteProtocolError as exc:
-            self.abort()
-            self._finish(exc)
-            return
-        if resp is not None:
-            self._finish(resp)
+        while data:
+            if not self.pending:
+                # Bytes nobody asked for: the connection is out of step; drop it.
+                self.abort()
+                return
+            parser, waiter = self.pending[0]
+            try:
+                resp = parser.feed(data)
+            except RemoteProtocolError as exc:
+                self.abort()
+                self.pending.popleft()
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                self._fail_all(_Closed("connection dropped after an invalid response"))
+                return
+            if resp is None:
+                return
+            self.pending.popleft()
+            if not waiter.done():
+                waiter.set_result(resp)
+            data = parser.extra
 
     def eof_received(self) -> bool | None:
-        parser = self.parser
-        if parser is not None:
+        if self.pending:
+            parser, waiter = self.pending[0]
             try:
-                self._finish(parser.feed_eof())
+                resp = parser.feed_eof()
             except RemoteProtocolError as exc:
-                self._finish(exc if parser.started else _Closed("closed without a reply"))
+                error: BaseException = exc if parser.started else _Closed("closed without a reply")
+                self.pending.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
+            else:
+                self.pending.popleft()
+                if not waiter.done():
+                    waiter.set_result(resp)
         self.closed = True
+        self._fail_all(_Closed("connection closed"))
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._finish(_Closed(f"connection lost: {exc}" if exc else "connection closed"))
+        self._fail_all(_Closed(f"connection lost: {exc}" if exc else "connection closed"))
 
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
@@ -129,7 +154,12 @@ class AsyncTransport:
         retries: attempts per request (>= 1) when the connection cannot be made.
         retry_seconds: pause between such attempts.
         ssl_context: TLS settings for ``https`` (default: the system's defaults).
-        limit: the most connections open at once (calls beyond it wait).
+        limit: the most connections open at once.
+        pipeline: the most requests in flight on one connection (HTTP/1.1 pipelining).
+            1 (the default) never pipelines. Above 1, calls first spread over up to
+            *limit* connections, then queue on them; requests made in the same loop
+            iteration go out in one write. If a pipelined connection fails, every call
+            in flight on it fails (none is re-sent).
     """
 
     def __init__(
@@ -141,6 +171,7 @@ class AsyncTransport:
         retry_seconds: float,
         ssl_context: ssl.SSLContext | None = None,
         limit: int = 64,
+        pipeline: int = 1,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -148,8 +179,9 @@ class AsyncTransport:
         self.retry_seconds = retry_seconds
         self.ssl_context = ssl_context
         self.limit = max(1, limit)
-        self._idle: list[_Conn] = []
-        self._all: set[_Conn] = set()
+        self.pipeline = max(1, pipeline)
+        self._conns: list[_Conn] = []
+        self._connecting = 0
         self._slots: asyncio.Semaphore | None = None
         host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
         default = 443 if endpoint.scheme == "https" else 80
@@ -208,20 +240,18 @@ class AsyncTransport:
             CommandError: the response was not valid HTTP.
         """
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.limit)
+            self._slots = asyncio.Semaphore(self.limit * self.pipeline)
         url = self.endpoint.origin + path
         data = encode_request(method, path, self._host_header, headers, body)
         async with self._slots:
-            conn = None
-            while self._idle:
-                candidate = self._idle.pop()
-                if not candidate.closed and not candidate.stale():
-                    conn = candidate
-                    break
-                self._drop(candidate)
+            conn = self._pick()
             if conn is None:
-                conn = await self._connect(url)
-                self._all.add(conn)
+                self._connecting += 1
+                try:
+                    conn = await self._connect(url)
+                finally:
+                    self._connecting -= 1
+                self._conns.append(conn)
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[ParsedResponse] = loop.create_future()
             timer = None
@@ -253,19 +283,39 @@ class AsyncTransport:
             finally:
                 if timer is not None:
                     timer.cancel()
-            if resp.keep_alive and not conn.closed:
-                self._idle.append(conn)
-            else:
+            if not resp.keep_alive:
                 self._drop(conn)
             return resp
 
+    def _pick(self) -> _Conn | None:
+        """The connection for the next request, or None to open a new one."""
+        best: _Conn | None = None
+        for conn in list(self._conns):
+            if conn.closed:
+                self._drop(conn)
+                continue
+            load = len(conn.pending)
+            if load == 0:
+                if conn.stale():
+                    self._drop(conn)
+                    continue
+                return conn
+            if best is None or load < len(best.pending):
+                best = conn
+        if self.pipeline == 1 or best is None:
+            return None
+        if len(self._conns) + self._connecting < self.limit:
+            return None  # spread over connections before pipelining deeper
+        return best
+
     def _drop(self, conn: _Conn) -> None:
         conn.abort()
-        self._all.discard(conn)
+        with contextlib.suppress(ValueError):
+            self._conns.remove(conn)
 
     async def close(self) -> None:
         """Close every connection (idempotent)."""
-        conns, self._all, self._idle = self._all, set(), []
+        conns, self._conns = self._conns, []
         for conn in conns:
             if conn.transport is not None:
                 conn.closed = True

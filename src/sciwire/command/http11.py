@@ -70,10 +70,15 @@ class ResponseParser:
 
     Args:
         head: the request was HEAD (the response has no body whatever it says).
+        pipelined: bytes after the response belong to the next one: keep them in
+            :attr:`extra` instead of raising.
     """
 
-    def __init__(self, head: bool = False) -> None:
+    def __init__(self, head: bool = False, pipelined: bool = False) -> None:
         self._head_request = head
+        self._pipelined = pipelined
+        #: bytes received after the complete response (pipelined mode only)
+        self.extra = b""
         self._buf = bytearray()
         self._resp: ParsedResponse | None = None
         self._mode = ""  # "", "length", "chunked", "close"
@@ -184,9 +189,11 @@ class ResponseParser:
             if len(self._buf) >= self._remaining:
                 resp.body = bytes(self._buf[: self._remaining])
                 extra = len(self._buf) - self._remaining
+                if extra and self._pipelined:
+                    self.extra = bytes(self._buf[self._remaining :])
                 self._buf.clear()
                 self.response = resp
-                if extra:
+                if extra and not self._pipelined:
                     raise RemoteProtocolError("data after a complete response", f"{extra} bytes")
         elif self._mode == "chunked":
             self._parse_chunks(resp)
@@ -231,7 +238,10 @@ class ResponseParser:
                 if end == 0:
                     resp.body = bytes(self._chunks)
                     self.response = resp
-                    if buf:
+                    if buf and self._pipelined:
+                        self.extra = bytes(buf)
+                        buf.clear()
+                    elif buf:
                         raise RemoteProtocolError("data after a complete response", buf[:100])
                     return
 

@@ -52,8 +52,18 @@ def test_request_shape_and_uuid4_id() -> None:
     assert body["params"] == ["P1", "J1"]
     assert isinstance(body["id"], str)
     assert uuid.UUID(body["id"]).version == 4
+    assert uuid.UUID(body["id"]).variant == uuid.RFC_4122
+    assert str(uuid.UUID(body["id"])) == body["id"]
     again = json.loads(encode_request("get_job", ["P1", "J1"]))
     assert again["id"] != body["id"]
+
+
+def test_new_ids_are_uuid4_and_distinct() -> None:
+    from sciwire.command.protocol import new_id
+
+    ids = {new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
 
 
 def test_request_with_numpy_encoder() -> None:

@@ -14,7 +14,7 @@ with just ``{"result": ...}``; errors use JSON-RPC 1.1-style fields
 from __future__ import annotations
 
 import json
-import uuid
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "format_server_error",
     "http_error",
     "make_params",
+    "new_id",
     "parse_describe",
     "parse_response",
 ]
@@ -94,6 +95,20 @@ def default_encoder() -> type[json.JSONEncoder]:
 
 # -- client side --------------------------------------------------------------------
 
+_UUID4_BITS = (4 << 76) | (2 << 62)  # version 4, RFC 4122 variant
+_UUID4_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+
+
+def new_id() -> str:
+    """A random UUID4 string for a request id.
+
+    Ids need to be unique, not secret: built from :mod:`random` rather than
+    ``uuid.uuid4()``, which reads ``os.urandom`` (a system call) on every call.
+    """
+    n = (random.getrandbits(128) & _UUID4_MASK) | _UUID4_BITS
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 def make_params(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Params:
     """The JSON-RPC params for a call: the kwargs dict, else the positional list.
@@ -132,7 +147,7 @@ def encode_request(
         "jsonrpc": "2.0",
         "method": method,
         "params": params,
-        "id": request_id if request_id is not None else str(uuid.uuid4()),
+        "id": request_id if request_id is not None else new_id(),
     }
     if encoder is not None:
         return encoder.encode(data).encode()

@@ -274,6 +274,7 @@ class Transport:
         # bytes cannot hold a call forever.
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        shortened = False
         try:
             while True:
                 chunk = sock.recv(262144)
@@ -285,6 +286,7 @@ class Transport:
                     if left <= 0:
                         raise TimeoutError
                     sock.settimeout(left)
+                    shortened = True
         except TimeoutError as exc:
             sock.close()
             raise CommandTimeout(
@@ -308,7 +310,7 @@ class Transport:
                 "request not re-sent: it may have been processed",
                 url=url,
             ) from exc
-        if deadline is not None:
+        if shortened:
             sock.settimeout(timeout)
         if resp.keep_alive:
             self._release_raw(sock)

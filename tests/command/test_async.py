@@ -265,3 +265,17 @@ async def test_pipelined_connection_failure_fails_its_calls_without_resending(
     assert all(isinstance(r, CommandConnectionClosed) for r in results)
     # the server read one request, then closed: nothing was sent again
     assert sum(b'"add"' in r for r in srv.requests) == 1
+
+
+async def test_an_async_client_never_closed_leaks_nothing(aserver: CommandServer) -> None:
+    import gc
+
+    cli = AsyncCommandClient(host="127.0.0.1", port=aserver.port, retries=1)
+    await cli.connect()
+    assert await cli.add(1, 2) == 3
+    conns = list(cli._transport._conns)
+    assert conns and not any(c.closed for c in conns)
+    del cli
+    gc.collect()
+    assert all(c.closed for c in conns)  # aborted by the finalizer, not left open
+    await asyncio.sleep(0)  # let the aborted transports finish

@@ -369,3 +369,13 @@ def test_ipv6_loopback(make_server: MakeServer, make_client: MakeClient) -> None
     assert cli.add(1, 1) == 2
     with make_request(cli, method="GET", url="/file", query={"name": "6"}) as resp:
         assert resp.read() == b"data:6"
+
+
+def test_a_client_never_closed_leaks_nothing(server: CommandServer) -> None:
+    import gc
+
+    cli = CommandClient(host="127.0.0.1", port=server.port, retries=1)
+    assert cli.add(1, 2) == 3
+    assert len(cli._transport._idle_raw) == 1
+    del cli
+    gc.collect()  # filterwarnings=error: an unclosed socket would fail the test

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import weakref
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,9 @@ class AsyncCommandClient:
         )
         self._api_path = self._endpoint.prefix + "/api"
         self._open = False
+        # a client dropped without close(): abort its connections when collected
+        self._finalizer = weakref.finalize(self, self._transport.abort_all)
+        self._finalizer.atexit = False
         self._procs: dict[str, ProcInfo] = {}
 
     async def connect(self) -> AsyncCommandClient:

@@ -313,6 +313,13 @@ class AsyncTransport:
         with contextlib.suppress(ValueError):
             self._conns.remove(conn)
 
+    def abort_all(self) -> None:
+        """Drop every connection now (for finalizers: no awaiting)."""
+        conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                conn.abort()
+
     async def close(self) -> None:
         """Close every connection (idempotent)."""
         conns, self._conns = self._conns, []

@@ -17,6 +17,7 @@ import json
 import logging
 import ssl
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -132,6 +133,9 @@ class CommandClient:
         self._endpoints: list[str] = []
         self._procs: dict[str, ProcInfo] = {}
         self._reload_lock = threading.Lock()
+        # The original opens a connection per call, so code written for it never closes
+        # a client: close the pooled connections when the client is collected.
+        self._finalizer = weakref.finalize(self, self._transport.close)
         try:
             self._reload()  # connect now to gather the methods, as the original does
         except BaseException:

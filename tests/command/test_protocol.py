@@ -357,3 +357,23 @@ def test_encode_request_single_buffer() -> None:
     assert data == b"POST /api HTTP/1.1\r\nHost: h:1\r\nA: b\r\nContent-Length: 2\r\n\r\n{}"
     with pytest.raises(ValueError):
         http11.encode_request("GET", "/", "h", {"A": "b\r\nX: y"}, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=50), min_size=1, max_size=4), st.integers(1, 64))
+def test_pipelined_responses_split_anywhere(bodies: list[bytes], step: int) -> None:
+    data = b"".join(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body for body in bodies
+    )
+    got: list[bytes] = []
+    parser = http11.ResponseParser(pipelined=True)
+    for i in range(0, len(data), step):
+        chunk = data[i : i + step]
+        while chunk:
+            resp = parser.feed(chunk)
+            if resp is None:
+                break
+            got.append(resp.body)
+            chunk = parser.extra
+            parser = http11.ResponseParser(pipelined=True)
+    assert got == bodies

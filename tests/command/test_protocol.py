@@ -377,3 +377,36 @@ def test_pipelined_responses_split_anywhere(bodies: list[bytes], step: int) -> N
             chunk = parser.extra
             parser = http11.ResponseParser(pipelined=True)
     assert got == bodies
+
+
+header_names = st.sampled_from(
+    ["Content-Type", "X-A", "content-length", "CONNECTION", "Date", "Server", "x-b"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(header_names, st.text("abc:;, 019", max_size=12)), max_size=6),
+    st.binary(max_size=40),
+    st.sampled_from([200, 201, 404, 500]),
+)
+def test_fast_path_agrees_with_the_general_parser(
+    headers: list[tuple[str, str]], body: bytes, status: int
+) -> None:
+    head = f"HTTP/1.1 {status} Reason here\r\n".encode()
+    for name, value in headers:
+        if name.lower() != "content-length":
+            head += f"{name}: {value}\r\n".encode()
+    data = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    def parse(step: int) -> object:
+        parser = http11.ResponseParser()
+        try:
+            got = None
+            for i in range(0, len(data), step):
+                got = parser.feed(data[i : i + step]) or got
+            return (got.status, got.reason, got.body, got.keep_alive, got.headers) if got else None
+        except RemoteProtocolError as exc:
+            return type(exc)
+
+    assert parse(len(data)) == parse(1)  # whole (fast path) vs byte at a time (general)

@@ -53,16 +53,78 @@ class ParsedResponse:
     Attributes:
         status: the status code.
         reason: the reason phrase.
-        headers: header names lower-cased; repeated headers joined with ", ".
         body: the decoded (de-chunked) body.
         keep_alive: whether the connection may carry another request.
+        raw_head: the status line and headers as received.
     """
 
     status: int
     reason: str
-    headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     keep_alive: bool = True
+    raw_head: bytes = b""
+    _headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names lower-cased; repeated headers joined with ", "."""
+        if self._headers is None:
+            self._headers = _header_dict(self.raw_head.decode("latin-1").split("\r\n")[1:])
+        return self._headers
+
+
+def _header_dict(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise RemoteProtocolError("bad header line", line)
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+_CL = b"\r\ncontent-length:"
+
+
+def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes] | None:
+    """The common case in one pass: a whole HTTP/1.1 response with Content-Length in
+    *data*. None means "not that case": the general parser takes over (and reports
+    any error)."""
+    if not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
+        return None
+    if data[12:13] not in (b" ", b"\r"):
+        return None
+    status = int(data[9:12])
+    if status < 200 or status in (204, 304):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    low = data[:end].lower()
+    first = low.find(_CL)
+    if first < 0 or b"\r\ntransfer-encoding:" in low or low.find(_CL, first + 1) >= 0:
+        return None
+    lines = low.split(b"\r\n")
+    for line in lines[1:]:
+        if b":" not in line or line[:1] in (b" ", b"\t"):
+            return None
+    stop = low.find(b"\r\n", first + 2)
+    value = low[first + len(_CL) : stop if stop >= 0 else end].strip()
+    if not value.isdigit():
+        return None
+    total = end + 4 + int(value)
+    if len(data) < total or (len(data) > total and not pipelined):
+        return None
+    keep = True
+    conn = low.find(b"\r\nconnection:")
+    if conn >= 0:
+        stop = low.find(b"\r\n", conn + 2)
+        keep = b"close" not in low[conn : stop if stop >= 0 else end]
+    reason = data[13 : data.find(b"\r\n")].decode("latin-1") if data[12:13] == b" " else ""
+    resp = ParsedResponse(status, reason, data[end + 4 : total], keep, data[:end])
+    return resp, data[total:]
 
 
 class ResponseParser:
@@ -97,6 +159,12 @@ class ResponseParser:
                 raise RemoteProtocolError("data after a complete response", data)
             return self.response
         if data:
+            if not self.started and not self._head_request:
+                self.started = True
+                fast = _fast_response(data, self._pipelined)
+                if fast is not None:
+                    self.response, self.extra = fast
+                    return self.response
             self.started = True
         self._buf += data
         if self._resp is None and not self._parse_head():
@@ -145,17 +213,11 @@ class ResponseParser:
         version, code = parts[0], parts[1]
         if len(code) != 3 or not code.isdigit():
             raise RemoteProtocolError("bad status code", lines[0])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise RemoteProtocolError("bad header line", line)
-            key = name.lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        headers = _header_dict(lines[1:])
         conn = headers.get("connection", "").lower()
         keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
-        return ParsedResponse(int(code), parts[2] if len(parts) > 2 else "", headers, b"", keep)
+        reason = parts[2] if len(parts) > 2 else ""
+        return ParsedResponse(int(code), reason, b"", keep, head, headers)
 
     def _frame(self, resp: ParsedResponse) -> None:
         te = resp.headers.get("transfer-encoding", "").lower()

@@ -130,6 +130,10 @@ class CommandClient:
             **self._headers,
             "Content-Type": "application/json",
         }
+        # every call has the same head but for Content-Length: encode it once
+        self._call_prefix = self._transport.request_prefix(
+            "POST", self._api_path, self._call_headers
+        )
         self._endpoints: list[str] = []
         self._procs: dict[str, ProcInfo] = {}
         self._reload_lock = threading.Lock()
@@ -153,7 +157,8 @@ class CommandClient:
         body = encode_request(method, params, encoder=self._json)
         shown = kwargs if kwargs else args  # shown in messages as the original does
         try:
-            resp = self._transport.call("POST", self._api_path, body, self._call_headers)
+            data = b"%s%d\r\n\r\n%s" % (self._call_prefix, len(body), body)
+            resp = self._transport.exchange(data, self._api_path)
         except CommandError as err:
             raise type(err)(
                 f'Encountered error from JSONRPC function "{method}" with params {shown}: '

@@ -230,8 +230,17 @@ class Transport:
 
         Same retry rule and error mapping as :meth:`open`.
         """
-        url = self.endpoint.origin + path
         data = encode_request(method, path, self._host_header, headers, body)
+        return self.exchange(data, path, head=method == "HEAD")
+
+    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
+        head = encode_request(method, path, self._host_header, headers, b"")
+        return head[: -len(b"0\r\n\r\n")]
+
+    def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response."""
+        url = self.endpoint.origin + path
         attempt = 0
         while True:
             attempt += 1
@@ -266,7 +275,7 @@ class Transport:
                 if self.retry_seconds:
                     time.sleep(self.retry_seconds)
                 continue
-            return self._receive(sock, url, head=method == "HEAD")
+            return self._receive(sock, url, head=head)
 
     def _receive(self, sock: socket.socket, url: str, head: bool) -> ParsedResponse:
         parser = ResponseParser(head=head)

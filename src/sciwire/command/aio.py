@@ -89,6 +89,9 @@ class AsyncCommandClient:
             pipeline=pipeline,
         )
         self._api_path = self._endpoint.prefix + "/api"
+        self._call_prefix = self._transport.request_prefix(
+            "POST", self._api_path, self._call_headers
+        )
         self._open = False
         # a client dropped without close(): abort its connections when collected
         self._finalizer = weakref.finalize(self, self._transport.abort_all)
@@ -127,7 +130,8 @@ class AsyncCommandClient:
     async def _post(self, body: bytes) -> tuple[int, str, str, bytes]:
         if not self._open:
             raise CommandError("client is closed (use 'async with' or connect())", url=self._url)
-        resp = await self._transport.call("POST", self._api_path, body, self._call_headers)
+        data = b"%s%d\r\n\r\n%s" % (self._call_prefix, len(body), body)
+        resp = await self._transport.exchange(data, self._api_path)
         return resp.status, resp.reason, resp.headers.get("content-type", ""), resp.body
 
     async def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -239,10 +239,19 @@ class AsyncTransport:
             CommandConnectionClosed: the connection failed after the request was sent.
             CommandError: the response was not valid HTTP.
         """
+        data = encode_request(method, path, self._host_header, headers, body)
+        return await self.exchange(data, path, head=method == "HEAD")
+
+    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
+        head = encode_request(method, path, self._host_header, headers, b"")
+        return head[: -len(b"0\r\n\r\n")]
+
+    async def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limit * self.pipeline)
         url = self.endpoint.origin + path
-        data = encode_request(method, path, self._host_header, headers, body)
         async with self._slots:
             conn = self._pick()
             if conn is None:
@@ -258,7 +267,7 @@ class AsyncTransport:
             if self.timeout is not None:
                 timer = loop.call_later(self.timeout, _expire, waiter)
             try:
-                conn.send(data, waiter, head=method == "HEAD")
+                conn.send(data, waiter, head=head)
                 resp = await waiter
             except TimeoutError as exc:
                 self._drop(conn)

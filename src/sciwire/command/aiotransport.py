@@ -27,6 +27,7 @@ from sciwire.command.errors import (
     CommandTimeout,
 )
 from sciwire.command.http11 import ParsedResponse, ResponseParser, encode_request
+from sciwire.command.httpserver import mark_closed
 from sciwire.command.transport import Endpoint
 from sciwire.errors import RemoteProtocolError
 
@@ -121,6 +122,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail_all(_Closed(f"connection lost: {exc}" if exc else "connection closed"))
+        mark_closed(self.transport)
 
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent

@@ -33,7 +33,14 @@ from sciwire.command.http11 import (
 from sciwire.core.portal import Portal
 from sciwire.errors import RemoteProtocolError
 
-__all__ = ["Headers", "HttpServer", "Reply", "RouteRequest", "RouteResponse"]
+__all__ = [
+    "Headers",
+    "HttpServer",
+    "Reply",
+    "RouteRequest",
+    "RouteResponse",
+    "mark_closed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +123,16 @@ class RouteResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def mark_closed(transport: asyncio.BaseTransport | None) -> None:
+    """Close our side of a transport whose connection is gone.
+
+    On Python 3.10 the TLS transport is otherwise never marked closed when the peer
+    closes first, and warns "unclosed transport" when collected."""
+    if transport is not None and not transport.is_closing():
+        with contextlib.suppress(Exception):
+            transport.close()
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -146,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self.server.connections.discard(self)
         self.queue.clear()
+        mark_closed(self.transport)
 
     def pause_writing(self) -> None:
         # The client is not reading its responses: stop reading its requests.

@@ -1,0 +1,353 @@
+"""The blocking CryoSPARC command client: ``CommandClient``, ``make_request``,
+``make_json_request`` - drop-in for ``cryosparc.command``.
+
+The blocking API runs on a lean keep-alive transport (:mod:`sciwire.command.transport`)
+rather than a hop through the asyncio portal: a call is one ``sendall`` and one
+response read on a pooled connection, which measured 1.3-3x faster than a portal
+round trip per call (bench/command.py, "blocking design" row). The asyncio client is
+:class:`sciwire.command.aio.AsyncCommandClient`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import inspect
+import json
+import logging
+import ssl
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.command.protocol import (
+    DESCRIBE,
+    ProcInfo,
+    default_encoder,
+    encode_request,
+    http_error,
+    make_params,
+    parse_describe,
+    parse_response,
+)
+from sciwire.command.transport import Endpoint, Transport, env_retries, env_retry_seconds
+
+__all__ = [
+    "CommandClient",
+    "Response",
+    "make_json_request",
+    "make_request",
+    "procedure_signature",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def procedure_signature(info: ProcInfo) -> inspect.Signature | None:
+    """A signature for a discovered procedure, from the names ``system.describe`` gave."""
+    if not info.params:
+        return None
+    try:
+        return inspect.Signature(
+            [
+                inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                for n in info.params
+            ]
+        )
+    except ValueError:  # names that are not identifiers
+        return None
+
+
+class CommandClient:
+    """Client for CryoSPARC's ``command_core``, ``command_vis`` and ``command_rtp``.
+
+    On construction it calls ``system.describe`` and adds one instance method per
+    procedure (with the server's doc and parameter names when it gives them).
+    Calling the client (``cli()``) discovers again and removes vanished methods.
+    Safe to use from several threads; connections are kept alive and reused.
+
+    Args:
+        service: label of the service (used in error messages), e.g. "command_core".
+        host: host name or address; ``https://host`` selects TLS.
+        port: the service port (command_core is base port + 2, 39002).
+        url: a path prefix for every request (e.g. "/v1").
+        timeout: seconds to wait for a connection and for each read.
+        headers: HTTP headers for every request (e.g. ``{"License-ID": ...}``).
+        cls: the ``json.JSONEncoder`` subclass for request bodies (numpy-aware
+            by default when numpy is installed).
+        retries: attempts per request when the server cannot be reached
+            (default ``CRYOSPARC_COMMAND_RETRIES``, 3). Only requests that surely
+            were not received are re-sent.
+        retry_seconds: pause between those attempts (default
+            ``CRYOSPARC_COMMAND_RETRY_SECONDS``, 30).
+        ssl_context: TLS settings for ``https://`` hosts.
+
+    Attributes:
+        service: the service label.
+
+    Raises:
+        CommandError: discovery failed (never a raw transport exception).
+    """
+
+    Error = CommandError
+    service: str
+
+    def __init__(
+        self,
+        service: str = "command",
+        host: str = "localhost",
+        port: int = 39002,
+        url: str = "",
+        timeout: int = 300,
+        headers: dict[str, str] = {},  # noqa: B006 - same default as the original, never mutated
+        cls: type[json.JSONEncoder] | None = None,
+        *,
+        retries: int | None = None,
+        retry_seconds: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.service = service
+        self._endpoint = Endpoint.parse(host, port, url)
+        self._url = self._endpoint.base_url
+        self._cls = cls
+        self._encoder = cls or default_encoder()
+        self._json = self._encoder()  # one instance, reused: encode() keeps no state
+        self._timeout = timeout
+        self._headers = dict(headers)
+        self._transport = Transport(
+            self._endpoint,
+            timeout=timeout,
+            retries=env_retries() if retries is None else retries,
+            retry_seconds=env_retry_seconds() if retry_seconds is None else retry_seconds,
+            ssl_context=ssl_context,
+        )
+        self._api_path = self._endpoint.prefix + "/api"
+        self._call_headers = {
+            "Originator": "client",
+            **self._headers,
+            "Content-Type": "application/json",
+        }
+        # every call has the same head but for Content-Length: encode it once
+        self._call_prefix = self._transport.request_prefix(
+            "POST", self._api_path, self._call_headers
+        )
+        self._endpoints: list[str] = []
+        self._procs: dict[str, ProcInfo] = {}
+        self._reload_lock = threading.Lock()
+        # The original opens a connection per call, so code written for it never closes
+        # a client: close the pooled connections when the client is collected.
+        self._finalizer = weakref.finalize(self, self._transport.close)
+        try:
+            self._reload()  # connect now to gather the methods, as the original does
+        except BaseException:
+            self._transport.close()
+            raise
+
+    if TYPE_CHECKING:
+        # Procedures are discovered at run time; tell type checkers any name may exist.
+        def __getattr__(self, name: str) -> Any: ...
+
+    # -- calls --------------------------------------------------------------------
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        params = make_params(args, kwargs)
+        body = encode_request(method, params, encoder=self._json)
+        shown = kwargs if kwargs else args  # shown in messages as the original does
+        try:
+            data = b"%s%d\r\n\r\n%s" % (self._call_prefix, len(body), body)
+            resp = self._transport.exchange(data, self._api_path)
+        except CommandError as err:
+            raise type(err)(
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
+                f"{err.reason}",
+                url=self._url,
+                code=err.code,
+                data=err.data,
+            ) from err
+        if resp.status >= 400:
+            herr = http_error(
+                resp.status,
+                resp.reason,
+                resp.body,
+                resp.headers.get("content-type", ""),
+                self._url + "/api",
+                self.service,
+            )
+            raise CommandError(
+                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
+                f"{herr.reason}",
+                url=self._url,
+                code=herr.code,
+                data=herr.data,
+            ) from herr
+        return parse_response(resp.body, method, shown, self._url)
+
+    def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
+        call = self._call
+
+        def func(*args: Any, **kwargs: Any) -> Any:
+            return call(key, args, kwargs)
+
+        func.__name__ = key
+        func.__qualname__ = f"{type(self).__name__}.{key}"
+        if info is not None:
+            func.__doc__ = info.doc or None
+            sig = procedure_signature(info)
+            if sig is not None:
+                func.__signature__ = sig  # type: ignore[attr-defined]
+        return func
+
+    def _reload(self) -> None:
+        with self._reload_lock:
+            procs = parse_describe(self._call(DESCRIBE, (), {}), self._url)
+            fresh = {p.name: p for p in procs}
+            for gone in set(self._procs) - set(fresh):
+                self.__dict__.pop(gone, None)
+            reserved = set(dir(type(self)))
+            for name, info in fresh.items():
+                if name in reserved or name.startswith("__"):
+                    logger.debug("procedure %r would shadow a client attribute; skipped", name)
+                    continue
+                setattr(self, name, self._get_callable(name, info))
+            self._procs = fresh
+            self._endpoints = list(fresh)
+
+    def __call__(self) -> None:
+        """Discover the server's procedures again (adds new ones, removes vanished ones)."""
+        self._reload()
+
+    def close(self) -> None:
+        """Close the idle keep-alive connections (the client stays usable)."""
+        self._transport.close()
+
+    def __enter__(self) -> CommandClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Response:
+    """The response :func:`make_request` yields: an ``http.client.HTTPResponse`` whose
+    read errors (timeout, dropped connection) are raised as :class:`CommandError`.
+
+    Attributes:
+        status: the HTTP status code.
+        reason: the HTTP reason phrase.
+        headers: the response headers (``http.client.HTTPMessage``).
+        raw: the underlying ``http.client.HTTPResponse``.
+    """
+
+    def __init__(self, raw: http.client.HTTPResponse, url: str, timeout: float | None) -> None:
+        self.raw = raw
+        self.status = raw.status
+        self.reason = raw.reason
+        self.headers = raw.headers
+        self.url = url
+        self._timeout = timeout
+
+    def _guard(self, fn: Callable[[], bytes]) -> bytes:
+        try:
+            return fn()
+        except TimeoutError as exc:
+            self.raw.close()
+            raise CommandTimeout(
+                f"response body not received within timeout of {self._timeout} seconds",
+                url=self.url,
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self.raw.close()
+            raise CommandConnectionClosed(
+                f"connection closed while reading the response ({type(exc).__name__}: {exc})",
+                url=self.url,
+            ) from exc
+
+    def read(self, amt: int | None = None) -> bytes:
+        """Read the body (all of it, or up to *amt* bytes)."""
+        return self._guard(lambda: self.raw.read(amt))
+
+    def readline(self, limit: int = -1) -> bytes:
+        """Read one line of the body."""
+        return self._guard(lambda: self.raw.readline(limit))
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        """One header's value."""
+        return self.raw.getheader(name, default)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        """Every header as (name, value) pairs."""
+        return self.raw.getheaders()
+
+    def isclosed(self) -> bool:
+        """True once the body was read whole (or the response closed)."""
+        return self.raw.isclosed()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+@contextlib.contextmanager
+def make_request(
+    client: CommandClient,
+    method: str = "POST",
+    url: str = "",
+    *,
+    query: dict[str, Any] = {},  # noqa: B006 - the original's signature; never mutated
+    data: Any = None,
+    headers: dict[str, str] = {},  # noqa: B006
+    _stacklevel: int = 2,
+) -> Iterator[Response]:
+    """A raw HTTP request/response context on *client*'s server.
+
+    Yields a :class:`Response` (``.read()``, ``.status``, ``.headers``, as the
+    original's ``http.client.HTTPResponse``).
+    The connection is kept alive for reuse when the body was read whole.
+
+    Raises:
+        CommandError: on connection failure, timeout or an HTTP error status (with
+            ``code`` = status and ``data`` = the body, parsed when it is JSON).
+    """
+    path = f"{client._endpoint.prefix}{url}{'?' + urlencode(query) if query else ''}"
+    full_url = client._endpoint.origin + path
+    all_headers = {"Originator": "client", **client._headers, **headers}
+    if isinstance(data, str):
+        data = data.encode()
+    transport = client._transport
+    conn, resp = transport.open(method, path, data, all_headers)
+    if resp.status >= 400:
+        body = transport.read_all(conn, resp, full_url)
+        raise http_error(
+            resp.status,
+            resp.reason,
+            body,
+            resp.headers.get("Content-Type", ""),
+            full_url,
+            client.service,
+        )
+    try:
+        yield Response(resp, full_url, transport.timeout)
+    finally:
+        # Reuse the connection only if the caller consumed the whole response.
+        if resp.isclosed() and not resp.will_close:
+            transport.release(conn)
+        else:
+            conn.close()
+
+
+def make_json_request(
+    client: CommandClient,
+    url: str = "",
+    *,
+    query: dict[str, Any] = {},  # noqa: B006
+    data: Any = None,
+    headers: dict[str, str] = {},  # noqa: B006
+    _stacklevel: int = 3,
+) -> contextlib.AbstractContextManager[Response]:
+    """Like :func:`make_request`, with *data* sent as a JSON body (encoded with ``cls``)."""
+    all_headers = {"Content-Type": "application/json", **headers}
+    body = json.dumps(data, cls=client._encoder).encode()
+    return make_request(client, url=url, query=query, data=body, headers=all_headers)

@@ -1,0 +1,496 @@
+"""A small sans-I/O HTTP/1.1 codec for the client's hot path.
+
+:func:`encode_request` builds one request as a single bytes object (so it goes out in
+one ``sendall``), and :class:`ResponseParser` turns received bytes into a
+:class:`ParsedResponse`: status line, headers, then a body framed by
+``Content-Length``, ``Transfer-Encoding: chunked`` or the connection closing. Interim
+1xx responses are skipped. Malformed input raises
+:class:`~sciwire.errors.RemoteProtocolError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sciwire.errors import RemoteProtocolError
+
+__all__ = [
+    "MAX_HEAD",
+    "ParsedRequest",
+    "ParsedResponse",
+    "RequestParser",
+    "RequestTooLarge",
+    "ResponseParser",
+    "encode_request",
+    "encode_response",
+]
+
+#: Largest status line + headers accepted.
+MAX_HEAD = 64 * 1024
+_MAX_CHUNK_LINE = 1024
+
+
+def encode_request(
+    method: str, path: str, host: str, headers: Mapping[str, str], body: bytes | None
+) -> bytes:
+    """One HTTP/1.1 request (head and body) as bytes; adds Host and Content-Length."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers.items():
+        if "\r" in name or "\n" in name or "\r" in str(value) or "\n" in str(value):
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}")
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + body if body else head
+
+
+@dataclass
+class ParsedResponse:
+    """A whole HTTP response.
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+        body: the decoded (de-chunked) body.
+        keep_alive: whether the connection may carry another request.
+        raw_head: the status line and headers as received.
+    """
+
+    status: int
+    reason: str
+    body: bytes = b""
+    keep_alive: bool = True
+    raw_head: bytes = b""
+    _headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names lower-cased; repeated headers joined with ", "."""
+        if self._headers is None:
+            self._headers = _header_dict(self.raw_head.decode("latin-1").split("\r\n")[1:])
+        return self._headers
+
+
+def _header_dict(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise RemoteProtocolError("bad header line", line)
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+_CL = b"\r\ncontent-length:"
+
+
+def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes] | None:
+    """The common case in one pass: a whole HTTP/1.1 response with Content-Length in
+    *data*. None means "not that case": the general parser takes over (and reports
+    any error)."""
+    if not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
+        return None
+    if data[12:13] not in (b" ", b"\r"):
+        return None
+    status = int(data[9:12])
+    if status < 200 or status in (204, 304):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    low = data[:end].lower()
+    first = low.find(_CL)
+    if first < 0 or b"\r\ntransfer-encoding:" in low or low.find(_CL, first + 1) >= 0:
+        return None
+    lines = low.split(b"\r\n")
+    for line in lines[1:]:
+        if b":" not in line or line[:1] in (b" ", b"\t"):
+            return None
+    stop = low.find(b"\r\n", first + 2)
+    value = low[first + len(_CL) : stop if stop >= 0 else end].strip()
+    if not value.isdigit():
+        return None
+    total = end + 4 + int(value)
+    if len(data) < total or (len(data) > total and not pipelined):
+        return None
+    keep = True
+    conn = low.find(b"\r\nconnection:")
+    if conn >= 0:
+        stop = low.find(b"\r\n", conn + 2)
+        keep = b"close" not in low[conn : stop if stop >= 0 else end]
+    reason = data[13 : data.find(b"\r\n")].decode("latin-1") if data[12:13] == b" " else ""
+    resp = ParsedResponse(status, reason, data[end + 4 : total], keep, data[:end])
+    return resp, data[total:]
+
+
+class ResponseParser:
+    """Feed bytes in; :attr:`response` is set once a whole response arrived.
+
+    Args:
+        head: the request was HEAD (the response has no body whatever it says).
+        pipelined: bytes after the response belong to the next one: keep them in
+            :attr:`extra` instead of raising.
+    """
+
+    def __init__(self, head: bool = False, pipelined: bool = False) -> None:
+        self._head_request = head
+        self._pipelined = pipelined
+        #: bytes received after the complete response (pipelined mode only)
+        self.extra = b""
+        self._buf = bytearray()
+        self._resp: ParsedResponse | None = None
+        self._mode = ""  # "", "length", "chunked", "close"
+        self._remaining = 0
+        self._chunks = bytearray()
+        self._chunk_state = "size"  # size, data, trailer
+        self.response: ParsedResponse | None = None
+        #: True once any byte was fed.
+        self.started = False
+
+    def feed(self, data: bytes) -> ParsedResponse | None:
+        """Add received bytes; returns the response once complete (else None)."""
+        if self.response is not None:
+            if data:
+                # Bytes after a complete response: the server is out of step.
+                raise RemoteProtocolError("data after a complete response", data)
+            return self.response
+        if data:
+            if not self.started and not self._head_request:
+                self.started = True
+                fast = _fast_response(data, self._pipelined)
+                if fast is not None:
+                    self.response, self.extra = fast
+                    return self.response
+            self.started = True
+        self._buf += data
+        if self._resp is None and not self._parse_head():
+            return None
+        self._parse_body()
+        return self.response
+
+    def feed_eof(self) -> ParsedResponse:
+        """The connection closed: finish a read-until-close body or fail."""
+        if self.response is not None:
+            return self.response
+        if self._resp is not None and self._mode == "close":
+            self._resp.body = bytes(self._buf)
+            self._resp.keep_alive = False
+            self.response = self._resp
+            return self._resp
+        raise RemoteProtocolError("connection closed before a complete response", self._buf[:200])
+
+    # -- head -----------------------------------------------------------------------
+
+    def _parse_head(self) -> bool:
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEAD:
+                    raise RemoteProtocolError("response head too large", self._buf[:200])
+                return False
+            head = bytes(self._buf[:end])
+            del self._buf[: end + 4]
+            resp = self._head(head)
+            if 100 <= resp.status < 200 and resp.status != 101:
+                continue  # interim response (100 Continue): the real one follows
+            self._resp = resp
+            self._frame(resp)
+            return True
+
+    def _head(self, head: bytes) -> ParsedResponse:
+        try:
+            text = head.decode("latin-1")
+        except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
+            raise RemoteProtocolError("undecodable head", head) from exc
+        lines = text.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise RemoteProtocolError("bad status line", lines[0])
+        version, code = parts[0], parts[1]
+        if len(code) != 3 or not code.isdigit():
+            raise RemoteProtocolError("bad status code", lines[0])
+        headers = _header_dict(lines[1:])
+        conn = headers.get("connection", "").lower()
+        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+        reason = parts[2] if len(parts) > 2 else ""
+        return ParsedResponse(int(code), reason, b"", keep, head, headers)
+
+    def _frame(self, resp: ParsedResponse) -> None:
+        te = resp.headers.get("transfer-encoding", "").lower()
+        if self._head_request or resp.status in (204, 304):
+            self._mode, self._remaining = "length", 0
+        elif te:
+            if te.split(",")[-1].strip() != "chunked":
+                raise RemoteProtocolError("unsupported transfer-encoding", te)
+            self._mode = "chunked"
+        elif "content-length" in resp.headers:
+            raw = resp.headers["content-length"].split(",")
+            values = {v.strip() for v in raw}
+            if len(values) != 1:
+                raise RemoteProtocolError(
+                    "conflicting content-length", resp.headers["content-length"]
+                )
+            value = values.pop()
+            if not value.isdigit():
+                raise RemoteProtocolError("bad content-length", value)
+            self._mode, self._remaining = "length", int(value)
+        else:
+            self._mode = "close"
+            resp.keep_alive = False
+
+    # -- body -----------------------------------------------------------------------
+
+    def _parse_body(self) -> None:
+        resp = self._resp
+        assert resp is not None
+        if self._mode == "length":
+            if len(self._buf) >= self._remaining:
+                resp.body = bytes(self._buf[: self._remaining])
+                extra = len(self._buf) - self._remaining
+                if extra and self._pipelined:
+                    self.extra = bytes(self._buf[self._remaining :])
+                self._buf.clear()
+                self.response = resp
+                if extra and not self._pipelined:
+                    raise RemoteProtocolError("data after a complete response", f"{extra} bytes")
+        elif self._mode == "chunked":
+            self._parse_chunks(resp)
+
+    def _parse_chunks(self, resp: ParsedResponse) -> None:
+        buf = self._buf
+        while True:
+            if self._chunk_state == "size":
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_CHUNK_LINE:
+                        raise RemoteProtocolError("chunk size line too long", buf[:100])
+                    return
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise RemoteProtocolError("bad chunk size", line) from None
+                if size < 0:
+                    raise RemoteProtocolError("bad chunk size", line)
+                if size == 0:
+                    self._chunk_state = "trailer"
+                else:
+                    self._remaining = size
+                    self._chunk_state = "data"
+            elif self._chunk_state == "data":
+                if len(buf) < self._remaining + 2:
+                    return
+                if buf[self._remaining : self._remaining + 2] != b"\r\n":
+                    raise RemoteProtocolError("chunk not followed by CRLF", buf[:100])
+                self._chunks += buf[: self._remaining]
+                del buf[: self._remaining + 2]
+                self._chunk_state = "size"
+            else:  # trailer: header lines up to an empty line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise RemoteProtocolError("trailer too large", buf[:100])
+                    return
+                del buf[: end + 2]
+                if end == 0:
+                    resp.body = bytes(self._chunks)
+                    self.response = resp
+                    if buf and self._pipelined:
+                        self.extra = bytes(buf)
+                        buf.clear()
+                    elif buf:
+                        raise RemoteProtocolError("data after a complete response", buf[:100])
+                    return
+
+
+# -- server side ------------------------------------------------------------------------
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class RequestTooLarge(RemoteProtocolError):
+    """A request head or body is larger than the server accepts (answer 413)."""
+
+
+@dataclass
+class ParsedRequest:
+    """A whole HTTP request.
+
+    Attributes:
+        method: the method, upper-case as sent.
+        target: the request target (path and query).
+        headers: header names lower-cased; repeated headers joined with ", ".
+        body: the decoded (de-chunked) body.
+        keep_alive: whether the client allows another request on this connection.
+    """
+
+    method: str
+    target: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    keep_alive: bool = True
+
+
+class RequestParser:
+    """Feed bytes in, get whole requests out (several when the client pipelines).
+
+    Args:
+        max_body: the largest body accepted; bigger raises :class:`RequestTooLarge`.
+    """
+
+    def __init__(self, max_body: int = 256 * 1024 * 1024) -> None:
+        self.max_body = max_body
+        self._buf = bytearray()
+        self._req: ParsedRequest | None = None
+        self._chunked = False
+        self._remaining = 0
+        self._chunks = bytearray()
+        self._chunk_state = "size"
+        #: set once the head of a request with ``Expect: 100-continue`` was parsed
+        self.expect_continue = False
+
+    def feed(self, data: bytes) -> list[ParsedRequest]:
+        """Add received bytes; returns the requests completed by them (maybe none)."""
+        self._buf += data
+        done: list[ParsedRequest] = []
+        while True:
+            if self._req is None:
+                end = self._buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise RequestTooLarge("request head too large", self._buf[:200])
+                    return done
+                head = bytes(self._buf[:end])
+                del self._buf[: end + 4]
+                if not head.strip():
+                    continue  # tolerate stray CRLFs between requests
+                self._req = self._head(head)
+            req = self._req
+            if self._chunked:
+                if not self._body_chunked():
+                    return done
+                req.body = bytes(self._chunks)
+                self._chunks.clear()
+            else:
+                if len(self._buf) < self._remaining:
+                    return done
+                req.body = bytes(self._buf[: self._remaining])
+                del self._buf[: self._remaining]
+            self._req = None
+            self.expect_continue = False
+            done.append(req)
+
+    def _head(self, head: bytes) -> ParsedRequest:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+            raise RemoteProtocolError("bad request line", lines[0])
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise RemoteProtocolError("bad header line", line)
+            key = name.lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        conn = headers.get("connection", "").lower()
+        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+        te = headers.get("transfer-encoding", "").lower()
+        self._chunked = False
+        self._remaining = 0
+        if te:
+            if te.split(",")[-1].strip() != "chunked":
+                raise RemoteProtocolError("unsupported transfer-encoding", te)
+            self._chunked = True
+            self._chunk_state = "size"
+        elif "content-length" in headers:
+            value = headers["content-length"]
+            if not value.isdigit():
+                raise RemoteProtocolError("bad content-length", value)
+            self._remaining = int(value)
+            if self._remaining > self.max_body:
+                raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
+        self.expect_continue = headers.get("expect", "").lower() == "100-continue"
+        return ParsedRequest(method.upper(), target, headers, b"", keep)
+
+    def _body_chunked(self) -> bool:
+        buf = self._buf
+        while True:
+            if self._chunk_state == "size":
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_CHUNK_LINE:
+                        raise RemoteProtocolError("chunk size line too long", buf[:100])
+                    return False
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise RemoteProtocolError("bad chunk size", line) from None
+                if size < 0:
+                    raise RemoteProtocolError("bad chunk size", line)
+                if len(self._chunks) + size > self.max_body:
+                    raise RequestTooLarge("request body too large", f"{size} byte chunk")
+                self._remaining = size
+                self._chunk_state = "data" if size else "trailer"
+            elif self._chunk_state == "data":
+                if len(buf) < self._remaining + 2:
+                    return False
+                if buf[self._remaining : self._remaining + 2] != b"\r\n":
+                    raise RemoteProtocolError("chunk not followed by CRLF", buf[:100])
+                self._chunks += buf[: self._remaining]
+                del buf[: self._remaining + 2]
+                self._chunk_state = "size"
+            else:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise RequestTooLarge("trailer too large", buf[:100])
+                    return False
+                del buf[: end + 2]
+                if end == 0:
+                    self._chunk_state = "size"
+                    return True
+
+
+def encode_response(
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    *,
+    keep_alive: bool = True,
+    headers: Mapping[str, str] | None = None,
+    head_only: bool = False,
+) -> bytes:
+    """One HTTP/1.1 response as a single bytes object (written in one send)."""
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    for name, value in (headers or {}).items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body

@@ -17,8 +17,10 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from sciwire.core.patterns import Handler as Bound
 from sciwire.core.patterns import Registry
 from sciwire.samp.aproxy import AsyncSAMPHubProxy
+from sciwire.samp.common import Handler
 from sciwire.samp.errors import SAMPClientError
 from sciwire.samp.protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
 from sciwire.samp.rpc import CallbackServer
@@ -28,7 +30,6 @@ __all__ = ["AsyncSAMPClient", "Receiver", "Runner"]
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[Callable[[], Any]], None]
-Handler = Callable[..., Any]
 
 
 class Receiver(Protocol):
@@ -443,17 +444,28 @@ class AsyncSAMPClient:
             logger.warning("callback with a wrong private key dropped")
         return False
 
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Dispatch a notification to the handlers bound to its mtype."""
+    def _route(
+        self, private_key: str, message: dict[str, Any], registry: Registry
+    ) -> tuple[str, Any, dict[str, Any], list[Bound]] | None:
+        """Split an incoming message into mtype, params, the other keys and its handlers
+        (None: a wrong private key, counted, or no mtype)."""
         if not self._key_ok(private_key) or "samp.mtype" not in message:
-            return ""
+            return None
         extra = dict(message)
         mtype = extra.pop("samp.mtype")
         params = extra.pop("samp.params", {})
         with self._bind_lock:
-            handlers = self._notify_registry.match(mtype)
+            handlers = registry.match(mtype)
+        return mtype, params, extra, handlers
+
+    def receive_notification(
+        self, private_key: str, sender_id: str, message: dict[str, Any]
+    ) -> str:
+        """Dispatch a notification to the handlers bound to its mtype."""
+        routed = self._route(private_key, message, self._notify_registry)
+        if routed is None:
+            return ""
+        mtype, params, extra, handlers = routed
         for handler in handlers:
             self._invoke(handler.callback, (private_key, sender_id, mtype, params, extra), None)
         return ""
@@ -462,13 +474,10 @@ class AsyncSAMPClient:
         self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
     ) -> str:
         """Dispatch a call to the handlers bound to its mtype; answer an error if none."""
-        if not self._key_ok(private_key) or "samp.mtype" not in message:
+        routed = self._route(private_key, message, self._call_registry)
+        if routed is None:
             return ""
-        extra = dict(message)
-        mtype = extra.pop("samp.mtype")
-        params = extra.pop("samp.params", {})
-        with self._bind_lock:
-            handlers = self._call_registry.match(mtype)
+        mtype, params, extra, handlers = routed
         if not handlers:  # astropy stays silent and the caller waits forever
             self._spawn(self._error_reply(msg_id, f"no handler for {mtype}"))
         for handler in handlers:

@@ -10,59 +10,35 @@ plain methods where no network is involved)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import AsyncSAMPClient, Handler, Receiver, Runner
+from sciwire.samp.aclient import AsyncSAMPClient, Receiver, Runner
 from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
-from sciwire.samp.errors import SAMPClientError
+from sciwire.samp.common import (
+    HTTPS_UNSUPPORTED,
+    Bindings,
+    IntegratedSide,
+    check_tls_arguments,
+    client_arguments,
+    format_easy_msg,
+    format_easy_response,
+)
 
 __all__ = [
+    "HTTPS_UNSUPPORTED",
     "AsyncSAMPIntegratedClient",
     "check_tls_arguments",
     "format_easy_msg",
     "format_easy_response",
 ]
 
-HTTPS_UNSUPPORTED = (
-    "https=True is not supported: sciwire.samp speaks the SAMP Standard Profile over plain "
-    "HTTP on the loopback interface only (astropy removed its SSL options in 2.0 too); "
-    "connect with https=False"
-)
 
-
-def check_tls_arguments(https: bool) -> None:
-    """Refuse ``https=True`` with a clear error (TLS is not implemented).
-
-    Raises:
-        SAMPClientError: *https* is true.
-    """
-    if https:
-        raise SAMPClientError(HTTPS_UNSUPPORTED)
-
-
-def format_easy_msg(mtype: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Build ``{samp.mtype, samp.params}``; ``params["extra_kws"]`` adds top-level keys."""
-    params = dict(params)
-    extra = params.pop("extra_kws", None)
-    message: dict[str, Any] = {"samp.mtype": mtype, "samp.params": params}
-    if extra:
-        message.update(extra)
-    return message
-
-
-def format_easy_response(status: str, result: Any, error: Any) -> dict[str, Any]:
-    """Build a response map, leaving out a None result or error."""
-    response: dict[str, Any] = {"samp.status": status}
-    if result is not None:
-        response["samp.result"] = result
-    if error is not None:
-        response["samp.error"] = error
-    return response
-
-
-class AsyncSAMPIntegratedClient:
+class AsyncSAMPIntegratedClient(
+    IntegratedSide[AsyncSAMPHubProxy, AsyncSAMPClient],
+    Bindings[Coroutine[Any, Any, None]],
+):
     """A SAMP client (hub proxy plus callable client) for asyncio code.
 
     Args:
@@ -100,14 +76,7 @@ class AsyncSAMPIntegratedClient:
     ) -> None:
         check_tls_arguments(https)
         self.hub = AsyncSAMPHubProxy()
-        self.client_arguments: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "metadata": metadata,
-            "addr": addr,
-            "port": port,
-            "callable": callable,
-        }
+        self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
         self.client = AsyncSAMPClient(
             self.hub, **self.client_arguments, runner=runner, receiver=receiver
         )
@@ -123,11 +92,6 @@ class AsyncSAMPIntegratedClient:
         tb: TracebackType | None,
     ) -> None:
         await self.disconnect()
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the client is connected to a hub and running."""
-        return self.hub.is_connected and self.client.is_running
 
     async def connect(
         self,
@@ -160,21 +124,11 @@ class AsyncSAMPIntegratedClient:
             finally:
                 await self.hub.disconnect()
 
-    def _key(self) -> str:
-        key = self.client.get_private_key()
-        if key is None:
-            raise SAMPClientError("not connected: call connect() first")
-        return key
-
     # -- hub ---------------------------------------------------------------------
 
     async def ping(self) -> Any:
         """Ping the hub."""
         return await self.hub.ping()
-
-    async def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        await self.client.declare_metadata(metadata)
 
     async def get_metadata(self, client_id: str) -> dict[str, Any]:
         """Metadata of *client_id*."""
@@ -245,80 +199,11 @@ class AsyncSAMPIntegratedClient:
         """reply() built from a status, a result map and an error map."""
         return await self.reply(msg_id, format_easy_response(status, result, error))
 
-    # -- client ------------------------------------------------------------------
+    # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a notification as if the hub had sent it."""
-        return self.client.receive_notification(private_key, sender_id, message)
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self.client
 
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a call as if the hub had sent it."""
-        return self.client.receive_call(private_key, sender_id, msg_id, message)
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> str:
-        """Handle a response as if the hub had sent it."""
-        return self.client.receive_response(private_key, responder_id, msg_tag, response)
-
-    async def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function*."""
-        await self.client.bind_receive_message(mtype, function, declare, metadata)
-
-    async def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* to *function*."""
-        await self.client.bind_receive_notification(mtype, function, declare, metadata)
-
-    async def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to *function*."""
-        await self.client.bind_receive_call(mtype, function, declare, metadata)
-
-    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
-        """Bind responses tagged *msg_tag* to *function*."""
-        self.client.bind_receive_response(msg_tag, function)
-
-    async def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        await self.client.unbind_receive_notification(mtype, declare)
-
-    async def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        await self.client.unbind_receive_call(mtype, declare)
-
-    def unbind_receive_response(self, msg_tag: str) -> None:
-        """Remove the response binding of *msg_tag*."""
-        self.client.unbind_receive_response(msg_tag)
-
-    async def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions*."""
-        await self.client.declare_subscriptions(subscriptions)
-
-    def get_private_key(self) -> str | None:
-        """The private key (None when not registered)."""
-        return self.client.get_private_key()
-
-    def get_public_id(self) -> str | None:
-        """The public id (None when not registered)."""
-        return self.client.get_public_id()
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+        return coro  # awaited by the caller

@@ -19,9 +19,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
 from sciwire.core.portal import Portal
-from sciwire.samp.aclient import AsyncSAMPClient, Handler
-from sciwire.samp.aintegrated import check_tls_arguments
+from sciwire.samp.aclient import AsyncSAMPClient
 from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike, call_and_wait_limit
+from sciwire.samp.common import Bindings, ClientSide, check_tls_arguments
 from sciwire.samp.errors import SAMPClientError, SAMPHubError
 from sciwire.samp.rpc import BlockingRpcCaller, stringify
 
@@ -267,7 +267,7 @@ class SAMPHubProxy:
         return self._call("reply", private_key, msg_id, response)
 
 
-class SAMPClient:
+class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
     """A callable SAMP client application (astropy's SAMPClient API).
 
     Args:
@@ -338,11 +338,22 @@ class SAMPClient:
     def _xmlrpcAddr(self) -> str | None:
         return self._core.callback_url
 
+    @property
+    def _inner(self) -> AsyncSAMPClient:
+        return self._core
+
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self._core
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         portal = self._portal or self.hub.portal
         if portal is None or not portal.running:
             return _run_detached(coro)
         return portal.call(coro)
+
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._run(coro)
 
     def _submit(self, job: Callable[[], Any]) -> None:
         if not self._accepting:
@@ -406,89 +417,5 @@ class SAMPClient:
             )
         self._run(self._core.unregister())
 
-    # -- incoming (override these in a subclass to handle messages yourself) -------------
-
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Dispatch a notification to the bound handlers; returns ""."""
-        return self._core.receive_notification(private_key, sender_id, message)
-
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> str:
-        """Dispatch a call to the bound handlers; returns ""."""
-        return self._core.receive_call(private_key, sender_id, msg_id, message)
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> str:
-        """Dispatch a response to the handler bound to its tag; returns ""."""
-        return self._core.receive_response(private_key, responder_id, msg_tag, response)
-
-    # -- bindings ------------------------------------------------------------------
-
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function*."""
-        self._run(self._core.bind_receive_message(mtype, function, declare, metadata))
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* to ``function(private_key, sender_id, mtype,
-        params, extra)``."""
-        self._run(self._core.bind_receive_notification(mtype, function, declare, metadata))
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype, params,
-        extra)``."""
-        self._run(self._core.bind_receive_call(mtype, function, declare, metadata))
-
-    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
-        """Bind responses tagged *msg_tag* to ``function(private_key, responder_id, msg_tag,
-        response)``."""
-        self._core.bind_receive_response(msg_tag, function)
-
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        self._run(self._core.unbind_receive_notification(mtype, declare))
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        self._run(self._core.unbind_receive_call(mtype, declare))
-
-    def unbind_receive_response(self, msg_tag: str) -> None:
-        """Remove the response binding of *msg_tag*."""
-        self._core.unbind_receive_response(msg_tag)
-
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
-        self._run(self._core.declare_subscriptions(subscriptions))
-
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        self._run(self._core.declare_metadata(metadata))
-
-    def get_private_key(self) -> str | None:
-        """The private key from registration (None when not registered)."""
-        return self._core.get_private_key()
-
-    def get_public_id(self) -> str | None:
-        """The public id from registration (None when not registered)."""
-        return self._core.get_public_id()
+    # receive_* (override them in a subclass to handle messages yourself), bind_*,
+    # unbind_*, declare_* and get_* come from sciwire.samp.common.

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import Handler
-from sciwire.samp.aintegrated import check_tls_arguments, format_easy_msg, format_easy_response
+from sciwire.samp.aclient import AsyncSAMPClient
 from sciwire.samp.aproxy import HubLike
 from sciwire.samp.client import SAMPClient, SAMPHubProxy
-from sciwire.samp.errors import SAMPClientError
+from sciwire.samp.common import (
+    Bindings,
+    IntegratedSide,
+    check_tls_arguments,
+    client_arguments,
+    format_easy_msg,
+    format_easy_response,
+)
 
 __all__ = ["SAMPIntegratedClient"]
 
 
-class SAMPIntegratedClient:
+class SAMPIntegratedClient(IntegratedSide[SAMPHubProxy, SAMPClient], Bindings[None]):
     """A SAMP client: hub proxy and callable client in one object.
 
     Handlers bound with ``bind_receive_*`` run on background worker threads and may
@@ -56,14 +62,7 @@ class SAMPIntegratedClient:
     ) -> None:
         check_tls_arguments(https)
         self.hub = SAMPHubProxy()
-        self.client_arguments: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "metadata": metadata,
-            "addr": addr,
-            "port": port,
-            "callable": callable,
-        }
+        self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
         self.client = SAMPClient(self.hub, **self.client_arguments)
 
     def __enter__(self) -> SAMPIntegratedClient:
@@ -80,11 +79,6 @@ class SAMPIntegratedClient:
         self.disconnect()
 
     # -- general -------------------------------------------------------------------
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the client is connected to a hub and running."""
-        return self.hub.is_connected and self.client.is_running
 
     def connect(
         self,
@@ -125,21 +119,11 @@ class SAMPIntegratedClient:
             finally:
                 self.hub.disconnect()
 
-    def _key(self) -> str:
-        key = self.client.get_private_key()
-        if key is None:
-            raise SAMPClientError("not connected: call connect() first")
-        return key
-
     # -- hub -----------------------------------------------------------------------
 
     def ping(self) -> Any:
         """Ping the hub."""
         return self.hub.ping()
-
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        self.client.declare_metadata(metadata)
 
     def get_metadata(self, client_id: str) -> dict[str, Any]:
         """Metadata of *client_id*."""
@@ -211,84 +195,11 @@ class SAMPIntegratedClient:
         """reply() built from a status, a result map and an error map."""
         return self.reply(msg_id, format_easy_response(status, result, error))
 
-    # -- client --------------------------------------------------------------------
+    # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a notification as if the hub had delivered it."""
-        return self.client.receive_notification(private_key, sender_id, message)
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self.client.core
 
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a call as if the hub had delivered it."""
-        return self.client.receive_call(private_key, sender_id, msg_id, message)
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> str:
-        """Handle a response as if the hub had delivered it."""
-        return self.client.receive_response(private_key, responder_id, msg_tag, response)
-
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function* (astropy ignores *declare*
-        and *metadata* here; we pass them on)."""
-        self.client.bind_receive_message(mtype, function, declare, metadata)
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* to ``function(private_key, sender_id, mtype,
-        params, extra)``."""
-        self.client.bind_receive_notification(mtype, function, declare, metadata)
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
-        params, extra)``."""
-        self.client.bind_receive_call(mtype, function, declare, metadata)
-
-    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
-        """Bind responses tagged *msg_tag* to ``function(private_key, responder_id,
-        msg_tag, response)``."""
-        self.client.bind_receive_response(msg_tag, function)
-
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        self.client.unbind_receive_notification(mtype, declare)
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        self.client.unbind_receive_call(mtype, declare)
-
-    def unbind_receive_response(self, msg_tag: str) -> None:
-        """Remove the response binding of *msg_tag*."""
-        self.client.unbind_receive_response(msg_tag)
-
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions*."""
-        self.client.declare_subscriptions(subscriptions)
-
-    def get_private_key(self) -> str | None:
-        """The private key (None when not registered)."""
-        return self.client.get_private_key()
-
-    def get_public_id(self) -> str | None:
-        """The public id (None when not registered)."""
-        return self.client.get_public_id()
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.client._drive(coro)

@@ -26,6 +26,7 @@ __all__ = [
     "ClientSide",
     "Handler",
     "IntegratedSide",
+    "Receiver",
     "check_tls_arguments",
     "client_arguments",
     "format_easy_msg",
@@ -92,8 +93,8 @@ def format_easy_response(status: str, result: Any, error: Any) -> dict[str, Any]
     return response
 
 
-class _Client(Protocol):
-    """The network-free surface of a SAMP client (blocking or asyncio)."""
+class Receiver(Protocol):
+    """Whatever answers the three ``samp.client.*`` callbacks (a client, or its facade)."""
 
     def receive_notification(
         self, private_key: str, sender_id: str, message: dict[str, Any]
@@ -106,6 +107,10 @@ class _Client(Protocol):
     def receive_response(
         self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
     ) -> str: ...  # pragma: no cover
+
+
+class _Client(Receiver, Protocol):
+    """The network-free surface of a SAMP client (blocking or asyncio)."""
 
     def bind_receive_response(
         self, msg_tag: str, function: Handler

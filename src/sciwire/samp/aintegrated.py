@@ -1,8 +1,10 @@
 """The asyncio integrated client: hub proxy and client application in one object.
 
 :class:`AsyncSAMPIntegratedClient` has the methods of astropy's
-``SAMPIntegratedClient`` as coroutines (binding and the ``get_*`` id accessors stay
-plain methods where no network is involved)::
+``SAMPIntegratedClient``, returning coroutines to await (``receive_*``,
+``bind/unbind_receive_response`` and the ``get_*`` id accessors stay plain methods
+where no network is involved). The method bodies are the blocking client's: they
+live in :mod:`sciwire.samp.common` and :mod:`sciwire.samp.methods`::
 
     async with AsyncSAMPIntegratedClient(name="script") as cli:
         await cli.enotify_all("table.load.votable", url="file:///tmp/t.xml")
@@ -25,6 +27,7 @@ from sciwire.samp.common import (
     format_easy_msg,
     format_easy_response,
 )
+from sciwire.samp.methods import AsyncHubSide
 
 __all__ = [
     "HTTPS_UNSUPPORTED",
@@ -37,6 +40,7 @@ __all__ = [
 
 class AsyncSAMPIntegratedClient(
     IntegratedSide[AsyncSAMPHubProxy, AsyncSAMPClient],
+    AsyncHubSide,
     Bindings[Coroutine[Any, Any, None]],
 ):
     """A SAMP client (hub proxy plus callable client) for asyncio code.
@@ -124,80 +128,11 @@ class AsyncSAMPIntegratedClient(
             finally:
                 await self.hub.disconnect()
 
-    # -- hub ---------------------------------------------------------------------
+    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
 
-    async def ping(self) -> Any:
-        """Ping the hub."""
-        return await self.hub.ping()
-
-    async def get_metadata(self, client_id: str) -> dict[str, Any]:
-        """Metadata of *client_id*."""
-        return await self.hub.get_metadata(self._key(), client_id)
-
-    async def get_subscriptions(self, client_id: str) -> dict[str, Any]:
-        """Subscriptions of *client_id*."""
-        return await self.hub.get_subscriptions(self._key(), client_id)
-
-    async def get_registered_clients(self) -> list[str]:
-        """Ids of the other registered clients (the hub included)."""
-        return await self.hub.get_registered_clients(self._key())
-
-    async def get_subscribed_clients(self, mtype: str) -> dict[str, Any]:
-        """``{client-id: annotations}`` of the clients subscribed to *mtype*."""
-        return await self.hub.get_subscribed_clients(self._key(), mtype)
-
-    async def notify(self, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Send a notification to one client."""
-        return await self.hub.notify(self._key(), recipient_id, message)
-
-    async def enotify(self, recipient_id: str, mtype: str, **params: Any) -> Any:
-        """notify() built from *mtype* and keyword params (``extra_kws`` adds keys)."""
-        return await self.notify(recipient_id, format_easy_msg(mtype, params))
-
-    async def notify_all(self, message: Mapping[str, Any]) -> list[str]:
-        """Notify every subscribed client; returns the ids notified."""
-        return await self.hub.notify_all(self._key(), message)
-
-    async def enotify_all(self, mtype: str, **params: Any) -> list[str]:
-        """notify_all() built from *mtype* and keyword params."""
-        return await self.notify_all(format_easy_msg(mtype, params))
-
-    async def call(self, recipient_id: str, msg_tag: str, message: Mapping[str, Any]) -> str:
-        """Call one client asynchronously; the response goes to bind_receive_response."""
-        return await self.hub.call(self._key(), recipient_id, msg_tag, message)
-
-    async def ecall(self, recipient_id: str, msg_tag: str, mtype: str, **params: Any) -> str:
-        """call() built from *mtype* and keyword params."""
-        return await self.call(recipient_id, msg_tag, format_easy_msg(mtype, params))
-
-    async def call_all(self, msg_tag: str, message: Mapping[str, Any]) -> dict[str, str]:
-        """Call every subscribed client; returns ``{id: msg-id}``."""
-        return await self.hub.call_all(self._key(), msg_tag, message)
-
-    async def ecall_all(self, msg_tag: str, mtype: str, **params: Any) -> dict[str, str]:
-        """call_all() built from *mtype* and keyword params (returns the map; astropy's
-        returns None)."""
-        return await self.call_all(msg_tag, format_easy_msg(mtype, params))
-
-    async def call_and_wait(
-        self, recipient_id: str, message: Mapping[str, Any], timeout: str | int | float
-    ) -> dict[str, Any]:
-        """Call one client and wait for its response (timeout "0": no limit)."""
-        return await self.hub.call_and_wait(self._key(), recipient_id, message, timeout)
-
-    async def ecall_and_wait(
-        self, recipient_id: str, mtype: str, timeout: str | int | float, **params: Any
-    ) -> dict[str, Any]:
-        """call_and_wait() built from *mtype* and keyword params."""
-        return await self.call_and_wait(recipient_id, format_easy_msg(mtype, params), timeout)
-
-    async def reply(self, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Answer the call *msg_id*."""
-        return await self.hub.reply(self._key(), msg_id, response)
-
-    async def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> Any:
-        """reply() built from a status, a result map and an error map."""
-        return await self.reply(msg_id, format_easy_response(status, result, error))
+    @property
+    def _hub_methods(self) -> AsyncSAMPHubProxy:
+        return self.hub
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

@@ -16,13 +16,14 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sciwire.core.portal import Portal
 from sciwire.samp.aclient import AsyncSAMPClient
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike, call_and_wait_limit
+from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
 from sciwire.samp.common import Bindings, ClientSide, check_tls_arguments
 from sciwire.samp.errors import SAMPClientError, SAMPHubError
+from sciwire.samp.methods import BlockingHubMethods
 from sciwire.samp.rpc import BlockingRpcCaller, stringify
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
@@ -94,7 +95,7 @@ def _run_detached(coro: Coroutine[Any, Any, T]) -> T:
     raise SAMPClientError("this operation needs a connected, started client")
 
 
-class SAMPHubProxy:
+class SAMPHubProxy(BlockingHubMethods):
     """Proxy to a SAMP hub's Standard Profile methods (astropy's SAMPHubProxy API).
 
     Attributes:
@@ -188,83 +189,6 @@ class SAMPHubProxy:
         if direct is None or not self._core.is_connected:
             raise SAMPHubError("Hub proxy not connected")
         return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
-
-    def ping(self) -> Any:
-        """Proxy to ``ping``."""
-        return self._call("ping")
-
-    def set_xmlrpc_callback(self, private_key: str, xmlrpc_addr: str) -> Any:
-        """Proxy to ``setXmlrpcCallback``."""
-        return self._call("setXmlrpcCallback", private_key, xmlrpc_addr)
-
-    def register(self, secret: str) -> dict[str, str]:
-        """Proxy to ``register``."""
-        return cast("dict[str, str]", self._call("register", secret))
-
-    def unregister(self, private_key: str) -> Any:
-        """Proxy to ``unregister``."""
-        return self._call("unregister", private_key)
-
-    def declare_metadata(self, private_key: str, metadata: Mapping[str, Any]) -> Any:
-        """Proxy to ``declareMetadata``."""
-        return self._call("declareMetadata", private_key, metadata)
-
-    def get_metadata(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getMetadata``."""
-        return cast("dict[str, Any]", self._call("getMetadata", private_key, client_id))
-
-    def declare_subscriptions(self, private_key: str, subscriptions: Mapping[str, Any]) -> Any:
-        """Proxy to ``declareSubscriptions``."""
-        return self._call("declareSubscriptions", private_key, subscriptions)
-
-    def get_subscriptions(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getSubscriptions``."""
-        return cast("dict[str, Any]", self._call("getSubscriptions", private_key, client_id))
-
-    def get_registered_clients(self, private_key: str) -> list[str]:
-        """Proxy to ``getRegisteredClients``."""
-        return cast("list[str]", self._call("getRegisteredClients", private_key))
-
-    def get_subscribed_clients(self, private_key: str, mtype: str) -> dict[str, Any]:
-        """Proxy to ``getSubscribedClients``."""
-        return cast("dict[str, Any]", self._call("getSubscribedClients", private_key, mtype))
-
-    def notify(self, private_key: str, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Proxy to ``notify``."""
-        return self._call("notify", private_key, recipient_id, message)
-
-    def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
-        """Proxy to ``notifyAll``."""
-        return cast("list[str]", self._call("notifyAll", private_key, message))
-
-    def call(
-        self, private_key: str, recipient_id: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> str:
-        """Proxy to ``call``."""
-        return cast("str", self._call("call", private_key, recipient_id, msg_tag, message))
-
-    def call_all(
-        self, private_key: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> dict[str, str]:
-        """Proxy to ``callAll``."""
-        return cast("dict[str, str]", self._call("callAll", private_key, msg_tag, message))
-
-    def call_and_wait(
-        self,
-        private_key: str,
-        recipient_id: str,
-        message: Mapping[str, Any],
-        timeout: str | int | float,
-    ) -> dict[str, Any]:
-        """Proxy to ``callAndWait``."""
-        limit = call_and_wait_limit(timeout)
-        return self._call(  # type: ignore[no-any-return]
-            "callAndWait", private_key, recipient_id, message, timeout, timeout=limit
-        )
-
-    def reply(self, private_key: str, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Proxy to ``reply``."""
-        return self._call("reply", private_key, msg_id, response)
 
 
 class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):

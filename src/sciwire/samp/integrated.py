@@ -14,14 +14,15 @@ from sciwire.samp.common import (
     IntegratedSide,
     check_tls_arguments,
     client_arguments,
-    format_easy_msg,
-    format_easy_response,
 )
+from sciwire.samp.methods import BlockingHubSide
 
 __all__ = ["SAMPIntegratedClient"]
 
 
-class SAMPIntegratedClient(IntegratedSide[SAMPHubProxy, SAMPClient], Bindings[None]):
+class SAMPIntegratedClient(
+    IntegratedSide[SAMPHubProxy, SAMPClient], BlockingHubSide, Bindings[None]
+):
     """A SAMP client: hub proxy and callable client in one object.
 
     Handlers bound with ``bind_receive_*`` run on background worker threads and may
@@ -119,81 +120,11 @@ class SAMPIntegratedClient(IntegratedSide[SAMPHubProxy, SAMPClient], Bindings[No
             finally:
                 self.hub.disconnect()
 
-    # -- hub -----------------------------------------------------------------------
+    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
 
-    def ping(self) -> Any:
-        """Ping the hub."""
-        return self.hub.ping()
-
-    def get_metadata(self, client_id: str) -> dict[str, Any]:
-        """Metadata of *client_id*."""
-        return self.hub.get_metadata(self._key(), client_id)
-
-    def get_subscriptions(self, client_id: str) -> dict[str, Any]:
-        """Subscriptions of *client_id*."""
-        return self.hub.get_subscriptions(self._key(), client_id)
-
-    def get_registered_clients(self) -> list[str]:
-        """Ids of every other registered client (the hub included)."""
-        return self.hub.get_registered_clients(self._key())
-
-    def get_subscribed_clients(self, mtype: str) -> dict[str, Any]:
-        """``{client-id: annotations}`` of the clients subscribed to *mtype*."""
-        return self.hub.get_subscribed_clients(self._key(), mtype)
-
-    def notify(self, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Send a notification to one client."""
-        return self.hub.notify(self._key(), recipient_id, message)
-
-    def enotify(self, recipient_id: str, mtype: str, **params: Any) -> Any:
-        """notify() built from *mtype* and keyword params; ``extra_kws={...}`` adds
-        top-level message keys."""
-        return self.notify(recipient_id, format_easy_msg(mtype, params))
-
-    def notify_all(self, message: Mapping[str, Any]) -> list[str]:
-        """Notify every subscribed client; returns the ids notified."""
-        return self.hub.notify_all(self._key(), message)
-
-    def enotify_all(self, mtype: str, **params: Any) -> list[str]:
-        """notify_all() built from *mtype* and keyword params."""
-        return self.notify_all(format_easy_msg(mtype, params))
-
-    def call(self, recipient_id: str, msg_tag: str, message: Mapping[str, Any]) -> str:
-        """Call one client; the response goes to the handler bound to *msg_tag*."""
-        return self.hub.call(self._key(), recipient_id, msg_tag, message)
-
-    def ecall(self, recipient_id: str, msg_tag: str, mtype: str, **params: Any) -> str:
-        """call() built from *mtype* and keyword params."""
-        return self.call(recipient_id, msg_tag, format_easy_msg(mtype, params))
-
-    def call_all(self, msg_tag: str, message: Mapping[str, Any]) -> dict[str, str]:
-        """Call every subscribed client; returns ``{id: msg-id}``."""
-        return self.hub.call_all(self._key(), msg_tag, message)
-
-    def ecall_all(self, msg_tag: str, mtype: str, **params: Any) -> dict[str, str]:
-        """call_all() built from *mtype* and keyword params (returns the map; astropy
-        drops it and returns None)."""
-        return self.call_all(msg_tag, format_easy_msg(mtype, params))
-
-    def call_and_wait(
-        self, recipient_id: str, message: Mapping[str, Any], timeout: str | int | float
-    ) -> dict[str, Any]:
-        """Call one client and block until it answers (*timeout* seconds, "0": no limit)."""
-        return self.hub.call_and_wait(self._key(), recipient_id, message, timeout)
-
-    def ecall_and_wait(
-        self, recipient_id: str, mtype: str, timeout: str | int | float, **params: Any
-    ) -> dict[str, Any]:
-        """call_and_wait() built from *mtype* and keyword params."""
-        return self.call_and_wait(recipient_id, format_easy_msg(mtype, params), timeout)
-
-    def reply(self, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Answer the call *msg_id* with *response*."""
-        return self.hub.reply(self._key(), msg_id, response)
-
-    def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> Any:
-        """reply() built from a status, a result map and an error map."""
-        return self.reply(msg_id, format_easy_response(status, result, error))
+    @property
+    def _hub_methods(self) -> SAMPHubProxy:
+        return self.hub
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

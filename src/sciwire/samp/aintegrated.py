@@ -46,18 +46,12 @@ class AsyncSAMPIntegratedClient(
     """A SAMP client (hub proxy plus callable client) for asyncio code.
 
     Args:
-        name: ``samp.name`` metadata.
-        description: ``samp.description.text`` metadata.
-        metadata: further metadata.
-        addr: the callback server's address (default 127.0.0.1).
-        port: the callback server's port (0: the system chooses).
-        https: must be False; True raises :class:`SAMPClientError` (see HTTPS_UNSUPPORTED).
-        key_file: accepted for signature compatibility, unused.
-        cert_file: accepted for signature compatibility, unused.
-        cert_reqs: accepted for signature compatibility, unused.
-        ca_certs: accepted for signature compatibility, unused.
-        ssl_version: accepted for signature compatibility, unused.
-        callable: whether the client receives calls and notifications.
+        name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
+            ca_certs, ssl_version, callable: as for
+            :class:`sciwire.samp.SAMPIntegratedClient` (``https=True`` raises
+            :class:`SAMPClientError`, see HTTPS_UNSUPPORTED).
+        runner: runs each incoming callback job (see :class:`AsyncSAMPClient`).
+        receiver: answers the callbacks (see :class:`AsyncSAMPClient`).
     """
 
     def __init__(

@@ -30,20 +30,9 @@ class SAMPIntegratedClient(
     declared at registration, and survive a disconnect/connect cycle.
 
     Args:
-        name: ``samp.name`` metadata.
-        description: ``samp.description.text`` metadata.
-        metadata: further metadata.
-        addr: the callback server's address (default 127.0.0.1; astropy probes the
-            internet and may use the host name, we never do).
-        port: the callback server's port (0: the system chooses).
-        https: must be False; True raises :class:`SAMPClientError` (TLS is not
-            supported, as in astropy since 2.0).
-        key_file: unused, for signature compatibility.
-        cert_file: unused, for signature compatibility.
-        cert_reqs: unused, for signature compatibility.
-        ca_certs: unused, for signature compatibility.
-        ssl_version: unused, for signature compatibility.
-        callable: whether the client receives calls and notifications.
+        name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
+            ca_certs, ssl_version, callable: as for :class:`SAMPClient`, which this
+            makes with its own :class:`SAMPHubProxy` (kept in ``client_arguments``).
     """
 
     def __init__(

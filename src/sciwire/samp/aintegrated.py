@@ -54,6 +54,8 @@ class AsyncSAMPIntegratedClient(
         receiver: answers the callbacks (see :class:`AsyncSAMPClient`).
     """
 
+    hub: AsyncSAMPHubProxy
+
     def __init__(
         self,
         name: str | None = None,
@@ -123,10 +125,6 @@ class AsyncSAMPIntegratedClient(
                 await self.hub.disconnect()
 
     # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
-
-    @property
-    def _hub_methods(self) -> AsyncSAMPHubProxy:
-        return self.hub
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

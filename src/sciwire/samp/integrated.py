@@ -35,6 +35,8 @@ class SAMPIntegratedClient(
             makes with its own :class:`SAMPHubProxy` (kept in ``client_arguments``).
     """
 
+    hub: SAMPHubProxy
+
     def __init__(
         self,
         name: str | None = None,
@@ -110,10 +112,6 @@ class SAMPIntegratedClient(
                 self.hub.disconnect()
 
     # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
-
-    @property
-    def _hub_methods(self) -> SAMPHubProxy:
-        return self.hub
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

@@ -149,36 +149,34 @@ AsyncHubMethods = HubMethods[
 class HubSide(Generic[A, D, L, S, M]):
     """An integrated client's hub methods: the proxy's, with our private key added."""
 
-    @property
-    def _hub_methods(self) -> HubMethods[A, D, L, S, M]:
-        raise NotImplementedError  # pragma: no cover
+    hub: HubMethods[A, D, L, S, M]
 
     def _key(self) -> str:
         raise NotImplementedError  # pragma: no cover
 
     def ping(self) -> A:
         """Ping the hub."""
-        return self._hub_methods.ping()
+        return self.hub.ping()
 
     def get_metadata(self, client_id: str) -> D:
         """Metadata of *client_id*."""
-        return self._hub_methods.get_metadata(self._key(), client_id)
+        return self.hub.get_metadata(self._key(), client_id)
 
     def get_subscriptions(self, client_id: str) -> D:
         """Subscriptions of *client_id*."""
-        return self._hub_methods.get_subscriptions(self._key(), client_id)
+        return self.hub.get_subscriptions(self._key(), client_id)
 
     def get_registered_clients(self) -> L:
         """Ids of every other registered client (the hub included)."""
-        return self._hub_methods.get_registered_clients(self._key())
+        return self.hub.get_registered_clients(self._key())
 
     def get_subscribed_clients(self, mtype: str) -> D:
         """``{client-id: annotations}`` of the clients subscribed to *mtype*."""
-        return self._hub_methods.get_subscribed_clients(self._key(), mtype)
+        return self.hub.get_subscribed_clients(self._key(), mtype)
 
     def notify(self, recipient_id: str, message: Mapping[str, Any]) -> A:
         """Send a notification to one client."""
-        return self._hub_methods.notify(self._key(), recipient_id, message)
+        return self.hub.notify(self._key(), recipient_id, message)
 
     def enotify(self, recipient_id: str, mtype: str, **params: Any) -> A:
         """notify() built from *mtype* and keyword params; ``extra_kws={...}`` adds
@@ -187,7 +185,7 @@ class HubSide(Generic[A, D, L, S, M]):
 
     def notify_all(self, message: Mapping[str, Any]) -> L:
         """Notify every subscribed client; returns the ids notified."""
-        return self._hub_methods.notify_all(self._key(), message)
+        return self.hub.notify_all(self._key(), message)
 
     def enotify_all(self, mtype: str, **params: Any) -> L:
         """notify_all() built from *mtype* and keyword params."""
@@ -195,7 +193,7 @@ class HubSide(Generic[A, D, L, S, M]):
 
     def call(self, recipient_id: str, msg_tag: str, message: Mapping[str, Any]) -> S:
         """Call one client; the response goes to the handler bound to *msg_tag*."""
-        return self._hub_methods.call(self._key(), recipient_id, msg_tag, message)
+        return self.hub.call(self._key(), recipient_id, msg_tag, message)
 
     def ecall(self, recipient_id: str, msg_tag: str, mtype: str, **params: Any) -> S:
         """call() built from *mtype* and keyword params."""
@@ -203,7 +201,7 @@ class HubSide(Generic[A, D, L, S, M]):
 
     def call_all(self, msg_tag: str, message: Mapping[str, Any]) -> M:
         """Call every subscribed client; returns ``{id: msg-id}``."""
-        return self._hub_methods.call_all(self._key(), msg_tag, message)
+        return self.hub.call_all(self._key(), msg_tag, message)
 
     def ecall_all(self, msg_tag: str, mtype: str, **params: Any) -> M:
         """call_all() built from *mtype* and keyword params (returns the map; astropy
@@ -214,7 +212,7 @@ class HubSide(Generic[A, D, L, S, M]):
         self, recipient_id: str, message: Mapping[str, Any], timeout: str | int | float
     ) -> D:
         """Call one client and wait until it answers (*timeout* seconds, "0": no limit)."""
-        return self._hub_methods.call_and_wait(self._key(), recipient_id, message, timeout)
+        return self.hub.call_and_wait(self._key(), recipient_id, message, timeout)
 
     def ecall_and_wait(
         self, recipient_id: str, mtype: str, timeout: str | int | float, **params: Any
@@ -224,7 +222,7 @@ class HubSide(Generic[A, D, L, S, M]):
 
     def reply(self, msg_id: str, response: Mapping[str, Any]) -> A:
         """Answer the call *msg_id* with *response*."""
-        return self._hub_methods.reply(self._key(), msg_id, response)
+        return self.hub.reply(self._key(), msg_id, response)
 
     def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> A:
         """reply() built from a status, a result map and an error map."""

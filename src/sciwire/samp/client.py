@@ -333,11 +333,11 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
         self._run(self._core.register())
 
     def unregister(self) -> None:
-        """Unregister from the hub."""
-        if not self.hub.is_connected:
-            raise SAMPClientError(
-                "Unable to unregister from the SAMP Hub. Hub proxy not connected."
-            )
+        """Unregister from the hub.
+
+        Raises:
+            SAMPClientError: the hub proxy is not connected (raised by the core).
+        """
         self._run(self._core.unregister())
 
     # receive_* (override them in a subclass to handle messages yourself), bind_*,

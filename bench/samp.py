@@ -134,6 +134,34 @@ def _connect(stack: contextlib.ExitStack, cls: Any, params: dict[str, str], name
     return client
 
 
+class _Tally:
+    """Counts notifications delivered to :meth:`handler`; a round waits for its total."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.got = 0
+        self._expected = 0
+
+    def handler(self, key: str, sender: str, mtype: str, params: Any, extra: Any) -> None:
+        with self._lock:
+            self.got += 1
+            if self.got >= self._expected:
+                self._done.set()
+
+    def expect(self, total: int) -> None:
+        """Start a round of *total* deliveries."""
+        with self._lock:
+            self.got = 0
+            self._expected = total
+            self._done.clear()
+
+    def wait(self, what: str) -> None:
+        """Block until the round's deliveries all arrived (RuntimeError after 120 s)."""
+        if not self._done.wait(120):
+            raise RuntimeError(f"lost {what}: {self.got} of {self._expected}")
+
+
 def _call_and_wait(
     stack: contextlib.ExitStack, cls: Any, params: dict[str, str], n: int
 ) -> Callable[[], float]:
@@ -172,32 +200,18 @@ def _notify_all(
     stack: contextlib.ExitStack, cls: Any, params: dict[str, str], n: int
 ) -> Callable[[], float]:
     sender = _connect(stack, cls, params, "sender")
-    lock = threading.Lock()
-    counts = {"got": 0}
-    done = threading.Event()
-    expected = {"n": 0}
-
-    def on_note(key: str, s: str, mtype: str, p: Any, extra: Any) -> None:
-        with lock:
-            counts["got"] += 1
-            if counts["got"] >= expected["n"]:
-                done.set()
-
+    tally = _Tally()
     for i in range(RECEIVERS):
         rx = _connect(stack, cls, params, f"rx{i}")
-        rx.bind_receive_notification("bench.note", on_note)
+        rx.bind_receive_notification("bench.note", tally.handler)
     message = {"samp.mtype": "bench.note", "samp.params": {"x": "1"}}
 
     def run(count: int) -> float:
-        with lock:
-            counts["got"] = 0
-            expected["n"] = count * RECEIVERS
-            done.clear()
+        tally.expect(count * RECEIVERS)
         start = time.perf_counter()
         for _ in range(count):
             sender.notify_all(message)
-        if not done.wait(120):
-            raise RuntimeError(f"lost notifications: {counts['got']} of {expected['n']}")
+        tally.wait("notifications")
         return count * RECEIVERS / (time.perf_counter() - start)
 
     run(5)
@@ -207,22 +221,12 @@ def _notify_all(
 def _many_clients(
     stack: contextlib.ExitStack, params: dict[str, str], hub_pid: int, work: Workload
 ) -> Callable[[], float]:
-    lock = threading.Lock()
-    got = {"n": 0}
-    done = threading.Event()
-    expected = {"n": 0}
-
-    def on_note(key: str, s: str, mtype: str, p: Any, extra: Any) -> None:
-        with lock:
-            got["n"] += 1
-            if got["n"] >= expected["n"]:
-                done.set()
-
+    tally = _Tally()
     pool = stack.enter_context(ThreadPoolExecutor(16))
 
     def register(i: int) -> SAMPIntegratedClient:
         client = SAMPIntegratedClient(name=f"many{i}")
-        client.bind_receive_notification("bench.many", on_note)
+        client.bind_receive_notification("bench.many", tally.handler)
         client.connect(hub_params=params)
         return client
 
@@ -240,18 +244,13 @@ def _many_clients(
 
     def run() -> float:
         total = MANY_CLIENTS * MANY_MESSAGES
-        with lock:
-            got["n"] = 0
-            expected["n"] = total
-            done.clear()
+        tally.expect(total)
         start = time.perf_counter()
         list(pool.map(send, range(MANY_CLIENTS)))
-        if not done.wait(120):
-            raise RuntimeError(f"lost messages: {got['n']} of {total}")
+        tally.wait("messages")
         figure = total / (time.perf_counter() - start)
-        with lock:
-            if got["n"] != total:
-                raise RuntimeError(f"{got['n']} deliveries for {total} messages")
+        if tally.got != total:
+            raise RuntimeError(f"{tally.got} deliveries for {total} messages")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         work.notes = (
             f"{MANY_CLIENTS} clients, no loss; bench process RSS {_rss_mb(os.getpid()):.0f} MB "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import urllib.request
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +26,7 @@ from sciwire.samp import (
     SAMPProxyError,
     get_main_running_hub,
 )
-from tests.samp.clientkit import ClientFactory, Inbox, factory
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[SAMPHubServer]:
-    server = SAMPHubServer(web_profile=False, lockfile=tmp_path / "samp.lock")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def make(hub: SAMPHubServer) -> Iterator[ClientFactory]:
-    yield from factory(hub=hub)
+from tests.samp.clientkit import ClientFactory, Inbox
 
 
 def ok_replier(client: SAMPIntegratedClient, seen: Inbox | None = None) -> Callable[..., None]:

@@ -8,33 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
 from sciwire.samp.cli import group
 from sciwire.samp.protocol import read_lockfile
 from tests.conftest import scale
-from tests.samp.clientkit import ClientFactory, Inbox, factory, poll
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[SAMPHubServer]:
-    server = SAMPHubServer(web_profile=False, lockfile=tmp_path / "samp.lock")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def make(hub: SAMPHubServer) -> Iterator[ClientFactory]:
-    yield from factory(hub=hub)
+from tests.samp.clientkit import ClientFactory, Inbox, poll
 
 
 def lines(output: str) -> list[dict[str, Any]]:

@@ -15,10 +15,12 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from sciwire.core.patterns import Handler as Bound
 from sciwire.core.patterns import Registry
 from sciwire.samp.aproxy import AsyncSAMPHubProxy
+from sciwire.samp.common import Handler, Receiver
 from sciwire.samp.errors import SAMPClientError
 from sciwire.samp.protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
 from sciwire.samp.rpc import CallbackServer
@@ -28,23 +30,6 @@ __all__ = ["AsyncSAMPClient", "Receiver", "Runner"]
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[Callable[[], Any]], None]
-Handler = Callable[..., Any]
-
-
-class Receiver(Protocol):
-    """Whatever answers the three ``samp.client.*`` callbacks (a client, or its facade)."""
-
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> Any: ...  # pragma: no cover
-
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> Any: ...  # pragma: no cover
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> Any: ...  # pragma: no cover
 
 
 def _positional_count(function: Handler) -> int:
@@ -61,6 +46,39 @@ def _positional_count(function: Handler) -> int:
 
 def _inline(job: Callable[[], Any]) -> None:
     job()
+
+
+class _BindingTable:
+    """The bindings of one kind (calls or notifications): ``{mtype: [function, metadata]}``
+    and the :class:`Registry` matching incoming mtypes, changed under a shared lock."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.bindings: dict[str, list[Any]] = {}
+        self._registry = Registry("mtype")
+        self._ids: dict[str, int] = {}
+        self._lock = lock
+
+    def set(
+        self, mtype: str, function: Handler, metadata: Any, target: Handler | None = None
+    ) -> None:
+        """Bind *mtype* to *function* (dispatching to *target* if given), replacing any."""
+        with self._lock:
+            old = self._ids.pop(mtype, None)
+            if old is not None:
+                self._registry.unregister(old)
+            self._ids[mtype] = self._registry.register(mtype, target or function)
+            self.bindings[mtype] = [function, metadata or {}]
+
+    def remove(self, mtype: str) -> None:
+        """Remove the binding of *mtype* (KeyError if none)."""
+        with self._lock:
+            del self.bindings[mtype]
+            self._registry.unregister(self._ids.pop(mtype))
+
+    def match(self, mtype: str) -> list[Bound]:
+        """The handlers bound to patterns matching *mtype*, oldest first."""
+        with self._lock:
+            return self._registry.match(mtype)
 
 
 class AsyncSAMPClient:
@@ -118,17 +136,13 @@ class AsyncSAMPClient:
         self.dropped = 0
         #: handlers that raised
         self.handler_errors = 0
-        self._notification_bindings: dict[str, list[Any]] = {}
-        self._call_bindings: dict[str, list[Any]] = {}
         self._response_bindings: dict[str, Handler] = {}
-        self._notify_registry = Registry("mtype")
-        self._call_registry = Registry("mtype")
-        self._notify_ids: dict[str, int] = {}
-        self._call_ids: dict[str, int] = {}
         # bindings change on the loop while worker threads match against them
-        self._bind_lock = threading.Lock()
-        self._set_call_binding("samp.app.ping", self._ping, {})
-        self._set_call_binding("client.env.get", self._client_env_get, {})
+        lock = threading.Lock()
+        self._notifications = _BindingTable(lock)
+        self._calls = _BindingTable(lock)
+        self._calls.set("samp.app.ping", self._ping, {})
+        self._calls.set("client.env.get", self._client_env_get, {})
 
     # -- state ---------------------------------------------------------------------
 
@@ -288,10 +302,9 @@ class AsyncSAMPClient:
     def subscriptions(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The subscription map the bindings imply (plus *extra*)."""
         mtypes: dict[str, Any] = {}
-        for mtype, (_, meta) in self._notification_bindings.items():
-            mtypes[mtype] = copy.deepcopy(meta)
-        for mtype, (_, meta) in self._call_bindings.items():
-            mtypes[mtype] = copy.deepcopy(meta)
+        for table in (self._notifications, self._calls):
+            for mtype, (_, meta) in table.bindings.items():
+                mtypes[mtype] = copy.deepcopy(meta)
         if extra:
             mtypes.update(copy.deepcopy(dict(extra)))
         return mtypes
@@ -307,27 +320,31 @@ class AsyncSAMPClient:
         if not self._callable:
             raise SAMPClientError("Client not callable.")
 
-    def _set_call_binding(self, mtype: str, function: Handler, metadata: Any) -> None:
-        with self._bind_lock:
-            old = self._call_ids.pop(mtype, None)
-            if old is not None:
-                self._call_registry.unregister(old)
-            self._call_ids[mtype] = self._call_registry.register(mtype, function)
-            self._call_bindings[mtype] = [function, metadata or {}]
+    async def _bind(
+        self,
+        tables: tuple[_BindingTable, ...],
+        mtype: str,
+        function: Handler,
+        declare: bool,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        self._require_callable()
+        for table in tables:
+            target = function
+            if table is self._notifications and _positional_count(function) >= 6:
+                # astropy passes msg_id=None to notification handlers taking six arguments
+                def target(key: str, sender: str, mtype_: str, params: Any, extra: Any) -> Any:
+                    return function(key, sender, None, mtype_, params, extra)
 
-    def _set_notification_binding(self, mtype: str, function: Handler, metadata: Any) -> None:
-        old = self._notify_ids.pop(mtype, None)
-        target = function
-        if _positional_count(function) >= 6:  # astropy passes msg_id=None to 6-arg handlers
+            table.set(mtype, function, metadata, target)
+        if declare:
+            await self._declare_subscriptions()
 
-            def target(key: str, sender: str, mtype_: str, params: Any, extra: Any) -> Any:
-                return function(key, sender, None, mtype_, params, extra)
-
-        with self._bind_lock:
-            if old is not None:
-                self._notify_registry.unregister(old)
-            self._notify_ids[mtype] = self._notify_registry.register(mtype, target)
-            self._notification_bindings[mtype] = [function, metadata or {}]
+    async def _unbind(self, table: _BindingTable, mtype: str, declare: bool) -> None:
+        self._require_callable()
+        table.remove(mtype)
+        if declare:
+            await self._declare_subscriptions()
 
     async def bind_receive_message(
         self,
@@ -337,11 +354,7 @@ class AsyncSAMPClient:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Bind *mtype* calls and notifications to *function* (see bind_receive_call)."""
-        self._require_callable()
-        self._set_call_binding(mtype, function, metadata)
-        self._set_notification_binding(mtype, function, metadata)
-        if declare:
-            await self._declare_subscriptions()
+        await self._bind((self._calls, self._notifications), mtype, function, declare, metadata)
 
     async def bind_receive_notification(
         self,
@@ -356,10 +369,7 @@ class AsyncSAMPClient:
         extra)`` (or with ``msg_id=None`` after ``sender_id`` if it takes six
         arguments). With *declare* the client's subscriptions are re-declared.
         """
-        self._require_callable()
-        self._set_notification_binding(mtype, function, metadata)
-        if declare:
-            await self._declare_subscriptions()
+        await self._bind((self._notifications,), mtype, function, declare, metadata)
 
     async def bind_receive_call(
         self,
@@ -370,10 +380,7 @@ class AsyncSAMPClient:
     ) -> None:
         """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype, params,
         extra)``; the function answers with ``reply``/``ereply``."""
-        self._require_callable()
-        self._set_call_binding(mtype, function, metadata)
-        if declare:
-            await self._declare_subscriptions()
+        await self._bind((self._calls,), mtype, function, declare, metadata)
 
     def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
         """Bind responses tagged *msg_tag* to ``function(private_key, responder_id, msg_tag,
@@ -383,21 +390,11 @@ class AsyncSAMPClient:
 
     async def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
         """Remove the notification binding of *mtype* (KeyError if none)."""
-        self._require_callable()
-        with self._bind_lock:
-            del self._notification_bindings[mtype]
-            self._notify_registry.unregister(self._notify_ids.pop(mtype))
-        if declare:
-            await self._declare_subscriptions()
+        await self._unbind(self._notifications, mtype, declare)
 
     async def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
         """Remove the call binding of *mtype* (KeyError if none)."""
-        self._require_callable()
-        with self._bind_lock:
-            del self._call_bindings[mtype]
-            self._call_registry.unregister(self._call_ids.pop(mtype))
-        if declare:
-            await self._declare_subscriptions()
+        await self._unbind(self._calls, mtype, declare)
 
     def unbind_receive_response(self, msg_tag: str) -> None:
         """Remove the response binding of *msg_tag* (KeyError if none)."""
@@ -443,17 +440,26 @@ class AsyncSAMPClient:
             logger.warning("callback with a wrong private key dropped")
         return False
 
+    def _route(
+        self, private_key: str, message: dict[str, Any], table: _BindingTable
+    ) -> tuple[str, Any, dict[str, Any], list[Bound]] | None:
+        """Split an incoming message into mtype, params, the other keys and its handlers
+        (None: a wrong private key, counted, or no mtype)."""
+        if not self._key_ok(private_key) or "samp.mtype" not in message:
+            return None
+        extra = dict(message)
+        mtype = extra.pop("samp.mtype")
+        params = extra.pop("samp.params", {})
+        return mtype, params, extra, table.match(mtype)
+
     def receive_notification(
         self, private_key: str, sender_id: str, message: dict[str, Any]
     ) -> str:
         """Dispatch a notification to the handlers bound to its mtype."""
-        if not self._key_ok(private_key) or "samp.mtype" not in message:
+        routed = self._route(private_key, message, self._notifications)
+        if routed is None:
             return ""
-        extra = dict(message)
-        mtype = extra.pop("samp.mtype")
-        params = extra.pop("samp.params", {})
-        with self._bind_lock:
-            handlers = self._notify_registry.match(mtype)
+        mtype, params, extra, handlers = routed
         for handler in handlers:
             self._invoke(handler.callback, (private_key, sender_id, mtype, params, extra), None)
         return ""
@@ -462,13 +468,10 @@ class AsyncSAMPClient:
         self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
     ) -> str:
         """Dispatch a call to the handlers bound to its mtype; answer an error if none."""
-        if not self._key_ok(private_key) or "samp.mtype" not in message:
+        routed = self._route(private_key, message, self._calls)
+        if routed is None:
             return ""
-        extra = dict(message)
-        mtype = extra.pop("samp.mtype")
-        params = extra.pop("samp.params", {})
-        with self._bind_lock:
-            handlers = self._call_registry.match(mtype)
+        mtype, params, extra, handlers = routed
         if not handlers:  # astropy stays silent and the caller waits forever
             self._spawn(self._error_reply(msg_id, f"no handler for {mtype}"))
         for handler in handlers:

@@ -1,8 +1,9 @@
 """The asyncio hub proxy: every ``samp.hub.*`` Standard Profile method, awaitable.
 
 :class:`AsyncSAMPHubProxy` mirrors astropy's ``SAMPHubProxy`` method for method
-(same names and arguments), but each method is a coroutine and every outgoing int,
-float and bool is turned into a string first so strict hubs (JSAMP) accept it.
+(same names and arguments; the method table is :class:`sciwire.samp.methods.HubMethods`),
+but each method returns a coroutine and every outgoing int, float and bool is turned
+into a string first so strict hubs (JSAMP) accept it.
 """
 
 from __future__ import annotations
@@ -14,24 +15,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sciwire.samp.errors import SAMPHubError
+from sciwire.samp.methods import AsyncHubMethods, call_and_wait_limit
 from sciwire.samp.protocol import locate_lockfile, parse_lockfile, read_lockfile
 from sciwire.samp.rpc import RpcCaller, stringify
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
 logger = logging.getLogger(__name__)
-
-#: Extra seconds the HTTP request of callAndWait may take beyond the SAMP timeout.
-CALL_AND_WAIT_GRACE = 10.0
-
-
-def call_and_wait_limit(timeout: object) -> float | None:
-    """How long the HTTP request of a callAndWait with this SAMP *timeout* may take."""
-    try:
-        seconds = float(timeout)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = 0.0
-    return seconds + CALL_AND_WAIT_GRACE if seconds > 0 else None
 
 
 class HubLike(Protocol):
@@ -81,7 +71,7 @@ def get_main_running_hub(environ: Mapping[str, str] | None = None) -> dict[str, 
     return params
 
 
-class AsyncSAMPHubProxy:
+class AsyncSAMPHubProxy(AsyncHubMethods):
     """An asyncio proxy to a SAMP hub's Standard Profile XML-RPC interface.
 
     Attributes:
@@ -152,91 +142,3 @@ class AsyncSAMPHubProxy:
         if rpc is None:
             raise SAMPHubError("Hub proxy not connected")
         return await rpc.call("samp.hub." + method, *stringify(args), timeout=timeout)
-
-    async def ping(self) -> Any:
-        """Proxy to the ``ping`` hub method."""
-        return await self._call("ping")
-
-    async def set_xmlrpc_callback(self, private_key: str, xmlrpc_addr: str) -> Any:
-        """Proxy to ``setXmlrpcCallback``."""
-        return await self._call("setXmlrpcCallback", private_key, xmlrpc_addr)
-
-    async def register(self, secret: str) -> dict[str, str]:
-        """Proxy to ``register``: returns samp.private-key, samp.self-id, samp.hub-id."""
-        result: dict[str, str] = await self._call("register", secret)
-        return result
-
-    async def unregister(self, private_key: str) -> Any:
-        """Proxy to ``unregister``."""
-        return await self._call("unregister", private_key)
-
-    async def declare_metadata(self, private_key: str, metadata: Mapping[str, Any]) -> Any:
-        """Proxy to ``declareMetadata``."""
-        return await self._call("declareMetadata", private_key, metadata)
-
-    async def get_metadata(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getMetadata``."""
-        result: dict[str, Any] = await self._call("getMetadata", private_key, client_id)
-        return result
-
-    async def declare_subscriptions(
-        self, private_key: str, subscriptions: Mapping[str, Any]
-    ) -> Any:
-        """Proxy to ``declareSubscriptions``."""
-        return await self._call("declareSubscriptions", private_key, subscriptions)
-
-    async def get_subscriptions(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getSubscriptions``."""
-        result: dict[str, Any] = await self._call("getSubscriptions", private_key, client_id)
-        return result
-
-    async def get_registered_clients(self, private_key: str) -> list[str]:
-        """Proxy to ``getRegisteredClients`` (every client but the caller, hub included)."""
-        result: list[str] = await self._call("getRegisteredClients", private_key)
-        return result
-
-    async def get_subscribed_clients(self, private_key: str, mtype: str) -> dict[str, Any]:
-        """Proxy to ``getSubscribedClients``: ``{client-id: annotation map}``."""
-        result: dict[str, Any] = await self._call("getSubscribedClients", private_key, mtype)
-        return result
-
-    async def notify(self, private_key: str, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Proxy to ``notify``."""
-        return await self._call("notify", private_key, recipient_id, message)
-
-    async def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
-        """Proxy to ``notifyAll``: the ids notified."""
-        result: list[str] = await self._call("notifyAll", private_key, message)
-        return result
-
-    async def call(
-        self, private_key: str, recipient_id: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> str:
-        """Proxy to ``call``: the msg-id."""
-        result: str = await self._call("call", private_key, recipient_id, msg_tag, message)
-        return result
-
-    async def call_all(
-        self, private_key: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> dict[str, str]:
-        """Proxy to ``callAll``: ``{recipient-id: msg-id}``."""
-        result: dict[str, str] = await self._call("callAll", private_key, msg_tag, message)
-        return result
-
-    async def call_and_wait(
-        self,
-        private_key: str,
-        recipient_id: str,
-        message: Mapping[str, Any],
-        timeout: str | int | float,
-    ) -> dict[str, Any]:
-        """Proxy to ``callAndWait``: the response (``timeout`` "0" waits forever)."""
-        limit = call_and_wait_limit(timeout)
-        result: dict[str, Any] = await self._call(
-            "callAndWait", private_key, recipient_id, message, timeout, timeout=limit
-        )
-        return result
-
-    async def reply(self, private_key: str, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Proxy to ``reply``."""
-        return await self._call("reply", private_key, msg_id, response)

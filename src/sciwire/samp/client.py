@@ -16,13 +16,14 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sciwire.core.portal import Portal
-from sciwire.samp.aclient import AsyncSAMPClient, Handler
-from sciwire.samp.aintegrated import check_tls_arguments
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike, call_and_wait_limit
+from sciwire.samp.aclient import AsyncSAMPClient
+from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp.common import Bindings, ClientSide, check_tls_arguments
 from sciwire.samp.errors import SAMPClientError, SAMPHubError
+from sciwire.samp.methods import BlockingHubMethods
 from sciwire.samp.rpc import BlockingRpcCaller, stringify
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
@@ -94,7 +95,7 @@ def _run_detached(coro: Coroutine[Any, Any, T]) -> T:
     raise SAMPClientError("this operation needs a connected, started client")
 
 
-class SAMPHubProxy:
+class SAMPHubProxy(BlockingHubMethods):
     """Proxy to a SAMP hub's Standard Profile methods (astropy's SAMPHubProxy API).
 
     Attributes:
@@ -189,85 +190,8 @@ class SAMPHubProxy:
             raise SAMPHubError("Hub proxy not connected")
         return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
 
-    def ping(self) -> Any:
-        """Proxy to ``ping``."""
-        return self._call("ping")
 
-    def set_xmlrpc_callback(self, private_key: str, xmlrpc_addr: str) -> Any:
-        """Proxy to ``setXmlrpcCallback``."""
-        return self._call("setXmlrpcCallback", private_key, xmlrpc_addr)
-
-    def register(self, secret: str) -> dict[str, str]:
-        """Proxy to ``register``."""
-        return cast("dict[str, str]", self._call("register", secret))
-
-    def unregister(self, private_key: str) -> Any:
-        """Proxy to ``unregister``."""
-        return self._call("unregister", private_key)
-
-    def declare_metadata(self, private_key: str, metadata: Mapping[str, Any]) -> Any:
-        """Proxy to ``declareMetadata``."""
-        return self._call("declareMetadata", private_key, metadata)
-
-    def get_metadata(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getMetadata``."""
-        return cast("dict[str, Any]", self._call("getMetadata", private_key, client_id))
-
-    def declare_subscriptions(self, private_key: str, subscriptions: Mapping[str, Any]) -> Any:
-        """Proxy to ``declareSubscriptions``."""
-        return self._call("declareSubscriptions", private_key, subscriptions)
-
-    def get_subscriptions(self, private_key: str, client_id: str) -> dict[str, Any]:
-        """Proxy to ``getSubscriptions``."""
-        return cast("dict[str, Any]", self._call("getSubscriptions", private_key, client_id))
-
-    def get_registered_clients(self, private_key: str) -> list[str]:
-        """Proxy to ``getRegisteredClients``."""
-        return cast("list[str]", self._call("getRegisteredClients", private_key))
-
-    def get_subscribed_clients(self, private_key: str, mtype: str) -> dict[str, Any]:
-        """Proxy to ``getSubscribedClients``."""
-        return cast("dict[str, Any]", self._call("getSubscribedClients", private_key, mtype))
-
-    def notify(self, private_key: str, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Proxy to ``notify``."""
-        return self._call("notify", private_key, recipient_id, message)
-
-    def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
-        """Proxy to ``notifyAll``."""
-        return cast("list[str]", self._call("notifyAll", private_key, message))
-
-    def call(
-        self, private_key: str, recipient_id: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> str:
-        """Proxy to ``call``."""
-        return cast("str", self._call("call", private_key, recipient_id, msg_tag, message))
-
-    def call_all(
-        self, private_key: str, msg_tag: str, message: Mapping[str, Any]
-    ) -> dict[str, str]:
-        """Proxy to ``callAll``."""
-        return cast("dict[str, str]", self._call("callAll", private_key, msg_tag, message))
-
-    def call_and_wait(
-        self,
-        private_key: str,
-        recipient_id: str,
-        message: Mapping[str, Any],
-        timeout: str | int | float,
-    ) -> dict[str, Any]:
-        """Proxy to ``callAndWait``."""
-        limit = call_and_wait_limit(timeout)
-        return self._call(  # type: ignore[no-any-return]
-            "callAndWait", private_key, recipient_id, message, timeout, timeout=limit
-        )
-
-    def reply(self, private_key: str, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Proxy to ``reply``."""
-        return self._call("reply", private_key, msg_id, response)
-
-
-class SAMPClient:
+class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
     """A callable SAMP client application (astropy's SAMPClient API).
 
     Args:
@@ -275,14 +199,13 @@ class SAMPClient:
         name: ``samp.name`` metadata.
         description: ``samp.description.text`` metadata.
         metadata: further metadata.
-        addr: the callback server's address (default 127.0.0.1; no internet probe).
+        addr: the callback server's address (default 127.0.0.1; astropy probes the
+            internet and may use the host name, we never do).
         port: the callback server's port (0: the system chooses).
-        https: must be False (True raises SAMPClientError: no TLS support).
-        key_file: unused, for signature compatibility.
-        cert_file: unused, for signature compatibility.
-        cert_reqs: unused, for signature compatibility.
-        ca_certs: unused, for signature compatibility.
-        ssl_version: unused, for signature compatibility.
+        https: must be False; True raises :class:`SAMPClientError` (TLS is not
+            supported, as in astropy since 2.0).
+        key_file, cert_file, cert_reqs, ca_certs, ssl_version: unused, for signature
+            compatibility.
         callable: whether the client receives calls and notifications.
     """
 
@@ -338,11 +261,22 @@ class SAMPClient:
     def _xmlrpcAddr(self) -> str | None:
         return self._core.callback_url
 
+    @property
+    def _inner(self) -> AsyncSAMPClient:
+        return self._core
+
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self._core
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         portal = self._portal or self.hub.portal
         if portal is None or not portal.running:
             return _run_detached(coro)
         return portal.call(coro)
+
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._run(coro)
 
     def _submit(self, job: Callable[[], Any]) -> None:
         if not self._accepting:
@@ -399,96 +333,12 @@ class SAMPClient:
         self._run(self._core.register())
 
     def unregister(self) -> None:
-        """Unregister from the hub."""
-        if not self.hub.is_connected:
-            raise SAMPClientError(
-                "Unable to unregister from the SAMP Hub. Hub proxy not connected."
-            )
+        """Unregister from the hub.
+
+        Raises:
+            SAMPClientError: the hub proxy is not connected (raised by the core).
+        """
         self._run(self._core.unregister())
 
-    # -- incoming (override these in a subclass to handle messages yourself) -------------
-
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Dispatch a notification to the bound handlers; returns ""."""
-        return self._core.receive_notification(private_key, sender_id, message)
-
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> str:
-        """Dispatch a call to the bound handlers; returns ""."""
-        return self._core.receive_call(private_key, sender_id, msg_id, message)
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> str:
-        """Dispatch a response to the handler bound to its tag; returns ""."""
-        return self._core.receive_response(private_key, responder_id, msg_tag, response)
-
-    # -- bindings ------------------------------------------------------------------
-
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function*."""
-        self._run(self._core.bind_receive_message(mtype, function, declare, metadata))
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* to ``function(private_key, sender_id, mtype,
-        params, extra)``."""
-        self._run(self._core.bind_receive_notification(mtype, function, declare, metadata))
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype, params,
-        extra)``."""
-        self._run(self._core.bind_receive_call(mtype, function, declare, metadata))
-
-    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
-        """Bind responses tagged *msg_tag* to ``function(private_key, responder_id, msg_tag,
-        response)``."""
-        self._core.bind_receive_response(msg_tag, function)
-
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        self._run(self._core.unbind_receive_notification(mtype, declare))
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        self._run(self._core.unbind_receive_call(mtype, declare))
-
-    def unbind_receive_response(self, msg_tag: str) -> None:
-        """Remove the response binding of *msg_tag*."""
-        self._core.unbind_receive_response(msg_tag)
-
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
-        self._run(self._core.declare_subscriptions(subscriptions))
-
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        self._run(self._core.declare_metadata(metadata))
-
-    def get_private_key(self) -> str | None:
-        """The private key from registration (None when not registered)."""
-        return self._core.get_private_key()
-
-    def get_public_id(self) -> str | None:
-        """The public id from registration (None when not registered)."""
-        return self._core.get_public_id()
+    # receive_* (override them in a subclass to handle messages yourself), bind_*,
+    # unbind_*, declare_* and get_* come from sciwire.samp.common.

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import Handler
-from sciwire.samp.aintegrated import check_tls_arguments, format_easy_msg, format_easy_response
+from sciwire.samp.aclient import AsyncSAMPClient
 from sciwire.samp.aproxy import HubLike
 from sciwire.samp.client import SAMPClient, SAMPHubProxy
-from sciwire.samp.errors import SAMPClientError
+from sciwire.samp.common import (
+    Bindings,
+    IntegratedSide,
+    check_tls_arguments,
+    client_arguments,
+)
+from sciwire.samp.methods import BlockingHubSide
 
 __all__ = ["SAMPIntegratedClient"]
 
 
-class SAMPIntegratedClient:
+class SAMPIntegratedClient(
+    IntegratedSide[SAMPHubProxy, SAMPClient], BlockingHubSide, Bindings[None]
+):
     """A SAMP client: hub proxy and callable client in one object.
 
     Handlers bound with ``bind_receive_*`` run on background worker threads and may
@@ -23,21 +30,12 @@ class SAMPIntegratedClient:
     declared at registration, and survive a disconnect/connect cycle.
 
     Args:
-        name: ``samp.name`` metadata.
-        description: ``samp.description.text`` metadata.
-        metadata: further metadata.
-        addr: the callback server's address (default 127.0.0.1; astropy probes the
-            internet and may use the host name, we never do).
-        port: the callback server's port (0: the system chooses).
-        https: must be False; True raises :class:`SAMPClientError` (TLS is not
-            supported, as in astropy since 2.0).
-        key_file: unused, for signature compatibility.
-        cert_file: unused, for signature compatibility.
-        cert_reqs: unused, for signature compatibility.
-        ca_certs: unused, for signature compatibility.
-        ssl_version: unused, for signature compatibility.
-        callable: whether the client receives calls and notifications.
+        name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
+            ca_certs, ssl_version, callable: as for :class:`SAMPClient`, which this
+            makes with its own :class:`SAMPHubProxy` (kept in ``client_arguments``).
     """
+
+    hub: SAMPHubProxy
 
     def __init__(
         self,
@@ -56,14 +54,7 @@ class SAMPIntegratedClient:
     ) -> None:
         check_tls_arguments(https)
         self.hub = SAMPHubProxy()
-        self.client_arguments: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "metadata": metadata,
-            "addr": addr,
-            "port": port,
-            "callable": callable,
-        }
+        self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
         self.client = SAMPClient(self.hub, **self.client_arguments)
 
     def __enter__(self) -> SAMPIntegratedClient:
@@ -80,11 +71,6 @@ class SAMPIntegratedClient:
         self.disconnect()
 
     # -- general -------------------------------------------------------------------
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the client is connected to a hub and running."""
-        return self.hub.is_connected and self.client.is_running
 
     def connect(
         self,
@@ -125,170 +111,13 @@ class SAMPIntegratedClient:
             finally:
                 self.hub.disconnect()
 
-    def _key(self) -> str:
-        key = self.client.get_private_key()
-        if key is None:
-            raise SAMPClientError("not connected: call connect() first")
-        return key
+    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
 
-    # -- hub -----------------------------------------------------------------------
+    # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 
-    def ping(self) -> Any:
-        """Ping the hub."""
-        return self.hub.ping()
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self.client.core
 
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        self.client.declare_metadata(metadata)
-
-    def get_metadata(self, client_id: str) -> dict[str, Any]:
-        """Metadata of *client_id*."""
-        return self.hub.get_metadata(self._key(), client_id)
-
-    def get_subscriptions(self, client_id: str) -> dict[str, Any]:
-        """Subscriptions of *client_id*."""
-        return self.hub.get_subscriptions(self._key(), client_id)
-
-    def get_registered_clients(self) -> list[str]:
-        """Ids of every other registered client (the hub included)."""
-        return self.hub.get_registered_clients(self._key())
-
-    def get_subscribed_clients(self, mtype: str) -> dict[str, Any]:
-        """``{client-id: annotations}`` of the clients subscribed to *mtype*."""
-        return self.hub.get_subscribed_clients(self._key(), mtype)
-
-    def notify(self, recipient_id: str, message: Mapping[str, Any]) -> Any:
-        """Send a notification to one client."""
-        return self.hub.notify(self._key(), recipient_id, message)
-
-    def enotify(self, recipient_id: str, mtype: str, **params: Any) -> Any:
-        """notify() built from *mtype* and keyword params; ``extra_kws={...}`` adds
-        top-level message keys."""
-        return self.notify(recipient_id, format_easy_msg(mtype, params))
-
-    def notify_all(self, message: Mapping[str, Any]) -> list[str]:
-        """Notify every subscribed client; returns the ids notified."""
-        return self.hub.notify_all(self._key(), message)
-
-    def enotify_all(self, mtype: str, **params: Any) -> list[str]:
-        """notify_all() built from *mtype* and keyword params."""
-        return self.notify_all(format_easy_msg(mtype, params))
-
-    def call(self, recipient_id: str, msg_tag: str, message: Mapping[str, Any]) -> str:
-        """Call one client; the response goes to the handler bound to *msg_tag*."""
-        return self.hub.call(self._key(), recipient_id, msg_tag, message)
-
-    def ecall(self, recipient_id: str, msg_tag: str, mtype: str, **params: Any) -> str:
-        """call() built from *mtype* and keyword params."""
-        return self.call(recipient_id, msg_tag, format_easy_msg(mtype, params))
-
-    def call_all(self, msg_tag: str, message: Mapping[str, Any]) -> dict[str, str]:
-        """Call every subscribed client; returns ``{id: msg-id}``."""
-        return self.hub.call_all(self._key(), msg_tag, message)
-
-    def ecall_all(self, msg_tag: str, mtype: str, **params: Any) -> dict[str, str]:
-        """call_all() built from *mtype* and keyword params (returns the map; astropy
-        drops it and returns None)."""
-        return self.call_all(msg_tag, format_easy_msg(mtype, params))
-
-    def call_and_wait(
-        self, recipient_id: str, message: Mapping[str, Any], timeout: str | int | float
-    ) -> dict[str, Any]:
-        """Call one client and block until it answers (*timeout* seconds, "0": no limit)."""
-        return self.hub.call_and_wait(self._key(), recipient_id, message, timeout)
-
-    def ecall_and_wait(
-        self, recipient_id: str, mtype: str, timeout: str | int | float, **params: Any
-    ) -> dict[str, Any]:
-        """call_and_wait() built from *mtype* and keyword params."""
-        return self.call_and_wait(recipient_id, format_easy_msg(mtype, params), timeout)
-
-    def reply(self, msg_id: str, response: Mapping[str, Any]) -> Any:
-        """Answer the call *msg_id* with *response*."""
-        return self.hub.reply(self._key(), msg_id, response)
-
-    def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> Any:
-        """reply() built from a status, a result map and an error map."""
-        return self.reply(msg_id, format_easy_response(status, result, error))
-
-    # -- client --------------------------------------------------------------------
-
-    def receive_notification(
-        self, private_key: str, sender_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a notification as if the hub had delivered it."""
-        return self.client.receive_notification(private_key, sender_id, message)
-
-    def receive_call(
-        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
-    ) -> str:
-        """Handle a call as if the hub had delivered it."""
-        return self.client.receive_call(private_key, sender_id, msg_id, message)
-
-    def receive_response(
-        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
-    ) -> str:
-        """Handle a response as if the hub had delivered it."""
-        return self.client.receive_response(private_key, responder_id, msg_tag, response)
-
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function* (astropy ignores *declare*
-        and *metadata* here; we pass them on)."""
-        self.client.bind_receive_message(mtype, function, declare, metadata)
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* to ``function(private_key, sender_id, mtype,
-        params, extra)``."""
-        self.client.bind_receive_notification(mtype, function, declare, metadata)
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
-        params, extra)``."""
-        self.client.bind_receive_call(mtype, function, declare, metadata)
-
-    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
-        """Bind responses tagged *msg_tag* to ``function(private_key, responder_id,
-        msg_tag, response)``."""
-        self.client.bind_receive_response(msg_tag, function)
-
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        self.client.unbind_receive_notification(mtype, declare)
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        self.client.unbind_receive_call(mtype, declare)
-
-    def unbind_receive_response(self, msg_tag: str) -> None:
-        """Remove the response binding of *msg_tag*."""
-        self.client.unbind_receive_response(msg_tag)
-
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions*."""
-        self.client.declare_subscriptions(subscriptions)
-
-    def get_private_key(self) -> str | None:
-        """The private key (None when not registered)."""
-        return self.client.get_private_key()
-
-    def get_public_id(self) -> str | None:
-        """The public id (None when not registered)."""
-        return self.client.get_public_id()
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.client._drive(coro)

@@ -102,6 +102,15 @@ class HubConnection:
         self.proto.note_sent(self._loop.time())
         self._push(record)
 
+    def send_records(self, records: list[str]) -> None:
+        """Queue several already encoded records at once."""
+        if self.proto.state != "open" or self._closing:
+            return
+        self.proto.note_sent(self._loop.time())
+        self._queue.extend(records)
+        self._drained.clear()
+        self._wake.set()
+
     def _push(self, record: str) -> None:
         self._queue.append(record)
         self._drained.clear()

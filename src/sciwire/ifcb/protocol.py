@@ -353,13 +353,15 @@ def _rois(args: list[str], start: int, name: str, text: str) -> list[tuple[int, 
     end = start + 1 + 3 * count
     if count < 0 or end != len(args):
         raise _malformed(name, text, ValueError(f"{count} ROIs announced, {len(args)} fields"))
-    try:
-        return [
-            (int(args[i]), int(args[i + 1]), RoiImage(args[i + 2]))
-            for i in range(start + 1, end, 3)
-        ]
+    rois: list[tuple[int, int, RoiImage]] = []
+    i = start + 1
+    try:  # a plain loop: a comprehension's extra frame costs a third of this on the hot path
+        while i < end:
+            rois.append((int(args[i]), int(args[i + 1]), RoiImage(args[i + 2])))
+            i += 3
     except ValueError as exc:
         raise _malformed(name, text, exc) from exc
+    return rois
 
 
 def _triggerrois(args: list[str], text: str) -> list[Any]:

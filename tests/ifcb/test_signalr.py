@@ -375,3 +375,18 @@ def test_open_records_declines_before_the_handshake_and_while_records_are_held()
     assert server.open_records(PING_RECORD, 0.0) is None  # the held Ping comes first
     assert server.receive("", 0.0) == [Ping()]
     assert server.open_records(PING_RECORD, 0.0) == ['{"type":6}']
+
+
+def test_open_record_takes_only_a_lone_whole_text_record() -> None:
+    client, server = _open_pair()
+    record = server.send(Invocation("a", [1]), 1.0)
+    assert client.open_record(record, 3.0) == record[:-1]
+    assert client.next_deadline() == min(0.0 + 15.0, 3.0 + 30.0)
+    assert client.open_record("", 4.0) is None  # an empty frame holds no record
+    assert client.open_record(record + record, 4.0) is None  # two: open_records
+    assert client.open_record(record.encode(), 4.0) is None  # bytes: open_records
+    assert client.open_record(record[:5], 4.0) is None  # unfinished
+    assert client.open_records(record[:5], 4.0) == []
+    assert client.open_record(record, 4.0) is None  # something is buffered
+    assert client.open_records(record[5:], 4.0) == [record[:-1]]
+    assert client.open_record(record, 5.0) == record[:-1]

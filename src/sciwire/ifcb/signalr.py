@@ -558,6 +558,22 @@ class SignalRConnection:
         self._last_received = now
         return self._buffer.feed(data)
 
+    def open_record(self, data: str | bytes, now: float) -> str | None:
+        """The fast path of :meth:`open_records` for the commonest frame: one whole text
+        record on an open connection with nothing buffered. Returns the record (without
+        its 0x1E), or None, without consuming *data*, for anything else."""
+        if (
+            type(data) is not str
+            or not data
+            or self.state != "open"
+            or self._held
+            or self._buffer.pending
+            or data.find(RS) != len(data) - 1
+        ):
+            return None
+        self._last_received = now
+        return data[:-1]
+
     def receive_record(self, record: str) -> HubMessage | None:
         """Decode one record of an open connection and do its bookkeeping.
 

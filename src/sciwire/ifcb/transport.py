@@ -292,10 +292,24 @@ class HubClient:
         """
         proto = self._proto
         assert proto is not None
-        records = proto.open_records(data, now)
+        handlers = self._handlers
+        single = proto.open_record(data, now)
+        if single is not None:  # one record per frame, as a hub writes a lone message
+            call = split_invocation(single)
+            if call is not None:
+                target, arguments = call
+                for handler in handlers.get(target, ()):
+                    try:
+                        handler(arguments)
+                    except Exception:
+                        self.handler_errors += 1
+                        logger.exception("handler for %r raised", target)
+                return False
+            records: list[str] | None = [single]
+        else:
+            records = proto.open_records(data, now)
         if records is None:
             return self._deliver(proto.receive(data, now))
-        handlers = self._handlers
         for index, record in enumerate(records):
             call = split_invocation(record)
             if call is None:
@@ -346,14 +360,15 @@ class HubClient:
         ws = self._ws
         proto = self._proto
         assert ws is not None and proto is not None
-        loop = asyncio.get_running_loop()
+        clock = asyncio.get_running_loop().time
+        on_frame = self._on_frame
         cause: BaseException | bool | None = self._deliver(self._backlog)
         try:
             while cause is False:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    cause = self._on_frame(msg.data, loop.time())
+                    cause = on_frame(msg.data, clock())
                 elif kind is WSMsgType.ERROR:
                     cause = ConnectionClosed(f"hub connection failed: {msg.data}")
                 elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -135,3 +136,43 @@ async def test_server_answers_bad_records_with_close(
         assert '"type":7' in "".join(texts) and "error" in "".join(texts)
     assert sim.connections == {} or all(not c.open for c in sim.connections.values())
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+async def test_blast_framing_one_record_per_frame_or_batched(
+    coalesce: bool, scaled: Callable[[float], float]
+) -> None:
+    # frame-per-message bursts go out in one socket write of many frames: every size
+    # of frame header (7-bit, 16-bit, 64-bit lengths) must still arrive intact, in order
+    sim = IFCBSimulator(heartbeat_interval=0, coalesce=coalesce)
+    await sim.start()
+    texts = [f"reportevent:{'x' * size}" for size in (1, 100, 200, 70_000, 3, 65_600, 5)] * 40
+    blast: asyncio.Task[int] | None = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(sim.url.replace("http", "ws"), max_msg_size=0)
+            await ws.send_str('{"protocol":"json","version":1}' + RS)
+            assert (await ws.receive(scaled(5))).data == "{}" + RS
+            call = {"type": 1, "target": "startAsClient", "arguments": [sim.serial]}
+            await ws.send_str(json.dumps(call) + RS)
+            assert "startedAsClient" in (await ws.receive(scaled(5))).data
+            blast = asyncio.create_task(sim.blast(len(texts), texts))
+            records: list[str] = []
+            frames = 0
+            while len(records) < len(texts):
+                data = (await ws.receive(scaled(5))).data
+                assert data.endswith(RS)
+                frames += 1
+                records.extend(data.split(RS)[:-1])
+            assert await asyncio.wait_for(blast, scaled(5)) == len(texts)
+            await ws.close()
+    finally:
+        if blast is not None:
+            blast.cancel()
+        await sim.stop()
+    got = [json.loads(r)["arguments"][3] for r in records]
+    assert got == texts
+    if coalesce:
+        assert frames < len(texts)
+    else:
+        assert frames == len(texts)

@@ -279,3 +279,42 @@ def test_format_then_parse_round_trips(fields: tuple[Any, ...]) -> None:
         assert parsed == ["triggerrois", [tuple(r) for r in fields[1]]]
     else:
         assert parsed == list(fields)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "triggercontent:daq:rois:0",
+        "triggercontent:daq:A:1:rois:0",
+        "triggercontent:daq:A:1:B:2:rois:1:3:4:AAAA",
+        "triggercontent:daq::rois:0",  # one empty DAQ field: odd
+        "triggercontent:daq:A:rois:0",  # odd
+        "triggercontent:daq:rois:1.0:rois:0",  # the first 'rois' field counts
+        "triggercontent:daq:A:1:rois",
+        "triggercontent:daq:A:1:rois:",
+        "triggercontent:daq:A:1:rois:2:0:0:AAAA",
+        "triggercontent:daq:A:1:rois:-1",
+        "triggercontent:daq:rois:rois:0",
+        "triggercontent:nodaq:rois:0",
+        "triggercontent:daq",
+        "triggercontent:",
+    ],
+)
+def test_triggercontent_text_path_agrees_with_the_field_path(text: str) -> None:
+    from sciwire.ifcb.protocol import _triggercontent
+
+    def outcome(fn: Any) -> Any:
+        try:
+            fields = fn()
+        except IFCBProtocolError:
+            return "malformed"
+        return [fields[0], dict(fields[1]), fields[2]]
+
+    expected = outcome(lambda: _triggercontent(text.split(":"), text))
+    assert outcome(lambda: parse_message(text)) == expected
+
+
+def test_daq_values_from_text_split_on_first_use() -> None:
+    [_, daq, _] = parse_message("triggercontent:daq:PeakA:0.5:PeakB:2:rois:0")
+    assert len(daq) == 2 and "PeakB" in daq and "0.5" not in daq
+    assert daq == {"PeakA": 0.5, "PeakB": 2.0} and daq.to_dict()["PeakA"] == 0.5

@@ -30,6 +30,7 @@ from sciwire.ifcb.signalr import (
     encode_message,
     negotiate_response,
     parse_negotiate,
+    split_invocation,
 )
 
 ALL_MESSAGES = [
@@ -286,3 +287,106 @@ def test_malformed_handshake_can_still_be_answered_with_an_error() -> None:
     assert json.loads(server.reject_handshake("bad handshake", 0.0)[:-1]) == {
         "error": "bad handshake"
     }
+
+
+# -- the receive fast path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"type":1,"target":"messageRelayed","arguments":["1","h",3,"syringetrack:1.5"]}',
+        '{"type":1,"target":"heartbeat","arguments":[]}',
+        '{"type":1,"target":"t","arguments":["\\u00e9\\"\\\\ :"]}',
+        '{"type":1,"target":"","arguments":[1,2.5,null,true,{"a":[1]}]}',
+    ],
+)
+def test_split_invocation_agrees_with_decode_message(record: str) -> None:
+    msg = decode_message(record)
+    assert isinstance(msg, Invocation)
+    assert split_invocation(record) == (msg.target, msg.arguments)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"type":1,"target":"x","arguments":[],"invocationId":"1"}',  # expects a reply
+        '{"type":1,"target":"x","arguments":[] }',
+        '{"type":1,"target":"x","arguments":{}}',
+        '{"type":1,"target":"x","arguments":[1,]}',
+        '{"type":1,"target":"a\\"b","arguments":[]}',  # escaped target: the exact path
+        '{"type":1,"target":"x","arguments":["\x01"]}',  # control character: not JSON
+        '{"type":1,"target":"x","arguments":[]',
+        '{"type":1, "target":"x","arguments":[]}',
+        '{"type":1,"target":"x"}',
+        '{"type":6}',
+        "",
+    ],
+)
+def test_split_invocation_leaves_every_other_shape_to_decode_message(record: str) -> None:
+    assert split_invocation(record) is None
+
+
+@given(st.text(max_size=40), st.lists(st.text(max_size=10) | st.integers(), max_size=4))
+def test_split_invocation_any_target_and_arguments(target: str, args: list[object]) -> None:
+    record = encode_message(Invocation(target, args))[:-1]
+    got = split_invocation(record)
+    assert got is None or got == (target, args)
+    if "\\" not in record[:-1].split('"arguments"')[0]:
+        assert got == (target, args)
+
+
+def test_open_records_and_receive_record_keep_the_bookkeeping() -> None:
+    client, server = _open_pair()
+    invocation_id, _ = client.invoke("startAsClient", ["1"], 1.0)
+    frame = (
+        server.send(Invocation("a", [1]), 2.0)
+        + server.send(Completion(invocation_id, "ok", None, True), 2.0)
+        + server.send(Completion("999", 1, None, True), 2.0)
+        + '{"type":8,"sequenceId":1}'
+        + RS
+        + server.close(2.0, "bye")
+        + '{"type":1,"target":"late"'
+    )
+    records = client.open_records(frame, 5.0)
+    assert records is not None and len(records) == 5
+    assert client.next_deadline() == min(1.0 + 15.0, 5.0 + 30.0)
+    got = [client.receive_record(r) for r in records]
+    assert got == [
+        Invocation("a", [1]),
+        Completion(invocation_id, "ok", None, True),
+        None,
+        None,
+        Close("bye"),
+    ]
+    assert client.pending == set() and client.dropped == 2 and client.state == "closed"
+    assert client.receive_record('{"type":6}') is None and client.dropped == 3
+    # not open any more: the caller must take the general path
+    assert client.open_records("x", 6.0) is None
+
+
+def test_open_records_declines_before_the_handshake_and_while_records_are_held() -> None:
+    client = SignalRConnection("client")
+    client.handshake_request(0.0)
+    assert client.open_records("{}" + RS, 0.0) is None
+    server = SignalRConnection("server")
+    server.receive('{"protocol":"json","version":1}' + RS + PING_RECORD, 0.0)
+    server.accept_handshake(0.0)
+    assert server.open_records(PING_RECORD, 0.0) is None  # the held Ping comes first
+    assert server.receive("", 0.0) == [Ping()]
+    assert server.open_records(PING_RECORD, 0.0) == ['{"type":6}']
+
+
+def test_open_record_takes_only_a_lone_whole_text_record() -> None:
+    client, server = _open_pair()
+    record = server.send(Invocation("a", [1]), 1.0)
+    assert client.open_record(record, 3.0) == record[:-1]
+    assert client.next_deadline() == min(0.0 + 15.0, 3.0 + 30.0)
+    assert client.open_record("", 4.0) is None  # an empty frame holds no record
+    assert client.open_record(record + record, 4.0) is None  # two: open_records
+    assert client.open_record(record.encode(), 4.0) is None  # bytes: open_records
+    assert client.open_record(record[:5], 4.0) is None  # unfinished
+    assert client.open_records(record[:5], 4.0) == []
+    assert client.open_record(record, 4.0) is None  # something is buffered
+    assert client.open_records(record[5:], 4.0) == [record[:-1]]
+    assert client.open_record(record, 5.0) == record[:-1]

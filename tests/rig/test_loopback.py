@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -507,3 +509,40 @@ async def test_services_alyx_request_is_bounded(make: Factory, scaled: Scaled) -
         await Services([client], timeout=scaled(0.2)).alyx(None)
     assert info.value.failed == {"quiet"}
     assert not client._handlers()
+
+
+async def test_remote_rig_counts_a_reply_whose_echo_never_comes(
+    make: Factory,
+    raw_udp: Callable[[str, int], Any],
+    scaled: Callable[[float], float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = await make.rig(name="lonely")
+    rig.com.default_echo_timeout = 0.05
+    failures: asyncio.Queue[BaseException] = asyncio.Queue()
+    report = rig._failed
+
+    def spy(addr: Any, exc: BaseException) -> None:
+        report(addr, exc)
+        failures.put_nowait(exc)
+
+    rig._failed = spy  # type: ignore[method-assign]
+    peer = await raw_udp(rig.com.hostname, rig.com.port)
+    message = b'[1, {"x": 1}]'
+    with caplog.at_level(logging.WARNING, logger="sciwire.rig.server"):
+        peer.send(message)
+        assert await peer.recv(scaled(2)) == message  # the echo
+        reply = await peer.recv(scaled(2))  # the rig's reply, which we never echo
+        assert json.loads(reply)[0] == 1
+        assert isinstance(await asyncio.wait_for(failures.get(), scaled(5)), TimeoutError)
+    assert rig.reply_errors == 1
+    assert "reply to" in caplog.text and "lonely" in caplog.text
+    # a wrong echo is a failure too, reported once (a new message: the first one's
+    # bytes are now the reply's late echo, which the rig would swallow)
+    message = b'[1, {"x": 2}]'
+    peer.send(message)
+    assert await peer.recv(scaled(2)) == message
+    await peer.recv(scaled(2))
+    peer.send(b'[1, "not the reply"]')
+    assert isinstance(await asyncio.wait_for(failures.get(), scaled(5)), RuntimeError)
+    assert rig.reply_errors == 2 and failures.empty()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed, SciwireError, Timeout
 from sciwire.ifcb.protocol import IFCBProtocolError, parse_message
+from sciwire.ifcb.registry import PrefixRegistry
 from sciwire.ifcb.transport import HubClient
 
 __all__ = ["AsyncIFCBClient", "IFCBClient"]
@@ -72,12 +72,11 @@ class AsyncIFCBClient:
         self.keep_alive_interval = keep_alive_interval
         self.server_timeout = server_timeout
         self.handshake_timeout = handshake_timeout
-        self.handlers = Registry("prefix")
+        self.handlers: Registry = PrefixRegistry()
         #: messages received, malformed messages dropped, reconnections made
         self.messages = 0
         self.malformed = 0
         self.reconnects = 0
-        self._lock = threading.Lock()
         self._started_hooks: list[Callable[..., Any]] = []
         self._reconnect_hooks: list[Callable[..., Any]] = []
         self._any_hooks: list[Callable[..., Any]] = []
@@ -95,13 +94,11 @@ class AsyncIFCBClient:
         The pattern is a sequence of constants and None (any value); a pattern longer
         than the message does not match. Returns the handler id.
         """
-        with self._lock:
-            return self.handlers.register(tuple(prefix_pattern), callback)
+        return self.handlers.register(tuple(prefix_pattern), callback)
 
     def unregister(self, handler_id: int) -> None:
         """Remove a handler by the id :meth:`on` returned (KeyError if unknown)."""
-        with self._lock:
-            self.handlers.unregister(handler_id)
+        self.handlers.unregister(handler_id)
 
     def on_started(self, callback: Callable[..., Any]) -> None:
         """Call ``callback(arguments)`` each time the hub confirms ``startAsClient``."""
@@ -254,6 +251,7 @@ class AsyncIFCBClient:
         task.add_done_callback(self._tasks.discard)
 
     def _relayed(self, arguments: list[Any]) -> None:
+        # the hot path: one call per relayed message (registry dispatch is thread-safe)
         self.messages += 1
         if self._any_hooks:
             _run_hooks(self._any_hooks, arguments)
@@ -263,8 +261,7 @@ class AsyncIFCBClient:
             self.malformed += 1
             logger.warning("dropping malformed message %.200r: %s", arguments, exc)
             return
-        with self._lock:
-            self.handlers.dispatch(fields, *fields)
+        self.handlers.dispatch(fields, *fields)
 
 
 def _ignore(arguments: list[Any]) -> None:

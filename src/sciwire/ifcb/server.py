@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 HUB_PATH = "/ifcbHub"
 _json_str = json.JSONEncoder(ensure_ascii=False).encode
+_BLAST_BATCH = 256  # messages queued between waits for the sockets
 HOST_VERSION = "sciwire-sim 1.0"
 
 
@@ -185,6 +186,7 @@ class IFCBSimulator(HubServer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._mix: list[str] | None = None
+        self._mix_json: list[str] = []
         self._relay_head = (
             '{"type":1,"target":"messageRelayed","arguments":[' + _json_str(serial) + ',"host",'
         )
@@ -266,17 +268,29 @@ class IFCBSimulator(HubServer):
             await conn.drain()
 
     async def blast(self, count: int, messages: list[str] | None = None) -> int:
-        """Relay *count* messages of the realistic mix as fast as the sockets take them."""
+        """Relay *count* messages of the realistic mix as fast as the sockets take them.
+
+        Each message is JSON-encoded once per blast and queued 256 at a time, so the
+        simulator spends little per message and the clients' receive paths set the pace.
+        """
         if messages is None:
             if self._mix is None:
                 self._mix = sample_messages(2000)
-            messages = self._mix
-        pool = messages
-        for i in range(count):
-            self.push(pool[i % len(pool)])
-            if i % 256 == 255:
-                await self.drain()
-        await self.drain()
+                self._mix_json = [_json_str(msg) for msg in self._mix]
+            encoded = self._mix_json
+        else:
+            encoded = [_json_str(msg) for msg in messages]
+        if not encoded:
+            return 0
+        head, seq, size = self._relay_head, self._seq, len(encoded)
+        for start in range(0, count, _BLAST_BATCH):
+            records = [
+                f"{head}{next(seq)},{encoded[i % size]}]}}{RS}"
+                for i in range(start, min(start + _BLAST_BATCH, count))
+            ]
+            for conn in list(self.clients.values()):
+                conn.send_records(records)
+            await self.drain()
         return count
 
     async def _beat(self) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "encode_message",
     "negotiate_response",
     "parse_negotiate",
+    "split_invocation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -312,6 +313,38 @@ def decode_message(record: str) -> HubMessage | None:
     raise RemoteProtocolError("hub message has no integer 'type'", record)
 
 
+_INVOCATION_HEAD = '{"type":1,"target":"'
+_ARGUMENTS = '","arguments":'
+_HEAD_LEN = len(_INVOCATION_HEAD)
+_ARGS_LEN = len(_ARGUMENTS)
+
+
+def split_invocation(record: str) -> tuple[str, list[Any]] | None:
+    """Fast path for the commonest record, a fire-and-forget Invocation written as
+    ``{"type":1,"target":"<name>","arguments":[...]}`` (the key order and compact
+    form ASP.NET Core and this package's hub write).
+
+    Returns ``(target, arguments)``, or None when the record has any other shape (then
+    :func:`decode_message` gives the exact answer, or the exact error). Same JSON
+    decoder, same result as :func:`decode_message` for the records it accepts.
+    """
+    if not record.startswith(_INVOCATION_HEAD):
+        return None
+    close = record.find('"', _HEAD_LEN)
+    if close < 0 or not record.startswith(_ARGUMENTS, close):
+        return None
+    target = record[_HEAD_LEN:close]
+    if "\\" in target:
+        return None
+    try:
+        args, end = _scan(record, close + _ARGS_LEN)
+    except (StopIteration, ValueError):
+        return None
+    if end != len(record) - 1 or record[end] != "}" or type(args) is not list:
+        return None
+    return target, args
+
+
 class RecordBuffer:
     """Splits a stream of text or bytes into 0x1E-terminated records.
 
@@ -504,26 +537,71 @@ class SignalRConnection:
             if self.state == "closed":
                 self.dropped += 1
                 continue
-            msg = decode_message(record)
-            if type(msg) is Invocation:
+            msg = self.receive_record(record)
+            if msg is not None:
                 out.append(msg)
-                continue
-            if msg is None:
-                self.dropped += 1
-                continue
-            if isinstance(msg, Completion):
-                if msg.invocation_id not in self.pending:
-                    self.dropped += 1
-                    logger.warning(
-                        "dropping Completion for unknown invocation %r", msg.invocation_id
-                    )
-                    continue
-                self.pending.discard(msg.invocation_id)
-            elif isinstance(msg, Close):
-                self.state = "closed"
-                self.close_error = msg.error
-            out.append(msg)
         return out
+
+    def open_records(self, data: str | bytes, now: float) -> list[str] | None:
+        """The fast path of :meth:`receive` for an open connection.
+
+        Returns the complete records of *data* (unfinished ones stay buffered), for the
+        caller to pass to :func:`split_invocation` or :meth:`receive_record` one by one;
+        or None, without consuming *data*, when the connection is not open or holds
+        records back (then call :meth:`receive`).
+
+        Raises:
+            RemoteProtocolError: a complete record is not valid UTF-8.
+        """
+        if self.state != "open" or self._held:
+            return None
+        self._last_received = now
+        return self._buffer.feed(data)
+
+    def open_record(self, data: str | bytes, now: float) -> str | None:
+        """The fast path of :meth:`open_records` for the commonest frame: one whole text
+        record on an open connection with nothing buffered. Returns the record (without
+        its 0x1E), or None, without consuming *data*, for anything else."""
+        if (
+            type(data) is not str
+            or not data
+            or self.state != "open"
+            or self._held
+            or self._buffer.pending
+            or data.find(RS) != len(data) - 1
+        ):
+            return None
+        self._last_received = now
+        return data[:-1]
+
+    def receive_record(self, record: str) -> HubMessage | None:
+        """Decode one record of an open connection and do its bookkeeping.
+
+        Returns the message, or None when it is dropped (ignored types, Completions
+        of unknown invocations, anything after a Close).
+
+        Raises:
+            RemoteProtocolError: the record is malformed.
+        """
+        if self.state != "open":
+            self.dropped += 1
+            return None
+        msg = decode_message(record)
+        if type(msg) is Invocation:
+            return msg
+        if msg is None:
+            self.dropped += 1
+            return None
+        if isinstance(msg, Completion):
+            if msg.invocation_id not in self.pending:
+                self.dropped += 1
+                logger.warning("dropping Completion for unknown invocation %r", msg.invocation_id)
+                return None
+            self.pending.discard(msg.invocation_id)
+        elif isinstance(msg, Close):
+            self.state = "closed"
+            self.close_error = msg.error
+        return msg
 
     def _handshake(self, record: str) -> HandshakeRequest | HandshakeResponse:
         try:

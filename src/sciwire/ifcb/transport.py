@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +35,7 @@ from sciwire.ifcb.signalr import (
     NegotiateError,
     SignalRConnection,
     parse_negotiate,
+    split_invocation,
 )
 
 __all__ = ["HubClient", "HubInvocationError"]
@@ -282,7 +283,54 @@ class HubClient:
 
     # -- tasks ------------------------------------------------------------------------
 
-    def _deliver(self, events: list[Any]) -> BaseException | bool | None:
+    def _on_frame(self, data: str | bytes, now: float) -> BaseException | bool | None:
+        """Act on one received frame; returns False to go on, else the end cause.
+
+        The hot path: on an open connection, fire-and-forget invocations in their
+        canonical form go straight from the record to the handlers (no message
+        object, one JSON scan); every other record takes the general path in order.
+        """
+        proto = self._proto
+        assert proto is not None
+        handlers = self._handlers
+        single = proto.open_record(data, now)
+        if single is not None:  # one record per frame, as a hub writes a lone message
+            call = split_invocation(single)
+            if call is not None:
+                target, arguments = call
+                for handler in handlers.get(target, ()):
+                    try:
+                        handler(arguments)
+                    except Exception:
+                        self.handler_errors += 1
+                        logger.exception("handler for %r raised", target)
+                return False
+            records: list[str] | None = [single]
+        else:
+            records = proto.open_records(data, now)
+        if records is None:
+            return self._deliver(proto.receive(data, now))
+        for index, record in enumerate(records):
+            call = split_invocation(record)
+            if call is None:
+                msg = proto.receive_record(record)
+                if msg is None:
+                    continue
+                cause = self._deliver((msg,))
+                if cause is not False:
+                    proto.dropped += len(records) - index - 1
+                    return cause
+                continue
+            target, arguments = call
+            for handler in handlers.get(target, ()):
+                try:
+                    handler(arguments)
+                except Exception:
+                    self.handler_errors += 1
+                    logger.exception("handler for %r raised", target)
+        return False
+
+    def _deliver(self, events: Sequence[Any]) -> BaseException | bool | None:
         """Act on received messages; returns False to go on, else the end cause."""
         handlers = self._handlers
         for event in events:
@@ -312,14 +360,15 @@ class HubClient:
         ws = self._ws
         proto = self._proto
         assert ws is not None and proto is not None
-        loop = asyncio.get_running_loop()
+        clock = asyncio.get_running_loop().time
+        on_frame = self._on_frame
         cause: BaseException | bool | None = self._deliver(self._backlog)
         try:
             while cause is False:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    cause = self._deliver(proto.receive(msg.data, loop.time()))
+                    cause = on_frame(msg.data, clock())
                 elif kind is WSMsgType.ERROR:
                     cause = ConnectionClosed(f"hub connection failed: {msg.data}")
                 elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):

@@ -298,13 +298,21 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         if pending is not None:
             pending[1][0].cancel()
 
-    def _confirm(self, payload: bytes, target: Addr, timeout: float) -> asyncio.Future[bool]:
+    def _confirm(
+        self,
+        payload: bytes,
+        target: Addr,
+        timeout: float,
+        fut: asyncio.Future[bool] | None = None,
+    ) -> asyncio.Future[bool]:
         """Send *payload* now and return the future its echo resolves (no task needed).
 
-        The caller must make sure no echo from *target* is awaited already.
+        The caller must make sure no echo from *target* is awaited already; it may
+        pass the (pending) future to resolve.
         """
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
+        if fut is None:
+            fut = loop.create_future()
         self._send_raw(payload, target)
         deadline = loop.time() + timeout
         self._echo.expect(target, payload, (fut, deadline))

@@ -68,15 +68,9 @@ class RemoteRig:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        try:  # the common case, without a task: send now, check the echo in a callback
-            fut = com._confirm(encode(reply), addr, com.default_echo_timeout)
+        try:  # the common case, without a task: send now; the echo's future reports
+            com._confirm(encode(reply), addr, com.default_echo_timeout, _ReplyEcho(self, addr))
         except Exception as exc:
-            self._failed(addr, exc)
-            return
-        fut.add_done_callback(lambda f: self._echoed(f, addr))
-
-    def _echoed(self, fut: asyncio.Future[bool], addr: Addr) -> None:
-        if not fut.cancelled() and (exc := fut.exception()) is not None:
             self._failed(addr, exc)
 
     def _failed(self, addr: Addr, exc: BaseException) -> None:
@@ -96,6 +90,22 @@ class RemoteRig:
         for task in list(self._tasks):
             task.cancel()
         self.com.close()
+
+
+class _ReplyEcho(asyncio.Future):  # type: ignore[type-arg]
+    """The awaited echo of a reply nobody awaits: a failure (timeout, mismatch, lost
+    peer) is reported as it is set, without a done-callback's extra event-loop pass."""
+
+    def __init__(self, rig: RemoteRig, addr: Addr) -> None:
+        super().__init__()
+        self._rig = rig
+        self._addr = addr
+
+    def set_exception(self, exception: type | BaseException) -> None:
+        super().set_exception(exception)
+        exc = self.exception()  # retrieved: no "never retrieved" warning
+        if exc is not None:
+            self._rig._failed(self._addr, exc)
 
 
 async def serve(

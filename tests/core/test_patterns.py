@@ -71,7 +71,7 @@ def test_prefix_index_skips_unrelated_patterns() -> None:
     reg = Registry("prefix")
     for i in range(1000):
         reg.register((f"kind{i}", None), print)
-    reg.register(("hit",), print)
+    reg.register(("hit", None), print)
     evaluated = []
     import sciwire.core.patterns as mod
 
@@ -83,10 +83,11 @@ def test_prefix_index_skips_unrelated_patterns() -> None:
 
     mod._prefix_matches = spy
     try:
-        assert collect(reg, ("hit", 1)) == [("hit",)]
+        assert collect(reg, ("hit", 1)) == [("hit", None)]
+        assert collect(reg, ("hit", 2)) == [("hit", None)]  # now from the cache
     finally:
         mod._prefix_matches = original
-    assert evaluated == [("hit",)]
+    assert evaluated == [("hit", None), ("hit", None)]
 
 
 # -- key and flag -----------------------------------------------------------------------

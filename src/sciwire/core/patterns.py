@@ -17,13 +17,21 @@ the callbacks whose pattern matches it. Four kinds of pattern, one per registry:
 
 Dispatch looks only at the candidates an index gives for the subject (the first
 field, the key, the subject's bits, or the mtype's dotted prefixes), never at every
-pattern. A callback that raises is logged and counted and the others still run.
+pattern, and remembers the candidates per subject (per first field for prefixes) until
+the registrations change, so a steady stream of messages costs one dict look-up each.
+A callback that raises is logged and counted and the others still run.
+
+Thread safety: registrations may come from any thread while another thread (an event
+loop) dispatches. Changes hold a lock and replace the candidate cache; dispatch reads
+immutable snapshots, so a change made during a dispatch applies from the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +45,13 @@ Callback = Callable[..., Any]
 ErrorHook = Callable[["Handler", BaseException], None]
 
 _WILD = object()  # index bucket of prefix patterns whose first element is None
+_UNCACHED = object()  # cache key of subjects that cannot be cached (unhashable, empty)
+#: subjects remembered in the candidate cache; others take the index path every time
+CACHE_LIMIT = 512
+
+#: the candidates for one subject, oldest first, and whether their patterns must still
+#: be compared past the first field (prefix patterns longer than one element)
+_Entry = tuple[tuple["Handler", ...], bool]
 
 
 @dataclass(eq=False)
@@ -78,6 +93,8 @@ class Registry:
         self._ids = itertools.count(1)
         self._handlers: dict[int, Handler] = {}
         self._index: dict[Hashable, dict[int, Handler]] = {}
+        self._lock = threading.RLock()
+        self._cache: dict[Any, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._handlers)
@@ -104,10 +121,12 @@ class Registry:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         buckets = self._buckets(pattern)
-        handler = Handler(next(self._ids), pattern, callback, once, buckets)
-        self._handlers[handler.id] = handler
-        for bucket in buckets:
-            self._index.setdefault(bucket, {})[handler.id] = handler
+        with self._lock:
+            handler = Handler(next(self._ids), pattern, callback, once, buckets)
+            self._handlers[handler.id] = handler
+            for bucket in buckets:
+                self._index.setdefault(bucket, {})[handler.id] = handler
+            self._cache = {}
         return handler.id
 
     def unregister(self, handler_id: int) -> Handler:
@@ -116,56 +135,29 @@ class Registry:
         Raises:
             KeyError: no handler has that id (never registered, or already removed).
         """
-        try:
-            handler = self._handlers.pop(handler_id)
-        except KeyError:
-            raise KeyError(f"no handler with id {handler_id!r} is registered") from None
-        for bucket in handler.buckets:
-            entries = self._index[bucket]
-            del entries[handler_id]
-            if not entries:
-                del self._index[bucket]
+        with self._lock:
+            try:
+                handler = self._handlers.pop(handler_id)
+            except KeyError:
+                raise KeyError(f"no handler with id {handler_id!r} is registered") from None
+            for bucket in handler.buckets:
+                entries = self._index[bucket]
+                del entries[handler_id]
+                if not entries:
+                    del self._index[bucket]
+            self._cache = {}
         return handler
 
     def clear(self) -> None:
         """Remove every registration."""
-        self._handlers.clear()
-        self._index.clear()
+        with self._lock:
+            self._handlers.clear()
+            self._index.clear()
+            self._cache = {}
 
     def match(self, subject: Any) -> list[Handler]:
         """The handlers whose pattern matches *subject*, oldest first."""
-        index = self._index
-        if self.kind == "prefix":
-            return self._match_prefix(subject)
-        groups = [g for b in self._candidate_buckets(subject) if (g := index.get(b))]
-        if not groups:
-            return []
-        if len(groups) == 1:
-            return list(groups[0].values())
-        found: dict[int, Handler] = {}
-        for group in groups:
-            found.update(group)
-        return sorted(found.values(), key=_by_id)
-
-    def _match_prefix(self, fields: Sequence[Any]) -> list[Handler]:
-        # The hot path of IFCB dispatch: two dict look-ups, then only those candidates.
-        if not fields:
-            return []
-        index = self._index
-        try:
-            specific = index.get(fields[0])
-        except TypeError:  # an unhashable first field can only match wildcards
-            specific = None
-        wild = index.get(_WILD)
-        hits = (
-            [h for h in specific.values() if _prefix_matches(h.pattern, fields)] if specific else []
-        )
-        if wild:
-            more = [h for h in wild.values() if _prefix_matches(h.pattern, fields)]
-            if hits and more:
-                return sorted(hits + more, key=_by_id)
-            return more or hits
-        return hits
+        return list(self._hits(subject))
 
     def dispatch(self, subject: Any, *args: Any, **kwargs: Any) -> int:
         """Call ``callback(*args, **kwargs)`` for every handler matching *subject*.
@@ -173,10 +165,14 @@ class Registry:
         A callback that raises is logged, counted in :attr:`errors` and passed to
         ``on_error``; the remaining callbacks still run. Returns how many callbacks ran.
         """
-        hits = self.match(subject)
-        for handler in hits:
-            if handler.once and handler.id in self._handlers:
-                self.unregister(handler.id)
+        ran = 0
+        for handler in self._hits(subject):
+            if handler.once:
+                try:
+                    self.unregister(handler.id)
+                except KeyError:  # a concurrent dispatch fired it already
+                    continue
+            ran += 1
             try:
                 handler.callback(*args, **kwargs)
             except Exception as exc:
@@ -184,7 +180,51 @@ class Registry:
                 logger.exception("handler %d for %r raised", handler.id, handler.pattern)
                 if self.on_error is not None:
                     self.on_error(handler, exc)
-        return len(hits)
+        return ran
+
+    def _hits(self, subject: Any) -> Sequence[Handler]:
+        # The hot path: one cache look-up, then (prefixes only) the per-field compare.
+        cache = self._cache
+        key: Any = _UNCACHED
+        if self.kind == "prefix":
+            if subject:
+                key = subject[0]
+        else:
+            key = subject
+        try:
+            entry = cache.get(key)
+        except TypeError:  # unhashable: not cacheable
+            key = _UNCACHED
+            entry = None
+        if entry is None:
+            with self._lock:
+                entry = self._lookup(subject)
+                if key is not _UNCACHED and cache is self._cache and len(cache) < CACHE_LIMIT:
+                    cache[key] = entry
+        handlers, deep = entry
+        if deep:
+            return [h for h in handlers if _prefix_matches(h.pattern, subject)]
+        return handlers
+
+    def _lookup(self, subject: Any) -> _Entry:
+        """The candidates for *subject* from the index (caller holds the lock)."""
+        index = self._index
+        if self.kind == "prefix":
+            if not subject:
+                return ((), False)
+            groups = [index.get(_WILD)]
+            with contextlib.suppress(TypeError):  # unhashable first field: wildcards only
+                groups.append(index.get(subject[0]))
+            found = sorted((h for g in groups if g for h in g.values()), key=_by_id)
+            # The cache is keyed by the first field only, so one-element patterns always
+            # match; longer ones are compared per message (lengths differ per message).
+            return (tuple(found), any(len(h.pattern) > 1 for h in found))
+        merged: dict[int, Handler] = {}
+        for bucket in self._candidate_buckets(subject):
+            group = index.get(bucket)
+            if group:
+                merged.update(group)
+        return (tuple(sorted(merged.values(), key=_by_id)), False)
 
     # -- indexing -----------------------------------------------------------------
 

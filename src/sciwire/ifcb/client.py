@@ -22,7 +22,6 @@ from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed, SciwireError, Timeout
 from sciwire.ifcb.protocol import IFCBProtocolError, parse_message
-from sciwire.ifcb.registry import PrefixRegistry
 from sciwire.ifcb.transport import HubClient
 
 __all__ = ["AsyncIFCBClient", "IFCBClient"]
@@ -72,7 +71,7 @@ class AsyncIFCBClient:
         self.keep_alive_interval = keep_alive_interval
         self.server_timeout = server_timeout
         self.handshake_timeout = handshake_timeout
-        self.handlers: Registry = PrefixRegistry()
+        self.handlers = Registry("prefix")
         #: messages received, malformed messages dropped, reconnections made
         self.messages = 0
         self.malformed = 0

@@ -19,8 +19,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sciwire.command.http11 import ParsedRequest, encode_response
-from sciwire.command.httpserver import HttpServer, Reply, RouteRequest, RouteResponse
 from sciwire.command.protocol import (
     DESCRIBE,
     INTERNAL_ERROR,
@@ -36,6 +34,8 @@ from sciwire.command.protocol import (
     encode_error,
     encode_result,
 )
+from sciwire.core.http.codec import ParsedRequest, encode_response
+from sciwire.core.http.server import HttpServer, Reply, RouteRequest, RouteResponse
 from sciwire.core.patterns import Registry
 
 __all__ = ["CommandServer", "RouteHandler", "RouteRequest", "RouteResponse"]

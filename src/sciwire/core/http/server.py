@@ -1,8 +1,8 @@
-"""A lean asyncio HTTP/1.1 server: one event loop, no thread per request, TCP_NODELAY,
-each response written in a single send.
+"""The asyncio HTTP/1.1 server shared by sciwire packages: one event loop, no thread per
+request, TCP_NODELAY, each response written in a single send.
 
 Built directly on :class:`asyncio.Protocol` and the sans-I/O
-:class:`~sciwire.command.http11.RequestParser`: a request whose handler answers at
+:class:`~sciwire.core.http.codec.RequestParser`: a request whose handler answers at
 once (a plain function) is answered inside ``data_received`` without creating a task;
 only awaitable answers get one. Pipelined requests are answered in order. This cut
 the server cost per JSON-RPC call to well under half of aiohttp's on this machine
@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sciwire.command.http11 import (
+from sciwire.core.http.codec import (
     ParsedRequest,
     RequestParser,
     RequestTooLarge,
@@ -202,10 +202,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, status: int, message: str) -> None:
         self.server.errors += 1
         logger.debug("bad request from %s: %s", self.remote, message)
-        body = json.dumps(
-            {"error": {"code": status, "name": "BadRequest", "message": message}}
-        ).encode()
-        self._write(encode_response(status, body, keep_alive=False), keep_alive=False)
+        self._write(self.server.error_response(status, message), keep_alive=False)
 
     def _write(self, data: bytes, keep_alive: bool) -> None:
         transport = self.transport
@@ -264,9 +261,10 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpServer:
-    """Base of :class:`~sciwire.command.CommandServer`: life cycle and connections.
+    """An HTTP/1.1 server: life cycle, connections, idle timeout, graceful stop.
 
-    Subclasses implement :meth:`respond`.
+    Subclasses implement :meth:`respond` (the base of
+    :class:`~sciwire.command.CommandServer` and of the SAMP hub's XML-RPC endpoint).
     """
 
     def __init__(
@@ -299,6 +297,13 @@ class HttpServer:
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         """Answer one request: response bytes, or an awaitable of them."""
         raise NotImplementedError
+
+    def error_response(self, status: int, message: str) -> bytes:
+        """The reply (closing the connection) to a request that could not be parsed."""
+        body = json.dumps(
+            {"error": {"code": status, "name": "BadRequest", "message": message}}
+        ).encode()
+        return encode_response(status, body, keep_alive=False)
 
     def loop_time(self) -> float:
         """The serving loop's clock."""

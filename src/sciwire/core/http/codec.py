@@ -1,15 +1,19 @@
-"""A small sans-I/O HTTP/1.1 codec for the client's hot path.
+"""The sans-I/O HTTP/1.1 codec shared by every sciwire package.
 
-:func:`encode_request` builds one request as a single bytes object (so it goes out in
-one ``sendall``), and :class:`ResponseParser` turns received bytes into a
-:class:`ParsedResponse`: status line, headers, then a body framed by
-``Content-Length``, ``Transfer-Encoding: chunked`` or the connection closing. Interim
-1xx responses are skipped. Malformed input raises
-:class:`~sciwire.errors.RemoteProtocolError`; nothing else escapes.
+:func:`encode_request` / :func:`encode_response` build one message as a single bytes
+object (so it goes out in one send). :class:`ResponseParser` turns received bytes into a
+:class:`ParsedResponse` (body framed by ``Content-Length``, ``Transfer-Encoding:
+chunked`` or the connection closing; interim 1xx responses skipped; pipelined extra
+bytes kept), :class:`RequestParser` turns them into :class:`ParsedRequest` objects
+(pipelining, chunked bodies, ``Expect: 100-continue``, size limits). Malformed input
+raises :class:`~sciwire.errors.RemoteProtocolError`; nothing else escapes. No sockets,
+no clock.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +26,7 @@ __all__ = [
     "RequestParser",
     "RequestTooLarge",
     "ResponseParser",
+    "decode_gzip",
     "encode_request",
     "encode_response",
 ]
@@ -311,6 +316,7 @@ class ResponseParser:
 # -- server side ------------------------------------------------------------------------
 
 _REASONS = {
+    100: "Continue",
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
@@ -318,6 +324,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -326,6 +333,20 @@ _REASONS = {
 
 class RequestTooLarge(RemoteProtocolError):
     """A request head or body is larger than the server accepts (answer 413)."""
+
+
+def decode_gzip(resp: ParsedResponse) -> bytes:
+    """The body of *resp*, gunzipped when it says ``Content-Encoding: gzip``.
+
+    Raises:
+        RemoteProtocolError: the body is not valid gzip.
+    """
+    if resp.headers.get("content-encoding", "").lower() != "gzip":
+        return resp.body
+    try:
+        return gzip.decompress(resp.body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RemoteProtocolError("bad gzip body", resp.body[:64]) from exc
 
 
 @dataclass

@@ -1,0 +1,362 @@
+"""A blocking, thread-safe, keep-alive HTTP/1.1 connection pool on plain sockets.
+
+Each request goes out in one ``sendall`` and its response is parsed as it arrives by
+the sans-I/O :class:`~sciwire.core.http.codec.ResponseParser`. Idle connections wait
+in a small LIFO pool; one that the server closed meanwhile (it is readable: EOF or
+stray bytes) is dropped before use, which covers a server restart. TLS is optional
+(``https``), gzip decoding optional, and the timeout bounds the whole response, not
+each read.
+
+Retry policy (chosen by the caller):
+
+* ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
+  it surely was not received - the connection could not be made, or the request could
+  not be written whole. Once written, any failure is raised, never retried.
+* ``"idempotent"`` (GET): also re-send, at once, after a kept connection was dropped
+  (closed or reset) before the whole response arrived.
+
+Timeouts are never retried. Errors are :mod:`sciwire.errors` types
+(:class:`~sciwire.errors.ConnectError`, :class:`~sciwire.errors.Timeout`,
+:class:`~sciwire.errors.ConnectionClosed`, :class:`~sciwire.errors.RemoteProtocolError`),
+made by an ``error_factory`` that a package may replace to raise its own subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, encode_request
+from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
+
+__all__ = [
+    "Endpoint",
+    "ErrorFactory",
+    "HttpPool",
+    "RetryPolicy",
+    "default_error",
+    "host_header",
+    "is_stale",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Connections kept idle per pool by default; more threads than this still work
+#: (extra connections are opened and closed around their call).
+POOL_SIZE = 16
+
+RetryPolicy = Literal["unsent", "idempotent"]
+
+#: ``factory(kind, message, url, data) -> exception``: *kind* is one of ConnectError,
+#: Timeout, ConnectionClosed, RemoteProtocolError.
+ErrorFactory = Callable[[type[Exception], str, str, Any], Exception]
+
+
+def default_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
+    """The plain :mod:`sciwire.errors` exception for a failure."""
+    if kind is RemoteProtocolError:
+        return RemoteProtocolError(message, data)
+    return kind(f"{message} ({url})")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client talks to: scheme, host, port and path prefix."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, host: str, port: int, url: str = "") -> Endpoint:
+        """From a ``host`` (optionally ``https://host``), a ``port`` and a path prefix."""
+        scheme = "http"
+        for candidate in ("https://", "http://"):
+            if host.lower().startswith(candidate):
+                scheme = candidate[:-3]
+                host = host[len(candidate) :]
+                break
+        host = host.rstrip("/")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return cls(scheme, host, int(port), url.rstrip("/"))
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port`` (IPv6 hosts bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port/prefix``."""
+        return self.origin + self.prefix
+
+
+def host_header(endpoint: Endpoint) -> str:
+    """The ``Host`` header value for *endpoint* (port left out when it is the default)."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    default = 443 if endpoint.scheme == "https" else 80
+    return host if endpoint.port == default else f"{host}:{endpoint.port}"
+
+
+def is_stale(sock: socket.socket | None) -> bool:
+    """True when an idle pooled socket was closed by the server (or is unusable)."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class HttpPool:
+    """Blocking keep-alive HTTP/1.1 to one endpoint, safe to share between threads.
+
+    Args:
+        endpoint: where to connect.
+        timeout: seconds to connect, and for each whole response (None: no limit).
+        retries: attempts per request (>= 1) under the retry policy.
+        retry_seconds: pause between attempts after a failed connect.
+        ssl_context: TLS settings for ``https`` (default: the system's defaults).
+        retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
+        pool_size: idle connections kept.
+        error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
+        name: what the server is called in log messages.
+    """
+
+    #: where retry warnings go (a package may point it at its own logger)
+    log = logger
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float | None,
+        retries: int = 1,
+        retry_seconds: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
+        retry: RetryPolicy = "unsent",
+        pool_size: int = POOL_SIZE,
+        error_factory: ErrorFactory = default_error,
+        name: str = "server",
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.retries = max(1, int(retries))
+        self.retry_seconds = retry_seconds
+        self.ssl_context = ssl_context
+        self.retry = retry
+        self.pool_size = pool_size
+        self.error = error_factory
+        self.name = name
+        self._idle_raw: list[socket.socket] = []
+        self._host_header = host_header(endpoint)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- connections -----------------------------------------------------------------
+
+    def _new_raw(self) -> socket.socket:
+        ep = self.endpoint
+        sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ep.scheme == "https":
+                ctx = self.ssl_context or ssl.create_default_context()
+                sock = ctx.wrap_socket(sock, server_hostname=ep.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _take_raw(self) -> socket.socket | None:
+        with self._lock:
+            while self._idle_raw:
+                sock = self._idle_raw.pop()
+                if not is_stale(sock):
+                    return sock
+                sock.close()
+        return None
+
+    def _release_raw(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle_raw) < self.pool_size:
+                self._idle_raw.append(sock)
+                return
+        sock.close()
+
+    def close(self) -> None:
+        """Close every idle connection; later requests open new ones."""
+        with self._lock:
+            raw, self._idle_raw = self._idle_raw, []
+        for sock in raw:
+            sock.close()
+
+    # -- requests --------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        gzip: bool = False,
+    ) -> ParsedResponse:
+        """One whole exchange on a pooled keep-alive socket, body read in full.
+
+        Args:
+            method: the HTTP method.
+            path: the request target.
+            body: the request body (None for none).
+            headers: extra request headers (Host and Content-Length are added).
+            gzip: ask for a gzip body and decode it (``resp.body`` is then plain).
+        """
+        if gzip:
+            headers = {**headers, "Accept-Encoding": "gzip"}
+        data = encode_request(method, path, self._host_header, headers, body)
+        resp = self.exchange(data, path, head=method == "HEAD")
+        if gzip:
+            try:
+                resp.body = decode_gzip(resp)
+            except RemoteProtocolError as exc:
+                raise self.error(
+                    RemoteProtocolError, str(exc), self.endpoint.origin + path, exc.data
+                ) from exc
+        return resp
+
+    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
+        head = encode_request(method, path, self._host_header, headers, b"")
+        return head[: -len(b"0\r\n\r\n")]
+
+    def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
+        if isinstance(exc, TimeoutError | socket.timeout):
+            return self.error(
+                Timeout,
+                f"Timeout Error connecting (attempt {attempt} of {self.retries})",
+                url,
+                None,
+            )
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return self.error(
+            ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
+        )
+
+    def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response."""
+        url = self.endpoint.origin + path
+        attempt = 0
+        while True:
+            attempt += 1
+            sock = self._take_raw()
+            reused = sock is not None
+            try:
+                if sock is None:
+                    sock = self._new_raw()
+                sock.sendall(data)
+            except OSError as exc:
+                if sock is not None:
+                    sock.close()
+                if reused:
+                    # A pooled connection failed to write: the request was not received;
+                    # try again at once on a fresh connection (not counted as an attempt).
+                    attempt -= 1
+                    self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
+                    continue
+                error = self._connect_failed(exc, url, attempt)
+                if (
+                    attempt >= self.retries
+                    or isinstance(error, Timeout)
+                    or isinstance(exc, ssl.SSLError)
+                ):
+                    raise error from exc
+                self.log.warning(
+                    "%s %s unreachable (%s), attempt %d of %d; retrying in %g s",
+                    self.name,
+                    url,
+                    exc,
+                    attempt,
+                    self.retries,
+                    self.retry_seconds,
+                )
+                if self.retry_seconds:
+                    time.sleep(self.retry_seconds)
+                continue
+            try:
+                return self._receive(sock, url, head=head)
+            except ConnectionClosed as exc:
+                if self.retry != "idempotent" or attempt >= self.retries:
+                    raise
+                self.log.debug("retrying %s after %s", url, exc)
+
+    def _receive(self, sock: socket.socket, url: str, head: bool) -> ParsedResponse:
+        parser = ResponseParser(head=head)
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shortened = False
+        chunk = b""
+        try:
+            while True:
+                chunk = sock.recv(262144)
+                resp = parser.feed(chunk) if chunk else parser.feed_eof()
+                if resp is not None:
+                    break
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
+                    shortened = True
+        except TimeoutError as exc:
+            sock.close()
+            raise self.error(
+                Timeout,
+                f"{self.name} did not reply within timeout of {self.timeout} seconds "
+                "(request not re-sent: it may have been processed)",
+                url,
+                None,
+            ) from exc
+        except RemoteProtocolError as exc:
+            sock.close()
+            if not chunk and not parser.started:
+                raise self.error(
+                    ConnectionClosed,
+                    "server closed the connection without replying "
+                    "(request not re-sent: it may have been processed)",
+                    url,
+                    None,
+                ) from exc
+            if not chunk and self.retry == "idempotent":
+                raise self.error(
+                    ConnectionClosed, "connection closed before a complete response", url, None
+                ) from exc
+            raise self.error(
+                RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            raise self.error(
+                ConnectionClosed,
+                f"connection failed before a complete response ({type(exc).__name__}: {exc}); "
+                "request not re-sent: it may have been processed",
+                url,
+                None,
+            ) from exc
+        if shortened:
+            sock.settimeout(timeout)
+        if resp.keep_alive:
+            self._release_raw(sock)
+        else:
+            sock.close()
+        return resp

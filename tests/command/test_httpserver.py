@@ -245,7 +245,7 @@ class _FakeTransport(asyncio.Transport):
     )
 )
 def test_server_connection_never_raises_on_any_bytes(chunks: list[bytes]) -> None:
-    from sciwire.core.http.server import _Connection
+    from sciwire.core.http.server import HttpConnection as _Connection
 
     srv = CommandServer(Thing(), port=0)
     _routes(srv)

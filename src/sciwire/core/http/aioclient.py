@@ -22,6 +22,7 @@ import ssl
 from collections.abc import Mapping
 
 from sciwire.core.http.client import (
+    DEFAULT,
     Endpoint,
     ErrorFactory,
     RetryPolicy,
@@ -51,7 +52,8 @@ class _Closed(Exception):
 class _Conn(asyncio.Protocol):
     """One connection: requests in flight answered in order (FIFO of parsers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int | None = None) -> None:
+        self.max_body = max_body
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[tuple[ResponseParser, asyncio.Future[ParsedResponse]]] = (
             collections.deque()
@@ -70,7 +72,9 @@ class _Conn(asyncio.Protocol):
     def send(self, data: bytes, waiter: asyncio.Future[ParsedResponse], head: bool) -> None:
         """Queue a request; requests queued in one loop iteration go out in one write."""
         assert self.transport is not None
-        self.pending.append((ResponseParser(head=head, pipelined=True), waiter))
+        self.pending.append(
+            (ResponseParser(head=head, pipelined=True, max_body=self.max_body), waiter)
+        )
         if not self.outbuf:
             asyncio.get_running_loop().call_soon(self._flush)
         self.outbuf.append(data)
@@ -176,6 +180,8 @@ class AsyncHttpPool:
         retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
         error_factory: makes the exceptions raised.
         name: what the server is called in messages.
+        max_body: the largest response body accepted (None: no limit).
+        max_idle: connections kept open once idle (None: every one).
     """
 
     def __init__(
@@ -191,7 +197,11 @@ class AsyncHttpPool:
         retry: RetryPolicy = "unsent",
         error_factory: ErrorFactory = default_error,
         name: str = "server",
+        max_body: int | None = None,
+        max_idle: int | None = None,
     ) -> None:
+        self.max_body = max_body
+        self.max_idle = max_idle
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = max(1, int(retries))
@@ -208,7 +218,7 @@ class AsyncHttpPool:
         self._unlimited = contextlib.nullcontext()
         self._host_header = host_header(endpoint)
 
-    async def _connect(self, url: str) -> _Conn:
+    async def _connect(self, url: str, timeout: float | None) -> _Conn:
         loop = asyncio.get_running_loop()
         ep = self.endpoint
         attempt = 0
@@ -220,13 +230,13 @@ class AsyncHttpPool:
             try:
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
-                        _Conn,
+                        lambda: _Conn(self.max_body),
                         ep.host,
                         ep.port,
                         ssl=ctx,
                         server_hostname=ep.host if ctx is not None else None,
                     ),
-                    self.timeout,
+                    timeout,
                 )
                 return conn
             except (TimeoutError, asyncio.TimeoutError) as exc:
@@ -277,19 +287,25 @@ class AsyncHttpPool:
         head = encode_request(method, path, self._host_header, headers, b"")
         return head[: -len(b"0\r\n\r\n")]
 
-    async def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
-        """Send a fully encoded request (see :meth:`call`) and read its response."""
+    async def exchange(
+        self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
+    ) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response.
+
+        *timeout* (seconds to connect and for the whole response) overrides the pool's.
+        """
+        limit = self.timeout if timeout is DEFAULT else timeout
         if self._slots is None and self.limit is not None:
             self._slots = asyncio.Semaphore(self.limit * self.pipeline)
         url = self.endpoint.origin + path
         async with self._slots or self._unlimited:
             try:
-                return await self._exchange(data, url, head)
+                return await self._exchange(data, url, head, limit)
             except _Closed as exc:
-                if not (exc.early and exc.reused and self.retry == "idempotent"):
+                if not (exc.early and exc.reused and self.retry != "unsent"):
                     raise self._closed_error(exc, url) from exc
             try:  # a kept-alive connection the server had closed: re-send once
-                return await self._exchange(data, url, head)
+                return await self._exchange(data, url, head, limit)
             except _Closed as exc:
                 raise self._closed_error(exc, url) from exc
 
@@ -301,21 +317,23 @@ class AsyncHttpPool:
             None,
         )
 
-    async def _exchange(self, data: bytes, url: str, head: bool) -> ParsedResponse:
+    async def _exchange(
+        self, data: bytes, url: str, head: bool, timeout: float | None
+    ) -> ParsedResponse:
         conn = self._pick()
         reused = conn is not None
         if conn is None:
             self._connecting += 1
             try:
-                conn = await self._connect(url)
+                conn = await self._connect(url, timeout)
             finally:
                 self._connecting -= 1
             self._conns.append(conn)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[ParsedResponse] = loop.create_future()
         timer = None
-        if self.timeout is not None:
-            timer = loop.call_later(self.timeout, _expire, waiter)
+        if timeout is not None:
+            timer = loop.call_later(timeout, _expire, waiter)
         try:
             conn.send(data, waiter, head=head)
             resp = await waiter
@@ -323,7 +341,7 @@ class AsyncHttpPool:
             self._drop(conn)
             raise self.error(
                 Timeout,
-                f"{self.name} did not reply within timeout of {self.timeout} seconds "
+                f"{self.name} did not reply within timeout of {timeout} seconds "
                 "(request not re-sent: it may have been processed)",
                 url,
                 None,
@@ -345,6 +363,8 @@ class AsyncHttpPool:
                 timer.cancel()
         if not resp.keep_alive:
             self._drop(conn)
+        elif self.max_idle is not None and len(self._conns) > self.max_idle and not conn.pending:
+            self._drop(conn, gently=True)
         return resp
 
     def _pick(self) -> _Conn | None:
@@ -368,8 +388,12 @@ class AsyncHttpPool:
             return None  # spread over connections before pipelining deeper
         return best
 
-    def _drop(self, conn: _Conn) -> None:
-        conn.abort()
+    def _drop(self, conn: _Conn, gently: bool = False) -> None:
+        if gently and conn.transport is not None:
+            conn.closed = True
+            conn.transport.close()
+        else:
+            conn.abort()
         with contextlib.suppress(ValueError):
             self._conns.remove(conn)
 

@@ -12,8 +12,10 @@ Retry policy (chosen by the caller):
 * ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
   it surely was not received - the connection could not be made, or the request could
   not be written whole. Once written, any failure is raised, never retried.
-* ``"idempotent"`` (GET): also re-send, at once, after a kept connection was dropped
-  (closed or reset) before the whole response arrived.
+* ``"stale"``: also re-send once, at once, when a kept-alive connection turns out
+  closed before any byte of the answer (the server closed it as the request left).
+* ``"idempotent"`` (GET): also re-send, at once, after any connection was dropped
+  (closed or reset) before the whole response arrived, up to ``retries`` attempts.
 
 Timeouts are never retried. Errors are :mod:`sciwire.errors` types
 (:class:`~sciwire.errors.ConnectError`, :class:`~sciwire.errors.Timeout`,
@@ -52,7 +54,10 @@ logger = logging.getLogger(__name__)
 #: (extra connections are opened and closed around their call).
 POOL_SIZE = 16
 
-RetryPolicy = Literal["unsent", "idempotent"]
+RetryPolicy = Literal["unsent", "stale", "idempotent"]
+
+#: "use the pool's timeout" (per-call timeout argument)
+DEFAULT: Any = "default"
 
 #: ``factory(kind, message, url, data) -> exception``: *kind* is one of ConnectError,
 #: Timeout, ConnectionClosed, RemoteProtocolError.
@@ -119,6 +124,10 @@ def is_stale(sock: socket.socket | None) -> bool:
     return bool(readable)
 
 
+class _Retry(Exception):
+    """The request may be re-sent under the retry policy."""
+
+
 class HttpPool:
     """Blocking keep-alive HTTP/1.1 to one endpoint, safe to share between threads.
 
@@ -132,6 +141,7 @@ class HttpPool:
         pool_size: idle connections kept.
         error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
         name: what the server is called in log messages.
+        max_body: the largest response body accepted (None: no limit).
     """
 
     #: where retry warnings go (a package may point it at its own logger)
@@ -149,8 +159,10 @@ class HttpPool:
         pool_size: int = POOL_SIZE,
         error_factory: ErrorFactory = default_error,
         name: str = "server",
+        max_body: int | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.max_body = max_body
         self.timeout = timeout
         self.retries = max(1, int(retries))
         self.retry_seconds = retry_seconds
@@ -198,6 +210,15 @@ class HttpPool:
     def close(self) -> None:
         """Close every idle connection; later requests open new ones."""
         with self._lock:
+            raw, self._idle_raw = self._idle_raw, []
+        for sock in raw:
+            sock.close()
+
+    def shutdown(self) -> None:
+        """Close every idle connection and keep no more (connections in use close
+        when their call ends)."""
+        with self._lock:
+            self._closed = True
             raw, self._idle_raw = self._idle_raw, []
         for sock in raw:
             sock.close()
@@ -253,9 +274,19 @@ class HttpPool:
             ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
         )
 
-    def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
-        """Send a fully encoded request (see :meth:`call`) and read its response."""
+    def exchange(
+        self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
+    ) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response.
+
+        Args:
+            data: the whole request.
+            path: its target (for messages).
+            head: it is a HEAD request.
+            timeout: seconds for the whole response, if not the pool's.
+        """
         url = self.endpoint.origin + path
+        limit = self.timeout if timeout is DEFAULT else timeout
         attempt = 0
         while True:
             attempt += 1
@@ -293,18 +324,24 @@ class HttpPool:
                 if self.retry_seconds:
                     time.sleep(self.retry_seconds)
                 continue
+            if self.retry == "idempotent":
+                again = "any" if attempt < self.retries else ""
+            else:
+                again = "early" if self.retry == "stale" and reused and attempt == 1 else ""
             try:
-                return self._receive(sock, url, head=head)
-            except ConnectionClosed as exc:
-                if self.retry != "idempotent" or attempt >= self.retries:
-                    raise
-                self.log.debug("retrying %s after %s", url, exc)
+                return self._receive(sock, url, head, limit, again)
+            except _Retry as exc:
+                self.log.debug("re-sending to %s after %s", url, exc)
 
-    def _receive(self, sock: socket.socket, url: str, head: bool) -> ParsedResponse:
-        parser = ResponseParser(head=head)
-        timeout = self.timeout
+    def _receive(
+        self, sock: socket.socket, url: str, head: bool, timeout: float | None, again: str
+    ) -> ParsedResponse:
+        parser = ResponseParser(head=head, max_body=self.max_body)
         deadline = None if timeout is None else time.monotonic() + timeout
-        shortened = False
+        restore = sock.gettimeout()
+        if restore != timeout:
+            sock.settimeout(timeout)
+        shortened = restore != timeout
         chunk = b""
         try:
             while True:
@@ -322,14 +359,17 @@ class HttpPool:
             sock.close()
             raise self.error(
                 Timeout,
-                f"{self.name} did not reply within timeout of {self.timeout} seconds "
+                f"{self.name} did not reply within timeout of {timeout} seconds "
                 "(request not re-sent: it may have been processed)",
                 url,
                 None,
             ) from exc
         except RemoteProtocolError as exc:
             sock.close()
-            if not chunk and not parser.started:
+            early = not parser.started
+            if not chunk and (again == "any" or (again == "early" and early)):
+                raise _Retry("connection closed") from exc
+            if not chunk and early:
                 raise self.error(
                     ConnectionClosed,
                     "server closed the connection without replying "
@@ -337,15 +377,13 @@ class HttpPool:
                     url,
                     None,
                 ) from exc
-            if not chunk and self.retry == "idempotent":
-                raise self.error(
-                    ConnectionClosed, "connection closed before a complete response", url, None
-                ) from exc
             raise self.error(
                 RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
             ) from exc
         except OSError as exc:
             sock.close()
+            if again == "any" or (again == "early" and not parser.started):
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,
                 f"connection failed before a complete response ({type(exc).__name__}: {exc}); "
@@ -354,7 +392,7 @@ class HttpPool:
                 None,
             ) from exc
         if shortened:
-            sock.settimeout(timeout)
+            sock.settimeout(self.timeout)
         if resp.keep_alive:
             self._release_raw(sock)
         else:

@@ -139,11 +139,15 @@ class ResponseParser:
         head: the request was HEAD (the response has no body whatever it says).
         pipelined: bytes after the response belong to the next one: keep them in
             :attr:`extra` instead of raising.
+        max_body: the largest body accepted (None: no limit).
     """
 
-    def __init__(self, head: bool = False, pipelined: bool = False) -> None:
+    def __init__(
+        self, head: bool = False, pipelined: bool = False, max_body: int | None = None
+    ) -> None:
         self._head_request = head
         self._pipelined = pipelined
+        self._max_body = max_body
         #: bytes received after the complete response (pipelined mode only)
         self.extra = b""
         self._buf = bytearray()
@@ -167,7 +171,9 @@ class ResponseParser:
             if not self.started and not self._head_request:
                 self.started = True
                 fast = _fast_response(data, self._pipelined)
-                if fast is not None:
+                if fast is not None and (
+                    self._max_body is None or len(fast[0].body) <= self._max_body
+                ):
                     self.response, self.extra = fast
                     return self.response
             self.started = True
@@ -182,6 +188,8 @@ class ResponseParser:
         if self.response is not None:
             return self.response
         if self._resp is not None and self._mode == "close":
+            if self._max_body is not None and len(self._buf) > self._max_body:
+                raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
             self._resp.body = bytes(self._buf)
             self._resp.keep_alive = False
             self.response = self._resp
@@ -243,6 +251,8 @@ class ResponseParser:
             if not value.isdigit():
                 raise RemoteProtocolError("bad content-length", value)
             self._mode, self._remaining = "length", int(value)
+            if self._max_body is not None and self._remaining > self._max_body:
+                raise RemoteProtocolError("response body too large", f"{self._remaining} bytes")
         else:
             self._mode = "close"
             resp.keep_alive = False
@@ -264,6 +274,8 @@ class ResponseParser:
                     raise RemoteProtocolError("data after a complete response", f"{extra} bytes")
         elif self._mode == "chunked":
             self._parse_chunks(resp)
+        elif self._max_body is not None and len(self._buf) > self._max_body:
+            raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
 
     def _parse_chunks(self, resp: ParsedResponse) -> None:
         buf = self._buf
@@ -288,6 +300,9 @@ class ResponseParser:
                     self._remaining = size
                     self._chunk_state = "data"
             elif self._chunk_state == "data":
+                limit = self._max_body
+                if limit is not None and len(self._chunks) + self._remaining > limit:
+                    raise RemoteProtocolError("response body too large", f"over {limit} bytes")
                 if len(buf) < self._remaining + 2:
                     return
                 if buf[self._remaining : self._remaining + 2] != b"\r\n":
@@ -332,7 +347,15 @@ _REASONS = {
 
 
 class RequestTooLarge(RemoteProtocolError):
-    """A request head or body is larger than the server accepts (answer 413)."""
+    """A request head or body is larger than the server accepts.
+
+    Attributes:
+        status: the HTTP status to answer: 413 (body) or 431 (head).
+    """
+
+    def __init__(self, message: str, data: object = None, status: int = 413) -> None:
+        super().__init__(message, data)
+        self.status = status
 
 
 def decode_gzip(resp: ParsedResponse) -> bytes:
@@ -359,6 +382,7 @@ class ParsedRequest:
         headers: header names lower-cased; repeated headers joined with ", ".
         body: the decoded (de-chunked) body.
         keep_alive: whether the client allows another request on this connection.
+        version: the HTTP version, ``HTTP/1.1`` or ``HTTP/1.0``.
     """
 
     method: str
@@ -366,6 +390,7 @@ class ParsedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     keep_alive: bool = True
+    version: str = "HTTP/1.1"
 
 
 class RequestParser:
@@ -395,7 +420,7 @@ class RequestParser:
                 end = self._buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self._buf) > MAX_HEAD:
-                        raise RequestTooLarge("request head too large", self._buf[:200])
+                        raise RequestTooLarge("request head too large", self._buf[:200], 431)
                     return done
                 head = bytes(self._buf[:end])
                 del self._buf[: end + 4]
@@ -449,7 +474,7 @@ class RequestParser:
             if self._remaining > self.max_body:
                 raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
         self.expect_continue = headers.get("expect", "").lower() == "100-continue"
-        return ParsedRequest(method.upper(), target, headers, b"", keep)
+        return ParsedRequest(method.upper(), target, headers, b"", keep, version)
 
     def _body_chunked(self) -> bool:
         buf = self._buf
@@ -484,7 +509,7 @@ class RequestParser:
                 end = buf.find(b"\r\n")
                 if end < 0:
                     if len(buf) > MAX_HEAD:
-                        raise RequestTooLarge("trailer too large", buf[:100])
+                        raise RequestTooLarge("trailer too large", buf[:100], 431)
                     return False
                 del buf[: end + 2]
                 if end == 0:

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from sciwire.core.http.codec import (
@@ -34,7 +34,9 @@ from sciwire.core.portal import Portal
 from sciwire.errors import RemoteProtocolError
 
 __all__ = [
+    "ConnectionHost",
     "Headers",
+    "HttpConnection",
     "HttpServer",
     "Reply",
     "RouteRequest",
@@ -133,8 +135,36 @@ def mark_closed(transport: asyncio.BaseTransport | None) -> None:
             transport.close()
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, server: HttpServer) -> None:
+class ConnectionHost(Protocol):
+    """What an :class:`HttpConnection` needs from its server (an :class:`HttpServer`,
+    or a package's own object with these members)."""
+
+    max_body: int
+    errors: int
+    connections: set[HttpConnection]
+    tasks: set[asyncio.Future[bytes]]
+    #: handle pipelined requests at once (answers still leave in order) instead of
+    #: one after the other; a connection closed by its client cancels its tasks.
+    concurrent: bool
+
+    def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
+        """Answer one request: response bytes, or an awaitable of them."""
+
+    def error_response(self, status: int, message: str) -> bytes:
+        """The reply (closing the connection) to a request that could not be parsed."""
+
+    def loop_time(self) -> float:
+        """The serving loop's clock."""
+
+
+class HttpConnection(asyncio.Protocol):
+    """One server-side connection: parses requests, answers them in order.
+
+    Args:
+        server: the host answering requests (see :class:`ConnectionHost`).
+    """
+
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.parser = RequestParser(server.max_body)
         self.transport: asyncio.Transport | None = None
@@ -146,6 +176,15 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.continued = False
         self.last_active = 0.0
+        # concurrent mode: answers (ready bytes or pending futures) in request order
+        self.out: collections.deque[tuple[asyncio.Future[bytes] | bytes, bool]] = (
+            collections.deque()
+        )
+        self.pending: set[asyncio.Future[bytes]] = set()
+
+    def busy(self) -> bool:
+        """True while a request is being answered or waits its turn."""
+        return self.task is not None or bool(self.queue) or bool(self.pending)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -163,6 +202,9 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self.server.connections.discard(self)
         self.queue.clear()
+        self.out.clear()
+        for task in list(self.pending):  # a caller that hung up waits for nothing
+            task.cancel()
         mark_closed(self.transport)
 
     def pause_writing(self) -> None:
@@ -183,7 +225,7 @@ class _Connection(asyncio.Protocol):
         try:
             requests = self.parser.feed(data)
         except RequestTooLarge as exc:
-            self._fail(413, str(exc))
+            self._fail(getattr(exc, "status", 413), str(exc))
             return
         except RemoteProtocolError as exc:
             self._fail(400, str(exc))
@@ -191,7 +233,10 @@ class _Connection(asyncio.Protocol):
         if requests:
             self.continued = False
             self.queue.extend(requests)
-            self._pump()
+            if self.server.concurrent:
+                self._pump_concurrent()
+            else:
+                self._pump()
         elif self.parser.expect_continue and not self.continued and self.transport is not None:
             self.continued = True
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -202,7 +247,13 @@ class _Connection(asyncio.Protocol):
     def _fail(self, status: int, message: str) -> None:
         self.server.errors += 1
         logger.debug("bad request from %s: %s", self.remote, message)
-        self._write(self.server.error_response(status, message), keep_alive=False)
+        reply = self.server.error_response(status, message)
+        if self.server.concurrent and self.out:
+            self.queue.clear()
+            self.out.append((reply, False))
+            self._flush()
+        else:
+            self._write(reply, keep_alive=False)
 
     def _write(self, data: bytes, keep_alive: bool) -> None:
         transport = self.transport
@@ -213,6 +264,14 @@ class _Connection(asyncio.Protocol):
             self.closing = True
             transport.close()
 
+    def _answer(self, req: ParsedRequest) -> Reply:
+        try:
+            return self.server.respond(req, self.remote)
+        except Exception:  # a bug in respond(): answer 500, keep serving
+            logger.exception("HTTP handler failed")
+            req.keep_alive = False
+            return encode_response(500, b'{"error": "internal"}', keep_alive=False)
+
     def _pump(self) -> None:
         # Replies ready at once are gathered and written together: pipelined requests
         # cost one send for the batch.
@@ -220,12 +279,7 @@ class _Connection(asyncio.Protocol):
         keep_alive = True
         while self.queue and self.task is None and not self.closing and keep_alive:
             req = self.queue.popleft()
-            try:
-                reply = self.server.respond(req, self.remote)
-            except Exception:  # a bug in respond(): answer 500, keep serving
-                logger.exception("HTTP handler failed")
-                reply = encode_response(500, b'{"error": "internal"}', keep_alive=False)
-                req.keep_alive = False
+            reply = self._answer(req)
             if isinstance(reply, bytes):
                 ready.append(reply)
                 keep_alive = req.keep_alive
@@ -239,6 +293,9 @@ class _Connection(asyncio.Protocol):
             self.task.add_done_callback(self._task_done)
         if ready:
             self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep_alive)
+        self._resume()
+
+    def _resume(self) -> None:
         if self.paused and len(self.queue) < _MAX_QUEUED and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
@@ -259,6 +316,54 @@ class _Connection(asyncio.Protocol):
         self._write(task.result(), self.task_keep_alive)
         self._pump()
 
+    # -- concurrent mode: every pipelined request handled at once, answered in order ----
+
+    def _pump_concurrent(self) -> None:
+        while self.queue and not self.closing:
+            req = self.queue.popleft()
+            reply = self._answer(req)
+            if isinstance(reply, bytes):
+                self.out.append((reply, req.keep_alive))
+            else:
+                task = asyncio.ensure_future(reply)
+                self.pending.add(task)
+                self.server.tasks.add(task)
+                task.add_done_callback(self._concurrent_done)
+                self.out.append((task, req.keep_alive))
+            if not req.keep_alive:
+                self.queue.clear()
+                break
+        self._flush()
+        self._resume()
+
+    def _concurrent_done(self, task: asyncio.Future[bytes]) -> None:
+        self.pending.discard(task)
+        self.server.tasks.discard(task)
+        self.last_active = self.server.loop_time()
+        self._flush()
+
+    def _flush(self) -> None:
+        ready: list[bytes] = []
+        keep = True
+        while self.out and keep:
+            item, keep = self.out[0]
+            if isinstance(item, bytes):
+                data = item
+            elif item.done():
+                if item.cancelled() or item.exception() is not None:
+                    if not item.cancelled():
+                        logger.error("HTTP handler task failed", exc_info=item.exception())
+                    data = encode_response(500, b'{"error": "internal"}', keep_alive=False)
+                    keep = False
+                else:
+                    data = item.result()
+            else:
+                break  # an earlier answer is still being computed
+            self.out.popleft()
+            ready.append(data)
+        if ready:
+            self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep)
+
 
 class HttpServer:
     """An HTTP/1.1 server: life cycle, connections, idle timeout, graceful stop.
@@ -266,6 +371,9 @@ class HttpServer:
     Subclasses implement :meth:`respond` (the base of
     :class:`~sciwire.command.CommandServer` and of the SAMP hub's XML-RPC endpoint).
     """
+
+    #: see :class:`ConnectionHost`
+    concurrent = False
 
     def __init__(
         self,
@@ -287,7 +395,7 @@ class HttpServer:
         self.name = name
         #: requests answered with an error (counted; logged at debug level)
         self.errors = 0
-        self.connections: set[_Connection] = set()
+        self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Future[bytes]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -322,7 +430,7 @@ class HttpServer:
             sock.listen(1024)
             sock.setblocking(False)
             self._server = await loop.create_server(
-                lambda: _Connection(self), sock=sock, ssl=self.ssl_context
+                lambda: HttpConnection(self), sock=sock, ssl=self.ssl_context
             )
         except BaseException:
             sock.close()
@@ -338,7 +446,7 @@ class HttpServer:
             await asyncio.sleep(max(0.5, self.keepalive_timeout / 4))
             now = self.loop_time()
             for conn in list(self.connections):
-                idle = conn.task is None and not conn.queue
+                idle = not conn.busy()
                 if idle and now - conn.last_active > self.keepalive_timeout:
                     conn.closing = True
                     if conn.transport is not None:
@@ -357,7 +465,7 @@ class HttpServer:
                 await self._sweeper
             self._sweeper = None
         for conn in list(self.connections):
-            if conn.task is None and conn.transport is not None:
+            if not conn.busy() and conn.transport is not None:
                 conn.closing = True
                 conn.transport.close()
         if self.tasks:

@@ -31,7 +31,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ __all__ = [
     "Endpoint",
     "ErrorFactory",
     "HttpPool",
+    "ResponseStream",
     "RetryPolicy",
     "default_error",
     "host_header",
@@ -274,20 +276,8 @@ class HttpPool:
             ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
         )
 
-    def exchange(
-        self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
-    ) -> ParsedResponse:
-        """Send a fully encoded request (see :meth:`call`) and read its response.
-
-        Args:
-            data: the whole request.
-            path: its target (for messages).
-            head: it is a HEAD request.
-            timeout: seconds for the whole response, if not the pool's.
-        """
-        url = self.endpoint.origin + path
-        limit = self.timeout if timeout is DEFAULT else timeout
-        attempt = 0
+    def _send(self, data: bytes, url: str, attempt: int) -> tuple[socket.socket, bool, int]:
+        """Write *data* on a pooled or new connection: (socket, reused, attempt)."""
         while True:
             attempt += 1
             sock = self._take_raw()
@@ -296,6 +286,7 @@ class HttpPool:
                 if sock is None:
                     sock = self._new_raw()
                 sock.sendall(data)
+                return sock, reused, attempt
             except OSError as exc:
                 if sock is not None:
                     sock.close()
@@ -323,15 +314,89 @@ class HttpPool:
                 )
                 if self.retry_seconds:
                     time.sleep(self.retry_seconds)
-                continue
-            if self.retry == "idempotent":
-                again = "any" if attempt < self.retries else ""
-            else:
-                again = "early" if self.retry == "stale" and reused and attempt == 1 else ""
+
+    def _again(self, reused: bool, attempt: int) -> str:
+        """What the retry policy allows after this attempt: "any", "early" or ""."""
+        if self.retry == "idempotent":
+            return "any" if attempt < self.retries else ""
+        return "early" if self.retry == "stale" and reused and attempt == 1 else ""
+
+    def exchange(
+        self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
+    ) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response.
+
+        Args:
+            data: the whole request.
+            path: its target (for messages).
+            head: it is a HEAD request.
+            timeout: seconds for the whole response, if not the pool's.
+        """
+        url = self.endpoint.origin + path
+        limit = self.timeout if timeout is DEFAULT else timeout
+        attempt = 0
+        while True:
+            sock, reused, attempt = self._send(data, url, attempt)
             try:
-                return self._receive(sock, url, head, limit, again)
+                return self._receive(sock, url, head, limit, self._again(reused, attempt))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", url, exc)
+
+    @contextmanager
+    def stream(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Iterator[ResponseStream]:
+        """Send a request and yield its response with the body still to read.
+
+        The timeout applies to each read (a download may take long). Leaving the block
+        drains the rest of the body so that the connection can be kept.
+        """
+        data = encode_request(method, path, self._host_header, headers, body)
+        url = self.endpoint.origin + path
+        attempt = 0
+        while True:
+            sock, reused, attempt = self._send(data, url, attempt)
+            parser = ResponseParser(head=method == "HEAD", stream=True)
+            again = self._again(reused, attempt)
+            try:
+                while parser.head is None:
+                    chunk = sock.recv(262144)
+                    if chunk:
+                        parser.feed(chunk)
+                    else:
+                        parser.eof = True
+                        parser.feed_eof()
+            except (OSError, RemoteProtocolError) as exc:
+                sock.close()
+                closed = isinstance(exc, OSError) or not parser.started
+                if closed and (again == "any" or (again == "early" and not parser.started)):
+                    self.log.debug("re-sending to %s after %r", url, exc)
+                    continue
+                raise self._map(exc, url, parser) from exc
+            break
+        reader = ResponseStream(self, sock, parser, url)
+        try:
+            yield reader
+            reader.drain()
+        except BaseException:
+            sock.close()
+            raise
+        if parser.response is not None and parser.response.keep_alive:
+            self._release_raw(sock)
+        else:
+            sock.close()
+
+    def _map(self, exc: BaseException, url: str, parser: ResponseParser) -> Exception:
+        """A read failure as the pool's exception."""
+        if isinstance(exc, TimeoutError):
+            return self.error(
+                Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
+            )
+        if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
+            return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
+        return self.error(
+            ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
+        )
 
     def _receive(
         self, sock: socket.socket, url: str, head: bool, timeout: float | None, again: str
@@ -369,11 +434,13 @@ class HttpPool:
             early = not parser.started
             if not chunk and (again == "any" or (again == "early" and early)):
                 raise _Retry("connection closed") from exc
-            if not chunk and early:
+            if not chunk:
                 raise self.error(
                     ConnectionClosed,
                     "server closed the connection without replying "
-                    "(request not re-sent: it may have been processed)",
+                    "(request not re-sent: it may have been processed)"
+                    if early
+                    else "connection closed before a complete response",
                     url,
                     None,
                 ) from exc
@@ -398,3 +465,68 @@ class HttpPool:
         else:
             sock.close()
         return resp
+
+
+class ResponseStream:
+    """A response whose body is read as it arrives (from :meth:`HttpPool.stream`).
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+        headers: header names lower-cased.
+    """
+
+    def __init__(
+        self, pool: HttpPool, sock: socket.socket, parser: ResponseParser, url: str
+    ) -> None:
+        head = parser.head
+        assert head is not None
+        self.status = head.status
+        self.reason = head.reason
+        self.headers = head.headers
+        self._pool = pool
+        self._sock = sock
+        self._parser = parser
+        self._url = url
+        self._pending = parser.take()
+
+    @property
+    def done(self) -> bool:
+        """True once the whole body was read."""
+        return not self._pending and self._parser.response is not None
+
+    def read(self, n: int = 262144) -> bytes:
+        """Up to *n* bytes of the body; b"" at its end.
+
+        Raises:
+            Timeout: no byte within the pool's timeout.
+            ConnectionClosed: the connection ended before the body did.
+            RemoteProtocolError: the body's framing is invalid.
+        """
+        parser = self._parser
+        while not self._pending and parser.response is None:
+            try:
+                chunk = self._sock.recv(262144)
+                if chunk:
+                    parser.feed(chunk)
+                else:
+                    parser.eof = True
+                    parser.feed_eof()
+            except (OSError, RemoteProtocolError) as exc:
+                raise self._pool._map(exc, self._url, parser) from exc
+            self._pending = parser.take()
+        out = self._pending[:n]
+        self._pending = self._pending[n:]
+        return out
+
+    def read_all(self) -> bytes:
+        """The rest of the body."""
+        parts = []
+        while chunk := self.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        """Read and drop the rest of the body."""
+        while self.read():
+            pass

@@ -140,14 +140,25 @@ class ResponseParser:
         pipelined: bytes after the response belong to the next one: keep them in
             :attr:`extra` instead of raising.
         max_body: the largest body accepted (None: no limit).
+        stream: do not gather the body: :attr:`head` is set once the head arrived,
+            :meth:`take` returns the body bytes decoded so far, and :attr:`response`
+            (with an empty body) marks the end.
     """
 
     def __init__(
-        self, head: bool = False, pipelined: bool = False, max_body: int | None = None
+        self,
+        head: bool = False,
+        pipelined: bool = False,
+        max_body: int | None = None,
+        stream: bool = False,
     ) -> None:
         self._head_request = head
         self._pipelined = pipelined
         self._max_body = max_body
+        self._stream = stream
+        #: the status line and headers, once received (streaming mode)
+        self.head: ParsedResponse | None = None
+        self._out = bytearray()
         #: bytes received after the complete response (pipelined mode only)
         self.extra = b""
         self._buf = bytearray()
@@ -159,6 +170,8 @@ class ResponseParser:
         self.response: ParsedResponse | None = None
         #: True once any byte was fed.
         self.started = False
+        #: set by a reader once the connection reported end of stream
+        self.eof = False
 
     def feed(self, data: bytes) -> ParsedResponse | None:
         """Add received bytes; returns the response once complete (else None)."""
@@ -168,7 +181,7 @@ class ResponseParser:
                 raise RemoteProtocolError("data after a complete response", data)
             return self.response
         if data:
-            if not self.started and not self._head_request:
+            if not self.started and not self._head_request and not self._stream:
                 self.started = True
                 fast = _fast_response(data, self._pipelined)
                 if fast is not None and (
@@ -190,7 +203,7 @@ class ResponseParser:
         if self._resp is not None and self._mode == "close":
             if self._max_body is not None and len(self._buf) > self._max_body:
                 raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
-            self._resp.body = bytes(self._buf)
+            self._resp.body = b"" if self._stream else bytes(self._buf)
             self._resp.keep_alive = False
             self.response = self._resp
             return self._resp
@@ -211,6 +224,7 @@ class ResponseParser:
             if 100 <= resp.status < 200 and resp.status != 101:
                 continue  # interim response (100 Continue): the real one follows
             self._resp = resp
+            self.head = resp
             self._frame(resp)
             return True
 
@@ -262,7 +276,9 @@ class ResponseParser:
     def _parse_body(self) -> None:
         resp = self._resp
         assert resp is not None
-        if self._mode == "length":
+        if self._stream and self._mode != "chunked":
+            self._stream_body(resp)
+        elif self._mode == "length":
             if len(self._buf) >= self._remaining:
                 resp.body = bytes(self._buf[: self._remaining])
                 extra = len(self._buf) - self._remaining
@@ -276,6 +292,31 @@ class ResponseParser:
             self._parse_chunks(resp)
         elif self._max_body is not None and len(self._buf) > self._max_body:
             raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+
+    def _stream_body(self, resp: ParsedResponse) -> None:
+        buf = self._buf
+        if self._mode == "close":
+            self._out += buf
+            buf.clear()
+            return
+        n = min(len(buf), self._remaining)
+        self._out += buf[:n]
+        del buf[:n]
+        self._remaining -= n
+        if self._remaining == 0:
+            self.response = resp
+            if buf and self._pipelined:
+                self.extra = bytes(buf)
+                buf.clear()
+            elif buf:
+                raise RemoteProtocolError("data after a complete response", buf[:100])
+
+    def take(self) -> bytes:
+        """Streaming mode: the decoded body bytes received since the last call."""
+        src = self._chunks if self._mode == "chunked" else self._out
+        data = bytes(src)
+        src.clear()
+        return data
 
     def _parse_chunks(self, resp: ParsedResponse) -> None:
         buf = self._buf
@@ -318,7 +359,7 @@ class ResponseParser:
                     return
                 del buf[: end + 2]
                 if end == 0:
-                    resp.body = bytes(self._chunks)
+                    resp.body = b"" if self._stream else bytes(self._chunks)
                     self.response = resp
                     if buf and self._pipelined:
                         self.extra = bytes(buf)

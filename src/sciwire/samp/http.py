@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sciwire.core.http.aioclient import AsyncHttpPool
@@ -46,14 +45,40 @@ logger = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
 
 
-@dataclass
 class HttpMessage:
-    """One parsed request or response."""
+    """One parsed request or response.
 
-    start: tuple[str, str, str]  # (method, target, version) or (version, status, reason)
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    keep: bool | None = field(default=None, repr=False)
+    Attributes:
+        start: (method, target, version) or (version, status, reason).
+        body: the body.
+    """
+
+    __slots__ = ("_headers", "_resp", "body", "keep", "start")
+
+    def __init__(
+        self,
+        start: tuple[str, str, str],
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        keep: bool | None = None,
+        *,
+        resp: ParsedResponse | None = None,
+    ) -> None:
+        self.start = start
+        self.body = body
+        self.keep = keep
+        self._headers = headers
+        self._resp = resp
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names lower-cased (parsed on first use for responses)."""
+        if self._headers is None:
+            self._headers = self._resp.headers if self._resp is not None else {}
+        return self._headers
+
+    def __repr__(self) -> str:
+        return f"HttpMessage({self.start!r}, body={len(self.body)} bytes)"
 
     @property
     def keep_alive(self) -> bool:
@@ -73,10 +98,10 @@ class HttpMessage:
 
     @classmethod
     def from_response(cls, resp: ParsedResponse) -> HttpMessage:
-        """From the shared codec's response."""
-        version = resp.raw_head[:8].decode("latin-1")
+        """From the shared codec's response (headers parsed only if asked for)."""
+        version = "HTTP/1.1" if resp.raw_head.startswith(b"HTTP/1.1") else "HTTP/1.0"
         start = (version, str(resp.status), resp.reason)
-        return cls(start, resp.headers, resp.body, resp.keep_alive)
+        return cls(start, None, resp.body, resp.keep_alive, resp=resp)
 
 
 class HttpParser:

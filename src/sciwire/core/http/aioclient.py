@@ -52,8 +52,10 @@ class _Closed(Exception):
 class _Conn(asyncio.Protocol):
     """One connection: requests in flight answered in order (FIFO of parsers)."""
 
-    def __init__(self, max_body: int | None = None) -> None:
+    def __init__(self, max_body: int | None = None, batch: bool = False) -> None:
         self.max_body = max_body
+        #: gather the requests of one loop iteration into one write (pipelining)
+        self.batch = batch
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[tuple[ResponseParser, asyncio.Future[ParsedResponse]]] = (
             collections.deque()
@@ -75,6 +77,9 @@ class _Conn(asyncio.Protocol):
         self.pending.append(
             (ResponseParser(head=head, pipelined=True, max_body=self.max_body), waiter)
         )
+        if not self.batch:
+            self.transport.write(data)
+            return
         if not self.outbuf:
             asyncio.get_running_loop().call_soon(self._flush)
         self.outbuf.append(data)
@@ -230,7 +235,7 @@ class AsyncHttpPool:
             try:
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: _Conn(self.max_body),
+                        lambda: _Conn(self.max_body, self.pipeline > 1),
                         ep.host,
                         ep.port,
                         ssl=ctx,

@@ -403,10 +403,9 @@ class HttpPool:
     ) -> ParsedResponse:
         parser = ResponseParser(head=head, max_body=self.max_body)
         deadline = None if timeout is None else time.monotonic() + timeout
-        restore = sock.gettimeout()
-        if restore != timeout:
+        if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
-        shortened = restore != timeout
+        shortened = False
         chunk = b""
         try:
             while True:
@@ -459,7 +458,7 @@ class HttpPool:
                 None,
             ) from exc
         if shortened:
-            sock.settimeout(self.timeout)
+            sock.settimeout(timeout)  # the next call starts from the whole timeout again
         if resp.keep_alive:
             self._release_raw(sock)
         else:

@@ -319,22 +319,36 @@ class HttpConnection(asyncio.Protocol):
     # -- concurrent mode: every pipelined request handled at once, answered in order ----
 
     def _pump_concurrent(self) -> None:
+        if len(self.queue) == 1 and not self.out:  # the common case: one request, no backlog
+            req = self.queue.popleft()
+            reply = self._answer(req)
+            if isinstance(reply, bytes):
+                self._write(reply, req.keep_alive)
+                self._resume()
+                return
+            self._later(reply, req)
+            self._flush()
+            self._resume()
+            return
         while self.queue and not self.closing:
             req = self.queue.popleft()
             reply = self._answer(req)
             if isinstance(reply, bytes):
                 self.out.append((reply, req.keep_alive))
             else:
-                task = asyncio.ensure_future(reply)
-                self.pending.add(task)
-                self.server.tasks.add(task)
-                task.add_done_callback(self._concurrent_done)
-                self.out.append((task, req.keep_alive))
+                self._later(reply, req)
             if not req.keep_alive:
                 self.queue.clear()
                 break
         self._flush()
         self._resume()
+
+    def _later(self, reply: Awaitable[bytes], req: ParsedRequest) -> None:
+        task = asyncio.ensure_future(reply)
+        self.pending.add(task)
+        self.server.tasks.add(task)
+        task.add_done_callback(self._concurrent_done)
+        self.out.append((task, req.keep_alive))
 
     def _concurrent_done(self, task: asyncio.Future[bytes]) -> None:
         self.pending.discard(task)

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from sciwire.core.http.client import Endpoint, HttpPool, ResponseStream
+from sciwire.core.http.client import Endpoint, HttpPool, ResponseStream, header_block
+from sciwire.core.http.codec import decode_gzip
 from sciwire.drms.exceptions import DrmsHttpError
 from sciwire.drms.protocol import USER_AGENT
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 Body = ResponseStream
 
 _HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json, */*"}
+_HEADERS_GZ = {**_HEADERS, "Accept-Encoding": "gzip"}
+_FIXED = header_block(_HEADERS_GZ)
 
 
 class Response:
@@ -127,7 +130,12 @@ class BlockingTransport:
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET *url*, read the whole (gunzipped) body; HTTP errors raise DrmsHttpError."""
         pool, target = self._target(url)
-        resp = pool.call("GET", target, None, {**_HEADERS, **(headers or {})}, gzip=True)
+        fixed = _FIXED if not headers else header_block({**_HEADERS_GZ, **headers})
+        resp = pool.exchange(pool.get_request(target, fixed), target)
+        try:
+            resp.body = decode_gzip(resp)
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"invalid HTTP response from {url}: {exc}", exc.data) from exc
         if resp.status >= 400:
             raise DrmsHttpError(
                 f"HTTP {resp.status} {resp.reason} for {url}",

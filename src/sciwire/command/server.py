@@ -1,7 +1,7 @@
 """CommandServer: expose Python functions or an object's methods as a CryoSPARC-style
 JSON-RPC service (``POST {url}/api``), plus plain HTTP routes.
 
-It runs on the lean asyncio HTTP/1.1 server of :mod:`sciwire.command.httpserver`
+It runs on the shared asyncio HTTP/1.1 server of :mod:`sciwire.core.http.server`
 (one event loop, no thread per request, TCP_NODELAY, one send per response). Plain
 functions run inline on the loop and are answered without creating a task; coroutine
 procedures run concurrently; ``to_thread=True`` sends plain functions to the default

@@ -6,7 +6,8 @@ Built directly on :class:`asyncio.Protocol` and the sans-I/O
 once (a plain function) is answered inside ``data_received`` without creating a task;
 only awaitable answers get one. Pipelined requests are answered in order. This cut
 the server cost per JSON-RPC call to well under half of aiohttp's on this machine
-(bench/command.py), which is what bounds every client figure.
+(bench/command.py), which is what bounds every client figure. SAMP's hub and callback
+servers use :class:`HttpConnection` in its concurrent mode (see :class:`ConnectionHost`).
 """
 
 from __future__ import annotations

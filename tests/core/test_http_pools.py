@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
+import resource
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 
 from sciwire.core.http import AsyncHttpPool, Endpoint, HttpPool, HttpServer, ParsedRequest
+from sciwire.core.http.client import is_stale
 from sciwire.core.http.codec import encode_response
 from sciwire.core.http.server import Reply
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -364,3 +367,24 @@ async def test_async_pool_stale_retry_and_refused() -> None:
         await AsyncHttpPool(Endpoint("http", "127.0.0.1", srv.port), timeout=5.0).call(
             "GET", "/", None, {}
         )
+
+
+def test_staleness_probe_works_above_select_s_descriptor_limit() -> None:
+    # select() cannot watch fds above 1023: every kept connection then looked stale
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1500
+    if soft <= target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, target + 100), hard))
+    a, b = socket.socketpair()
+    try:
+        high = os.dup2(a.fileno(), target)
+        try:
+            assert not is_stale(high)  # open, nothing to read
+            b.sendall(b"x")
+            assert is_stale(high)  # stray bytes
+        finally:
+            os.close(high)
+    finally:
+        a.close()
+        b.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

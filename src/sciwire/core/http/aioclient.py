@@ -16,7 +16,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import select
 import socket
 import ssl
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from sciwire.core.http.client import (
     RetryPolicy,
     default_error,
     host_header,
+    is_stale,
 )
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 from sciwire.core.http.server import mark_closed
@@ -147,13 +147,7 @@ class _Conn(asyncio.Protocol):
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None:
-            return True
-        try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+        return sock is None or is_stale(sock.fileno())
 
     def abort(self) -> None:
         self.closed = True

@@ -57,6 +57,10 @@ logger = logging.getLogger(__name__)
 #: (extra connections are opened and closed around their call).
 POOL_SIZE = 16
 
+#: Bytes asked of each recv(): below malloc's mmap threshold, so a read does not cost an
+#: mmap/munmap pair (which also serialises threads on the process's memory map).
+RECV_SIZE = 65536
+
 RetryPolicy = Literal["unsent", "stale", "idempotent"]
 
 #: "use the pool's timeout" (per-call timeout argument)
@@ -130,15 +134,31 @@ def header_block(headers: Mapping[str, str]) -> bytes:
     return ("".join(lines) + "\r\n").encode("latin-1")
 
 
-def is_stale(sock: socket.socket | None) -> bool:
-    """True when an idle pooled socket was closed by the server (or is unusable)."""
+def is_stale(sock: socket.socket | int | None) -> bool:
+    """True when an idle pooled socket was closed by the server, sent stray bytes, or is
+    unusable (a socket or its file descriptor).
+
+    Uses poll() where there is one: select() cannot watch descriptors above 1023, which a
+    process with a few hundred connections soon has (every kept connection would then
+    look stale and be replaced by a new one).
+    """
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        if fd < 0:
+            return True
+        if _HAS_POLL:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+_HAS_POLL = hasattr(select, "poll")
 
 
 class _Retry(Exception):
@@ -389,7 +409,7 @@ class HttpPool:
             again = self._again(reused, attempt)
             try:
                 while parser.head is None:
-                    chunk = sock.recv(262144)
+                    chunk = sock.recv(RECV_SIZE)
                     if chunk:
                         parser.feed(chunk)
                     else:
@@ -438,7 +458,7 @@ class HttpPool:
         chunk = b""
         try:
             while True:
-                chunk = sock.recv(262144)
+                chunk = sock.recv(RECV_SIZE)
                 resp = parser.feed(chunk) if chunk else parser.feed_eof()
                 if resp is not None:
                     break
@@ -523,7 +543,7 @@ class ResponseStream:
         """True once the whole body was read."""
         return not self._pending and self._parser.response is not None
 
-    def read(self, n: int = 262144) -> bytes:
+    def read(self, n: int = RECV_SIZE) -> bytes:
         """Up to *n* bytes of the body; b"" at its end.
 
         Raises:
@@ -534,7 +554,7 @@ class ResponseStream:
         parser = self._parser
         while not self._pending and parser.response is None:
             try:
-                chunk = self._sock.recv(262144)
+                chunk = self._sock.recv(RECV_SIZE)
                 if chunk:
                     parser.feed(chunk)
                 else:

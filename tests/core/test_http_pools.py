@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 
 from sciwire.core.http import AsyncHttpPool, Endpoint, HttpPool, HttpServer, ParsedRequest
-from sciwire.core.http.client import is_stale
+from sciwire.core.http.client import StaleProbe, is_stale
 from sciwire.core.http.codec import encode_response
 from sciwire.core.http.server import Reply
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -379,9 +379,11 @@ def test_staleness_probe_works_above_select_s_descriptor_limit() -> None:
     try:
         high = os.dup2(a.fileno(), target)
         try:
-            assert not is_stale(high)  # open, nothing to read
+            probe = StaleProbe()
+            assert not is_stale(high) and not probe(high)  # open, nothing to read
+            assert not probe(high)  # the probe's registered poller, reused
             b.sendall(b"x")
-            assert is_stale(high)  # stray bytes
+            assert is_stale(high) and probe(high)  # stray bytes
         finally:
             os.close(high)
     finally:

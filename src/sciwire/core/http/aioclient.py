@@ -25,9 +25,9 @@ from sciwire.core.http.client import (
     Endpoint,
     ErrorFactory,
     RetryPolicy,
+    StaleProbe,
     default_error,
     host_header,
-    is_stale,
 )
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 from sciwire.core.http.server import mark_closed
@@ -62,6 +62,8 @@ class _Conn(asyncio.Protocol):
         )
         self.outbuf: list[bytes] = []
         self.closed = False
+        self._probe: StaleProbe | None = None
+        self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -146,8 +148,13 @@ class _Conn(asyncio.Protocol):
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        return sock is None or is_stale(sock.fileno())
+        if self._probe is None:
+            sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+            if sock is None:
+                return True
+            self._fd = sock.fileno()
+            self._probe = StaleProbe()
+        return self._probe(self._fd)
 
     def abort(self) -> None:
         self.closed = True

@@ -45,6 +45,7 @@ __all__ = [
     "HttpPool",
     "ResponseStream",
     "RetryPolicy",
+    "StaleProbe",
     "default_error",
     "header_block",
     "host_header",
@@ -161,6 +162,30 @@ def is_stale(sock: socket.socket | int | None) -> bool:
 _HAS_POLL = hasattr(select, "poll")
 
 
+class StaleProbe:
+    """:func:`is_stale` with one registered poll object per descriptor, reused: the
+    per-request probe of a pooled connection then costs a single poll() call."""
+
+    def __init__(self) -> None:
+        self._pollers: dict[int, Any] = {}
+
+    def __call__(self, sock: socket.socket | int | None) -> bool:
+        """True when the idle socket is closed, readable or unusable."""
+        if sock is None or not _HAS_POLL:
+            return is_stale(sock)
+        try:
+            fd = sock if isinstance(sock, int) else sock.fileno()
+            poller = self._pollers.get(fd)
+            if poller is None:
+                if fd < 0:
+                    return True
+                poller = self._pollers[fd] = select.poll()
+                poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+
 class _Retry(Exception):
     """The request may be re-sent under the retry policy."""
 
@@ -211,6 +236,7 @@ class HttpPool:
         self._idle_raw: list[socket.socket] = []
         self._host_header = host_header(endpoint)
         self._host_bytes = self._host_header.encode("latin-1") + b"\r\n"
+        self._stale = StaleProbe()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -236,7 +262,7 @@ class HttpPool:
         with self._lock:
             while self._idle_raw:
                 sock = self._idle_raw.pop()
-                if not probe or not is_stale(sock):
+                if not probe or not self._stale(sock):
                     return sock
                 sock.close()
         return None

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -14,94 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.command import CommandServer
-from sciwire.command.http11 import (
-    ParsedResponse,
-    RequestParser,
-    RequestTooLarge,
-    ResponseParser,
-    encode_request,
-    encode_response,
-)
 from sciwire.command.server import RouteRequest, RouteResponse
-from sciwire.errors import RemoteProtocolError
-
-# -- request codec ------------------------------------------------------------------------
-
-
-def test_request_roundtrip_pipelined_and_byte_at_a_time() -> None:
-    data = encode_request("POST", "/api?x=1", "h", {"A": "b"}, b'{"m": 1}') * 2
-    data += b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-    parser = RequestParser()
-    got = []
-    for i in range(len(data)):
-        got += parser.feed(data[i : i + 1])
-    assert [r.method for r in got] == ["POST", "POST", "GET"]
-    assert got[0].target == "/api?x=1" and got[0].body == b'{"m": 1}'
-    assert got[0].headers["a"] == "b" and got[0].keep_alive
-    assert got[2].keep_alive and got[2].body == b""
-
-
-def test_chunked_request_and_expect() -> None:
-    parser = RequestParser()
-    head = b"POST /api HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
-    assert parser.feed(head) == []
-    assert parser.expect_continue
-    (req,) = parser.feed(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-    assert req.body == b"abcde"
-    assert not parser.expect_continue
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"GARBAGE\r\n\r\n",
-        b"GET /\r\n\r\n",
-        b"GET / HTTP/2\r\n\r\n",
-        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
-        b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
-    ],
-)
-def test_bad_requests(data: bytes) -> None:
-    with pytest.raises(RemoteProtocolError):
-        RequestParser().feed(data)
-
-
-def test_request_limits() -> None:
-    with pytest.raises(RequestTooLarge):
-        RequestParser(max_body=10).feed(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
-    with pytest.raises(RequestTooLarge):
-        RequestParser(max_body=3).feed(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
-        )
-    with pytest.raises(RequestTooLarge):
-        RequestParser().feed(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 20000)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300), st.integers(1, 40))
-def test_request_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
-    parser = RequestParser(max_body=1000)
-    with contextlib.suppress(RemoteProtocolError):
-        for i in range(0, len(data), step):
-            parser.feed(data[i : i + step])
-
-
-def test_encode_response_parses_back() -> None:
-    data = encode_response(404, b"{}", keep_alive=False, headers={"X-A": "1"})
-    resp = ResponseParser().feed(data)
-    assert resp is not None
-    assert (resp.status, resp.reason, resp.body, resp.keep_alive) == (
-        404,
-        "Not Found",
-        b"{}",
-        False,
-    )
-    assert resp.headers["x-a"] == "1"
-    with pytest.raises(ValueError):
-        encode_response(200, b"", headers={"X": "a\r\nb"})
-
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 
 # -- the server over raw sockets ----------------------------------------------------------
 
@@ -332,7 +245,7 @@ class _FakeTransport(asyncio.Transport):
     )
 )
 def test_server_connection_never_raises_on_any_bytes(chunks: list[bytes]) -> None:
-    from sciwire.command.httpserver import _Connection
+    from sciwire.core.http.server import HttpConnection as _Connection
 
     srv = CommandServer(Thing(), port=0)
     _routes(srv)

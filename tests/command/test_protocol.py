@@ -1,4 +1,4 @@
-"""The sans-I/O cores: JSON-RPC encoding/parsing and the HTTP/1.1 response codec."""
+"""The sans-I/O core: JSON-RPC encoding/parsing (the HTTP codec is tested in tests/core)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciwire.command import CommandError, NumpyEncoder, http11
+from sciwire.command import CommandError, NumpyEncoder
 from sciwire.command.protocol import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -29,7 +29,7 @@ from sciwire.command.protocol import (
     parse_describe,
     parse_response,
 )
-from sciwire.errors import RemoteError, RemoteProtocolError
+from sciwire.errors import RemoteError
 
 # -- requests -----------------------------------------------------------------------
 
@@ -234,179 +234,3 @@ def test_reply_encoders_parse_back() -> None:
         parse_response(encode_error("1", -32000, "KeyError", "'x'", "TB"), "m", [])
     assert info.value.code == -32000
     assert info.value.data == {"traceback": "TB"}
-
-
-# -- HTTP/1.1 response codec ---------------------------------------------------------
-
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
-    b"Set-Cookie: a\r\nSet-Cookie: b\r\n\r\n"
-    b'{"result": true}\n'
-)
-
-
-def test_response_whole_and_byte_at_a_time() -> None:
-    whole = http11.ResponseParser().feed(RESPONSE)
-    assert whole is not None
-    parser = http11.ResponseParser()
-    got = None
-    for i in range(len(RESPONSE)):
-        assert got is None
-        got = parser.feed(RESPONSE[i : i + 1])
-    assert got == whole
-    assert got.status == 200 and got.reason == "OK"
-    assert got.headers["content-type"] == "application/json"
-    assert got.headers["set-cookie"] == "a, b"
-    assert got.body == b'{"result": true}\n'
-    assert got.keep_alive
-
-
-def test_chunked_body_and_interim_response() -> None:
-    data = (
-        b"HTTP/1.1 100 Continue\r\n\r\n"
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
-    )
-    parser = http11.ResponseParser()
-    got = None
-    for i in range(len(data)):
-        got = parser.feed(data[i : i + 1]) or got
-    assert got is not None and got.body == b"hello world"
-
-
-def test_close_delimited_body_and_http10() -> None:
-    parser = http11.ResponseParser()
-    assert parser.feed(b"HTTP/1.0 200 OK\r\n\r\npartial ") is None
-    assert parser.feed(b"body") is None
-    got = parser.feed_eof()
-    assert got.body == b"partial body" and not got.keep_alive
-
-
-def test_connection_close_and_head() -> None:
-    got = http11.ResponseParser().feed(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-    assert got is not None and not got.keep_alive and got.body == b""
-    got = http11.ResponseParser(head=True).feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
-    assert got is not None and got.body == b""
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"HTTPS 200 OK\r\n\r\n",
-        b"HTTP/1.1 2x0 OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",
-    ],
-)
-def test_malformed_responses(data: bytes) -> None:
-    with pytest.raises(RemoteProtocolError):
-        http11.ResponseParser().feed(data)
-
-
-def test_eof_before_complete_response() -> None:
-    parser = http11.ResponseParser()
-    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-    with pytest.raises(RemoteProtocolError):
-        parser.feed_eof()
-    with pytest.raises(RemoteProtocolError):
-        http11.ResponseParser().feed_eof()
-
-
-def test_head_too_large() -> None:
-    with pytest.raises(RemoteProtocolError, match="too large"):
-        http11.ResponseParser().feed(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000)
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
-def test_response_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
-    parser = http11.ResponseParser()
-    try:
-        for i in range(0, len(data), step):
-            parser.feed(data[i : i + step])
-        parser.feed_eof()
-    except RemoteProtocolError:
-        pass
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=200), st.sampled_from(["length", "chunked"]), st.integers(1, 64))
-def test_response_body_roundtrip(body: bytes, framing: str, step: int) -> None:
-    if framing == "length":
-        data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    else:
-        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        for i in range(0, len(body), 7):
-            part = body[i : i + 7]
-            data += b"%x\r\n" % len(part) + part + b"\r\n"
-        data += b"0\r\n\r\n"
-    parser = http11.ResponseParser()
-    got = None
-    for i in range(0, len(data), step):
-        got = parser.feed(data[i : i + step]) or got
-    assert got is not None and got.body == body
-
-
-def test_encode_request_single_buffer() -> None:
-    data = http11.encode_request("POST", "/api", "h:1", {"A": "b"}, b"{}")
-    assert data == b"POST /api HTTP/1.1\r\nHost: h:1\r\nA: b\r\nContent-Length: 2\r\n\r\n{}"
-    with pytest.raises(ValueError):
-        http11.encode_request("GET", "/", "h", {"A": "b\r\nX: y"}, None)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(max_size=50), min_size=1, max_size=4), st.integers(1, 64))
-def test_pipelined_responses_split_anywhere(bodies: list[bytes], step: int) -> None:
-    data = b"".join(
-        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body for body in bodies
-    )
-    got: list[bytes] = []
-    parser = http11.ResponseParser(pipelined=True)
-    for i in range(0, len(data), step):
-        chunk = data[i : i + step]
-        while chunk:
-            resp = parser.feed(chunk)
-            if resp is None:
-                break
-            got.append(resp.body)
-            chunk = parser.extra
-            parser = http11.ResponseParser(pipelined=True)
-    assert got == bodies
-
-
-header_names = st.sampled_from(
-    ["Content-Type", "X-A", "content-length", "CONNECTION", "Date", "Server", "x-b"]
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.tuples(header_names, st.text("abc:;, 019", max_size=12)), max_size=6),
-    st.binary(max_size=40),
-    st.sampled_from([200, 201, 404, 500]),
-)
-def test_fast_path_agrees_with_the_general_parser(
-    headers: list[tuple[str, str]], body: bytes, status: int
-) -> None:
-    head = f"HTTP/1.1 {status} Reason here\r\n".encode()
-    for name, value in headers:
-        if name.lower() != "content-length":
-            head += f"{name}: {value}\r\n".encode()
-    data = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-    def parse(step: int) -> object:
-        parser = http11.ResponseParser()
-        try:
-            got = None
-            for i in range(0, len(data), step):
-                got = parser.feed(data[i : i + step]) or got
-            return (got.status, got.reason, got.body, got.keep_alive, got.headers) if got else None
-        except RemoteProtocolError as exc:
-            return type(exc)
-
-    assert parse(len(data)) == parse(1)  # whole (fast path) vs byte at a time (general)

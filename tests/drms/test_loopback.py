@@ -242,11 +242,12 @@ def test_gzip_and_keepalive(emulator: JsocEmulator) -> None:
         resp = t.get(url + "&key=T_REC")
         assert resp.headers.get("content-encoding") == "gzip"
         assert resp.body.startswith(b'{"keywords"')
-        assert len(t._conns) == 1
-        sock = next(iter(t._conns.values())).sock
-        assert sock is not None
+        assert len(t._pools) == 1
+        pool = next(iter(t._pools.values()))
+        assert len(pool._idle_raw) == 1  # kept alive
+        sock = pool._idle_raw[0]
         t.get(url + "&key=QUALITY")
-        assert next(iter(t._conns.values())).sock is sock
+        assert pool._idle_raw == [sock]  # and reused
         with pytest.raises(ValueError):
             t.get("ftp://example.org/x")
     finally:

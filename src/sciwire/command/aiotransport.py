@@ -1,153 +1,23 @@
-"""The asyncio transport of AsyncCommandClient: a pool of keep-alive HTTP/1.1
-connections on :class:`asyncio.Protocol` and the sans-I/O codec of
-:mod:`sciwire.command.http11`.
+"""The asyncio transport of AsyncCommandClient: the shared
+:class:`~sciwire.core.http.aioclient.AsyncHttpPool` raising cryosparc-tools' exceptions.
 
-One request in flight per connection (no pipelining, so a failed connection never
-leaves other calls in doubt), up to ``limit`` connections. The retry rule is the
+One request in flight per connection by default (no pipelining, so a failed connection
+never leaves other calls in doubt), up to ``limit`` connections. The retry rule is the
 blocking transport's: only a connection that could not be made is tried again.
-A server that closes an idle pooled connection is noticed by the protocol
-(``connection_lost``) and the connection is not reused.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import logging
-import select
-import socket
 import ssl
-from collections.abc import Mapping
 
-from sciwire.command.errors import (
-    CommandConnectError,
-    CommandConnectionClosed,
-    CommandError,
-    CommandTimeout,
-)
-from sciwire.command.http11 import ParsedResponse, ResponseParser, encode_request
-from sciwire.command.httpserver import mark_closed
-from sciwire.command.transport import Endpoint
-from sciwire.errors import RemoteProtocolError
+from sciwire.command.transport import command_error
+from sciwire.core.http.aioclient import AsyncHttpPool
+from sciwire.core.http.client import Endpoint
 
 __all__ = ["AsyncTransport"]
 
-logger = logging.getLogger(__name__)
 
-
-class _Closed(Exception):
-    """The connection closed before a complete response."""
-
-
-class _Conn(asyncio.Protocol):
-    """One connection: requests in flight answered in order (FIFO of parsers)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.pending: collections.deque[tuple[ResponseParser, asyncio.Future[ParsedResponse]]] = (
-            collections.deque()
-        )
-        self.outbuf: list[bytes] = []
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, data: bytes, waiter: asyncio.Future[ParsedResponse], head: bool) -> None:
-        """Queue a request; requests queued in one loop iteration go out in one write."""
-        assert self.transport is not None
-        self.pending.append((ResponseParser(head=head, pipelined=True), waiter))
-        if not self.outbuf:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self.outbuf.append(data)
-
-    def _flush(self) -> None:
-        data, self.outbuf = self.outbuf, []
-        if data and self.transport is not None and not self.closed:
-            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
-
-    def _fail_all(self, exc: BaseException) -> None:
-        pending, self.pending = self.pending, collections.deque()
-        for _, waiter in pending:
-            if not waiter.done():
-                waiter.set_exception(exc)
-
-    def data_received(self, data: bytes) -> None:
-        while data:
-            if not self.pending:
-                # Bytes nobody asked for: the connection is out of step; drop it.
-                self.abort()
-                return
-            parser, waiter = self.pending[0]
-            try:
-                resp = parser.feed(data)
-            except RemoteProtocolError as exc:
-                self.abort()
-                self.pending.popleft()
-                if not waiter.done():
-                    waiter.set_exception(exc)
-                self._fail_all(_Closed("connection dropped after an invalid response"))
-                return
-            if resp is None:
-                return
-            self.pending.popleft()
-            if not waiter.done():
-                waiter.set_result(resp)
-            data = parser.extra
-
-    def eof_received(self) -> bool | None:
-        if self.pending:
-            parser, waiter = self.pending[0]
-            try:
-                resp = parser.feed_eof()
-            except RemoteProtocolError as exc:
-                error: BaseException = exc if parser.started else _Closed("closed without a reply")
-                self.pending.popleft()
-                if not waiter.done():
-                    waiter.set_exception(error)
-            else:
-                self.pending.popleft()
-                if not waiter.done():
-                    waiter.set_result(resp)
-        self.closed = True
-        self._fail_all(_Closed("connection closed"))
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail_all(_Closed(f"connection lost: {exc}" if exc else "connection closed"))
-        mark_closed(self.transport)
-
-    def stale(self) -> bool:
-        """True when the idle connection is readable: the server closed it (EOF) or sent
-        stray bytes, whether or not the loop has processed that yet."""
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None:
-            return True
-        try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[ParsedResponse]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class AsyncTransport:
+class AsyncTransport(AsyncHttpPool):
     """Keep-alive HTTP/1.1 for one endpoint, shared by the tasks of one event loop.
 
     Args:
@@ -157,11 +27,7 @@ class AsyncTransport:
         retry_seconds: pause between such attempts.
         ssl_context: TLS settings for ``https`` (default: the system's defaults).
         limit: the most connections open at once.
-        pipeline: the most requests in flight on one connection (HTTP/1.1 pipelining).
-            1 (the default) never pipelines. Above 1, calls first spread over up to
-            *limit* connections, then queue on them; requests made in the same loop
-            iteration go out in one write. If a pipelined connection fails, every call
-            in flight on it fails (none is re-sent).
+        pipeline: the most requests in flight on one connection (1: no pipelining).
     """
 
     def __init__(
@@ -175,168 +41,15 @@ class AsyncTransport:
         limit: int = 64,
         pipeline: int = 1,
     ) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.retries = max(1, int(retries))
-        self.retry_seconds = retry_seconds
-        self.ssl_context = ssl_context
-        self.limit = max(1, limit)
-        self.pipeline = max(1, pipeline)
-        self._conns: list[_Conn] = []
-        self._connecting = 0
-        self._slots: asyncio.Semaphore | None = None
-        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
-        default = 443 if endpoint.scheme == "https" else 80
-        self._host_header = host if endpoint.port == default else f"{host}:{endpoint.port}"
-
-    async def _connect(self, url: str) -> _Conn:
-        loop = asyncio.get_running_loop()
-        ep = self.endpoint
-        attempt = 0
-        while True:
-            attempt += 1
-            ctx: ssl.SSLContext | None = None
-            if ep.scheme == "https":
-                ctx = self.ssl_context or ssl.create_default_context()
-            try:
-                _, conn = await asyncio.wait_for(
-                    loop.create_connection(
-                        _Conn,
-                        ep.host,
-                        ep.port,
-                        ssl=ctx,
-                        server_hostname=ep.host if ctx is not None else None,
-                    ),
-                    self.timeout,
-                )
-                return conn
-            except (TimeoutError, asyncio.TimeoutError) as exc:
-                raise CommandTimeout(
-                    f"Timeout Error connecting (attempt {attempt} of {self.retries})", url=url
-                ) from exc
-            except (OSError, ssl.SSLError) as exc:
-                if isinstance(exc, ssl.SSLError) or attempt >= self.retries:
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    raise CommandConnectError(
-                        f"URL Error {reason} (attempt {attempt} of {self.retries})", url=url
-                    ) from exc
-                logger.warning(
-                    "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",
-                    url,
-                    exc,
-                    attempt,
-                    self.retries,
-                    self.retry_seconds,
-                )
-                await asyncio.sleep(self.retry_seconds)
-
-    async def call(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> ParsedResponse:
-        """One whole exchange on a pooled connection.
-
-        Raises:
-            CommandConnectError: no connection after every attempt.
-            CommandTimeout: no complete response within the timeout (not re-sent).
-            CommandConnectionClosed: the connection failed after the request was sent.
-            CommandError: the response was not valid HTTP.
-        """
-        data = encode_request(method, path, self._host_header, headers, body)
-        return await self.exchange(data, path, head=method == "HEAD")
-
-    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
-        head = encode_request(method, path, self._host_header, headers, b"")
-        return head[: -len(b"0\r\n\r\n")]
-
-    async def exchange(self, data: bytes, path: str, head: bool = False) -> ParsedResponse:
-        """Send a fully encoded request (see :meth:`call`) and read its response."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.limit * self.pipeline)
-        url = self.endpoint.origin + path
-        async with self._slots:
-            conn = self._pick()
-            if conn is None:
-                self._connecting += 1
-                try:
-                    conn = await self._connect(url)
-                finally:
-                    self._connecting -= 1
-                self._conns.append(conn)
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[ParsedResponse] = loop.create_future()
-            timer = None
-            if self.timeout is not None:
-                timer = loop.call_later(self.timeout, _expire, waiter)
-            try:
-                conn.send(data, waiter, head=head)
-                resp = await waiter
-            except TimeoutError as exc:
-                self._drop(conn)
-                raise CommandTimeout(
-                    f"command did not reply within timeout of {self.timeout} seconds "
-                    "(request not re-sent: it may have been processed)",
-                    url=url,
-                ) from exc
-            except RemoteProtocolError as exc:
-                self._drop(conn)
-                raise CommandError(f"invalid HTTP response: {exc}", url=url, data=exc.data) from exc
-            except _Closed as exc:
-                self._drop(conn)
-                raise CommandConnectionClosed(
-                    f"{exc} before a complete response; "
-                    "request not re-sent: it may have been processed",
-                    url=url,
-                ) from exc
-            except BaseException:
-                self._drop(conn)  # cancelled mid-call: the connection is out of step
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            if not resp.keep_alive:
-                self._drop(conn)
-            return resp
-
-    def _pick(self) -> _Conn | None:
-        """The connection for the next request, or None to open a new one."""
-        best: _Conn | None = None
-        for conn in list(self._conns):
-            if conn.closed:
-                self._drop(conn)
-                continue
-            load = len(conn.pending)
-            if load == 0:
-                if conn.stale():
-                    self._drop(conn)
-                    continue
-                return conn
-            if best is None or load < len(best.pending):
-                best = conn
-        if self.pipeline == 1 or best is None:
-            return None
-        if len(self._conns) + self._connecting < self.limit:
-            return None  # spread over connections before pipelining deeper
-        return best
-
-    def _drop(self, conn: _Conn) -> None:
-        conn.abort()
-        with contextlib.suppress(ValueError):
-            self._conns.remove(conn)
-
-    def abort_all(self) -> None:
-        """Drop every connection now (for finalizers: no awaiting)."""
-        conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                conn.abort()
-
-    async def close(self) -> None:
-        """Close every connection (idempotent)."""
-        conns, self._conns = self._conns, []
-        for conn in conns:
-            if conn.transport is not None:
-                conn.closed = True
-                conn.transport.close()
-        if conns:
-            await asyncio.sleep(0)  # let the transports finish closing
+        super().__init__(
+            endpoint,
+            timeout=timeout,
+            retries=retries,
+            retry_seconds=retry_seconds,
+            ssl_context=ssl_context,
+            limit=limit,
+            pipeline=pipeline,
+            retry="unsent",
+            error_factory=command_error,
+            name="command server",
+        )

@@ -1,7 +1,7 @@
 """CommandServer: expose Python functions or an object's methods as a CryoSPARC-style
 JSON-RPC service (``POST {url}/api``), plus plain HTTP routes.
 
-It runs on the lean asyncio HTTP/1.1 server of :mod:`sciwire.command.httpserver`
+It runs on the shared asyncio HTTP/1.1 server of :mod:`sciwire.core.http.server`
 (one event loop, no thread per request, TCP_NODELAY, one send per response). Plain
 functions run inline on the loop and are answered without creating a task; coroutine
 procedures run concurrently; ``to_thread=True`` sends plain functions to the default
@@ -19,8 +19,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sciwire.command.http11 import ParsedRequest, encode_response
-from sciwire.command.httpserver import HttpServer, Reply, RouteRequest, RouteResponse
 from sciwire.command.protocol import (
     DESCRIBE,
     INTERNAL_ERROR,
@@ -36,6 +34,8 @@ from sciwire.command.protocol import (
     encode_error,
     encode_result,
 )
+from sciwire.core.http.codec import ParsedRequest, encode_response
+from sciwire.core.http.server import HttpServer, Reply, RouteRequest, RouteResponse
 from sciwire.core.patterns import Registry
 
 __all__ = ["CommandServer", "RouteHandler", "RouteRequest", "RouteResponse"]

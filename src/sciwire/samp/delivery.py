@@ -1,7 +1,7 @@
 """How the hub carries callbacks to Standard Profile clients.
 
-One keep-alive connection pool per callback URL, on the lean HTTP/1.1 client of
-:mod:`sciwire.samp.http` (a general HTTP client costs more per message than the XML
+One keep-alive connection pool per callback URL, on the shared HTTP/1.1 client pool (via
+:mod:`sciwire.samp.http`; a general HTTP client costs more per message than the XML
 itself); ``https`` callback URLs go through aiohttp. A message sent to many clients is
 encoded once, each recipient only getting its own private key spliced in.
 """

@@ -1,6 +1,6 @@
 """XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
 
-The caller keeps its HTTP connections alive (a lean pool from :mod:`sciwire.samp.http`) and
+The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp.http`) and
 maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
 faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
 refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
@@ -215,7 +215,7 @@ class CallbackServer:
         self.addr = addr or "127.0.0.1"
         self.port = port
         self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Transport] = set()
+        self._connections: set[HttpServerProtocol] = set()
         #: requests that could not be decoded (answered with a fault or an HTTP error)
         self.bad_requests = 0
 
@@ -247,8 +247,8 @@ class CallbackServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            for transport in list(self._connections):
-                transport.close()
+            for conn in list(self._connections):
+                conn.close()
             self._connections.clear()
             await server.wait_closed()
             await asyncio.sleep(0)  # the transports close their sockets on the next turn

@@ -1,12 +1,13 @@
-"""A lean asyncio HTTP/1.1 server: one event loop, no thread per request, TCP_NODELAY,
-each response written in a single send.
+"""The asyncio HTTP/1.1 server shared by sciwire packages: one event loop, no thread per
+request, TCP_NODELAY, each response written in a single send.
 
 Built directly on :class:`asyncio.Protocol` and the sans-I/O
-:class:`~sciwire.command.http11.RequestParser`: a request whose handler answers at
+:class:`~sciwire.core.http.codec.RequestParser`: a request whose handler answers at
 once (a plain function) is answered inside ``data_received`` without creating a task;
 only awaitable answers get one. Pipelined requests are answered in order. This cut
 the server cost per JSON-RPC call to well under half of aiohttp's on this machine
-(bench/command.py), which is what bounds every client figure.
+(bench/command.py), which is what bounds every client figure. SAMP's hub and callback
+servers use :class:`HttpConnection` in its concurrent mode (see :class:`ConnectionHost`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from sciwire.command.http11 import (
+from sciwire.core.http.codec import (
     ParsedRequest,
     RequestParser,
     RequestTooLarge,
@@ -34,7 +35,9 @@ from sciwire.core.portal import Portal
 from sciwire.errors import RemoteProtocolError
 
 __all__ = [
+    "ConnectionHost",
     "Headers",
+    "HttpConnection",
     "HttpServer",
     "Reply",
     "RouteRequest",
@@ -133,8 +136,36 @@ def mark_closed(transport: asyncio.BaseTransport | None) -> None:
             transport.close()
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, server: HttpServer) -> None:
+class ConnectionHost(Protocol):
+    """What an :class:`HttpConnection` needs from its server (an :class:`HttpServer`,
+    or a package's own object with these members)."""
+
+    max_body: int
+    errors: int
+    connections: set[HttpConnection]
+    tasks: set[asyncio.Future[bytes]]
+    #: handle pipelined requests at once (answers still leave in order) instead of
+    #: one after the other; a connection closed by its client cancels its tasks.
+    concurrent: bool
+
+    def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
+        """Answer one request: response bytes, or an awaitable of them."""
+
+    def error_response(self, status: int, message: str) -> bytes:
+        """The reply (closing the connection) to a request that could not be parsed."""
+
+    def loop_time(self) -> float:
+        """The serving loop's clock."""
+
+
+class HttpConnection(asyncio.Protocol):
+    """One server-side connection: parses requests, answers them in order.
+
+    Args:
+        server: the host answering requests (see :class:`ConnectionHost`).
+    """
+
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.parser = RequestParser(server.max_body)
         self.transport: asyncio.Transport | None = None
@@ -146,6 +177,15 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.continued = False
         self.last_active = 0.0
+        # concurrent mode: answers (ready bytes or pending futures) in request order
+        self.out: collections.deque[tuple[asyncio.Future[bytes] | bytes, bool]] = (
+            collections.deque()
+        )
+        self.pending: set[asyncio.Future[bytes]] = set()
+
+    def busy(self) -> bool:
+        """True while a request is being answered or waits its turn."""
+        return self.task is not None or bool(self.queue) or bool(self.pending)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -163,6 +203,9 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self.server.connections.discard(self)
         self.queue.clear()
+        self.out.clear()
+        for task in list(self.pending):  # a caller that hung up waits for nothing
+            task.cancel()
         mark_closed(self.transport)
 
     def pause_writing(self) -> None:
@@ -183,7 +226,7 @@ class _Connection(asyncio.Protocol):
         try:
             requests = self.parser.feed(data)
         except RequestTooLarge as exc:
-            self._fail(413, str(exc))
+            self._fail(getattr(exc, "status", 413), str(exc))
             return
         except RemoteProtocolError as exc:
             self._fail(400, str(exc))
@@ -191,7 +234,10 @@ class _Connection(asyncio.Protocol):
         if requests:
             self.continued = False
             self.queue.extend(requests)
-            self._pump()
+            if self.server.concurrent:
+                self._pump_concurrent()
+            else:
+                self._pump()
         elif self.parser.expect_continue and not self.continued and self.transport is not None:
             self.continued = True
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -202,10 +248,13 @@ class _Connection(asyncio.Protocol):
     def _fail(self, status: int, message: str) -> None:
         self.server.errors += 1
         logger.debug("bad request from %s: %s", self.remote, message)
-        body = json.dumps(
-            {"error": {"code": status, "name": "BadRequest", "message": message}}
-        ).encode()
-        self._write(encode_response(status, body, keep_alive=False), keep_alive=False)
+        reply = self.server.error_response(status, message)
+        if self.server.concurrent and self.out:
+            self.queue.clear()
+            self.out.append((reply, False))
+            self._flush()
+        else:
+            self._write(reply, keep_alive=False)
 
     def _write(self, data: bytes, keep_alive: bool) -> None:
         transport = self.transport
@@ -216,6 +265,14 @@ class _Connection(asyncio.Protocol):
             self.closing = True
             transport.close()
 
+    def _answer(self, req: ParsedRequest) -> Reply:
+        try:
+            return self.server.respond(req, self.remote)
+        except Exception:  # a bug in respond(): answer 500, keep serving
+            logger.exception("HTTP handler failed")
+            req.keep_alive = False
+            return encode_response(500, b'{"error": "internal"}', keep_alive=False)
+
     def _pump(self) -> None:
         # Replies ready at once are gathered and written together: pipelined requests
         # cost one send for the batch.
@@ -223,12 +280,7 @@ class _Connection(asyncio.Protocol):
         keep_alive = True
         while self.queue and self.task is None and not self.closing and keep_alive:
             req = self.queue.popleft()
-            try:
-                reply = self.server.respond(req, self.remote)
-            except Exception:  # a bug in respond(): answer 500, keep serving
-                logger.exception("HTTP handler failed")
-                reply = encode_response(500, b'{"error": "internal"}', keep_alive=False)
-                req.keep_alive = False
+            reply = self._answer(req)
             if isinstance(reply, bytes):
                 ready.append(reply)
                 keep_alive = req.keep_alive
@@ -242,6 +294,9 @@ class _Connection(asyncio.Protocol):
             self.task.add_done_callback(self._task_done)
         if ready:
             self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep_alive)
+        self._resume()
+
+    def _resume(self) -> None:
         if self.paused and len(self.queue) < _MAX_QUEUED and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
@@ -262,12 +317,78 @@ class _Connection(asyncio.Protocol):
         self._write(task.result(), self.task_keep_alive)
         self._pump()
 
+    # -- concurrent mode: every pipelined request handled at once, answered in order ----
+
+    def _pump_concurrent(self) -> None:
+        if len(self.queue) == 1 and not self.out:  # the common case: one request, no backlog
+            req = self.queue.popleft()
+            reply = self._answer(req)
+            if isinstance(reply, bytes):
+                self._write(reply, req.keep_alive)
+                self._resume()
+                return
+            self._later(reply, req)
+            self._flush()
+            self._resume()
+            return
+        while self.queue and not self.closing:
+            req = self.queue.popleft()
+            reply = self._answer(req)
+            if isinstance(reply, bytes):
+                self.out.append((reply, req.keep_alive))
+            else:
+                self._later(reply, req)
+            if not req.keep_alive:
+                self.queue.clear()
+                break
+        self._flush()
+        self._resume()
+
+    def _later(self, reply: Awaitable[bytes], req: ParsedRequest) -> None:
+        task = asyncio.ensure_future(reply)
+        self.pending.add(task)
+        self.server.tasks.add(task)
+        task.add_done_callback(self._concurrent_done)
+        self.out.append((task, req.keep_alive))
+
+    def _concurrent_done(self, task: asyncio.Future[bytes]) -> None:
+        self.pending.discard(task)
+        self.server.tasks.discard(task)
+        self.last_active = self.server.loop_time()
+        self._flush()
+
+    def _flush(self) -> None:
+        ready: list[bytes] = []
+        keep = True
+        while self.out and keep:
+            item, keep = self.out[0]
+            if isinstance(item, bytes):
+                data = item
+            elif item.done():
+                if item.cancelled() or item.exception() is not None:
+                    if not item.cancelled():
+                        logger.error("HTTP handler task failed", exc_info=item.exception())
+                    data = encode_response(500, b'{"error": "internal"}', keep_alive=False)
+                    keep = False
+                else:
+                    data = item.result()
+            else:
+                break  # an earlier answer is still being computed
+            self.out.popleft()
+            ready.append(data)
+        if ready:
+            self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep)
+
 
 class HttpServer:
-    """Base of :class:`~sciwire.command.CommandServer`: life cycle and connections.
+    """An HTTP/1.1 server: life cycle, connections, idle timeout, graceful stop.
 
-    Subclasses implement :meth:`respond`.
+    Subclasses implement :meth:`respond` (the base of
+    :class:`~sciwire.command.CommandServer` and of the SAMP hub's XML-RPC endpoint).
     """
+
+    #: see :class:`ConnectionHost`
+    concurrent = False
 
     def __init__(
         self,
@@ -289,7 +410,7 @@ class HttpServer:
         self.name = name
         #: requests answered with an error (counted; logged at debug level)
         self.errors = 0
-        self.connections: set[_Connection] = set()
+        self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Future[bytes]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -299,6 +420,13 @@ class HttpServer:
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         """Answer one request: response bytes, or an awaitable of them."""
         raise NotImplementedError
+
+    def error_response(self, status: int, message: str) -> bytes:
+        """The reply (closing the connection) to a request that could not be parsed."""
+        body = json.dumps(
+            {"error": {"code": status, "name": "BadRequest", "message": message}}
+        ).encode()
+        return encode_response(status, body, keep_alive=False)
 
     def loop_time(self) -> float:
         """The serving loop's clock."""
@@ -317,7 +445,7 @@ class HttpServer:
             sock.listen(1024)
             sock.setblocking(False)
             self._server = await loop.create_server(
-                lambda: _Connection(self), sock=sock, ssl=self.ssl_context
+                lambda: HttpConnection(self), sock=sock, ssl=self.ssl_context
             )
         except BaseException:
             sock.close()
@@ -333,7 +461,7 @@ class HttpServer:
             await asyncio.sleep(max(0.5, self.keepalive_timeout / 4))
             now = self.loop_time()
             for conn in list(self.connections):
-                idle = conn.task is None and not conn.queue
+                idle = not conn.busy()
                 if idle and now - conn.last_active > self.keepalive_timeout:
                     conn.closing = True
                     if conn.transport is not None:
@@ -352,7 +480,7 @@ class HttpServer:
                 await self._sweeper
             self._sweeper = None
         for conn in list(self.connections):
-            if conn.task is None and conn.transport is not None:
+            if not conn.busy() and conn.transport is not None:
                 conn.closing = True
                 conn.transport.close()
         if self.tasks:

@@ -1,15 +1,19 @@
-"""A small sans-I/O HTTP/1.1 codec for the client's hot path.
+"""The sans-I/O HTTP/1.1 codec shared by every sciwire package.
 
-:func:`encode_request` builds one request as a single bytes object (so it goes out in
-one ``sendall``), and :class:`ResponseParser` turns received bytes into a
-:class:`ParsedResponse`: status line, headers, then a body framed by
-``Content-Length``, ``Transfer-Encoding: chunked`` or the connection closing. Interim
-1xx responses are skipped. Malformed input raises
-:class:`~sciwire.errors.RemoteProtocolError`; nothing else escapes.
+:func:`encode_request` / :func:`encode_response` build one message as a single bytes
+object (so it goes out in one send). :class:`ResponseParser` turns received bytes into a
+:class:`ParsedResponse` (body framed by ``Content-Length``, ``Transfer-Encoding:
+chunked`` or the connection closing; interim 1xx responses skipped; pipelined extra
+bytes kept), :class:`RequestParser` turns them into :class:`ParsedRequest` objects
+(pipelining, chunked bodies, ``Expect: 100-continue``, size limits). Malformed input
+raises :class:`~sciwire.errors.RemoteProtocolError`; nothing else escapes. No sockets,
+no clock.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +26,7 @@ __all__ = [
     "RequestParser",
     "RequestTooLarge",
     "ResponseParser",
+    "decode_gzip",
     "encode_request",
     "encode_response",
 ]
@@ -134,11 +139,26 @@ class ResponseParser:
         head: the request was HEAD (the response has no body whatever it says).
         pipelined: bytes after the response belong to the next one: keep them in
             :attr:`extra` instead of raising.
+        max_body: the largest body accepted (None: no limit).
+        stream: do not gather the body: :attr:`head` is set once the head arrived,
+            :meth:`take` returns the body bytes decoded so far, and :attr:`response`
+            (with an empty body) marks the end.
     """
 
-    def __init__(self, head: bool = False, pipelined: bool = False) -> None:
+    def __init__(
+        self,
+        head: bool = False,
+        pipelined: bool = False,
+        max_body: int | None = None,
+        stream: bool = False,
+    ) -> None:
         self._head_request = head
         self._pipelined = pipelined
+        self._max_body = max_body
+        self._stream = stream
+        #: the status line and headers, once received (streaming mode)
+        self.head: ParsedResponse | None = None
+        self._out = bytearray()
         #: bytes received after the complete response (pipelined mode only)
         self.extra = b""
         self._buf = bytearray()
@@ -150,6 +170,8 @@ class ResponseParser:
         self.response: ParsedResponse | None = None
         #: True once any byte was fed.
         self.started = False
+        #: set by a reader once the connection reported end of stream
+        self.eof = False
 
     def feed(self, data: bytes) -> ParsedResponse | None:
         """Add received bytes; returns the response once complete (else None)."""
@@ -159,10 +181,12 @@ class ResponseParser:
                 raise RemoteProtocolError("data after a complete response", data)
             return self.response
         if data:
-            if not self.started and not self._head_request:
+            if not self.started and not self._head_request and not self._stream:
                 self.started = True
                 fast = _fast_response(data, self._pipelined)
-                if fast is not None:
+                if fast is not None and (
+                    self._max_body is None or len(fast[0].body) <= self._max_body
+                ):
                     self.response, self.extra = fast
                     return self.response
             self.started = True
@@ -177,7 +201,9 @@ class ResponseParser:
         if self.response is not None:
             return self.response
         if self._resp is not None and self._mode == "close":
-            self._resp.body = bytes(self._buf)
+            if self._max_body is not None and len(self._buf) > self._max_body:
+                raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+            self._resp.body = b"" if self._stream else bytes(self._buf)
             self._resp.keep_alive = False
             self.response = self._resp
             return self._resp
@@ -198,6 +224,7 @@ class ResponseParser:
             if 100 <= resp.status < 200 and resp.status != 101:
                 continue  # interim response (100 Continue): the real one follows
             self._resp = resp
+            self.head = resp
             self._frame(resp)
             return True
 
@@ -238,6 +265,8 @@ class ResponseParser:
             if not value.isdigit():
                 raise RemoteProtocolError("bad content-length", value)
             self._mode, self._remaining = "length", int(value)
+            if self._max_body is not None and self._remaining > self._max_body:
+                raise RemoteProtocolError("response body too large", f"{self._remaining} bytes")
         else:
             self._mode = "close"
             resp.keep_alive = False
@@ -247,7 +276,9 @@ class ResponseParser:
     def _parse_body(self) -> None:
         resp = self._resp
         assert resp is not None
-        if self._mode == "length":
+        if self._stream and self._mode != "chunked":
+            self._stream_body(resp)
+        elif self._mode == "length":
             if len(self._buf) >= self._remaining:
                 resp.body = bytes(self._buf[: self._remaining])
                 extra = len(self._buf) - self._remaining
@@ -259,6 +290,33 @@ class ResponseParser:
                     raise RemoteProtocolError("data after a complete response", f"{extra} bytes")
         elif self._mode == "chunked":
             self._parse_chunks(resp)
+        elif self._max_body is not None and len(self._buf) > self._max_body:
+            raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+
+    def _stream_body(self, resp: ParsedResponse) -> None:
+        buf = self._buf
+        if self._mode == "close":
+            self._out += buf
+            buf.clear()
+            return
+        n = min(len(buf), self._remaining)
+        self._out += buf[:n]
+        del buf[:n]
+        self._remaining -= n
+        if self._remaining == 0:
+            self.response = resp
+            if buf and self._pipelined:
+                self.extra = bytes(buf)
+                buf.clear()
+            elif buf:
+                raise RemoteProtocolError("data after a complete response", buf[:100])
+
+    def take(self) -> bytes:
+        """Streaming mode: the decoded body bytes received since the last call."""
+        src = self._chunks if self._mode == "chunked" else self._out
+        data = bytes(src)
+        src.clear()
+        return data
 
     def _parse_chunks(self, resp: ParsedResponse) -> None:
         buf = self._buf
@@ -283,6 +341,9 @@ class ResponseParser:
                     self._remaining = size
                     self._chunk_state = "data"
             elif self._chunk_state == "data":
+                limit = self._max_body
+                if limit is not None and len(self._chunks) + self._remaining > limit:
+                    raise RemoteProtocolError("response body too large", f"over {limit} bytes")
                 if len(buf) < self._remaining + 2:
                     return
                 if buf[self._remaining : self._remaining + 2] != b"\r\n":
@@ -298,7 +359,7 @@ class ResponseParser:
                     return
                 del buf[: end + 2]
                 if end == 0:
-                    resp.body = bytes(self._chunks)
+                    resp.body = b"" if self._stream else bytes(self._chunks)
                     self.response = resp
                     if buf and self._pipelined:
                         self.extra = bytes(buf)
@@ -311,6 +372,7 @@ class ResponseParser:
 # -- server side ------------------------------------------------------------------------
 
 _REASONS = {
+    100: "Continue",
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
@@ -318,6 +380,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -325,7 +388,29 @@ _REASONS = {
 
 
 class RequestTooLarge(RemoteProtocolError):
-    """A request head or body is larger than the server accepts (answer 413)."""
+    """A request head or body is larger than the server accepts.
+
+    Attributes:
+        status: the HTTP status to answer: 413 (body) or 431 (head).
+    """
+
+    def __init__(self, message: str, data: object = None, status: int = 413) -> None:
+        super().__init__(message, data)
+        self.status = status
+
+
+def decode_gzip(resp: ParsedResponse) -> bytes:
+    """The body of *resp*, gunzipped when it says ``Content-Encoding: gzip``.
+
+    Raises:
+        RemoteProtocolError: the body is not valid gzip.
+    """
+    if resp.headers.get("content-encoding", "").lower() != "gzip":
+        return resp.body
+    try:
+        return gzip.decompress(resp.body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RemoteProtocolError("bad gzip body", resp.body[:64]) from exc
 
 
 @dataclass
@@ -338,6 +423,7 @@ class ParsedRequest:
         headers: header names lower-cased; repeated headers joined with ", ".
         body: the decoded (de-chunked) body.
         keep_alive: whether the client allows another request on this connection.
+        version: the HTTP version, ``HTTP/1.1`` or ``HTTP/1.0``.
     """
 
     method: str
@@ -345,6 +431,7 @@ class ParsedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     keep_alive: bool = True
+    version: str = "HTTP/1.1"
 
 
 class RequestParser:
@@ -374,7 +461,7 @@ class RequestParser:
                 end = self._buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self._buf) > MAX_HEAD:
-                        raise RequestTooLarge("request head too large", self._buf[:200])
+                        raise RequestTooLarge("request head too large", self._buf[:200], 431)
                     return done
                 head = bytes(self._buf[:end])
                 del self._buf[: end + 4]
@@ -428,7 +515,7 @@ class RequestParser:
             if self._remaining > self.max_body:
                 raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
         self.expect_continue = headers.get("expect", "").lower() == "100-continue"
-        return ParsedRequest(method.upper(), target, headers, b"", keep)
+        return ParsedRequest(method.upper(), target, headers, b"", keep, version)
 
     def _body_chunked(self) -> bool:
         buf = self._buf
@@ -463,7 +550,7 @@ class RequestParser:
                 end = buf.find(b"\r\n")
                 if end < 0:
                     if len(buf) > MAX_HEAD:
-                        raise RequestTooLarge("trailer too large", buf[:100])
+                        raise RequestTooLarge("trailer too large", buf[:100], 431)
                     return False
                 del buf[: end + 2]
                 if end == 0:

@@ -1,0 +1,606 @@
+"""A blocking, thread-safe, keep-alive HTTP/1.1 connection pool on plain sockets.
+
+Each request goes out in one ``sendall`` and its response is parsed as it arrives by
+the sans-I/O :class:`~sciwire.core.http.codec.ResponseParser`. Idle connections wait
+in a small LIFO pool; one that the server closed meanwhile (it is readable: EOF or
+stray bytes) is dropped before use, which covers a server restart. TLS is optional
+(``https``), gzip decoding optional, and the timeout bounds the whole response, not
+each read.
+
+Retry policy (chosen by the caller):
+
+* ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
+  it surely was not received - the connection could not be made, or the request could
+  not be written whole. Once written, any failure is raised, never retried.
+* ``"stale"``: also re-send once, at once, when a kept-alive connection turns out
+  closed before any byte of the answer (the server closed it as the request left).
+* ``"idempotent"`` (GET): also re-send, at once, after any connection was dropped
+  (closed or reset) before the whole response arrived, up to ``retries`` attempts.
+
+Timeouts are never retried. Errors are :mod:`sciwire.errors` types
+(:class:`~sciwire.errors.ConnectError`, :class:`~sciwire.errors.Timeout`,
+:class:`~sciwire.errors.ConnectionClosed`, :class:`~sciwire.errors.RemoteProtocolError`),
+made by an ``error_factory`` that a package may replace to raise its own subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, encode_request
+from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
+
+__all__ = [
+    "Endpoint",
+    "ErrorFactory",
+    "HttpPool",
+    "ResponseStream",
+    "RetryPolicy",
+    "StaleProbe",
+    "default_error",
+    "header_block",
+    "host_header",
+    "is_stale",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Connections kept idle per pool by default; more threads than this still work
+#: (extra connections are opened and closed around their call).
+POOL_SIZE = 16
+
+#: Bytes asked of each recv(): below malloc's mmap threshold, so a read does not cost an
+#: mmap/munmap pair (which also serialises threads on the process's memory map).
+RECV_SIZE = 65536
+
+RetryPolicy = Literal["unsent", "stale", "idempotent"]
+
+#: "use the pool's timeout" (per-call timeout argument)
+DEFAULT: Any = "default"
+
+#: ``factory(kind, message, url, data) -> exception``: *kind* is one of ConnectError,
+#: Timeout, ConnectionClosed, RemoteProtocolError.
+ErrorFactory = Callable[[type[Exception], str, str, Any], Exception]
+
+
+def default_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
+    """The plain :mod:`sciwire.errors` exception for a failure."""
+    if kind is RemoteProtocolError:
+        return RemoteProtocolError(message, data)
+    return kind(f"{message} ({url})")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client talks to: scheme, host, port and path prefix."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, host: str, port: int, url: str = "") -> Endpoint:
+        """From a ``host`` (optionally ``https://host``), a ``port`` and a path prefix."""
+        scheme = "http"
+        for candidate in ("https://", "http://"):
+            if host.lower().startswith(candidate):
+                scheme = candidate[:-3]
+                host = host[len(candidate) :]
+                break
+        host = host.rstrip("/")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return cls(scheme, host, int(port), url.rstrip("/"))
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port`` (IPv6 hosts bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port/prefix``."""
+        return self.origin + self.prefix
+
+
+def host_header(endpoint: Endpoint) -> str:
+    """The ``Host`` header value for *endpoint* (port left out when it is the default)."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    default = 443 if endpoint.scheme == "https" else 80
+    return host if endpoint.port == default else f"{host}:{endpoint.port}"
+
+
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """Header lines as bytes, each ending CRLF, plus the blank line ending the head.
+
+    Raises:
+        ValueError: a name or value holds a line break.
+    """
+    lines = []
+    for name, value in headers.items():
+        if "\r" in name + value or "\n" in name + value:
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    return ("".join(lines) + "\r\n").encode("latin-1")
+
+
+def is_stale(sock: socket.socket | int | None) -> bool:
+    """True when an idle pooled socket was closed by the server, sent stray bytes, or is
+    unusable (a socket or its file descriptor).
+
+    Uses poll() where there is one: select() cannot watch descriptors above 1023, which a
+    process with a few hundred connections soon has (every kept connection would then
+    look stale and be replaced by a new one).
+    """
+    if sock is None:
+        return True
+    try:
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        if fd < 0:
+            return True
+        if _HAS_POLL:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+_HAS_POLL = hasattr(select, "poll")
+
+
+class StaleProbe:
+    """:func:`is_stale` with one registered poll object per descriptor, reused: the
+    per-request probe of a pooled connection then costs a single poll() call."""
+
+    def __init__(self) -> None:
+        self._pollers: dict[int, Any] = {}
+
+    def __call__(self, sock: socket.socket | int | None) -> bool:
+        """True when the idle socket is closed, readable or unusable."""
+        if sock is None or not _HAS_POLL:
+            return is_stale(sock)
+        try:
+            fd = sock if isinstance(sock, int) else sock.fileno()
+            poller = self._pollers.get(fd)
+            if poller is None:
+                if fd < 0:
+                    return True
+                poller = self._pollers[fd] = select.poll()
+                poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+
+class _Retry(Exception):
+    """The request may be re-sent under the retry policy."""
+
+
+class HttpPool:
+    """Blocking keep-alive HTTP/1.1 to one endpoint, safe to share between threads.
+
+    Args:
+        endpoint: where to connect.
+        timeout: seconds to connect, and for each whole response (None: no limit).
+        retries: attempts per request (>= 1) under the retry policy.
+        retry_seconds: pause between attempts after a failed connect.
+        ssl_context: TLS settings for ``https`` (default: the system's defaults).
+        retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
+        pool_size: idle connections kept.
+        error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
+        name: what the server is called in log messages.
+        max_body: the largest response body accepted (None: no limit).
+    """
+
+    #: where retry warnings go (a package may point it at its own logger)
+    log = logger
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float | None,
+        retries: int = 1,
+        retry_seconds: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
+        retry: RetryPolicy = "unsent",
+        pool_size: int = POOL_SIZE,
+        error_factory: ErrorFactory = default_error,
+        name: str = "server",
+        max_body: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.max_body = max_body
+        self.timeout = timeout
+        self.retries = max(1, int(retries))
+        self.retry_seconds = retry_seconds
+        self.ssl_context = ssl_context
+        self.retry = retry
+        self.pool_size = pool_size
+        self.error = error_factory
+        self.name = name
+        self._idle_raw: list[socket.socket] = []
+        self._host_header = host_header(endpoint)
+        self._host_bytes = self._host_header.encode("latin-1") + b"\r\n"
+        self._stale = StaleProbe()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- connections -----------------------------------------------------------------
+
+    def _new_raw(self) -> socket.socket:
+        ep = self.endpoint
+        sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ep.scheme == "https":
+                ctx = self.ssl_context or ssl.create_default_context()
+                sock = ctx.wrap_socket(sock, server_hostname=ep.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _take_raw(self) -> socket.socket | None:
+        # Under "idempotent" a closed kept connection is simply re-sent on a new one,
+        # so the select() probe for staleness is skipped.
+        probe = self.retry != "idempotent"
+        with self._lock:
+            while self._idle_raw:
+                sock = self._idle_raw.pop()
+                if not probe or not self._stale(sock):
+                    return sock
+                sock.close()
+        return None
+
+    def _release_raw(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle_raw) < self.pool_size:
+                self._idle_raw.append(sock)
+                return
+        sock.close()
+
+    def close(self) -> None:
+        """Close every idle connection; later requests open new ones."""
+        with self._lock:
+            raw, self._idle_raw = self._idle_raw, []
+        for sock in raw:
+            sock.close()
+
+    def shutdown(self) -> None:
+        """Close every idle connection and keep no more (connections in use close
+        when their call ends)."""
+        with self._lock:
+            self._closed = True
+            raw, self._idle_raw = self._idle_raw, []
+        for sock in raw:
+            sock.close()
+
+    # -- requests --------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        gzip: bool = False,
+    ) -> ParsedResponse:
+        """One whole exchange on a pooled keep-alive socket, body read in full.
+
+        Args:
+            method: the HTTP method.
+            path: the request target.
+            body: the request body (None for none).
+            headers: extra request headers (Host and Content-Length are added).
+            gzip: ask for a gzip body and decode it (``resp.body`` is then plain).
+        """
+        if gzip:
+            headers = {**headers, "Accept-Encoding": "gzip"}
+        data = encode_request(method, path, self._host_header, headers, body)
+        resp = self.exchange(data, path, head=method == "HEAD")
+        if gzip:
+            try:
+                resp.body = decode_gzip(resp)
+            except RemoteProtocolError as exc:
+                raise self.error(
+                    RemoteProtocolError, str(exc), self.endpoint.origin + path, exc.data
+                ) from exc
+        return resp
+
+    def get_request(self, target: str, fixed: bytes) -> bytes:
+        """A GET request for *target* with *fixed* header lines (each ending CRLF, made
+        once by the caller, e.g. with :func:`header_block`): the cheap way to encode
+        many requests that differ only by their target."""
+        if "\r" in target or "\n" in target or " " in target:
+            raise ValueError(f"invalid request target {target!r}")
+        return b"".join(
+            (b"GET ", target.encode("latin-1"), b" HTTP/1.1\r\nHost: ", self._host_bytes, fixed)
+        )
+
+    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
+        head = encode_request(method, path, self._host_header, headers, b"")
+        return head[: -len(b"0\r\n\r\n")]
+
+    def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
+        if isinstance(exc, TimeoutError | socket.timeout):
+            return self.error(
+                Timeout,
+                f"Timeout Error connecting (attempt {attempt} of {self.retries})",
+                url,
+                None,
+            )
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return self.error(
+            ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
+        )
+
+    def _send(self, data: bytes, url: str, attempt: int) -> tuple[socket.socket, bool, int]:
+        """Write *data* on a pooled or new connection: (socket, reused, attempt)."""
+        while True:
+            attempt += 1
+            sock = self._take_raw()
+            reused = sock is not None
+            try:
+                if sock is None:
+                    sock = self._new_raw()
+                sock.sendall(data)
+                return sock, reused, attempt
+            except OSError as exc:
+                if sock is not None:
+                    sock.close()
+                if reused:
+                    # A pooled connection failed to write: the request was not received;
+                    # try again at once on a fresh connection (not counted as an attempt).
+                    attempt -= 1
+                    self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
+                    continue
+                error = self._connect_failed(exc, url, attempt)
+                if (
+                    attempt >= self.retries
+                    or isinstance(error, Timeout)
+                    or isinstance(exc, ssl.SSLError)
+                ):
+                    raise error from exc
+                self.log.warning(
+                    "%s %s unreachable (%s), attempt %d of %d; retrying in %g s",
+                    self.name,
+                    url,
+                    exc,
+                    attempt,
+                    self.retries,
+                    self.retry_seconds,
+                )
+                if self.retry_seconds:
+                    time.sleep(self.retry_seconds)
+
+    def _again(self, reused: bool, attempt: int) -> str:
+        """What the retry policy allows after this attempt: "any", "early" or ""."""
+        if self.retry == "idempotent":
+            return "any" if attempt < self.retries else ""
+        return "early" if self.retry == "stale" and reused and attempt == 1 else ""
+
+    def exchange(
+        self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
+    ) -> ParsedResponse:
+        """Send a fully encoded request (see :meth:`call`) and read its response.
+
+        Args:
+            data: the whole request.
+            path: its target (for messages).
+            head: it is a HEAD request.
+            timeout: seconds for the whole response, if not the pool's.
+        """
+        url = self.endpoint.origin + path
+        limit = self.timeout if timeout is DEFAULT else timeout
+        attempt = 0
+        while True:
+            sock, reused, attempt = self._send(data, url, attempt)
+            try:
+                return self._receive(sock, url, head, limit, self._again(reused, attempt))
+            except _Retry as exc:
+                self.log.debug("re-sending to %s after %s", url, exc)
+
+    @contextmanager
+    def stream(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Iterator[ResponseStream]:
+        """Send a request and yield its response with the body still to read.
+
+        The timeout applies to each read (a download may take long). Leaving the block
+        drains the rest of the body so that the connection can be kept.
+        """
+        data = encode_request(method, path, self._host_header, headers, body)
+        url = self.endpoint.origin + path
+        attempt = 0
+        while True:
+            sock, reused, attempt = self._send(data, url, attempt)
+            parser = ResponseParser(head=method == "HEAD", stream=True)
+            again = self._again(reused, attempt)
+            try:
+                while parser.head is None:
+                    chunk = sock.recv(RECV_SIZE)
+                    if chunk:
+                        parser.feed(chunk)
+                    else:
+                        parser.eof = True
+                        parser.feed_eof()
+            except (OSError, RemoteProtocolError) as exc:
+                sock.close()
+                closed = isinstance(exc, OSError) or not parser.started
+                if closed and (again == "any" or (again == "early" and not parser.started)):
+                    self.log.debug("re-sending to %s after %r", url, exc)
+                    continue
+                raise self._map(exc, url, parser) from exc
+            break
+        reader = ResponseStream(self, sock, parser, url)
+        try:
+            yield reader
+            reader.drain()
+        except BaseException:
+            sock.close()
+            raise
+        if parser.response is not None and parser.response.keep_alive:
+            self._release_raw(sock)
+        else:
+            sock.close()
+
+    def _map(self, exc: BaseException, url: str, parser: ResponseParser) -> Exception:
+        """A read failure as the pool's exception."""
+        if isinstance(exc, TimeoutError):
+            return self.error(
+                Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
+            )
+        if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
+            return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
+        return self.error(
+            ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
+        )
+
+    def _receive(
+        self, sock: socket.socket, url: str, head: bool, timeout: float | None, again: str
+    ) -> ParsedResponse:
+        parser = ResponseParser(head=head, max_body=self.max_body)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
+        shortened = False
+        chunk = b""
+        try:
+            while True:
+                chunk = sock.recv(RECV_SIZE)
+                resp = parser.feed(chunk) if chunk else parser.feed_eof()
+                if resp is not None:
+                    break
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
+                    shortened = True
+        except TimeoutError as exc:
+            sock.close()
+            raise self.error(
+                Timeout,
+                f"{self.name} did not reply within timeout of {timeout} seconds "
+                "(request not re-sent: it may have been processed)",
+                url,
+                None,
+            ) from exc
+        except RemoteProtocolError as exc:
+            sock.close()
+            early = not parser.started
+            if not chunk and (again == "any" or (again == "early" and early)):
+                raise _Retry("connection closed") from exc
+            if not chunk:
+                raise self.error(
+                    ConnectionClosed,
+                    "server closed the connection without replying "
+                    "(request not re-sent: it may have been processed)"
+                    if early
+                    else "connection closed before a complete response",
+                    url,
+                    None,
+                ) from exc
+            raise self.error(
+                RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            if again == "any" or (again == "early" and not parser.started):
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            raise self.error(
+                ConnectionClosed,
+                f"connection failed before a complete response ({type(exc).__name__}: {exc}); "
+                "request not re-sent: it may have been processed",
+                url,
+                None,
+            ) from exc
+        if shortened:
+            sock.settimeout(timeout)  # the next call starts from the whole timeout again
+        if resp.keep_alive:
+            self._release_raw(sock)
+        else:
+            sock.close()
+        return resp
+
+
+class ResponseStream:
+    """A response whose body is read as it arrives (from :meth:`HttpPool.stream`).
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+        headers: header names lower-cased.
+    """
+
+    def __init__(
+        self, pool: HttpPool, sock: socket.socket, parser: ResponseParser, url: str
+    ) -> None:
+        head = parser.head
+        assert head is not None
+        self.status = head.status
+        self.reason = head.reason
+        self.headers = head.headers
+        self._pool = pool
+        self._sock = sock
+        self._parser = parser
+        self._url = url
+        self._pending = parser.take()
+
+    @property
+    def done(self) -> bool:
+        """True once the whole body was read."""
+        return not self._pending and self._parser.response is not None
+
+    def read(self, n: int = RECV_SIZE) -> bytes:
+        """Up to *n* bytes of the body; b"" at its end.
+
+        Raises:
+            Timeout: no byte within the pool's timeout.
+            ConnectionClosed: the connection ended before the body did.
+            RemoteProtocolError: the body's framing is invalid.
+        """
+        parser = self._parser
+        while not self._pending and parser.response is None:
+            try:
+                chunk = self._sock.recv(RECV_SIZE)
+                if chunk:
+                    parser.feed(chunk)
+                else:
+                    parser.eof = True
+                    parser.feed_eof()
+            except (OSError, RemoteProtocolError) as exc:
+                raise self._pool._map(exc, self._url, parser) from exc
+            self._pending = parser.take()
+        out = self._pending[:n]
+        self._pending = self._pending[n:]
+        return out
+
+    def read_all(self) -> bytes:
+        """The rest of the body."""
+        parts = []
+        while chunk := self.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        """Read and drop the rest of the body."""
+        while self.read():
+            pass

@@ -1,0 +1,290 @@
+"""The shared sans-I/O HTTP/1.1 codec (sciwire.core.http.codec): responses and requests,
+framing, pipelining, limits, and fuzzing that only protocol errors escape."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sciwire.core.http import codec as http11
+from sciwire.core.http.codec import (
+    RequestParser,
+    RequestTooLarge,
+    ResponseParser,
+    decode_gzip,
+    encode_request,
+    encode_response,
+)
+from sciwire.errors import RemoteProtocolError
+
+# -- HTTP/1.1 response codec ---------------------------------------------------------
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
+    b"Set-Cookie: a\r\nSet-Cookie: b\r\n\r\n"
+    b'{"result": true}\n'
+)
+
+
+def test_response_whole_and_byte_at_a_time() -> None:
+    whole = http11.ResponseParser().feed(RESPONSE)
+    assert whole is not None
+    parser = http11.ResponseParser()
+    got = None
+    for i in range(len(RESPONSE)):
+        assert got is None
+        got = parser.feed(RESPONSE[i : i + 1])
+    assert got == whole
+    assert got.status == 200 and got.reason == "OK"
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["set-cookie"] == "a, b"
+    assert got.body == b'{"result": true}\n'
+    assert got.keep_alive
+
+
+def test_chunked_body_and_interim_response() -> None:
+    data = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    parser = http11.ResponseParser()
+    got = None
+    for i in range(len(data)):
+        got = parser.feed(data[i : i + 1]) or got
+    assert got is not None and got.body == b"hello world"
+
+
+def test_close_delimited_body_and_http10() -> None:
+    parser = http11.ResponseParser()
+    assert parser.feed(b"HTTP/1.0 200 OK\r\n\r\npartial ") is None
+    assert parser.feed(b"body") is None
+    got = parser.feed_eof()
+    assert got.body == b"partial body" and not got.keep_alive
+
+
+def test_connection_close_and_head() -> None:
+    got = http11.ResponseParser().feed(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    assert got is not None and not got.keep_alive and got.body == b""
+    got = http11.ResponseParser(head=True).feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+    assert got is not None and got.body == b""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTPS 200 OK\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",
+    ],
+)
+def test_malformed_responses(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        http11.ResponseParser().feed(data)
+
+
+def test_eof_before_complete_response() -> None:
+    parser = http11.ResponseParser()
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    with pytest.raises(RemoteProtocolError):
+        parser.feed_eof()
+    with pytest.raises(RemoteProtocolError):
+        http11.ResponseParser().feed_eof()
+
+
+def test_head_too_large() -> None:
+    with pytest.raises(RemoteProtocolError, match="too large"):
+        http11.ResponseParser().feed(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
+def test_response_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
+    parser = http11.ResponseParser()
+    try:
+        for i in range(0, len(data), step):
+            parser.feed(data[i : i + step])
+        parser.feed_eof()
+    except RemoteProtocolError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(["length", "chunked"]), st.integers(1, 64))
+def test_response_body_roundtrip(body: bytes, framing: str, step: int) -> None:
+    if framing == "length":
+        data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for i in range(0, len(body), 7):
+            part = body[i : i + 7]
+            data += b"%x\r\n" % len(part) + part + b"\r\n"
+        data += b"0\r\n\r\n"
+    parser = http11.ResponseParser()
+    got = None
+    for i in range(0, len(data), step):
+        got = parser.feed(data[i : i + step]) or got
+    assert got is not None and got.body == body
+
+
+def test_encode_request_single_buffer() -> None:
+    data = http11.encode_request("POST", "/api", "h:1", {"A": "b"}, b"{}")
+    assert data == b"POST /api HTTP/1.1\r\nHost: h:1\r\nA: b\r\nContent-Length: 2\r\n\r\n{}"
+    with pytest.raises(ValueError):
+        http11.encode_request("GET", "/", "h", {"A": "b\r\nX: y"}, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=50), min_size=1, max_size=4), st.integers(1, 64))
+def test_pipelined_responses_split_anywhere(bodies: list[bytes], step: int) -> None:
+    data = b"".join(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body for body in bodies
+    )
+    got: list[bytes] = []
+    parser = http11.ResponseParser(pipelined=True)
+    for i in range(0, len(data), step):
+        chunk = data[i : i + step]
+        while chunk:
+            resp = parser.feed(chunk)
+            if resp is None:
+                break
+            got.append(resp.body)
+            chunk = parser.extra
+            parser = http11.ResponseParser(pipelined=True)
+    assert got == bodies
+
+
+header_names = st.sampled_from(
+    ["Content-Type", "X-A", "content-length", "CONNECTION", "Date", "Server", "x-b"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(header_names, st.text("abc:;, 019", max_size=12)), max_size=6),
+    st.binary(max_size=40),
+    st.sampled_from([200, 201, 404, 500]),
+)
+def test_fast_path_agrees_with_the_general_parser(
+    headers: list[tuple[str, str]], body: bytes, status: int
+) -> None:
+    head = f"HTTP/1.1 {status} Reason here\r\n".encode()
+    for name, value in headers:
+        if name.lower() != "content-length":
+            head += f"{name}: {value}\r\n".encode()
+    data = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    def parse(step: int) -> object:
+        parser = http11.ResponseParser()
+        try:
+            got = None
+            for i in range(0, len(data), step):
+                got = parser.feed(data[i : i + step]) or got
+            return (got.status, got.reason, got.body, got.keep_alive, got.headers) if got else None
+        except RemoteProtocolError as exc:
+            return type(exc)
+
+    assert parse(len(data)) == parse(1)  # whole (fast path) vs byte at a time (general)
+
+
+# -- request codec ------------------------------------------------------------------------
+
+
+def test_request_roundtrip_pipelined_and_byte_at_a_time() -> None:
+    data = encode_request("POST", "/api?x=1", "h", {"A": "b"}, b'{"m": 1}') * 2
+    data += b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    parser = RequestParser()
+    got = []
+    for i in range(len(data)):
+        got += parser.feed(data[i : i + 1])
+    assert [r.method for r in got] == ["POST", "POST", "GET"]
+    assert got[0].target == "/api?x=1" and got[0].body == b'{"m": 1}'
+    assert got[0].headers["a"] == "b" and got[0].keep_alive
+    assert got[2].keep_alive and got[2].body == b""
+
+
+def test_chunked_request_and_expect() -> None:
+    parser = RequestParser()
+    head = b"POST /api HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+    assert parser.feed(head) == []
+    assert parser.expect_continue
+    (req,) = parser.feed(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert req.body == b"abcde"
+    assert not parser.expect_continue
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/2\r\n\r\n",
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+    ],
+)
+def test_bad_requests(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        RequestParser().feed(data)
+
+
+def test_request_limits() -> None:
+    with pytest.raises(RequestTooLarge):
+        RequestParser(max_body=10).feed(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+    with pytest.raises(RequestTooLarge):
+        RequestParser(max_body=3).feed(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
+        )
+    with pytest.raises(RequestTooLarge):
+        RequestParser().feed(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 20000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(1, 40))
+def test_request_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
+    parser = RequestParser(max_body=1000)
+    with contextlib.suppress(RemoteProtocolError):
+        for i in range(0, len(data), step):
+            parser.feed(data[i : i + step])
+
+
+def test_encode_response_parses_back() -> None:
+    data = encode_response(404, b"{}", keep_alive=False, headers={"X-A": "1"})
+    resp = ResponseParser().feed(data)
+    assert resp is not None
+    assert (resp.status, resp.reason, resp.body, resp.keep_alive) == (
+        404,
+        "Not Found",
+        b"{}",
+        False,
+    )
+    assert resp.headers["x-a"] == "1"
+    with pytest.raises(ValueError):
+        encode_response(200, b"", headers={"X": "a\r\nb"})
+
+
+def test_decode_gzip() -> None:
+    body = gzip.compress(b"hello")
+    data = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+    resp = ResponseParser().feed(data + body)
+    assert resp is not None and decode_gzip(resp) == b"hello"
+    plain = ResponseParser().feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    assert plain is not None and decode_gzip(plain) == b"hi"
+    bad = ResponseParser().feed(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    assert bad is not None
+    with pytest.raises(RemoteProtocolError):
+        decode_gzip(bad)

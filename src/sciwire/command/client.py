@@ -175,6 +175,7 @@ class Response:
         reason: the HTTP reason phrase.
         headers: the response headers (``http.client.HTTPMessage``).
         raw: the underlying ``http.client.HTTPResponse``.
+        failed: a read failed (the connection is then closed, not reused).
     """
 
     def __init__(self, raw: http.client.HTTPResponse, url: str, timeout: float | None) -> None:
@@ -184,17 +185,20 @@ class Response:
         self.headers = raw.headers
         self.url = url
         self._timeout = timeout
+        self.failed = False  # a read failed: the connection is not reused
 
     def _guard(self, fn: Callable[[], bytes]) -> bytes:
         try:
             return fn()
         except TimeoutError as exc:
+            self.failed = True
             self.raw.close()
             raise CommandTimeout(
                 f"response body not received within timeout of {self._timeout} seconds",
                 url=self.url,
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
+            self.failed = True
             self.raw.close()
             raise CommandConnectionClosed(
                 f"connection closed while reading the response ({type(exc).__name__}: {exc})",
@@ -253,9 +257,9 @@ def make_request(
     if isinstance(data, str):
         data = data.encode()
     transport = client._transport
-    conn, resp = transport.open(method, path, data, all_headers)
+    sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:
-        body = transport.read_all(conn, resp, full_url)
+        body = transport.read_all(sock, resp, full_url)
         raise http_error(
             resp.status,
             resp.reason,
@@ -264,14 +268,16 @@ def make_request(
             full_url,
             client.service,
         )
+    response = Response(resp, full_url, transport.timeout)
     try:
-        yield Response(resp, full_url, transport.timeout)
+        yield response
     finally:
         # Reuse the connection only if the caller consumed the whole response.
-        if resp.isclosed() and not resp.will_close:
-            transport.release(conn)
+        if resp.isclosed() and not resp.will_close and not response.failed:
+            transport.release(sock)
         else:
-            conn.close()
+            resp.close()
+            sock.close()
 
 
 def make_json_request(

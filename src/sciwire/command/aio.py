@@ -121,14 +121,7 @@ class AsyncCommandClient(CallCore):
             resp = await self._transport.exchange(data, self._api_path)
         except CommandError as err:
             raise self._send_failed(method, shown, err) from err
-        return self._decode(
-            method,
-            shown,
-            resp.status,
-            resp.reason,
-            resp.headers.get("content-type", ""),
-            resp.body,
-        )
+        return self._decode(method, shown, resp)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a procedure by name (discovered or not)."""

@@ -25,6 +25,7 @@ from sciwire.command.protocol import (
     parse_response,
 )
 from sciwire.core.http.client import Endpoint
+from sciwire.core.http.codec import ParsedResponse
 
 __all__ = ["CallCore", "procedure_signature"]
 
@@ -97,14 +98,15 @@ class CallCore:
         """A transport failure restated with the call, as the original words it."""
         return _failed(method, shown, err, self._url)
 
-    def _decode(
-        self, method: str, shown: Any, status: int, reason: str, ctype: str, data: bytes
-    ) -> Any:
+    def _decode(self, method: str, shown: Any, resp: ParsedResponse) -> Any:
         """The call's result, or CommandError for an HTTP or JSON-RPC error."""
-        if status >= 400:
-            herr = http_error(status, reason, data, ctype, self._api_url, self.service)
+        if resp.status >= 400:
+            ctype = resp.headers.get("content-type", "")
+            herr = http_error(
+                resp.status, resp.reason, resp.body, ctype, self._api_url, self.service
+            )
             raise _failed(method, shown, herr, self._url) from herr
-        return parse_response(data, method, shown, self._url)
+        return parse_response(resp.body, method, shown, self._url)
 
     def _dress(self, func: Callable[..., Any], key: str, info: ProcInfo | None) -> None:
         """Name, doc and signature of a per-procedure method."""

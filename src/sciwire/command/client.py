@@ -128,14 +128,7 @@ class CommandClient(CallCore):
             resp = self._transport.exchange(data, self._api_path)
         except CommandError as err:
             raise self._send_failed(method, shown, err) from err
-        return self._decode(
-            method,
-            shown,
-            resp.status,
-            resp.reason,
-            resp.headers.get("content-type", ""),
-            resp.body,
-        )
+        return self._decode(method, shown, resp)
 
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
         call = self._call

@@ -22,7 +22,6 @@ from sciwire.command.aiotransport import AsyncTransport
 from sciwire.command.calls import CallCore
 from sciwire.command.errors import CommandError
 from sciwire.command.protocol import DESCRIBE, ProcInfo
-from sciwire.command.transport import env_retries, env_retry_seconds
 
 __all__ = ["AsyncCommandClient"]
 
@@ -59,12 +58,7 @@ class AsyncCommandClient(CallCore):
         limit: int = 64,
         pipeline: int = 1,
     ) -> None:
-        self._setup_endpoint(service, host, port, url, cls)
-        self._timeout = timeout
-        self._headers = {"Originator": "client", **(headers or {})}
-        self._call_headers = {**self._headers, "Content-Type": "application/json"}
-        self._retries = max(1, env_retries() if retries is None else int(retries))
-        self._retry_seconds = env_retry_seconds() if retry_seconds is None else retry_seconds
+        self._setup(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
         self._transport = AsyncTransport(
             self._endpoint,
             timeout=timeout,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.command.errors import CommandError
@@ -24,6 +24,7 @@ from sciwire.command.protocol import (
     parse_describe,
     parse_response,
 )
+from sciwire.command.transport import env_retries, env_retry_seconds
 from sciwire.core.http.client import Endpoint
 from sciwire.core.http.codec import ParsedResponse
 
@@ -59,7 +60,7 @@ def _failed(method: str, shown: Any, err: CommandError, url: str) -> CommandErro
 class CallCore:
     """The I/O-free half of a command client (mixed into both clients).
 
-    Subclasses call :meth:`_setup_endpoint`, set ``_call_prefix`` (the request head
+    Subclasses call :meth:`_setup`, set ``_call_prefix`` (the request head
     every call shares, but for Content-Length) from their transport, and implement
     ``_call`` and ``_get_callable`` with their own I/O.
     """
@@ -72,11 +73,26 @@ class CallCore:
     _encoder: type[json.JSONEncoder]
     _json: json.JSONEncoder
     _call_prefix: bytes
+    _timeout: float
+    _headers: dict[str, str]
+    _call_headers: dict[str, str]
+    _retries: int
+    _retry_seconds: float
     _procs: dict[str, ProcInfo]
 
-    def _setup_endpoint(
-        self, service: str, host: str, port: int, url: str, cls: type[json.JSONEncoder] | None
+    def _setup(
+        self,
+        service: str,
+        host: str,
+        port: int,
+        url: str,
+        cls: type[json.JSONEncoder] | None,
+        timeout: float,
+        headers: Mapping[str, str] | None,
+        retries: int | None,
+        retry_seconds: float | None,
     ) -> None:
+        """The settings both clients take, resolved (environment defaults included)."""
         self.service = service
         self._endpoint = Endpoint.parse(host, port, url)
         self._url = self._endpoint.base_url
@@ -84,6 +100,15 @@ class CallCore:
         self._api_path = self._endpoint.prefix + "/api"
         self._encoder = cls or default_encoder()
         self._json = self._encoder()  # one instance, reused: encode() keeps no state
+        self._timeout = timeout
+        self._headers = dict(headers or {})
+        self._call_headers = {
+            "Originator": "client",
+            **self._headers,
+            "Content-Type": "application/json",
+        }
+        self._retries = max(1, env_retries() if retries is None else int(retries))
+        self._retry_seconds = env_retry_seconds() if retry_seconds is None else retry_seconds
         self._procs = {}
 
     def _request(

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from sciwire.command.calls import CallCore, procedure_signature
 from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
 from sciwire.command.protocol import DESCRIBE, ProcInfo, http_error
-from sciwire.command.transport import Transport, env_retries, env_retry_seconds
+from sciwire.command.transport import Transport
 
 __all__ = [
     "CommandClient",
@@ -85,22 +85,15 @@ class CommandClient(CallCore):
         retry_seconds: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._setup_endpoint(service, host, port, url, cls)
+        self._setup(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
         self._cls = cls
-        self._timeout = timeout
-        self._headers = dict(headers)
         self._transport = Transport(
             self._endpoint,
             timeout=timeout,
-            retries=env_retries() if retries is None else retries,
-            retry_seconds=env_retry_seconds() if retry_seconds is None else retry_seconds,
+            retries=self._retries,
+            retry_seconds=self._retry_seconds,
             ssl_context=ssl_context,
         )
-        self._call_headers = {
-            "Originator": "client",
-            **self._headers,
-            "Content-Type": "application/json",
-        }
         # every call has the same head but for Content-Length: encode it once
         self._call_prefix = self._transport.request_prefix(
             "POST", self._api_path, self._call_headers

@@ -191,33 +191,10 @@ async def test_connection_limit_and_reuse(aserver: CommandServer) -> None:
         assert 1 <= len(cli._transport._conns) <= 4
 
 
-async def test_async_https(tmp_path: Path, aservice: AsyncService) -> None:
+async def test_async_https(tls_files: tuple[Path, Path], aservice: AsyncService) -> None:
     import ssl
-    import subprocess
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = tls_files
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     srv = CommandServer(aservice, port=0, ssl_context=server_ctx, shutdown_timeout=1.0)

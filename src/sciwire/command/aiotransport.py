@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 
-from sciwire.command.transport import command_error
+from sciwire.command.transport import pool_options
 from sciwire.core.http.aioclient import AsyncHttpPool
 from sciwire.core.http.client import Endpoint
 
@@ -43,13 +43,7 @@ class AsyncTransport(AsyncHttpPool):
     ) -> None:
         super().__init__(
             endpoint,
-            timeout=timeout,
-            retries=retries,
-            retry_seconds=retry_seconds,
-            ssl_context=ssl_context,
             limit=limit,
             pipeline=pipeline,
-            retry="unsent",
-            error_factory=command_error,
-            name="command server",
+            **pool_options(timeout, retries, retry_seconds, ssl_context),
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import inspect
 import json
 import logging
 import ssl
@@ -22,18 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from sciwire.command.calls import CallCore, procedure_signature
 from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
-from sciwire.command.protocol import (
-    DESCRIBE,
-    ProcInfo,
-    default_encoder,
-    encode_request,
-    http_error,
-    make_params,
-    parse_describe,
-    parse_response,
-)
-from sciwire.command.transport import Endpoint, Transport, env_retries, env_retry_seconds
+from sciwire.command.protocol import DESCRIBE, ProcInfo, http_error
+from sciwire.command.transport import Transport
 
 __all__ = [
     "CommandClient",
@@ -46,22 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def procedure_signature(info: ProcInfo) -> inspect.Signature | None:
-    """A signature for a discovered procedure, from the names ``system.describe`` gave."""
-    if not info.params:
-        return None
-    try:
-        return inspect.Signature(
-            [
-                inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-                for n in info.params
-            ]
-        )
-    except ValueError:  # names that are not identifiers
-        return None
-
-
-class CommandClient:
+class CommandClient(CallCore):
     """Client for CryoSPARC's ``command_core``, ``command_vis`` and ``command_rtp``.
 
     On construction it calls ``system.describe`` and adds one instance method per
@@ -109,33 +85,20 @@ class CommandClient:
         retry_seconds: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.service = service
-        self._endpoint = Endpoint.parse(host, port, url)
-        self._url = self._endpoint.base_url
+        self._setup(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
         self._cls = cls
-        self._encoder = cls or default_encoder()
-        self._json = self._encoder()  # one instance, reused: encode() keeps no state
-        self._timeout = timeout
-        self._headers = dict(headers)
         self._transport = Transport(
             self._endpoint,
             timeout=timeout,
-            retries=env_retries() if retries is None else retries,
-            retry_seconds=env_retry_seconds() if retry_seconds is None else retry_seconds,
+            retries=self._retries,
+            retry_seconds=self._retry_seconds,
             ssl_context=ssl_context,
         )
-        self._api_path = self._endpoint.prefix + "/api"
-        self._call_headers = {
-            "Originator": "client",
-            **self._headers,
-            "Content-Type": "application/json",
-        }
         # every call has the same head but for Content-Length: encode it once
         self._call_prefix = self._transport.request_prefix(
             "POST", self._api_path, self._call_headers
         )
         self._endpoints: list[str] = []
-        self._procs: dict[str, ProcInfo] = {}
         self._reload_lock = threading.Lock()
         # The original opens a connection per call, so code written for it never closes
         # a client: close the pooled connections when the client is collected.
@@ -153,37 +116,12 @@ class CommandClient:
     # -- calls --------------------------------------------------------------------
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        params = make_params(args, kwargs)
-        body = encode_request(method, params, encoder=self._json)
-        shown = kwargs if kwargs else args  # shown in messages as the original does
+        data, shown = self._request(method, args, kwargs)
         try:
-            data = b"%s%d\r\n\r\n%s" % (self._call_prefix, len(body), body)
             resp = self._transport.exchange(data, self._api_path)
         except CommandError as err:
-            raise type(err)(
-                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
-                f"{err.reason}",
-                url=self._url,
-                code=err.code,
-                data=err.data,
-            ) from err
-        if resp.status >= 400:
-            herr = http_error(
-                resp.status,
-                resp.reason,
-                resp.body,
-                resp.headers.get("content-type", ""),
-                self._url + "/api",
-                self.service,
-            )
-            raise CommandError(
-                f'Encountered error from JSONRPC function "{method}" with params {shown}: '
-                f"{herr.reason}",
-                url=self._url,
-                code=herr.code,
-                data=herr.data,
-            ) from herr
-        return parse_response(resp.body, method, shown, self._url)
+            raise self._send_failed(method, shown, err) from err
+        return self._decode(method, shown, resp)
 
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
         call = self._call
@@ -191,29 +129,13 @@ class CommandClient:
         def func(*args: Any, **kwargs: Any) -> Any:
             return call(key, args, kwargs)
 
-        func.__name__ = key
-        func.__qualname__ = f"{type(self).__name__}.{key}"
-        if info is not None:
-            func.__doc__ = info.doc or None
-            sig = procedure_signature(info)
-            if sig is not None:
-                func.__signature__ = sig  # type: ignore[attr-defined]
+        self._dress(func, key, info)
         return func
 
     def _reload(self) -> None:
         with self._reload_lock:
-            procs = parse_describe(self._call(DESCRIBE, (), {}), self._url)
-            fresh = {p.name: p for p in procs}
-            for gone in set(self._procs) - set(fresh):
-                self.__dict__.pop(gone, None)
-            reserved = set(dir(type(self)))
-            for name, info in fresh.items():
-                if name in reserved or name.startswith("__"):
-                    logger.debug("procedure %r would shadow a client attribute; skipped", name)
-                    continue
-                setattr(self, name, self._get_callable(name, info))
-            self._procs = fresh
-            self._endpoints = list(fresh)
+            self._apply_describe(self._call(DESCRIBE, (), {}))
+            self._endpoints = list(self._procs)
 
     def __call__(self) -> None:
         """Discover the server's procedures again (adds new ones, removes vanished ones)."""
@@ -239,6 +161,7 @@ class Response:
         reason: the HTTP reason phrase.
         headers: the response headers (``http.client.HTTPMessage``).
         raw: the underlying ``http.client.HTTPResponse``.
+        failed: a read failed (the connection is then closed, not reused).
     """
 
     def __init__(self, raw: http.client.HTTPResponse, url: str, timeout: float | None) -> None:
@@ -248,17 +171,20 @@ class Response:
         self.headers = raw.headers
         self.url = url
         self._timeout = timeout
+        self.failed = False  # a read failed: the connection is not reused
 
     def _guard(self, fn: Callable[[], bytes]) -> bytes:
         try:
             return fn()
         except TimeoutError as exc:
+            self.failed = True
             self.raw.close()
             raise CommandTimeout(
                 f"response body not received within timeout of {self._timeout} seconds",
                 url=self.url,
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
+            self.failed = True
             self.raw.close()
             raise CommandConnectionClosed(
                 f"connection closed while reading the response ({type(exc).__name__}: {exc})",
@@ -317,9 +243,9 @@ def make_request(
     if isinstance(data, str):
         data = data.encode()
     transport = client._transport
-    conn, resp = transport.open(method, path, data, all_headers)
+    sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:
-        body = transport.read_all(conn, resp, full_url)
+        body = transport.read_all(sock, resp, full_url)
         raise http_error(
             resp.status,
             resp.reason,
@@ -328,14 +254,16 @@ def make_request(
             full_url,
             client.service,
         )
+    response = Response(resp, full_url, transport.timeout)
     try:
-        yield Response(resp, full_url, transport.timeout)
+        yield response
     finally:
         # Reuse the connection only if the caller consumed the whole response.
-        if resp.isclosed() and not resp.will_close:
-            transport.release(conn)
+        if resp.isclosed() and not resp.will_close and not response.failed:
+            transport.release(sock)
         else:
-            conn.close()
+            resp.close()
+            sock.close()
 
 
 def make_json_request(

@@ -1,12 +1,13 @@
 """A lean, thread-safe, keep-alive HTTP/1.1 transport for the blocking client.
 
-The hot path (:meth:`Transport.call`, every JSON-RPC call) is the shared blocking pool
-of :mod:`sciwire.core.http.client` (raw sockets and the sans-I/O codec): the request goes out in one
-``sendall`` and the response is parsed as it arrives. :meth:`Transport.open` (for
-``make_request``, which yields a streaming response) uses :mod:`http.client`. Both
-keep small LIFO pools of idle connections; an idle connection that the server has
-closed meanwhile (it is readable: EOF or stray bytes) is dropped before use, which
-covers a server restart.
+Every request goes through the shared blocking pool of :mod:`sciwire.core.http.client`
+(raw sockets and the sans-I/O codec): the request goes out in one ``sendall`` on a
+pooled keep-alive connection. The hot path (:meth:`Transport.exchange`, every JSON-RPC
+call) parses the response as it arrives; :meth:`Transport.open` (for ``make_request``,
+which yields a streaming response) reads it with :mod:`http.client` on the same
+connection. The pool keeps a small LIFO stack of idle connections; an idle connection
+that the server has closed meanwhile (it is readable: EOF or stray bytes) is dropped
+before use, which covers a server restart.
 
 Retry rule: a request is re-sent only when it surely was not received - the connection
 could not be made (refused, unreachable, name not found), or the request could not be
@@ -20,9 +21,9 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +33,16 @@ from sciwire.command.errors import (
     CommandError,
     CommandTimeout,
 )
-from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool, is_stale
+from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool
+from sciwire.core.http.codec import encode_request
 from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
-__all__ = ["Endpoint", "Transport", "env_retries", "env_retry_seconds"]
+__all__ = ["Endpoint", "Transport", "env_retries", "env_retry_seconds", "pool_options"]
 
 logger = logging.getLogger(__name__)
+
+# what http.client refuses in a request target (control characters and space)
+_BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 
 
 def env_retries() -> int:
@@ -58,6 +63,21 @@ def env_retry_seconds() -> float:
         return 30.0
 
 
+def pool_options(
+    timeout: float | None, retries: int, retry_seconds: float, ssl_context: ssl.SSLContext | None
+) -> dict[str, Any]:
+    """The settings both transports give the core pools (retry rule, errors, name)."""
+    return {
+        "timeout": timeout,
+        "retries": retries,
+        "retry_seconds": retry_seconds,
+        "ssl_context": ssl_context,
+        "retry": "unsent",
+        "error_factory": command_error,
+        "name": "command server",
+    }
+
+
 def command_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
     """The core pool's failures under cryosparc-tools' exception names."""
     if kind is ConnectError:
@@ -69,17 +89,13 @@ def command_error(kind: type[Exception], message: str, url: str, data: Any) -> E
     return CommandError(message, url=url, data=data)
 
 
-def _stale(conn: http.client.HTTPConnection) -> bool:
-    """True when an idle pooled connection was closed by the server (or is unusable)."""
-    return is_stale(conn.sock)
-
-
 class Transport(HttpPool):
     """Blocking keep-alive HTTP for one endpoint, safe to share between threads.
 
     The hot path (:meth:`call`, :meth:`exchange`) is the shared
     :class:`~sciwire.core.http.client.HttpPool`; :meth:`open` adds a streaming
-    :mod:`http.client` path for ``make_request``.
+    :mod:`http.client` response reader on the same pooled connections, for
+    ``make_request``.
 
     Args:
         endpoint: where to connect.
@@ -102,146 +118,75 @@ class Transport(HttpPool):
     ) -> None:
         super().__init__(
             endpoint,
-            timeout=timeout,
-            retries=retries,
-            retry_seconds=retry_seconds,
-            ssl_context=ssl_context,
-            retry="unsent",
             pool_size=POOL_SIZE,
-            error_factory=command_error,
-            name="command server",
+            **pool_options(timeout, retries, retry_seconds, ssl_context),
         )
-        self._idle: list[http.client.HTTPConnection] = []
 
-    # -- connections --------------------------------------------------------------
-
-    def _new(self) -> http.client.HTTPConnection:
-        ep = self.endpoint
-        conn: http.client.HTTPConnection
-        if ep.scheme == "https":
-            ctx = self.ssl_context or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(ep.host, ep.port, timeout=self.timeout, context=ctx)
-        else:
-            conn = http.client.HTTPConnection(ep.host, ep.port, timeout=self.timeout)
-        conn.connect()
-        sock = conn.sock
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
-
-    def _take(self) -> http.client.HTTPConnection | None:
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not _stale(conn):
-                    return conn
-                conn.close()
-        return None
-
-    def release(self, conn: http.client.HTTPConnection) -> None:
+    def release(self, sock: socket.socket) -> None:
         """Give a connection whose response was read whole back to the pool."""
-        with self._lock:
-            if not self._closed and len(self._idle) < POOL_SIZE:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        """Close every idle connection; later requests open new ones."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-        super().close()
+        self._release_raw(sock)
 
     # -- requests -----------------------------------------------------------------
 
     def open(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[socket.socket, http.client.HTTPResponse]:
         """Send one request and return its connection and (unread) response.
 
-        The caller reads the response, then calls :meth:`release` (whole body read,
-        keep-alive) or closes the connection.
+        The request goes out on the pool's connections under its retry rule; the
+        response is read with :mod:`http.client`. The caller reads the response, then
+        calls :meth:`release` (whole body read, keep-alive) or closes both.
 
         Raises:
             CommandConnectError: no connection after every attempt.
             CommandTimeout: the server did not answer within the timeout.
             CommandConnectionClosed: the connection failed after the request was sent.
         """
+        if _BAD_TARGET.search(path):
+            raise http.client.InvalidURL(f"URL can't contain control characters. {path!r}")
         url = self.endpoint.origin + path
-        attempt = 0
-        while True:
-            attempt += 1
-            conn = self._take()
-            reused = conn is not None
-            try:
-                if conn is None:
-                    conn = self._new()
-                conn.request(method, path, body, dict(headers))
-            except (OSError, http.client.HTTPException) as exc:
-                if conn is not None:
-                    conn.close()
-                if reused:
-                    # A pooled connection failed to write: the request was not received;
-                    # try again at once on a fresh connection (not counted as an attempt).
-                    attempt -= 1
-                    logger.debug("pooled connection failed on write (%s); reconnecting", exc)
-                    continue
-                error = self._connect_failed(exc, url, attempt)
-                if (
-                    attempt >= self.retries
-                    or isinstance(error, CommandTimeout)
-                    or isinstance(exc, ssl.SSLError)
-                ):
-                    raise error from exc
-                logger.warning(
-                    "command server %s unreachable (%s), attempt %d of %d; retrying in %g s",
-                    url,
-                    exc,
-                    attempt,
-                    self.retries,
-                    self.retry_seconds,
-                )
-                if self.retry_seconds:
-                    time.sleep(self.retry_seconds)
-                continue
-            try:
-                return conn, conn.getresponse()
-            except TimeoutError as exc:
-                conn.close()
-                raise CommandTimeout(
-                    f"command did not reply within timeout of {self.timeout} seconds "
-                    "(request not re-sent: it may have been processed)",
-                    url=url,
-                ) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                raise CommandConnectionClosed(
-                    f"connection closed before a response ({type(exc).__name__}: {exc}); "
-                    "request not re-sent: it may have been processed",
-                    url=url,
-                ) from exc
+        data = encode_request(method, path, self._host_header, headers, body)
+        sock, _reused, _attempt = self._send(data, url, 0)
+        resp = http.client.HTTPResponse(sock, method=method)
+        try:
+            resp.begin()
+        except TimeoutError as exc:
+            resp.close()
+            sock.close()
+            raise CommandTimeout(
+                f"command did not reply within timeout of {self.timeout} seconds "
+                "(request not re-sent: it may have been processed)",
+                url=url,
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            resp.close()
+            sock.close()
+            raise CommandConnectionClosed(
+                f"connection closed before a response ({type(exc).__name__}: {exc}); "
+                "request not re-sent: it may have been processed",
+                url=url,
+            ) from exc
+        return sock, resp
 
-    def read_all(
-        self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str
-    ) -> bytes:
+    def read_all(self, sock: socket.socket, resp: http.client.HTTPResponse, url: str) -> bytes:
         """Read a response body whole, release or close the connection, map errors."""
         try:
             data = resp.read()
         except TimeoutError as exc:
-            conn.close()
+            resp.close()
+            sock.close()
             raise CommandTimeout(
                 f"response body not received within timeout of {self.timeout} seconds", url=url
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()
+            resp.close()
+            sock.close()
             raise CommandConnectionClosed(
                 f"connection closed while reading the response ({type(exc).__name__}: {exc})",
                 url=url,
             ) from exc
         if resp.will_close:
-            conn.close()
+            sock.close()
         else:
-            self.release(conn)
+            self.release(sock)
         return data

@@ -5,14 +5,20 @@ keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for sma
 sequential CGI calls a direct socket round trip costs far less than a hop through an
 event-loop thread or http.client, and it is several times faster than drms's
 one-connection-per-request urlopen (see bench/drms.py). The asyncio client uses aiohttp.
+
+Both clients share :class:`_HttpJsonCalls`, which builds every request (URL, argument
+checks), holds the docs and the keyword-type cache, and is generic over what a call
+returns: a value for the blocking client, an awaitable for the asyncio one. Each
+client adds only its I/O: ``_get`` / ``_get_raw``, waiting and downloading.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -28,6 +34,9 @@ __all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]
 logger = logging.getLogger(__name__)
 
 Names = str | Sequence[str] | None
+
+#: What one CGI call returns: ``dict`` (blocking) or ``Awaitable[dict]`` (asyncio).
+R = TypeVar("R")
 
 
 class HttpJsonRequest:
@@ -55,7 +64,125 @@ def _requestor(requestor: str | bool | None, requester: str | bool | None) -> st
     return requester if requestor is None else requestor
 
 
-class HttpJsonClient:
+class _HttpJsonCalls(Generic[R]):
+    """The CGI calls of both clients, written once.
+
+    Each call hands ``_get`` a thunk building its URL, so a bad argument raises where the
+    I/O would start: at the call for the blocking client, at ``await`` for the asyncio one.
+    """
+
+    def __init__(self, server: str | ServerConfig, debug: bool) -> None:
+        self._server = get_server(server)
+        self.debug = debug
+        self._type_cache: dict[str, dict[str, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self._server.name}>"
+
+    @property
+    def server(self) -> ServerConfig:
+        """The server configuration in use."""
+        return self._server
+
+    def _get(self, build: Callable[[], str]) -> R:
+        """Build the URL with *build*, GET it and decode the JSON object."""
+        raise NotImplementedError
+
+    def _log_url(self, url: str) -> None:
+        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+
+    def _remember_types(self, name: str, struct: dict[str, Any]) -> dict[str, str]:
+        """Cache and return the keyword types of series *name* from its series_struct."""
+        checked = P.check_query_status(struct)
+        types = {k["name"]: k["type"] for k in checked.get("keywords", [])}
+        self._type_cache[name] = types
+        return types
+
+    def show_series(self, ds_filter: str | None = None) -> R:
+        """List series (``show_series``), optionally filtered by a regex."""
+        return self._get(functools.partial(P.show_series_url, self._server, ds_filter))
+
+    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> R:
+        """List every public series (``showextseries``); *info* adds descriptions."""
+        return self._get(
+            functools.partial(P.show_series_wrapper_url, self._server, ds_filter, info=info)
+        )
+
+    def series_struct(self, ds: str) -> R:
+        """Structure of a series: primekeys, keywords, segments, links, interval."""
+        return self._get(functools.partial(P.series_struct_url, self._server, ds))
+
+    def rs_summary(self, ds: str) -> R:
+        """Record count of a record set: ``{count, runtime, status}``."""
+        return self._get(functools.partial(P.rs_summary_url, self._server, ds))
+
+    def rs_list(
+        self,
+        ds: str,
+        *,
+        key: Names = None,
+        seg: Names = None,
+        link: Names = None,
+        recinfo: bool = False,
+        n: int | None = None,
+        uid: str | None = None,
+    ) -> R:
+        """Keywords, segments and links of a record set (at least one must be asked)."""
+        return self._get(
+            functools.partial(
+                P.rs_list_url,
+                self._server,
+                ds,
+                key=key,
+                seg=seg,
+                link=link,
+                recinfo=recinfo,
+                n=n,
+                uid=uid,
+            )
+        )
+
+    def check_address(self, email: str) -> R:
+        """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
+        return self._get(functools.partial(P.check_address_url, self._server, email))
+
+    def exp_request(
+        self,
+        ds: str,
+        notify: str,
+        *,
+        method: str = "url_quick",
+        protocol: str = "as-is",
+        protocol_args: Mapping[str, Any] | None = None,
+        filenamefmt: str | None = None,
+        n: int | None = None,
+        process: Mapping[str, Mapping[str, Any]] | None = None,
+        requestor: str | bool | None = None,
+        requester: str | bool | None = None,
+    ) -> R:
+        """Request an export; ``requester`` is accepted as drms's name for ``requestor``."""
+        return self._get(
+            functools.partial(
+                P.exp_request_url,
+                self._server,
+                ds,
+                notify,
+                method=method,
+                protocol=protocol,
+                protocol_args=protocol_args,
+                filenamefmt=filenamefmt,
+                n=n,
+                process=process,
+                requestor=_requestor(requestor, requester),
+            )
+        )
+
+    def exp_status(self, requestid: str) -> R:
+        """Status of an export; when finished, its index.json."""
+        return self._get(functools.partial(P.exp_status_url, self._server, requestid))
+
+
+class HttpJsonClient(_HttpJsonCalls[dict[str, Any]]):
     """HTTP/JSON access to the DRMS CGIs of one server.
 
     Args:
@@ -73,13 +200,8 @@ class HttpJsonClient:
         timeout: float | None = 60.0,
         retries: int = 2,
     ) -> None:
-        self._server = get_server(server)
-        self.debug = debug
+        super().__init__(server, debug)
         self._transport = BlockingTransport(timeout=timeout, retries=retries)
-        self._type_cache: dict[str, dict[str, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"<HttpJsonClient: {self._server.name}>"
 
     def __enter__(self) -> HttpJsonClient:
         return self
@@ -91,51 +213,13 @@ class HttpJsonClient:
         """Close the kept-alive connection (the client still works afterwards)."""
         self._transport.close()
 
-    @property
-    def server(self) -> ServerConfig:
-        """The server configuration in use."""
-        return self._server
-
     def _json_request(self, url: str) -> HttpJsonRequest:
-        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+        self._log_url(url)
         resp = self._transport.get(url)
         return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
 
-    def _get(self, url: str) -> dict[str, Any]:
-        return self._json_request(url).data
-
-    def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
-        """List series (``show_series``), optionally filtered by a regex."""
-        return self._get(P.show_series_url(self._server, ds_filter))
-
-    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
-        """List every public series (``showextseries``); *info* adds descriptions."""
-        return self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
-
-    def series_struct(self, ds: str) -> dict[str, Any]:
-        """Structure of a series: primekeys, keywords, segments, links, interval."""
-        return self._get(P.series_struct_url(self._server, ds))
-
-    def rs_summary(self, ds: str) -> dict[str, Any]:
-        """Record count of a record set: ``{count, runtime, status}``."""
-        return self._get(P.rs_summary_url(self._server, ds))
-
-    def rs_list(
-        self,
-        ds: str,
-        *,
-        key: Names = None,
-        seg: Names = None,
-        link: Names = None,
-        recinfo: bool = False,
-        n: int | None = None,
-        uid: str | None = None,
-    ) -> dict[str, Any]:
-        """Keywords, segments and links of a record set (at least one must be asked)."""
-        url = P.rs_list_url(
-            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
-        )
-        return self._get(url)
+    def _get(self, build: Callable[[], str]) -> dict[str, Any]:
+        return self._json_request(build()).data
 
     def rs_list_columns(
         self,
@@ -152,54 +236,12 @@ class HttpJsonClient:
         Raises DrmsQueryError when JSOC reports a failed query.
         """
         if types is None:
-            types = self._types(ds)
+            name = P.series_name(ds)
+            types = self._type_cache.get(name)
+            if types is None:
+                types = self._remember_types(name, self.series_struct(name))
         url = P.rs_list_url(self._server, ds, key=key, n=n)
         return P.rs_list_columns(self._json_request(url).raw_data, types, self._server.encoding)
-
-    def _types(self, ds: str) -> dict[str, str]:
-        name = P.series_name(ds)
-        cache = self._type_cache
-        if name not in cache:
-            struct = P.check_query_status(self.series_struct(name))
-            cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
-        return cache[name]
-
-    def check_address(self, email: str) -> dict[str, Any]:
-        """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
-        return self._get(P.check_address_url(self._server, email))
-
-    def exp_request(
-        self,
-        ds: str,
-        notify: str,
-        *,
-        method: str = "url_quick",
-        protocol: str = "as-is",
-        protocol_args: Mapping[str, Any] | None = None,
-        filenamefmt: str | None = None,
-        n: int | None = None,
-        process: Mapping[str, Mapping[str, Any]] | None = None,
-        requestor: str | bool | None = None,
-        requester: str | bool | None = None,
-    ) -> dict[str, Any]:
-        """Request an export; ``requester`` is accepted as drms's name for ``requestor``."""
-        url = P.exp_request_url(
-            self._server,
-            ds,
-            notify,
-            method=method,
-            protocol=protocol,
-            protocol_args=protocol_args,
-            filenamefmt=filenamefmt,
-            n=n,
-            process=process,
-            requestor=_requestor(requestor, requester),
-        )
-        return self._get(url)
-
-    def exp_status(self, requestid: str) -> dict[str, Any]:
-        """Status of an export; when finished, its index.json."""
-        return self._get(P.exp_status_url(self._server, requestid))
 
     def wait_for_export(
         self,
@@ -240,9 +282,8 @@ class HttpJsonClient:
         status = dict(export_status)
         if P.check_export_status(status) != 0:
             status = self.wait_for_export(str(status.get("requestid")))
-        jobs = P.download_urls(self._server, status)
         return transfer.download_blocking(
-            jobs,
+            P.download_urls(self._server, status),
             Path(dest),
             concurrency=concurrency,
             progress=progress,
@@ -251,7 +292,7 @@ class HttpJsonClient:
         )
 
 
-class AsyncHttpJsonClient:
+class AsyncHttpJsonClient(_HttpJsonCalls[Awaitable[dict[str, Any]]]):
     """The asyncio twin of :class:`HttpJsonClient` (aiohttp, keep-alive, gzip).
 
     Use ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
@@ -265,26 +306,16 @@ class AsyncHttpJsonClient:
         timeout: float | None = 60.0,
         retries: int = 2,
     ) -> None:
-        self._server = get_server(server)
-        self.debug = debug
+        super().__init__(server, debug)
         self.timeout = timeout
         self.retries = retries
         self._session: aiohttp.ClientSession | None = None
-        self._type_cache: dict[str, dict[str, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"<AsyncHttpJsonClient: {self._server.name}>"
 
     async def __aenter__(self) -> AsyncHttpJsonClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    @property
-    def server(self) -> ServerConfig:
-        """The server configuration in use."""
-        return self._server
 
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session (created on first use)."""
@@ -301,11 +332,11 @@ class AsyncHttpJsonClient:
             await self._session.close()
             self._session = None
 
-    async def _get(self, url: str) -> dict[str, Any]:
-        return P.decode_json(await self._get_raw(url), self._server.encoding)
+    async def _get(self, build: Callable[[], str]) -> dict[str, Any]:
+        return P.decode_json(await self._get_raw(build()), self._server.encoding)
 
     async def _get_raw(self, url: str) -> bytes:
-        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+        self._log_url(url)
         for attempt in range(self.retries + 1):
             try:
                 async with self.session().get(url) as resp:
@@ -329,39 +360,6 @@ class AsyncHttpJsonClient:
             )
         return body
 
-    async def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.show_series`."""
-        return await self._get(P.show_series_url(self._server, ds_filter))
-
-    async def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
-        """See :meth:`HttpJsonClient.show_series_wrapper`."""
-        return await self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
-
-    async def series_struct(self, ds: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.series_struct`."""
-        return await self._get(P.series_struct_url(self._server, ds))
-
-    async def rs_summary(self, ds: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.rs_summary`."""
-        return await self._get(P.rs_summary_url(self._server, ds))
-
-    async def rs_list(
-        self,
-        ds: str,
-        *,
-        key: Names = None,
-        seg: Names = None,
-        link: Names = None,
-        recinfo: bool = False,
-        n: int | None = None,
-        uid: str | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.rs_list`."""
-        url = P.rs_list_url(
-            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
-        )
-        return await self._get(url)
-
     async def rs_list_columns(
         self,
         ds: str,
@@ -373,50 +371,11 @@ class AsyncHttpJsonClient:
         """See :meth:`HttpJsonClient.rs_list_columns`."""
         if types is None:
             name = P.series_name(ds)
-            cache = self._type_cache
-            if name not in cache:
-                struct = P.check_query_status(await self.series_struct(name))
-                cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
-            types = cache[name]
+            types = self._type_cache.get(name)
+            if types is None:
+                types = self._remember_types(name, await self.series_struct(name))
         body = await self._get_raw(P.rs_list_url(self._server, ds, key=key, n=n))
         return P.rs_list_columns(body, types, self._server.encoding)
-
-    async def check_address(self, email: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.check_address`."""
-        return await self._get(P.check_address_url(self._server, email))
-
-    async def exp_request(
-        self,
-        ds: str,
-        notify: str,
-        *,
-        method: str = "url_quick",
-        protocol: str = "as-is",
-        protocol_args: Mapping[str, Any] | None = None,
-        filenamefmt: str | None = None,
-        n: int | None = None,
-        process: Mapping[str, Mapping[str, Any]] | None = None,
-        requestor: str | bool | None = None,
-        requester: str | bool | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.exp_request`."""
-        url = P.exp_request_url(
-            self._server,
-            ds,
-            notify,
-            method=method,
-            protocol=protocol,
-            protocol_args=protocol_args,
-            filenamefmt=filenamefmt,
-            n=n,
-            process=process,
-            requestor=_requestor(requestor, requester),
-        )
-        return await self._get(url)
-
-    async def exp_status(self, requestid: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.exp_status`."""
-        return await self._get(P.exp_status_url(self._server, requestid))
 
     async def wait_for_export(
         self,
@@ -448,10 +407,9 @@ class AsyncHttpJsonClient:
         status = dict(export_status)
         if P.check_export_status(status) != 0:
             status = await self.wait_for_export(str(status.get("requestid")))
-        jobs = P.download_urls(self._server, status)
         return await transfer.download_async(
             self.session(),
-            jobs,
+            P.download_urls(self._server, status),
             Path(dest),
             concurrency=concurrency,
             progress=progress,

@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 Names = str | Sequence[str] | None
 
-#: What one CGI call returns: ``dict`` (blocking) or ``Awaitable[dict]`` (asyncio).
-R = TypeVar("R")
+# What a call returns: the value for the blocking client, an awaitable of it for asyncio.
+R = TypeVar("R")  # a decoded JSON object: dict[str, Any]
+C = TypeVar("C")  # typed columns: dict[str, list[Any]]
+L = TypeVar("L")  # downloaded files: list[Path]
 
 
 class HttpJsonRequest:
@@ -64,17 +66,30 @@ def _requestor(requestor: str | bool | None, requester: str | bool | None) -> st
     return requester if requestor is None else requestor
 
 
-class _HttpJsonCalls(Generic[R]):
-    """The CGI calls of both clients, written once.
+class _HttpJsonCalls(Generic[R, C, L]):
+    """The public calls of both clients, written once; subclasses supply the I/O hooks.
 
-    Each call hands ``_get`` a thunk building its URL, so a bad argument raises where the
-    I/O would start: at the call for the blocking client, at ``await`` for the asyncio one.
+    Each call hands its hook a thunk building the URL (or its raw arguments), so a bad
+    argument raises where the I/O starts: at the call for the blocking client, at
+    ``await`` for the asyncio one.
     """
 
-    def __init__(self, server: str | ServerConfig, debug: bool) -> None:
+    def __init__(
+        self,
+        server: str | ServerConfig = "jsoc",
+        debug: bool = False,
+        *,
+        timeout: float | None = 60.0,
+        retries: int = 2,
+    ) -> None:
         self._server = get_server(server)
         self.debug = debug
         self._type_cache: dict[str, dict[str, str]] = {}
+        self._open(timeout, retries)
+
+    def _open(self, timeout: float | None, retries: int) -> None:
+        """Set up the transport (nothing is connected yet)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self._server.name}>"
@@ -86,6 +101,20 @@ class _HttpJsonCalls(Generic[R]):
 
     def _get(self, build: Callable[[], str]) -> R:
         """Build the URL with *build*, GET it and decode the JSON object."""
+        raise NotImplementedError
+
+    def _columns(self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None) -> C:
+        """Learn *types* of series *ds* if None, GET the rs_list URL, decode it typed."""
+        raise NotImplementedError
+
+    def _wait(self, requestid: str, timeout: float, poll: float | None, notfound: int) -> R:
+        """Poll exp_status until the export finishes."""
+        raise NotImplementedError
+
+    def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
+    ) -> L:
+        """Wait for a pending export, then fetch its files into *dest*."""
         raise NotImplementedError
 
     def _log_url(self, url: str) -> None:
@@ -181,8 +210,57 @@ class _HttpJsonCalls(Generic[R]):
         """Status of an export; when finished, its index.json."""
         return self._get(functools.partial(P.exp_status_url, self._server, requestid))
 
+    def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> C:
+        """Keywords of a record set as typed columns (sciwire extension).
 
-class HttpJsonClient(_HttpJsonCalls[dict[str, Any]]):
+        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
+        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
+        Raises DrmsQueryError when JSOC reports a failed query.
+        """
+        build = functools.partial(P.rs_list_url, self._server, ds, key=key, n=n)
+        return self._columns(ds, build, types)
+
+    def wait_for_export(
+        self,
+        requestid: str,
+        *,
+        timeout: float = 600.0,
+        poll: float | None = None,
+        retries_notfound: int = 5,
+    ) -> R:
+        """Poll exp_status until finished; return the finished status (index.json).
+
+        Sleeps the server's ``wait`` (bounded) unless *poll* is given. Raises
+        DrmsExportError on failure and :class:`~sciwire.errors.Timeout` at the deadline.
+        """
+        return self._wait(requestid, timeout, poll, retries_notfound)
+
+    def download(
+        self,
+        export_status: Mapping[str, Any],
+        dest: str | Path,
+        *,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        overwrite: bool = False,
+    ) -> L:
+        """Fetch the files of a finished export into *dest*, concurrently, resuming.
+
+        A pending export is waited for first. Partial files (``name.part``) are resumed
+        with HTTP Range; sizes are checked against the server's lengths. The progress
+        line goes to stderr, by default only when stderr is a terminal.
+        """
+        return self._download(export_status, dest, concurrency, progress, overwrite)
+
+
+class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[Path]]):
     """HTTP/JSON access to the DRMS CGIs of one server.
 
     Args:
@@ -192,15 +270,7 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any]]):
         retries: retries of a GET after a connection error (never after a timeout).
     """
 
-    def __init__(
-        self,
-        server: str | ServerConfig = "jsoc",
-        debug: bool = False,
-        *,
-        timeout: float | None = 60.0,
-        retries: int = 2,
-    ) -> None:
-        super().__init__(server, debug)
+    def _open(self, timeout: float | None, retries: int) -> None:
         self._transport = BlockingTransport(timeout=timeout, retries=retries)
 
     def __enter__(self) -> HttpJsonClient:
@@ -221,92 +291,52 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any]]):
     def _get(self, build: Callable[[], str]) -> dict[str, Any]:
         return self._json_request(build()).data
 
-    def rs_list_columns(
-        self,
-        ds: str,
-        key: Names,
-        *,
-        n: int | None = None,
-        types: Mapping[str, str] | None = None,
+    def _columns(
+        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
     ) -> dict[str, list[Any]]:
-        """Keywords of a record set as typed columns (sciwire extension).
-
-        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
-        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
-        Raises DrmsQueryError when JSOC reports a failed query.
-        """
         if types is None:
             name = P.series_name(ds)
             types = self._type_cache.get(name)
             if types is None:
                 types = self._remember_types(name, self.series_struct(name))
-        url = P.rs_list_url(self._server, ds, key=key, n=n)
-        return P.rs_list_columns(self._json_request(url).raw_data, types, self._server.encoding)
+        body = self._json_request(build()).raw_data
+        return P.rs_list_columns(body, types, self._server.encoding)
 
-    def wait_for_export(
-        self,
-        requestid: str,
-        *,
-        timeout: float = 600.0,
-        poll: float | None = None,
-        retries_notfound: int = 5,
+    def _wait(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int
     ) -> dict[str, Any]:
-        """Poll exp_status until finished; return the finished status (index.json).
-
-        Sleeps the server's ``wait`` (bounded) unless *poll* is given. Raises
-        DrmsExportError on failure and :class:`~sciwire.errors.Timeout` at the deadline.
-        """
         return transfer.wait_blocking(
-            self.exp_status,
-            requestid,
-            timeout=timeout,
-            poll=poll,
-            retries_notfound=retries_notfound,
+            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
         )
 
-    def download(
-        self,
-        export_status: Mapping[str, Any],
-        dest: str | Path,
-        *,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        overwrite: bool = False,
+    def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
     ) -> list[Path]:
-        """Fetch the files of a finished export into *dest*, concurrently, resuming.
-
-        A pending export is waited for first. Partial files (``name.part``) are resumed
-        with HTTP Range; sizes are checked against the server's lengths. The progress
-        line goes to stderr, by default only when stderr is a terminal.
-        """
-        status = dict(export_status)
+        status = dict(status)
         if P.check_export_status(status) != 0:
             status = self.wait_for_export(str(status.get("requestid")))
         return transfer.download_blocking(
             P.download_urls(self._server, status),
             Path(dest),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
+            concurrency=conc,
+            progress=bar,
+            overwrite=ow,
             timeout=self._transport.timeout,
         )
 
 
-class AsyncHttpJsonClient(_HttpJsonCalls[Awaitable[dict[str, Any]]]):
+class AsyncHttpJsonClient(
+    _HttpJsonCalls[
+        Awaitable[dict[str, Any]], Awaitable[dict[str, list[Any]]], Awaitable[list[Path]]
+    ]
+):
     """The asyncio twin of :class:`HttpJsonClient` (aiohttp, keep-alive, gzip).
 
-    Use ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
+    Same constructor and calls; each call returns an awaitable. Use
+    ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
     """
 
-    def __init__(
-        self,
-        server: str | ServerConfig = "jsoc",
-        debug: bool = False,
-        *,
-        timeout: float | None = 60.0,
-        retries: int = 2,
-    ) -> None:
-        super().__init__(server, debug)
+    def _open(self, timeout: float | None, retries: int) -> None:
         self.timeout = timeout
         self.retries = retries
         self._session: aiohttp.ClientSession | None = None
@@ -360,58 +390,35 @@ class AsyncHttpJsonClient(_HttpJsonCalls[Awaitable[dict[str, Any]]]):
             )
         return body
 
-    async def rs_list_columns(
-        self,
-        ds: str,
-        key: Names,
-        *,
-        n: int | None = None,
-        types: Mapping[str, str] | None = None,
+    async def _columns(
+        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
     ) -> dict[str, list[Any]]:
-        """See :meth:`HttpJsonClient.rs_list_columns`."""
         if types is None:
             name = P.series_name(ds)
             types = self._type_cache.get(name)
             if types is None:
                 types = self._remember_types(name, await self.series_struct(name))
-        body = await self._get_raw(P.rs_list_url(self._server, ds, key=key, n=n))
+        body = await self._get_raw(build())
         return P.rs_list_columns(body, types, self._server.encoding)
 
-    async def wait_for_export(
-        self,
-        requestid: str,
-        *,
-        timeout: float = 600.0,
-        poll: float | None = None,
-        retries_notfound: int = 5,
+    async def _wait(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int
     ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.wait_for_export`."""
         return await transfer.wait_async(
-            self.exp_status,
-            requestid,
-            timeout=timeout,
-            poll=poll,
-            retries_notfound=retries_notfound,
+            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
         )
 
-    async def download(
-        self,
-        export_status: Mapping[str, Any],
-        dest: str | Path,
-        *,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        overwrite: bool = False,
+    async def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
     ) -> list[Path]:
-        """See :meth:`HttpJsonClient.download`."""
-        status = dict(export_status)
+        status = dict(status)
         if P.check_export_status(status) != 0:
             status = await self.wait_for_export(str(status.get("requestid")))
         return await transfer.download_async(
             self.session(),
             P.download_urls(self._server, status),
             Path(dest),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
+            concurrency=conc,
+            progress=bar,
+            overwrite=ow,
         )

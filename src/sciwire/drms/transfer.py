@@ -100,17 +100,38 @@ def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
     return min(max(wait, MIN_POLL), MAX_POLL)
 
 
-def _check(d: Mapping[str, Any], requestid: str, notfound: int) -> tuple[bool, int]:
-    status = P.check_export_status(d)
-    if status == 0:
-        return True, notfound
-    if status == 6:
-        if notfound <= 0:
-            detail = f" ({d['error']})" if d.get("error") else ""
-            msg = f"Export request {requestid} not found{detail} [status=6]"
-            raise DrmsExportError(msg, code=6, data=dict(d))
-        notfound -= 1
-    return False, notfound
+class _ExportPoll:
+    """Sans-I/O state of one wait for an export: feed each status with the clock time."""
+
+    def __init__(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int, now: float
+    ) -> None:
+        self.requestid = requestid
+        self.timeout = timeout
+        self.poll = poll
+        self.notfound = notfound
+        self.deadline = now + timeout
+
+    def pause(self, d: Mapping[str, Any], now: float) -> float | None:
+        """None when *d* is a finished export, else the seconds to sleep before the next poll.
+
+        Raises DrmsExportError when the export failed or stays unknown, Timeout past the deadline.
+        """
+        status = P.check_export_status(d)
+        if status == 0:
+            return None
+        if status == 6:
+            if self.notfound <= 0:
+                detail = f" ({d['error']})" if d.get("error") else ""
+                msg = f"Export request {self.requestid} not found{detail} [status=6]"
+                raise DrmsExportError(msg, code=6, data=dict(d))
+            self.notfound -= 1
+        remaining = self.deadline - now
+        if remaining <= 0:
+            raise Timeout(
+                f"export {self.requestid} not finished after {self.timeout:g} s (status {d})"
+            )
+        return min(_poll_interval(d, self.poll), remaining)
 
 
 def wait_blocking(
@@ -122,17 +143,13 @@ def wait_blocking(
     retries_notfound: int,
 ) -> dict[str, Any]:
     """Poll *exp_status* until the export finishes; Timeout at the hard deadline."""
-    deadline = time.monotonic() + timeout
-    notfound = retries_notfound
+    state = _ExportPoll(requestid, timeout, poll, retries_notfound, time.monotonic())
     while True:
         d = exp_status(requestid)
-        done, notfound = _check(d, requestid, notfound)
-        if done:
+        pause = state.pause(d, time.monotonic())
+        if pause is None:
             return d
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
-        time.sleep(min(_poll_interval(d, poll), remaining))
+        time.sleep(pause)
 
 
 async def wait_async(
@@ -145,17 +162,13 @@ async def wait_async(
 ) -> dict[str, Any]:
     """The asyncio form of :func:`wait_blocking`."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    notfound = retries_notfound
+    state = _ExportPoll(requestid, timeout, poll, retries_notfound, loop.time())
     while True:
         d = await exp_status(requestid)
-        done, notfound = _check(d, requestid, notfound)
-        if done:
+        pause = state.pause(d, loop.time())
+        if pause is None:
             return d
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
-        await asyncio.sleep(min(_poll_interval(d, poll), remaining))
+        await asyncio.sleep(pause)
 
 
 def _part(path: Path) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from sciwire.drms.client import HttpJsonClient
-from sciwire.drms.config import ServerConfig, get_server
+from sciwire.drms.config import ServerConfig, get_server, jsoc_layout
 from sciwire.drms.exceptions import DrmsError
 from sciwire.drms.protocol import check_export_status, check_query_status
 from sciwire.errors import SciwireError
@@ -24,17 +24,7 @@ def _server(value: str) -> ServerConfig:
     """A registered name, or the base URL of a JSOC-like site (emulator layout)."""
     if value.startswith(("http://", "https://")):
         base = value.rstrip("/") + "/"
-        return ServerConfig(
-            name=base,
-            cgi_baseurl=base + "cgi-bin/ajax/",
-            cgi_show_series="show_series",
-            cgi_jsoc_info="jsoc_info",
-            cgi_jsoc_fetch="jsoc_fetch",
-            cgi_check_address="checkAddress.sh",
-            cgi_show_series_wrapper="showextseries",
-            show_series_wrapper_dbhost="hmidb2",
-            http_download_baseurl=base,
-        )
+        return jsoc_layout(base, base)
     return get_server(value)
 
 

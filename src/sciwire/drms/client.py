@@ -5,14 +5,20 @@ keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for sma
 sequential CGI calls a direct socket round trip costs far less than a hop through an
 event-loop thread or http.client, and it is several times faster than drms's
 one-connection-per-request urlopen (see bench/drms.py). The asyncio client uses aiohttp.
+
+Both clients share :class:`_HttpJsonCalls`, which builds every request (URL, argument
+checks), holds the docs and the keyword-type cache, and is generic over what a call
+returns: a value for the blocking client, an awaitable for the asyncio one. Each
+client adds only its I/O: ``_get`` / ``_get_raw``, waiting and downloading.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -28,6 +34,11 @@ __all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]
 logger = logging.getLogger(__name__)
 
 Names = str | Sequence[str] | None
+
+# What a call returns: the value for the blocking client, an awaitable of it for asyncio.
+R = TypeVar("R")  # a decoded JSON object: dict[str, Any]
+C = TypeVar("C")  # typed columns: dict[str, list[Any]]
+L = TypeVar("L")  # downloaded files: list[Path]
 
 
 class HttpJsonRequest:
@@ -55,14 +66,12 @@ def _requestor(requestor: str | bool | None, requester: str | bool | None) -> st
     return requester if requestor is None else requestor
 
 
-class HttpJsonClient:
-    """HTTP/JSON access to the DRMS CGIs of one server.
+class _HttpJsonCalls(Generic[R, C, L]):
+    """The public calls of both clients, written once; subclasses supply the I/O hooks.
 
-    Args:
-        server: a registered server name (``jsoc``, ``kis``...) or a ServerConfig.
-        debug: log each request URL at INFO instead of DEBUG.
-        timeout: seconds for connecting and for each read (None waits forever).
-        retries: retries of a GET after a connection error (never after a timeout).
+    Each call hands its hook a thunk building the URL (or its raw arguments), so a bad
+    argument raises where the I/O starts: at the call for the blocking client, at
+    ``await`` for the asyncio one.
     """
 
     def __init__(
@@ -75,50 +84,66 @@ class HttpJsonClient:
     ) -> None:
         self._server = get_server(server)
         self.debug = debug
-        self._transport = BlockingTransport(timeout=timeout, retries=retries)
         self._type_cache: dict[str, dict[str, str]] = {}
+        self._open(timeout, retries)
+
+    def _open(self, timeout: float | None, retries: int) -> None:
+        """Set up the transport (nothing is connected yet)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<HttpJsonClient: {self._server.name}>"
-
-    def __enter__(self) -> HttpJsonClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the kept-alive connection (the client still works afterwards)."""
-        self._transport.close()
+        return f"<{type(self).__name__}: {self._server.name}>"
 
     @property
     def server(self) -> ServerConfig:
         """The server configuration in use."""
         return self._server
 
-    def _json_request(self, url: str) -> HttpJsonRequest:
+    def _get(self, build: Callable[[], str]) -> R:
+        """Build the URL with *build*, GET it and decode the JSON object."""
+        raise NotImplementedError
+
+    def _columns(self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None) -> C:
+        """Learn *types* of series *ds* if None, GET the rs_list URL, decode it typed."""
+        raise NotImplementedError
+
+    def _wait(self, requestid: str, timeout: float, poll: float | None, notfound: int) -> R:
+        """Poll exp_status until the export finishes."""
+        raise NotImplementedError
+
+    def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
+    ) -> L:
+        """Wait for a pending export, then fetch its files into *dest*."""
+        raise NotImplementedError
+
+    def _log_url(self, url: str) -> None:
         logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
-        resp = self._transport.get(url)
-        return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
 
-    def _get(self, url: str) -> dict[str, Any]:
-        return self._json_request(url).data
+    def _remember_types(self, name: str, struct: dict[str, Any]) -> dict[str, str]:
+        """Cache and return the keyword types of series *name* from its series_struct."""
+        checked = P.check_query_status(struct)
+        types = {k["name"]: k["type"] for k in checked.get("keywords", [])}
+        self._type_cache[name] = types
+        return types
 
-    def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
+    def show_series(self, ds_filter: str | None = None) -> R:
         """List series (``show_series``), optionally filtered by a regex."""
-        return self._get(P.show_series_url(self._server, ds_filter))
+        return self._get(functools.partial(P.show_series_url, self._server, ds_filter))
 
-    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
+    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> R:
         """List every public series (``showextseries``); *info* adds descriptions."""
-        return self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
+        return self._get(
+            functools.partial(P.show_series_wrapper_url, self._server, ds_filter, info=info)
+        )
 
-    def series_struct(self, ds: str) -> dict[str, Any]:
+    def series_struct(self, ds: str) -> R:
         """Structure of a series: primekeys, keywords, segments, links, interval."""
-        return self._get(P.series_struct_url(self._server, ds))
+        return self._get(functools.partial(P.series_struct_url, self._server, ds))
 
-    def rs_summary(self, ds: str) -> dict[str, Any]:
+    def rs_summary(self, ds: str) -> R:
         """Record count of a record set: ``{count, runtime, status}``."""
-        return self._get(P.rs_summary_url(self._server, ds))
+        return self._get(functools.partial(P.rs_summary_url, self._server, ds))
 
     def rs_list(
         self,
@@ -130,43 +155,25 @@ class HttpJsonClient:
         recinfo: bool = False,
         n: int | None = None,
         uid: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> R:
         """Keywords, segments and links of a record set (at least one must be asked)."""
-        url = P.rs_list_url(
-            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
+        return self._get(
+            functools.partial(
+                P.rs_list_url,
+                self._server,
+                ds,
+                key=key,
+                seg=seg,
+                link=link,
+                recinfo=recinfo,
+                n=n,
+                uid=uid,
+            )
         )
-        return self._get(url)
 
-    def rs_list_columns(
-        self,
-        ds: str,
-        key: Names,
-        *,
-        n: int | None = None,
-        types: Mapping[str, str] | None = None,
-    ) -> dict[str, list[Any]]:
-        """Keywords of a record set as typed columns (sciwire extension).
-
-        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
-        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
-        Raises DrmsQueryError when JSOC reports a failed query.
-        """
-        if types is None:
-            types = self._types(ds)
-        url = P.rs_list_url(self._server, ds, key=key, n=n)
-        return P.rs_list_columns(self._json_request(url).raw_data, types, self._server.encoding)
-
-    def _types(self, ds: str) -> dict[str, str]:
-        name = P.series_name(ds)
-        cache = self._type_cache
-        if name not in cache:
-            struct = P.check_query_status(self.series_struct(name))
-            cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
-        return cache[name]
-
-    def check_address(self, email: str) -> dict[str, Any]:
+    def check_address(self, email: str) -> R:
         """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
-        return self._get(P.check_address_url(self._server, email))
+        return self._get(functools.partial(P.check_address_url, self._server, email))
 
     def exp_request(
         self,
@@ -181,25 +188,44 @@ class HttpJsonClient:
         process: Mapping[str, Mapping[str, Any]] | None = None,
         requestor: str | bool | None = None,
         requester: str | bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> R:
         """Request an export; ``requester`` is accepted as drms's name for ``requestor``."""
-        url = P.exp_request_url(
-            self._server,
-            ds,
-            notify,
-            method=method,
-            protocol=protocol,
-            protocol_args=protocol_args,
-            filenamefmt=filenamefmt,
-            n=n,
-            process=process,
-            requestor=_requestor(requestor, requester),
+        return self._get(
+            functools.partial(
+                P.exp_request_url,
+                self._server,
+                ds,
+                notify,
+                method=method,
+                protocol=protocol,
+                protocol_args=protocol_args,
+                filenamefmt=filenamefmt,
+                n=n,
+                process=process,
+                requestor=_requestor(requestor, requester),
+            )
         )
-        return self._get(url)
 
-    def exp_status(self, requestid: str) -> dict[str, Any]:
+    def exp_status(self, requestid: str) -> R:
         """Status of an export; when finished, its index.json."""
-        return self._get(P.exp_status_url(self._server, requestid))
+        return self._get(functools.partial(P.exp_status_url, self._server, requestid))
+
+    def rs_list_columns(
+        self,
+        ds: str,
+        key: Names,
+        *,
+        n: int | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> C:
+        """Keywords of a record set as typed columns (sciwire extension).
+
+        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
+        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
+        Raises DrmsQueryError when JSOC reports a failed query.
+        """
+        build = functools.partial(P.rs_list_url, self._server, ds, key=key, n=n)
+        return self._columns(ds, build, types)
 
     def wait_for_export(
         self,
@@ -208,19 +234,13 @@ class HttpJsonClient:
         timeout: float = 600.0,
         poll: float | None = None,
         retries_notfound: int = 5,
-    ) -> dict[str, Any]:
+    ) -> R:
         """Poll exp_status until finished; return the finished status (index.json).
 
         Sleeps the server's ``wait`` (bounded) unless *poll* is given. Raises
         DrmsExportError on failure and :class:`~sciwire.errors.Timeout` at the deadline.
         """
-        return transfer.wait_blocking(
-            self.exp_status,
-            requestid,
-            timeout=timeout,
-            poll=poll,
-            retries_notfound=retries_notfound,
-        )
+        return self._wait(requestid, timeout, poll, retries_notfound)
 
     def download(
         self,
@@ -230,61 +250,102 @@ class HttpJsonClient:
         concurrency: int = 4,
         progress: bool | None = None,
         overwrite: bool = False,
-    ) -> list[Path]:
+    ) -> L:
         """Fetch the files of a finished export into *dest*, concurrently, resuming.
 
         A pending export is waited for first. Partial files (``name.part``) are resumed
         with HTTP Range; sizes are checked against the server's lengths. The progress
         line goes to stderr, by default only when stderr is a terminal.
         """
-        status = dict(export_status)
+        return self._download(export_status, dest, concurrency, progress, overwrite)
+
+
+class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[Path]]):
+    """HTTP/JSON access to the DRMS CGIs of one server.
+
+    Args:
+        server: a registered server name (``jsoc``, ``kis``...) or a ServerConfig.
+        debug: log each request URL at INFO instead of DEBUG.
+        timeout: seconds for connecting and for each read (None waits forever).
+        retries: retries of a GET after a connection error (never after a timeout).
+    """
+
+    def _open(self, timeout: float | None, retries: int) -> None:
+        self._transport = BlockingTransport(timeout=timeout, retries=retries)
+
+    def __enter__(self) -> HttpJsonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the client still works afterwards)."""
+        self._transport.close()
+
+    def _json_request(self, url: str) -> HttpJsonRequest:
+        self._log_url(url)
+        resp = self._transport.get(url)
+        return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
+
+    def _get(self, build: Callable[[], str]) -> dict[str, Any]:
+        return self._json_request(build()).data
+
+    def _columns(
+        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
+    ) -> dict[str, list[Any]]:
+        if types is None:
+            name = P.series_name(ds)
+            types = self._type_cache.get(name)
+            if types is None:
+                types = self._remember_types(name, self.series_struct(name))
+        body = self._json_request(build()).raw_data
+        return P.rs_list_columns(body, types, self._server.encoding)
+
+    def _wait(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int
+    ) -> dict[str, Any]:
+        return transfer.wait_blocking(
+            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
+        )
+
+    def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
+    ) -> list[Path]:
+        status = dict(status)
         if P.check_export_status(status) != 0:
             status = self.wait_for_export(str(status.get("requestid")))
-        jobs = P.download_urls(self._server, status)
         return transfer.download_blocking(
-            jobs,
+            P.download_urls(self._server, status),
             Path(dest),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
+            concurrency=conc,
+            progress=bar,
+            overwrite=ow,
             timeout=self._transport.timeout,
         )
 
 
-class AsyncHttpJsonClient:
+class AsyncHttpJsonClient(
+    _HttpJsonCalls[
+        Awaitable[dict[str, Any]], Awaitable[dict[str, list[Any]]], Awaitable[list[Path]]
+    ]
+):
     """The asyncio twin of :class:`HttpJsonClient` (aiohttp, keep-alive, gzip).
 
-    Use ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
+    Same constructor and calls; each call returns an awaitable. Use
+    ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
     """
 
-    def __init__(
-        self,
-        server: str | ServerConfig = "jsoc",
-        debug: bool = False,
-        *,
-        timeout: float | None = 60.0,
-        retries: int = 2,
-    ) -> None:
-        self._server = get_server(server)
-        self.debug = debug
+    def _open(self, timeout: float | None, retries: int) -> None:
         self.timeout = timeout
         self.retries = retries
         self._session: aiohttp.ClientSession | None = None
-        self._type_cache: dict[str, dict[str, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"<AsyncHttpJsonClient: {self._server.name}>"
 
     async def __aenter__(self) -> AsyncHttpJsonClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    @property
-    def server(self) -> ServerConfig:
-        """The server configuration in use."""
-        return self._server
 
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session (created on first use)."""
@@ -301,11 +362,11 @@ class AsyncHttpJsonClient:
             await self._session.close()
             self._session = None
 
-    async def _get(self, url: str) -> dict[str, Any]:
-        return P.decode_json(await self._get_raw(url), self._server.encoding)
+    async def _get(self, build: Callable[[], str]) -> dict[str, Any]:
+        return P.decode_json(await self._get_raw(build()), self._server.encoding)
 
     async def _get_raw(self, url: str) -> bytes:
-        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
+        self._log_url(url)
         for attempt in range(self.retries + 1):
             try:
                 async with self.session().get(url) as resp:
@@ -329,131 +390,35 @@ class AsyncHttpJsonClient:
             )
         return body
 
-    async def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.show_series`."""
-        return await self._get(P.show_series_url(self._server, ds_filter))
-
-    async def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> Any:
-        """See :meth:`HttpJsonClient.show_series_wrapper`."""
-        return await self._get(P.show_series_wrapper_url(self._server, ds_filter, info=info))
-
-    async def series_struct(self, ds: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.series_struct`."""
-        return await self._get(P.series_struct_url(self._server, ds))
-
-    async def rs_summary(self, ds: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.rs_summary`."""
-        return await self._get(P.rs_summary_url(self._server, ds))
-
-    async def rs_list(
-        self,
-        ds: str,
-        *,
-        key: Names = None,
-        seg: Names = None,
-        link: Names = None,
-        recinfo: bool = False,
-        n: int | None = None,
-        uid: str | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.rs_list`."""
-        url = P.rs_list_url(
-            self._server, ds, key=key, seg=seg, link=link, recinfo=recinfo, n=n, uid=uid
-        )
-        return await self._get(url)
-
-    async def rs_list_columns(
-        self,
-        ds: str,
-        key: Names,
-        *,
-        n: int | None = None,
-        types: Mapping[str, str] | None = None,
+    async def _columns(
+        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
     ) -> dict[str, list[Any]]:
-        """See :meth:`HttpJsonClient.rs_list_columns`."""
         if types is None:
             name = P.series_name(ds)
-            cache = self._type_cache
-            if name not in cache:
-                struct = P.check_query_status(await self.series_struct(name))
-                cache[name] = {k["name"]: k["type"] for k in struct.get("keywords", [])}
-            types = cache[name]
-        body = await self._get_raw(P.rs_list_url(self._server, ds, key=key, n=n))
+            types = self._type_cache.get(name)
+            if types is None:
+                types = self._remember_types(name, await self.series_struct(name))
+        body = await self._get_raw(build())
         return P.rs_list_columns(body, types, self._server.encoding)
 
-    async def check_address(self, email: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.check_address`."""
-        return await self._get(P.check_address_url(self._server, email))
-
-    async def exp_request(
-        self,
-        ds: str,
-        notify: str,
-        *,
-        method: str = "url_quick",
-        protocol: str = "as-is",
-        protocol_args: Mapping[str, Any] | None = None,
-        filenamefmt: str | None = None,
-        n: int | None = None,
-        process: Mapping[str, Mapping[str, Any]] | None = None,
-        requestor: str | bool | None = None,
-        requester: str | bool | None = None,
+    async def _wait(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int
     ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.exp_request`."""
-        url = P.exp_request_url(
-            self._server,
-            ds,
-            notify,
-            method=method,
-            protocol=protocol,
-            protocol_args=protocol_args,
-            filenamefmt=filenamefmt,
-            n=n,
-            process=process,
-            requestor=_requestor(requestor, requester),
-        )
-        return await self._get(url)
-
-    async def exp_status(self, requestid: str) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.exp_status`."""
-        return await self._get(P.exp_status_url(self._server, requestid))
-
-    async def wait_for_export(
-        self,
-        requestid: str,
-        *,
-        timeout: float = 600.0,
-        poll: float | None = None,
-        retries_notfound: int = 5,
-    ) -> dict[str, Any]:
-        """See :meth:`HttpJsonClient.wait_for_export`."""
         return await transfer.wait_async(
-            self.exp_status,
-            requestid,
-            timeout=timeout,
-            poll=poll,
-            retries_notfound=retries_notfound,
+            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
         )
 
-    async def download(
-        self,
-        export_status: Mapping[str, Any],
-        dest: str | Path,
-        *,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        overwrite: bool = False,
+    async def _download(
+        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
     ) -> list[Path]:
-        """See :meth:`HttpJsonClient.download`."""
-        status = dict(export_status)
+        status = dict(status)
         if P.check_export_status(status) != 0:
             status = await self.wait_for_export(str(status.get("requestid")))
-        jobs = P.download_urls(self._server, status)
         return await transfer.download_async(
             self.session(),
-            jobs,
+            P.download_urls(self._server, status),
             Path(dest),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
+            concurrency=conc,
+            progress=bar,
+            overwrite=ow,
         )

@@ -160,19 +160,26 @@ def get_server(server: str | ServerConfig | Any) -> ServerConfig:
         raise UnknownServerError(f"Unknown DRMS server {server!r}; registered: {known}") from None
 
 
-register_server(
-    ServerConfig(
-        name="JSOC",
-        cgi_baseurl="http://jsoc.stanford.edu/cgi-bin/ajax/",
+def jsoc_layout(name: str, base_url: str) -> ServerConfig:
+    """A ServerConfig for a site laid out like JSOC: CGIs under ``<base_url>cgi-bin/ajax/``.
+
+    Used for JSOC itself, the emulator and base URLs given on the command line.
+    """
+    base = base_url.rstrip("/") + "/"
+    return ServerConfig(
+        name=name,
+        cgi_baseurl=base + "cgi-bin/ajax/",
         cgi_show_series="show_series",
         cgi_jsoc_info="jsoc_info",
         cgi_jsoc_fetch="jsoc_fetch",
         cgi_check_address="checkAddress.sh",
         cgi_show_series_wrapper="showextseries",
         show_series_wrapper_dbhost="hmidb2",
-        http_download_baseurl="http://jsoc.stanford.edu/",
+        http_download_baseurl=base,
     )
-)
+
+
+register_server(jsoc_layout("JSOC", "http://jsoc.stanford.edu/"))
 register_server(
     ServerConfig(
         name="KIS",

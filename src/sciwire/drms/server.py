@@ -22,7 +22,7 @@ from aiohttp import web
 
 from sciwire.core.portal import Portal
 from sciwire.drms.catalog import CATALOG, QueryError, parse_recordset
-from sciwire.drms.config import ServerConfig
+from sciwire.drms.config import ServerConfig, jsoc_layout
 from sciwire.drms.exports import ExportBook, FileRef
 
 __all__ = ["CGI_PATH", "JsocEmulator"]
@@ -100,17 +100,7 @@ class JsocEmulator:
 
     def server_config(self, name: str = "emulator") -> ServerConfig:
         """A ServerConfig pointing at this emulator (JSOC layout)."""
-        return ServerConfig(
-            name=name,
-            cgi_baseurl=self.url + CGI_PATH.lstrip("/"),
-            cgi_show_series="show_series",
-            cgi_jsoc_info="jsoc_info",
-            cgi_jsoc_fetch="jsoc_fetch",
-            cgi_check_address="checkAddress.sh",
-            cgi_show_series_wrapper="showextseries",
-            show_series_wrapper_dbhost="hmidb2",
-            http_download_baseurl=self.url,
-        )
+        return jsoc_layout(name, self.url)
 
     def app(self) -> web.Application:
         """The aiohttp application."""

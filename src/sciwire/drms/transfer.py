@@ -100,17 +100,38 @@ def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
     return min(max(wait, MIN_POLL), MAX_POLL)
 
 
-def _check(d: Mapping[str, Any], requestid: str, notfound: int) -> tuple[bool, int]:
-    status = P.check_export_status(d)
-    if status == 0:
-        return True, notfound
-    if status == 6:
-        if notfound <= 0:
-            detail = f" ({d['error']})" if d.get("error") else ""
-            msg = f"Export request {requestid} not found{detail} [status=6]"
-            raise DrmsExportError(msg, code=6, data=dict(d))
-        notfound -= 1
-    return False, notfound
+class _ExportPoll:
+    """Sans-I/O state of one wait for an export: feed each status with the clock time."""
+
+    def __init__(
+        self, requestid: str, timeout: float, poll: float | None, notfound: int, now: float
+    ) -> None:
+        self.requestid = requestid
+        self.timeout = timeout
+        self.poll = poll
+        self.notfound = notfound
+        self.deadline = now + timeout
+
+    def pause(self, d: Mapping[str, Any], now: float) -> float | None:
+        """None when *d* is a finished export, else the seconds to sleep before the next poll.
+
+        Raises DrmsExportError when the export failed or stays unknown, Timeout past the deadline.
+        """
+        status = P.check_export_status(d)
+        if status == 0:
+            return None
+        if status == 6:
+            if self.notfound <= 0:
+                detail = f" ({d['error']})" if d.get("error") else ""
+                msg = f"Export request {self.requestid} not found{detail} [status=6]"
+                raise DrmsExportError(msg, code=6, data=dict(d))
+            self.notfound -= 1
+        remaining = self.deadline - now
+        if remaining <= 0:
+            raise Timeout(
+                f"export {self.requestid} not finished after {self.timeout:g} s (status {d})"
+            )
+        return min(_poll_interval(d, self.poll), remaining)
 
 
 def wait_blocking(
@@ -122,17 +143,13 @@ def wait_blocking(
     retries_notfound: int,
 ) -> dict[str, Any]:
     """Poll *exp_status* until the export finishes; Timeout at the hard deadline."""
-    deadline = time.monotonic() + timeout
-    notfound = retries_notfound
+    state = _ExportPoll(requestid, timeout, poll, retries_notfound, time.monotonic())
     while True:
         d = exp_status(requestid)
-        done, notfound = _check(d, requestid, notfound)
-        if done:
+        pause = state.pause(d, time.monotonic())
+        if pause is None:
             return d
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
-        time.sleep(min(_poll_interval(d, poll), remaining))
+        time.sleep(pause)
 
 
 async def wait_async(
@@ -145,17 +162,13 @@ async def wait_async(
 ) -> dict[str, Any]:
     """The asyncio form of :func:`wait_blocking`."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    notfound = retries_notfound
+    state = _ExportPoll(requestid, timeout, poll, retries_notfound, loop.time())
     while True:
         d = await exp_status(requestid)
-        done, notfound = _check(d, requestid, notfound)
-        if done:
+        pause = state.pause(d, loop.time())
+        if pause is None:
             return d
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise Timeout(f"export {requestid} not finished after {timeout:g} s (status {d})")
-        await asyncio.sleep(min(_poll_interval(d, poll), remaining))
+        await asyncio.sleep(pause)
 
 
 def _part(path: Path) -> Path:
@@ -189,28 +202,56 @@ def _finish(part: Path, final: Path, expected: int | None, url: str) -> Path:
     return final
 
 
+class _Resume:
+    """Sans-I/O state of one resumable file fetch (at most one restart from zero)."""
+
+    def __init__(self, url: str, final: Path) -> None:
+        self.url = url
+        self.final = final
+        self.part = _part(final)
+        self.offset = 0
+        self.expected: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Request headers for the next attempt (a Range when a partial file exists)."""
+        self.offset = self.part.stat().st_size if self.part.exists() else 0
+        return {"Range": f"bytes={self.offset}-"} if self.offset else {}
+
+    def answer(self, status: int, headers: Mapping[str, str]) -> str | None:
+        """Open mode for the body ("ab"/"wb"), "" when already complete, None to retry."""
+        action, self.expected = _plan(status, headers, self.offset, self.url)
+        if action == "restart":
+            self.part.unlink(missing_ok=True)
+            return None
+        return {"complete": "", "append": "ab"}.get(action, "wb")
+
+    def finish(self) -> Path:
+        """Check the size and move the partial file into place."""
+        return _finish(self.part, self.final, self.expected, self.url)
+
+    def no_resume(self) -> DrmsExportError:
+        """The error for a server that keeps ignoring the Range asked."""
+        return DrmsExportError(f"server does not honour resume requests for {self.url}")
+
+
 def _fetch_blocking(
     t: BlockingTransport, url: str, final: Path, overwrite: bool, bar: Progress
 ) -> Path:
-    part = _part(final)
     if final.exists() and not overwrite:
         return final
+    fetch = _Resume(url, final)
     for _ in range(2):
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with t.stream(url, headers) as (status, hdrs, body):
-            action, expected = _plan(status, hdrs, offset, url)
-            if action == "restart":
-                part.unlink(missing_ok=True)
+        with t.stream(url, fetch.headers()) as (status, hdrs, body):
+            mode = fetch.answer(status, hdrs)
+            if mode is None:
                 continue
-            if action == "complete":
-                return _finish(part, final, expected, url)
-            with open(part, "ab" if action == "append" else "wb") as out:
-                while chunk := body.read(_CHUNK):
-                    out.write(chunk)
-                    bar.add(len(chunk))
-        return _finish(part, final, expected, url)
-    raise DrmsExportError(f"server does not honour resume requests for {url}")
+            if mode:
+                with open(fetch.part, mode) as out:
+                    while chunk := body.read(_CHUNK):
+                        out.write(chunk)
+                        bar.add(len(chunk))
+        return fetch.finish()
+    raise fetch.no_resume()
 
 
 def download_blocking(
@@ -249,29 +290,23 @@ def download_blocking(
 async def _fetch_async(
     session: aiohttp.ClientSession, url: str, final: Path, overwrite: bool, bar: Progress
 ) -> Path:
-    part = _part(final)
     if final.exists() and not overwrite:
         return final
+    fetch = _Resume(url, final)
     for _ in range(2):
-        offset = part.stat().st_size if part.exists() else 0
         # identity: sizes are checked against the stored file's length, never a gzip one
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        headers = {"Accept-Encoding": "identity", **fetch.headers()}
         async with session.get(url, headers=headers) as resp:
-            hdrs = {k.lower(): v for k, v in resp.headers.items()}
-            action, expected = _plan(resp.status, hdrs, offset, url)
-            if action == "restart":
-                part.unlink(missing_ok=True)
+            mode = fetch.answer(resp.status, {k.lower(): v for k, v in resp.headers.items()})
+            if mode is None:
                 continue
-            if action == "complete":
-                return _finish(part, final, expected, url)
-            with open(part, "ab" if action == "append" else "wb") as out:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    out.write(chunk)
-                    bar.add(len(chunk))
-        return _finish(part, final, expected, url)
-    raise DrmsExportError(f"server does not honour resume requests for {url}")
+            if mode:
+                with open(fetch.part, mode) as out:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        out.write(chunk)
+                        bar.add(len(chunk))
+        return fetch.finish()
+    raise fetch.no_resume()
 
 
 async def download_async(

@@ -8,6 +8,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from sciwire.rig import ExpMessage
 from sciwire.rig.datagram import MAX_BATCH, DatagramLink, open_datagram
 from tests.rig.helpers import Factory
@@ -135,3 +137,15 @@ async def test_close_is_idempotent_and_later_sends_are_ignored(scaled: Scaled) -
     assert proto.lost == [None]
     assert sock.fileno() == -1
     assert not proto.errors
+
+
+async def test_client_options_local_addr_and_unknown(make: Factory, scaled: Scaled) -> None:
+    server = await make.server()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()
+    client = await make.client(server.server_uri, local_addr=local)
+    assert client._transport.get_extra_info("sockname") == local
+    await asyncio.wait_for(client.init({"subject": "x"}), scaled(2.0))
+    with pytest.raises(TypeError):
+        await make.client(server.server_uri, no_such_option=1)

@@ -519,7 +519,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             server_uri: local address, e.g. ``udp://127.0.0.1:11001``, ``tcp://[::1]:0``.
             name: a label; default the URI.
             log: a logger; default ``sciwire.rig``.
-            kwargs: passed to ``create_datagram_endpoint`` (UDP) or ``create_server`` (TCP).
+            kwargs: for UDP, the ``create_datagram_endpoint`` options that apply (``family``,
+                ``proto``, ``flags``, ``reuse_port``, ``allow_broadcast``, ``sock``); for TCP,
+                passed to ``create_server``.
 
         Raises:
             ConnectError: the address cannot be bound (also OSError).
@@ -554,6 +556,13 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         server_uri: Any, name: str | None = None, log: logging.Logger | None = None, **kwargs: Any
     ) -> EchoProtocol:
         """Connect to a remote rig (UDP by default, TCP for ``tcp://``/``ws://``).
+
+        Args:
+            server_uri: the remote rig, e.g. ``udp://127.0.0.1:11001``.
+            name: a label; default the URI.
+            log: a logger; default ``sciwire.rig``.
+            kwargs: for UDP, ``local_addr`` and the other ``create_datagram_endpoint``
+                options that apply; for TCP, passed to ``create_connection``.
 
         Raises:
             ConnectError: the TCP connection failed (also OSError).

@@ -177,9 +177,10 @@ async def open_datagram(
     allow_broadcast: bool | None = None,
     sock: socket.socket | None = None,
 ) -> DatagramLink:
-    """Open a UDP socket (bound to *local_addr* or connected to *remote_addr*).
+    """Open a UDP socket bound to *local_addr* and/or connected to *remote_addr*.
 
-    Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply.
+    Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
+    a unicast socket; anything else is a TypeError, as there.
 
     Raises:
         OSError: no address could be resolved, bound or connected.
@@ -215,6 +216,8 @@ async def open_datagram(
                 candidate.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if allow_broadcast:
                 candidate.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            if local_addr is not None and remote_addr is not None:
+                candidate.bind(local_addr)
             if remote_addr is not None:
                 candidate.connect(address)
                 peer: _Addr | None = candidate.getpeername()

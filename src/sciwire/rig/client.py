@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any, cast
 
 from sciwire.rig.communicator import Addr, Communicator
+from sciwire.rig.datagram import open_datagram
 from sciwire.rig.errors import (
     ConnectError,
     ConnectionClosed,
@@ -518,7 +519,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             server_uri: local address, e.g. ``udp://127.0.0.1:11001``, ``tcp://[::1]:0``.
             name: a label; default the URI.
             log: a logger; default ``sciwire.rig``.
-            kwargs: passed to ``create_datagram_endpoint`` (UDP) or ``create_server`` (TCP).
+            kwargs: for UDP, the ``create_datagram_endpoint`` options that apply (``family``,
+                ``proto``, ``flags``, ``reuse_port``, ``allow_broadcast``, ``sock``); for TCP,
+                passed to ``create_server``.
 
         Raises:
             ConnectError: the address cannot be bound (also OSError).
@@ -536,12 +539,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
                 protocol.Server = tcp_server
                 bound = tcp_server.sockets[0].getsockname()
             else:
-                _, udp = await loop.create_datagram_endpoint(
-                    lambda: EchoProtocol(uri, "server", name=name, logger=log),
-                    local_addr=(host, port),
-                    **kwargs,
-                )
-                protocol = udp
+                protocol = EchoProtocol(uri, "server", name=name, logger=log)
+                await _open_udp(protocol, local_addr=(host, port), **kwargs)
                 bound = protocol._transport.get_extra_info("sockname")
         except OSError as exc:
             raise ConnectError(f"cannot listen on {server_uri}: {exc}") from exc
@@ -558,6 +557,13 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
     ) -> EchoProtocol:
         """Connect to a remote rig (UDP by default, TCP for ``tcp://``/``ws://``).
 
+        Args:
+            server_uri: the remote rig, e.g. ``udp://127.0.0.1:11001``.
+            name: a label; default the URI.
+            log: a logger; default ``sciwire.rig``.
+            kwargs: for UDP, ``local_addr`` and the other ``create_datagram_endpoint``
+                options that apply; for TCP, passed to ``create_connection``.
+
         Raises:
             ConnectError: the TCP connection failed (also OSError).
         """
@@ -573,12 +579,20 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             if proc in STREAM_SCHEMES:
                 _, protocol = await loop.create_connection(factory, host, port, **kwargs)
             else:
-                _, protocol = await loop.create_datagram_endpoint(
-                    factory, remote_addr=(host, port), **kwargs
-                )
+                protocol = factory()
+                await _open_udp(protocol, remote_addr=(host, port), **kwargs)
         except OSError as exc:
             raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
         return protocol
+
+
+async def _open_udp(protocol: EchoProtocol, **kwargs: Any) -> None:
+    """Give *protocol* a draining UDP transport (asyncio's on loops without add_reader)."""
+    try:
+        await open_datagram(protocol, **kwargs)
+    except NotImplementedError:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: protocol, **kwargs)
 
 
 def _check_scheme(proc: str) -> None:

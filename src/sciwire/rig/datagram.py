@@ -1,0 +1,237 @@
+"""A lean UDP transport: drain the socket on each wake-up, send with one system call.
+
+asyncio's datagram transport reads one datagram per readiness callback and wraps
+every send in checks and buffer bookkeeping. :class:`DatagramLink` does the same job
+for :class:`~sciwire.rig.client.EchoProtocol` with less Python per datagram: on each
+readiness wake-up it calls ``recvfrom`` until the socket is empty (up to a bound, so
+other callbacks still run), and ``sendto`` goes straight to the socket unless a
+previous send is still buffered. Lifecycle matches asyncio's transport: the
+protocol's ``connection_made``, ``datagram_received``, ``error_received`` (any
+``OSError`` of a send or receive, e.g. ICMP port unreachable) and, after
+:meth:`DatagramLink.close` has flushed the buffer, ``connection_lost`` on the next
+loop iteration, then the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+from typing import Any, Protocol
+
+__all__ = ["DatagramLink", "open_datagram"]
+
+logger = logging.getLogger(__name__)
+
+#: Receive buffer: the largest UDP payload (IPv4 or IPv6) fits without truncation.
+RECV_SIZE = 65536
+#: Datagrams read per wake-up before yielding to other callbacks (the selector is
+#: level-triggered, so whatever is left wakes us again).
+MAX_BATCH = 64
+
+_Addr = tuple[Any, ...]
+
+
+class _DatagramProtocol(Protocol):
+    def connection_made(self, transport: Any) -> None: ...
+    def datagram_received(self, data: bytes, addr: tuple[Any, int]) -> None: ...
+    def error_received(self, exc: Exception) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
+class DatagramLink:
+    """A UDP transport bound to one protocol (the subset of DatagramTransport we use)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol: _DatagramProtocol,
+        peer: _Addr | None,
+    ) -> None:
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._connected = peer is not None
+        self._closing = False
+        self._buffer: collections.deque[tuple[bytes, _Addr | None]] = collections.deque()
+        self._extra = {"socket": sock, "sockname": sock.getsockname(), "peername": peer}
+        loop.add_reader(self._fd, self._read_ready)  # NotImplementedError on Proactor
+        protocol.connection_made(self)
+
+    # -- transport API ----------------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``socket``, ``sockname`` or ``peername`` (None unless connected)."""
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes waiting for the socket to accept them."""
+        return sum(len(data) for data, _ in self._buffer)
+
+    def sendto(self, data: bytes, addr: _Addr | None = None) -> None:
+        """Send one datagram now, or queue it behind datagrams the socket refused."""
+        sock = self._sock
+        if sock is None or self._closing:
+            return  # as asyncio: sends after close are ignored (callers check first)
+        if not self._buffer:
+            try:
+                if addr is None or self._connected:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+        self._buffer.append((bytes(data), addr))
+
+    def close(self) -> None:
+        """Stop reading; once the send buffer is flushed, call connection_lost."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if not self._buffer:
+            self._loop.call_soon(self._connection_lost, None)
+
+    def abort(self) -> None:
+        """Close now, dropping any buffered datagrams."""
+        self._buffer.clear()
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        self._loop.call_soon(self._connection_lost, None)
+
+    # -- event loop callbacks ----------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        protocol = self._protocol
+        for _ in range(MAX_BATCH):
+            if self._closing:
+                return
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                continue
+            try:
+                protocol.datagram_received(data, addr)
+            except Exception:
+                logger.exception("datagram_received failed; datagram from %s lost", addr)
+
+    def _write_ready(self) -> None:
+        sock = self._sock
+        while self._buffer and sock is not None:
+            data, addr = self._buffer[0]
+            try:
+                if addr is None or self._connected:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._buffer.popleft()
+                self._protocol.error_received(exc)
+                continue
+            self._buffer.popleft()
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            self._loop.call_soon(self._connection_lost, None)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+async def open_datagram(
+    protocol: _DatagramProtocol,
+    *,
+    local_addr: tuple[str, int] | None = None,
+    remote_addr: tuple[str, int] | None = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    reuse_port: bool | None = None,
+    allow_broadcast: bool | None = None,
+    sock: socket.socket | None = None,
+) -> DatagramLink:
+    """Open a UDP socket bound to *local_addr* and/or connected to *remote_addr*.
+
+    Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
+    a unicast socket; anything else is a TypeError, as there.
+
+    Raises:
+        OSError: no address could be resolved, bound or connected.
+    """
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        sock.setblocking(False)
+        try:
+            connected_to: _Addr | None = sock.getpeername()
+        except OSError:
+            connected_to = None
+        return DatagramLink(loop, sock, protocol, connected_to)
+    target = remote_addr if remote_addr is not None else local_addr
+    if target is None:
+        raise ValueError("local_addr or remote_addr is required")
+    host, port = target
+    try:  # numeric hosts (parse_uri resolves names) need no resolver thread
+        infos = socket.getaddrinfo(
+            host, port, family, socket.SOCK_DGRAM, proto, flags | socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(
+            host, port, family=family, type=socket.SOCK_DGRAM, proto=proto, flags=flags
+        )
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned an empty list")
+    error: OSError | None = None
+    for fam, kind, prot, _, address in infos:
+        candidate = socket.socket(fam, kind, prot)
+        try:
+            candidate.setblocking(False)
+            if reuse_port:
+                candidate.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if allow_broadcast:
+                candidate.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            if local_addr is not None and remote_addr is not None:
+                candidate.bind(local_addr)
+            if remote_addr is not None:
+                candidate.connect(address)
+                peer: _Addr | None = candidate.getpeername()
+            else:
+                candidate.bind(address)
+                peer = None
+        except OSError as exc:
+            candidate.close()
+            error = exc
+            continue
+        try:
+            return DatagramLink(loop, candidate, protocol, peer)
+        except BaseException:
+            candidate.close()
+            raise
+    assert error is not None
+    raise error

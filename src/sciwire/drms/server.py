@@ -96,6 +96,7 @@ class JsocEmulator:
         # bounded, so a long-running emulator does not grow without limit
         self.requests: deque[str] = deque(maxlen=10_000)
         self._summaries: dict[str, bytes] = {}
+        self._queries: dict[str, dict[str, str]] = {}
         self.faults: list[str] = []
         self.errors = 0
         self._http: _JsocHttp | None = None
@@ -214,11 +215,20 @@ class JsocEmulator:
         self.requests.append(target)
         if is_file:
             return self._file(path, headers)
-        query: dict[str, str] = {}
-        for key, value in parse_qsl(qs, keep_blank_values=True):
-            query.setdefault(key, value)  # the first value wins, as with aiohttp
         assert cgi is not None
-        return self._reply(cgi(query), headers)
+        return self._reply(cgi(self._query(qs)), headers)
+
+    def _query(self, qs: str) -> dict[str, str]:
+        # clients repeat the same queries (polling, paging): keep the parsed ones (bounded)
+        parsed = self._queries.get(qs)
+        if parsed is None:
+            parsed = {}
+            for key, value in parse_qsl(qs, keep_blank_values=True):
+                parsed.setdefault(key, value)  # the first value wins, as with aiohttp
+            if len(self._queries) >= 1024:
+                self._queries.clear()
+            self._queries[qs] = parsed
+        return dict(parsed)  # a copy: handlers may keep or change theirs
 
     def _reply(self, data: Any, headers: dict[str, str]) -> _Answer | Awaitable[_Answer]:
         fault = self.faults.pop(0) if self.faults else None

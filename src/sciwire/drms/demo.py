@@ -46,7 +46,7 @@ def run() -> DemoRow:
         )
     return DemoRow(
         "drms",
-        "JsocEmulator (aiohttp) + HttpJsonClient (lean keep-alive HTTP/1.1)",
+        "JsocEmulator (sciwire asyncio HTTP) + HttpJsonClient (lean keep-alive HTTP/1.1)",
         "; ".join(checks),
         ok,
     )

@@ -309,6 +309,28 @@ async def test_server_pipelining_order_and_modes(
         await srv.stop()
 
 
+async def test_connection_made_after_stop_is_closed_at_once(
+    scaled: Callable[[float], float],
+) -> None:
+    """A connection accepted in the same loop turn as stop() (made after its sweep) is not
+    left open for the client to time out on."""
+    from sciwire.core.http.server import HttpConnection
+
+    srv = await started(False)
+    await srv.stop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.connect_accepted_socket(lambda: HttpConnection(srv), ours)
+        data = await asyncio.wait_for(loop.sock_recv(theirs, 100), scaled(5))
+        assert data == b""  # closed without an answer
+        assert transport.is_closing()
+        assert srv.connections == set()
+    finally:
+        theirs.close()
+
+
 async def test_concurrent_mode_cancels_the_work_of_a_caller_that_hung_up(
     scaled: Callable[[float], float],
 ) -> None:

@@ -189,6 +189,7 @@ class XmlRpcHost:
     """
 
     concurrent = True
+    stopping = False  # the hub closes its listener and connections itself
 
     def __init__(
         self,

@@ -147,6 +147,8 @@ class ConnectionHost(Protocol):
     #: handle pipelined requests at once (answers still leave in order) instead of
     #: one after the other; a connection closed by its client cancels its tasks.
     concurrent: bool
+    #: true once the server stops: a connection made from then on is closed at once
+    stopping: bool
 
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         """Answer one request: response bytes, or an awaitable of them."""
@@ -197,6 +199,11 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) else None
         self.last_active = self.server.loop_time()
+        if self.server.stopping:
+            # accepted in the same loop turn as stop(): after its sweep, so close it here
+            self.closing = True
+            transport.abort()
+            return
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -411,6 +418,8 @@ class HttpServer:
         #: requests answered with an error (counted; logged at debug level)
         self.errors = 0
         self.connections: set[HttpConnection] = set()
+        #: set by stop(): connections made from then on are closed at once
+        self.stopping = False
         self.tasks: set[asyncio.Future[bytes]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -436,6 +445,7 @@ class HttpServer:
         """Bind and start serving (port 0 binds a free port, readable from ``port``)."""
         if self._server is not None:
             return
+        self.stopping = False
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -473,6 +483,7 @@ class HttpServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self.stopping = True
         server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()

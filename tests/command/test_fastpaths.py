@@ -1,4 +1,5 @@
-"""CallCore's request encoding: the cached body head gives the generic encoder's bytes."""
+"""The per-call fast paths give the generic code's bytes and values: CallCore's cached
+request body head, the server's reply assembly, and the JSON reader."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.command.calls import CallCore
-from sciwire.command.protocol import NumpyEncoder, encode_request, make_params
+from sciwire.command.protocol import (
+    NumpyEncoder,
+    _loads,
+    decode_call,
+    encode_request,
+    encode_result,
+    make_params,
+)
+from sciwire.command.server import CommandServer
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -77,3 +86,60 @@ def test_head_cache_is_bounded() -> None:
     for i in range(1100):
         _body(core, f"m{i}", (), {})
     assert core._heads is not None and len(core._heads) == 1024
+
+
+@settings(max_examples=80, deadline=None)
+@given(rid=st.none() | st.text() | st.integers(), result=_json)
+def test_server_reply_matches_encode_result(rid: Any, result: Any) -> None:
+    server = CommandServer(port=0)
+    server.expose(lambda: result, name="f")
+    body = json.dumps({"jsonrpc": "2.0", "method": "f", "params": [], "id": rid}).encode()
+    reply = server.dispatch(body)
+    assert reply == encode_result(rid, result, encoder=server._json)
+
+
+def test_server_reply_errors_and_custom_encoder() -> None:
+    server = CommandServer(port=0)
+    server.expose(lambda: {1, 2}, name="bad")
+    reply = server.dispatch(b'{"jsonrpc": "2.0", "method": "bad", "params": [], "id": 7}')
+    assert isinstance(reply, bytes)
+    assert json.loads(reply)["error"]["message"].startswith("result not JSON-serialisable")
+
+    class Compact(json.JSONEncoder):
+        def __init__(self) -> None:
+            super().__init__(separators=(",", ":"))
+
+    compact = CommandServer(port=0, cls=Compact)
+    compact.expose(lambda: [1, 2], name="f")
+    reply = compact.dispatch(b'{"method": "f", "id": 1}')
+    assert reply == b'{"jsonrpc":"2.0","id":1,"result":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": 1}',
+        '{"a": "\u00e9"}'.encode(),
+        '{"a": 1}'.encode("utf-16-le"),
+        '{"a": 1}'.encode("utf-16"),
+        '{"a": 1}'.encode("utf-32-le"),
+        b"[1, 2]",
+        '{"a": 1}',
+    ],
+)
+def test_loads_matches_json_loads(data: bytes | str) -> None:
+    assert _loads(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b"{\xff}", b"{", b'{"a": }'])
+def test_loads_raises_as_json_loads(data: bytes) -> None:
+    with pytest.raises(ValueError) as ours:
+        _loads(data)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(data)
+    assert type(ours.value) is type(theirs.value)
+
+
+def test_decode_call_reads_utf16_bodies() -> None:
+    call = decode_call(json.dumps({"method": "m", "params": [1], "id": 2}).encode("utf-16"))
+    assert (call.method, call.args, call.request_id) == ("m", [1], 2)

@@ -93,6 +93,20 @@ def default_encoder() -> type[json.JSONEncoder]:
     return json.JSONEncoder
 
 
+_decode_json = json.JSONDecoder().decode
+
+
+def _loads(data: bytes | str) -> Any:
+    """``json.loads``, minus its encoding sniffing for the usual UTF-8 object body.
+
+    A body starting ``{`` and a non-NUL byte is UTF-8 (the sniffing would say so too);
+    anything else goes to ``json.loads`` unchanged. Raises what ``json.loads`` raises.
+    """
+    if type(data) is bytes and data[:1] == b"{" and data[1:2] != b"\x00":
+        return _decode_json(data.decode())
+    return json.loads(data)
+
+
 # -- client side --------------------------------------------------------------------
 
 _UUID4_BITS = (4 << 76) | (2 << 62)  # version 4, RFC 4122 variant
@@ -180,7 +194,7 @@ def parse_response(body: bytes | str | None, method: str, params: Any, url: str 
             url=url,
         )
     try:
-        res = json.loads(body)
+        res = _loads(body)
     except (ValueError, TypeError, RecursionError) as exc:
         raise CommandError(
             f'Invalid JSON response from JSONRPC function "{method}" with params {params}',
@@ -341,7 +355,7 @@ def decode_call(body: bytes) -> Call:
         RpcFault: PARSE_ERROR for bad JSON, INVALID_REQUEST for a bad shape.
     """
     try:
-        req = json.loads(body)
+        req = _loads(body)
     except (ValueError, RecursionError) as exc:
         raise RpcFault(PARSE_ERROR, f"Parse error: {exc}", name="ParseError") from None
     if not isinstance(req, dict):

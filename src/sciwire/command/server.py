@@ -26,6 +26,7 @@ from sciwire.command.protocol import (
     METHOD_NOT_FOUND,
     SERVER_ERROR,
     Call,
+    NumpyEncoder,
     ProcInfo,
     RpcFault,
     decode_call,
@@ -47,6 +48,11 @@ logger = logging.getLogger(__name__)
 RouteHandler = Callable[[RouteRequest], Any]
 
 _JSON = "application/json"
+
+#: results that are never awaitable (skips the inspect.isawaitable check)
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
+#: encoders whose replies :meth:`CommandServer._ok` may assemble from pieces
+_STOCK = frozenset({json.JSONEncoder, NumpyEncoder})
 
 
 def _param_names(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -112,6 +118,7 @@ class CommandServer(HttpServer):
         self.license_id = license_id
         self.cls = cls or default_encoder()
         self._json = self.cls()
+        self._stock = self.cls in _STOCK
         self.to_thread = to_thread
         self._procs = Registry("key")
         self._docs: dict[str, ProcInfo] = {}
@@ -299,7 +306,7 @@ class CommandServer(HttpServer):
             out = fn(*call.args, **call.kwargs)
         except Exception as exc:
             return self._raised(call, exc)
-        if inspect.isawaitable(out):
+        if type(out) not in _PLAIN and inspect.isawaitable(out):
             return self._awaited(call, out)
         return self._ok(call, out)
 
@@ -325,6 +332,13 @@ class CommandServer(HttpServer):
 
     def _ok(self, call: Call, result: Any) -> bytes:
         try:
+            if self._stock:  # the same bytes as encode_result, without the wrapper dict
+                enc = self._json.encode
+                rid = call.request_id
+                return b'{"jsonrpc": "2.0", "id": %s, "result": %s}' % (
+                    b"null" if rid is None else enc(rid).encode(),
+                    enc(result).encode(),
+                )
             return encode_result(call.request_id, result, encoder=self._json)
         except (TypeError, ValueError, RecursionError) as exc:
             self.errors += 1

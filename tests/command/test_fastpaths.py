@@ -1,0 +1,145 @@
+"""The per-call fast paths give the generic code's bytes and values: CallCore's cached
+request body head, the server's reply assembly, and the JSON reader."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sciwire.command.calls import CallCore
+from sciwire.command.protocol import (
+    NumpyEncoder,
+    _loads,
+    decode_call,
+    encode_request,
+    encode_result,
+    make_params,
+)
+from sciwire.command.server import CommandServer
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+def _core(cls: type[json.JSONEncoder] | None) -> CallCore:
+    core = CallCore()
+    core._setup("command", "127.0.0.1", 39002, "", cls, 300, {}, 1, 0.0)
+    core._call_prefix = b"POST /api HTTP/1.1\r\nContent-Length: "
+    return core
+
+
+def _body(core: CallCore, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    data, _ = core._request(method, args, kwargs)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.endswith(b"Content-Length: %d" % len(body))
+    return body
+
+
+def _expected(core: CallCore, method: str, body: bytes, args: Any, kwargs: Any) -> bytes:
+    rid = json.loads(body)["id"]
+    return encode_request(method, make_params(args, kwargs), request_id=rid, encoder=core._json)
+
+
+@pytest.mark.parametrize("cls", [None, json.JSONEncoder, NumpyEncoder])
+@settings(max_examples=60, deadline=None)
+@given(method=st.text(min_size=1), args=st.lists(_json, max_size=3), use_kwargs=st.booleans())
+def test_request_body_matches_the_generic_encoder(
+    cls: type[json.JSONEncoder] | None, method: str, args: list[Any], use_kwargs: bool
+) -> None:
+    core = _core(cls)
+    kwargs = {f"k{i}": v for i, v in enumerate(args)} if use_kwargs else {}
+    pos = () if use_kwargs else tuple(args)
+    for _ in range(2):  # the head is cached after the first call
+        body = _body(core, method, pos, kwargs)
+        assert body == _expected(core, method, body, pos, kwargs)
+
+
+def test_numpy_params_and_custom_encoders() -> None:
+    core = _core(None)
+    body = _body(core, "m", (np.arange(3), np.float32(1.5)), {})
+    assert json.loads(body)["params"] == [[0, 1, 2], 1.5]
+
+    class Compact(json.JSONEncoder):
+        def __init__(self) -> None:
+            super().__init__(separators=(",", ":"))
+
+    compact = _core(Compact)
+    body = _body(compact, "m", (1, 2), {})
+    assert body.startswith(b'{"jsonrpc":"2.0","method":"m","params":[1,2],"id":')
+
+
+def test_unencodable_params_raise_type_error() -> None:
+    with pytest.raises(TypeError):
+        _body(_core(None), "m", (object(),), {})
+
+
+def test_head_cache_is_bounded() -> None:
+    core = _core(None)
+    for i in range(1100):
+        _body(core, f"m{i}", (), {})
+    assert core._heads is not None and len(core._heads) == 1024
+
+
+@settings(max_examples=80, deadline=None)
+@given(rid=st.none() | st.text() | st.integers(), result=_json)
+def test_server_reply_matches_encode_result(rid: Any, result: Any) -> None:
+    server = CommandServer(port=0)
+    server.expose(lambda: result, name="f")
+    body = json.dumps({"jsonrpc": "2.0", "method": "f", "params": [], "id": rid}).encode()
+    reply = server.dispatch(body)
+    assert reply == encode_result(rid, result, encoder=server._json)
+
+
+def test_server_reply_errors_and_custom_encoder() -> None:
+    server = CommandServer(port=0)
+    server.expose(lambda: {1, 2}, name="bad")
+    reply = server.dispatch(b'{"jsonrpc": "2.0", "method": "bad", "params": [], "id": 7}')
+    assert isinstance(reply, bytes)
+    assert json.loads(reply)["error"]["message"].startswith("result not JSON-serialisable")
+
+    class Compact(json.JSONEncoder):
+        def __init__(self) -> None:
+            super().__init__(separators=(",", ":"))
+
+    compact = CommandServer(port=0, cls=Compact)
+    compact.expose(lambda: [1, 2], name="f")
+    reply = compact.dispatch(b'{"method": "f", "id": 1}')
+    assert reply == b'{"jsonrpc":"2.0","id":1,"result":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": 1}',
+        '{"a": "\u00e9"}'.encode(),
+        '{"a": 1}'.encode("utf-16-le"),
+        '{"a": 1}'.encode("utf-16"),
+        '{"a": 1}'.encode("utf-32-le"),
+        b"[1, 2]",
+        '{"a": 1}',
+    ],
+)
+def test_loads_matches_json_loads(data: bytes | str) -> None:
+    assert _loads(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b"{\xff}", b"{", b'{"a": }'])
+def test_loads_raises_as_json_loads(data: bytes) -> None:
+    with pytest.raises(ValueError) as ours:
+        _loads(data)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(data)
+    assert type(ours.value) is type(theirs.value)
+
+
+def test_decode_call_reads_utf16_bodies() -> None:
+    call = decode_call(json.dumps({"method": "m", "params": [1], "id": 2}).encode("utf-16"))
+    assert (call.method, call.args, call.request_id) == ("m", [1], 2)

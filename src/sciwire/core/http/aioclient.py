@@ -24,10 +24,10 @@ from sciwire.core.http.client import (
     DEFAULT,
     Endpoint,
     ErrorFactory,
+    PoolSettings,
     RetryPolicy,
     StaleProbe,
     default_error,
-    host_header,
 )
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 from sciwire.core.http.server import mark_closed
@@ -167,7 +167,7 @@ def _expire(waiter: asyncio.Future[ParsedResponse]) -> None:
         waiter.set_exception(TimeoutError())
 
 
-class AsyncHttpPool:
+class AsyncHttpPool(PoolSettings):
     """Keep-alive HTTP/1.1 for one endpoint, shared by the tasks of one event loop.
 
     Args:
@@ -206,23 +206,24 @@ class AsyncHttpPool:
         max_body: int | None = None,
         max_idle: int | None = None,
     ) -> None:
-        self.max_body = max_body
+        super().__init__(
+            endpoint,
+            timeout,
+            retries,
+            retry_seconds,
+            ssl_context,
+            retry,
+            error_factory,
+            name,
+            max_body,
+        )
         self.max_idle = max_idle
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.retries = max(1, int(retries))
-        self.retry_seconds = retry_seconds
-        self.ssl_context = ssl_context
         self.limit = None if limit is None else max(1, limit)
         self.pipeline = max(1, pipeline)
-        self.retry = retry
-        self.error = error_factory
-        self.name = name
         self._conns: list[_Conn] = []
         self._connecting = 0
         self._slots: asyncio.Semaphore | None = None
         self._unlimited = contextlib.nullcontext()
-        self._host_header = host_header(endpoint)
 
     async def _connect(self, url: str, timeout: float | None) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -287,11 +288,6 @@ class AsyncHttpPool:
         """
         data = encode_request(method, path, self._host_header, headers, body)
         return await self.exchange(data, path, head=method == "HEAD")
-
-    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
-        head = encode_request(method, path, self._host_header, headers, b"")
-        return head[: -len(b"0\r\n\r\n")]
 
     async def exchange(
         self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT

@@ -190,7 +190,41 @@ class _Retry(Exception):
     """The request may be re-sent under the retry policy."""
 
 
-class HttpPool:
+class PoolSettings:
+    """What both connection pools (blocking :class:`HttpPool`, asyncio
+    :class:`~sciwire.core.http.aioclient.AsyncHttpPool`) keep about their endpoint,
+    and the request helpers that need only that."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        timeout: float | None,
+        retries: int,
+        retry_seconds: float,
+        ssl_context: ssl.SSLContext | None,
+        retry: RetryPolicy,
+        error_factory: ErrorFactory,
+        name: str,
+        max_body: int | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.retries = max(1, int(retries))
+        self.retry_seconds = retry_seconds
+        self.ssl_context = ssl_context
+        self.retry = retry
+        self.error = error_factory
+        self.name = name
+        self.max_body = max_body
+        self._host_header = host_header(endpoint)
+
+    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request up to ``Content-Length: `` (for ``exchange``)."""
+        head = encode_request(method, path, self._host_header, headers, b"")
+        return head[: -len(b"0\r\n\r\n")]
+
+
+class HttpPool(PoolSettings):
     """Blocking keep-alive HTTP/1.1 to one endpoint, safe to share between threads.
 
     Args:
@@ -223,18 +257,19 @@ class HttpPool:
         name: str = "server",
         max_body: int | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.max_body = max_body
-        self.timeout = timeout
-        self.retries = max(1, int(retries))
-        self.retry_seconds = retry_seconds
-        self.ssl_context = ssl_context
-        self.retry = retry
+        super().__init__(
+            endpoint,
+            timeout,
+            retries,
+            retry_seconds,
+            ssl_context,
+            retry,
+            error_factory,
+            name,
+            max_body,
+        )
         self.pool_size = pool_size
-        self.error = error_factory
-        self.name = name
         self._idle_raw: list[socket.socket] = []
-        self._host_header = host_header(endpoint)
         self._host_bytes = self._host_header.encode("latin-1") + b"\r\n"
         self._stale = StaleProbe()
         self._lock = threading.Lock()
@@ -333,11 +368,6 @@ class HttpPool:
             (b"GET ", target.encode("latin-1"), b" HTTP/1.1\r\nHost: ", self._host_bytes, fixed)
         )
 
-    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """The head of a request up to ``Content-Length: `` (for :meth:`exchange`)."""
-        head = encode_request(method, path, self._host_header, headers, b"")
-        return head[: -len(b"0\r\n\r\n")]
-
     def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
         if isinstance(exc, TimeoutError | socket.timeout):
             return self.error(
@@ -435,12 +465,7 @@ class HttpPool:
             again = self._again(reused, attempt)
             try:
                 while parser.head is None:
-                    chunk = sock.recv(RECV_SIZE)
-                    if chunk:
-                        parser.feed(chunk)
-                    else:
-                        parser.eof = True
-                        parser.feed_eof()
+                    _feed_from(sock, parser)
             except (OSError, RemoteProtocolError) as exc:
                 sock.close()
                 closed = isinstance(exc, OSError) or not parser.started
@@ -541,6 +566,16 @@ class HttpPool:
         return resp
 
 
+def _feed_from(sock: socket.socket, parser: ResponseParser) -> None:
+    """Read once from *sock* into *parser*; an empty read is the end of the stream."""
+    chunk = sock.recv(RECV_SIZE)
+    if chunk:
+        parser.feed(chunk)
+    else:
+        parser.eof = True
+        parser.feed_eof()
+
+
 class ResponseStream:
     """A response whose body is read as it arrives (from :meth:`HttpPool.stream`).
 
@@ -580,12 +615,7 @@ class ResponseStream:
         parser = self._parser
         while not self._pending and parser.response is None:
             try:
-                chunk = self._sock.recv(RECV_SIZE)
-                if chunk:
-                    parser.feed(chunk)
-                else:
-                    parser.eof = True
-                    parser.feed_eof()
+                _feed_from(self._sock, parser)
             except (OSError, RemoteProtocolError) as exc:
                 raise self._pool._map(exc, self._url, parser) from exc
             self._pending = parser.take()

@@ -36,6 +36,24 @@ MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 1024
 
 
+def _take_chunk_size(buf: bytearray) -> int | None:
+    """Take one chunk-size line (extensions ignored) off *buf*; None until it is whole."""
+    end = buf.find(b"\r\n")
+    if end < 0:
+        if len(buf) > _MAX_CHUNK_LINE:
+            raise RemoteProtocolError("chunk size line too long", buf[:100])
+        return None
+    line = bytes(buf[:end]).split(b";", 1)[0].strip()
+    del buf[: end + 2]
+    try:
+        size = int(line, 16)
+    except ValueError:
+        raise RemoteProtocolError("bad chunk size", line) from None
+    if size < 0:
+        raise RemoteProtocolError("bad chunk size", line)
+    return size
+
+
 def encode_request(
     method: str, path: str, host: str, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
@@ -322,19 +340,9 @@ class ResponseParser:
         buf = self._buf
         while True:
             if self._chunk_state == "size":
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_CHUNK_LINE:
-                        raise RemoteProtocolError("chunk size line too long", buf[:100])
+                size = _take_chunk_size(buf)
+                if size is None:
                     return
-                line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[: end + 2]
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise RemoteProtocolError("bad chunk size", line) from None
-                if size < 0:
-                    raise RemoteProtocolError("bad chunk size", line)
                 if size == 0:
                     self._chunk_state = "trailer"
                 else:
@@ -521,19 +529,9 @@ class RequestParser:
         buf = self._buf
         while True:
             if self._chunk_state == "size":
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_CHUNK_LINE:
-                        raise RemoteProtocolError("chunk size line too long", buf[:100])
+                size = _take_chunk_size(buf)
+                if size is None:
                     return False
-                line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[: end + 2]
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise RemoteProtocolError("bad chunk size", line) from None
-                if size < 0:
-                    raise RemoteProtocolError("bad chunk size", line)
                 if len(self._chunks) + size > self.max_body:
                     raise RequestTooLarge("request body too large", f"{size} byte chunk")
                 self._remaining = size

@@ -122,10 +122,8 @@ class Communicator(Service):
 
     # -- codec ------------------------------------------------------------------------
 
-    @staticmethod
-    def encode(data: Any) -> bytes:
-        """Serialise a message byte-identically to iblutil (see :func:`protocol.encode`)."""
-        return encode(data)
+    #: Serialise a message byte-identically to iblutil (see :func:`protocol.encode`).
+    encode = staticmethod(encode)
 
     @staticmethod
     def decode(data: bytes) -> Any:

@@ -172,3 +172,15 @@ def test_too_many_digits_is_a_json_drop_not_an_error() -> None:
     result = parse_message(b"[1, " + b"9" * 5000 + b"]")
     assert isinstance(result, Rejected)
     assert result.reason == "json"
+
+
+def test_validate_returns_the_flag_itself_for_every_code() -> None:
+    for value in range(256):
+        flag = ExpMessage(value)
+        assert ExpMessage.validate(flag) is ExpMessage(value)
+        assert ExpMessage.validate(value) is ExpMessage.validate(flag)
+        if value & (value - 1):
+            with pytest.raises(RigValueError, match="Compound"):
+                ExpMessage.validate(flag, allow_bitwise=False)
+        else:
+            assert ExpMessage.validate(flag, allow_bitwise=False) is flag

@@ -88,6 +88,8 @@ class ExpMessage(IntFlag):
         """
         if isinstance(event, ExpMessage):
             value = int(event)
+            if allow_bitwise or not value & (value - 1):
+                return event  # what ExpMessage(value) gives: the same (cached) flag
         elif isinstance(event, str):
             value = 0
             for part in event.split("|"):

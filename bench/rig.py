@@ -13,7 +13,9 @@ processes put on the machine, and the cross-vCPU wake-ups (the same for both
 libraries) then decide the ratio. So the single-rig workloads pin the driving
 process and both libraries' rigs the same way, round by round: on one vCPU (the
 placement the kernel itself picks on an idle machine, and the one that measures
-the libraries' own cost), and, for comparison, the UDP rig on the other vCPU. The
+the libraries' own cost; neither library can then overlap the work it does after
+a send with the rig's), and, for comparison, the UDP rig on the other vCPU (there
+iblutil hides part of its after-send work behind the hypervisor's wake-ups). The
 Services workload and the ten TCP clients are left to the scheduler: three rigs (or
 ten clients and their server) on one vCPU would serialise what runs in parallel.
 

@@ -3,6 +3,27 @@
 The remote side of every workload (each rig) runs in its own process with its own
 event loop, as a remote rig really does; the driving side runs here, each library
 on its own event loop. iblutil gets a quiet logger (its default prints every message).
+
+Placement. A serial round trip between two processes costs far more when the kernel
+runs them on different vCPUs of this VM: each message then wakes an idle vCPU
+through the hypervisor. A bare blocking-socket UDP ping-pong (no asyncio, no
+library) takes ~15-25 us per round trip on one vCPU and ~100-140 us across two.
+Left to the scheduler, the placement changes from run to run with the load other
+processes put on the machine, and the cross-vCPU wake-ups (the same for both
+libraries) then decide the ratio. So the single-rig workloads pin the driving
+process and both libraries' rigs the same way, round by round: on one vCPU (the
+placement the kernel itself picks on an idle machine, and the one that measures
+the libraries' own cost; neither library can then overlap the work it does after
+a send with the rig's), and, for comparison, the UDP rig on the other vCPU (there
+iblutil hides part of its after-send work behind the hypervisor's wake-ups). The
+Services workload and the ten TCP clients are left to the scheduler: three rigs (or
+ten clients and their server) on one vCPU would serialise what runs in parallel.
+
+Batches. A round is BATCHES batches and reports the best one: on a shared 2-core
+machine load bursts from other processes otherwise decide which side "wins" a round.
+Each batch runs for BATCH_SECONDS (whole chunks of operations), so both libraries
+are exposed to such bursts for the same time, whatever their speed. Both libraries
+are measured the same way, alternating round by round.
 """
 
 from __future__ import annotations
@@ -11,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -25,22 +47,63 @@ QUIET = logging.getLogger("bench.rig.quiet")
 QUIET.setLevel(logging.ERROR)
 QUIET.propagate = False
 
-ROUND_TRIPS = 400  # confirmed sends per batch
-SERVICE_ROUNDS = 100  # Services.init calls per batch (3 rigs each)
+ROUND_TRIPS = 100  # confirmed sends per chunk
+SERVICE_ROUNDS = 25  # Services.init calls per chunk (3 rigs each)
 TCP_CLIENTS = 10
-# A round is BATCHES short batches and reports the best one: on a shared 2-core machine
-# load bursts from other processes otherwise decide which side "wins" a round. Both
-# libraries are measured the same way, alternating round by round.
 BATCHES = 5
+BATCH_SECONDS = 0.05  # each batch runs whole chunks for at least this long
+
+#: (vCPU of the driving process, vCPU of the rigs) per placement; None: not pinned
+Placement = tuple[int, int] | None
 
 
-def _best_of(side: Side, make: Callable[[], Any], count: int) -> Callable[[], float]:
+def _placements() -> tuple[Placement, Placement]:
+    """The one-vCPU and the two-vCPU placement, where this process may run."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[0]), ((cpus[0], cpus[1]) if len(cpus) > 1 else None)
+
+
+@contextlib.contextmanager
+def _placed(placement: Placement, rigs: tuple[int, ...]) -> Any:
+    """Run the driving process on one vCPU and the *rigs* (pids) on another (or the same)."""
+    if placement is None:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {placement[0]})
+    for pid in rigs:
+        os.sched_setaffinity(pid, {placement[1]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        for pid in rigs:
+            with contextlib.suppress(OSError):  # the rig may be gone
+                os.sched_setaffinity(pid, mine)
+
+
+def _best_of(
+    side: Side,
+    make: Callable[[], Any],
+    chunk: int,
+    placement: Placement = None,
+    rigs: tuple[int, ...] = (),
+) -> Callable[[], float]:
     def one_round() -> float:
         best = 0.0
-        for _ in range(BATCHES):
-            start = time.perf_counter()
-            side.run(make())
-            best = max(best, count / (time.perf_counter() - start))
+        with _placed(placement, rigs):
+            for _ in range(BATCHES):
+                done = 0
+                start = time.perf_counter()
+                while True:
+                    side.run(make())
+                    done += chunk
+                    elapsed = time.perf_counter() - start
+                    if elapsed >= BATCH_SECONDS:
+                        break
+                best = max(best, done / elapsed)
         return best
 
     return one_round
@@ -100,7 +163,7 @@ def _peer_main() -> None:
 
 def _spawn(
     stack: contextlib.ExitStack, impl: str, scheme: str, count: int, reply: bool
-) -> list[str]:
+) -> tuple[list[str], int]:
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
         "from bench.rig import _peer_main; _peer_main()"
@@ -128,7 +191,7 @@ def _spawn(
     if not line:
         raise RuntimeError(f"{impl} {scheme} peer did not start")
     uris: list[str] = json.loads(line)
-    return uris
+    return uris, proc.pid
 
 
 # -- the driving side ---------------------------------------------------------------------
@@ -173,12 +236,14 @@ class Side:
         self.loop.close()
 
 
-def _round_trips(side: Side, client: Any, n: int) -> Callable[[], float]:
+def _round_trips(
+    side: Side, client: Any, n: int, placement: Placement = None, rigs: tuple[int, ...] = ()
+) -> Callable[[], float]:
     async def go() -> None:
         for i in range(n):
             await client.confirmed_send([1, i])
 
-    return _best_of(side, go, n)
+    return _best_of(side, go, n, placement, rigs)
 
 
 def _services(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
@@ -198,7 +263,13 @@ def _services(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
     return _best_of(side, go, n)
 
 
-def _many(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
+def _many(
+    side: Side,
+    clients: list[Any],
+    n: int,
+    placement: Placement = None,
+    rigs: tuple[int, ...] = (),
+) -> Callable[[], float]:
     per = n // len(clients)
 
     async def one(client: Any) -> None:
@@ -208,7 +279,7 @@ def _many(side: Side, clients: list[Any], n: int) -> Callable[[], float]:
     async def go() -> None:
         await asyncio.gather(*(one(c) for c in clients))
 
-    return _best_of(side, go, per * len(clients))
+    return _best_of(side, go, per * len(clients), placement, rigs)
 
 
 def workloads(stack: contextlib.ExitStack) -> list[Workload]:
@@ -216,24 +287,41 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
     ours, theirs = Side(stack, "sciwire"), Side(stack, "iblutil")
     result = []
 
-    # UDP confirmed round trips: one client, one echoing rig
-    our_udp = ours.connect("udp", _spawn(stack, "sciwire", "udp", 1, False))[0]
-    ibl_udp = theirs.connect("udp", _spawn(stack, "iblutil", "udp", 1, False))[0]
+    # UDP confirmed round trips: one client, one echoing rig, placed (see the docstring)
+    one_cpu, two_cpus = _placements()
+    our_uris, our_pid = _spawn(stack, "sciwire", "udp", 1, False)
+    ibl_uris, ibl_pid = _spawn(stack, "iblutil", "udp", 1, False)
+    our_udp = ours.connect("udp", our_uris)[0]
+    ibl_udp = theirs.connect("udp", ibl_uris)[0]
     result.append(
         Workload(
-            "UDP confirmed round trips",
+            "UDP confirmed round trips" + (", rig on the same vCPU" if one_cpu else ""),
             "msg/s",
-            _round_trips(ours, our_udp, ROUND_TRIPS),
-            _round_trips(theirs, ibl_udp, ROUND_TRIPS),
+            _round_trips(ours, our_udp, ROUND_TRIPS, one_cpu, (our_pid,)),
+            _round_trips(theirs, ibl_udp, ROUND_TRIPS, one_cpu, (ibl_pid,)),
             peer_name="iblutil 1.20",
             target=1.5,
+            notes="driving process and rig pinned to one vCPU for both libraries; "
+            "see bench/rig.py on placement",
         )
     )
+    if two_cpus is not None:
+        result.append(
+            Workload(
+                "UDP confirmed round trips, rig on the other vCPU",
+                "msg/s",
+                _round_trips(ours, our_udp, ROUND_TRIPS, two_cpus, (our_pid,)),
+                _round_trips(theirs, ibl_udp, ROUND_TRIPS, two_cpus, (ibl_pid,)),
+                peer_name="iblutil 1.20",
+                notes="for comparison: two cross-vCPU wake-ups per round trip (~50 us "
+                "each on this VM, the same for both libraries) dominate both figures",
+            )
+        )
 
     # Services round trip (send, echo, the rig's reply, its echo) to 3 rigs over UDP,
     # each rig in its own process as each remote device is its own machine in iblrig
-    our_uris = [u for _ in range(3) for u in _spawn(stack, "sciwire", "udp", 1, True)]
-    ibl_uris = [u for _ in range(3) for u in _spawn(stack, "iblutil", "udp", 1, True)]
+    our_uris = [u for _ in range(3) for u in _spawn(stack, "sciwire", "udp", 1, True)[0]]
+    ibl_uris = [u for _ in range(3) for u in _spawn(stack, "iblutil", "udp", 1, True)[0]]
     our_rigs = ours.connect("svc", our_uris)
     ibl_rigs = theirs.connect("svc", ibl_uris)
     result.append(
@@ -247,28 +335,32 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         )
     )
 
-    # TCP: one client each, then 10 sciwire clients on one server (iblutil cannot)
-    our_tcp_uri = _spawn(stack, "sciwire", "tcp", 1, False)
+    # TCP: one client each, then 10 sciwire clients on one server (iblutil cannot);
+    # placed on one vCPU like the UDP workload
+    our_tcp_uri, our_tcp_pid = _spawn(stack, "sciwire", "tcp", 1, False)
+    ibl_tcp_uri, ibl_tcp_pid = _spawn(stack, "iblutil", "tcp", 1, False)
     our_tcp = ours.connect("tcp", our_tcp_uri)[0]
-    ibl_tcp = theirs.connect("tcp", _spawn(stack, "iblutil", "tcp", 1, False))[0]
-    single = _round_trips(ours, our_tcp, ROUND_TRIPS)
+    ibl_tcp = theirs.connect("tcp", ibl_tcp_uri)[0]
+    single = _round_trips(ours, our_tcp, ROUND_TRIPS, one_cpu, (our_tcp_pid,))
     result.append(
         Workload(
-            "TCP confirmed round trips, 1 client",
+            "TCP confirmed round trips, 1 client" + (", same vCPU" if one_cpu else ""),
             "msg/s",
             single,
-            _round_trips(theirs, ibl_tcp, ROUND_TRIPS),
+            _round_trips(theirs, ibl_tcp, ROUND_TRIPS, one_cpu, (ibl_tcp_pid,)),
             peer_name="iblutil 1.20",
             target=1.0,
         )
     )
+    # Left to the scheduler, both columns: on one vCPU the clients and the server could
+    # not run side by side, which is what many clients on one server are about.
     many = ours.connect("tcp10", our_tcp_uri, per_uri=TCP_CLIENTS)
     result.append(
         Workload(
             f"TCP round trips, {TCP_CLIENTS} clients on one server (vs 1 client)",
             "msg/s",
-            _many(ours, many, ROUND_TRIPS),
-            single,
+            _many(ours, many, ROUND_TRIPS * TCP_CLIENTS),
+            _round_trips(ours, our_tcp, ROUND_TRIPS),
             peer_name="sciwire, 1 client",
             target=1.0,
             notes="iblutil serves only its last TCP client; the peer column is our own "

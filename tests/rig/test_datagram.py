@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sciwire.rig import ExpMessage
-from sciwire.rig.datagram import MAX_BATCH, DatagramLink, open_datagram
+from sciwire.rig.datagram import MAX_BATCH, PROBE_EVERY, DatagramLink, open_datagram
 from tests.rig.helpers import Factory
 
 Scaled = Callable[[float], float]
@@ -81,6 +81,65 @@ async def test_burst_beyond_one_batch_is_all_echoed_in_order(
     echoes = [await peer.recv(scaled(2.0)) for _ in range(count)]
     assert echoes == sent
     assert not server.dropped
+
+
+class CountingSocket:
+    """A real UDP socket that counts the reads that found it empty."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.empty_reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+    def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        try:
+            return self.sock.recvfrom(size)
+        except BlockingIOError:
+            self.empty_reads += 1
+            raise
+
+
+async def test_one_at_a_time_skips_empty_reads_and_bursts_still_drain(scaled: Scaled) -> None:
+    loop = asyncio.get_running_loop()
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.connect(server.getsockname())
+    counting = CountingSocket(server)
+    proto = Recorder()
+    link = DatagramLink(loop, counting, proto, None)  # type: ignore[arg-type]
+    arrived = asyncio.Event()
+    deliver = proto.datagram_received
+
+    def received(data: bytes, addr: Any) -> None:
+        deliver(data, addr)
+        arrived.set()
+
+    proto.datagram_received = received  # type: ignore[method-assign]
+    try:
+        rounds = 30
+        for i in range(rounds):  # round trips: one datagram per wake-up
+            arrived.clear()
+            peer.send(b"%d" % i)
+            await asyncio.wait_for(arrived.wait(), scaled(2.0))
+        # one probing (empty) read per PROBE_EVERY + 1 wake-ups, not one per wake-up
+        assert counting.empty_reads < rounds // 2
+        assert counting.empty_reads <= rounds // (PROBE_EVERY + 1) + 1
+        count = 3 * MAX_BATCH + 5
+        for i in range(count):  # a burst queued while in one-at-a-time mode
+            peer.send(b"b%d" % i)
+        while len(proto.received) < rounds + count:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), scaled(2.0))
+        got = [data for data, _ in proto.received]
+        assert got == [b"%d" % i for i in range(rounds)] + [b"b%d" % i for i in range(count)]
+    finally:
+        link.abort()
+        await asyncio.wait_for(proto.lost_event.wait(), scaled(2.0))
+        peer.close()
 
 
 async def test_icmp_unreachable_is_reported_not_fatal(make: Factory, scaled: Scaled) -> None:

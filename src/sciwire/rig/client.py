@@ -98,7 +98,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._watchdog_at = 0.0
         self.dropped: Counter[str] = Counter()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.on_connection_lost: asyncio.Future[Any] = loop.create_future()
         self.on_error_received: asyncio.Future[Any] = loop.create_future()
         self.on_eof_received: asyncio.Future[Any] = loop.create_future()
@@ -270,12 +270,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
             RigTypeError: server role without *addr*.
             ConnectionClosed: the transport closed while waiting.
         """
-        target = self._target(addr)
+        target = self._peer if addr is None and not self._server_role else self._target(addr)
         timeout = timeout or self.default_echo_timeout
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise RigValueError("Timeout must be non-zero number")
         payload = self.encode(data)
-        while self._echo.awaiting(target):  # queue behind the confirmed send in flight
+        while target in self._echo.awaited:  # queue behind the confirmed send in flight
             previous = self._echo.pending()[target][1][0]
             if previous.done():  # defensive: a settled entry must not block the queue
                 self._echo.forget(target, late=False)
@@ -311,7 +311,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
         The caller must make sure no echo from *target* is awaited already; it may
         pass the (pending) future to resolve.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if fut is None:
             fut = loop.create_future()
         self._send_raw(payload, target)
@@ -441,12 +441,16 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         """Called by the UDP transport for each datagram."""
-        host, port = addr[0], addr[1]
-        if not self._server_role and host != self._host:
+        host = addr[0]
+        if host != self._host and not self._server_role:
             self.dropped["foreign"] += 1
-            self.logger.warning("Ignoring UDP packet from unexpected host %s:%s", host, port)
+            self.logger.warning("Ignoring UDP packet from unexpected host %s:%s", host, addr[1])
             return
-        self._receive(data, (host, port))
+        try:  # as _receive, one frame less
+            self._handle(data, (host, addr[1]), _UNPARSED)
+        except Exception:
+            self.dropped["internal"] += 1
+            self.logger.exception("%s: failed handling a message from %s", self.name, addr)
 
     def data_received(self, data: bytes) -> None:
         """Called by the TCP transport (client role) for each chunk read."""

@@ -122,10 +122,8 @@ class Communicator(Service):
 
     # -- codec ------------------------------------------------------------------------
 
-    @staticmethod
-    def encode(data: Any) -> bytes:
-        """Serialise a message byte-identically to iblutil (see :func:`protocol.encode`)."""
-        return encode(data)
+    #: Serialise a message byte-identically to iblutil (see :func:`protocol.encode`).
+    encode = staticmethod(encode)
 
     @staticmethod
     def decode(data: bytes) -> Any:
@@ -154,9 +152,10 @@ class Communicator(Service):
         event = ExpMessage.validate(event)
         if not (callable(callback) or isinstance(callback, asyncio.Future)):
             raise RigTypeError("Callback must be callable or a Future")
-        compound = bool(event) and event & (event - 1) != 0
+        value = int(event)
+        compound = value & (value - 1) != 0
         once = isinstance(callback, asyncio.Future)
-        self._callbacks.register(int(event), _Entry(self, callback, compound), once=once)
+        self._callbacks.register(value, _Entry(self, callback, compound), once=once)
 
     def clear_callbacks(
         self, event: Any, callback: Callback | None = None, cancel_futures: bool = True

@@ -4,8 +4,10 @@ asyncio's datagram transport reads one datagram per readiness callback and wraps
 every send in checks and buffer bookkeeping. :class:`DatagramLink` does the same job
 for :class:`~sciwire.rig.client.EchoProtocol` with less Python per datagram: on each
 readiness wake-up it calls ``recvfrom`` until the socket is empty (up to a bound, so
-other callbacks still run), and ``sendto`` goes straight to the socket unless a
-previous send is still buffered. Lifecycle matches asyncio's transport: the
+other callbacks still run) -- unless the last drain found a single datagram: then the
+next few wake-ups read one datagram each, sparing one-at-a-time traffic (round trips)
+the read that finds the socket empty -- and ``sendto`` goes straight to the socket
+unless a previous send is still buffered. Lifecycle matches asyncio's transport: the
 protocol's ``connection_made``, ``datagram_received``, ``error_received`` (any
 ``OSError`` of a send or receive, e.g. ICMP port unreachable) and, after
 :meth:`DatagramLink.close` has flushed the buffer, ``connection_lost`` on the next
@@ -20,7 +22,7 @@ import logging
 import socket
 from typing import Any, Protocol
 
-__all__ = ["DatagramLink", "open_datagram"]
+__all__ = ["MAX_BATCH", "PROBE_EVERY", "DatagramLink", "open_datagram"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,12 @@ RECV_SIZE = 65536
 #: Datagrams read per wake-up before yielding to other callbacks (the selector is
 #: level-triggered, so whatever is left wakes us again).
 MAX_BATCH = 64
+#: After a drain that found at most one datagram, the wake-ups that read just one
+#: datagram before the next drain. Draining ends with a read that finds the socket
+#: empty (a system call and an exception); in one-at-a-time traffic (round trips)
+#: that read is pure cost, so it is made on one wake-up in PROBE_EVERY + 1. A burst
+#: is then drained within PROBE_EVERY loop iterations, each reading one datagram.
+PROBE_EVERY = 8
 
 _Addr = tuple[Any, ...]
 
@@ -56,6 +64,7 @@ class DatagramLink:
         self._protocol = protocol
         self._connected = peer is not None
         self._closing = False
+        self._skips = 0  # wake-ups left reading one datagram each (see PROBE_EVERY)
         self._buffer: collections.deque[tuple[bytes, _Addr | None]] = collections.deque()
         self._extra = {"socket": sock, "sockname": sock.getsockname(), "peername": peer}
         loop.add_reader(self._fd, self._read_ready)  # NotImplementedError on Proactor
@@ -121,20 +130,33 @@ class DatagramLink:
             return
         recvfrom = sock.recvfrom
         protocol = self._protocol
-        for _ in range(MAX_BATCH):
+        skips = self._skips
+        if skips:  # one-at-a-time mode: no probing read that would find the socket empty
+            self._skips = skips - 1
+            batch = 1
+        else:
+            batch = MAX_BATCH
+        count = 0
+        for _ in range(batch):
             if self._closing:
                 return
             try:
                 data, addr = recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 protocol.error_received(exc)
                 continue
+            count += 1
             try:
                 protocol.datagram_received(data, addr)
             except Exception:
                 logger.exception("datagram_received failed; datagram from %s lost", addr)
+        if batch > 1 and count < 2:
+            # The drain found one datagram (or none): traffic is one at a time (a round
+            # trip). Read one per wake-up for the next PROBE_EVERY wake-ups, then drain
+            # again; the selector is level-triggered, so nothing waiting is missed.
+            self._skips = PROBE_EVERY
 
     def _write_ready(self) -> None:
         sock = self._sock

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import enum
 import json
+import json.decoder as json_decoder
+import json.encoder as json_encoder
 import logging
+import threading
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from enum import IntEnum, IntFlag
 from functools import reduce
 from operator import or_
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, NoReturn, TypeVar, cast
 
 from sciwire.rig.errors import RigTypeError, RigValueError
 
@@ -85,6 +88,8 @@ class ExpMessage(IntFlag):
         """
         if isinstance(event, ExpMessage):
             value = int(event)
+            if allow_bitwise or not value & (value - 1):
+                return event  # what ExpMessage(value) gives: the same (cached) flag
         elif isinstance(event, str):
             value = 0
             for part in event.split("|"):
@@ -146,6 +151,33 @@ def validate_status(status: Any) -> ExpStatus:
 # json.dumps(x) with default arguments is exactly this encoder's encode(x), minus the
 # argument checks json.dumps makes on every call.
 _ENCODE = json.JSONEncoder().encode
+# ... and, with the C accelerator, exactly ``"".join(c_encoder(x, 0))`` for the C
+# encoder JSONEncoder.iterencode builds on every call (same default, escaping,
+# separators, NaN handling and circular-reference check). Here it is built once per
+# thread (its markers dict is per thread) and cleared after an error.
+_LOCAL = threading.local()
+_JOIN = "".join
+_C_MAKE_ENCODER: Any = cast(Any, json_encoder).c_make_encoder  # None without _json
+
+
+def _c_encoder() -> tuple[Any, dict[int, Any]] | None:
+    if _C_MAKE_ENCODER is None:
+        _LOCAL.encoder = None
+        return None
+    markers: dict[int, Any] = {}
+    made = _C_MAKE_ENCODER(
+        markers,
+        json.JSONEncoder().default,
+        json_encoder.encode_basestring_ascii,
+        None,  # indent
+        ": ",
+        ", ",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+    _LOCAL.encoder = (made, markers)
+    return made, markers
 
 
 def encode(data: Any) -> bytes:
@@ -159,18 +191,36 @@ def encode(data: Any) -> bytes:
         RigTypeError: the value is not JSON serialisable (also TypeError).
         RigValueError: the value is circular (also ValueError).
     """
-    if isinstance(data, bytes):
+    kind = type(data)
+    if kind is list or kind is tuple:  # every message; bytes and str are not lists
+        try:
+            fast = _LOCAL.encoder
+        except AttributeError:
+            fast = _c_encoder()
+        if fast is not None:
+            try:
+                return _JOIN(fast[0](data, 0)).encode()
+            except BaseException as exc:
+                fast[1].clear()  # whatever the error, no stale circular-check marker
+                if isinstance(exc, TypeError | ValueError):
+                    _raise_unencodable(exc)
+                raise
+    elif isinstance(data, bytes):
         return data
-    if isinstance(data, bytearray | memoryview):
+    elif isinstance(data, bytearray | memoryview):
         return bytes(data)
-    if isinstance(data, str):
+    elif isinstance(data, str):
         return data.encode()
     try:
         return _ENCODE(data).encode()
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
+        _raise_unencodable(exc)
+
+
+def _raise_unencodable(exc: TypeError | ValueError) -> NoReturn:
+    if isinstance(exc, TypeError):
         raise RigTypeError(f"cannot encode message: {exc}") from exc
-    except ValueError as exc:
-        raise RigValueError(f"cannot encode message: {exc}") from exc
+    raise RigValueError(f"cannot encode message: {exc}") from exc
 
 
 def decode(data: bytes | str) -> Any:
@@ -224,6 +274,34 @@ class Rejected(NamedTuple):
 
 NOT_JSON = object()  # classify() value for text that is not JSON
 
+#: the single-bit events by code: what ExpMessage(code) gives, without the enum call
+_EVENTS: dict[int, ExpMessage] = {int(m): m for m in ExpMessage.__members__.values()}
+#: the scanner json.loads ends up in (the C one when available), called directly
+_SCAN: Callable[[str, int], tuple[Any, int]] = cast(Any, json_decoder.JSONDecoder()).scan_once
+#: first characters the direct scan leaves to json.loads (JSON whitespace, a BOM)
+_LEADING = " \t\n\r\ufeff"
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``, or :data:`NOT_JSON` where json.loads raises.
+
+    A document that starts at the first character and ends at the last (every
+    message, as JSON writers produce them) is scanned directly; anything else
+    (leading or trailing whitespace, a BOM, extra data, an error) goes through
+    json.loads itself, so the result is json.loads' in every case.
+    """
+    if text and text[0] not in _LEADING:
+        try:
+            value, end = _SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return NOT_JSON  # json.loads raises here too (same scanner, same start)
+        if end == len(text):
+            return value
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, or too many int digits
+        return NOT_JSON
+
 
 def classify(value: Any, raw: bytes) -> Message | ErrorReport | Rejected:
     """Check a decoded JSON value against the message shapes.
@@ -237,8 +315,8 @@ def classify(value: Any, raw: bytes) -> Message | ErrorReport | Rejected:
     if not isinstance(value, list) or len(value) < 2:
         return Rejected("shape", "not a list of at least 2 items", raw)
     code = value[0]
-    if type(code) is int and code > 0 and not code & (code - 1) and code <= 128:
-        return Message(ExpMessage(code), value[1:], raw)
+    if type(code) is int and code in _EVENTS:
+        return Message(_EVENTS[code], value[1:], raw)
     if code == 0 and type(code) is int:
         if len(value) == 3 and isinstance(value[1], str) and type(value[2]) is int:
             return ErrorReport(value[1], value[2], raw)
@@ -268,11 +346,7 @@ def parse_message(raw: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Message | Err
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return Rejected("utf8", "invalid UTF-8", raw)
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        value = NOT_JSON
-    return classify(value, raw)
+    return classify(loads(text), raw)
 
 
 # -- echo state -------------------------------------------------------------------------
@@ -306,6 +380,8 @@ class EchoState(Generic[T]):
         self.counts: Counter[str] = Counter()
         self._awaiting: dict[Hashable, tuple[bytes, T]] = {}
         self._late: dict[Hashable, bytes] = {}
+        #: the addresses whose echo is awaited (read-only view; ``addr in awaited``)
+        self.awaited = self._awaiting.keys()
 
     def expect(self, addr: Hashable, payload: bytes, token: T) -> None:
         """Record that *payload* was sent to *addr* and its echo is awaited."""

@@ -151,12 +151,23 @@ def show_series_wrapper_url(
 
 def series_struct_url(server: ServerConfig, ds: str) -> str:
     """URL of ``jsoc_info?op=series_struct``."""
-    return server.require("info", "url_jsoc_info") + _q({"op": "series_struct", "ds": ds})
+    url = server.require("info", "url_jsoc_info")
+    return (
+        url
+        + "?op=series_struct&ds="
+        + (ds.translate(_PLUS_TABLE) if ds.isascii() else quote_plus(ds, safe=""))
+    )
 
 
 def rs_summary_url(server: ServerConfig, ds: str) -> str:
     """URL of ``jsoc_info?op=rs_summary``."""
-    return server.require("query", "url_jsoc_info") + _q({"op": "rs_summary", "ds": ds})
+    url = server.require("query", "url_jsoc_info")
+    # _q({"op": "rs_summary", "ds": ds}) with _quote_plus inlined: one call per URL
+    return (
+        url
+        + "?op=rs_summary&ds="
+        + (ds.translate(_PLUS_TABLE) if ds.isascii() else quote_plus(ds, safe=""))
+    )
 
 
 def rs_list_url(
@@ -280,7 +291,18 @@ def exp_request_url(
 def exp_status_url(server: ServerConfig, requestid: str) -> str:
     """URL of ``jsoc_fetch?op=exp_status``."""
     url = server.require("export", "url_jsoc_fetch")
-    return url + _q({"op": "exp_status", "requestid": requestid})
+    return (
+        url
+        + "?op=exp_status&requestid="
+        + (
+            requestid.translate(_PLUS_TABLE)
+            if requestid.isascii()
+            else quote_plus(requestid, safe="")
+        )
+    )
+
+
+_decode = json.JSONDecoder().decode  # json.loads(str) without its argument checks
 
 
 def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
@@ -290,8 +312,7 @@ def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
         RemoteProtocolError: the body is not JSON or not a JSON object.
     """
     try:
-        text = body.decode(encoding)
-        data = json.loads(text)
+        data = _decode(body.decode(encoding))
     except (UnicodeDecodeError, LookupError, ValueError) as exc:
         raise RemoteProtocolError("JSOC answered with invalid JSON", body) from exc
     if not isinstance(data, dict):

@@ -36,7 +36,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, encode_request
+from sciwire.core.http.codec import (
+    ParsedResponse,
+    ResponseParser,
+    _fast_response,
+    decode_gzip,
+    encode_request,
+)
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -437,13 +443,42 @@ class HttpPool(PoolSettings):
             head: it is a HEAD request.
             timeout: seconds for the whole response, if not the pool's.
         """
-        url = self.endpoint.origin + path
         limit = self.timeout if timeout is DEFAULT else timeout
         attempt = 0
+        # The usual case, inline: a kept connection takes the whole request at once.
+        # Anything else (no idle connection, a stale one, a failed write) goes the
+        # general way through _send, which behaves exactly as if this were not here.
+        sock = None
+        if self._idle_raw:
+            with self._lock:
+                if self._idle_raw:
+                    sock = self._idle_raw.pop()
+            if sock is not None and self.retry != "idempotent" and self._stale(sock):
+                sock.close()
+                sock = None
+            if sock is not None:
+                try:
+                    sock.sendall(data)
+                except OSError as exc:
+                    sock.close()
+                    sock = None
+                    self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
+        if sock is not None:
+            # what _again(reused=True, attempt=1) says
+            if self.retry == "idempotent":
+                again = "any" if self.retries > 1 else ""
+            else:
+                again = "early" if self.retry == "stale" else ""
+            try:
+                return self._receive(sock, path, head, limit, again)
+            except _Retry as exc:
+                self.log.debug("re-sending to %s after %s", self.endpoint.origin + path, exc)
+                attempt = 1
+        url = self.endpoint.origin + path
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             try:
-                return self._receive(sock, url, head, limit, self._again(reused, attempt))
+                return self._receive(sock, path, head, limit, self._again(reused, attempt))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", url, exc)
 
@@ -499,19 +534,39 @@ class HttpPool(PoolSettings):
         )
 
     def _receive(
-        self, sock: socket.socket, url: str, head: bool, timeout: float | None, again: str
+        self, sock: socket.socket, path: str, head: bool, timeout: float | None, again: str
     ) -> ParsedResponse:
-        parser = ResponseParser(head=head, max_body=self.max_body)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Read the response to a request just written on *sock* (*path*: for messages),
+        then keep or close the connection. *again* is what the retry policy allows."""
         if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        parser = None
         shortened = False
         chunk = b""
         try:
+            chunk = sock.recv(RECV_SIZE)
+            if chunk and not head:
+                # the usual case: the whole response in one read
+                fast = _fast_response(chunk, False)
+                if fast is not None and (
+                    self.max_body is None or len(fast[0].body) <= self.max_body
+                ):
+                    resp = fast[0]
+                    if resp.keep_alive:
+                        with self._lock:
+                            if not self._closed and len(self._idle_raw) < self.pool_size:
+                                self._idle_raw.append(sock)
+                                return resp
+                    sock.close()
+                    return resp
+            parser = ResponseParser(head=head, max_body=self.max_body)
+            if chunk:
+                parser.started = True  # the one-read case was tried above
             while True:
-                chunk = sock.recv(RECV_SIZE)
-                resp = parser.feed(chunk) if chunk else parser.feed_eof()
-                if resp is not None:
+                got = parser.feed(chunk) if chunk else parser.feed_eof()
+                if got is not None:
+                    resp = got
                     break
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -519,20 +574,22 @@ class HttpPool(PoolSettings):
                         raise TimeoutError
                     sock.settimeout(left)
                     shortened = True
+                chunk = sock.recv(RECV_SIZE)
         except TimeoutError as exc:
             sock.close()
             raise self.error(
                 Timeout,
                 f"{self.name} did not reply within timeout of {timeout} seconds "
                 "(request not re-sent: it may have been processed)",
-                url,
+                self.endpoint.origin + path,
                 None,
             ) from exc
         except RemoteProtocolError as exc:
             sock.close()
-            early = not parser.started
+            early = parser is None or not parser.started
             if not chunk and (again == "any" or (again == "early" and early)):
                 raise _Retry("connection closed") from exc
+            url = self.endpoint.origin + path
             if not chunk:
                 raise self.error(
                     ConnectionClosed,
@@ -548,13 +605,13 @@ class HttpPool(PoolSettings):
             ) from exc
         except OSError as exc:
             sock.close()
-            if again == "any" or (again == "early" and not parser.started):
+            if again == "any" or (again == "early" and (parser is None or not parser.started)):
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,
                 f"connection failed before a complete response ({type(exc).__name__}: {exc}); "
                 "request not re-sent: it may have been processed",
-                url,
+                self.endpoint.origin + path,
                 None,
             ) from exc
         if shortened:

@@ -1,0 +1,274 @@
+"""The one-read fast paths of the blocking client side give the general code's results:
+the one-pass response parse (headers, keep-alive, errors), decode_gzip without the
+header dict, and HttpPool.exchange's inline pooled-connection path on real sockets."""
+
+from __future__ import annotations
+
+import gzip
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sciwire.core.http import Endpoint, HttpPool
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, _fast_response, decode_gzip
+from sciwire.errors import ConnectionClosed, RemoteProtocolError
+
+
+def _parse(data: bytes, step: int) -> object:
+    """(status, reason, body, keep_alive, headers) or the exception type."""
+    parser = ResponseParser()
+    try:
+        got = None
+        for i in range(0, len(data), step):
+            got = parser.feed(data[i : i + step]) or got
+        if got is None:
+            return None
+        return (got.status, got.reason, got.body, got.keep_alive, got.headers, decode_gzip(got))
+    except (RemoteProtocolError, ValueError) as exc:
+        return type(exc)
+
+
+def _agree(data: bytes) -> object:
+    whole = _parse(data, len(data))  # the fast path when it applies
+    assert whole == _parse(data, 1)  # the general parser, byte at a time
+    return whole
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX-A: 1",
+        b"HTTP/1.1 200 OK\r\nX-A : 1",  # blank before the colon
+        b"HTTP/1.1 200 OK\r\nX-A\t: 1",
+        b"HTTP/1.1 200 OK\r\n X-A: 1",  # folded line
+        b"HTTP/1.1 200 OK\r\nX-A\x85: 1",  # latin-1 space str.strip() removes
+        b"HTTP/1.1 200 OK\r\n\xa0X-A: 1",
+        b"HTTP/1.1 200 OK\r\nX-A\x1f: 1",
+        b"HTTP/1.1 200 OK\r\n: 1",  # no name
+        b"HTTP/1.1 200 OK\r\nX-A 1",  # no colon
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive",
+        b"HTTP/1.1 200 OK\r\nCONNECTION: Keep-Alive, Close",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip",
+        b"HTTP/1.1 200 OK\r\ncontent-encoding: identity",
+        b"HTTP/1.1 200",
+        b"HTTP/1.1 200 ",
+        b"HTTP/1.1 20\xb2 OK",  # superscript two: isdigit() but not an int
+        b"HTTP/1.1 2000 OK",
+        b"HTTP/1.0 200 OK",
+        b"HTTP/1.1 204 No Content",
+    ],
+)
+def test_fast_and_general_parse_agree(head: bytes) -> None:
+    body = gzip.compress(b"hi") if b"gzip" in head else b"hi"
+    result = _agree(head + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert result is not ValueError  # only RemoteProtocolError may escape
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb3", b" 2 ", b"2, 2", b"-1", b""])
+def test_odd_content_lengths_agree_and_raise_only_protocol_errors(value: bytes) -> None:
+    result = _agree(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhi")
+    assert result is not ValueError
+
+
+_name = st.text(st.sampled_from("Xa-: \t\x85\xa0\x1c"), min_size=0, max_size=5)
+_value = st.text(st.sampled_from("abc:, 019\t\x85close"), max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(_name, _value), max_size=5),
+    st.sampled_from(["Connection", "Content-Encoding", "X"]),
+    st.sampled_from(["close", "keep-alive", "gzip", "x"]),
+    st.binary(max_size=20),
+)
+def test_fast_parse_matches_the_general_one(
+    headers: list[tuple[str, str]], special: str, value: str, body: bytes
+) -> None:
+    lines = [f"{n}: {v}" if ":" not in n else f"{n}{v}" for n, v in headers]
+    lines.append(f"{special}: {value}")
+    head = "HTTP/1.1 200 OK\r\n" + "\r\n".join(lines)
+    data = head.encode("latin-1") + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    _agree(data)
+
+
+def test_fast_headers_never_fail_later() -> None:
+    # every header line was checked: the lazily built dict cannot raise
+    fast = _fast_response(b"HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\nContent-Length: 0\r\n\r\n", False)
+    assert fast is not None
+    resp, rest = fast
+    assert rest == b"" and resp._headers is None
+    assert resp.headers == {"a": "1, 2", "content-length": "0"}
+    assert _fast_response(b"HTTP/1.1 200 OK\r\nA : 1\r\nContent-Length: 0\r\n\r\n", False) is None
+
+
+def test_decode_gzip_without_and_with_the_header_dict() -> None:
+    packed = gzip.compress(b"hello")
+    for name in (b"Content-Encoding", b"CONTENT-ENCODING", b"content-encoding"):
+        data = b"HTTP/1.1 200 OK\r\n%s: GZip\r\nContent-Length: %d\r\n\r\n" % (name, len(packed))
+        fast = _fast_response(data + packed, False)
+        assert fast is not None and fast[0]._headers is None
+        assert decode_gzip(fast[0]) == b"hello"
+    # the name inside another header's value is not the header
+    data = b"HTTP/1.1 200 OK\r\nX: a\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nhi"
+    fast = _fast_response(data, False)
+    assert fast is not None and decode_gzip(fast[0]) == b"hi"
+    built = ParsedResponse(200, "OK", packed, raw_head=b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip")
+    assert decode_gzip(built) == b"hello"
+    assert decode_gzip(ParsedResponse(200, "OK", b"plain")) == b"plain"
+
+
+# -- HttpPool.exchange's inline path, on real sockets --------------------------------------
+
+
+class Peer:
+    """A loopback server whose connections the test drives by hand."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+
+    def accept(self) -> socket.socket:
+        self.listener.settimeout(10)
+        conn, _ = self.listener.accept()
+        conn.settimeout(10)
+        self.conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.listener.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    p = Peer()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def pool_for(peer: Peer) -> Iterator[Callable[..., HttpPool]]:
+    made: list[HttpPool] = []
+
+    def make(**kw: object) -> HttpPool:
+        kw.setdefault("timeout", 10.0)
+        made.append(HttpPool(Endpoint("http", "127.0.0.1", peer.port), **kw))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for pool in made:
+        pool.shutdown()
+
+
+def _serve(peer: Peer, answers: list[bytes]) -> threading.Thread:
+    """Answer requests on one connection with *answers*, in order (b"" closes it)."""
+
+    def run() -> None:
+        conn = peer.accept()
+        for answer in answers:
+            if not _read_request(conn):
+                return
+            if not answer:
+                conn.close()
+                return
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _ok(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        b"".join(e + b"\r\n" for e in extra),
+        len(body),
+        body,
+    )
+
+
+def test_kept_connection_big_and_chunked_answers(
+    peer: Peer, pool_for: Callable[..., HttpPool]
+) -> None:
+    big = bytes(range(256)) * 1024  # several reads: the first one is not the whole
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+    thread = _serve(peer, [_ok(b"one"), _ok(big), chunked, _ok(b"last")])
+    pool = pool_for()
+    get = pool.get_request
+    assert pool.exchange(get("/1", b"\r\n"), "/1").body == b"one"
+    assert pool.exchange(get("/2", b"\r\n"), "/2").body == big
+    assert pool.exchange(get("/3", b"\r\n"), "/3").body == b"ab"
+    assert pool.exchange(get("/4", b"\r\n"), "/4", timeout=5.0).body == b"last"
+    assert len(peer.conns) == 1  # every answer kept the connection
+    thread.join(10)
+
+
+def test_fast_answer_over_max_body_is_a_protocol_error(
+    peer: Peer, pool_for: Callable[..., HttpPool]
+) -> None:
+    thread = _serve(peer, [_ok(b"0123456789")])
+    pool = pool_for(max_body=4)
+    with pytest.raises(RemoteProtocolError):
+        pool.exchange(pool.get_request("/", b"\r\n"), "/")
+    thread.join(10)
+
+
+def test_connection_close_answer_is_not_kept(peer: Peer, pool_for: Callable[..., HttpPool]) -> None:
+    thread = _serve(peer, [_ok(b"bye", b"Connection: close")])
+    pool = pool_for()
+    assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"bye"
+    assert pool._idle_raw == []
+    thread.join(10)
+
+
+def test_unsent_policy_probes_a_kept_connection_the_server_closed(
+    peer: Peer, pool_for: Callable[..., HttpPool]
+) -> None:
+    first = _serve(peer, [_ok(b"one")])
+    pool = pool_for(retry="unsent")
+    assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"one"
+    first.join(10)
+    # the server drops the idle connection; wait until its end reached us
+    peer.conns[0].close()
+    readable, _, _ = select.select([pool._idle_raw[0]], [], [], 10)
+    assert readable
+    second = _serve(peer, [_ok(b"two")])
+    assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"two"
+    assert len(peer.conns) == 2
+    second.join(10)
+
+
+@pytest.mark.parametrize("retries, served", [(3, 3), (2, 2)])
+def test_idempotent_retries_count_the_kept_connection_attempt(
+    peer: Peer, pool_for: Callable[..., HttpPool], retries: int, served: int
+) -> None:
+    # The kept connection drops the second request; fresh ones drop it too, until the
+    # attempts run out: retries=3 answers on the third, retries=2 fails after two.
+    pool = pool_for(retry="idempotent", retries=retries)
+    thread = _serve(peer, [_ok(b"one"), b""])
+    assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"one"
+    threads = [_serve(peer, [b""]), _serve(peer, [_ok(b"third")])]
+    if served == 3:
+        assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"third"
+    else:
+        with pytest.raises(ConnectionClosed):
+            pool.exchange(pool.get_request("/", b"\r\n"), "/")
+    for t in [thread, *threads[: served - 1]]:
+        t.join(10)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from itertools import repeat
 from typing import Any
@@ -302,7 +302,9 @@ def exp_status_url(server: ServerConfig, requestid: str) -> str:
     )
 
 
-_decode = json.JSONDecoder().decode  # json.loads(str) without its argument checks
+_DECODER = json.JSONDecoder()
+_decode = _DECODER.decode  # json.loads(str) without its argument checks
+_scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
@@ -312,8 +314,14 @@ def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
         RemoteProtocolError: the body is not JSON or not a JSON object.
     """
     try:
-        data = _decode(body.decode(encoding))
-    except (UnicodeDecodeError, LookupError, ValueError) as exc:
+        text = body.decode(encoding)
+        if text[:1] == "{":  # the usual object, in one scan (the decoder's own scanner)
+            data, end = _scan(text, 0)
+            if end != len(text):
+                data = _decode(text)  # trailing blanks are fine, anything else raises
+        else:
+            data = _decode(text)
+    except (UnicodeDecodeError, LookupError, ValueError, StopIteration) as exc:
         raise RemoteProtocolError("JSOC answered with invalid JSON", body) from exc
     if not isinstance(data, dict):
         raise RemoteProtocolError("JSOC answered with a JSON value that is not an object", body)

@@ -165,6 +165,11 @@ class BlockingTransport:
                 if query:
                     target = f"{target}?{query}"
         resp = pool.exchange(pool.get_request(target, _FIXED), target)
+        if resp.status < 400:
+            try:
+                return decode_gzip(resp)
+            except RemoteProtocolError:
+                pass  # _checked_body words the error
         return _checked_body(resp, url)
 
     @contextmanager

@@ -134,7 +134,8 @@ def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    low = data[:end].lower()
+    head = data[:end]
+    low = head.lower()
     first = low.find(_CL)
     if first < 0 or b"\r\ntransfer-encoding:" in low or low.find(_CL, first + 1) >= 0:
         return None
@@ -145,24 +146,28 @@ def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
         if colon <= 0 or line[0] in ws or line[colon - 1] in ws:
             return None
     stop = low.find(b"\r\n", first + 2)
-    value = low[first + 17 : stop if stop >= 0 else end].strip()
+    value = low[first + 17 : stop if stop >= 0 else end]  # 17: len(_CL)
     if not value.isdigit():
-        return None
+        value = value.strip()
+        if not value.isdigit():
+            return None
     total = end + 4 + int(value)
     size = len(data)
-    if size < total or (size > total and not pipelined):
+    if size != total and (size < total or not pipelined):
         return None
     keep = True
-    conn = low.find(_CONN)
-    while conn >= 0:  # every Connection header counts, as in the joined value
-        stop = low.find(b"\r\n", conn + 2)
-        if b"close" in low[conn : stop if stop >= 0 else end]:
-            keep = False
-            break
-        conn = low.find(_CONN, conn + 2)
-    reason = data[13 : len(lines[0])].decode("latin-1") if sep == b" " else ""
-    resp = ParsedResponse(status, reason, data[end + 4 : total], keep, data[:end])
-    return resp, data[total:] if size > total else b""
+    if _CONN in low:  # every Connection header counts, as in the joined value
+        conn = low.find(_CONN)
+        while conn >= 0:
+            stop = low.find(b"\r\n", conn + 2)
+            if b"close" in low[conn : stop if stop >= 0 else end]:
+                keep = False
+                break
+            conn = low.find(_CONN, conn + 2)
+    reason = head[13 : len(lines[0])].decode("latin-1") if sep == b" " else ""
+    if size == total:
+        return ParsedResponse(status, reason, data[end + 4 :], keep, head), b""
+    return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
 
 
 class ResponseParser:

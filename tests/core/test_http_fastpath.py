@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import select
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 
@@ -15,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.core.http import Endpoint, HttpPool
+from sciwire.core.http.client import _KERNEL_TIMEOUTS
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, _fast_response, decode_gzip
-from sciwire.errors import ConnectionClosed, RemoteProtocolError
+from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
 
 def _parse(data: bytes, step: int) -> object:
@@ -274,3 +276,117 @@ def test_idempotent_retries_count_the_kept_connection_attempt(
             pool.exchange(pool.get_request("/", b"\r\n"), "/")
     thread.join(10)
     assert len(peer.conns) == 2 + len(last)
+
+
+# -- kernel-side timeouts (Linux: SO_RCVTIMEO/SO_SNDTIMEO instead of Python's poll) ------
+
+kernel_only = pytest.mark.skipif(not _KERNEL_TIMEOUTS, reason="kernel timeouts are Linux-only")
+
+
+@kernel_only
+def test_plain_connections_wait_with_the_kernel_timeout(
+    peer: Peer, pool_for: Callable[..., HttpPool]
+) -> None:
+    thread = _serve(peer, [_ok(b"one")])
+    pool = pool_for(timeout=7.25)
+    assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"one"
+    thread.join(10)
+    (sock,) = pool._idle_raw
+    assert sock.gettimeout() is None  # blocking: no poll() before each send and recv
+    for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, opt, 16))
+        assert seconds == 7 and abs(micros - 250000) < 20000  # the kernel rounds to ticks
+
+
+def _slow(
+    peer: Peer, answers: list[tuple[float, bytes]], stop: threading.Event
+) -> threading.Thread:
+    """One connection; each answer is sent after its delay (b"": never answer)."""
+
+    def run() -> None:
+        conn = peer.accept()
+        for delay, answer in answers:
+            if not _read_request(conn):
+                return
+            if not answer or stop.wait(delay):
+                stop.wait(30)
+                return
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_per_call_timeouts_on_a_kernel_timed_connection(
+    peer: Peer, pool_for: Callable[..., HttpPool], scaled: Callable[[float], float]
+) -> None:
+    stop = threading.Event()
+    short = scaled(0.2)
+    thread = _slow(peer, [(0, _ok(b"one")), (3 * short, _ok(b"late")), (0, b"")], stop)
+    pool = pool_for(timeout=short, retry="idempotent", retries=3)
+    get = pool.get_request("/", b"\r\n")
+    try:
+        assert pool.exchange(get, "/").body == b"one"
+        # no limit for this call: the answer after three pool timeouts still arrives
+        assert pool.exchange(get, "/", timeout=None).body == b"late"
+        assert len(peer.conns) == 1
+        # and the pool's own timeout is back on that connection (timeouts not retried)
+        with pytest.raises(Timeout):
+            pool.exchange(get, "/")
+        assert len(peer.conns) == 1
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_shorter_per_call_timeout_and_stream_timeout(
+    peer: Peer, pool_for: Callable[..., HttpPool], scaled: Callable[[float], float]
+) -> None:
+    stop = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    thread = _slow(peer, [(0, _ok(b"one")), (0, head)], stop)
+    pool = pool_for(timeout=scaled(0.3))
+    try:
+        assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"one"
+        with pytest.raises(Timeout), pool.stream("GET", "/s", {}) as body:
+            assert body.read(3) == b"abc"
+            body.read()  # the rest of the body never comes: Timeout, not ConnectionClosed
+    finally:
+        stop.set()
+        thread.join(10)
+    stop2 = threading.Event()
+    peer2 = Peer()
+    try:
+        thread2 = _slow(peer2, [(0, b"")], stop2)
+        pool2 = HttpPool(Endpoint("http", "127.0.0.1", peer2.port), timeout=30.0)
+        with pytest.raises(Timeout):  # a per-call timeout below the kernel one
+            pool2.exchange(pool2.get_request("/", b"\r\n"), "/", timeout=scaled(0.2))
+        pool2.shutdown()
+    finally:
+        stop2.set()
+        peer2.close()
+        thread2.join(10)
+
+
+def test_big_request_body_on_a_kernel_timed_connection(
+    peer: Peer, pool_for: Callable[..., HttpPool]
+) -> None:
+    big = bytes(range(256)) * 2048  # 512 KiB: more than one send
+
+    def run() -> None:
+        conn = peer.accept()
+        for _ in range(2):
+            data = _read_request(conn)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            conn.sendall(_ok(b"%d" % len(rest)))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    pool = pool_for()
+    assert pool.call("POST", "/", big, {}).body == b"%d" % len(big)
+    assert pool.call("POST", "/", big, {}).body == b"%d" % len(big)  # on the kept one
+    thread.join(10)

@@ -7,6 +7,14 @@ stray bytes) is dropped before use, which covers a server restart. TLS is option
 (``https``), gzip decoding optional, and the timeout bounds the whole response, not
 each read.
 
+The usual exchange - a kept connection, the whole response in one read - runs inline
+in :meth:`HttpPool.exchange` and ``_receive`` with the one-pass response parse; any
+other case takes the general path, with the same results. On Linux a plain (not TLS)
+connection waits with the kernel's own timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a
+blocking socket) instead of Python's, which polls before every send and recv: a
+request then costs one ``sendto`` and one ``recvfrom``. A per-call timeout other than
+the pool's, a long write, and :mod:`http.client` readers use Python's timeouts.
+
 Retry policy (chosen by the caller):
 
 * ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when

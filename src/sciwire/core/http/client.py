@@ -86,6 +86,11 @@ RetryPolicy = Literal["unsent", "stale", "idempotent"]
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
 
 
+#: Longer writes use Python's timeout, which bounds a whole ``sendall``: the kernel's
+#: bounds each ``send`` (a write this small goes out in one, into an empty buffer).
+_KERNEL_WRITE = 4096
+
+
 def _set_kernel_timeout(sock: socket.socket, seconds: float) -> bool:
     """Set *sock*'s kernel send and receive timeouts (0: none); False if refused."""
     whole = int(seconds)
@@ -437,7 +442,7 @@ class HttpPool(PoolSettings):
             try:
                 if sock is None:
                     sock = self._new_raw()
-                if len(data) > RECV_SIZE and sock.gettimeout() is None and self._ktimeout:
+                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
                     sock.settimeout(self.timeout)  # a long write: bounded in total
                 sock.sendall(data)
                 return sock, reused, attempt
@@ -500,7 +505,7 @@ class HttpPool(PoolSettings):
                 sock.close()
                 sock = None
             if sock is not None:
-                if len(data) > RECV_SIZE and sock.gettimeout() is None and self._ktimeout:
+                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
                     sock.settimeout(self.timeout)  # a long write: bounded in total
                 try:
                     sock.sendall(data)

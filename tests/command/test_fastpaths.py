@@ -4,6 +4,7 @@ request body head, the server's reply assembly, and the JSON reader."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.command.calls import CallCore
+from sciwire.command.errors import CommandError
 from sciwire.command.protocol import (
     NumpyEncoder,
     _loads,
@@ -19,6 +21,7 @@ from sciwire.command.protocol import (
     encode_request,
     encode_result,
     make_params,
+    parse_response,
 )
 from sciwire.command.server import CommandServer
 
@@ -143,3 +146,64 @@ def test_loads_raises_as_json_loads(data: bytes) -> None:
 def test_decode_call_reads_utf16_bodies() -> None:
     call = decode_call(json.dumps({"method": "m", "params": [1], "id": 2}).encode("utf-16"))
     assert (call.method, call.args, call.request_id) == ("m", [1], 2)
+
+
+def test_request_ids_are_fresh_uuid4s() -> None:
+    core = _core(None)
+    ids = [json.loads(_body(core, "m", (), {}))["id"] for _ in range(50)]
+    assert len(set(ids)) == 50
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def _outcome(body: bytes) -> tuple[str, Any]:
+    try:
+        return "result", parse_response(body, "m", [1], "http://x")
+    except CommandError as exc:
+        return type(exc).__name__, (exc.code, str(exc).split("\n")[0])
+
+
+_replies = st.one_of(
+    st.builds(
+        lambda d, tail: json.dumps(d).encode() + tail,
+        st.dictionaries(
+            st.sampled_from(["result", "error", "id", "jsonrpc"]),
+            st.none() | st.integers() | st.text(max_size=5) | st.just({"message": "m"}),
+            max_size=4,
+        ),
+        st.sampled_from([b"", b" ", b"\n", b"x", b"}", b" {}"]),
+    ),
+    st.binary(max_size=30).map(lambda b: b"{" + b),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_replies)
+def test_reply_fast_path_agrees_with_the_general_checks(body: bytes) -> None:
+    # a leading space keeps the same JSON but skips the one-scan fast path
+    assert _outcome(body) == _outcome(b" " + body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"result": 1, "error": null}',
+        b'{"result": null}',
+        b'{"error": {"message": "boom", "code": 3}, "result": 1}',
+        b'{"error": "text"}',
+        b"{}",
+        b'{"id": 1}',
+        b'{"result": 1} trailing',
+        b'{"result": 1}\r\n',
+        '{"result": "\u00e9"}'.encode(),
+        b'{"result": "\xff"}',
+        b"[1]",
+        b"",
+    ],
+)
+def test_reply_table(body: bytes) -> None:
+    if body:
+        assert _outcome(body) == _outcome(b" " + body)
+    else:
+        assert _outcome(body)[0] == "CommandError"

@@ -171,13 +171,48 @@ def test_stale_connection_is_retried(server: CannedServer, transport: BlockingTr
         (b"HTTP/1.1 200 OK\r\nContent-", ConnectionClosed),
     ],
 )
+@pytest.mark.parametrize("body_only", [False, True])
 def test_bad_answers(
-    server: CannedServer, transport: BlockingTransport, reply: bytes, error: type[Exception]
+    server: CannedServer,
+    transport: BlockingTransport,
+    reply: bytes,
+    error: type[Exception],
+    body_only: bool,
 ) -> None:
     # each reply twice: a retry after a dropped connection meets the same answer
     server.replies += [(reply, True), (reply, True)]
     with pytest.raises(error):
-        transport.get(server.url())
+        if body_only:
+            transport.get_body(server.url())
+        else:
+            transport.get(server.url())
+
+
+def test_get_body_is_get_without_the_headers(
+    server: CannedServer, transport: BlockingTransport
+) -> None:
+    packed = gzip.compress(b'{"count": 3}')
+    answers = [
+        ok(packed, "Content-Encoding: gzip"),
+        ok(b"plain", "X-A: 1"),
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nboom",
+    ]
+    paths = ["/cgi?op=a&ds=x%5B1%5D", "/cgi?op=a#frag", "/cgi"]
+    got: list[object] = []
+    for fetch in (transport.get_body, lambda url: transport.get(url).body):
+        server.replies += [(a, False) for a in answers]
+        for path in paths:
+            try:
+                got.append(fetch(server.url(path)))
+            except DrmsHttpError as exc:
+                got.append((exc.code, exc.data))
+    assert got[:3] == got[3:] == [b'{"count": 3}', b"plain", (500, "boom")]
+    targets = [r.split(b" ")[1] for r in server.requests]
+    assert targets[:3] == targets[3:] == [b"/cgi?op=a&ds=x%5B1%5D", b"/cgi?op=a", b"/cgi"]
+    assert server.requests[0] == server.requests[3]  # the same request bytes
+    assert server.connections == 1
+    with pytest.raises(ValueError):
+        transport.get_body(server.url("/cgi?a b"))
 
 
 def test_http_error_status(server: CannedServer, transport: BlockingTransport) -> None:

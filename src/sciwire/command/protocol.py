@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,10 @@ def default_encoder() -> type[json.JSONEncoder]:
     return json.JSONEncoder
 
 
-_decode_json = json.JSONDecoder().decode
+_DECODER = json.JSONDecoder()
+_decode_json = _DECODER.decode
+#: the decoder's own C scanner: ``(value, end)`` for the JSON text at an index
+_scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _loads(data: bytes | str) -> Any:
@@ -188,6 +191,22 @@ def parse_response(body: bytes | str | None, method: str, params: Any, url: str 
     Accepts ``{"result": ...}`` alone (``id``/``jsonrpc`` are not checked, as upstream).
     Every malformed reply becomes a :class:`CommandError`; nothing else escapes.
     """
+    if type(body) is bytes and body[:1] == b"{" and body[1:2] != b"\x00":
+        # The usual reply, in one scan: a UTF-8 object with a result and no error.
+        # Anything else (or any doubt) is left to the checks below.
+        try:
+            text = body.decode()
+            res, end = _scan(text, 0)
+        except (ValueError, StopIteration, RecursionError):
+            pass
+        else:
+            if (
+                end == len(text)
+                and type(res) is dict
+                and "result" in res
+                and res.get("error") is None
+            ):
+                return res["result"]
     if not body:
         raise CommandError(
             f'JSON response not received from JSONRPC function "{method}" with params {params}',

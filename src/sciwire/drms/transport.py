@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sciwire.core.http.client import Endpoint, HttpPool, ResponseStream, header_block
-from sciwire.core.http.codec import decode_gzip
+from sciwire.core.http.codec import ParsedResponse, decode_gzip
 from sciwire.drms.exceptions import DrmsHttpError
 from sciwire.drms.protocol import USER_AGENT
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -65,6 +65,21 @@ def _drms_error(kind: type[Exception], message: str, url: str, data: Any) -> Exc
     if kind is ConnectionClosed:
         return ConnectionClosed(f"connection closed while talking to {url}: {message}")
     return ConnectError(f"cannot connect for {url}: {message}")
+
+
+def _checked_body(resp: ParsedResponse, url: str) -> bytes:
+    """The gunzipped body of *resp*; DrmsHttpError for an HTTP error status."""
+    try:
+        resp.body = body = decode_gzip(resp)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"invalid HTTP response from {url}: {exc}", exc.data) from exc
+    if resp.status >= 400:
+        raise DrmsHttpError(
+            f"HTTP {resp.status} {resp.reason} for {url}",
+            code=resp.status,
+            data=body[:500].decode("latin1"),
+        )
+    return body
 
 
 class BlockingTransport:
@@ -132,17 +147,30 @@ class BlockingTransport:
         pool, target = self._target(url)
         fixed = _FIXED if not headers else header_block({**_HEADERS_GZ, **headers})
         resp = pool.exchange(pool.get_request(target, fixed), target)
-        try:
-            resp.body = decode_gzip(resp)
-        except RemoteProtocolError as exc:
-            raise RemoteProtocolError(f"invalid HTTP response from {url}: {exc}", exc.data) from exc
-        if resp.status >= 400:
-            raise DrmsHttpError(
-                f"HTTP {resp.status} {resp.reason} for {url}",
-                code=resp.status,
-                data=resp.body[:500].decode("latin1"),
-            )
-        return Response(url, resp.status, resp.reason, resp.headers, resp.body)
+        body = _checked_body(resp, url)
+        return Response(url, resp.status, resp.reason, resp.headers, body)
+
+    def get_body(self, url: str) -> bytes:
+        """GET *url* and return its whole (gunzipped) body: :meth:`get` without the
+        headers, for the many small CGI calls. HTTP errors raise DrmsHttpError."""
+        base, _, query = url.partition("?")
+        hit = self._targets.get(base)
+        if hit is None:
+            pool, target = self._target(url)
+        else:
+            pool, target = hit
+            if query:
+                if "#" in query:
+                    query = query.split("#", 1)[0]
+                if query:
+                    target = f"{target}?{query}"
+        resp = pool.exchange(pool.get_request(target, _FIXED), target)
+        if resp.status < 400:
+            try:
+                return decode_gzip(resp)
+            except RemoteProtocolError:
+                pass  # _checked_body words the error
+        return _checked_body(resp, url)
 
     @contextmanager
     def stream(

@@ -7,6 +7,14 @@ stray bytes) is dropped before use, which covers a server restart. TLS is option
 (``https``), gzip decoding optional, and the timeout bounds the whole response, not
 each read.
 
+The usual exchange - a kept connection, the whole response in one read - runs inline
+in :meth:`HttpPool.exchange` and ``_receive`` with the one-pass response parse; any
+other case takes the general path, with the same results. On Linux a plain (not TLS)
+connection waits with the kernel's own timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a
+blocking socket) instead of Python's, which polls before every send and recv: a
+request then costs one ``sendto`` and one ``recvfrom``. A per-call timeout other than
+the pool's, a long write, and :mod:`http.client` readers use Python's timeouts.
+
 Retry policy (chosen by the caller):
 
 * ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
@@ -29,6 +37,8 @@ import logging
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +46,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, encode_request
+from sciwire.core.http.codec import (
+    ParsedResponse,
+    ResponseParser,
+    _fast_response,
+    decode_gzip,
+    encode_request,
+)
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -63,6 +79,29 @@ POOL_SIZE = 16
 RECV_SIZE = 65536
 
 RetryPolicy = Literal["unsent", "stale", "idempotent"]
+
+#: Plain connections on Linux wait with the kernel's own timeouts (SO_RCVTIMEO and
+#: SO_SNDTIMEO on a blocking socket) rather than Python's, which polls before every
+#: send and recv: two system calls fewer per request.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
+
+
+#: Longer writes use Python's timeout, which bounds a whole ``sendall``: the kernel's
+#: bounds each ``send`` (a write this small goes out in one, into an empty buffer).
+_KERNEL_WRITE = 4096
+
+
+def _set_kernel_timeout(sock: socket.socket, seconds: float) -> bool:
+    """Set *sock*'s kernel send and receive timeouts (0: none); False if refused."""
+    whole = int(seconds)
+    value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:
+        return False
+    return True
+
 
 #: "use the pool's timeout" (per-call timeout argument)
 DEFAULT: Any = "default"
@@ -274,6 +313,13 @@ class HttpPool(PoolSettings):
         self._stale = StaleProbe()
         self._lock = threading.Lock()
         self._closed = False
+        # The timeout every plain connection of this pool has in the kernel (None: it
+        # uses Python's). A socket waiting with it has no Python timeout (blocking), and
+        # a timeout shows as BlockingIOError (EAGAIN) rather than TimeoutError.
+        self._ktimeout: float | None = None
+        plain = _KERNEL_TIMEOUTS and endpoint.scheme == "http"
+        if plain and timeout is not None and timeout >= 0.001:  # 0 would be "no timeout"
+            self._ktimeout = timeout
 
     # -- connections -----------------------------------------------------------------
 
@@ -282,6 +328,12 @@ class HttpPool(PoolSettings):
         sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ktimeout = self._ktimeout
+            if ktimeout is not None:
+                if _set_kernel_timeout(sock, ktimeout):
+                    sock.settimeout(None)
+                else:
+                    self._ktimeout = None  # Python's timeouts from now on
             if ep.scheme == "https":
                 ctx = self.ssl_context or ssl.create_default_context()
                 sock = ctx.wrap_socket(sock, server_hostname=ep.host)
@@ -369,7 +421,7 @@ class HttpPool(PoolSettings):
         )
 
     def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
-        if isinstance(exc, TimeoutError | socket.timeout):
+        if isinstance(exc, TimeoutError | BlockingIOError):
             return self.error(
                 Timeout,
                 f"Timeout Error connecting (attempt {attempt} of {self.retries})",
@@ -390,6 +442,8 @@ class HttpPool(PoolSettings):
             try:
                 if sock is None:
                     sock = self._new_raw()
+                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
+                    sock.settimeout(self.timeout)  # a long write: bounded in total
                 sock.sendall(data)
                 return sock, reused, attempt
             except OSError as exc:
@@ -437,13 +491,44 @@ class HttpPool(PoolSettings):
             head: it is a HEAD request.
             timeout: seconds for the whole response, if not the pool's.
         """
-        url = self.endpoint.origin + path
         limit = self.timeout if timeout is DEFAULT else timeout
         attempt = 0
+        # The usual case, inline: a kept connection takes the whole request at once.
+        # Anything else (no idle connection, a stale one, a failed write) goes the
+        # general way through _send, which behaves exactly as if this were not here.
+        sock = None
+        if self._idle_raw:
+            with self._lock:
+                if self._idle_raw:
+                    sock = self._idle_raw.pop()
+            if sock is not None and self.retry != "idempotent" and self._stale(sock):
+                sock.close()
+                sock = None
+            if sock is not None:
+                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
+                    sock.settimeout(self.timeout)  # a long write: bounded in total
+                try:
+                    sock.sendall(data)
+                except OSError as exc:
+                    sock.close()
+                    sock = None
+                    self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
+        if sock is not None:
+            # what _again(reused=True, attempt=1) says
+            if self.retry == "idempotent":
+                again = "any" if self.retries > 1 else ""
+            else:
+                again = "early" if self.retry == "stale" else ""
+            try:
+                return self._receive(sock, path, head, limit, again)
+            except _Retry as exc:
+                self.log.debug("re-sending to %s after %s", self.endpoint.origin + path, exc)
+                attempt = 1
+        url = self.endpoint.origin + path
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             try:
-                return self._receive(sock, url, head, limit, self._again(reused, attempt))
+                return self._receive(sock, path, head, limit, self._again(reused, attempt))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", url, exc)
 
@@ -488,7 +573,7 @@ class HttpPool(PoolSettings):
 
     def _map(self, exc: BaseException, url: str, parser: ResponseParser) -> Exception:
         """A read failure as the pool's exception."""
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError | BlockingIOError):
             return self.error(
                 Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
             )
@@ -499,19 +584,49 @@ class HttpPool(PoolSettings):
         )
 
     def _receive(
-        self, sock: socket.socket, url: str, head: bool, timeout: float | None, again: str
+        self, sock: socket.socket, path: str, head: bool, timeout: float | None, again: str
     ) -> ParsedResponse:
-        parser = ResponseParser(head=head, max_body=self.max_body)
+        """Read the response to a request just written on *sock* (*path*: for messages),
+        then keep or close the connection. *again* is what the retry policy allows."""
+        ktimeout = self._ktimeout
+        cleared = 0.0  # the kernel timeout to put back after this response, if any
+        if ktimeout is not None and timeout == ktimeout:
+            wanted = None  # wait with the connection's kernel timeout
+        else:
+            wanted = timeout
+            if ktimeout is not None and timeout is None and _set_kernel_timeout(sock, 0.0):
+                cleared = ktimeout  # no limit for this response
+        if sock.gettimeout() != wanted:
+            sock.settimeout(wanted)
         deadline = None if timeout is None else time.monotonic() + timeout
-        if sock.gettimeout() != timeout:
-            sock.settimeout(timeout)
+        parser = None
         shortened = False
         chunk = b""
         try:
+            chunk = sock.recv(RECV_SIZE)
+            if chunk and not head:
+                # the usual case: the whole response in one read
+                fast = _fast_response(chunk, False)
+                if fast is not None and (
+                    self.max_body is None or len(fast[0].body) <= self.max_body
+                ):
+                    resp = fast[0]
+                    if resp.keep_alive:
+                        if cleared:
+                            _set_kernel_timeout(sock, cleared)
+                        with self._lock:
+                            if not self._closed and len(self._idle_raw) < self.pool_size:
+                                self._idle_raw.append(sock)
+                                return resp
+                    sock.close()
+                    return resp
+            parser = ResponseParser(head=head, max_body=self.max_body)
+            if chunk:
+                parser.started = True  # the one-read case was tried above
             while True:
-                chunk = sock.recv(RECV_SIZE)
-                resp = parser.feed(chunk) if chunk else parser.feed_eof()
-                if resp is not None:
+                got = parser.feed(chunk) if chunk else parser.feed_eof()
+                if got is not None:
+                    resp = got
                     break
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -519,20 +634,22 @@ class HttpPool(PoolSettings):
                         raise TimeoutError
                     sock.settimeout(left)
                     shortened = True
-        except TimeoutError as exc:
+                chunk = sock.recv(RECV_SIZE)
+        except (TimeoutError, BlockingIOError) as exc:
             sock.close()
             raise self.error(
                 Timeout,
                 f"{self.name} did not reply within timeout of {timeout} seconds "
                 "(request not re-sent: it may have been processed)",
-                url,
+                self.endpoint.origin + path,
                 None,
             ) from exc
         except RemoteProtocolError as exc:
             sock.close()
-            early = not parser.started
+            early = parser is None or not parser.started
             if not chunk and (again == "any" or (again == "early" and early)):
                 raise _Retry("connection closed") from exc
+            url = self.endpoint.origin + path
             if not chunk:
                 raise self.error(
                     ConnectionClosed,
@@ -548,17 +665,19 @@ class HttpPool(PoolSettings):
             ) from exc
         except OSError as exc:
             sock.close()
-            if again == "any" or (again == "early" and not parser.started):
+            if again == "any" or (again == "early" and (parser is None or not parser.started)):
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,
                 f"connection failed before a complete response ({type(exc).__name__}: {exc}); "
                 "request not re-sent: it may have been processed",
-                url,
+                self.endpoint.origin + path,
                 None,
             ) from exc
         if shortened:
-            sock.settimeout(timeout)  # the next call starts from the whole timeout again
+            sock.settimeout(wanted)  # the next call starts from the whole timeout again
+        if cleared:
+            _set_kernel_timeout(sock, cleared)
         if resp.keep_alive:
             self._release_raw(sock)
         else:

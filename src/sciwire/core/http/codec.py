@@ -109,45 +109,65 @@ def _header_dict(lines: list[str]) -> dict[str, str]:
 
 
 _CL = b"\r\ncontent-length:"
+_CONN = b"\r\nconnection:"
+_CE = b"\r\ncontent-encoding:"
+#: bytes that ``str.strip()`` removes from a latin-1 header name (the general parser's
+#: test of a valid name): a name starting or ending with one is left to that parser
+_WS = frozenset(i for i in range(256) if chr(i).isspace())
 
 
 def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes] | None:
     """The common case in one pass: a whole HTTP/1.1 response with Content-Length in
     *data*. None means "not that case": the general parser takes over (and reports
-    any error)."""
-    if not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
+    any error). What it accepts, it reads exactly as the general parser does, headers
+    included: every header line is checked here, so the lazily parsed
+    :attr:`ParsedResponse.headers` of a fast response cannot fail later."""
+    if data[:9] != b"HTTP/1.1 ":
         return None
-    if data[12:13] not in (b" ", b"\r"):
+    code = data[9:12]
+    sep = data[12:13]
+    if not code.isdigit() or (sep != b" " and sep != b"\r"):
         return None
-    status = int(data[9:12])
-    if status < 200 or status in (204, 304):
+    status = int(code)
+    if status < 200 or status == 204 or status == 304:
         return None
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    low = data[:end].lower()
+    head = data[:end]
+    low = head.lower()
     first = low.find(_CL)
     if first < 0 or b"\r\ntransfer-encoding:" in low or low.find(_CL, first + 1) >= 0:
         return None
+    ws = _WS
     lines = low.split(b"\r\n")
     for line in lines[1:]:
-        if b":" not in line or line[:1] in (b" ", b"\t"):
+        colon = line.find(b":")
+        if colon <= 0 or line[0] in ws or line[colon - 1] in ws:
             return None
     stop = low.find(b"\r\n", first + 2)
-    value = low[first + len(_CL) : stop if stop >= 0 else end].strip()
+    value = low[first + 17 : stop if stop >= 0 else end]  # 17: len(_CL)
     if not value.isdigit():
-        return None
+        value = value.strip()
+        if not value.isdigit():
+            return None
     total = end + 4 + int(value)
-    if len(data) < total or (len(data) > total and not pipelined):
+    size = len(data)
+    if size != total and (size < total or not pipelined):
         return None
     keep = True
-    conn = low.find(b"\r\nconnection:")
-    if conn >= 0:
-        stop = low.find(b"\r\n", conn + 2)
-        keep = b"close" not in low[conn : stop if stop >= 0 else end]
-    reason = data[13 : data.find(b"\r\n")].decode("latin-1") if data[12:13] == b" " else ""
-    resp = ParsedResponse(status, reason, data[end + 4 : total], keep, data[:end])
-    return resp, data[total:]
+    if _CONN in low:  # every Connection header counts, as in the joined value
+        conn = low.find(_CONN)
+        while conn >= 0:
+            stop = low.find(b"\r\n", conn + 2)
+            if b"close" in low[conn : stop if stop >= 0 else end]:
+                keep = False
+                break
+            conn = low.find(_CONN, conn + 2)
+    reason = head[13 : len(lines[0])].decode("latin-1") if sep == b" " else ""
+    if size == total:
+        return ParsedResponse(status, reason, data[end + 4 :], keep, head), b""
+    return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
 
 
 class ResponseParser:
@@ -256,7 +276,7 @@ class ResponseParser:
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
             raise RemoteProtocolError("bad status line", lines[0])
         version, code = parts[0], parts[1]
-        if len(code) != 3 or not code.isdigit():
+        if len(code) != 3 or not code.isascii() or not code.isdigit():
             raise RemoteProtocolError("bad status code", lines[0])
         headers = _header_dict(lines[1:])
         conn = headers.get("connection", "").lower()
@@ -280,7 +300,7 @@ class ResponseParser:
                     "conflicting content-length", resp.headers["content-length"]
                 )
             value = values.pop()
-            if not value.isdigit():
+            if not value.isascii() or not value.isdigit():
                 raise RemoteProtocolError("bad content-length", value)
             self._mode, self._remaining = "length", int(value)
             if self._max_body is not None and self._remaining > self._max_body:
@@ -413,6 +433,10 @@ def decode_gzip(resp: ParsedResponse) -> bytes:
     Raises:
         RemoteProtocolError: the body is not valid gzip.
     """
+    # A response from the one-pass parser has every header line checked but its
+    # dict not built yet: without a Content-Encoding line there is nothing to decode.
+    if resp._headers is None and _CE not in resp.raw_head.lower():
+        return resp.body
     if resp.headers.get("content-encoding", "").lower() != "gzip":
         return resp.body
     try:

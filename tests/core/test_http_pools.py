@@ -238,6 +238,18 @@ def test_stream_truncated_body_is_connection_closed(
         body.read_all()
 
 
+def test_stream_timeout_is_not_resent_even_when_idempotent(
+    scripted: Scripter, pools: Callable[..., HttpPool], scaled: Callable[[float], float]
+) -> None:
+    # "idempotent" re-sends after a closed connection, never after a timeout: the
+    # server may still be working on the first request.
+    srv = scripted(["hang", ok(b"late")])
+    pool = pools(srv.port, timeout=scaled(0.3), retries=3, retry="idempotent")
+    with pytest.raises(Timeout), pool.stream("GET", "/", {}):
+        pass
+    assert len(srv.requests) == 1 and srv.connections == 1
+
+
 # -- asyncio pool and server ------------------------------------------------------------
 
 

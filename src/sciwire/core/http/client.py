@@ -553,6 +553,8 @@ class HttpPool(PoolSettings):
                     _feed_from(sock, parser)
             except (OSError, RemoteProtocolError) as exc:
                 sock.close()
+                if isinstance(exc, TimeoutError | BlockingIOError):
+                    raise self._map(exc, url, parser) from exc  # never re-sent
                 closed = isinstance(exc, OSError) or not parser.started
                 if closed and (again == "any" or (again == "early" and not parser.started)):
                     self.log.debug("re-sending to %s after %r", url, exc)

@@ -9,6 +9,7 @@ client against the same server.
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -134,15 +135,19 @@ class Clock:
 
 @pytest.fixture
 def instance() -> Iterator[tuple[int, CommandCoreSim, Clock]]:
-    """Simulated core/vis/rtp on base+2, +3, +5 of a free base port."""
+    """Simulated core/vis/rtp on base+2, +3, +5 of a free base port.
+
+    The base is drawn below Linux's ephemeral range (32768-60999): ports next to a
+    kernel-chosen one are often taken by other tests' client connections.
+    """
     clock = Clock()
-    for _ in range(20):
-        core, servers = simulated_servers(base_port=0, license_id=LICENSE, clock=clock)
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(20000, 32000)
+        core, servers = simulated_servers(base_port=base, license_id=LICENSE, clock=clock)
         started: list[CommandServer] = []
         try:
             started.append(servers[0].start_background())
-            base = servers[0].port - 2
-            servers[1].port, servers[2].port = base + 3, base + 5
             started.append(servers[1].start_background())
             started.append(servers[2].start_background())
         except OSError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from sciwire.core.streams import ReadIntoProtocol
 from sciwire.rig.framing import StreamSplitter
 
 if TYPE_CHECKING:
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
 __all__ = ["StreamLink"]
 
 
-class StreamLink(asyncio.Protocol):
-    """One accepted TCP connection of a server: its transport and stream splitter."""
+class StreamLink(ReadIntoProtocol):
+    """One accepted TCP connection of a server: its transport and stream splitter
+    (reads land in a reused buffer: see :mod:`sciwire.core.streams`)."""
 
     def __init__(self, owner: EchoProtocol) -> None:
         self.owner = owner

@@ -124,10 +124,22 @@ class AsyncCommandClient(CallCore):
     def _get_callable(
         self, key: str, info: ProcInfo | None = None
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        call = self._call
+        # _call's body, inlined: one coroutine less per call
+        request = self._request
+        exchange = self._transport.exchange
+        path = self._api_path
 
         async def func(*args: Any, **kwargs: Any) -> Any:
-            return await call(key, args, kwargs)
+            data, shown = request(key, args, kwargs)
+            try:
+                if not self._open:
+                    raise CommandError(
+                        "client is closed (use 'async with' or connect())", url=self._url
+                    )
+                resp = await exchange(data, path)
+            except CommandError as err:
+                raise self._send_failed(key, shown, err) from err
+            return self._decode(key, shown, resp)
 
         self._dress(func, key, info)
         return func

@@ -21,9 +21,10 @@ import collections
 import contextlib
 import logging
 import math
+import select
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sciwire.core.http.client import (
     DEFAULT,
@@ -65,6 +66,8 @@ class _Conn(asyncio.Protocol):
         #: gather the requests of one loop iteration into one write (pipelining)
         self.batch = pool.pipeline > 1
         self.transport: asyncio.Transport | None = None
+        #: the loop the connection runs on (set once made)
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.pending: collections.deque[_Entry] = collections.deque()
         #: the parser of the response to pending[0], once a part of it arrived
         self.parser: ResponseParser | None = None
@@ -72,12 +75,14 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         #: on the pool's idle stack
         self.idle = False
+        self._poll: Callable[[int], list[tuple[int, int]]] | None = None
         self._probe: StaleProbe | None = None
         self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -92,7 +97,8 @@ class _Conn(asyncio.Protocol):
             self.transport.write(data)
             return
         if not self.outbuf:
-            asyncio.get_running_loop().call_soon(self._flush)
+            assert self.loop is not None
+            self.loop.call_soon(self._flush)
         self.outbuf.append(data)
 
     def _flush(self) -> None:
@@ -178,13 +184,28 @@ class _Conn(asyncio.Protocol):
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
-        if self._probe is None:
-            sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-            if sock is None:
-                return True
-            self._fd = sock.fileno()
-            self._probe = StaleProbe()
-        return self._probe(self._fd)
+        poll = self._poll
+        if poll is None:
+            if self._probe is None:
+                sock = self.transport.get_extra_info("socket") if self.transport else None
+                if sock is None:
+                    return True
+                self._fd = sock.fileno()
+                if self._fd < 0:
+                    return True
+                if not hasattr(select, "poll"):
+                    self._probe = StaleProbe()
+                else:  # one poll object registered once: one poll() call per probe
+                    poller = select.poll()
+                    poller.register(self._fd, select.POLLIN)
+                    poll = self._poll = poller.poll
+            if poll is None:
+                assert self._probe is not None
+                return self._probe(self._fd)
+        try:
+            return bool(poll(0))
+        except (OSError, ValueError):
+            return True
 
     def abort(self) -> None:
         self.closed = True
@@ -349,7 +370,8 @@ class AsyncHttpPool(PoolSettings):
                     finally:
                         self._connecting -= 1
                     self._conns.append(conn)
-                loop = asyncio.get_running_loop()
+                loop = conn.loop
+                assert loop is not None
                 waiter: asyncio.Future[ParsedResponse] = loop.create_future()
                 if limit is None:
                     deadline = math.inf

@@ -270,6 +270,8 @@ class AsyncHttpPool(PoolSettings):
         #: connections with nothing in flight, the most recently freed last
         self._idle: list[_Conn] = []
         self._connecting = 0
+        #: calls waiting for a connection being made (pipelining at the limit)
+        self._made: list[asyncio.Future[None]] = []
         #: calls allowed in flight at once (None: no limit), calls in flight, and
         #: the calls waiting for one of them to end (oldest first)
         self._cap = None if self.limit is None else self.limit * self.pipeline
@@ -364,11 +366,18 @@ class AsyncHttpPool(PoolSettings):
                 conn = self._pick()
                 reused = conn is not None
                 if conn is None:
+                    if self._full():
+                        await self._opening()  # then queue on a connection made
+                        continue
                     self._connecting += 1
                     try:
                         conn = await self._connect(self.endpoint.origin + path, limit)
                     finally:
                         self._connecting -= 1
+                        made, self._made = self._made, []
+                        for fut in made:
+                            if not fut.done():
+                                fut.set_result(None)
                     self._conns.append(conn)
                 loop = conn.loop
                 assert loop is not None
@@ -508,6 +517,21 @@ class AsyncHttpPool(PoolSettings):
             if not conn.closed and (best is None or len(conn.pending) < len(best.pending)):
                 best = conn
         return best
+
+    def _full(self) -> bool:
+        """Pipelining, at the connection limit, and no connection made yet to queue on."""
+        return (
+            self.pipeline > 1
+            and self.limit is not None
+            and self._connecting > 0
+            and len(self._conns) + self._connecting >= self.limit
+        )
+
+    async def _opening(self) -> None:
+        """Wait until a connection being made is made (or fails)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._made.append(fut)
+        await fut
 
     def _forget(self, conn: _Conn) -> None:
         with contextlib.suppress(ValueError):

@@ -5,14 +5,19 @@ stack (reuse, ``Connection: close``, pipelining) and cancellation mid-call."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sciwire.core.http import AsyncHttpPool, Endpoint, HttpServer, ParsedRequest
-from sciwire.core.http.codec import encode_response
+from sciwire.core.http.aioclient import _Conn
+from sciwire.core.http.codec import ResponseParser, encode_response
 from sciwire.core.http.server import Reply
-from sciwire.errors import Timeout
+from sciwire.errors import RemoteProtocolError, Timeout
 
 
 class Gated(HttpServer):
@@ -195,3 +200,107 @@ async def test_idle_connection_closed_by_the_server_is_forgotten(
     await _until(lambda: conn.closed, scaled(5))
     await _until(lambda: not pool._conns, scaled(5))
     assert pool._idle == []
+
+
+# -- _Conn.data_received (fast path for a whole response) vs the general parser ---------
+
+_RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+    b"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\ny",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789",  # over max_body
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 1\r\n\r\nz",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    b"HTP/1.1 200 OK\r\n\r\n",
+]
+
+
+class _FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+
+def _general(stream: bytes, heads: list[bool]) -> list[object]:
+    """What each request gets from the general parser, fed byte by byte."""
+    out: list[object] = []
+    data = stream
+    for head in heads:
+        parser = ResponseParser(head=head, pipelined=True, max_body=8)
+        resp = None
+        try:
+            for i in range(len(data)):
+                resp = parser.feed(data[i : i + 1])
+                if resp is not None:
+                    data = parser.extra + data[i + 1 :]
+                    break
+        except RemoteProtocolError:
+            out.append(RemoteProtocolError)
+            break
+        if resp is None:
+            break
+        out.append((resp.status, resp.reason, resp.body, resp.keep_alive, resp.headers))
+    return out
+
+
+async def _received(stream: bytes, heads: list[bool], cuts: list[int]) -> list[object]:
+    """What each request gets from _Conn.data_received, fed in the pieces *cuts* make."""
+    pool = AsyncHttpPool(Endpoint("http", "127.0.0.1", 1), timeout=None, max_body=8)
+    conn = _Conn(pool)
+    conn.transport = _FakeTransport()
+    loop = asyncio.get_running_loop()
+    waiters = [loop.create_future() for _ in heads]
+    for waiter, head in zip(waiters, heads, strict=True):
+        conn.pending.append((waiter, head, math.inf))
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    for a, b in itertools.pairwise(bounds):
+        if b > a and not conn.transport.is_closing():
+            conn.data_received(stream[a:b])
+    out: list[object] = []
+    for waiter in waiters:
+        if waiter.done():
+            waiter.exception()  # retrieved, so none is logged as never retrieved
+    for waiter in waiters:
+        if not waiter.done():
+            break
+        exc = waiter.exception()
+        if exc is not None:
+            if isinstance(exc, RemoteProtocolError):
+                out.append(RemoteProtocolError)
+            break
+        resp = waiter.result()
+        out.append((resp.status, resp.reason, resp.body, resp.keep_alive, resp.headers))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(_RESPONSES) - 1), min_size=1, max_size=3),
+    heads=st.lists(st.booleans(), min_size=3, max_size=3),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+)
+async def test_whole_response_fast_path_agrees_with_the_general_parser(
+    picks: list[int], heads: list[bool], cuts: list[int]
+) -> None:
+    stream = b"".join(_RESPONSES[i] for i in picks)
+    kinds = heads[: len(picks)]
+    cuts = [c for c in cuts if c < len(stream)]
+    assert await _received(stream, kinds, cuts) == _general(stream, kinds)

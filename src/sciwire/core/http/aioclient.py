@@ -24,6 +24,7 @@ import math
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable, Mapping
 
 from sciwire.core.http.client import (
@@ -36,6 +37,7 @@ from sciwire.core.http.client import (
     default_error,
 )
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
+from sciwire.core.http.codec import _fast_response as whole_response
 from sciwire.core.http.server import mark_closed
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -66,8 +68,9 @@ class _Conn(asyncio.Protocol):
         #: gather the requests of one loop iteration into one write (pipelining)
         self.batch = pool.pipeline > 1
         self.transport: asyncio.Transport | None = None
-        #: the loop the connection runs on (set once made)
+        #: the loop the connection runs on, and its clock (set once made)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.clock: Callable[[], float] = time.monotonic
         self.pending: collections.deque[_Entry] = collections.deque()
         #: the parser of the response to pending[0], once a part of it arrived
         self.parser: ResponseParser | None = None
@@ -75,14 +78,18 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         #: on the pool's idle stack
         self.idle = False
-        self._poll: Callable[[int], list[tuple[int, int]]] | None = None
+        #: the staleness probe's poll(), once registered
+        self.poll: Callable[[int], list[tuple[int, int]]] | None = None
         self._probe: StaleProbe | None = None
         self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
+        # the stock loop's time() is time.monotonic(): call that, one frame less per call
+        if type(loop).time is not asyncio.BaseEventLoop.time:
+            self.clock = loop.time
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -125,6 +132,19 @@ class _Conn(asyncio.Protocol):
                 return
             parser = self.parser
             if parser is None:
+                if not pending[0][1]:
+                    # a whole response in one piece, as ResponseParser.feed would first try:
+                    # no parser object made
+                    whole = whole_response(data, True)
+                    if whole is not None and (
+                        self.max_body is None or len(whole[0].body) <= self.max_body
+                    ):
+                        got, data = whole
+                        waiter = pending.popleft()[0]
+                        keep = got.keep_alive
+                        if not waiter.done():
+                            waiter.set_result(got)
+                        continue
                 parser = ResponseParser(head=pending[0][1], pipelined=True, max_body=self.max_body)
             try:
                 resp = parser.feed(data)
@@ -184,7 +204,7 @@ class _Conn(asyncio.Protocol):
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
-        poll = self._poll
+        poll = self.poll
         if poll is None:
             if self._probe is None:
                 sock = self.transport.get_extra_info("socket") if self.transport else None
@@ -198,7 +218,7 @@ class _Conn(asyncio.Protocol):
                 else:  # one poll object registered once: one poll() call per probe
                     poller = select.poll()
                     poller.register(self._fd, select.POLLIN)
-                    poll = self._poll = poller.poll
+                    poll = self.poll = poller.poll
             if poll is None:
                 assert self._probe is not None
                 return self._probe(self._fd)
@@ -385,11 +405,16 @@ class AsyncHttpPool(PoolSettings):
                 if limit is None:
                     deadline = math.inf
                 else:
-                    deadline = loop.time() + limit
+                    deadline = conn.clock() + limit
                     if deadline < self._timer_at or loop is not self._timer_loop:
                         self._arm(loop, deadline)
                 try:
-                    conn.send(data, (waiter, head, deadline))
+                    if conn.batch:
+                        conn.send(data, (waiter, head, deadline))
+                    else:
+                        assert conn.transport is not None
+                        conn.pending.append((waiter, head, deadline))
+                        conn.transport.write(data)
                     resp = await waiter
                 except _Closed as exc:
                     self._drop(conn)
@@ -504,7 +529,12 @@ class AsyncHttpPool(PoolSettings):
         while idle:
             conn = idle.pop()
             conn.idle = False
-            if conn.closed or conn.pending or conn.stale():
+            poll = conn.poll
+            try:
+                stale = conn.stale() if poll is None else bool(poll(0))
+            except (OSError, ValueError):
+                stale = True
+            if stale or conn.closed or conn.pending:
                 self._drop(conn)
                 continue
             return conn

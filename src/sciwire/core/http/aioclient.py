@@ -453,7 +453,10 @@ class AsyncHttpPool(PoolSettings):
                 return resp
         finally:
             if cap is not None:
-                self._release()
+                if self._queue:
+                    self._release()
+                else:
+                    self._busy -= 1
 
     def _closed_error(self, exc: _Closed, path: str) -> Exception:
         return self.error(
@@ -543,9 +546,12 @@ class AsyncHttpPool(PoolSettings):
         if self.limit is None or len(self._conns) + self._connecting < self.limit:
             return None  # spread over connections before pipelining deeper
         best: _Conn | None = None
+        least = 0
         for conn in self._conns:
-            if not conn.closed and (best is None or len(conn.pending) < len(best.pending)):
-                best = conn
+            if not conn.closed:
+                load = len(conn.pending)
+                if best is None or load < least:
+                    best, least = conn, load
         return best
 
     def _full(self) -> bool:

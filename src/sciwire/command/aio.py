@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sciwire.command.aiotransport import AsyncTransport
 from sciwire.command.calls import CallCore
 from sciwire.command.errors import CommandError
-from sciwire.command.protocol import DESCRIBE, ProcInfo
+from sciwire.command.protocol import DESCRIBE, ProcInfo, parse_response
 
 __all__ = ["AsyncCommandClient"]
 
@@ -139,6 +139,8 @@ class AsyncCommandClient(CallCore):
                 resp = await exchange(data, path)
             except CommandError as err:
                 raise self._send_failed(key, shown, err) from err
+            if resp.status < 400:  # _decode's success path, one frame less
+                return parse_response(resp.body, key, shown, self._url)
             return self._decode(key, shown, resp)
 
         self._dress(func, key, info)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import select
@@ -71,6 +72,7 @@ class _Conn(asyncio.Protocol):
         #: the loop the connection runs on, and its clock (set once made)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.clock: Callable[[], float] = time.monotonic
+        self.new_future: Callable[[], asyncio.Future[ParsedResponse]] = asyncio.Future
         self.pending: collections.deque[_Entry] = collections.deque()
         #: the parser of the response to pending[0], once a part of it arrived
         self.parser: ResponseParser | None = None
@@ -87,9 +89,14 @@ class _Conn(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.loop = loop = asyncio.get_running_loop()
-        # the stock loop's time() is time.monotonic(): call that, one frame less per call
+        # the stock loop's time() is time.monotonic() and its create_future() makes an
+        # asyncio.Future: call those directly, one frame less each per call
         if type(loop).time is not asyncio.BaseEventLoop.time:
             self.clock = loop.time
+        if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+            self.new_future = functools.partial(asyncio.Future, loop=loop)
+        else:
+            self.new_future = loop.create_future
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -401,7 +408,7 @@ class AsyncHttpPool(PoolSettings):
                     self._conns.append(conn)
                 loop = conn.loop
                 assert loop is not None
-                waiter: asyncio.Future[ParsedResponse] = loop.create_future()
+                waiter = conn.new_future()
                 if limit is None:
                     deadline = math.inf
                 else:

@@ -17,7 +17,7 @@ from sciwire.command import (
     CommandServer,
     CommandTimeout,
 )
-from tests.command.conftest import ScriptedServer, Service, free_port
+from tests.command.conftest import ScriptedServer, Service, free_port, http_reply
 
 
 class AsyncService(Service):
@@ -256,3 +256,35 @@ async def test_an_async_client_never_closed_leaks_nothing(aserver: CommandServer
     gc.collect()
     assert all(c.closed for c in conns)  # aborted by the finalizer, not left open
     await asyncio.sleep(0)  # let the aborted transports finish
+
+
+_REPLIES: list[bytes] = [
+    http_reply(b'{"result": 5}'),
+    http_reply(b'{"error": {"code": 3, "name": "Oops", "message": "bad"}}'),
+    http_reply(b"not json"),
+    http_reply(b""),
+    http_reply(b'{"detail": "no"}', "500 Internal Server Error"),
+    http_reply(b"<html>gone</html>", "404 Not Found"),
+    http_reply(b'{"result": 1}', "302 Found"),
+]
+
+
+def _outcome(result: object) -> object:
+    if isinstance(result, CommandError):
+        return (type(result), str(result), result.code, result.data)
+    return result
+
+
+async def test_procedure_methods_and_call_agree_on_every_reply(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+) -> None:
+    """A discovered method (which inlines the call path) gives what call() gives."""
+    srv = scripted([r for reply in _REPLIES for r in (reply, reply)])
+    async with AsyncCommandClient(host="127.0.0.1", port=srv.port, retries=1) as cli:
+        for _ in _REPLIES:
+            by_method = await asyncio.gather(cli.add(2, 3), return_exceptions=True)
+            by_call = await asyncio.gather(cli.call("add", 2, 3), return_exceptions=True)
+            assert _outcome(by_method[0]) == _outcome(by_call[0])
+    closed = await asyncio.gather(cli.add(1), cli.call("add", 1), return_exceptions=True)
+    assert _outcome(closed[0]) == _outcome(closed[1])
+    assert isinstance(closed[0], CommandError) and "closed" in str(closed[0])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sciwire.command.aiotransport import AsyncTransport
 from sciwire.command.calls import CallCore
 from sciwire.command.errors import CommandError
-from sciwire.command.protocol import DESCRIBE, ProcInfo
+from sciwire.command.protocol import DESCRIBE, ProcInfo, parse_response
 
 __all__ = ["AsyncCommandClient"]
 
@@ -124,10 +124,24 @@ class AsyncCommandClient(CallCore):
     def _get_callable(
         self, key: str, info: ProcInfo | None = None
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        call = self._call
+        # _call's body, inlined: one coroutine less per call
+        request = self._request
+        exchange = self._transport.exchange
+        path = self._api_path
 
         async def func(*args: Any, **kwargs: Any) -> Any:
-            return await call(key, args, kwargs)
+            data, shown = request(key, args, kwargs)
+            try:
+                if not self._open:
+                    raise CommandError(
+                        "client is closed (use 'async with' or connect())", url=self._url
+                    )
+                resp = await exchange(data, path)
+            except CommandError as err:
+                raise self._send_failed(key, shown, err) from err
+            if resp.status < 400:  # _decode's success path, one frame less
+                return parse_response(resp.body, key, shown, self._url)
+            return self._decode(key, shown, resp)
 
         self._dress(func, key, info)
         return func

@@ -8,6 +8,10 @@ HTTP/1.1 pipelining. Only a connection that could not be made is tried again
 turns out closed before any response byte. A server that closes an idle pooled
 connection is noticed (``connection_lost`` or a readable socket) and the connection is
 not reused. Errors come from the same ``error_factory`` as the blocking pool.
+
+Per call the pool does no scan and makes no timer: idle connections wait on a stack,
+free slots are a counter (callers queue only at the limit), and one timer per pool,
+kept at or before the earliest deadline of the calls in flight, expires late calls.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
+import math
+import select
 import socket
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from sciwire.core.http.client import (
     DEFAULT,
@@ -30,6 +38,7 @@ from sciwire.core.http.client import (
     default_error,
 )
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
+from sciwire.core.http.codec import _fast_response as whole_response
 from sciwire.core.http.server import mark_closed
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -45,45 +54,65 @@ class _Closed(Exception):
         super().__init__(message)
         #: no byte of the response had arrived
         self.early = early
-        #: the connection had carried an earlier request
-        self.reused = False
+
+
+#: a request in flight: who waits for the response, HEAD or not, its deadline
+_Entry = tuple["asyncio.Future[ParsedResponse]", bool, float]
 
 
 class _Conn(asyncio.Protocol):
-    """One connection: requests in flight answered in order (FIFO of parsers)."""
+    """One connection: requests in flight answered in order (FIFO of entries)."""
 
-    def __init__(self, max_body: int | None = None, batch: bool = False) -> None:
-        self.max_body = max_body
+    def __init__(self, pool: AsyncHttpPool) -> None:
+        self.pool = pool
+        self.max_body = pool.max_body
         #: gather the requests of one loop iteration into one write (pipelining)
-        self.batch = batch
+        self.batch = pool.pipeline > 1
         self.transport: asyncio.Transport | None = None
-        self.pending: collections.deque[tuple[ResponseParser, asyncio.Future[ParsedResponse]]] = (
-            collections.deque()
-        )
+        #: the loop the connection runs on, and its clock (set once made)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self.new_future: Callable[[], asyncio.Future[ParsedResponse]] = asyncio.Future
+        self.pending: collections.deque[_Entry] = collections.deque()
+        #: the parser of the response to pending[0], once a part of it arrived
+        self.parser: ResponseParser | None = None
         self.outbuf: list[bytes] = []
         self.closed = False
+        #: on the pool's idle stack
+        self.idle = False
+        #: the staleness probe's poll(), once registered
+        self.poll: Callable[[int], list[tuple[int, int]]] | None = None
         self._probe: StaleProbe | None = None
         self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.loop = loop = asyncio.get_running_loop()
+        # the stock loop's time() is time.monotonic() and its create_future() makes an
+        # asyncio.Future: call those directly, one frame less each per call
+        if type(loop).time is not asyncio.BaseEventLoop.time:
+            self.clock = loop.time
+        if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+            self.new_future = functools.partial(asyncio.Future, loop=loop)
+        else:
+            self.new_future = loop.create_future
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, data: bytes, waiter: asyncio.Future[ParsedResponse], head: bool) -> None:
-        """Queue a request; requests queued in one loop iteration go out in one write."""
+    def send(self, data: bytes, entry: _Entry) -> None:
+        """Queue a request; when pipelining, requests queued in one loop iteration go
+        out in one write."""
         assert self.transport is not None
-        self.pending.append(
-            (ResponseParser(head=head, pipelined=True, max_body=self.max_body), waiter)
-        )
+        self.pending.append(entry)
         if not self.batch:
             self.transport.write(data)
             return
         if not self.outbuf:
-            asyncio.get_running_loop().call_soon(self._flush)
+            assert self.loop is not None
+            self.loop.call_soon(self._flush)
         self.outbuf.append(data)
 
     def _flush(self) -> None:
@@ -93,41 +122,73 @@ class _Conn(asyncio.Protocol):
 
     def _fail_all(self, message: str) -> None:
         pending, self.pending = self.pending, collections.deque()
-        for parser, waiter in pending:
+        early = self.parser is None  # nothing of the first response arrived
+        self.parser = None
+        for waiter, _, _ in pending:
             if not waiter.done():
-                waiter.set_exception(_Closed(message, early=not parser.started))
+                waiter.set_exception(_Closed(message, early=early))
+            early = True
 
     def data_received(self, data: bytes) -> None:
+        pending = self.pending
+        keep = True
         while data:
-            if not self.pending:
+            if not pending:
                 # Bytes nobody asked for: the connection is out of step; drop it.
                 self.abort()
                 return
-            parser, waiter = self.pending[0]
+            parser = self.parser
+            if parser is None:
+                if not pending[0][1]:
+                    # a whole response in one piece, as ResponseParser.feed would first try:
+                    # no parser object made
+                    whole = whole_response(data, True)
+                    if whole is not None and (
+                        self.max_body is None or len(whole[0].body) <= self.max_body
+                    ):
+                        got, data = whole
+                        waiter = pending.popleft()[0]
+                        keep = got.keep_alive
+                        if not waiter.done():
+                            waiter.set_result(got)
+                        continue
+                parser = ResponseParser(head=pending[0][1], pipelined=True, max_body=self.max_body)
             try:
                 resp = parser.feed(data)
             except RemoteProtocolError as exc:
                 self.abort()
-                self.pending.popleft()
+                waiter = pending.popleft()[0]
+                self.parser = None
                 if not waiter.done():
                     waiter.set_exception(exc)
                 self._fail_all("connection dropped after an invalid response")
                 return
             if resp is None:
+                self.parser = parser
                 return
-            self.pending.popleft()
+            self.parser = None
+            waiter = pending.popleft()[0]
+            keep = resp.keep_alive
             if not waiter.done():
                 waiter.set_result(resp)
             data = parser.extra
+        if keep and not pending and not self.idle and not self.closed:
+            # free for the next call at once, before its last caller resumes
+            self.idle = True
+            self.pool._idle.append(self)
 
     def eof_received(self) -> bool | None:
         if self.pending:
-            parser, waiter = self.pending[0]
+            waiter, head, _ = self.pending[0]
+            parser = self.parser
+            started = parser is not None
+            if parser is None:
+                parser = ResponseParser(head=head, pipelined=True, max_body=self.max_body)
             try:
                 resp = parser.feed_eof()
             except RemoteProtocolError as exc:
                 error: BaseException = (
-                    exc if parser.started else _Closed("closed without a reply", early=True)
+                    exc if started else _Closed("closed without a reply", early=True)
                 )
                 self.pending.popleft()
                 if not waiter.done():
@@ -136,6 +197,7 @@ class _Conn(asyncio.Protocol):
                 self.pending.popleft()
                 if not waiter.done():
                     waiter.set_result(resp)
+            self.parser = None
         self.closed = True
         self._fail_all("connection closed")
         return None
@@ -144,27 +206,38 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         self._fail_all(f"connection lost: {exc}" if exc else "connection closed")
         mark_closed(self.transport)
+        self.pool._forget(self)
 
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
-        if self._probe is None:
-            sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-            if sock is None:
-                return True
-            self._fd = sock.fileno()
-            self._probe = StaleProbe()
-        return self._probe(self._fd)
+        poll = self.poll
+        if poll is None:
+            if self._probe is None:
+                sock = self.transport.get_extra_info("socket") if self.transport else None
+                if sock is None:
+                    return True
+                self._fd = sock.fileno()
+                if self._fd < 0:
+                    return True
+                if not hasattr(select, "poll"):
+                    self._probe = StaleProbe()
+                else:  # one poll object registered once: one poll() call per probe
+                    poller = select.poll()
+                    poller.register(self._fd, select.POLLIN)
+                    poll = self.poll = poller.poll
+            if poll is None:
+                assert self._probe is not None
+                return self._probe(self._fd)
+        try:
+            return bool(poll(0))
+        except (OSError, ValueError):
+            return True
 
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[ParsedResponse]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class AsyncHttpPool(PoolSettings):
@@ -221,9 +294,20 @@ class AsyncHttpPool(PoolSettings):
         self.limit = None if limit is None else max(1, limit)
         self.pipeline = max(1, pipeline)
         self._conns: list[_Conn] = []
+        #: connections with nothing in flight, the most recently freed last
+        self._idle: list[_Conn] = []
         self._connecting = 0
-        self._slots: asyncio.Semaphore | None = None
-        self._unlimited = contextlib.nullcontext()
+        #: calls waiting for a connection being made (pipelining at the limit)
+        self._made: list[asyncio.Future[None]] = []
+        #: calls allowed in flight at once (None: no limit), calls in flight, and
+        #: the calls waiting for one of them to end (oldest first)
+        self._cap = None if self.limit is None else self.limit * self.pipeline
+        self._busy = 0
+        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: the pool's one timer, due at or before every deadline in flight
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self, url: str, timeout: float | None) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -237,7 +321,7 @@ class AsyncHttpPool(PoolSettings):
             try:
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: _Conn(self.max_body, self.pipeline > 1),
+                        lambda: _Conn(self),
                         ep.host,
                         ep.port,
                         ssl=ctx,
@@ -297,98 +381,208 @@ class AsyncHttpPool(PoolSettings):
         *timeout* (seconds to connect and for the whole response) overrides the pool's.
         """
         limit = self.timeout if timeout is DEFAULT else timeout
-        if self._slots is None and self.limit is not None:
-            self._slots = asyncio.Semaphore(self.limit * self.pipeline)
-        url = self.endpoint.origin + path
-        async with self._slots or self._unlimited:
-            try:
-                return await self._exchange(data, url, head, limit)
-            except _Closed as exc:
-                if not (exc.early and exc.reused and self.retry != "unsent"):
-                    raise self._closed_error(exc, url) from exc
-            try:  # a kept-alive connection the server had closed: re-send once
-                return await self._exchange(data, url, head, limit)
-            except _Closed as exc:
-                raise self._closed_error(exc, url) from exc
+        cap = self._cap
+        if cap is not None:
+            if self._busy < cap and not self._queue:
+                self._busy += 1
+            else:
+                await self._wait_slot()
+        try:
+            resend = self.retry != "unsent"
+            while True:
+                conn = self._pick()
+                reused = conn is not None
+                if conn is None:
+                    if self._full():
+                        await self._opening()  # then queue on a connection made
+                        continue
+                    self._connecting += 1
+                    try:
+                        conn = await self._connect(self.endpoint.origin + path, limit)
+                    finally:
+                        self._connecting -= 1
+                        made, self._made = self._made, []
+                        for fut in made:
+                            if not fut.done():
+                                fut.set_result(None)
+                    self._conns.append(conn)
+                loop = conn.loop
+                assert loop is not None
+                waiter = conn.new_future()
+                if limit is None:
+                    deadline = math.inf
+                else:
+                    deadline = conn.clock() + limit
+                    if deadline < self._timer_at or loop is not self._timer_loop:
+                        self._arm(loop, deadline)
+                try:
+                    if conn.batch:
+                        conn.send(data, (waiter, head, deadline))
+                    else:
+                        assert conn.transport is not None
+                        conn.pending.append((waiter, head, deadline))
+                        conn.transport.write(data)
+                    resp = await waiter
+                except _Closed as exc:
+                    self._drop(conn)
+                    if exc.early and reused and resend:
+                        resend = False  # a kept-alive connection the server had closed:
+                        continue  # re-send once
+                    raise self._closed_error(exc, path) from exc
+                except TimeoutError as exc:
+                    self._drop(conn)
+                    raise self.error(
+                        Timeout,
+                        f"{self.name} did not reply within timeout of {limit} seconds "
+                        "(request not re-sent: it may have been processed)",
+                        self.endpoint.origin + path,
+                        None,
+                    ) from exc
+                except RemoteProtocolError as exc:
+                    self._drop(conn)
+                    raise self.error(
+                        RemoteProtocolError,
+                        f"invalid HTTP response: {exc}",
+                        self.endpoint.origin + path,
+                        exc.data,
+                    ) from exc
+                except BaseException:
+                    self._drop(conn)  # cancelled mid-call: the connection is out of step
+                    raise
+                if not resp.keep_alive:
+                    self._drop(conn)
+                elif (
+                    self.max_idle is not None
+                    and len(self._conns) > self.max_idle
+                    and not conn.pending
+                ):
+                    self._drop(conn, gently=True)
+                return resp
+        finally:
+            if cap is not None:
+                if self._queue:
+                    self._release()
+                else:
+                    self._busy -= 1
 
-    def _closed_error(self, exc: _Closed, url: str) -> Exception:
+    def _closed_error(self, exc: _Closed, path: str) -> Exception:
         return self.error(
             ConnectionClosed,
             f"{exc} before a complete response; request not re-sent: it may have been processed",
-            url,
+            self.endpoint.origin + path,
             None,
         )
 
-    async def _exchange(
-        self, data: bytes, url: str, head: bool, timeout: float | None
-    ) -> ParsedResponse:
-        conn = self._pick()
-        reused = conn is not None
-        if conn is None:
-            self._connecting += 1
-            try:
-                conn = await self._connect(url, timeout)
-            finally:
-                self._connecting -= 1
-            self._conns.append(conn)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[ParsedResponse] = loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, _expire, waiter)
+    # -- slots: at most ``limit * pipeline`` calls in flight --------------------------
+
+    async def _wait_slot(self) -> None:
+        """Wait (first come, first served) until a call in flight hands over its slot."""
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(slot)
         try:
-            conn.send(data, waiter, head=head)
-            resp = await waiter
-        except TimeoutError as exc:
-            self._drop(conn)
-            raise self.error(
-                Timeout,
-                f"{self.name} did not reply within timeout of {timeout} seconds "
-                "(request not re-sent: it may have been processed)",
-                url,
-                None,
-            ) from exc
-        except RemoteProtocolError as exc:
-            self._drop(conn)
-            raise self.error(
-                RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
-            ) from exc
-        except _Closed as exc:
-            self._drop(conn)
-            exc.reused = reused
-            raise
+            await slot
         except BaseException:
-            self._drop(conn)  # cancelled mid-call: the connection is out of step
+            if slot.done() and not slot.cancelled():
+                self._release()  # handed a slot, then cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(slot)
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if not resp.keep_alive:
-            self._drop(conn)
-        elif self.max_idle is not None and len(self._conns) > self.max_idle and not conn.pending:
-            self._drop(conn, gently=True)
-        return resp
+
+    def _release(self) -> None:
+        """End a call's hold on its slot: hand it to the oldest waiting call, if any."""
+        queue = self._queue
+        while queue:
+            slot = queue.popleft()
+            if not slot.done():
+                slot.set_result(None)
+                return
+        self._busy -= 1
+
+    # -- timeouts: one timer per pool -------------------------------------------------
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer_loop = loop
+        self._timer = loop.call_at(when, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire the calls whose deadline came; re-arm for the earliest one left."""
+        due = max(self._timer_at, loop.time())
+        self._timer = None
+        self._timer_at = math.inf
+        following = math.inf
+        for conn in tuple(self._conns):
+            for waiter, _, deadline in tuple(conn.pending):
+                if waiter.done():
+                    continue
+                if deadline <= due:
+                    waiter.set_exception(TimeoutError())
+                elif deadline < following:
+                    following = deadline
+        if following < math.inf:
+            self._arm(loop, following)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = math.inf
+
+    # -- connections ------------------------------------------------------------------
 
     def _pick(self) -> _Conn | None:
         """The connection for the next request, or None to open a new one."""
-        best: _Conn | None = None
-        for conn in list(self._conns):
-            if conn.closed:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            conn.idle = False
+            poll = conn.poll
+            try:
+                stale = conn.stale() if poll is None else bool(poll(0))
+            except (OSError, ValueError):
+                stale = True
+            if stale or conn.closed or conn.pending:
                 self._drop(conn)
                 continue
-            load = len(conn.pending)
-            if load == 0:
-                if conn.stale():
-                    self._drop(conn)
-                    continue
-                return conn
-            if best is None or load < len(best.pending):
-                best = conn
-        if self.pipeline == 1 or best is None:
+            return conn
+        if self.pipeline == 1:
             return None
         if self.limit is None or len(self._conns) + self._connecting < self.limit:
             return None  # spread over connections before pipelining deeper
+        best: _Conn | None = None
+        least = 0
+        for conn in self._conns:
+            if not conn.closed:
+                load = len(conn.pending)
+                if best is None or load < least:
+                    best, least = conn, load
         return best
+
+    def _full(self) -> bool:
+        """Pipelining, at the connection limit, and no connection made yet to queue on."""
+        return (
+            self.pipeline > 1
+            and self.limit is not None
+            and self._connecting > 0
+            and len(self._conns) + self._connecting >= self.limit
+        )
+
+    async def _opening(self) -> None:
+        """Wait until a connection being made is made (or fails)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._made.append(fut)
+        await fut
+
+    def _forget(self, conn: _Conn) -> None:
+        with contextlib.suppress(ValueError):
+            self._conns.remove(conn)
+        if conn.idle:
+            conn.idle = False
+            with contextlib.suppress(ValueError):
+                self._idle.remove(conn)
 
     def _drop(self, conn: _Conn, gently: bool = False) -> None:
         if gently and conn.transport is not None:
@@ -396,20 +590,26 @@ class AsyncHttpPool(PoolSettings):
             conn.transport.close()
         else:
             conn.abort()
-        with contextlib.suppress(ValueError):
-            self._conns.remove(conn)
+        self._forget(conn)
 
     def abort_all(self) -> None:
         """Drop every connection now (for finalizers: no awaiting)."""
         conns, self._conns = self._conns, []
+        self._idle.clear()
+        with contextlib.suppress(RuntimeError):
+            self._cancel_timer()
         for conn in conns:
+            conn.idle = False
             with contextlib.suppress(RuntimeError):  # the loop may be closed already
                 conn.abort()
 
     async def close(self) -> None:
         """Close every connection (idempotent)."""
         conns, self._conns = self._conns, []
+        self._idle.clear()
+        self._cancel_timer()
         for conn in conns:
+            conn.idle = False
             if conn.transport is not None:
                 conn.closed = True
                 conn.transport.close()

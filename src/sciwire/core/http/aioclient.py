@@ -40,6 +40,7 @@ from sciwire.core.http.client import (
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 from sciwire.core.http.codec import _fast_response as whole_response
 from sciwire.core.http.server import mark_closed
+from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = ["AsyncHttpPool"]
@@ -60,8 +61,9 @@ class _Closed(Exception):
 _Entry = tuple["asyncio.Future[ParsedResponse]", bool, float]
 
 
-class _Conn(asyncio.Protocol):
-    """One connection: requests in flight answered in order (FIFO of entries)."""
+class _Conn(ReadIntoProtocol):
+    """One connection: requests in flight answered in order (FIFO of entries); reads
+    land in a reused buffer (see :mod:`sciwire.core.streams`)."""
 
     def __init__(self, pool: AsyncHttpPool) -> None:
         self.pool = pool

@@ -246,7 +246,10 @@ class HttpConnection(asyncio.Protocol):
             if len(requests) == 1 and not self.queue and self.task is None and not self.out:
                 # the common case: one request, nothing before it still unanswered
                 req = requests[0]
-                reply = self._answer(req)
+                try:
+                    reply = self.server.respond(req, self.remote)
+                except Exception:  # a bug in respond(): answer 500, keep serving
+                    reply = self._failed(req)
                 if isinstance(reply, bytes):
                     transport = self.transport
                     if transport is not None and not transport.is_closing():
@@ -298,9 +301,13 @@ class HttpConnection(asyncio.Protocol):
         try:
             return self.server.respond(req, self.remote)
         except Exception:  # a bug in respond(): answer 500, keep serving
-            logger.exception("HTTP handler failed")
-            req.keep_alive = False
-            return encode_response(500, b'{"error": "internal"}', keep_alive=False)
+            return self._failed(req)
+
+    @staticmethod
+    def _failed(req: ParsedRequest) -> bytes:
+        logger.exception("HTTP handler failed")
+        req.keep_alive = False
+        return encode_response(500, b'{"error": "internal"}', keep_alive=False)
 
     def _pump(self) -> None:
         # Replies ready at once are gathered and written together: pipelined requests

@@ -498,7 +498,11 @@ class HttpServer:
         logger.debug("%s listening on %s:%d", self.name, self.host, self.port)
 
     async def _sweep(self) -> None:
-        """Close keep-alive connections idle for longer than ``keepalive_timeout``."""
+        """Close keep-alive connections idle for longer than ``keepalive_timeout``.
+
+        A request only sets ``conn.active`` (no clock read per request); the sweep that
+        sees it restarts that connection's idle time, so a connection is closed after
+        idling at least ``keepalive_timeout`` and at most two sweep intervals more."""
         while True:
             await asyncio.sleep(max(0.5, self.keepalive_timeout / 4))
             now = self.loop_time()

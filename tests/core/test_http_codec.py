@@ -374,6 +374,13 @@ def test_request_fast_path_hands_over_partial_and_pipelined_input() -> None:
     assert last.body == b"0123456789" and last.headers["host"] == "h"
 
 
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_request_parser_takes_any_bytes_like(kind: type) -> None:
+    one = encode_request("POST", "/api", "h", {}, b"0123456789")
+    (req,) = RequestParser().feed(kind(one))
+    assert type(req.body) is bytes and req.body == b"0123456789"
+
+
 def test_non_ascii_content_length_is_a_protocol_error() -> None:
     # "²".isdigit() is true, but int() refuses it: this must not escape as ValueError
     with pytest.raises(RemoteProtocolError, match="bad content-length"):

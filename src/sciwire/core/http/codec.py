@@ -462,7 +462,7 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[ParsedRequest]:
         """Add received bytes; returns the requests completed by them (maybe none)."""
-        if self._req is None and not self._buf:
+        if self._req is None and not self._buf and type(data) is bytes:
             # The common case: *data* starts a request, and often it is exactly one
             # whole request: parse it from *data* without buffering.
             end = data.find(b"\r\n\r\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -207,3 +208,38 @@ def test_reply_table(body: bytes) -> None:
         assert _outcome(body) == _outcome(b" " + body)
     else:
         assert _outcome(body)[0] == "CommandError"
+
+
+def test_server_reply_encoder_is_reused_safely_after_failures() -> None:
+    # The reply encoder is built once per thread; a failed encode leaves container ids
+    # in its circular-reference markers, so it must be rebuilt, not reused.
+    server = CommandServer(port=0)
+    box: dict[str, Any] = {"x": {1, 2}}  # unencodable (a set) until fixed below
+    loop: list[Any] = [1]
+    loop.append(loop)
+    server.expose(lambda: {"outer": [box]}, name="box")
+    server.expose(lambda: loop, name="loop")
+    server.expose(lambda: {"f": float("nan"), "g": np.float32(1.5), "a": np.arange(3)}, name="np")
+    call = b'{"jsonrpc": "2.0", "method": "%s", "params": [], "id": "r"}'
+    for name in (b"box", b"loop"):
+        reply = server.dispatch(call % name)
+        assert isinstance(reply, bytes) and b"result not JSON-serialisable" in reply
+    box["x"] = [1, 2]
+    loop.pop()
+    for name, result in [(b"box", {"outer": [box]}), (b"loop", loop), (b"np", None)]:
+        reply = server.dispatch(call % name)
+        want = server._json.encode(result) if result is not None else None
+        assert isinstance(reply, bytes) and b"error" not in reply
+        if want is not None:
+            assert json.loads(reply)["result"] == json.loads(want)
+            assert reply == encode_result("r", result, encoder=server._json)
+
+
+def test_server_reply_from_another_thread() -> None:
+    server = CommandServer(port=0)
+    server.expose(lambda: {"hello": "world"}, name="hello_world")
+    body = b'{"jsonrpc": "2.0", "method": "hello_world", "params": [], "id": 3}'
+    here = server.dispatch(body)
+    with ThreadPoolExecutor(2) as pool:
+        there = list(pool.map(lambda _: server.dispatch(body), range(4)))
+    assert there == [here] * 4 == [b'{"jsonrpc": "2.0", "id": 3, "result": {"hello": "world"}}'] * 4

@@ -288,3 +288,144 @@ def test_decode_gzip() -> None:
     assert bad is not None
     with pytest.raises(RemoteProtocolError):
         decode_gzip(bad)
+
+
+# -- request fast path (one whole request in one feed) vs the buffered general path ------
+
+request_lines = st.sampled_from(
+    [
+        "GET / HTTP/1.1",
+        "POST /api HTTP/1.1",
+        "GET /a?b=c HTTP/1.0",
+        "get /x HTTP/1.1",
+        "GET  HTTP/1.1",
+        "GET / HTTP/1.2",
+        "GET /",
+        "GÉT / HTTP/1.1",
+        "",
+    ]
+)
+request_headers = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "Host",
+                "Content-Length",
+                "content-length",
+                "Transfer-Encoding",
+                "Connection",
+                "Expect",
+                "X-A",
+                " X-B",
+                "X-C ",
+                "",
+                "Bad\x85",
+            ]
+        ),
+        st.sampled_from([":", ": ", ":\t", " ", ""]),
+        st.text("ab ,:\t019²\xa0-", max_size=10)
+        | st.sampled_from(["close", "keep-alive", "chunked", "gzip", "100-continue", "3"]),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    request_lines,
+    request_headers,
+    st.binary(max_size=20),
+    st.sampled_from(["length", "chunked", "none"]),
+    st.integers(0, 3),
+)
+def test_request_fast_path_agrees_with_the_general_parser(
+    line: str, headers: list[tuple[str, str, str]], body: bytes, framing: str, at: int
+) -> None:
+    fields = [f"{n}{sep}{v}" for n, sep, v in headers]
+    if framing == "length":
+        fields.insert(min(at, len(fields)), f"Content-Length: {len(body)}")
+    elif framing == "chunked":
+        fields.insert(min(at, len(fields)), "Transfer-Encoding: chunked")
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+    data = "\r\n".join([line, *fields]).encode("latin-1") + b"\r\n\r\n" + body
+
+    def parse(step: int) -> object:
+        parser = RequestParser(max_body=64)
+        got = []
+        try:
+            for i in range(0, len(data), step):
+                got += parser.feed(data[i : i + step])
+        except RemoteProtocolError as exc:
+            return type(exc), str(exc), exc.data
+        return [(r.method, r.target, r.headers, r.body, r.keep_alive, r.version) for r in got]
+
+    assert parse(len(data)) == parse(1)  # whole (fast path) vs byte at a time (general)
+
+
+def test_request_fast_path_hands_over_partial_and_pipelined_input() -> None:
+    one = encode_request("POST", "/api", "h", {}, b"0123456789")
+    parser = RequestParser()
+    assert parser.feed(one[:-4]) == []  # head whole, body not yet
+    (req,) = parser.feed(one[-4:])
+    assert req.body == b"0123456789"
+    two = parser.feed(one + one[:5])
+    assert [r.body for r in two] == [b"0123456789"]
+    (last,) = parser.feed(one[5:])
+    assert last.body == b"0123456789" and last.headers["host"] == "h"
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_request_parser_takes_any_bytes_like(kind: type) -> None:
+    one = encode_request("POST", "/api", "h", {}, b"0123456789")
+    (req,) = RequestParser().feed(kind(one))
+    assert type(req.body) is bytes and req.body == b"0123456789"
+
+
+def test_non_ascii_content_length_is_a_protocol_error() -> None:
+    # "²".isdigit() is true, but int() refuses it: this must not escape as ValueError
+    with pytest.raises(RemoteProtocolError, match="bad content-length"):
+        RequestParser().feed("POST / HTTP/1.1\r\nContent-Length: ²\r\n\r\n".encode("latin-1"))
+
+
+def _reference_response(
+    status: int,
+    body: bytes,
+    content_type: str,
+    keep_alive: bool,
+    headers: dict[str, str] | None,
+    head_only: bool,
+) -> bytes:
+    reasons = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}
+    lines = [
+        f"HTTP/1.1 {status} {reasons.get(status, 'Unknown')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body
+
+
+@pytest.mark.parametrize("status", [200, 404, 500, 299])
+@pytest.mark.parametrize("keep_alive", [True, False])
+@pytest.mark.parametrize("headers", [None, {}, {"Accept-Ranges": "bytes", "X": "y"}])
+@pytest.mark.parametrize("head_only", [False, True])
+def test_encode_response_bytes(
+    status: int, keep_alive: bool, headers: dict[str, str] | None, head_only: bool
+) -> None:
+    for body, ctype in [(b"", "application/json"), (b"x" * 300, "text/plain; charset=utf-8")]:
+        got = encode_response(
+            status, body, ctype, keep_alive=keep_alive, headers=headers, head_only=head_only
+        )
+        want = _reference_response(status, body, ctype, keep_alive, headers, head_only)
+        assert got == want
+        assert got == encode_response(  # again, from the cached head prefix
+            status, body, ctype, keep_alive=keep_alive, headers=headers, head_only=head_only
+        )
+
+
+def test_encode_response_rejects_header_injection() -> None:
+    with pytest.raises(ValueError):
+        encode_response(200, b"", headers={"X": "a\r\nEvil: 1"})

@@ -200,7 +200,7 @@ class JsocEmulator:
     ) -> _Answer | Awaitable[_Answer]:
         """Answer one request (*headers* with lower-case names), as aiohttp routed it."""
         raw_path, _, qs = target.partition("?")
-        path = unquote(raw_path)
+        path = unquote(raw_path) if "%" in raw_path else raw_path
         cgi = self._cgis.get(path[len(CGI_PATH) :]) if path.startswith(CGI_PATH) else None
         is_file = cgi is None and path.startswith("/SUM") and len(path) > 4
         if cgi is None and not is_file:
@@ -443,7 +443,17 @@ class _JsocHttp(HttpServer):
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         answer = self.emulator._handle(req.method, req.target, req.headers)
         if isinstance(answer, _Answer):
-            return self._encode(answer, req)
+            if answer.close:
+                req.keep_alive = False  # the connection closes with nothing written
+                return b""
+            return encode_response(
+                answer.status,
+                answer.body,
+                answer.content_type,
+                keep_alive=req.keep_alive,
+                headers=answer.headers,
+                head_only=req.method == "HEAD",
+            )
         return self._later(answer, req)
 
     async def _later(self, answer: Awaitable[_Answer], req: ParsedRequest) -> bytes:

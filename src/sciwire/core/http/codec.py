@@ -486,7 +486,28 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[ParsedRequest]:
         """Add received bytes; returns the requests completed by them (maybe none)."""
+        if self._req is None and not self._buf and type(data) is bytes:
+            # The common case: *data* starts a request, and often it is exactly one
+            # whole request: parse it from *data* without buffering.
+            end = data.find(b"\r\n\r\n")
+            if end > 0:
+                start = end + 4
+                try:
+                    req = self._head(data[:end])
+                except RemoteProtocolError:
+                    self._buf += data[start:]  # as the general path leaves it
+                    raise
+                if not self._chunked and len(data) - start == self._remaining:
+                    req.body = data[start:]
+                    self.expect_continue = False
+                    return [req]
+                self._req = req
+                self._buf += memoryview(data)[start:]
+                return self._drain()
         self._buf += data
+        return self._drain()
+
+    def _drain(self) -> list[ParsedRequest]:
         done: list[ParsedRequest] = []
         while True:
             if self._req is None:
@@ -522,31 +543,42 @@ class RequestParser:
             raise RemoteProtocolError("bad request line", lines[0])
         method, target, version = parts
         headers: dict[str, str] = {}
-        for line in lines[1:]:
+        del lines[0]
+        for line in lines:
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip():
                 raise RemoteProtocolError("bad header line", line)
             key = name.lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        conn = headers.get("connection", "").lower()
-        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
-        te = headers.get("transfer-encoding", "").lower()
+            if key in headers:
+                headers[key] = f"{headers[key]}, {value.strip()}"
+            else:
+                headers[key] = value.strip()
+        get = headers.get
+        conn = get("connection")
+        if conn is None:
+            keep = version != "HTTP/1.0"
+        else:
+            conn = conn.lower()
+            keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
         self._chunked = False
         self._remaining = 0
+        te = get("transfer-encoding")
         if te:
+            te = te.lower()
             if te.split(",")[-1].strip() != "chunked":
                 raise RemoteProtocolError("unsupported transfer-encoding", te)
             self._chunked = True
             self._chunk_state = "size"
-        elif "content-length" in headers:
-            value = headers["content-length"]
-            if not value.isdigit():
-                raise RemoteProtocolError("bad content-length", value)
-            self._remaining = int(value)
-            if self._remaining > self.max_body:
-                raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
-        self.expect_continue = headers.get("expect", "").lower() == "100-continue"
+        else:
+            length = get("content-length")
+            if length is not None:
+                if not (length.isascii() and length.isdigit()):  # int() takes "²" or "٣" too
+                    raise RemoteProtocolError("bad content-length", length)
+                self._remaining = int(length)
+                if self._remaining > self.max_body:
+                    raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
+        expect = get("expect")
+        self.expect_continue = expect is not None and expect.lower() == "100-continue"
         return ParsedRequest(method.upper(), target, headers, b"", keep, version)
 
     def _body_chunked(self) -> bool:
@@ -580,6 +612,10 @@ class RequestParser:
                     return True
 
 
+#: (status, content type) -> the response head up to the Content-Length value
+_HEAD_PREFIX: dict[tuple[int, str], bytes] = {}
+
+
 def encode_response(
     status: int,
     body: bytes,
@@ -590,16 +626,24 @@ def encode_response(
     head_only: bool = False,
 ) -> bytes:
     """One HTTP/1.1 response as a single bytes object (written in one send)."""
-    lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-    ]
+    prefix = _HEAD_PREFIX.get((status, content_type))
+    if prefix is None:
+        prefix = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: "
+        ).encode("latin-1")
+        if len(_HEAD_PREFIX) < 256:  # a few statuses and types in practice: keep them
+            _HEAD_PREFIX[(status, content_type)] = prefix
+    if keep_alive and not headers:
+        if head_only:
+            return b"%s%d\r\n\r\n" % (prefix, len(body))
+        return b"%s%d\r\n\r\n%s" % (prefix, len(body), body)
+    lines = [f"{len(body)}"]
     if not keep_alive:
         lines.append("Connection: close")
     for name, value in (headers or {}).items():
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
             raise ValueError(f"invalid header {name!r}")
         lines.append(f"{name}: {value}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    head = prefix + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + body

@@ -178,7 +178,10 @@ class HttpConnection(asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.continued = False
+        #: the host's loop time when this connection was last seen active; a request
+        #: only sets :attr:`active`, and the idle sweep turns that into a time
         self.last_active = 0.0
+        self.active = False
         # concurrent mode: answers (ready bytes or pending futures) in request order
         self.out: collections.deque[tuple[asyncio.Future[bytes] | bytes, bool]] = (
             collections.deque()
@@ -229,7 +232,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.last_active = self.server.loop_time()
+        self.active = True
         try:
             requests = self.parser.feed(data)
         except RequestTooLarge as exc:
@@ -240,6 +243,28 @@ class HttpConnection(asyncio.Protocol):
             return
         if requests:
             self.continued = False
+            if len(requests) == 1 and not self.queue and self.task is None and not self.out:
+                # the common case: one request, nothing before it still unanswered
+                req = requests[0]
+                try:
+                    reply = self.server.respond(req, self.remote)
+                except Exception:  # a bug in respond(): answer 500, keep serving
+                    reply = self._failed(req)
+                if isinstance(reply, bytes):
+                    transport = self.transport
+                    if transport is not None and not transport.is_closing():
+                        transport.write(reply)
+                        if not req.keep_alive:
+                            self.closing = True
+                            transport.close()
+                elif self.server.concurrent:
+                    self._later(reply, req)
+                    self._flush()
+                else:
+                    self._start(reply, req)
+                if self.paused:
+                    self._resume()
+                return
             self.queue.extend(requests)
             if self.server.concurrent:
                 self._pump_concurrent()
@@ -276,9 +301,13 @@ class HttpConnection(asyncio.Protocol):
         try:
             return self.server.respond(req, self.remote)
         except Exception:  # a bug in respond(): answer 500, keep serving
-            logger.exception("HTTP handler failed")
-            req.keep_alive = False
-            return encode_response(500, b'{"error": "internal"}', keep_alive=False)
+            return self._failed(req)
+
+    @staticmethod
+    def _failed(req: ParsedRequest) -> bytes:
+        logger.exception("HTTP handler failed")
+        req.keep_alive = False
+        return encode_response(500, b'{"error": "internal"}', keep_alive=False)
 
     def _pump(self) -> None:
         # Replies ready at once are gathered and written together: pipelined requests
@@ -295,13 +324,16 @@ class HttpConnection(asyncio.Protocol):
             if ready:
                 self._write(b"".join(ready), True)
                 ready = []
-            self.task = asyncio.ensure_future(reply)
-            self.task_keep_alive = req.keep_alive
-            self.server.tasks.add(self.task)
-            self.task.add_done_callback(self._task_done)
+            self._start(reply, req)
         if ready:
             self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep_alive)
         self._resume()
+
+    def _start(self, reply: Awaitable[bytes], req: ParsedRequest) -> None:
+        task = self.task = asyncio.ensure_future(reply)
+        self.task_keep_alive = req.keep_alive
+        self.server.tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     def _resume(self) -> None:
         if self.paused and len(self.queue) < _MAX_QUEUED and self.transport is not None:
@@ -311,7 +343,7 @@ class HttpConnection(asyncio.Protocol):
     def _task_done(self, task: asyncio.Future[bytes]) -> None:
         self.server.tasks.discard(task)
         self.task = None
-        self.last_active = self.server.loop_time()
+        self.active = True
         if task.cancelled():
             if self.transport is not None:
                 self.transport.abort()
@@ -361,7 +393,7 @@ class HttpConnection(asyncio.Protocol):
     def _concurrent_done(self, task: asyncio.Future[bytes]) -> None:
         self.pending.discard(task)
         self.server.tasks.discard(task)
-        self.last_active = self.server.loop_time()
+        self.active = True
         self._flush()
 
     def _flush(self) -> None:
@@ -466,13 +498,19 @@ class HttpServer:
         logger.debug("%s listening on %s:%d", self.name, self.host, self.port)
 
     async def _sweep(self) -> None:
-        """Close keep-alive connections idle for longer than ``keepalive_timeout``."""
+        """Close keep-alive connections idle for longer than ``keepalive_timeout``.
+
+        A request only sets ``conn.active`` (no clock read per request); the sweep that
+        sees it restarts that connection's idle time, so a connection is closed after
+        idling at least ``keepalive_timeout`` and at most two sweep intervals more."""
         while True:
             await asyncio.sleep(max(0.5, self.keepalive_timeout / 4))
             now = self.loop_time()
             for conn in list(self.connections):
-                idle = not conn.busy()
-                if idle and now - conn.last_active > self.keepalive_timeout:
+                if conn.active:  # seen since the last sweep: idle from now at most
+                    conn.active = False
+                    conn.last_active = now
+                elif not conn.busy() and now - conn.last_active > self.keepalive_timeout:
                     conn.closing = True
                     if conn.transport is not None:
                         conn.transport.close()

@@ -32,6 +32,7 @@ from sciwire.core.http.codec import (
     encode_response,
 )
 from sciwire.core.portal import Portal
+from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import RemoteProtocolError
 
 __all__ = [
@@ -160,8 +161,9 @@ class ConnectionHost(Protocol):
         """The serving loop's clock."""
 
 
-class HttpConnection(asyncio.Protocol):
-    """One server-side connection: parses requests, answers them in order.
+class HttpConnection(ReadIntoProtocol):
+    """One server-side connection: parses requests, answers them in order (reads land
+    in a reused buffer: see :mod:`sciwire.core.streams`).
 
     Args:
         server: the host answering requests (see :class:`ConnectionHost`).

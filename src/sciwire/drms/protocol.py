@@ -449,12 +449,16 @@ def _to_int(values: list[str]) -> list[int | float]:
 
 
 def _to_float(values: list[str]) -> list[float]:
-    if "MISSING" in values:
-        values = ["nan" if v == "MISSING" else v for v in values]
     try:
-        return list(map(float, values))
+        return list(map(float, values))  # the common case: no scan for MISSING first
     except ValueError:
         pass
+    if "MISSING" in values:
+        values = ["nan" if v == "MISSING" else v for v in values]
+        try:
+            return list(map(float, values))
+        except ValueError:
+            pass
     out: list[float] = []
     append = out.append
     for v in values:

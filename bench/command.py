@@ -19,11 +19,12 @@ import textwrap
 
 from cryosparc.command import CommandClient as PeerClient
 
-from bench.harness import Workload, rate
+from bench.harness import Workload, best_rate, placements, rate
 from sciwire.command import AsyncCommandClient, CommandClient
 from sciwire.core.portal import Portal
 
-SEQUENTIAL = 1500  # calls per round, blocking clients
+SEQUENTIAL = 1500  # calls per round, blocking clients (portal comparison)
+CHUNK = 25  # sequential calls per timed chunk (batches: see bench/harness.py)
 IN_FLIGHT = 32
 ASYNC_CALLS = 3000  # calls per round, async client
 
@@ -61,7 +62,10 @@ STDLIB_SERVER = textwrap.dedent(
 )
 
 
-def _spawn(stack: contextlib.ExitStack, argv: list[str], pattern: str, stream: str) -> int:
+def _spawn(
+    stack: contextlib.ExitStack, argv: list[str], pattern: str, stream: str
+) -> tuple[int, int]:
+    """Start a server process; (its port, its pid)."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
@@ -87,7 +91,7 @@ def _spawn(stack: contextlib.ExitStack, argv: list[str], pattern: str, stream: s
         line = pipe.readline()
         found = re.search(pattern, line)
         if found:
-            return int(found.group(1))
+            return int(found.group(1)), proc.pid
     raise RuntimeError(f"server did not start: {argv}")
 
 
@@ -116,23 +120,28 @@ def _async_rate(port: int, calls: int = ASYNC_CALLS, **options: int) -> float:
 
 def workloads(stack: contextlib.ExitStack) -> list[Workload]:
     """Start the servers (one process each) and return the command workloads."""
-    ours = _spawn(
+    ours, ours_pid = _spawn(
         stack,
         [sys.executable, "-m", "sciwire", "command", "serve", "--port", "0", "--fast"],
         r"command_core listening on http://127\.0\.0\.1:(\d+)",
         "stderr",
     )
-    stdlib = _spawn(stack, [sys.executable, "-c", STDLIB_SERVER], r"^(\d+)", "stdout")
+    stdlib, _ = _spawn(stack, [sys.executable, "-c", STDLIB_SERVER], r"^(\d+)", "stdout")
 
     client = CommandClient(host="127.0.0.1", port=ours, retries=1)
     stack.callback(client.close)
     peer = PeerClient(host="127.0.0.1", port=ours)
 
+    def ours_chunk() -> None:
+        for _ in range(CHUNK):
+            client.hello_world()
+
+    def peer_chunk() -> None:
+        for _ in range(CHUNK):
+            peer.hello_world()
+
     def ours_sequential() -> float:
         return rate(SEQUENTIAL, lambda: [client.hello_world() for _ in range(SEQUENTIAL)])
-
-    def peer_sequential() -> float:
-        return rate(SEQUENTIAL, lambda: [peer.hello_world() for _ in range(SEQUENTIAL)])
 
     # The alternative design for the blocking API: each call hops onto a portal loop
     # running AsyncCommandClient. Measured here to justify the lean transport.
@@ -148,15 +157,24 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
             lambda: [portal.call(aclient.hello_world()) for _ in range(SEQUENTIAL)],
         )
 
-    return [
+    # sequential calls: left to the scheduler (the target) and pinned both ways, in
+    # batches (see bench/harness.py)
+    sequential = [
         Workload(
-            "sequential blocking calls, same server",
+            "sequential blocking calls, same server" + ("" if place is None else f", {where}"),
             "calls/s",
-            ours_sequential,
-            peer_sequential,
+            best_rate(ours_chunk, CHUNK, place, (ours_pid,)),
+            best_rate(peer_chunk, CHUNK, place, (ours_pid,)),
             peer_name="cryosparc-tools",
-            target=3.0,
-        ),
+            target=3.0 if place is None else None,
+            notes="left to the scheduler" if place is None else "both processes pinned",
+        )
+        for where, place in placements().items()
+    ]
+    peer_sequential = sequential[0].peer
+    assert peer_sequential is not None
+    return [
+        *sequential,
         Workload(
             f"async {IN_FLIGHT} in flight vs peer sequential",
             "calls/s",

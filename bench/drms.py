@@ -1,8 +1,9 @@
 """sciwire.drms against drms 0.9 on the same JSOC emulator (run in its own process).
 
 Workloads:
-- Sequential rs_summary calls per second: sciwire HttpJsonClient (keep-alive
-  http.client) vs drms.HttpJsonClient (a new urlopen connection per call).
+- Sequential rs_summary calls per second: sciwire HttpJsonClient (keep-alive, on
+  sciwire.core.http) vs drms.HttpJsonClient (a new urlopen connection per call), left
+  to the scheduler and pinned both ways (see bench/harness.py).
 - Decoding a 100,000-record x 10-keyword rs_list answer. "Decoding" means, for both,
   going from the response body (bytes, fetched once beforehand) to typed columns:
   integers for integer keywords (hex QUALITY included), floats for real keywords
@@ -32,18 +33,19 @@ from typing import Any
 import drms
 import pandas as pd
 
-from bench.harness import Workload, rate
+from bench.harness import Workload, best_rate, placements
 from sciwire.drms import HttpJsonClient, ServerConfig
 from sciwire.drms import protocol as P
 
-SUMMARY_CALLS = 250
+CHUNK = 25  # rs_summary calls per timed chunk (batches: see bench/harness.py)
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
 BIG = "hmi.v_45s[2016.01.01_00:00:00_TAI/60d]"
 BIG_N = 100_000
 KEYS = "T_REC,CAMERA,T_OBS,QUALITY,DATAMEAN,DATARMS,EXPTIME,CRLT_OBS,DSUN_OBS,TELESCOP"
 
 
-def _start_emulator(stack: contextlib.ExitStack) -> str:
+def _start_emulator(stack: contextlib.ExitStack) -> tuple[str, int]:
+    """Start the emulator process; (its URL, its pid)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "sciwire", "drms", "emulate", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -63,7 +65,7 @@ def _start_emulator(stack: contextlib.ExitStack) -> str:
     line = proc.stdout.readline()
     if "emulator on" not in line:
         raise RuntimeError(f"emulator did not start: {line!r}")
-    return line.split()[3]
+    return line.split()[3], proc.pid
 
 
 def _config(url: str) -> dict[str, Any]:
@@ -103,18 +105,20 @@ def _once(fn: Callable[[], float]) -> Callable[[], float]:
 
 
 def workloads(stack: contextlib.ExitStack) -> list[Workload]:
-    url = _start_emulator(stack)
+    url, emulator_pid = _start_emulator(stack)
     cfg = _config(url)
     ours = HttpJsonClient(ServerConfig(cfg), timeout=30)
     stack.callback(ours.close)
     theirs = drms.HttpJsonClient(drms.ServerConfig(**cfg))
     client = drms.Client(server=drms.ServerConfig(**cfg))
 
-    def our_summary() -> float:
-        return rate(SUMMARY_CALLS, lambda: [ours.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
+    def our_summary() -> None:
+        for _ in range(CHUNK):
+            ours.rs_summary(RS)
 
-    def their_summary() -> float:
-        return rate(SUMMARY_CALLS, lambda: [theirs.rs_summary(RS) for _ in range(SUMMARY_CALLS)])
+    def their_summary() -> None:
+        for _ in range(CHUNK):
+            theirs.rs_summary(RS)
 
     # The big answer, fetched once, uncompressed, exactly as JSOC's CGI would send it.
     big_url = P.rs_list_url(ServerConfig(cfg), BIG, key=KEYS, n=BIG_N)
@@ -146,16 +150,23 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         return one
 
     size_note = f"{len(body) / 1e6:.1f} MB body"
-    return [
+    # left to the scheduler (the target) and pinned both ways, in batches (see
+    # bench/harness.py)
+    summaries = [
         Workload(
-            "rs_summary sequential",
+            "rs_summary sequential" + ("" if place is None else f", {where}"),
             "req/s",
-            our_summary,
-            their_summary,
+            best_rate(our_summary, CHUNK, place, (emulator_pid,)),
+            best_rate(their_summary, CHUNK, place, (emulator_pid,)),
             "drms.HttpJsonClient",
-            target=3.0,
-            notes="emulator in its own process; ours keep-alive, drms one connection per call",
-        ),
+            target=3.0 if place is None else None,
+            notes="emulator in its own process; ours keep-alive, drms one connection per call"
+            + ("" if place is None else "; both processes pinned"),
+        )
+        for where, place in placements().items()
+    ]
+    return [
+        *summaries,
         Workload(
             "decode rs_list 100k x 10 -> typed columns",
             "s",

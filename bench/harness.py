@@ -14,9 +14,11 @@ returning a figure in ``unit`` (higher is better unless ``lower_is_better``).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,3 +116,84 @@ def rate(count: int, fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return count / (time.perf_counter() - start)
+
+
+# -- serial round trips: batches and placement --------------------------------------------
+#
+# A serial round trip between this process and a server process is as fast as the two
+# processes' CPU work plus two wake-ups. On this VM a wake-up on another vCPU goes
+# through the hypervisor (~50 us), one on the same vCPU does not, and which of the two
+# the kernel picks changes from run to run with the load others put on the machine. So
+# serial workloads are measured the same way for both libraries:
+#
+# * in BATCHES batches of BATCH_SECONDS each, keeping the best: load bursts from other
+#   processes only ever slow a batch down (as ``timeit`` keeps the minimum), and both
+#   sides are exposed for the same time whatever their speed;
+# * left to the scheduler (how users run them: the row that carries the target), and
+#   also pinned both ways, both processes on one vCPU and each on its own, to show the
+#   spread placement alone causes.
+
+BATCHES = 5
+BATCH_SECONDS = 0.05
+
+#: (vCPU of this process, vCPU of the server processes); None: left to the scheduler
+Placement = tuple[int, int] | None
+
+
+def placements() -> dict[str, Placement]:
+    """The placements this machine allows: "free" always, "same vCPU" and "other vCPU"
+    where affinity can be set (and the second where there are two vCPUs)."""
+    out: dict[str, Placement] = {"free": None}
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        out["same vCPU"] = (cpus[0], cpus[0])
+        if len(cpus) > 1:
+            out["other vCPU"] = (cpus[0], cpus[1])
+    return out
+
+
+@contextlib.contextmanager
+def placed(placement: Placement, pids: tuple[int, ...]) -> Iterator[None]:
+    """Run this process on one vCPU and the server processes *pids* on another (or the
+    same) for the duration of the block; nothing changes for ``None``."""
+    if placement is None:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {placement[0]})
+    for pid in pids:
+        os.sched_setaffinity(pid, {placement[1]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        for pid in pids:
+            with contextlib.suppress(OSError):  # the server may be gone
+                os.sched_setaffinity(pid, mine)
+
+
+def best_rate(
+    chunk: Callable[[], object],
+    size: int,
+    placement: Placement = None,
+    pids: tuple[int, ...] = (),
+) -> Callable[[], float]:
+    """One round: BATCHES batches of whole *chunk* calls (each doing *size*
+    operations) lasting at least BATCH_SECONDS, placed; the best batch's ops/s."""
+
+    def one_round() -> float:
+        best = 0.0
+        with placed(placement, pids):
+            for _ in range(BATCHES):
+                done = 0
+                start = time.perf_counter()
+                while True:
+                    chunk()
+                    done += size
+                    elapsed = time.perf_counter() - start
+                    if elapsed >= BATCH_SECONDS:
+                        break
+                best = max(best, done / elapsed)
+        return best
+
+    return one_round

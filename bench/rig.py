@@ -4,26 +4,14 @@ The remote side of every workload (each rig) runs in its own process with its ow
 event loop, as a remote rig really does; the driving side runs here, each library
 on its own event loop. iblutil gets a quiet logger (its default prints every message).
 
-Placement. A serial round trip between two processes costs far more when the kernel
-runs them on different vCPUs of this VM: each message then wakes an idle vCPU
-through the hypervisor. A bare blocking-socket UDP ping-pong (no asyncio, no
-library) takes ~15-25 us per round trip on one vCPU and ~100-140 us across two.
-Left to the scheduler, the placement changes from run to run with the load other
-processes put on the machine, and the cross-vCPU wake-ups (the same for both
-libraries) then decide the ratio. So the single-rig workloads pin the driving
-process and both libraries' rigs the same way, round by round: on one vCPU (the
-placement the kernel itself picks on an idle machine, and the one that measures
-the libraries' own cost; neither library can then overlap the work it does after
-a send with the rig's), and, for comparison, the UDP rig on the other vCPU (there
-iblutil hides part of its after-send work behind the hypervisor's wake-ups). The
-Services workload and the ten TCP clients are left to the scheduler: three rigs (or
-ten clients and their server) on one vCPU would serialise what runs in parallel.
-
-Batches. A round is BATCHES batches and reports the best one: on a shared 2-core
-machine load bursts from other processes otherwise decide which side "wins" a round.
-Each batch runs for BATCH_SECONDS (whole chunks of operations), so both libraries
-are exposed to such bursts for the same time, whatever their speed. Both libraries
-are measured the same way, alternating round by round.
+Placement and batches: see bench/harness.py. The UDP round trip, the serial workload
+the issue sets a target for, is measured left to the scheduler (the target row) and
+pinned both ways. A bare blocking-socket UDP ping-pong (no asyncio, no library) takes
+~15-25 us per round trip with both processes on one vCPU and ~100-140 us across two,
+so the pinned rows show how much of the spread between runs is placement alone. On one
+vCPU neither library can overlap the work it does after a send with the rig's; across
+two, the hypervisor's wake-ups (the same for both) dominate both figures. The Services
+workload and the TCP ones are left to the scheduler.
 """
 
 from __future__ import annotations
@@ -32,15 +20,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Workload
+from bench.harness import Placement, Workload, best_rate, placements
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = logging.getLogger("bench.rig.quiet")
@@ -50,38 +36,6 @@ QUIET.propagate = False
 ROUND_TRIPS = 100  # confirmed sends per chunk
 SERVICE_ROUNDS = 25  # Services.init calls per chunk (3 rigs each)
 TCP_CLIENTS = 10
-BATCHES = 5
-BATCH_SECONDS = 0.05  # each batch runs whole chunks for at least this long
-
-#: (vCPU of the driving process, vCPU of the rigs) per placement; None: not pinned
-Placement = tuple[int, int] | None
-
-
-def _placements() -> tuple[Placement, Placement]:
-    """The one-vCPU and the two-vCPU placement, where this process may run."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    return (cpus[0], cpus[0]), ((cpus[0], cpus[1]) if len(cpus) > 1 else None)
-
-
-@contextlib.contextmanager
-def _placed(placement: Placement, rigs: tuple[int, ...]) -> Any:
-    """Run the driving process on one vCPU and the *rigs* (pids) on another (or the same)."""
-    if placement is None:
-        yield
-        return
-    mine = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {placement[0]})
-    for pid in rigs:
-        os.sched_setaffinity(pid, {placement[1]})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, mine)
-        for pid in rigs:
-            with contextlib.suppress(OSError):  # the rig may be gone
-                os.sched_setaffinity(pid, mine)
 
 
 def _best_of(
@@ -91,22 +45,7 @@ def _best_of(
     placement: Placement = None,
     rigs: tuple[int, ...] = (),
 ) -> Callable[[], float]:
-    def one_round() -> float:
-        best = 0.0
-        with _placed(placement, rigs):
-            for _ in range(BATCHES):
-                done = 0
-                start = time.perf_counter()
-                while True:
-                    side.run(make())
-                    done += chunk
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= BATCH_SECONDS:
-                        break
-                best = max(best, done / elapsed)
-        return best
-
-    return one_round
+    return best_rate(lambda: side.run(make()), chunk, placement, rigs)
 
 
 # -- the remote side, run in a subprocess ---------------------------------------------------
@@ -287,35 +226,23 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
     ours, theirs = Side(stack, "sciwire"), Side(stack, "iblutil")
     result = []
 
-    # UDP confirmed round trips: one client, one echoing rig, placed (see the docstring)
-    one_cpu, two_cpus = _placements()
+    # UDP confirmed round trips: one client, one echoing rig; left to the scheduler
+    # (the target) and pinned both ways (see bench/harness.py)
     our_uris, our_pid = _spawn(stack, "sciwire", "udp", 1, False)
     ibl_uris, ibl_pid = _spawn(stack, "iblutil", "udp", 1, False)
     our_udp = ours.connect("udp", our_uris)[0]
     ibl_udp = theirs.connect("udp", ibl_uris)[0]
-    result.append(
-        Workload(
-            "UDP confirmed round trips" + (", rig on the same vCPU" if one_cpu else ""),
-            "msg/s",
-            _round_trips(ours, our_udp, ROUND_TRIPS, one_cpu, (our_pid,)),
-            _round_trips(theirs, ibl_udp, ROUND_TRIPS, one_cpu, (ibl_pid,)),
-            peer_name="iblutil 1.20",
-            target=1.5,
-            notes="driving process and rig pinned to one vCPU for both libraries; "
-            "see bench/rig.py on placement",
-        )
-    )
-    if two_cpus is not None:
+    for where, placement in placements().items():
+        free = placement is None
         result.append(
             Workload(
-                "UDP confirmed round trips, rig on the other vCPU",
+                "UDP confirmed round trips" + ("" if free else f", {where}"),
                 "msg/s",
-                _round_trips(ours, our_udp, ROUND_TRIPS, two_cpus, (our_pid,)),
-                _round_trips(theirs, ibl_udp, ROUND_TRIPS, two_cpus, (ibl_pid,)),
+                _round_trips(ours, our_udp, ROUND_TRIPS, placement, (our_pid,)),
+                _round_trips(theirs, ibl_udp, ROUND_TRIPS, placement, (ibl_pid,)),
                 peer_name="iblutil 1.20",
-                target=1.5,
-                notes="the worst placement: two cross-vCPU wake-ups per round trip (~50 us "
-                "each on this VM, the same for both libraries) dominate both figures",
+                target=1.5 if free else None,
+                notes="left to the scheduler" if free else "both processes pinned, both libraries",
             )
         )
 
@@ -336,25 +263,22 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         )
     )
 
-    # TCP: one client each, then 10 sciwire clients on one server (iblutil cannot);
-    # placed on one vCPU like the UDP workload
-    our_tcp_uri, our_tcp_pid = _spawn(stack, "sciwire", "tcp", 1, False)
-    ibl_tcp_uri, ibl_tcp_pid = _spawn(stack, "iblutil", "tcp", 1, False)
+    # TCP: one client each, then 10 sciwire clients on one server (iblutil cannot)
+    our_tcp_uri, _ = _spawn(stack, "sciwire", "tcp", 1, False)
+    ibl_tcp_uri, _ = _spawn(stack, "iblutil", "tcp", 1, False)
     our_tcp = ours.connect("tcp", our_tcp_uri)[0]
     ibl_tcp = theirs.connect("tcp", ibl_tcp_uri)[0]
-    single = _round_trips(ours, our_tcp, ROUND_TRIPS, one_cpu, (our_tcp_pid,))
+    single = _round_trips(ours, our_tcp, ROUND_TRIPS)
     result.append(
         Workload(
-            "TCP confirmed round trips, 1 client" + (", same vCPU" if one_cpu else ""),
+            "TCP confirmed round trips, 1 client",
             "msg/s",
             single,
-            _round_trips(theirs, ibl_tcp, ROUND_TRIPS, one_cpu, (ibl_tcp_pid,)),
+            _round_trips(theirs, ibl_tcp, ROUND_TRIPS),
             peer_name="iblutil 1.20",
             target=1.0,
         )
     )
-    # Left to the scheduler, both columns: on one vCPU the clients and the server could
-    # not run side by side, which is what many clients on one server are about.
     many = ours.connect("tcp10", our_tcp_uri, per_uri=TCP_CLIENTS)
     result.append(
         Workload(

@@ -21,6 +21,7 @@ import socket
 from collections import Counter
 from typing import Any, cast
 
+from sciwire.core.streams import ReadIntoProtocol
 from sciwire.rig.communicator import Addr, Communicator
 from sciwire.rig.datagram import open_datagram
 from sciwire.rig.errors import (
@@ -56,7 +57,7 @@ _EARLY = 0.001  # asyncio may run a timer up to its clock resolution early
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 
 
-class EchoProtocol(Communicator, asyncio.DatagramProtocol, asyncio.Protocol):
+class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     """A rig communicator: every message is confirmed by its byte-for-byte echo.
 
     Create with :meth:`server` (listens on a local address, talks to many peers,

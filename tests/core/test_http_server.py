@@ -10,34 +10,19 @@ from collections.abc import Callable
 
 import pytest
 
-from sciwire.core.http.codec import ParsedRequest, encode_response
-from sciwire.core.http.server import HttpServer, Reply
+from sciwire.core.http.codec import ParsedRequest
+from sciwire.core.http.server import Reply
+from tests.core.test_http_pools import Echo
 
 
-class Server(HttpServer):
-    """ "/boom" raises in respond(); "/wait" answers when *gate* is set; others echo."""
-
-    def __init__(self, concurrent: bool) -> None:
-        super().__init__(
-            host="127.0.0.1", port=0, ssl_context=None, max_body=1 << 20, shutdown_timeout=2.0
-        )
-        self.concurrent = concurrent
-        self.gate = asyncio.Event()
-        self.entered = asyncio.Event()
-        self.handled: list[str] = []
+class Server(Echo):
+    """The pools' echo server; "/boom" raises in respond(), "/slow" waits for *gate*."""
 
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
-        self.handled.append(req.target)
         if req.target == "/boom":
+            self.handled.append(req.target)
             raise RuntimeError("bug")
-        if req.target == "/wait":
-            return self._wait(req)
-        return encode_response(200, req.body, "text/plain", keep_alive=req.keep_alive)
-
-    async def _wait(self, req: ParsedRequest) -> bytes:
-        self.entered.set()
-        await self.gate.wait()
-        return encode_response(200, b"waited", "text/plain", keep_alive=req.keep_alive)
+        return super().respond(req, remote)
 
 
 async def _read(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -56,7 +41,7 @@ async def test_one_request_at_a_time_with_a_pending_answer(
     try:
         writer.write(b"POST /a HTTP/1.1\r\nContent-Length: 1\r\n\r\na")
         assert (await asyncio.wait_for(_read(reader), scaled(5)))[1] == b"a"
-        writer.write(b"GET /wait HTTP/1.1\r\n\r\n")  # alone in its segment: the fast path
+        writer.write(b"GET /slow HTTP/1.1\r\n\r\n")  # alone in its segment: the fast path
         await asyncio.wait_for(srv.entered.wait(), scaled(5))
         writer.write(b"POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nb")
         # a round trip on another connection: the second request was read by then
@@ -64,11 +49,11 @@ async def test_one_request_at_a_time_with_a_pending_answer(
         w2.write(b"POST /probe HTTP/1.1\r\nContent-Length: 1\r\n\r\np")
         assert (await asyncio.wait_for(_read(r2), scaled(5)))[1] == b"p"
         w2.close()
-        want = ["/a", "/wait", "/b", "/probe"] if concurrent else ["/a", "/wait", "/probe"]
+        want = ["/a", "/slow", "/b", "/probe"] if concurrent else ["/a", "/slow", "/probe"]
         assert srv.handled == want
         srv.gate.set()
         bodies = [(await asyncio.wait_for(_read(reader), scaled(5)))[1] for _ in range(2)]
-        assert bodies == [b"waited", b"b"]  # in request order either way
+        assert bodies == [b"slow", b"b"]  # in request order either way
     finally:
         writer.close()
         await srv.stop()

@@ -443,17 +443,7 @@ class _JsocHttp(HttpServer):
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         answer = self.emulator._handle(req.method, req.target, req.headers)
         if isinstance(answer, _Answer):
-            if answer.close:
-                req.keep_alive = False  # the connection closes with nothing written
-                return b""
-            return encode_response(
-                answer.status,
-                answer.body,
-                answer.content_type,
-                keep_alive=req.keep_alive,
-                headers=answer.headers,
-                head_only=req.method == "HEAD",
-            )
+            return self._encode(answer, req)
         return self._later(answer, req)
 
     async def _later(self, answer: Awaitable[_Answer], req: ParsedRequest) -> bytes:

@@ -147,6 +147,20 @@ def test_images_decode_only_when_looked_at() -> None:
         _ = image.data
 
 
+def test_parsed_images_and_daq_values_are_what_their_constructors_build() -> None:
+    # the hot path builds them without calling __init__; nothing may differ
+    text = f"triggercontent:daq:{DAQ}:rois:1:3:4:{PNG64}"
+    [_, daq, [(_, _, image)]] = parse_message(text)
+    made = RoiImage(PNG64)
+    assert type(image) is RoiImage and image.base64 == made.base64 == PNG64
+    assert image._data is None and made._data is None  # nothing decoded yet
+    assert repr(image) == repr(made) and image == made and hash(image) == hash(made)
+    assert image._data == made._data == PNG
+    built = DaqValues(DAQ.split(":"))
+    assert type(daq) is DaqValues and daq._values is None and daq._fields is None
+    assert dict(daq) == dict(built) and repr(daq) == repr(built) and len(daq) == len(built)
+
+
 def test_bad_daq_value_raises_on_access_naming_the_message() -> None:
     [_, daq, _] = parse_message("triggercontent:daq:PeakA:xyz:rois:0")
     with pytest.raises(IFCBProtocolError, match="triggercontent"):

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sciwire.errors import ProtocolError
+from sciwire.errors import ProtocolError, RemoteProtocolError
 from sciwire.ifcb.signalr import RS, Completion, Invocation, SignalRConnection, encode_message
 from sciwire.ifcb.transport import HubClient
 
@@ -159,6 +159,14 @@ def test_encoded_invocations_of_any_target_reach_the_same_handlers(
     fast, general = _run([frame], fast=True), _run([frame], fast=False)
     assert fast == general
     assert fast[0] == invocations
+
+
+def test_an_empty_record_after_a_buffered_part_is_an_error_as_on_the_exact_path() -> None:
+    # found by hypothesis: the buffered path once dropped a lone empty record
+    frames = [RS + "{", RECORDS[0][1:] + RS]
+    fast = _run(frames, fast=True)
+    assert fast == _run(frames, fast=False)
+    assert fast[0] == [] and fast[1][0] is RemoteProtocolError
 
 
 def test_bytes_frames_and_split_records_take_the_buffered_path() -> None:

@@ -302,10 +302,9 @@ class HubClient:
             records = proto.open_records(data, now)
             if records is None:
                 return self._deliver(proto.receive(data, now))
-            data = RS.join(records)
-            if not data:
+            if not records:
                 return False
-            data += RS
+            data = RS.join(records) + RS  # (an empty record is a record: an error)
         assert isinstance(data, str)
         handlers = self._handlers
         find = data.find

@@ -315,6 +315,8 @@ Parser = Callable[[list[str], str], list[Any]]
 
 
 def _generic(forms: list[_Form], name: str) -> Parser:
+    if len(forms) == 1 and not forms[0].lits and not forms[0].rest and len(forms[0].convs) == 1:
+        return _single(forms[0], name)
     if len(forms) == 1 and not forms[0].lits:
         only = forms[0]
 
@@ -339,6 +341,26 @@ def _generic(forms: list[_Form], name: str) -> Parser:
         return UnknownMessage(args)
 
     return parse_any
+
+
+def _single(form: _Form, name: str) -> Parser:
+    """The commonest form (``syringetrack:f``, ``valuechanged:<key>:b``...): a fixed
+    number of fields, one of them converted; ``_Form.parse`` inlined, same result and
+    same errors."""
+    n = form.n
+    [(pos, conv)] = form.convs
+
+    def parse_single(args: list[str], text: str) -> list[Any]:
+        if len(args) != n:
+            exc = ValueError(f"expected {n} fields, got {len(args)}")
+            raise _malformed(name, text, exc) from exc
+        try:
+            args[pos] = conv(args[pos])
+        except ValueError as exc:
+            raise _malformed(name, text, exc) from exc
+        return args
+
+    return parse_single
 
 
 def _malformed(name: str, text: str, exc: Exception | None = None) -> IFCBProtocolError:

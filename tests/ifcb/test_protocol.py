@@ -147,6 +147,20 @@ def test_images_decode_only_when_looked_at() -> None:
         _ = image.data
 
 
+def test_parsed_images_and_daq_values_are_what_their_constructors_build() -> None:
+    # the hot path builds them without calling __init__; nothing may differ
+    text = f"triggercontent:daq:{DAQ}:rois:1:3:4:{PNG64}"
+    [_, daq, [(_, _, image)]] = parse_message(text)
+    made = RoiImage(PNG64)
+    assert type(image) is RoiImage and image.base64 == made.base64 == PNG64
+    assert image._data is None and made._data is None  # nothing decoded yet
+    assert repr(image) == repr(made) and image == made and hash(image) == hash(made)
+    assert image._data == made._data == PNG
+    built = DaqValues(DAQ.split(":"))
+    assert type(daq) is DaqValues and daq._values is None and daq._fields is None
+    assert dict(daq) == dict(built) and repr(daq) == repr(built) and len(daq) == len(built)
+
+
 def test_bad_daq_value_raises_on_access_naming_the_message() -> None:
     [_, daq, _] = parse_message("triggercontent:daq:PeakA:xyz:rois:0")
     with pytest.raises(IFCBProtocolError, match="triggercontent"):
@@ -318,3 +332,43 @@ def test_daq_values_from_text_split_on_first_use() -> None:
     [_, daq, _] = parse_message("triggercontent:daq:PeakA:0.5:PeakB:2:rois:0")
     assert len(daq) == 2 and "PeakB" in daq and "0.5" not in daq
     assert daq == {"PeakA": 0.5, "PeakB": 2.0} and daq.to_dict()["PeakA"] == 0.5
+
+
+def _single_forms() -> list[tuple[str, Any]]:
+    from sciwire.ifcb import protocol as p
+
+    out = []
+    for head, specs in [*p._HEADS_SPEC.items(), *p.VALUECHANGED_TYPES.items()]:
+        prefix = [head] if head in p._HEADS_SPEC else ["valuechanged", head]
+        name = head if head in p._HEADS_SPEC else f"valuechanged:{head}"
+        forms = p._forms(prefix, specs)
+        [form, *more] = forms
+        if not more and not form.lits and not form.rest and len(form.convs) == 1:
+            out.append((name, form))
+    return out
+
+
+@pytest.mark.parametrize("name, form", _single_forms(), ids=lambda v: str(v)[:30])
+def test_single_conversion_fast_parser_agrees_with_the_form_path(name: str, form: Any) -> None:
+    from sciwire.ifcb.protocol import _malformed, _single
+
+    def general(args: list[str], text: str) -> Any:
+        try:
+            return form.parse(args)
+        except ValueError as exc:
+            raise _malformed(name, text, exc) from exc
+
+    fast = _single(form, name)
+    prefix = name.split(":")
+    for value in ["1", "0", "2.5", "-3", "true", "x", "", "1e3", " 7"]:
+        for fields in ([*prefix, value], [*prefix], [*prefix, value, value]):
+            text = ":".join(fields)
+            outcomes = []
+            for parser in (fast, general):
+                try:
+                    got: Any = parser(list(fields), text)
+                    outcomes.append(("ok", got, [type(v) for v in got]))
+                except IFCBProtocolError as exc:
+                    outcomes.append(("error", str(exc), type(exc.__cause__), exc.data))
+            assert outcomes[0] == outcomes[1]
+    assert parse_message(":".join([*prefix, "1"]))[-1] == general([*prefix, "1"], "")[-1]

@@ -574,6 +574,24 @@ class SignalRConnection:
         self._last_received = now
         return data[:-1]
 
+    def open_frame(self, data: str | bytes, now: float) -> bool:
+        """The fast path of :meth:`open_records` for whole text frames: True (and *data*
+        counts as received) when *data* is text ending with 0x1E on an open connection
+        with nothing buffered or held, so the caller may read its records in place
+        (the records of ``data.split(RS)[:-1]``, each then as :func:`split_invocation`
+        or :meth:`receive_record` would take it); False, without consuming *data*, for
+        anything else (then :meth:`open_records`)."""
+        if (
+            type(data) is not str
+            or not data.endswith(RS)
+            or self.state != "open"
+            or self._held
+            or self._buffer.pending
+        ):
+            return False
+        self._last_received = now
+        return True
+
     def receive_record(self, record: str) -> HubMessage | None:
         """Decode one record of an open connection and do its bookkeeping.
 

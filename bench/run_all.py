@@ -4,6 +4,8 @@
 
 Bench modules are imported as ``bench.<package>`` so that their names never shadow
 the peer libraries they measure against (``bench/drms.py`` imports the real ``drms``).
+Each package runs in a fresh interpreter of its own, so that no package's figures
+depend on what the packages before it left in the process (threads, heap, imports).
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import argparse
 import contextlib
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Run as a script, Python puts bench/ first on sys.path; take it off and put the repo root on.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-from bench.harness import Result, measure  # noqa: E402
+from bench.harness import measure  # noqa: E402
 
 PACKAGES = ["command", "drms", "samp", "ifcb", "rig"]
 
@@ -33,19 +37,19 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def table(results: list[Result]) -> str:
+def table(results: list[dict[str, Any]]) -> str:
     head = ("package", "workload", "unit", "sciwire", "peer", "ratio", "target")
     rows = []
     for r in results:
-        w = r.workload
-        peer = _fmt(r.peer)
-        if r.peer is None and w.reference is not None:
-            peer = f"{_fmt(w.reference)} (ref)"
-        if w.peer_name and r.peer is not None:
-            peer = f"{peer} ({w.peer_name})"
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        target = "-" if w.target is None else f">={w.target:g}x"
-        rows.append((r.package, w.name, w.unit, _fmt(r.sciwire), peer, ratio, target))
+        peer = _fmt(r["peer"])
+        if r["peer"] is None and r["reference"] is not None:
+            peer = f"{_fmt(r['reference'])} (ref)"
+        if r["peer_name"] and r["peer"] is not None:
+            peer = f"{peer} ({r['peer_name']})"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        target = "-" if r["target"] is None else f">={r['target']:g}x"
+        figure = _fmt(r["sciwire"])
+        rows.append((r["package"], r["workload"], r["unit"], figure, peer, ratio, target))
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
@@ -55,6 +59,14 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _in_child(package: str, rounds: int) -> list[dict[str, Any]]:
+    """Run one package's bench in a fresh interpreter; its results."""
+    argv = [sys.executable, __file__, "--only", package, "--rounds", str(rounds), "--json"]
+    out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True).stdout
+    rows: list[dict[str, Any]] = json.loads(out)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", action="append", choices=PACKAGES, help="run these packages")
@@ -62,18 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
-    results: list[Result] = []
-    for package in args.only or PACKAGES:
+    packages = args.only or PACKAGES
+    results: list[dict[str, Any]] = []
+    for package in packages:
         if not (HERE / f"{package}.py").exists():
             print(f"{package}: no benchmark yet", file=sys.stderr)
+            continue
+        if len(packages) > 1:
+            results += _in_child(package, args.rounds)
             continue
         module = importlib.import_module(f"bench.{package}")
         with contextlib.ExitStack() as stack:
             for workload in module.workloads(stack):
                 print(f"{package}: {workload.name}...", file=sys.stderr)
-                results.append(measure(package, workload, args.rounds))
+                results.append(measure(package, workload, args.rounds).as_dict())
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2))
+        print(json.dumps(results, indent=2))
     else:
         print(table(results))
     return 0

@@ -188,6 +188,30 @@ async def test_cancelled_call_drops_its_connection_and_frees_its_slot(
     assert (await asyncio.wait_for(pool.call("POST", "/e", b"z", {}), scaled(5))).body == b"z"
 
 
+async def test_call_cancelled_after_its_response_arrived_keeps_the_connection(
+    server: Gated, make_pool: Callable[..., AsyncHttpPool], scaled: Callable[[float], float]
+) -> None:
+    # The response completes the call's future and the connection goes back to the idle
+    # stack; the call is cancelled before it resumes. The connection is in step: it must
+    # stay, since another call may already have taken it.
+    pool = make_pool(limit=1)
+    assert (await pool.call("POST", "/e", b"warm", {})).body == b"warm"
+    (conn,) = pool._conns
+    call = asyncio.ensure_future(pool.call("POST", "/e", b"a", {}))
+    received = conn.data_received
+
+    def then_cancel(data: bytes) -> None:
+        received(data)
+        call.cancel()  # the response is in; the call has not resumed yet
+
+    conn.data_received = then_cancel  # type: ignore[method-assign]
+    await asyncio.gather(call, return_exceptions=True)
+    conn.data_received = received  # type: ignore[method-assign]
+    assert not conn.closed and pool._conns == [conn] and pool._idle == [conn]
+    assert (await asyncio.wait_for(pool.call("POST", "/e", b"b", {}), scaled(5))).body == b"b"
+    assert pool._conns == [conn] and len(server.connections) == 1
+
+
 async def test_idle_connection_closed_by_the_server_is_forgotten(
     server: Gated, make_pool: Callable[..., AsyncHttpPool], scaled: Callable[[float], float]
 ) -> None:

@@ -449,7 +449,14 @@ class AsyncHttpPool(PoolSettings):
                         exc.data,
                     ) from exc
                 except BaseException:
-                    self._drop(conn)  # cancelled mid-call: the connection is out of step
+                    answered = (
+                        waiter.done() and not waiter.cancelled() and waiter.exception() is None
+                    )
+                    if not answered:
+                        # cancelled before the response came: the connection is out of step
+                        self._drop(conn)
+                    # else the whole response was read and the connection is idle (maybe
+                    # taken by another call already): it stays
                     raise
                 if not resp.keep_alive:
                     self._drop(conn)

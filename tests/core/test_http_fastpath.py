@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import gzip
 import select
+import signal
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 
@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.core.http import Endpoint, HttpPool
-from sciwire.core.http.client import _KERNEL_TIMEOUTS
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, _fast_response, decode_gzip
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -278,13 +277,10 @@ def test_idempotent_retries_count_the_kept_connection_attempt(
     assert len(peer.conns) == 2 + len(last)
 
 
-# -- kernel-side timeouts (Linux: SO_RCVTIMEO/SO_SNDTIMEO instead of Python's poll) ------
-
-kernel_only = pytest.mark.skipif(not _KERNEL_TIMEOUTS, reason="kernel timeouts are Linux-only")
+# -- timeouts ------------------------------------------------------------------------
 
 
-@kernel_only
-def test_plain_connections_wait_with_the_kernel_timeout(
+def test_connections_wait_with_the_pools_timeout(
     peer: Peer, pool_for: Callable[..., HttpPool]
 ) -> None:
     thread = _serve(peer, [_ok(b"one")])
@@ -292,10 +288,7 @@ def test_plain_connections_wait_with_the_kernel_timeout(
     assert pool.exchange(pool.get_request("/", b"\r\n"), "/").body == b"one"
     thread.join(10)
     (sock,) = pool._idle_raw
-    assert sock.gettimeout() is None  # blocking: no poll() before each send and recv
-    for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
-        seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, opt, 16))
-        assert seconds == 7 and abs(micros - 250000) < 20000  # the kernel rounds to ticks
+    assert sock.gettimeout() == 7.25
 
 
 def _slow(
@@ -318,7 +311,7 @@ def _slow(
     return thread
 
 
-def test_per_call_timeouts_on_a_kernel_timed_connection(
+def test_per_call_timeouts_on_a_kept_connection(
     peer: Peer, pool_for: Callable[..., HttpPool], scaled: Callable[[float], float]
 ) -> None:
     stop = threading.Event()
@@ -360,7 +353,7 @@ def test_shorter_per_call_timeout_and_stream_timeout(
     try:
         thread2 = _slow(peer2, [(0, b"")], stop2)
         pool2 = HttpPool(Endpoint("http", "127.0.0.1", peer2.port), timeout=30.0)
-        with pytest.raises(Timeout):  # a per-call timeout below the kernel one
+        with pytest.raises(Timeout):  # a per-call timeout below the pool's
             pool2.exchange(pool2.get_request("/", b"\r\n"), "/", timeout=scaled(0.2))
         pool2.shutdown()
     finally:
@@ -369,7 +362,36 @@ def test_shorter_per_call_timeout_and_stream_timeout(
         thread2.join(10)
 
 
-def test_big_request_body_on_a_kernel_timed_connection(
+def test_timeout_holds_while_signals_interrupt_the_wait(
+    peer: Peer, pool_for: Callable[..., HttpPool], scaled: Callable[[float], float]
+) -> None:
+    # A handled signal interrupts the wait every 50 ms. Python's timeout resumes with
+    # what is left; a kernel SO_RCVTIMEO would restart in full each time and never end.
+    stop = threading.Event()
+    thread = _slow(peer, [(0, b"")], stop)  # never answers
+    pool = pool_for(timeout=scaled(0.5))
+    hits: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: hits.append(1))
+    main = threading.get_ident()
+
+    def tick() -> None:
+        while not stop.wait(0.05):
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        with pytest.raises(Timeout):
+            pool.exchange(pool.get_request("/", b"\r\n"), "/")
+    finally:
+        stop.set()
+        ticker.join(10)
+        signal.signal(signal.SIGUSR1, previous)
+        thread.join(10)
+    assert hits  # the wait was interrupted
+
+
+def test_big_request_body_on_a_kept_connection(
     peer: Peer, pool_for: Callable[..., HttpPool]
 ) -> None:
     big = bytes(range(256)) * 2048  # 512 KiB: more than one send

@@ -148,9 +148,7 @@ class Transport(HttpPool):
         data = encode_request(method, path, self._host_header, headers, body)
         sock, _reused, _attempt = self._send(data, url, 0)
         if sock.gettimeout() != self.timeout:
-            # http.client reads through a file object, which needs Python's timeouts
-            # (a kernel timeout would read as end of data): the pool's, for each read
-            sock.settimeout(self.timeout)
+            sock.settimeout(self.timeout)  # the pool's, for each read of http.client
         resp = http.client.HTTPResponse(sock, method=method)
         try:
             resp.begin()

@@ -9,11 +9,11 @@ each read.
 
 The usual exchange - a kept connection, the whole response in one read - runs inline
 in :meth:`HttpPool.exchange` and ``_receive`` with the one-pass response parse; any
-other case takes the general path, with the same results. On Linux a plain (not TLS)
-connection waits with the kernel's own timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a
-blocking socket) instead of Python's, which polls before every send and recv: a
-request then costs one ``sendto`` and one ``recvfrom``. A per-call timeout other than
-the pool's, a long write, and :mod:`http.client` readers use Python's timeouts.
+other case takes the general path, with the same results. Waits use Python's socket
+timeouts (a ``poll`` before each ``recv``), which stay bounded when signals interrupt
+them; the kernel's ``SO_RCVTIMEO`` would restart in full after every signal. A
+request that fits the socket's buffer is written with one ``write`` and no ``poll``
+first (see :func:`_write`).
 
 Retry policy (chosen by the caller):
 
@@ -34,11 +34,10 @@ made by an ``error_factory`` that a package may replace to raise its own subclas
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import ssl
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -80,27 +79,21 @@ RECV_SIZE = 65536
 
 RetryPolicy = Literal["unsent", "stale", "idempotent"]
 
-#: Plain connections on Linux wait with the kernel's own timeouts (SO_RCVTIMEO and
-#: SO_SNDTIMEO on a blocking socket) rather than Python's, which polls before every
-#: send and recv: two system calls fewer per request.
-_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
 
-
-#: Longer writes use Python's timeout, which bounds a whole ``sendall``: the kernel's
-#: bounds each ``send`` (a write this small goes out in one, into an empty buffer).
-_KERNEL_WRITE = 4096
-
-
-def _set_kernel_timeout(sock: socket.socket, seconds: float) -> bool:
-    """Set *sock*'s kernel send and receive timeouts (0: none); False if refused."""
-    whole = int(seconds)
-    value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-    except OSError:
-        return False
-    return True
+def _write(sock: socket.socket, data: bytes) -> None:
+    """``sock.sendall(data)``; on a plain socket under a timeout (a non-blocking
+    descriptor) the first try is one ``write(2)``, without the ``poll`` Python's
+    ``send`` makes first: an idle keep-alive connection's buffer takes a request whole.
+    Whatever is left goes through ``sendall`` (bounded by the timeout)."""
+    if type(sock) is socket.socket and sock.gettimeout():
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    sock.sendall(data)
 
 
 #: "use the pool's timeout" (per-call timeout argument)
@@ -313,13 +306,6 @@ class HttpPool(PoolSettings):
         self._stale = StaleProbe()
         self._lock = threading.Lock()
         self._closed = False
-        # The timeout every plain connection of this pool has in the kernel (None: it
-        # uses Python's). A socket waiting with it has no Python timeout (blocking), and
-        # a timeout shows as BlockingIOError (EAGAIN) rather than TimeoutError.
-        self._ktimeout: float | None = None
-        plain = _KERNEL_TIMEOUTS and endpoint.scheme == "http"
-        if plain and timeout is not None and timeout >= 0.001:  # 0 would be "no timeout"
-            self._ktimeout = timeout
 
     # -- connections -----------------------------------------------------------------
 
@@ -328,12 +314,6 @@ class HttpPool(PoolSettings):
         sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            ktimeout = self._ktimeout
-            if ktimeout is not None:
-                if _set_kernel_timeout(sock, ktimeout):
-                    sock.settimeout(None)
-                else:
-                    self._ktimeout = None  # Python's timeouts from now on
             if ep.scheme == "https":
                 ctx = self.ssl_context or ssl.create_default_context()
                 sock = ctx.wrap_socket(sock, server_hostname=ep.host)
@@ -421,7 +401,7 @@ class HttpPool(PoolSettings):
         )
 
     def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
-        if isinstance(exc, TimeoutError | BlockingIOError):
+        if isinstance(exc, TimeoutError):
             return self.error(
                 Timeout,
                 f"Timeout Error connecting (attempt {attempt} of {self.retries})",
@@ -442,9 +422,7 @@ class HttpPool(PoolSettings):
             try:
                 if sock is None:
                     sock = self._new_raw()
-                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
-                    sock.settimeout(self.timeout)  # a long write: bounded in total
-                sock.sendall(data)
+                _write(sock, data)
                 return sock, reused, attempt
             except OSError as exc:
                 if sock is not None:
@@ -505,10 +483,8 @@ class HttpPool(PoolSettings):
                 sock.close()
                 sock = None
             if sock is not None:
-                if len(data) > _KERNEL_WRITE and sock.gettimeout() is None and self._ktimeout:
-                    sock.settimeout(self.timeout)  # a long write: bounded in total
                 try:
-                    sock.sendall(data)
+                    _write(sock, data)
                 except OSError as exc:
                     sock.close()
                     sock = None
@@ -553,7 +529,7 @@ class HttpPool(PoolSettings):
                     _feed_from(sock, parser)
             except (OSError, RemoteProtocolError) as exc:
                 sock.close()
-                if isinstance(exc, TimeoutError | BlockingIOError):
+                if isinstance(exc, TimeoutError):
                     raise self._map(exc, url, parser) from exc  # never re-sent
                 closed = isinstance(exc, OSError) or not parser.started
                 if closed and (again == "any" or (again == "early" and not parser.started)):
@@ -575,7 +551,7 @@ class HttpPool(PoolSettings):
 
     def _map(self, exc: BaseException, url: str, parser: ResponseParser) -> Exception:
         """A read failure as the pool's exception."""
-        if isinstance(exc, TimeoutError | BlockingIOError):
+        if isinstance(exc, TimeoutError):
             return self.error(
                 Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
             )
@@ -590,16 +566,8 @@ class HttpPool(PoolSettings):
     ) -> ParsedResponse:
         """Read the response to a request just written on *sock* (*path*: for messages),
         then keep or close the connection. *again* is what the retry policy allows."""
-        ktimeout = self._ktimeout
-        cleared = 0.0  # the kernel timeout to put back after this response, if any
-        if ktimeout is not None and timeout == ktimeout:
-            wanted = None  # wait with the connection's kernel timeout
-        else:
-            wanted = timeout
-            if ktimeout is not None and timeout is None and _set_kernel_timeout(sock, 0.0):
-                cleared = ktimeout  # no limit for this response
-        if sock.gettimeout() != wanted:
-            sock.settimeout(wanted)
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         parser = None
         shortened = False
@@ -614,8 +582,6 @@ class HttpPool(PoolSettings):
                 ):
                     resp = fast[0]
                     if resp.keep_alive:
-                        if cleared:
-                            _set_kernel_timeout(sock, cleared)
                         with self._lock:
                             if not self._closed and len(self._idle_raw) < self.pool_size:
                                 self._idle_raw.append(sock)
@@ -637,7 +603,7 @@ class HttpPool(PoolSettings):
                     sock.settimeout(left)
                     shortened = True
                 chunk = sock.recv(RECV_SIZE)
-        except (TimeoutError, BlockingIOError) as exc:
+        except TimeoutError as exc:
             sock.close()
             raise self.error(
                 Timeout,
@@ -677,9 +643,7 @@ class HttpPool(PoolSettings):
                 None,
             ) from exc
         if shortened:
-            sock.settimeout(wanted)  # the next call starts from the whole timeout again
-        if cleared:
-            _set_kernel_timeout(sock, cleared)
+            sock.settimeout(timeout)  # the next call starts from the whole timeout again
         if resp.keep_alive:
             self._release_raw(sock)
         else:

@@ -374,6 +374,15 @@ def test_request_fast_path_hands_over_partial_and_pipelined_input() -> None:
     assert last.body == b"0123456789" and last.headers["host"] == "h"
 
 
+@pytest.mark.parametrize("lead", [b" \r\n\r\n", b"\n\r\n\r\n", b"\r\n\r\n", b"\t \r\n\r\n"])
+def test_blank_heads_before_a_request_are_skipped_on_both_paths(lead: bytes) -> None:
+    data = lead + encode_request("GET", "/x", "h", {}, None)
+    whole = [(r.method, r.target) for r in RequestParser().feed(data)]  # fast path's turn
+    parser = RequestParser()
+    stepped = [(r.method, r.target) for i in range(len(data)) for r in parser.feed(data[i : i + 1])]
+    assert whole == stepped == [("GET", "/x")]
+
+
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
 def test_request_parser_takes_any_bytes_like(kind: type) -> None:
     one = encode_request("POST", "/api", "h", {}, b"0123456789")

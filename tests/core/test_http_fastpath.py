@@ -59,6 +59,7 @@ def _agree(data: bytes) -> object:
         b"HTTP/1.1 200 OK\r\ncontent-encoding: identity",
         b"HTTP/1.1 200",
         b"HTTP/1.1 200 ",
+        b"HTTP/1.1 200\rX",  # a lone CR after the code is no end of line
         b"HTTP/1.1 20\xb2 OK",  # superscript two: isdigit() but not an int
         b"HTTP/1.1 2000 OK",
         b"HTTP/1.0 200 OK",

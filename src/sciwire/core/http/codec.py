@@ -126,7 +126,7 @@ def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
         return None
     code = data[9:12]
     sep = data[12:13]
-    if not code.isdigit() or (sep != b" " and sep != b"\r"):
+    if not code.isdigit() or (sep != b" " and data[12:14] != b"\r\n"):
         return None
     status = int(code)
     if status < 200 or status == 204 or status == 304:
@@ -490,7 +490,7 @@ class RequestParser:
             # The common case: *data* starts a request, and often it is exactly one
             # whole request: parse it from *data* without buffering.
             end = data.find(b"\r\n\r\n")
-            if end > 0:
+            if end > 0 and not data[:1].isspace():  # (the general path skips blank heads)
                 start = end + 4
                 try:
                     req = self._head(data[:end])

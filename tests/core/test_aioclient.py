@@ -5,6 +5,7 @@ stack (reuse, ``Connection: close``, pipelining) and cancellation mid-call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 from collections.abc import AsyncIterator, Callable
@@ -210,6 +211,59 @@ async def test_call_cancelled_after_its_response_arrived_keeps_the_connection(
     assert not conn.closed and pool._conns == [conn] and pool._idle == [conn]
     assert (await asyncio.wait_for(pool.call("POST", "/e", b"b", {}), scaled(5))).body == b"b"
     assert pool._conns == [conn] and len(server.connections) == 1
+
+
+async def test_call_cancelled_just_before_its_response_leaves_the_next_call_alone(
+    scaled: Callable[[float], float],
+) -> None:
+    # In one loop iteration: call X is woken, call W is cancelled (its waiter with it),
+    # then W's whole response is read, so the connection goes idle and X takes it. When
+    # W resumes, the connection is in step and serves X: it must not be dropped.
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    heads: list[bytes] = []
+    seen, ended = asyncio.Event(), asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                seen.set()
+                if len(heads) > 1:  # W's answer is injected below; X's comes from here
+                    writer.write(answer)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        ended.set()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    pool = AsyncHttpPool(Endpoint("http", "127.0.0.1", srv.sockets[0].getsockname()[1]), timeout=30)
+    try:
+        w = asyncio.ensure_future(pool.exchange(b"GET /w HTTP/1.1\r\nHost: x\r\n\r\n", "/w"))
+        await asyncio.wait_for(seen.wait(), scaled(5))
+        (conn,) = pool._conns
+        go = asyncio.get_running_loop().create_future()
+
+        async def x() -> bytes:
+            await go
+            return (await pool.exchange(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "/x")).body
+
+        xt = asyncio.ensure_future(x())
+        await asyncio.sleep(0)  # x now waits on go
+
+        def one_iteration() -> None:
+            go.set_result(None)
+            w.cancel()
+            conn.data_received(answer)  # W's response, read before W resumes
+
+        asyncio.get_running_loop().call_soon(one_iteration)
+        await asyncio.gather(w, return_exceptions=True)
+        assert await asyncio.wait_for(xt, scaled(5)) == b"ok"
+        assert not conn.closed and pool._conns == [conn] and len(heads) == 2
+    finally:
+        await pool.close()
+        await asyncio.wait_for(ended.wait(), scaled(5))  # the server saw the close
+        srv.close()
+        await srv.wait_closed()
 
 
 async def test_idle_connection_closed_by_the_server_is_forgotten(

@@ -449,9 +449,9 @@ class AsyncHttpPool(PoolSettings):
                         exc.data,
                     ) from exc
                 except BaseException:
-                    answered = (
-                        waiter.done() and not waiter.cancelled() and waiter.exception() is None
-                    )
+                    # the entry leaves conn.pending exactly when its whole response was
+                    # read, whatever became of the waiter meanwhile
+                    answered = not conn.closed and all(e[0] is not waiter for e in conn.pending)
                     if not answered:
                         # cancelled before the response came: the connection is out of step
                         self._drop(conn)

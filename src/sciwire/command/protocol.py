@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sciwire.command.errors import CommandError
+from sciwire.core.jsonfast import loads
 from sciwire.errors import trim
 
 __all__ = [
@@ -93,12 +94,6 @@ def default_encoder() -> type[json.JSONEncoder]:
     return json.JSONEncoder
 
 
-_DECODER = json.JSONDecoder()
-_decode_json = _DECODER.decode
-#: the decoder's own C scanner: ``(value, end)`` for the JSON text at an index
-_scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
-
-
 def _loads(data: bytes | str) -> Any:
     """``json.loads``, minus its encoding sniffing for the usual UTF-8 object body.
 
@@ -106,7 +101,7 @@ def _loads(data: bytes | str) -> Any:
     anything else goes to ``json.loads`` unchanged. Raises what ``json.loads`` raises.
     """
     if type(data) is bytes and data[:1] == b"{" and data[1:2] != b"\x00":
-        return _decode_json(data.decode())
+        return loads(data.decode())
     return json.loads(data)
 
 
@@ -191,22 +186,6 @@ def parse_response(body: bytes | str | None, method: str, params: Any, url: str 
     Accepts ``{"result": ...}`` alone (``id``/``jsonrpc`` are not checked, as upstream).
     Every malformed reply becomes a :class:`CommandError`; nothing else escapes.
     """
-    if type(body) is bytes and body[:1] == b"{" and body[1:2] != b"\x00":
-        # The usual reply, in one scan: a UTF-8 object with a result and no error.
-        # Anything else (or any doubt) is left to the checks below.
-        try:
-            text = body.decode()
-            res, end = _scan(text, 0)
-        except (ValueError, StopIteration, RecursionError):
-            pass
-        else:
-            if (
-                end == len(text)
-                and type(res) is dict
-                and "result" in res
-                and res.get("error") is None
-            ):
-                return res["result"]
     if not body:
         raise CommandError(
             f'JSON response not received from JSONRPC function "{method}" with params {params}',

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import json.encoder
 import logging
 import ssl
-import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -39,6 +37,7 @@ from sciwire.command.protocol import (
 )
 from sciwire.core.http.codec import ParsedRequest, encode_response
 from sciwire.core.http.server import HttpServer, Reply, RouteRequest, RouteResponse
+from sciwire.core.jsonfast import reused_encoder
 from sciwire.core.patterns import Registry
 
 __all__ = ["CommandServer", "RouteHandler", "RouteRequest", "RouteResponse"]
@@ -121,8 +120,7 @@ class CommandServer(HttpServer):
         self.cls = cls or default_encoder()
         self._json = self.cls()
         self._stock = self.cls in _STOCK
-        # per thread: a reused C encoder keeps its circular-reference markers between calls
-        self._encoders = threading.local()
+        self._encode = reused_encoder(self._json)
         self.to_thread = to_thread
         self._procs = Registry("key")
         self._docs: dict[str, ProcInfo] = {}
@@ -334,46 +332,10 @@ class CommandServer(HttpServer):
             return self._raised(call, exc, direct=False)
         return self._ok(call, result)
 
-    def _encoder(self) -> Callable[[Any], str]:
-        """``self._json.encode`` for a stock encoder, without building the C encoder
-        again on every call (as ``JSONEncoder.encode`` does)."""
-        fn: Callable[[Any], str] | None = getattr(self._encoders, "fn", None)
-        if fn is not None:
-            return fn
-        enc = self._json
-        make = getattr(json.encoder, "c_make_encoder", None)
-        if make is None or enc.indent is not None:  # pragma: no cover - no C accelerator
-            return enc.encode
-        c_encode = make(
-            {},  # markers: every container is removed again once it is written
-            enc.default,
-            json.encoder.encode_basestring_ascii
-            if enc.ensure_ascii
-            else json.encoder.encode_basestring,
-            enc.indent,
-            enc.key_separator,
-            enc.item_separator,
-            enc.sort_keys,
-            enc.skipkeys,
-            enc.allow_nan,
-        )
-        join = "".join
-        encoders = self._encoders
-
-        def encode(obj: Any) -> str:
-            try:
-                return join(c_encode(obj, 0))
-            except BaseException:
-                encoders.fn = None  # its markers may hold the failed containers
-                raise
-
-        encoders.fn = encode
-        return encode
-
     def _ok(self, call: Call, result: Any) -> bytes:
         try:
             if self._stock:  # the same bytes as encode_result, without the wrapper dict
-                enc = self._encoder()
+                enc = self._encode
                 rid = call.request_id
                 text = "null" if rid is None else enc(rid)
                 return f'{{"jsonrpc": "2.0", "id": {text}, "result": {enc(result)}}}'.encode()

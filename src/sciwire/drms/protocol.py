@@ -13,13 +13,14 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from itertools import repeat
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from sciwire import __version__
+from sciwire.core.jsonfast import loads
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsExportError, DrmsQueryError
 from sciwire.errors import RemoteProtocolError
@@ -151,23 +152,13 @@ def show_series_wrapper_url(
 
 def series_struct_url(server: ServerConfig, ds: str) -> str:
     """URL of ``jsoc_info?op=series_struct``."""
-    url = server.require("info", "url_jsoc_info")
-    return (
-        url
-        + "?op=series_struct&ds="
-        + (ds.translate(_PLUS_TABLE) if ds.isascii() else quote_plus(ds, safe=""))
-    )
+    return server.require("info", "url_jsoc_info") + "?op=series_struct&ds=" + _quote_plus(ds)
 
 
 def rs_summary_url(server: ServerConfig, ds: str) -> str:
     """URL of ``jsoc_info?op=rs_summary``."""
-    url = server.require("query", "url_jsoc_info")
-    # _q({"op": "rs_summary", "ds": ds}) with _quote_plus inlined: one call per URL
-    return (
-        url
-        + "?op=rs_summary&ds="
-        + (ds.translate(_PLUS_TABLE) if ds.isascii() else quote_plus(ds, safe=""))
-    )
+    # _q({"op": "rs_summary", "ds": ds}) without building a dict per URL
+    return server.require("query", "url_jsoc_info") + "?op=rs_summary&ds=" + _quote_plus(ds)
 
 
 def rs_list_url(
@@ -291,20 +282,7 @@ def exp_request_url(
 def exp_status_url(server: ServerConfig, requestid: str) -> str:
     """URL of ``jsoc_fetch?op=exp_status``."""
     url = server.require("export", "url_jsoc_fetch")
-    return (
-        url
-        + "?op=exp_status&requestid="
-        + (
-            requestid.translate(_PLUS_TABLE)
-            if requestid.isascii()
-            else quote_plus(requestid, safe="")
-        )
-    )
-
-
-_DECODER = json.JSONDecoder()
-_decode = _DECODER.decode  # json.loads(str) without its argument checks
-_scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+    return url + "?op=exp_status&requestid=" + _quote_plus(requestid)
 
 
 def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
@@ -315,13 +293,8 @@ def decode_json(body: bytes, encoding: str = "latin1") -> dict[str, Any]:
     """
     try:
         text = body.decode(encoding)
-        if text[:1] == "{":  # the usual object, in one scan (the decoder's own scanner)
-            data, end = _scan(text, 0)
-            if end != len(text):
-                data = _decode(text)  # trailing blanks are fine, anything else raises
-        else:
-            data = _decode(text)
-    except (UnicodeDecodeError, LookupError, ValueError, StopIteration) as exc:
+        data = loads(text)
+    except (UnicodeDecodeError, LookupError, ValueError) as exc:
         raise RemoteProtocolError("JSOC answered with invalid JSON", body) from exc
     if not isinstance(data, dict):
         raise RemoteProtocolError("JSOC answered with a JSON value that is not an object", body)

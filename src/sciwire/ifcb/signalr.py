@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sciwire.core.jsonfast import scan
 from sciwire.errors import LocalProtocolError, RemoteError, RemoteProtocolError, Timeout
 from sciwire.ifcb.negotiate import (
     NegotiateError,
@@ -65,8 +66,6 @@ _RS_B = b"\x1e"
 PING_RECORD = '{"type":6}' + RS
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
-# the C scanner behind json.loads, without its two Python wrapper frames
-_scan: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 #: Handshake versions a server accepts (signalrcore 1.0.x sends 0, current clients 1).
 SERVER_VERSIONS = (0, 1, 2)
@@ -246,7 +245,7 @@ def decode_message(record: str) -> HubMessage | None:
         RemoteProtocolError: not JSON, not an object, or a known type missing a field.
     """
     try:
-        obj, end = _scan(record, 0)
+        obj, end = scan(record, 0)
     except (StopIteration, ValueError):
         end = -1
     if end != len(record):  # whitespace around it, or not JSON: the slow, exact way
@@ -337,7 +336,7 @@ def split_invocation(record: str) -> tuple[str, list[Any]] | None:
     if "\\" in target:
         return None
     try:
-        args, end = _scan(record, close + _ARGS_LEN)
+        args, end = scan(record, close + _ARGS_LEN)
     except (StopIteration, ValueError):
         return None
     if end != len(record) - 1 or record[end] != "}" or type(args) is not list:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import WSMsgType
 
+from sciwire.core import jsonfast
 from sciwire.errors import (
     ConnectError,
     ConnectionClosed,
@@ -39,7 +40,6 @@ from sciwire.ifcb.signalr import (
     Invocation,
     NegotiateError,
     SignalRConnection,
-    _scan,
     parse_negotiate,
 )
 
@@ -309,7 +309,7 @@ class HubClient:
         handlers = self._handlers
         find = data.find
         startswith = data.startswith
-        scan = _scan
+        scan = jsonfast.scan
         size = len(data)
         pos = 0
         # scan_invocation inlined (one Python frame less per record): the record is

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import enum
 import json
-import json.decoder as json_decoder
-import json.encoder as json_encoder
 import logging
-import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from enum import IntEnum, IntFlag
 from functools import reduce
 from operator import or_
-from typing import Any, Generic, NamedTuple, NoReturn, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar
 
+from sciwire.core.jsonfast import loads as fast_loads
+from sciwire.core.jsonfast import reused_encoder
 from sciwire.rig.errors import RigTypeError, RigValueError
 
 __all__ = [
@@ -149,35 +148,8 @@ def validate_status(status: Any) -> ExpStatus:
 
 
 # json.dumps(x) with default arguments is exactly this encoder's encode(x), minus the
-# argument checks json.dumps makes on every call.
-_ENCODE = json.JSONEncoder().encode
-# ... and, with the C accelerator, exactly ``"".join(c_encoder(x, 0))`` for the C
-# encoder JSONEncoder.iterencode builds on every call (same default, escaping,
-# separators, NaN handling and circular-reference check). Here it is built once per
-# thread (its markers dict is per thread) and cleared after an error.
-_LOCAL = threading.local()
-_JOIN = "".join
-_C_MAKE_ENCODER: Any = cast(Any, json_encoder).c_make_encoder  # None without _json
-
-
-def _c_encoder() -> tuple[Any, dict[int, Any]] | None:
-    if _C_MAKE_ENCODER is None:
-        _LOCAL.encoder = None
-        return None
-    markers: dict[int, Any] = {}
-    made = _C_MAKE_ENCODER(
-        markers,
-        json.JSONEncoder().default,
-        json_encoder.encode_basestring_ascii,
-        None,  # indent
-        ": ",
-        ", ",
-        False,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan
-    )
-    _LOCAL.encoder = (made, markers)
-    return made, markers
+# argument checks json.dumps makes on every call (and its C encoder is built once).
+_ENCODE = reused_encoder(json.JSONEncoder())
 
 
 def encode(data: Any) -> bytes:
@@ -192,35 +164,19 @@ def encode(data: Any) -> bytes:
         RigValueError: the value is circular (also ValueError).
     """
     kind = type(data)
-    if kind is list or kind is tuple:  # every message; bytes and str are not lists
-        try:
-            fast = _LOCAL.encoder
-        except AttributeError:
-            fast = _c_encoder()
-        if fast is not None:
-            try:
-                return _JOIN(fast[0](data, 0)).encode()
-            except BaseException as exc:
-                fast[1].clear()  # whatever the error, no stale circular-check marker
-                if isinstance(exc, TypeError | ValueError):
-                    _raise_unencodable(exc)
-                raise
-    elif isinstance(data, bytes):
-        return data
-    elif isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    elif isinstance(data, str):
-        return data.encode()
+    if kind is not list and kind is not tuple:  # every message is a list
+        if isinstance(data, bytes):
+            return data
+        if isinstance(data, bytearray | memoryview):
+            return bytes(data)
+        if isinstance(data, str):
+            return data.encode()
     try:
         return _ENCODE(data).encode()
-    except (TypeError, ValueError) as exc:
-        _raise_unencodable(exc)
-
-
-def _raise_unencodable(exc: TypeError | ValueError) -> NoReturn:
-    if isinstance(exc, TypeError):
+    except TypeError as exc:
         raise RigTypeError(f"cannot encode message: {exc}") from exc
-    raise RigValueError(f"cannot encode message: {exc}") from exc
+    except ValueError as exc:
+        raise RigValueError(f"cannot encode message: {exc}") from exc
 
 
 def decode(data: bytes | str) -> Any:
@@ -276,29 +232,13 @@ NOT_JSON = object()  # classify() value for text that is not JSON
 
 #: the single-bit events by code: what ExpMessage(code) gives, without the enum call
 _EVENTS: dict[int, ExpMessage] = {int(m): m for m in ExpMessage.__members__.values()}
-#: the scanner json.loads ends up in (the C one when available), called directly
-_SCAN: Callable[[str, int], tuple[Any, int]] = cast(Any, json_decoder.JSONDecoder()).scan_once
-#: first characters the direct scan leaves to json.loads (JSON whitespace, a BOM)
-_LEADING = " \t\n\r\ufeff"
 
 
 def loads(text: str) -> Any:
-    """``json.loads(text)``, or :data:`NOT_JSON` where json.loads raises.
-
-    A document that starts at the first character and ends at the last (every
-    message, as JSON writers produce them) is scanned directly; anything else
-    (leading or trailing whitespace, a BOM, extra data, an error) goes through
-    json.loads itself, so the result is json.loads' in every case.
-    """
-    if text and text[0] not in _LEADING:
-        try:
-            value, end = _SCAN(text, 0)
-        except (StopIteration, ValueError, RecursionError):
-            return NOT_JSON  # json.loads raises here too (same scanner, same start)
-        if end == len(text):
-            return value
+    """``json.loads(text)`` (see :func:`sciwire.core.jsonfast.loads`), or
+    :data:`NOT_JSON` where json.loads raises."""
     try:
-        return json.loads(text)
+        return fast_loads(text)
     except (ValueError, RecursionError):  # JSONDecodeError, or too many int digits
         return NOT_JSON
 

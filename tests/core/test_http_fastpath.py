@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.core.http import Endpoint, HttpPool
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, _fast_response, decode_gzip
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, whole_response
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
 
@@ -101,24 +101,24 @@ def test_fast_parse_matches_the_general_one(
 
 def test_fast_headers_never_fail_later() -> None:
     # every header line was checked: the lazily built dict cannot raise
-    fast = _fast_response(b"HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\nContent-Length: 0\r\n\r\n", False)
+    fast = whole_response(b"HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\nContent-Length: 0\r\n\r\n", False)
     assert fast is not None
     resp, rest = fast
     assert rest == b"" and resp._headers is None
     assert resp.headers == {"a": "1, 2", "content-length": "0"}
-    assert _fast_response(b"HTTP/1.1 200 OK\r\nA : 1\r\nContent-Length: 0\r\n\r\n", False) is None
+    assert whole_response(b"HTTP/1.1 200 OK\r\nA : 1\r\nContent-Length: 0\r\n\r\n", False) is None
 
 
 def test_decode_gzip_without_and_with_the_header_dict() -> None:
     packed = gzip.compress(b"hello")
     for name in (b"Content-Encoding", b"CONTENT-ENCODING", b"content-encoding"):
         data = b"HTTP/1.1 200 OK\r\n%s: GZip\r\nContent-Length: %d\r\n\r\n" % (name, len(packed))
-        fast = _fast_response(data + packed, False)
+        fast = whole_response(data + packed, False)
         assert fast is not None and fast[0]._headers is None
         assert decode_gzip(fast[0]) == b"hello"
     # the name inside another header's value is not the header
     data = b"HTTP/1.1 200 OK\r\nX: a\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nhi"
-    fast = _fast_response(data, False)
+    fast = whole_response(data, False)
     assert fast is not None and decode_gzip(fast[0]) == b"hi"
     built = ParsedResponse(200, "OK", packed, raw_head=b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip")
     assert decode_gzip(built) == b"hello"

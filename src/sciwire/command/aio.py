@@ -115,6 +115,8 @@ class AsyncCommandClient(CallCore):
             resp = await self._transport.exchange(data, self._api_path)
         except CommandError as err:
             raise self._send_failed(method, shown, err) from err
+        if resp.status < 400:  # the usual reply: _decode's success path, one frame less
+            return parse_response(resp.body, method, shown, self._url)
         return self._decode(method, shown, resp)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -124,24 +126,10 @@ class AsyncCommandClient(CallCore):
     def _get_callable(
         self, key: str, info: ProcInfo | None = None
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
-        # _call's body, inlined: one coroutine less per call
-        request = self._request
-        exchange = self._transport.exchange
-        path = self._api_path
+        call = self._call
 
         async def func(*args: Any, **kwargs: Any) -> Any:
-            data, shown = request(key, args, kwargs)
-            try:
-                if not self._open:
-                    raise CommandError(
-                        "client is closed (use 'async with' or connect())", url=self._url
-                    )
-                resp = await exchange(data, path)
-            except CommandError as err:
-                raise self._send_failed(key, shown, err) from err
-            if resp.status < 400:  # _decode's success path, one frame less
-                return parse_response(resp.body, key, shown, self._url)
-            return self._decode(key, shown, resp)
+            return await call(key, args, kwargs)
 
         self._dress(func, key, info)
         return func

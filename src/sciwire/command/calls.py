@@ -11,20 +11,18 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.command.errors import CommandError
 from sciwire.command.protocol import (
-    _UUID4_BITS,
-    _UUID4_MASK,
     NumpyEncoder,
     ProcInfo,
     default_encoder,
     encode_request,
     http_error,
     make_params,
+    new_id,
     parse_describe,
     parse_response,
 )
@@ -51,8 +49,6 @@ def procedure_signature(info: ProcInfo) -> inspect.Signature | None:
     except ValueError:  # names that are not identifiers
         return None
 
-
-_getrandbits = random.getrandbits
 
 #: encoders whose output for a request object :func:`_body_head` reproduces
 _STOCK = (json.JSONEncoder, NumpyEncoder)
@@ -147,17 +143,7 @@ class CallCore:
                 params = self._json.encode(make_params(args, kwargs)).encode()
             else:
                 params = b"[]"
-            # new_id(), inline
-            h = b"%032x" % ((_getrandbits(128) & _UUID4_MASK) | _UUID4_BITS)
-            body = b'%s%s, "id": "%s-%s-%s-%s-%s"}' % (
-                head,
-                params,
-                h[:8],
-                h[8:12],
-                h[12:16],
-                h[16:20],
-                h[20:],
-            )
+            body = b'%s%s, "id": "%s"}' % (head, params, new_id().encode())
         shown = kwargs if kwargs else args  # shown in messages as the original does
         return b"%s%d\r\n\r\n%s" % (self._call_prefix, len(body), body), shown
 

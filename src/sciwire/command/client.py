@@ -121,24 +121,15 @@ class CommandClient(CallCore):
             resp = self._transport.exchange(data, self._api_path)
         except CommandError as err:
             raise self._send_failed(method, shown, err) from err
+        if resp.status < 400:  # the usual reply: _decode's success path, one frame less
+            return parse_response(resp.body, method, shown, self._url)
         return self._decode(method, shown, resp)
 
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
-        # _call(key, args, kwargs), inline: one Python frame less per call
-        request = self._request
-        exchange = self._transport.exchange
-        path = self._api_path
-        url = self._url
+        call = self._call
 
         def func(*args: Any, **kwargs: Any) -> Any:
-            data, shown = request(key, args, kwargs)
-            try:
-                resp = exchange(data, path)
-            except CommandError as err:
-                raise self._send_failed(key, shown, err) from err
-            if resp.status < 400:
-                return parse_response(resp.body, key, shown, url)
-            return self._decode(key, shown, resp)
+            return call(key, args, kwargs)
 
         self._dress(func, key, info)
         return func

@@ -114,17 +114,12 @@ class ServerConfig:
 
     def require(self, op: str, url_key: str) -> str:
         """Return the URL for *url_key*, or raise DrmsOperationNotSupported."""
-        d = self._d
-        url = d.get(url_key)
-        if url is not None:
-            if op == "query" or op == "info":  # check_supported(op), inline: the usual calls
-                if d.get("cgi_jsoc_info") is not None:
-                    return str(url)
-            elif op not in _OPERATIONS or self.check_supported(op):
-                return str(url)
-        raise DrmsOperationNotSupported(
-            f"Server {self.name!r} does not support this operation ({op})"
-        )
+        url = self._d.get(url_key)
+        if url is None or (op in _OPERATIONS and not self.check_supported(op)):
+            raise DrmsOperationNotSupported(
+                f"Server {self.name!r} does not support this operation ({op})"
+            )
+        return str(url)
 
 
 class UnknownServerError(KeyError, ValueError):

@@ -37,8 +37,7 @@ from sciwire.core.http.client import (
     StaleProbe,
     default_error,
 )
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
-from sciwire.core.http.codec import _fast_response as whole_response
+from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request, whole_response
 from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout

@@ -48,9 +48,9 @@ from typing import Any, Literal
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
-    _fast_response,
     decode_gzip,
     encode_request,
+    whole_response,
 )
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -490,13 +490,8 @@ class HttpPool(PoolSettings):
                     sock = None
                     self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
         if sock is not None:
-            # what _again(reused=True, attempt=1) says
-            if self.retry == "idempotent":
-                again = "any" if self.retries > 1 else ""
-            else:
-                again = "early" if self.retry == "stale" else ""
             try:
-                return self._receive(sock, path, head, limit, again)
+                return self._receive(sock, path, head, limit, self._again(True, 1))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", self.endpoint.origin + path, exc)
                 attempt = 1
@@ -576,17 +571,15 @@ class HttpPool(PoolSettings):
             chunk = sock.recv(RECV_SIZE)
             if chunk and not head:
                 # the usual case: the whole response in one read
-                fast = _fast_response(chunk, False)
+                fast = whole_response(chunk, False)
                 if fast is not None and (
                     self.max_body is None or len(fast[0].body) <= self.max_body
                 ):
                     resp = fast[0]
                     if resp.keep_alive:
-                        with self._lock:
-                            if not self._closed and len(self._idle_raw) < self.pool_size:
-                                self._idle_raw.append(sock)
-                                return resp
-                    sock.close()
+                        self._release_raw(sock)
+                    else:
+                        sock.close()
                     return resp
             parser = ResponseParser(head=head, max_body=self.max_body)
             if chunk:

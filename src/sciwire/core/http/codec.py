@@ -29,6 +29,7 @@ __all__ = [
     "decode_gzip",
     "encode_request",
     "encode_response",
+    "whole_response",
 ]
 
 #: Largest status line + headers accepted.
@@ -116,7 +117,7 @@ _CE = b"\r\ncontent-encoding:"
 _WS = frozenset(i for i in range(256) if chr(i).isspace())
 
 
-def _fast_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes] | None:
+def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes] | None:
     """The common case in one pass: a whole HTTP/1.1 response with Content-Length in
     *data*. None means "not that case": the general parser takes over (and reports
     any error). What it accepts, it reads exactly as the general parser does, headers
@@ -221,7 +222,7 @@ class ResponseParser:
         if data:
             if not self.started and not self._head_request and not self._stream:
                 self.started = True
-                fast = _fast_response(data, self._pipelined)
+                fast = whole_response(data, self._pipelined)
                 if fast is not None and (
                     self._max_body is None or len(fast[0].body) <= self._max_body
                 ):

@@ -377,16 +377,16 @@ def test_open_records_declines_before_the_handshake_and_while_records_are_held()
     assert server.open_records(PING_RECORD, 0.0) == ['{"type":6}']
 
 
-def test_open_record_takes_only_a_lone_whole_text_record() -> None:
+def test_open_frame_takes_only_whole_text_frames() -> None:
     client, server = _open_pair()
     record = server.send(Invocation("a", [1]), 1.0)
-    assert client.open_record(record, 3.0) == record[:-1]
+    assert client.open_frame(record, 3.0)
     assert client.next_deadline() == min(0.0 + 15.0, 3.0 + 30.0)
-    assert client.open_record("", 4.0) is None  # an empty frame holds no record
-    assert client.open_record(record + record, 4.0) is None  # two: open_records
-    assert client.open_record(record.encode(), 4.0) is None  # bytes: open_records
-    assert client.open_record(record[:5], 4.0) is None  # unfinished
+    assert not client.open_frame("", 4.0)  # an empty frame holds no record
+    assert client.open_frame(record + record, 4.0)  # several whole records: in place
+    assert not client.open_frame(record.encode(), 4.0)  # bytes: open_records
+    assert not client.open_frame(record[:5], 4.0)  # unfinished
     assert client.open_records(record[:5], 4.0) == []
-    assert client.open_record(record, 4.0) is None  # something is buffered
+    assert not client.open_frame(record, 4.0)  # something is buffered
     assert client.open_records(record[5:], 4.0) == [record[:-1]]
-    assert client.open_record(record, 5.0) == record[:-1]
+    assert client.open_frame(record, 5.0)

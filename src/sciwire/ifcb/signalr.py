@@ -55,6 +55,7 @@ __all__ = [
     "encode_message",
     "negotiate_response",
     "parse_negotiate",
+    "scan_invocation",
     "split_invocation",
 ]
 
@@ -327,19 +328,26 @@ def split_invocation(record: str) -> tuple[str, list[Any]] | None:
     :func:`decode_message` gives the exact answer, or the exact error). Same JSON
     decoder, same result as :func:`decode_message` for the records it accepts.
     """
-    if not record.startswith(_INVOCATION_HEAD):
+    return scan_invocation(record, 0, len(record))
+
+
+def scan_invocation(text: str, pos: int, stop: int) -> tuple[str, list[Any]] | None:
+    """:func:`split_invocation` of the record ``text[pos:stop]``, read in place (a
+    frame's records need not be cut out of it first)."""
+    if not text.startswith(_INVOCATION_HEAD, pos):
         return None
-    close = record.find('"', _HEAD_LEN)
-    if close < 0 or not record.startswith(_ARGUMENTS, close):
+    start = pos + _HEAD_LEN
+    close = text.find('"', start, stop)
+    if close < 0 or not text.startswith(_ARGUMENTS, close):
         return None
-    target = record[_HEAD_LEN:close]
+    target = text[start:close]
     if "\\" in target:
         return None
     try:
-        args, end = scan(record, close + _ARGS_LEN)
+        args, end = scan(text, close + _ARGS_LEN)
     except (StopIteration, ValueError):
         return None
-    if end != len(record) - 1 or record[end] != "}" or type(args) is not list:
+    if end != stop - 1 or text[end] != "}" or type(args) is not list:
         return None
     return target, args
 
@@ -556,22 +564,6 @@ class SignalRConnection:
             return None
         self._last_received = now
         return self._buffer.feed(data)
-
-    def open_record(self, data: str | bytes, now: float) -> str | None:
-        """The fast path of :meth:`open_records` for the commonest frame: one whole text
-        record on an open connection with nothing buffered. Returns the record (without
-        its 0x1E), or None, without consuming *data*, for anything else."""
-        if (
-            type(data) is not str
-            or not data
-            or self.state != "open"
-            or self._held
-            or self._buffer.pending
-            or data.find(RS) != len(data) - 1
-        ):
-            return None
-        self._last_received = now
-        return data[:-1]
 
     def open_frame(self, data: str | bytes, now: float) -> bool:
         """The fast path of :meth:`open_records` for whole text frames: True (and *data*

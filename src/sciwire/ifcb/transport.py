@@ -20,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import WSMsgType
 
-from sciwire.core import jsonfast
 from sciwire.errors import (
     ConnectError,
     ConnectionClosed,
@@ -30,10 +29,6 @@ from sciwire.errors import (
     Timeout,
 )
 from sciwire.ifcb.signalr import (
-    _ARGS_LEN,
-    _ARGUMENTS,
-    _HEAD_LEN,
-    _INVOCATION_HEAD,
     RS,
     Close,
     Completion,
@@ -41,6 +36,7 @@ from sciwire.ifcb.signalr import (
     NegotiateError,
     SignalRConnection,
     parse_negotiate,
+    scan_invocation,
 )
 
 __all__ = ["HubClient", "HubInvocationError"]
@@ -293,7 +289,8 @@ class HubClient:
 
         The hot path: a whole text frame on an open connection is read in place, record
         by record (no split, no copy of a record); fire-and-forget invocations in their
-        canonical form go straight to the handlers (no message object, one JSON scan);
+        canonical form go straight to the handlers (:func:`scan_invocation`: no message
+        object, one JSON scan);
         every other record takes the general path, in order.
         """
         proto = self._proto
@@ -308,48 +305,21 @@ class HubClient:
         assert isinstance(data, str)
         handlers = self._handlers
         find = data.find
-        startswith = data.startswith
-        scan = jsonfast.scan
         size = len(data)
         pos = 0
-        # scan_invocation inlined (one Python frame less per record): the record is
-        # data[pos:stop], which holds no 0x1E. A record for the same target as the one
-        # before is recognised by one compare, and keeps that target's string (its hash
-        # is cached for the handler look-up).
-        target = ""
-        target_args = _ARGUMENTS  # the text from the target to the arguments' start
         while pos < size:
             stop = find(RS, pos)
-            if startswith(_INVOCATION_HEAD, pos):
-                start = pos + _HEAD_LEN
-                if startswith(target_args, start):
-                    end = start + len(target_args)
-                else:
-                    close = find('"', start, stop)
-                    if close < 0 or not startswith(_ARGUMENTS, close):
-                        end = -1
-                    else:
-                        name = data[start:close]
-                        if "\\" in name:
-                            end = -1
-                        else:
-                            target = name
-                            target_args = name + _ARGUMENTS
-                            end = close + _ARGS_LEN
-                if end > 0:
+            call = scan_invocation(data, pos, stop)
+            if call is not None:
+                pos = stop + 1
+                target, arguments = call
+                for handler in handlers.get(target, ()):
                     try:
-                        arguments, end = scan(data, end)
-                    except (StopIteration, ValueError):
-                        end = -1
-                    if end == stop - 1 and data[end] == "}" and type(arguments) is list:
-                        pos = stop + 1
-                        for handler in handlers.get(target, ()):
-                            try:
-                                handler(arguments)
-                            except Exception:
-                                self.handler_errors += 1
-                                logger.exception("handler for %r raised", target)
-                        continue
+                        handler(arguments)
+                    except Exception:
+                        self.handler_errors += 1
+                        logger.exception("handler for %r raised", target)
+                continue
             msg = proto.receive_record(data[pos:stop])
             pos = stop + 1
             if msg is None:

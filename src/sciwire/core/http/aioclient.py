@@ -22,7 +22,6 @@ import contextlib
 import functools
 import logging
 import math
-import select
 import socket
 import ssl
 import time
@@ -81,8 +80,6 @@ class _Conn(ReadIntoProtocol):
         self.closed = False
         #: on the pool's idle stack
         self.idle = False
-        #: the staleness probe's poll(), once registered
-        self.poll: Callable[[int], list[tuple[int, int]]] | None = None
         self._probe: StaleProbe | None = None
         self._fd = -1
 
@@ -212,28 +209,13 @@ class _Conn(ReadIntoProtocol):
     def stale(self) -> bool:
         """True when the idle connection is readable: the server closed it (EOF) or sent
         stray bytes, whether or not the loop has processed that yet."""
-        poll = self.poll
-        if poll is None:
-            if self._probe is None:
-                sock = self.transport.get_extra_info("socket") if self.transport else None
-                if sock is None:
-                    return True
-                self._fd = sock.fileno()
-                if self._fd < 0:
-                    return True
-                if not hasattr(select, "poll"):
-                    self._probe = StaleProbe()
-                else:  # one poll object registered once: one poll() call per probe
-                    poller = select.poll()
-                    poller.register(self._fd, select.POLLIN)
-                    poll = self.poll = poller.poll
-            if poll is None:
-                assert self._probe is not None
-                return self._probe(self._fd)
-        try:
-            return bool(poll(0))
-        except (OSError, ValueError):
-            return True
+        if self._probe is None:
+            sock = self.transport.get_extra_info("socket") if self.transport else None
+            if sock is None:
+                return True
+            self._fd = sock.fileno()
+            self._probe = StaleProbe()  # one poll object registered once
+        return self._probe(self._fd)
 
     def abort(self) -> None:
         self.closed = True
@@ -547,12 +529,7 @@ class AsyncHttpPool(PoolSettings):
         while idle:
             conn = idle.pop()
             conn.idle = False
-            poll = conn.poll
-            try:
-                stale = conn.stale() if poll is None else bool(poll(0))
-            except (OSError, ValueError):
-                stale = True
-            if stale or conn.closed or conn.pending:
+            if conn.stale() or conn.closed or conn.pending:
                 self._drop(conn)
                 continue
             return conn

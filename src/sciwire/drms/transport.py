@@ -153,23 +153,8 @@ class BlockingTransport:
     def get_body(self, url: str) -> bytes:
         """GET *url* and return its whole (gunzipped) body: :meth:`get` without the
         headers, for the many small CGI calls. HTTP errors raise DrmsHttpError."""
-        base, _, query = url.partition("?")
-        hit = self._targets.get(base)
-        if hit is None:
-            pool, target = self._target(url)
-        else:
-            pool, target = hit
-            if query:
-                if "#" in query:
-                    query = query.split("#", 1)[0]
-                if query:
-                    target = f"{target}?{query}"
+        pool, target = self._target(url)
         resp = pool.exchange(pool.get_request(target, _FIXED), target)
-        if resp.status < 400:
-            try:
-                return decode_gzip(resp)
-            except RemoteProtocolError:
-                pass  # _checked_body words the error
         return _checked_body(resp, url)
 
     @contextmanager

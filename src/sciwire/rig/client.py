@@ -271,7 +271,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             RigTypeError: server role without *addr*.
             ConnectionClosed: the transport closed while waiting.
         """
-        target = self._peer if addr is None and not self._server_role else self._target(addr)
+        target = self._target(addr)
         timeout = timeout or self.default_echo_timeout
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise RigValueError("Timeout must be non-zero number")
@@ -447,11 +447,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             self.dropped["foreign"] += 1
             self.logger.warning("Ignoring UDP packet from unexpected host %s:%s", host, addr[1])
             return
-        try:  # as _receive, one frame less
-            self._handle(data, (host, addr[1]), _UNPARSED)
-        except Exception:
-            self.dropped["internal"] += 1
-            self.logger.exception("%s: failed handling a message from %s", self.name, addr)
+        self._receive(data, (host, addr[1]))
 
     def data_received(self, data: bytes) -> None:
         """Called by the TCP transport (client role) for each chunk read."""

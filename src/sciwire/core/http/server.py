@@ -253,12 +253,7 @@ class HttpConnection(ReadIntoProtocol):
                 except Exception:  # a bug in respond(): answer 500, keep serving
                     reply = self._failed(req)
                 if isinstance(reply, bytes):
-                    transport = self.transport
-                    if transport is not None and not transport.is_closing():
-                        transport.write(reply)
-                        if not req.keep_alive:
-                            self.closing = True
-                            transport.close()
+                    self._write(reply, req.keep_alive)
                 elif self.server.concurrent:
                     self._later(reply, req)
                     self._flush()

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 NODE_DIR := tests/interop/node
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest bench system-deps node-deps clean
+.PHONY: demo test lint typecheck pytest bench compat system-deps node-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ node-deps:
 	  npm install --prefix $(NODE_DIR) --no-audit --no-fund --silent; fi
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src
@@ -51,6 +51,15 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py
+
+# The originals' own test suites, import lines rewritten to sciwire (not part of `make test`).
+# astropy's and drms's suites ship in their wheels; name checkouts for the other three:
+#   make compat IBLUTIL=~/src/iblutil PYIFCBCLIENT=~/src/pyifcbclient CRYOSPARC_TOOLS=~/src/cryosparc-tools
+compat: $(VENV)/.installed-test
+	$(BIN)/python tools/compat.py samp drms
+	$(if $(IBLUTIL),$(BIN)/python tools/compat.py rig --checkout $(IBLUTIL))
+	$(if $(PYIFCBCLIENT),$(BIN)/python tools/compat.py ifcb --checkout $(PYIFCBCLIENT))
+	$(if $(CRYOSPARC_TOOLS),$(BIN)/python tools/compat.py command --checkout $(CRYOSPARC_TOOLS))
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

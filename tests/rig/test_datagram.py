@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sciwire.rig import ExpMessage
-from sciwire.rig.datagram import MAX_BATCH, PROBE_EVERY, DatagramLink, open_datagram
+from sciwire.rig._datagram import MAX_BATCH, PROBE_EVERY, DatagramLink, open_datagram
 from tests.rig.helpers import Factory
 
 Scaled = Callable[[float], float]

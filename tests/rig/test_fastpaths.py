@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.rig import ExpMessage, ExpStatus, encode
-from sciwire.rig.errors import RigTypeError, RigValueError
-from sciwire.rig.protocol import (
+from sciwire.rig._errors import RigTypeError, RigValueError
+from sciwire.rig._protocol import (
     NOT_JSON,
     ErrorReport,
     Message,

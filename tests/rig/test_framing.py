@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.rig import encode
-from sciwire.rig.framing import BufferOverflowError, StreamSplitter
-from sciwire.rig.protocol import NOT_JSON
+from sciwire.rig._framing import BufferOverflowError, StreamSplitter
+from sciwire.rig._protocol import NOT_JSON
 
 MESSAGES = [
     encode([1, {"exp_ref": "2024-01-01_1_m"}]),

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.rig import EchoProtocol, ExpMessage
-from sciwire.rig.protocol import Message, parse_message
+from sciwire.rig._protocol import Message, parse_message
 
 
 class StubTransport:

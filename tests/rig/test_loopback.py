@@ -21,7 +21,7 @@ from sciwire.rig import (
     MessageTooLargeError,
     encode,
 )
-from sciwire.rig.framing import StreamSplitter
+from sciwire.rig._framing import StreamSplitter
 from tests.rig.helpers import Factory
 
 Scaled = Callable[[float], float]
@@ -529,7 +529,7 @@ async def test_remote_rig_counts_a_reply_whose_echo_never_comes(
     rig._failed = spy  # type: ignore[method-assign]
     peer = await raw_udp(rig.com.hostname, rig.com.port)
     message = b'[1, {"x": 1}]'
-    with caplog.at_level(logging.WARNING, logger="sciwire.rig.server"):
+    with caplog.at_level(logging.WARNING, logger="sciwire.rig._server"):
         peer.send(message)
         assert await peer.recv(scaled(2)) == message  # the echo
         reply = await peer.recv(scaled(2))  # the rig's reply, which we never echo

@@ -13,8 +13,8 @@ from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
 
 from sciwire.errors import LocalProtocolError
 from sciwire.rig import ExpMessage, ExpStatus, Service, decode, encode, validate_uri
-from sciwire.rig.errors import RigValueError
-from sciwire.rig.protocol import (
+from sciwire.rig._errors import RigValueError
+from sciwire.rig._protocol import (
     EchoState,
     EchoVerdict,
     ErrorReport,
@@ -23,7 +23,7 @@ from sciwire.rig.protocol import (
     exp_ref_string,
     parse_message,
 )
-from sciwire.rig.uri import parse_uri
+from sciwire.rig._uri import parse_uri
 
 CORPUS = [
     [1, None],

@@ -23,10 +23,10 @@ Deliberate differences from iblutil 1.20 (its bugs fixed, not copied):
 
 from __future__ import annotations
 
-from sciwire.rig.blocking import BlockingEchoProtocol, BlockingServices
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.communicator import Communicator, is_success
-from sciwire.rig.errors import (
+from sciwire.rig._blocking import BlockingEchoProtocol, BlockingServices
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._communicator import Communicator, is_success
+from sciwire.rig._errors import (
     EchoMismatchError,
     EchoTimeoutError,
     MessageTooLargeError,
@@ -34,7 +34,7 @@ from sciwire.rig.errors import (
     RigValueError,
     ServicesTimeoutError,
 )
-from sciwire.rig.protocol import (
+from sciwire.rig._protocol import (
     LISTEN_PORT,
     PROTOCOL_VERSION,
     ExpMessage,
@@ -43,9 +43,9 @@ from sciwire.rig.protocol import (
     decode,
     encode,
 )
-from sciwire.rig.server import RemoteRig, serve
-from sciwire.rig.services import Services
-from sciwire.rig.uri import hostname2ip, is_valid_ip, validate_uri
+from sciwire.rig._server import RemoteRig, serve
+from sciwire.rig._services import Services
+from sciwire.rig._uri import hostname2ip, is_valid_ip, validate_uri
 
 __all__ = [
     "LISTEN_PORT",

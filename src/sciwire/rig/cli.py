@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from sciwire.errors import SciwireError
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.protocol import ExpMessage
-from sciwire.rig.server import RemoteRig
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._protocol import ExpMessage
+from sciwire.rig._server import RemoteRig
 
 __all__ = ["group"]
 

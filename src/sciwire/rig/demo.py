@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 from sciwire.demo import DemoRow
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.protocol import ExpMessage, ExpStatus
-from sciwire.rig.server import RemoteRig
-from sciwire.rig.services import Services
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._protocol import ExpMessage, ExpStatus
+from sciwire.rig._server import RemoteRig
+from sciwire.rig._services import Services
 
 EXP_REF = "2024-01-01_1_demo"
 

@@ -6,11 +6,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sciwire.core.streams import ReadIntoProtocol
-from sciwire.rig.framing import StreamSplitter
+from sciwire.rig._framing import StreamSplitter
 
 if TYPE_CHECKING:
-    from sciwire.rig.client import EchoProtocol
-    from sciwire.rig.communicator import Addr
+    from sciwire.rig._client import EchoProtocol
+    from sciwire.rig._communicator import Addr
 
 __all__ = ["StreamLink"]
 

@@ -2,7 +2,7 @@
 
 asyncio's datagram transport reads one datagram per readiness callback and wraps
 every send in checks and buffer bookkeeping. :class:`DatagramLink` does the same job
-for :class:`~sciwire.rig.client.EchoProtocol` with less Python per datagram: on each
+for :class:`~sciwire.rig._client.EchoProtocol` with less Python per datagram: on each
 readiness wake-up it calls ``recvfrom`` until the socket is empty (up to a bound, so
 other callbacks still run) -- unless the last drain found a single datagram: then the
 next few wake-ups read one datagram each, sparing one-at-a-time traffic (round trips)

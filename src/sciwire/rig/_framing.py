@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from sciwire.errors import RemoteProtocolError
-from sciwire.rig.protocol import NOT_JSON
+from sciwire.rig._protocol import NOT_JSON
 
 __all__ = ["DEFAULT_MAX_BUFFER", "BufferOverflowError", "StreamSplitter"]
 

@@ -18,9 +18,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from sciwire.core.portal import Portal
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.communicator import Addr
-from sciwire.rig.services import Services
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._communicator import Addr
+from sciwire.rig._services import Services
 
 __all__ = ["BlockingEchoProtocol", "BlockingServices", "default_portal"]
 

@@ -17,9 +17,9 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 from sciwire.core.patterns import Handler, Registry
-from sciwire.rig.errors import RigTypeError
-from sciwire.rig.protocol import ErrorReport, ExpMessage, Service, decode, encode
-from sciwire.rig.uri import validate_uri
+from sciwire.rig._errors import RigTypeError
+from sciwire.rig._protocol import ErrorReport, ExpMessage, Service, decode, encode
+from sciwire.rig._uri import validate_uri
 
 __all__ = ["Communicator", "is_success"]
 

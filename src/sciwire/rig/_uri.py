@@ -12,8 +12,8 @@ import re
 import socket
 from typing import Any
 
-from sciwire.rig.errors import RigTypeError, RigValueError
-from sciwire.rig.protocol import LISTEN_PORT
+from sciwire.rig._errors import RigTypeError, RigValueError
+from sciwire.rig._protocol import LISTEN_PORT
 
 __all__ = ["STREAM_SCHEMES", "hostname2ip", "is_valid_ip", "parse_uri", "validate_uri"]
 

@@ -22,9 +22,9 @@ from collections import Counter
 from typing import Any, cast
 
 from sciwire.core.streams import ReadIntoProtocol
-from sciwire.rig.communicator import Addr, Communicator
-from sciwire.rig.datagram import open_datagram
-from sciwire.rig.errors import (
+from sciwire.rig._communicator import Addr, Communicator
+from sciwire.rig._datagram import open_datagram
+from sciwire.rig._errors import (
     ConnectError,
     ConnectionClosed,
     EchoMismatchError,
@@ -33,9 +33,9 @@ from sciwire.rig.errors import (
     RigTypeError,
     RigValueError,
 )
-from sciwire.rig.framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
-from sciwire.rig.links import StreamLink
-from sciwire.rig.protocol import (
+from sciwire.rig._framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
+from sciwire.rig._links import StreamLink
+from sciwire.rig._protocol import (
     MAX_MESSAGE_SIZE,
     NOT_JSON,
     EchoState,
@@ -47,7 +47,7 @@ from sciwire.rig.protocol import (
     classify,
     parse_message,
 )
-from sciwire.rig.uri import STREAM_SCHEMES, format_uri, parse_uri
+from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
 
 __all__ = ["EchoProtocol"]
 

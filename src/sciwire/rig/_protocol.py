@@ -23,7 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from sciwire.core.jsonfast import loads as fast_loads
 from sciwire.core.jsonfast import reused_encoder
-from sciwire.rig.errors import RigTypeError, RigValueError
+from sciwire.rig._errors import RigTypeError, RigValueError
 
 __all__ = [
     "LISTEN_PORT",

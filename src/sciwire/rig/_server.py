@@ -11,9 +11,9 @@ import asyncio
 import logging
 from typing import Any
 
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.communicator import Addr
-from sciwire.rig.protocol import ExpMessage, ExpStatus, encode
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._communicator import Addr
+from sciwire.rig._protocol import ExpMessage, ExpStatus, encode
 
 __all__ = ["RemoteRig", "serve"]
 

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sciwire.rig.client import EchoProtocol
-from sciwire.rig.errors import RigTypeError, ServicesTimeoutError
-from sciwire.rig.protocol import ExpMessage, Service, encode
+from sciwire.rig._client import EchoProtocol
+from sciwire.rig._errors import RigTypeError, ServicesTimeoutError
+from sciwire.rig._protocol import ExpMessage, Service, encode
 
 __all__ = ["Services"]
 

@@ -87,7 +87,8 @@ def test_encode_refuses_unserialisable() -> None:
 
 def test_decode_like_iblutil() -> None:
     assert decode(b"[1, null]") == [1, None]
-    assert decode(b"not json") == "not json"
+    with pytest.warns(UserWarning, match="Failed to decode as JSON"):
+        assert decode(b"not json") == "not json"
     with pytest.raises(ValueError):
         decode(b"\xff\xfe")
 

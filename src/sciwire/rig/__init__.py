@@ -18,11 +18,15 @@ Deliberate differences from iblutil 1.20 (its bugs fixed, not copied):
 - Services registers for replies before sending (iblutil's sequential mode can miss a
   fast reply), sends concurrently, names the silent rigs in ``ServicesTimeoutError``
   and cancels what it no longer waits for.
-- ``EchoProtocol.server`` accepts port 0; the default logger never prints.
+- ``EchoProtocol.server`` accepts port 0; the default logger (``logging.getLogger(name)``,
+  as iblutil's) gets no handler, so nothing prints.
+
+The modules are iblutil's: :mod:`sciwire.rig.app` and :mod:`sciwire.rig.base`.
 """
 
 from __future__ import annotations
 
+from sciwire.rig import app, base
 from sciwire.rig._blocking import BlockingEchoProtocol, BlockingServices
 from sciwire.rig._client import EchoProtocol
 from sciwire.rig._communicator import Communicator, is_success
@@ -33,6 +37,7 @@ from sciwire.rig._errors import (
     RigTypeError,
     RigValueError,
     ServicesTimeoutError,
+    UnsupportedTransportError,
 )
 from sciwire.rig._protocol import (
     LISTEN_PORT,
@@ -46,6 +51,7 @@ from sciwire.rig._protocol import (
 from sciwire.rig._server import RemoteRig, serve
 from sciwire.rig._services import Services
 from sciwire.rig._uri import hostname2ip, is_valid_ip, validate_uri
+from sciwire.rig.base import external_ip
 
 __all__ = [
     "LISTEN_PORT",
@@ -65,8 +71,12 @@ __all__ = [
     "Service",
     "Services",
     "ServicesTimeoutError",
+    "UnsupportedTransportError",
+    "app",
+    "base",
     "decode",
     "encode",
+    "external_ip",
     "hostname2ip",
     "is_success",
     "is_valid_ip",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import Counter
 from typing import Any, cast
 
 from sciwire.core.streams import ReadIntoProtocol
@@ -32,16 +31,17 @@ from sciwire.rig._errors import (
     MessageTooLargeError,
     RigTypeError,
     RigValueError,
+    UnsupportedTransportError,
 )
 from sciwire.rig._framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
 from sciwire.rig._links import StreamLink
 from sciwire.rig._protocol import (
-    MAX_MESSAGE_SIZE,
     NOT_JSON,
     EchoState,
     EchoVerdict,
     ErrorReport,
     ExpMessage,
+    LastSentView,
     Message,
     Rejected,
     classify,
@@ -75,7 +75,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
 
     Server: asyncio.AbstractServer | None = None
     default_echo_timeout = 1.0
-    max_message_size = MAX_MESSAGE_SIZE
     max_buffer_size = DEFAULT_MAX_BUFFER
 
     def __init__(
@@ -91,6 +90,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
         self._peer: Addr = (self.hostname, self.port)
         self._echo: EchoState[_Pending] = EchoState(self.max_message_size)
+        #: iblutil's ``{addr: (payload, echo_future)}`` of the echoes awaited (a live view)
+        self._last_sent = LastSentView(self._echo)
+        self._closed = False
         self._links: dict[Addr, StreamLink] = {}
         self._splitter = StreamSplitter(self.max_buffer_size)
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
@@ -98,7 +100,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self._server_role = self.role == "server"
         self._watchdog: asyncio.TimerHandle | None = None
         self._watchdog_at = 0.0
-        self.dropped: Counter[str] = Counter()
         loop = self._loop = asyncio.get_running_loop()
         self.on_connection_lost: asyncio.Future[Any] = loop.create_future()
         self.on_error_received: asyncio.Future[Any] = loop.create_future()
@@ -127,14 +128,14 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             return self.Server.is_serving()
         return self._transport is not None and not self._transport.is_closing()
 
-    @property
-    def _last_sent(self) -> dict[Addr, tuple[bytes, asyncio.Future[bool]]]:
-        pending = self._echo.pending().items()
-        return {cast(Addr, addr): (raw, token[0]) for addr, (raw, token) in pending}
-
     def awaiting_response(self, addr: Addr | None = None) -> bool:
         """True while an echo is awaited (from *addr*, or from anyone)."""
-        return self._echo.awaiting(None if addr is None else (addr[0], addr[1]))
+        if not self._echo.awaiting():
+            return False
+        if addr is None:
+            return any(not fut.done() for _, (fut, _) in self._echo.pending().values())
+        entry = self._echo.pending().get((addr[0], addr[1]))
+        return entry is not None and not entry[1][0].done()
 
     @property
     def clients(self) -> list[Addr]:
@@ -194,12 +195,27 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     def send(self, data: Any, addr: Addr | None = None) -> None:
         """Serialise *data* and send it, without awaiting an echo.
 
+        A TCP client given another peer's address logs a warning and sends nothing,
+        as iblutil does.
+
         Raises:
             ConnectionClosed: the transport (or that TCP peer's connection) is gone.
             MessageTooLargeError: more than one UDP datagram can carry (also ValueError).
             RigTypeError: server role with several peers and no *addr*.
+            RigValueError: a UDP client given another peer's address.
         """
-        self._send_raw(self.encode(data), addr)
+        payload = self.encode(data)
+        if self._stream and not self._server_role:
+            if addr is not None and (addr[0], addr[1]) != self._peer:
+                self.logger.warning("Message not sent: unexpected address %s", addr)
+                return
+        elif self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("Send %.120r to %s://%s", payload, self.protocol, addr or self._peer)
+        self._send_raw(payload, addr)
+
+    def _closing(self, transport: Any) -> bool:
+        # `is True`: only a real transport's answer counts (a test double's is a mock).
+        return self._closed or transport is None or transport.is_closing() is True
 
     def _send_raw(self, payload: bytes, addr: Addr | None) -> None:
         if self._stream:
@@ -209,12 +225,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             if addr is not None and (addr[0], addr[1]) != self._peer:
                 raise RigValueError(f"Unexpected remote address {addr}")
             transport = self._transport
-            if transport is None or transport.is_closing():
+            if self._closing(transport):
                 raise ConnectionClosed(f"{self.name}: connection is closed")
             transport.write(payload)
             return
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if self._closing(transport):
             raise ConnectionClosed(f"{self.name}: transport is closed")
         if len(payload) > self._udp_limit:
             raise MessageTooLargeError(
@@ -257,7 +273,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         """Send a message and wait for its byte-for-byte echo.
 
         Confirmed sends to the same address queue up (iblutil lets a second one
-        overwrite the first, which then times out).
+        overwrite the first, which then times out). The wait is
+        ``asyncio.wait_for(echo, timeout=timeout)``, as iblutil's, so code that
+        patches it to simulate a timeout keeps working.
 
         Args:
             data: the message (serialised with :meth:`encode`).
@@ -282,16 +300,36 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
                 self._echo.forget(target, late=False)
                 break
             await asyncio.wait([previous])
-        fut = self._confirm(payload, target, timeout)
+        fut: asyncio.Future[bool] = self._loop.create_future()
         try:
-            await fut
-        except (EchoTimeoutError, EchoMismatchError):
-            if self.close_on_failure:
-                self.close()
-            raise
+            self._confirm(payload, target, None, fut)
+        except ConnectionClosed as exc:
+            # reported through the echo's future, so that the one wait below decides
+            fut.set_exception(exc)
+        try:
+            await asyncio.wait_for(fut, timeout=timeout)
         except asyncio.CancelledError:
             self._abandon(target)
             raise
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
+            self._fail(target, fut)
+            raise EchoTimeoutError(
+                f"Failed to receive client response in time ({self.name}: "
+                f"{self.server_uri}, peer {target[0]}:{target[1]})"
+            ) from exc
+        except (ConnectionClosed, EchoMismatchError):
+            self._fail(target, fut)
+            raise
+        except RuntimeError as exc:
+            self._fail(target, fut)
+            raise EchoMismatchError("Unexpected response from server", b"") from exc
+
+    def _fail(self, target: Addr, fut: asyncio.Future[bool]) -> None:
+        """After a failed confirmed send: stop awaiting it and close if so configured."""
+        if self._echo.pending().get(target, (b"", (None, 0.0)))[1][0] is fut:
+            self._abandon(target)
+        if self.close_on_failure:
+            self.close()
 
     def _abandon(self, target: Addr) -> None:
         """Stop awaiting *target*'s echo (kept as a possible late echo)."""
@@ -304,18 +342,22 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self,
         payload: bytes,
         target: Addr,
-        timeout: float,
+        timeout: float | None,
         fut: asyncio.Future[bool] | None = None,
     ) -> asyncio.Future[bool]:
         """Send *payload* now and return the future its echo resolves (no task needed).
 
         The caller must make sure no echo from *target* is awaited already; it may
-        pass the (pending) future to resolve.
+        pass the (pending) future to resolve. With a *timeout* the future fails with
+        :class:`EchoTimeoutError` at the deadline; without, the caller bounds the wait.
         """
         loop = self._loop
         if fut is None:
             fut = loop.create_future()
         self._send_raw(payload, target)
+        if timeout is None:
+            self._echo.expect(target, payload, (fut, float("inf")))
+            return fut
         deadline = loop.time() + timeout
         self._echo.expect(target, payload, (fut, deadline))
         # One watchdog timer for all deadlines, not a timer per message.
@@ -362,8 +404,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             self.logger.exception("%s: failed handling a message from %s", self.name, addr)
 
     def _handle(self, data: bytes, addr: Addr, value: Any) -> None:
-        verdict, token = self._echo.receive(addr, data)
+        verdict, token = self._echo.receive(addr, data, self.max_message_size)
         if verdict is EchoVerdict.NEW:
+            logger = self.logger
+            if logger.isEnabledFor(logging.INFO):  # iblutil logs every message at INFO
+                text = data.decode("utf-8", "replace")
+                logger.info("Received %r from %s://%s:%s", text, self.protocol, *addr[:2])
             if value is _UNPARSED:
                 parsed = parse_message(data, self.max_message_size)
             else:
@@ -374,15 +420,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             elif type(parsed) is ErrorReport:
                 self._error_report(parsed, addr)
             else:
-                assert isinstance(parsed, Rejected)
-                self.dropped[parsed.reason] += 1
-                self.logger.warning(
-                    "%s: dropped message from %s (%s): %.120r",
-                    self.name,
-                    addr,
-                    parsed.detail,
-                    data,
-                )
+                self._rejected(cast(Rejected, parsed), addr)
             return
         if verdict is EchoVerdict.LATE:
             self.logger.warning("%s: late echo from %s swallowed", self.name, addr)
@@ -436,9 +474,27 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     # -- asyncio protocol callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Called by the event loop when the socket is ready."""
+        """Called by the event loop when the socket is ready.
+
+        Raises:
+            UnsupportedTransportError: the socket's type does not match the URI's
+                scheme (UDP for ``udp``, TCP for ``tcp``/``ws``/``wss``); also RuntimeError.
+        """
+        sock = transport.get_extra_info("socket")
+        kind = getattr(sock, "type", None)
+        if kind == socket.SOCK_DGRAM:
+            if self._stream:
+                raise UnsupportedTransportError("Unsupported transport layer for UDP")
+        elif kind == socket.SOCK_STREAM:
+            if not self._stream:
+                raise UnsupportedTransportError("Unsupported transport layer for TCP/IP")
+        else:
+            raise UnsupportedTransportError(
+                f"Unsupported transport layer with socket type {kind!r}"
+            )
         self._transport = transport
-        self._socket = transport.get_extra_info("socket")
+        self._socket = sock
+        self.logger.debug("Connected with socket %s", sock)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         """Called by the UDP transport for each datagram."""
@@ -456,7 +512,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     def error_received(self, exc: Exception) -> None:
         """Called by the UDP transport on a send or receive error (e.g. ICMP unreachable)."""
         self.dropped["socket_error"] += 1
-        self.logger.warning("%s: socket error: %s", self.name, exc)
+        self.logger.error("Error received: %s", exc)
         if not self.on_error_received.done():
             self.on_error_received.set_result(exc)
 
@@ -471,6 +527,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         """Called by the event loop when the transport closed."""
         self.logger.debug("%s: connection closed (%s)", self.name, exc)
         if self.role == "client":
+            self._closed = True
             self._peer_gone(self._peer, exc)
         if not self.on_connection_lost.done():
             self.on_connection_lost.set_result(exc)
@@ -479,6 +536,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
 
     def close(self) -> None:
         """Close the transport(s), de-register callbacks and cancel waiting futures."""
+        self._closed = True
         if self._transport is not None:
             self._transport.close()
         if self.Server is not None:
@@ -519,7 +577,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Args:
             server_uri: local address, e.g. ``udp://127.0.0.1:11001``, ``tcp://[::1]:0``.
             name: a label; default the URI.
-            log: a logger; default ``sciwire.rig``.
+            log: a logger; default ``logging.getLogger(name or uri)``.
             kwargs: for UDP, the ``create_datagram_endpoint`` options that apply (``family``,
                 ``proto``, ``flags``, ``reuse_port``, ``allow_broadcast``, ``sock``); for TCP,
                 passed to ``create_server``.
@@ -538,6 +596,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
                     lambda: StreamLink(protocol), host, port, **kwargs
                 )
                 protocol.Server = tcp_server
+                # the listening socket (iblutil's shows the last accepted connection's)
+                protocol._socket = tcp_server.sockets[0]
                 bound = tcp_server.sockets[0].getsockname()
             else:
                 protocol = EchoProtocol(uri, "server", name=name, logger=log)
@@ -549,7 +609,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         protocol._peer = (host, bound[1])
         if name is None:
             protocol.name = protocol.server_uri
-        protocol.logger.debug("Listening on %s", protocol.server_uri)
+            if log is None:  # named after the bound address, as iblutil names it
+                protocol.logger = logging.getLogger(protocol.name)
+        protocol.logger.info("Listening on %s", protocol.server_uri)
         return protocol
 
     @staticmethod
@@ -561,7 +623,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Args:
             server_uri: the remote rig, e.g. ``udp://127.0.0.1:11001``.
             name: a label; default the URI.
-            log: a logger; default ``sciwire.rig``.
+            log: a logger; default ``logging.getLogger(name or uri)``.
             kwargs: for UDP, ``local_addr`` and the other ``create_datagram_endpoint``
                 options that apply; for TCP, passed to ``create_connection``.
 

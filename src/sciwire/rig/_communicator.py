@@ -12,13 +12,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlparse
 
 from sciwire.core.patterns import Handler, Registry
 from sciwire.rig._errors import RigTypeError
-from sciwire.rig._protocol import ErrorReport, ExpMessage, Service, decode, encode
+from sciwire.rig._protocol import (
+    MAX_MESSAGE_SIZE,
+    ErrorReport,
+    ExpMessage,
+    Message,
+    Rejected,
+    Service,
+    decode,
+    encode,
+    parse_message,
+)
 from sciwire.rig._uri import validate_uri
 
 __all__ = ["Communicator", "is_success"]
@@ -71,19 +83,25 @@ class Communicator(Service):
     Args:
         server_uri: the remote (client role) or local (server role) address.
         name: a label, default the URI.
-        logger: default ``logging.getLogger("sciwire.rig")``.
+        logger: default ``logging.getLogger(name)``, the logger named after the
+            communicator, as iblutil names it (no handler is added: nothing prints).
     """
+
+    #: the largest message accepted (65535, UDP's maximum)
+    max_message_size = MAX_MESSAGE_SIZE
 
     def __init__(
         self, server_uri: Any, name: str | None = None, logger: logging.Logger | None = None
     ) -> None:
         self.server_uri = validate_uri(server_uri)
-        self.name: str = name or str(server_uri)
-        self.logger: logging.Logger = logger or logging.getLogger("sciwire.rig")
-        self._callbacks = Registry("flag")
+        self.name = name or str(server_uri)
+        self.logger: logging.Logger = logger or logging.getLogger(self.name)
+        self._registry = Registry("flag")
         self._tasks: set[asyncio.Future[Any]] = set()
-        #: callbacks that raised, by event name
+        #: how many callbacks raised
         self.callback_errors = 0
+        #: counts of messages dropped unechoed, by reason
+        self.dropped: Counter[str] = Counter()
 
     # -- address ----------------------------------------------------------------------
 
@@ -155,7 +173,7 @@ class Communicator(Service):
         value = int(event)
         compound = value & (value - 1) != 0
         once = isinstance(callback, asyncio.Future)
-        self._callbacks.register(value, _Entry(self, callback, compound), once=once)
+        self._registry.register(value, _Entry(self, callback, compound), once=once)
 
     def clear_callbacks(
         self, event: Any, callback: Callback | None = None, cancel_futures: bool = True
@@ -169,7 +187,7 @@ class Communicator(Service):
         want = None if callback is None else _callback_id(callback)
         mask = int(event)
         removed = 0
-        for handler in self._callbacks.handlers():
+        for handler in self._registry.handlers():
             entry = cast(_Entry, handler.callback)
             pattern: int = handler.pattern
             if want is not None and entry.key != want:
@@ -183,10 +201,10 @@ class Communicator(Service):
                 if not common:
                     continue
                 bits, left = bin(common).count("1"), pattern & ~mask
-            self._callbacks.unregister(handler.id)
+            self._registry.unregister(handler.id)
             removed += bits
             if left:
-                self._callbacks.register(left, entry, once=handler.once)
+                self._registry.register(left, entry, once=handler.once)
             elif cancel_futures and isinstance(entry.callback, asyncio.Future):
                 entry.callback.cancel()
         self.logger.debug("[%s] %i callbacks cleared", self.name, removed)
@@ -202,13 +220,56 @@ class Communicator(Service):
             if not fut.done() or fut.cancelled():  # still registered
                 self.clear_callbacks(event, fut)
 
+    @property
+    def _callbacks(self) -> dict[ExpMessage, list[tuple[Callback, bool]]]:
+        """iblutil's shape of the callbacks, for reading: ``{event: [(callback, compound)]}``
+        for the error event 0 and every single event (a snapshot)."""
+        view: dict[ExpMessage, list[tuple[Callback, bool]]] = {
+            ExpMessage(0): [],
+            **{e: [] for e in ExpMessage.__members__.values()},
+        }
+        for handler in self._registry.handlers():
+            entry = cast(_Entry, handler.callback)
+            events = list(ExpMessage(handler.pattern)) if handler.pattern else [ExpMessage(0)]
+            for event in events:
+                view[event].append((entry.callback, entry.compound))
+        return view
+
+    def _receive(self, data: bytes, addr: Addr) -> None:
+        """Run the callbacks for one received message (no echo: the transport layer's job).
+
+        Invalid input is dropped with a ``RuntimeWarning``, as iblutil warns.
+        """
+        parsed = parse_message(data, self.max_message_size)
+        if type(parsed) is Message:
+            self._dispatch(parsed.event, parsed.data, addr)
+        elif type(parsed) is ErrorReport:
+            self._error_report(parsed, addr)
+        else:
+            self._rejected(cast(Rejected, parsed), addr)
+
+    def _rejected(self, parsed: Rejected, addr: Addr) -> None:
+        self.dropped[parsed.reason] += 1
+        self.logger.warning(
+            "%s: dropped message from %s (%s): %.120r", self.name, addr, parsed.detail, parsed.raw
+        )
+        # The text names only the reason, never the data: the warnings registry keeps
+        # one entry per distinct text, so garbage from the network cannot grow it.
+        warnings.warn(
+            f"Expected a list [event, *data]; dropped a message ({parsed.reason})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
     def _dispatch(self, event: ExpMessage, data: list[Any], addr: Addr) -> int:
-        if not len(self._callbacks):
-            return 0
-        return self._callbacks.dispatch(int(event), data, addr, event)
+        registry = self._registry
+        called = registry.dispatch(int(event), data, addr, event) if len(registry) else 0
+        if not called:
+            self.logger.debug("No callbacks to execute for event %s", event.name)
+        return called
 
     def _handlers(self) -> list[Handler]:
-        return self._callbacks.handlers()
+        return self._registry.handlers()
 
     def _track(self, awaitable: Any, event: ExpMessage, addr: Addr, cb: Any) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -250,8 +311,8 @@ class Communicator(Service):
 
     def close(self) -> None:
         """De-register every callback and cancel waiting futures."""
-        for handler in self._callbacks.handlers():
+        for handler in self._registry.handlers():
             cb = cast(_Entry, handler.callback).callback
             if isinstance(cb, asyncio.Future) and not cb.done():
                 cb.cancel("Close called on communicator")
-        self._callbacks.clear()
+        self._registry.clear()

@@ -26,6 +26,7 @@ __all__ = [
     "RigTypeError",
     "RigValueError",
     "ServicesTimeoutError",
+    "UnsupportedTransportError",
 ]
 
 
@@ -39,6 +40,10 @@ class RigTypeError(LocalProtocolError, TypeError):
 
 class MessageTooLargeError(RigValueError):
     """A message too large for one UDP datagram (iblutil would send it and time out)."""
+
+
+class UnsupportedTransportError(LocalProtocolError, RuntimeError):
+    """A transport whose socket type does not match the URI's scheme (also ``RuntimeError``)."""
 
 
 class EchoTimeoutError(Timeout):

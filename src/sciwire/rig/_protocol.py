@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import enum
 import json
-import logging
+import warnings
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, MutableMapping
 from enum import IntEnum, IntFlag
 from functools import reduce
 from operator import or_
@@ -34,6 +34,7 @@ __all__ = [
     "ErrorReport",
     "ExpMessage",
     "ExpStatus",
+    "LastSentView",
     "Message",
     "Rejected",
     "Service",
@@ -42,8 +43,6 @@ __all__ = [
     "encode",
     "parse_message",
 ]
-
-logger = logging.getLogger(__name__)
 
 LISTEN_PORT = 11001
 PROTOCOL_VERSION = "1.0.0"
@@ -182,7 +181,7 @@ def encode(data: Any) -> bytes:
 def decode(data: bytes | str) -> Any:
     """Parse a message as iblutil's ``Communicator.decode``: JSON, else the text itself.
 
-    Non-JSON text is logged (iblutil warns) and returned as a string.
+    Non-JSON text is returned as a string with a warning, as iblutil warns.
 
     Raises:
         RigValueError: the bytes are not valid UTF-8 (also ValueError).
@@ -197,7 +196,8 @@ def decode(data: bytes | str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        logger.warning("Failed to decode as JSON: %.80r", text)
+        # One fixed text: the warnings registry keeps one entry per distinct message.
+        warnings.warn("Failed to decode as JSON", stacklevel=2)
         return text
 
 
@@ -351,8 +351,14 @@ class EchoState(Generic[T]):
         self._late.clear()
         return tokens
 
-    def receive(self, addr: Hashable, data: bytes) -> tuple[EchoVerdict, T | None]:
-        """Classify a message from *addr*; awaited entries are consumed."""
+    def receive(
+        self, addr: Hashable, data: bytes, max_size: int | None = None
+    ) -> tuple[EchoVerdict, T | None]:
+        """Classify a message from *addr*; awaited entries are consumed.
+
+        Args:
+            max_size: the truncation length for this call (default ``max_message_size``).
+        """
         entry = self._awaiting.pop(addr, None)
         if entry is None:
             if self._late and self._late.get(addr) == data:
@@ -364,12 +370,42 @@ class EchoState(Generic[T]):
         if data == expected:
             self.counts["match"] += 1
             return EchoVerdict.MATCH, token
-        size = self.max_message_size
+        size = self.max_message_size if max_size is None else max_size
         if len(data) == size and expected[:size] == data:
             self.counts["truncated"] += 1
             return EchoVerdict.TRUNCATED, token
         self.counts["mismatch"] += 1
         return EchoVerdict.MISMATCH, token
+
+
+class LastSentView(MutableMapping[Hashable, tuple[bytes, T]], Generic[T]):
+    """iblutil's ``_last_sent`` shape over an :class:`EchoState` whose tokens are
+    ``(future, deadline)``: ``{addr: (payload, future)}``.
+
+    Writing an entry awaits that echo with no deadline; deleting one stops awaiting
+    it. Deleting an entry that is already gone is a no-op: an entry is consumed when
+    its echo arrives, which iblutil's dict does not do.
+    """
+
+    def __init__(self, state: EchoState[tuple[T, float]]) -> None:
+        self._state = state
+
+    def __getitem__(self, addr: Hashable) -> tuple[bytes, T]:
+        payload, (token, _) = self._state.pending()[addr]
+        return payload, token
+
+    def __setitem__(self, addr: Hashable, value: tuple[bytes, T]) -> None:
+        payload, token = value
+        self._state.expect(addr, payload, (token, float("inf")))
+
+    def __delitem__(self, addr: Hashable) -> None:
+        self._state.forget(addr, late=False)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._state.pending())
+
+    def __len__(self) -> int:
+        return len(self._state.awaited)
 
 
 # -- outgoing message shapes (iblutil's Service) ----------------------------------------
@@ -394,7 +430,9 @@ class Service:
     override them to send it (asynchronously).
     """
 
-    name: str
+    #: the service's label (on the class too, as iblutil's slot makes it, so that
+    #: ``mock.create_autospec`` and ``spec=`` doubles of a communicator have it)
+    name: str = ""
 
     def init(self, data: Any = None) -> Any:
         """``(EXPINIT, data)``."""

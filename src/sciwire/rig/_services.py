@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sciwire.rig._client import EchoProtocol
+from sciwire.rig._communicator import Communicator
 from sciwire.rig._errors import RigTypeError, ServicesTimeoutError
 from sciwire.rig._protocol import ExpMessage, Service, encode
 
@@ -25,7 +26,12 @@ __all__ = ["Services"]
 class Services(Service, Mapping[str, Any]):
     """Several remote rig communicators driven as one.
 
-    A read-only mapping of rig name to communicator.
+    A read-only mapping of rig name to communicator, as iblutil's: reads work,
+    mutators (``services[k] = v``, ``del``, ``pop``, ``popitem``, ``clear``,
+    ``update``, ``setdefault``) raise ``TypeError``.
+
+    Rigs that are not our own communicators (any :class:`Service` with an async
+    ``on_event``) are awaited through their ``on_event``, as iblutil awaits them.
 
     Args:
         remote_rigs: the communicators (``EchoProtocol`` clients), keyed by their name.
@@ -53,6 +59,11 @@ class Services(Service, Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Services({list(self.data)}, timeout={self.timeout})"
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise RigTypeError("Services is read-only: build a new one to change its rigs")
+
+    __setitem__ = __delitem__ = pop = popitem = clear = update = setdefault = _read_only
 
     @property
     def is_connected(self) -> bool:
@@ -91,8 +102,11 @@ class Services(Service, Mapping[str, Any]):
         loop = asyncio.get_running_loop()
         futures: dict[str, asyncio.Future[Any]] = {}
         for rig in rigs:
-            fut: asyncio.Future[Any] = loop.create_future()
-            rig.assign_callback(event, fut)
+            if issubclass(type(rig), Communicator):  # ours: a future, no task
+                fut: asyncio.Future[Any] = loop.create_future()
+                rig.assign_callback(event, fut)
+            else:  # another Service: its public on_event, as a task
+                fut = asyncio.ensure_future(rig.on_event(event))
             futures[rig.name] = fut
         return futures
 
@@ -130,7 +144,9 @@ class Services(Service, Mapping[str, Any]):
 
     def _drop(self, event: ExpMessage, futures: dict[str, asyncio.Future[Any]]) -> None:
         for name, fut in futures.items():
-            if not fut.done() or fut.cancelled():  # still registered with its rig
+            if isinstance(fut, asyncio.Task):
+                fut.cancel()  # a no-op once done
+            elif not fut.done() or fut.cancelled():  # still registered with its rig
                 self.data[name].clear_callbacks(event, fut)  # also cancels it
 
     async def await_all(self, event: Any) -> dict[str, Any]:

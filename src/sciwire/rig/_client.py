@@ -22,9 +22,7 @@ from typing import Any, cast
 
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.rig._communicator import Addr, Communicator
-from sciwire.rig._datagram import open_datagram
 from sciwire.rig._errors import (
-    ConnectError,
     ConnectionClosed,
     EchoMismatchError,
     EchoTimeoutError,
@@ -33,7 +31,14 @@ from sciwire.rig._errors import (
     RigValueError,
     UnsupportedTransportError,
 )
-from sciwire.rig._framing import DEFAULT_MAX_BUFFER, BufferOverflowError, StreamSplitter
+from sciwire.rig._factories import open_client, open_server
+from sciwire.rig._framing import (
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_TOTAL_BUFFER,
+    BufferBudget,
+    BufferOverflowError,
+    StreamSplitter,
+)
 from sciwire.rig._links import StreamLink
 from sciwire.rig._protocol import (
     NOT_JSON,
@@ -47,7 +52,7 @@ from sciwire.rig._protocol import (
     classify,
     parse_message,
 )
-from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
+from sciwire.rig._uri import STREAM_SCHEMES
 
 __all__ = ["EchoProtocol"]
 
@@ -67,7 +72,11 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Server: the asyncio server in the TCP server role, else None.
         default_echo_timeout: seconds to wait for an echo (1.0).
         max_message_size: the largest message accepted (65535, UDP's maximum).
-        max_buffer_size: the most bytes a TCP connection may hold for one message.
+        max_buffer_size: the most bytes a TCP connection may hold for one message
+            (1 MiB); a connection over it is closed.
+        max_total_buffer_size: the most bytes of incomplete messages a TCP server
+            holds across all its connections (32 MiB); the connection whose data
+            passes it is closed and that is logged once, naming the peer and the limit.
         close_on_failure: close after an echo timeout or mismatch (iblutil does; True in
             the client role, False in the server role so one bad peer cannot cut the others).
         dropped: counts of messages dropped unechoed, by reason.
@@ -76,6 +85,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     Server: asyncio.AbstractServer | None = None
     default_echo_timeout = 1.0
     max_buffer_size = DEFAULT_MAX_BUFFER
+    max_total_buffer_size = DEFAULT_MAX_TOTAL_BUFFER
 
     def __init__(
         self, server_uri: Any, role: str, name: str | None = None, logger: Any = None
@@ -95,6 +105,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self._closed = False
         self._links: dict[Addr, StreamLink] = {}
         self._splitter = StreamSplitter(self.max_buffer_size)
+        self._budget = BufferBudget()
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
         self.close_on_failure = self.role == "client"
         self._server_role = self.role == "server"
@@ -448,13 +459,21 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         addr: Addr,
         transport: asyncio.BaseTransport | None,
     ) -> None:
+        before = splitter.buffered
         try:
             items = splitter.feed(data)
         except BufferOverflowError as exc:
+            self._budget.release(addr)
             self.dropped["overflow"] += 1
             self.logger.warning("%s: closing connection from %s: %s", self.name, addr, exc)
             if transport is not None:
                 transport.close()
+            return
+        after = splitter.buffered
+        # the common whole-message chunk (nothing held before or after) skips the budget
+        budget = self._budget
+        if (before or after) and budget.update(addr, before, after) > self.max_total_buffer_size:
+            self._over_budget(splitter, addr, transport)
             return
         for raw, value in items:
             if value is NOT_JSON:
@@ -462,7 +481,27 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             else:
                 self._receive(raw, addr, value)
 
+    def _over_budget(
+        self, splitter: StreamSplitter, addr: Addr, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """Close the connection whose data passed the total budget, and say so once."""
+        total = self._budget.total
+        self._budget.release(addr)
+        splitter.discard()
+        self.dropped["budget"] += 1
+        self.logger.warning(
+            "%s: closing connection from %s: max_total_buffer_size (%d bytes across "
+            "connections) reached with %d bytes held",
+            self.name,
+            addr,
+            self.max_total_buffer_size,
+            total,
+        )
+        if transport is not None:
+            transport.close()
+
     def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
+        self._budget.release(addr)
         pending = self._echo.pending().get(addr)
         self._echo.forget(addr, late=False)
         if pending is not None:
@@ -585,34 +624,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the address cannot be bound (also OSError).
         """
-        proc, host, port = parse_uri(server_uri, allow_port_zero=True)
-        _check_scheme(proc)
-        loop = asyncio.get_running_loop()
-        uri = format_uri(proc, host, port or 1)  # validated with a stand-in port until bound
-        try:
-            if proc in STREAM_SCHEMES:
-                protocol = EchoProtocol(uri, "server", name=name, logger=log)
-                tcp_server = await loop.create_server(
-                    lambda: StreamLink(protocol), host, port, **kwargs
-                )
-                protocol.Server = tcp_server
-                # the listening socket (iblutil's shows the last accepted connection's)
-                protocol._socket = tcp_server.sockets[0]
-                bound = tcp_server.sockets[0].getsockname()
-            else:
-                protocol = EchoProtocol(uri, "server", name=name, logger=log)
-                await _open_udp(protocol, local_addr=(host, port), **kwargs)
-                bound = protocol._transport.get_extra_info("sockname")
-        except OSError as exc:
-            raise ConnectError(f"cannot listen on {server_uri}: {exc}") from exc
-        protocol.server_uri = format_uri(proc, host, bound[1])
-        protocol._peer = (host, bound[1])
-        if name is None:
-            protocol.name = protocol.server_uri
-            if log is None:  # named after the bound address, as iblutil names it
-                protocol.logger = logging.getLogger(protocol.name)
-        protocol.logger.info("Listening on %s", protocol.server_uri)
-        return protocol
+        return await open_server(EchoProtocol, server_uri, name, log, **kwargs)
 
     @staticmethod
     async def client(
@@ -630,34 +642,4 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the TCP connection failed (also OSError).
         """
-        proc, host, port = parse_uri(server_uri)
-        _check_scheme(proc)
-        uri = format_uri(proc, host, port)
-        loop = asyncio.get_running_loop()
-
-        def factory() -> EchoProtocol:
-            return EchoProtocol(uri, "client", name=name, logger=log)
-
-        try:
-            if proc in STREAM_SCHEMES:
-                _, protocol = await loop.create_connection(factory, host, port, **kwargs)
-            else:
-                protocol = factory()
-                await _open_udp(protocol, remote_addr=(host, port), **kwargs)
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
-        return protocol
-
-
-async def _open_udp(protocol: EchoProtocol, **kwargs: Any) -> None:
-    """Give *protocol* a draining UDP transport (asyncio's on loops without add_reader)."""
-    try:
-        await open_datagram(protocol, **kwargs)
-    except NotImplementedError:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: protocol, **kwargs)
-
-
-def _check_scheme(proc: str) -> None:
-    if proc != "udp" and proc not in STREAM_SCHEMES:
-        raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")
+        return await open_client(EchoProtocol, server_uri, name, log, **kwargs)

@@ -23,10 +23,18 @@ from typing import Any
 from sciwire.errors import RemoteProtocolError
 from sciwire.rig._protocol import NOT_JSON
 
-__all__ = ["DEFAULT_MAX_BUFFER", "BufferOverflowError", "StreamSplitter"]
+__all__ = [
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_TOTAL_BUFFER",
+    "BufferOverflowError",
+    "StreamSplitter",
+]
 
 #: Largest incomplete message held per connection before the stream is declared broken.
 DEFAULT_MAX_BUFFER = 1 << 20
+#: Most bytes of incomplete messages a TCP server holds across all its connections
+#: (without it, N connections could hold N times the per-connection cap).
+DEFAULT_MAX_TOTAL_BUFFER = 32 << 20
 
 _WS = re.compile(r"[ \t\n\r]*")
 # What may still be the unfinished tail of a valid value at the end of the buffer.
@@ -70,6 +78,10 @@ class StreamSplitter:
     def buffered(self) -> int:
         """Bytes held for an incomplete value."""
         return len(self._buf)
+
+    def discard(self) -> None:
+        """Drop the incomplete value held (the stream is being closed)."""
+        self._buf = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, Any]]:
         """Add *chunk*; return every complete value now available.
@@ -125,6 +137,32 @@ class StreamSplitter:
         if ascii_only:
             return buf[start:end]
         return buf[self._offset(text, start, False) : self._offset(text, end, False)]
+
+
+class BufferBudget:
+    """Bytes of incomplete messages held across a server's connections, against a limit.
+
+    Sans-I/O bookkeeping: the owner reports each connection's held bytes after every
+    read (:meth:`update`), compares the total with its limit, and releases a
+    connection when it closes (:meth:`release`).
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._held: dict[Any, int] = {}
+
+    def update(self, key: Any, before: int, after: int) -> int:
+        """Record that *key* now holds *after* bytes (it held *before*); return the total."""
+        self.total += after - before
+        if after:
+            self._held[key] = after
+        else:
+            self._held.pop(key, None)
+        return self.total
+
+    def release(self, key: Any) -> None:
+        """Forget what *key* held (its connection closed or its buffer was dropped)."""
+        self.total -= self._held.pop(key, 0)
 
 
 def _has_bad_utf8(raw: bytes) -> bool:

@@ -216,11 +216,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             RigValueError: a UDP client given another peer's address.
         """
         payload = self.encode(data)
-        if self._stream and not self._server_role:
-            if addr is not None and (addr[0], addr[1]) != self._peer:
-                self.logger.warning("Message not sent: unexpected address %s", addr)
-                return
-        elif self.logger.isEnabledFor(logging.DEBUG):
+        if not self._server_role and addr is not None and (addr[0], addr[1]) != self._peer:
+            if not self._stream:
+                raise RigValueError(f"Unexpected remote address {addr}")
+            self.logger.warning("Message not sent: unexpected address %s", addr)
+            return
+        if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("Send %.120r to %s://%s", payload, self.protocol, addr or self._peer)
         self._send_raw(payload, addr)
 

@@ -53,12 +53,11 @@ from sciwire.rig._protocol import (
     parse_message,
 )
 from sciwire.rig._uri import STREAM_SCHEMES
+from sciwire.rig._watchdog import Pending, Watchdog
 
 __all__ = ["EchoProtocol"]
 
 _UNPARSED = object()
-_Pending = tuple["asyncio.Future[bool]", float]  # the echo's future and its deadline
-_EARLY = 0.001  # asyncio may run a timer up to its clock resolution early
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 
 
@@ -99,7 +98,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if not self._stream and self.protocol != "udp":
             raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
         self._peer: Addr = (self.hostname, self.port)
-        self._echo: EchoState[_Pending] = EchoState(self.max_message_size)
+        self._echo: EchoState[Pending] = EchoState(self.max_message_size)
         #: iblutil's ``{addr: (payload, echo_future)}`` of the echoes awaited (a live view)
         self._last_sent = LastSentView(self._echo)
         self._closed = False
@@ -109,9 +108,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self._udp_limit = _UDP_LIMIT[socket.AF_INET6 if ":" in self.hostname else socket.AF_INET]
         self.close_on_failure = self.role == "client"
         self._server_role = self.role == "server"
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._watchdog_at = 0.0
         loop = self._loop = asyncio.get_running_loop()
+        self._watchdog = Watchdog(loop, self._echo, self._expire)
         self.on_connection_lost: asyncio.Future[Any] = loop.create_future()
         self.on_error_received: asyncio.Future[Any] = loop.create_future()
         self.on_eof_received: asyncio.Future[Any] = loop.create_future()
@@ -372,27 +370,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             return fut
         deadline = loop.time() + timeout
         self._echo.expect(target, payload, (fut, deadline))
-        # One watchdog timer for all deadlines, not a timer per message.
-        if self._watchdog is None or deadline < self._watchdog_at:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            self._watchdog = loop.call_at(deadline, self._check_deadlines)
-            self._watchdog_at = deadline
+        self._watchdog.arm(deadline)
         return fut
-
-    def _check_deadlines(self) -> None:
-        self._watchdog = None
-        loop = asyncio.get_running_loop()
-        now = loop.time() + _EARLY
-        earliest: float | None = None
-        for addr, (_, (fut, deadline)) in self._echo.pending().items():
-            if deadline <= now:
-                self._expire(cast(Addr, addr), fut)
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
-        if earliest is not None:
-            self._watchdog = loop.call_at(earliest, self._check_deadlines)
-            self._watchdog_at = earliest
 
     def _expire(self, target: Addr, fut: asyncio.Future[bool]) -> None:
         if fut.done():
@@ -585,9 +564,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             if link.transport is not None:
                 link.transport.close()
         super().close()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self._watchdog.cancel()
         for fut, _ in self._echo.clear():
             if not fut.done():
                 fut.cancel("Close called on communicator")

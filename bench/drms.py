@@ -35,7 +35,7 @@ import pandas as pd
 
 from bench.harness import Workload, best_rate, placements
 from sciwire.drms import HttpJsonClient, ServerConfig
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
 
 CHUNK = 25  # rs_summary calls per timed chunk (batches: see bench/harness.py)
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"

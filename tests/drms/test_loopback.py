@@ -24,10 +24,10 @@ from sciwire.drms import (
     ServerConfig,
     keyword_columns,
 )
-from sciwire.drms import protocol as P
-from sciwire.drms.server import JsocEmulator
-from sciwire.drms.transfer import Progress
-from sciwire.drms.transport import BlockingTransport
+from sciwire.drms import _protocol as P
+from sciwire.drms._server import JsocEmulator
+from sciwire.drms._transfer import Progress
+from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
 from .conftest import FakeClock
@@ -256,7 +256,7 @@ def test_gzip_and_keepalive(emulator: JsocEmulator) -> None:
 
 def test_debug_logs_urls(client: HttpJsonClient, caplog: pytest.LogCaptureFixture) -> None:
     client.debug = True
-    with caplog.at_level(logging.INFO, logger="sciwire.drms.client"):
+    with caplog.at_level(logging.INFO, logger="sciwire.drms.json"):
         client.rs_summary(RS)
     assert any("op=rs_summary" in r.getMessage() for r in caplog.records)
 

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sciwire.drms import HttpJsonClient, keyword_columns
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
+from sciwire.drms._server import JsocEmulator
 from sciwire.drms.config import get_server
-from sciwire.drms.server import JsocEmulator
 
 pytestmark = pytest.mark.interop
 

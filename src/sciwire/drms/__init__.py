@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sciwire.drms.client import AsyncHttpJsonClient, HttpJsonClient, HttpJsonRequest
+from sciwire.drms._protocol import JsocInfoConstants, keyword_columns
 from sciwire.drms.config import ServerConfig, UnknownServerError, register_server
 from sciwire.drms.exceptions import (
     DrmsError,
@@ -19,10 +19,10 @@ from sciwire.drms.exceptions import (
     DrmsOperationNotSupported,
     DrmsQueryError,
 )
-from sciwire.drms.protocol import JsocInfoConstants, keyword_columns
+from sciwire.drms.json import AsyncHttpJsonClient, HttpJsonClient, HttpJsonRequest
 
 if TYPE_CHECKING:
-    from sciwire.drms.server import JsocEmulator
+    from sciwire.drms._server import JsocEmulator
 
 __all__ = [
     "AsyncHttpJsonClient",
@@ -45,7 +45,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The emulator pulls in the server side; load it only when asked for.
     if name == "JsocEmulator":
-        from sciwire.drms.server import JsocEmulator
+        from sciwire.drms._server import JsocEmulator
 
         return JsocEmulator
     raise AttributeError(name)

@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 
 from sciwire.demo import DemoRow
-from sciwire.drms.client import HttpJsonClient
-from sciwire.drms.protocol import keyword_columns
-from sciwire.drms.server import JsocEmulator
+from sciwire.drms._protocol import keyword_columns
+from sciwire.drms._server import JsocEmulator
+from sciwire.drms.json import HttpJsonClient
 
 __all__ = ["run"]
 

@@ -1,6 +1,6 @@
 """``HttpJsonClient`` (blocking, drop-in for drms.HttpJsonClient) and its asyncio twin.
 
-The blocking client runs on :class:`~sciwire.drms.transport.BlockingTransport`, a lean
+The blocking client runs on :class:`~sciwire.drms._transport.BlockingTransport`, a lean
 keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for small
 sequential CGI calls a direct socket round trip costs far less than a hop through an
 event-loop thread or http.client, and it is several times faster than drms's
@@ -22,11 +22,11 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from sciwire.drms import protocol as P
-from sciwire.drms import transfer
+from sciwire.drms import _protocol as P
+from sciwire.drms import _transfer as transfer
+from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.config import ServerConfig, get_server
 from sciwire.drms.exceptions import DrmsHttpError
-from sciwire.drms.transport import BlockingTransport
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]

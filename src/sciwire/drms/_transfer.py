@@ -20,9 +20,9 @@ from typing import IO, Any
 
 import aiohttp
 
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
+from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
-from sciwire.drms.transport import BlockingTransport
 from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
 __all__ = ["Progress", "download_async", "download_blocking", "wait_async", "wait_blocking"]

@@ -43,6 +43,7 @@ __all__ = [
     "keyword_columns",
     "record_filename",
     "rs_list_columns",
+    "rs_list_split",
     "rs_list_url",
     "rs_summary_url",
     "series_name",
@@ -417,7 +418,10 @@ def _to_int(values: list[str]) -> list[int | float]:
         try:
             append(int(v, 0) if v[:2] in ("0x", "0X") else int(v))
         except ValueError:
-            append(math.nan)  # MISSING and other non-numbers
+            try:
+                append(float(v))  # "1e3", "1.5": numbers all the same, as pandas reads them
+            except ValueError:
+                append(math.nan)  # MISSING and other non-numbers
     return out
 
 
@@ -444,7 +448,8 @@ def _to_float(values: list[str]) -> list[float]:
 
 def _column(name: str, values: list[Any], types: Mapping[str, str]) -> list[Any]:
     kind = types.get(name)
-    if kind in _INT_TYPES or name in ("*recnum*", "*sunum*", "*size*"):
+    # the pseudo-keywords are numbers unless *types* names them (e.g. to skip them)
+    if kind in _INT_TYPES or (kind is None and name in ("*recnum*", "*sunum*", "*size*")):
         return _to_int(values)
     if kind in _REAL_TYPES:
         return _to_float(values)
@@ -495,6 +500,19 @@ def rs_list_columns(
     only one column are alive at a time: faster and with a lower memory peak on large
     answers. Raises DrmsQueryError for a failed query, RemoteProtocolError for bad JSON.
     """
+    columns, _rest = rs_list_split(body, types, encoding)
+    return columns if columns is not None else {}
+
+
+def rs_list_split(
+    body: bytes, types: Mapping[str, str] | None = None, encoding: str = "latin1"
+) -> tuple[dict[str, list[Any]] | None, dict[str, Any]]:
+    """An rs_list answer as (typed keyword columns, the rest of the answer).
+
+    The columns are None when the answer has no ``keywords`` entry (no records, or no
+    keywords asked); the rest holds ``segments``, ``links``, ``recinfo``, ``count``...
+    Raises DrmsQueryError for a failed query, RemoteProtocolError for bad JSON.
+    """
     types = types or {}
     try:
         text = body.decode(encoding)
@@ -504,7 +522,11 @@ def rs_list_columns(
     if head is None:  # not keywords-first (or an error answer): take the general path
         d = decode_json(body, encoding)
         check_query_status(d)
-        return keyword_columns(d, types)
+        if "keywords" not in d:
+            return None, d
+        columns = keyword_columns(d, types)
+        del d["keywords"]
+        return columns, d
     out: dict[str, list[Any]] = {}
     idx = head.end()
     try:
@@ -535,4 +557,4 @@ def rs_list_columns(
     if not isinstance(rest, dict):
         raise RemoteProtocolError("JSOC answered with a malformed rs_list", body)
     check_query_status(rest)
-    return out
+    return out, rest

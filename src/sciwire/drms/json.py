@@ -16,20 +16,34 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.request import Request
 
 import aiohttp
 
 from sciwire.drms import _protocol as P
 from sciwire.drms import _transfer as transfer
+from sciwire.drms._protocol import JsocInfoConstants
 from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.config import ServerConfig, get_server
 from sciwire.drms.exceptions import DrmsHttpError
+from sciwire.drms.utils import create_request_with_header
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
-__all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]
+__all__ = [
+    "AsyncHttpJsonClient",
+    "HttpJsonClient",
+    "HttpJsonRequest",
+    "JsocInfoConstants",
+    "const",
+    "urlopen",
+]
+
+#: drms's older name for the constants (``drms.const.all == "**ALL**"``).
+const = JsocInfoConstants
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +55,76 @@ C = TypeVar("C")  # typed columns: dict[str, list[Any]]
 L = TypeVar("L")  # downloaded files: list[Path]
 
 
-class HttpJsonRequest:
-    """One finished CGI request: ``url``, ``raw_data`` (bytes) and ``data`` (decoded)."""
+class _Opened:
+    """What :func:`urlopen` returns: the final ``url`` and a ``read()`` of the body."""
 
-    def __init__(self, url: str, raw_data: bytes, encoding: str) -> None:
+    def __init__(self, url: str, body: bytes) -> None:
         self.url = url
-        self.raw_data = raw_data
+        self._body = body
+
+    def read(self) -> bytes:
+        """The whole (decoded) body."""
+        return self._body
+
+
+def urlopen(request: Request | str, timeout: float | None = 60.0) -> _Opened:
+    """GET *request* (a URL or a urllib Request, its headers sent) over sciwire's transport.
+
+    The one-shot opener behind :class:`HttpJsonRequest`, as drms.json has one; the
+    clients keep their connections instead. Failures are sciwire errors
+    (:class:`~sciwire.drms.exceptions.DrmsHttpError` for an HTTP error status).
+    """
+    if isinstance(request, str):
+        request = create_request_with_header(request)
+    headers = {k: v for k, v in request.header_items() if k.lower() != "host"}
+    transport = BlockingTransport(timeout=timeout, retries=0)
+    try:
+        resp = transport.get(request.full_url, headers)
+    finally:
+        transport.close()
+    return _Opened(resp.url, resp.body)
+
+
+class HttpJsonRequest:
+    """One CGI request, made when created: ``url``, ``raw_data`` (bytes), ``data`` (decoded).
+
+    Args:
+        url: the full request URL.
+        encoding: the text encoding of the answer (the server config's ``encoding``).
+        timeout: seconds to wait (``socket.getdefaulttimeout()`` wins when set, as in drms).
+    """
+
+    def __init__(self, url: str, encoding: str, timeout: float | None = 60.0) -> None:
+        timeout = socket.getdefaulttimeout() or timeout
+        self._http = urlopen(create_request_with_header(url), timeout=timeout)
         self._encoding = encoding
+        self._raw: bytes | None = None
         self._data: dict[str, Any] | None = None
+
+    @classmethod
+    def _answered(cls, url: str, raw_data: bytes, encoding: str) -> HttpJsonRequest:
+        """A request whose answer a client already read (no second request)."""
+        self = cls.__new__(cls)
+        self._http = _Opened(url, raw_data)
+        self._encoding = encoding
+        self._raw = raw_data
+        self._data = None
+        return self
 
     def __repr__(self) -> str:
         return f"<HttpJsonRequest: {self.url}>"
+
+    @property
+    def url(self) -> str:
+        """The requested URL."""
+        return self._http.url
+
+    @property
+    def raw_data(self) -> bytes:
+        """The answer's body."""
+        if self._raw is None:
+            self._raw = self._http.read()
+        return self._raw
 
     @property
     def data(self) -> dict[str, Any]:
@@ -286,7 +359,12 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[P
     def _json_request(self, url: str) -> HttpJsonRequest:
         self._log_url(url)
         resp = self._transport.get(url)
-        return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
+        return HttpJsonRequest._answered(resp.url, resp.body, self._server.encoding)
+
+    def _raw(self, url: str) -> bytes:
+        """GET *url* on the kept connection and return the body (for Client's fast paths)."""
+        self._log_url(url)
+        return self._transport.get_body(url)
 
     def _get(self, build: Callable[[], str]) -> dict[str, Any]:
         # _json_request(url).data without the request object: the hot path of every call

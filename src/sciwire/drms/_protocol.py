@@ -356,6 +356,13 @@ def record_filename(record: str, filename: str) -> str | None:
     return ".".join(parts).replace("/", "_") + ext
 
 
+def _plain_name(name: str) -> str:
+    """*name* if it is one plain file name, else DrmsExportError (never a path)."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise DrmsExportError(f"refusing the server's file name {name!r}: not a plain file name")
+    return name
+
+
 def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(local filename, URL) of every file of a finished export (or url_quick answer).
 
@@ -363,7 +370,8 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
     means each filename is already a full path (url_quick), and then the local name
     is made from the record (server names like ``Dopplergram.fits`` repeat); tar
     exports offer the one tarfile. Entries named ``NoDataFile`` are skipped, and
-    local names are made unique (``name.1``, ``name.2``...).
+    local names are made unique (``name.1``, ``name.2``...). A file name that is not a
+    plain name (empty, ``.``, ``..``, a path) raises DrmsExportError.
     """
     base = server.http_download_baseurl
     if base is None:
@@ -384,10 +392,13 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
     out = []
     taken: set[str] = set()
     for record, path in items:
-        if not path or path == "NoDataFile" or path.endswith("/NoDataFile"):
+        if path == "NoDataFile" or path.endswith("/NoDataFile"):
             continue
-        full = f"{directory}/{path.lstrip('/')}" if directory else path.lstrip("/")
+        if directory:
+            _plain_name(path)  # files of an export folder are named plainly in it
+        full = f"{directory}/{path}" if directory else path.lstrip("/")
         name = (record_filename(record, path) if from_record else None) or full.rsplit("/")[-1]
+        _plain_name(name)
         unique, i = name, 0
         while unique in taken:
             i += 1

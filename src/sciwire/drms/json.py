@@ -14,6 +14,7 @@ client adds only its I/O: ``_get`` / ``_get_raw``, waiting and downloading.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
@@ -355,6 +356,14 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[P
     def close(self) -> None:
         """Close the kept-alive connection (the client still works afterwards)."""
         self._transport.close()
+
+    def __del__(self) -> None:
+        # drms users never close a client: close its kept connection when it goes,
+        # rather than leave the socket to the garbage collector (a ResourceWarning)
+        transport = self.__dict__.get("_transport")
+        if transport is not None:
+            with contextlib.suppress(Exception):  # never raise from a finalizer
+                transport.close()
 
     def _json_request(self, url: str) -> HttpJsonRequest:
         self._log_url(url)

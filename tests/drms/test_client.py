@@ -143,6 +143,7 @@ def test_export_quick_and_download(c: Client, tmp_path: Path) -> None:
     req = c.export("hmi.v_45s[2016.04.01/3m]{Dopplergram}")
     assert isinstance(req, ExportRequest)
     assert req.status == 0 and req.id is None and req.method == "url_quick"
+    assert req.protocol == "as-is"
     assert repr(req) == "<ExportRequest: id=None, status=0>"
     assert req.has_finished() and req.has_succeeded() and not req.has_failed()
     assert req.wait() is True

@@ -19,10 +19,15 @@ from sciwire.drms import _protocol as P
 from sciwire.drms._export_request import ExportRequest
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsOperationNotSupported, DrmsQueryError
+from sciwire.drms.json import AsyncHttpJsonClient as AsyncHttpJsonClient
 from sciwire.drms.json import HttpJsonClient
+from sciwire.drms.json import HttpJsonRequest as HttpJsonRequest
 from sciwire.drms.utils import _extract_series_name, _split_arg
 
 __all__ = ["Client", "ExportRequest", "SeriesInfo"]
+
+# HttpJsonClient (and HttpJsonRequest) are reachable here too, as in drms.client;
+# AsyncHttpJsonClient too, from the time sciwire kept both clients in this module.
 
 logger = logging.getLogger(__name__)
 

@@ -352,3 +352,28 @@ def test_exports_equal(pair: tuple[drms.Client, sd.Client], tmp_path: Path) -> N
     assert ra.wait(sleep=0.1, timeout=30)
     rb = ours.export_from_id(ra.id)
     assert rb.has_succeeded() and rb.urls.equals(ra.urls) and rb.dir == ra.dir
+
+
+@pytest.mark.parametrize(
+    ("ds", "kwargs"),
+    [
+        ("hmi.v_45s[2016.04.01/2m]", {"method": "url", "protocol": "fits"}),
+        ("aia.lev1_euv_12s[2016.04.01/1m][171]", {"method": "url-tar", "n": 2}),
+        ("hmi.nothing[2016.04.01]", {"method": "url", "filenamefmt": False}),
+        ("hmi.m_720s[2016.04.01/1h]", {"protocol": "jpg", "protocol_args": {"ct": "GREY.sao"}}),
+        ("hmi.m_720s[2016.04.01/1h]", {"method": "url", "requester": False, "n": -1}),
+    ],
+)
+def test_client_export_requests_identical(
+    emulator: JsocEmulator,
+    pair: tuple[drms.Client, sd.Client],
+    ds: str,
+    kwargs: dict[str, Any],
+) -> None:
+    theirs, ours = pair
+    theirs.export(ds, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()})
+    their_request = emulator.requests[-1]
+    ours.export(ds, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()})
+    our_request = emulator.requests[-1]
+    assert "exp_request" in our_request
+    assert our_request == their_request.replace("&requester=", "&requestor=")

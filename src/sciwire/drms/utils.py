@@ -6,6 +6,7 @@ pandas is imported by the functions that build pandas objects, not by this modul
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 from urllib.request import Request
@@ -49,9 +50,12 @@ def _pd_to_datetime_coerce(arg: Any) -> Any:
     pd = _pandas.pandas()
     if _pandas_major() >= 2:
         try:
-            return pd.to_datetime(arg, errors="coerce", format="mixed", dayfirst=False)
-        except ValueError:
-            # pandas refuses mixed UTC offsets without utc=True, whatever errors= says
+            # mixed UTC offsets: pandas 3 raises ValueError, pandas 2 warns (FutureWarning)
+            # and returns objects; both then parse with utc=True
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FutureWarning)
+                return pd.to_datetime(arg, errors="coerce", format="mixed", dayfirst=False)
+        except (ValueError, FutureWarning):
             return pd.to_datetime(arg, errors="coerce", format="mixed", utc=True)
     return pd.to_datetime(arg, errors="coerce")
 

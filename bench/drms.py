@@ -15,12 +15,19 @@ Workloads:
   Measured as seconds per decode and as tracemalloc peak MB. The peak is
   deterministic and tracemalloc makes drms's pandas path take ~15 s, so each side's
   peak is measured once and reported for every round.
+- ``Client.query`` of the same 100,000 records x 10 keywords into a DataFrame, end to
+  end (request to the emulator, decode, numeric conversion), sciwire.drms.Client vs
+  drms.Client, each with its SeriesInfo cached beforehand: seconds per query and
+  tracemalloc peak MB (measured once per side, as above).
+
+SCIWIRE_BENCH_DRMS_N shrinks the record count for a smoke run (default 100000).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,14 +40,15 @@ from typing import Any
 import drms
 import pandas as pd
 
+import sciwire.drms
 from bench.harness import Workload, best_rate, placements
 from sciwire.drms import HttpJsonClient, ServerConfig
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
 
 CHUNK = 25  # rs_summary calls per timed chunk (batches: see bench/harness.py)
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
 BIG = "hmi.v_45s[2016.01.01_00:00:00_TAI/60d]"
-BIG_N = 100_000
+BIG_N = int(os.environ.get("SCIWIRE_BENCH_DRMS_N", "100000"))
 KEYS = "T_REC,CAMERA,T_OBS,QUALITY,DATAMEAN,DATARMS,EXPTIME,CRLT_OBS,DSUN_OBS,TELESCOP"
 
 
@@ -149,7 +157,18 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
 
         return one
 
+    our_client = sciwire.drms.Client(ServerConfig(cfg), timeout=300)
+    stack.callback(our_client.close)
+    our_client.info("hmi.v_45s")  # both clients start with the SeriesInfo cached
+
+    def our_query() -> object:
+        return our_client.query(BIG, key=KEYS, n=BIG_N)
+
+    def their_query() -> object:
+        return client.query(BIG, key=KEYS, n=BIG_N)
+
     size_note = f"{len(body) / 1e6:.1f} MB body"
+    query_note = f"{BIG_N} records x 10 keywords, emulator in its own process; {size_note}"
     # left to the scheduler (the target) and pinned both ways, in batches (see
     # bench/harness.py)
     summaries = [
@@ -168,7 +187,7 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
     return [
         *summaries,
         Workload(
-            "decode rs_list 100k x 10 -> typed columns",
+            f"decode rs_list {BIG_N // 1000}k x 10 -> typed columns",
             "s",
             seconds(our_decode),
             seconds(their_decode),
@@ -178,7 +197,7 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
             notes=size_note,
         ),
         Workload(
-            "decode rs_list 100k x 10 peak memory",
+            f"decode rs_list {BIG_N // 1000}k x 10 peak memory",
             "MB",
             _once(lambda: _peak_mb(our_decode)),
             _once(lambda: _peak_mb(their_decode)),
@@ -186,5 +205,25 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
             target=1.0,
             lower_is_better=True,
             notes=size_note,
+        ),
+        Workload(
+            f"Client.query {BIG_N // 1000}k x 10 -> DataFrame",
+            "s",
+            seconds(our_query),
+            seconds(their_query),
+            "drms.Client.query",
+            target=1.5,
+            lower_is_better=True,
+            notes=query_note,
+        ),
+        Workload(
+            f"Client.query {BIG_N // 1000}k x 10 peak memory",
+            "MB",
+            _once(lambda: _peak_mb(our_query)),
+            _once(lambda: _peak_mb(their_query)),
+            "drms.Client.query",
+            target=1.0,
+            lower_is_better=True,
+            notes=query_note,
         ),
     ]

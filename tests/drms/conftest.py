@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sciwire.drms import HttpJsonClient
-from sciwire.drms.server import JsocEmulator
+from sciwire.drms._server import JsocEmulator
 
 
 class FakeClock:

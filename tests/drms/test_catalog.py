@@ -10,15 +10,15 @@ from astropy.io import fits
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sciwire.drms.catalog import (
+from sciwire.drms._catalog import (
     CATALOG,
     QueryError,
     format_time,
     parse_recordset,
     parse_time,
 )
-from sciwire.drms.exports import ExportBook
-from sciwire.drms.fits import BLOCK, fits_image
+from sciwire.drms._exports import ExportBook
+from sciwire.drms._fits import BLOCK, fits_image
 
 V45 = CATALOG["hmi.v_45s"]
 

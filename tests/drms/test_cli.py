@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sciwire.cli import main
-from sciwire.drms.server import JsocEmulator
+from sciwire.drms._server import JsocEmulator
 
 from .conftest import FakeClock
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.drms import DrmsOperationNotSupported, ServerConfig
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
 from sciwire.drms.config import _OPERATIONS, get_server
 from sciwire.errors import RemoteProtocolError
 

@@ -24,10 +24,10 @@ from sciwire.drms import (
     ServerConfig,
     keyword_columns,
 )
-from sciwire.drms import protocol as P
-from sciwire.drms.server import JsocEmulator
-from sciwire.drms.transfer import Progress
-from sciwire.drms.transport import BlockingTransport
+from sciwire.drms import _protocol as P
+from sciwire.drms._server import JsocEmulator
+from sciwire.drms._transfer import Progress
+from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
 from .conftest import FakeClock
@@ -256,7 +256,7 @@ def test_gzip_and_keepalive(emulator: JsocEmulator) -> None:
 
 def test_debug_logs_urls(client: HttpJsonClient, caplog: pytest.LogCaptureFixture) -> None:
     client.debug = True
-    with caplog.at_level(logging.INFO, logger="sciwire.drms.client"):
+    with caplog.at_level(logging.INFO, logger="sciwire.drms.json"):
         client.rs_summary(RS)
     assert any("op=rs_summary" in r.getMessage() for r in caplog.records)
 
@@ -375,3 +375,37 @@ def test_download_progress_on_request(
     client.download(quick, tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "3/3 files" in err and "17.3 kB" in err
+
+
+UNSAFE_NAMES = ["", ".", "..", "x/", "/etc/passwd", "a/../../b", "..\\b", "nul\x00"]
+
+
+def _finished(filename: str) -> dict[str, object]:
+    return {
+        "status": "0",
+        "requestid": "JSOC_1",
+        "method": "url",
+        "dir": "/SUM1/D1",
+        "data": [{"record": "hmi.v_45s[2016.04.01_00:00:00_TAI][2]", "filename": filename}],
+    }
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+def test_download_refuses_unsafe_names(
+    client: HttpJsonClient, tmp_path: Path, name: str, overwrite: bool
+) -> None:
+    dest = tmp_path / "dest"
+    with pytest.raises(DrmsExportError, match="not a plain file name"):
+        client.download(_finished(name), dest, progress=False, overwrite=overwrite)
+    assert not list(tmp_path.iterdir())  # not even dest, and never dest.part beside it
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+async def test_async_download_refuses_unsafe_names(
+    emulator: JsocEmulator, tmp_path: Path, name: str
+) -> None:
+    async with AsyncHttpJsonClient(emulator.server_config(), timeout=10) as c:
+        with pytest.raises(DrmsExportError, match="not a plain file name"):
+            await c.download(_finished(name), tmp_path / "dest", progress=False, overwrite=True)
+    assert not list(tmp_path.iterdir())

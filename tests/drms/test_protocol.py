@@ -20,7 +20,7 @@ from sciwire.drms import (
     UnknownServerError,
     register_server,
 )
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
 from sciwire.drms.config import get_server
 from sciwire.errors import RemoteError, RemoteProtocolError, SciwireError
 

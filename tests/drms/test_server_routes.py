@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sciwire.drms.server import CGI_PATH, JsocEmulator
+from sciwire.drms._server import CGI_PATH, JsocEmulator
 
 from .conftest import FakeClock
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sciwire.drms import DrmsExportError, DrmsHttpError
-from sciwire.drms.transfer import MAX_POLL, MIN_POLL, _poll_interval, download_blocking
-from sciwire.drms.transport import BlockingTransport
+from sciwire.drms._transfer import MAX_POLL, MIN_POLL, _poll_interval, download_blocking
+from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
 

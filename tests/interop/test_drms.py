@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import drms
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sciwire.drms as sd
 from sciwire.drms import HttpJsonClient, keyword_columns
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
+from sciwire.drms._server import JsocEmulator
 from sciwire.drms.config import get_server
-from sciwire.drms.server import JsocEmulator
 
 pytestmark = pytest.mark.interop
 
@@ -260,3 +262,118 @@ def test_our_client_accepts_drms_config(config: Any, scaled: Callable[[float], f
         assert c.rs_summary("hmi.m_720s[2016.04.01/1d]")["count"] == 120
         d = c.rs_list("hmi.m_720s[2016.04.01/1d]", key="DATAMEAN", n=1)
         assert not math.isnan(float(d["keywords"][0]["values"][0]))
+
+
+# -- drms.Client and sciwire.drms.Client: the same frames from the same server ---------
+
+
+@pytest.fixture
+def pair(emulator: JsocEmulator, config: Any) -> Iterator[tuple[drms.Client, sd.Client]]:
+    # both clients on the one emulator (a module fixture shared with the tests above)
+    theirs = drms.Client(server=config, email=ME)
+    with sd.Client(emulator.server_config("sciwire-emulator"), email=ME) as ours:
+        yield theirs, ours
+
+
+def _frames(res: Any) -> tuple[pd.DataFrame, ...]:
+    return res if isinstance(res, tuple) else (res,)
+
+
+def test_series_info_keys_pkeys_equal(pair: tuple[drms.Client, sd.Client]) -> None:
+    theirs, ours = pair
+    assert ours.series() == theirs.series()
+    assert ours.series(r"hmi\.") == theirs.series(r"hmi\.")
+    assert ours.series(full=True).equals(theirs.series(full=True))
+    for name in theirs.series():
+        a, b = theirs.info(name), ours.info(name)
+        assert (b.name, b.primekeys, b.note, b.dbindex) == (a.name, a.primekeys, a.note, a.dbindex)
+        assert (b.retention, b.unitsize, b.archive, b.tapegroup) == (
+            a.retention,
+            a.unitsize,
+            a.archive,
+            a.tapegroup,
+        )
+        assert b.keywords.equals(a.keywords)
+        assert b.links.equals(a.links) and b.segments.equals(a.segments)
+        assert ours.keys(name) == theirs.keys(name) and ours.pkeys(name) == theirs.pkeys(name)
+
+
+QUERIES: list[tuple[str, dict[str, Any]]] = [
+    (RS, {"key": "T_REC,CAMERA,T_OBS,DATAMEAN,DATARMS,EXPTIME,CRLT_OBS,TELESCOP"}),
+    (RS, {"key": "**ALL**", "convert_numeric": False}),
+    (RS, {"key": "T_REC,*recnum*,*sunum*", "seg": "Dopplergram", "n": -5, "rec_index": True}),
+    (RS, {"pkeys": True, "key": "DATAMEAN"}),
+    (RS, {"key": "DATAMEAN,EXPTIME", "skip_conversion": ["EXPTIME"], "n": 50}),
+    (RS, {"key": "nothing", "seg": "nothing", "link": "nothing", "n": 3}),
+    (RS, {"seg": "Dopplergram", "n": 7}),
+    ("aia.lev1_euv_12s[2016.04.01/2m][171,193]", {"pkeys": True, "key": "DATAMEAN"}),
+    ("hmi.v_45s[2030.01.01/1m]", {"key": "T_REC", "seg": "Dopplergram"}),
+]
+
+
+@pytest.mark.parametrize(("ds", "kwargs"), QUERIES)
+def test_query_frames_equal(
+    pair: tuple[drms.Client, sd.Client], ds: str, kwargs: dict[str, Any]
+) -> None:
+    theirs, ours = pair
+    a, b = _frames(theirs.query(ds, **kwargs)), _frames(ours.query(ds, **kwargs))
+    assert len(a) == len(b)
+    for fa, fb in zip(a, b, strict=True):
+        assert fb.equals(fa), (fa.dtypes, fb.dtypes)
+
+
+def test_query_hex_quality(pair: tuple[drms.Client, sd.Client]) -> None:
+    theirs, ours = pair
+    keys = "T_REC,QUALITY,DATAMEAN"
+    a, b = theirs.query(RS, key=keys), ours.query(RS, key=keys)
+    raw = ours.query(RS, key="QUALITY", convert_numeric=False)
+    # ours: the hex integers; drms reads them too under pandas 2 and gives NaN under
+    # pandas 3 (a drms bug, listed in docs/differences.md)
+    assert list(b.QUALITY) == [int(v, 16) for v in raw.QUALITY]
+    if not a.QUALITY.isna().all():
+        assert b.QUALITY.equals(a.QUALITY)
+    assert b.drop(columns="QUALITY").equals(a.drop(columns="QUALITY"))
+
+
+def test_exports_equal(pair: tuple[drms.Client, sd.Client], tmp_path: Path) -> None:
+    theirs, ours = pair
+    ds = "hmi.v_45s[2016.04.01/2m]{Dopplergram}"
+    a, b = theirs.export(ds), ours.export(ds)
+    assert (b.id, b.status, b.method, b.protocol) == (a.id, a.status, a.method, a.protocol)
+    assert b.data.equals(a.data) and b.urls.equals(a.urls)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    got_a, got_b = a.download(str(tmp_path / "a")), b.download(tmp_path / "b")
+    assert [Path(p).name for p in got_b.download] == [Path(p).name for p in got_a.download]
+    for pa, pb in zip(got_a.download, got_b.download, strict=True):
+        assert Path(pb).read_bytes() == Path(pa).read_bytes()
+    slow = "hmi.m_720s[2016.04.01_00:00:00_TAI/1h]{magnetogram}"
+    ra = theirs.export(slow, method="url", protocol="fits")
+    assert ra.wait(sleep=0.1, timeout=30)
+    rb = ours.export_from_id(ra.id)
+    assert rb.has_succeeded() and rb.urls.equals(ra.urls) and rb.dir == ra.dir
+
+
+@pytest.mark.parametrize(
+    ("ds", "kwargs"),
+    [
+        ("hmi.v_45s[2016.04.01/2m]", {"method": "url", "protocol": "fits"}),
+        ("aia.lev1_euv_12s[2016.04.01/1m][171]", {"method": "url-tar", "n": 2}),
+        ("hmi.nothing[2016.04.01]", {"method": "url", "filenamefmt": False}),
+        ("hmi.m_720s[2016.04.01/1h]", {"protocol": "jpg", "protocol_args": {"ct": "GREY.sao"}}),
+        ("hmi.m_720s[2016.04.01/1h]", {"method": "url", "requester": False, "n": -1}),
+    ],
+)
+def test_client_export_requests_identical(
+    emulator: JsocEmulator,
+    pair: tuple[drms.Client, sd.Client],
+    ds: str,
+    kwargs: dict[str, Any],
+) -> None:
+    theirs, ours = pair
+    theirs.export(ds, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()})
+    their_request = emulator.requests[-1]
+    ours.export(ds, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()})
+    our_request = emulator.requests[-1]
+    assert "exp_request" in our_request
+    assert our_request == their_request.replace("&requester=", "&requestor=")

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from sciwire.drms.client import HttpJsonClient
+from sciwire.drms._protocol import check_export_status, check_query_status
 from sciwire.drms.config import ServerConfig, get_server, jsoc_layout
 from sciwire.drms.exceptions import DrmsError
-from sciwire.drms.protocol import check_export_status, check_query_status
+from sciwire.drms.json import HttpJsonClient
 from sciwire.errors import SciwireError
 
 __all__ = ["group"]
@@ -60,7 +60,7 @@ def group() -> None:
 @click.option("--port", "-p", default=0, show_default=True, help="Port (0 picks a free one).")
 def emulate(host: str, port: int) -> None:
     """Serve the JSOC emulator until interrupted."""
-    from sciwire.drms.server import JsocEmulator
+    from sciwire.drms._server import JsocEmulator
 
     async def serve() -> None:
         emu = JsocEmulator(host, port)

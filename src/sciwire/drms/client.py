@@ -1,279 +1,153 @@
-"""``HttpJsonClient`` (blocking, drop-in for drms.HttpJsonClient) and its asyncio twin.
+"""``Client``, ``SeriesInfo`` and ``ExportRequest``: drms's high-level API, on pandas.
 
-The blocking client runs on :class:`~sciwire.drms.transport.BlockingTransport`, a lean
-keep-alive HTTP/1.1 client on a plain socket, rather than on the portal: for small
-sequential CGI calls a direct socket round trip costs far less than a hop through an
-event-loop thread or http.client, and it is several times faster than drms's
-one-connection-per-request urlopen (see bench/drms.py). The asyncio client uses aiohttp.
-
-Both clients share :class:`_HttpJsonCalls`, which builds every request (URL, argument
-checks), holds the docs and the keyword-type cache, and is generic over what a call
-returns: a value for the blocking client, an awaitable for the asyncio one. Each
-client adds only its I/O: ``_get`` / ``_get_raw``, waiting and downloading.
+``Client`` sits on :class:`~sciwire.drms.json.HttpJsonClient` (keep-alive, timeouts,
+sciwire errors). ``query`` reads the rs_list answer keyword by keyword and converts each
+numeric column as it is decoded (hex QUALITY included) before pandas sees it, instead of
+building an all-strings frame and converting it afterwards: fewer copies and a lower
+memory peak (see bench/drms.py). pandas is imported when a DataFrame is built.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-import aiohttp
+from sciwire.drms import _pandas
+from sciwire.drms import _protocol as P
+from sciwire.drms._export_request import ExportRequest
+from sciwire.drms.config import ServerConfig
+from sciwire.drms.exceptions import DrmsOperationNotSupported, DrmsQueryError
+from sciwire.drms.json import AsyncHttpJsonClient as AsyncHttpJsonClient
+from sciwire.drms.json import HttpJsonClient
+from sciwire.drms.json import HttpJsonRequest as HttpJsonRequest
+from sciwire.drms.utils import _extract_series_name, _split_arg
 
-from sciwire.drms import protocol as P
-from sciwire.drms import transfer
-from sciwire.drms.config import ServerConfig, get_server
-from sciwire.drms.exceptions import DrmsHttpError
-from sciwire.drms.transport import BlockingTransport
-from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
+__all__ = ["Client", "ExportRequest", "SeriesInfo"]
 
-__all__ = ["AsyncHttpJsonClient", "HttpJsonClient", "HttpJsonRequest"]
+# HttpJsonClient (and HttpJsonRequest) are reachable here too, as in drms.client;
+# AsyncHttpJsonClient too, from the time sciwire kept both clients in this module.
 
 logger = logging.getLogger(__name__)
 
 Names = str | Sequence[str] | None
 
-# What a call returns: the value for the blocking client, an awaitable of it for asyncio.
-R = TypeVar("R")  # a decoded JSON object: dict[str, Any]
-C = TypeVar("C")  # typed columns: dict[str, list[Any]]
-L = TypeVar("L")  # downloaded files: list[Path]
+# The keyword types drms converts to numbers (char keywords stay text, as in drms).
+_NUMERIC_TYPES = frozenset({"short", "int", "longlong", "float", "double"})
+_INTEGER_TYPES = ("short", "int", "longlong")
+_REAL_TYPES = ("float", "double")
+
+# Export colour tables and scalings JSOC knows (its jsoc.Color_Tables series).
+_COLOR_TABLES = (
+    "HMI_mag.lut",
+    "aia_131.lut",
+    "aia_1600.lut",
+    "aia_1700.lut",
+    "aia_171.lut",
+    "aia_193.lut",
+    "aia_211.lut",
+    "aia_304.lut",
+    "aia_335.lut",
+    "aia_4500.lut",
+    "aia_94.lut",
+    "aia_mixed",
+    "bb.sao",
+    "grey.sao",
+    "heat.sao",
+)
+_SCALINGS = ("LOG", "MINMAX", "MINMAXGIVEN", "SQRT", "mag")
+_FILENAME_EXTENSIONS = (".fits", ".txt", ".jpg", ".mpg", ".mp4", ".tar")
 
 
-class HttpJsonRequest:
-    """One finished CGI request: ``url``, ``raw_data`` (bytes) and ``data`` (decoded)."""
+def _frame(rows: list[tuple[Any, ...]], columns: Sequence[str]) -> Any:
+    pd = _pandas.pandas()
+    # an empty list gives a frame without the columns on old pandas; None keeps them
+    frame = pd.DataFrame(rows or None, columns=list(columns))
+    frame.index = frame.pop("name")
+    return frame
 
-    def __init__(self, url: str, raw_data: bytes, encoding: str) -> None:
-        self.url = url
-        self.raw_data = raw_data
-        self._encoding = encoding
-        self._data: dict[str, Any] | None = None
+
+class SeriesInfo:
+    """The structure of one DRMS series (from ``jsoc_info?op=series_struct``).
+
+    Attributes:
+        name: the series name (lower case) or None.
+        primekeys: the prime keywords.
+        keywords: DataFrame of keywords (type, recscope, defval, units, note, linkinfo,
+            is_time, is_integer, is_real, is_numeric), indexed by name.
+        links: DataFrame of links (target, kind, note), indexed by name.
+        segments: DataFrame of segments (type, units, protocol, dims, note).
+        note, dbindex, retention, unitsize, archive, tapegroup: as JSOC reports them.
+    """
+
+    def __init__(self, d: Mapping[str, Any], *, name: str | None = None) -> None:
+        self._d = d
+        self.name = name
+        self.retention = d.get("retention")
+        self.unitsize = d.get("unitsize")
+        self.archive = d.get("archive")
+        self.tapegroup = d.get("tapegroup")
+        self.note = d.get("note")
+        self.primekeys: Any = d.get("primekeys")
+        self.dbindex: Any = d.get("dbindex")
+        self.keywords = self._parse_keywords(d["keywords"])
+        self.links = self._parse_links(d["links"])
+        self.segments = self._parse_segments(d["segments"])
+
+    @staticmethod
+    def _parse_keywords(d: Iterable[Mapping[str, Any]]) -> Any:
+        keys = ("name", "type", "recscope", "defval", "units", "note", "linkinfo")
+        res = _frame([tuple(item.get(k) for k in keys) for item in d], keys)
+        kind = res["type"]
+        res["is_time"] = kind == "time"
+        res["is_integer"] = kind.isin(_INTEGER_TYPES)
+        res["is_real"] = kind.isin(_REAL_TYPES)
+        res["is_numeric"] = res["is_integer"] | res["is_real"]
+        return res
+
+    @staticmethod
+    def _parse_links(d: Iterable[Mapping[str, Any]]) -> Any:
+        keys = ("name", "target", "kind", "note")
+        return _frame([tuple(item.get(k) for k in keys) for item in d], keys)
+
+    @staticmethod
+    def _parse_segments(d: Iterable[Mapping[str, Any]]) -> Any:
+        keys = ("name", "type", "units", "protocol", "dims", "note")
+        return _frame([tuple(item.get(k) for k in keys) for item in d], keys)
 
     def __repr__(self) -> str:
-        return f"<HttpJsonRequest: {self.url}>"
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The decoded JSON object (RemoteProtocolError if it is not one)."""
-        if self._data is None:
-            self._data = P.decode_json(self.raw_data, self._encoding)
-        return self._data
+        return "<SeriesInfo>" if self.name is None else f"<SeriesInfo: {self.name}>"
 
 
-def _requestor(requestor: str | bool | None, requester: str | bool | None) -> str | bool | None:
-    # drms names the argument "requester"; accept it as an alias of "requestor".
-    return requester if requestor is None else requestor
+class Client:
+    """Access to a DRMS server: series lists, series info, record queries, exports.
 
-
-class _HttpJsonCalls(Generic[R, C, L]):
-    """The public calls of both clients, written once; subclasses supply the I/O hooks.
-
-    Each call hands its hook a thunk building the URL (or its raw arguments), so a bad
-    argument raises where the I/O starts: at the call for the blocking client, at
-    ``await`` for the asyncio one.
+    Args:
+        server: a registered server name (``jsoc``, ``kis``), a base URL, or a ServerConfig.
+        email: the default address for export requests (checked with the server).
+        verbose: log progress (export waits, downloads) at INFO instead of DEBUG.
+        timeout: seconds for connecting and for each read of every request.
     """
 
     def __init__(
         self,
         server: str | ServerConfig = "jsoc",
-        debug: bool = False,
         *,
+        email: str | None = None,
+        verbose: bool = False,
         timeout: float | None = 60.0,
-        retries: int = 2,
     ) -> None:
-        self._server = get_server(server)
-        self.debug = debug
-        self._type_cache: dict[str, dict[str, str]] = {}
-        self._open(timeout, retries)
-
-    def _open(self, timeout: float | None, retries: int) -> None:
-        """Set up the transport (nothing is connected yet)."""
-        raise NotImplementedError
+        self._json = HttpJsonClient(server, timeout=timeout)
+        self._info_cache: dict[str | None, SeriesInfo] = {}
+        self.verbose = verbose
+        self._email: str | None = None
+        self.email = email  # checked by the property
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__}: {self._server.name}>"
+        return f"<Client: {self._server.name}>"
 
-    @property
-    def server(self) -> ServerConfig:
-        """The server configuration in use."""
-        return self._server
-
-    def _get(self, build: Callable[[], str]) -> R:
-        """Build the URL with *build*, GET it and decode the JSON object."""
-        raise NotImplementedError
-
-    def _columns(self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None) -> C:
-        """Learn *types* of series *ds* if None, GET the rs_list URL, decode it typed."""
-        raise NotImplementedError
-
-    def _wait(self, requestid: str, timeout: float, poll: float | None, notfound: int) -> R:
-        """Poll exp_status until the export finishes."""
-        raise NotImplementedError
-
-    def _download(
-        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
-    ) -> L:
-        """Wait for a pending export, then fetch its files into *dest*."""
-        raise NotImplementedError
-
-    def _log_url(self, url: str) -> None:
-        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
-
-    def _remember_types(self, name: str, struct: dict[str, Any]) -> dict[str, str]:
-        """Cache and return the keyword types of series *name* from its series_struct."""
-        checked = P.check_query_status(struct)
-        types = {k["name"]: k["type"] for k in checked.get("keywords", [])}
-        self._type_cache[name] = types
-        return types
-
-    def show_series(self, ds_filter: str | None = None) -> R:
-        """List series (``show_series``), optionally filtered by a regex."""
-        return self._get(functools.partial(P.show_series_url, self._server, ds_filter))
-
-    def show_series_wrapper(self, ds_filter: str | None = None, *, info: bool = False) -> R:
-        """List every public series (``showextseries``); *info* adds descriptions."""
-        return self._get(
-            functools.partial(P.show_series_wrapper_url, self._server, ds_filter, info=info)
-        )
-
-    def series_struct(self, ds: str) -> R:
-        """Structure of a series: primekeys, keywords, segments, links, interval."""
-        return self._get(functools.partial(P.series_struct_url, self._server, ds))
-
-    def rs_summary(self, ds: str) -> R:
-        """Record count of a record set: ``{count, runtime, status}``."""
-        return self._get(functools.partial(P.rs_summary_url, self._server, ds))
-
-    def rs_list(
-        self,
-        ds: str,
-        *,
-        key: Names = None,
-        seg: Names = None,
-        link: Names = None,
-        recinfo: bool = False,
-        n: int | None = None,
-        uid: str | None = None,
-    ) -> R:
-        """Keywords, segments and links of a record set (at least one must be asked)."""
-        return self._get(
-            functools.partial(
-                P.rs_list_url,
-                self._server,
-                ds,
-                key=key,
-                seg=seg,
-                link=link,
-                recinfo=recinfo,
-                n=n,
-                uid=uid,
-            )
-        )
-
-    def check_address(self, email: str) -> R:
-        """Registration state of an export address: ``{status, msg}`` (2 = registered)."""
-        return self._get(functools.partial(P.check_address_url, self._server, email))
-
-    def exp_request(
-        self,
-        ds: str,
-        notify: str,
-        *,
-        method: str = "url_quick",
-        protocol: str = "as-is",
-        protocol_args: Mapping[str, Any] | None = None,
-        filenamefmt: str | None = None,
-        n: int | None = None,
-        process: Mapping[str, Mapping[str, Any]] | None = None,
-        requestor: str | bool | None = None,
-        requester: str | bool | None = None,
-    ) -> R:
-        """Request an export; ``requester`` is accepted as drms's name for ``requestor``."""
-        return self._get(
-            functools.partial(
-                P.exp_request_url,
-                self._server,
-                ds,
-                notify,
-                method=method,
-                protocol=protocol,
-                protocol_args=protocol_args,
-                filenamefmt=filenamefmt,
-                n=n,
-                process=process,
-                requestor=_requestor(requestor, requester),
-            )
-        )
-
-    def exp_status(self, requestid: str) -> R:
-        """Status of an export; when finished, its index.json."""
-        return self._get(functools.partial(P.exp_status_url, self._server, requestid))
-
-    def rs_list_columns(
-        self,
-        ds: str,
-        key: Names,
-        *,
-        n: int | None = None,
-        types: Mapping[str, str] | None = None,
-    ) -> C:
-        """Keywords of a record set as typed columns (sciwire extension).
-
-        Integer keywords (hex QUALITY included) become ints, real ones floats, MISSING
-        becomes NaN. *types* default to the series' keyword types (series_struct, cached).
-        Raises DrmsQueryError when JSOC reports a failed query.
-        """
-        build = functools.partial(P.rs_list_url, self._server, ds, key=key, n=n)
-        return self._columns(ds, build, types)
-
-    def wait_for_export(
-        self,
-        requestid: str,
-        *,
-        timeout: float = 600.0,
-        poll: float | None = None,
-        retries_notfound: int = 5,
-    ) -> R:
-        """Poll exp_status until finished; return the finished status (index.json).
-
-        Sleeps the server's ``wait`` (bounded) unless *poll* is given. Raises
-        DrmsExportError on failure and :class:`~sciwire.errors.Timeout` at the deadline.
-        """
-        return self._wait(requestid, timeout, poll, retries_notfound)
-
-    def download(
-        self,
-        export_status: Mapping[str, Any],
-        dest: str | Path,
-        *,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        overwrite: bool = False,
-    ) -> L:
-        """Fetch the files of a finished export into *dest*, concurrently, resuming.
-
-        A pending export is waited for first. Partial files (``name.part``) are resumed
-        with HTTP Range; sizes are checked against the server's lengths. The progress
-        line goes to stderr, by default only when stderr is a terminal.
-        """
-        return self._download(export_status, dest, concurrency, progress, overwrite)
-
-
-class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[Path]]):
-    """HTTP/JSON access to the DRMS CGIs of one server.
-
-    Args:
-        server: a registered server name (``jsoc``, ``kis``...) or a ServerConfig.
-        debug: log each request URL at INFO instead of DEBUG.
-        timeout: seconds for connecting and for each read (None waits forever).
-        retries: retries of a GET after a connection error (never after a timeout).
-    """
-
-    def _open(self, timeout: float | None, retries: int) -> None:
-        self._transport = BlockingTransport(timeout=timeout, retries=retries)
-
-    def __enter__(self) -> HttpJsonClient:
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -281,150 +155,291 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[P
 
     def close(self) -> None:
         """Close the kept-alive connection (the client still works afterwards)."""
-        self._transport.close()
+        self._json.close()
 
-    def _json_request(self, url: str) -> HttpJsonRequest:
-        self._log_url(url)
-        resp = self._transport.get(url)
-        return HttpJsonRequest(resp.url, resp.body, self._server.encoding)
+    def _log(self, msg: str, *args: Any) -> None:
+        logger.log(logging.INFO if self.verbose else logging.DEBUG, msg, *args)
 
-    def _get(self, build: Callable[[], str]) -> dict[str, Any]:
-        # _json_request(url).data without the request object: the hot path of every call
-        url = build()
-        if logger.isEnabledFor(logging.INFO if self.debug else logging.DEBUG):
-            self._log_url(url)
-        return P.decode_json(self._transport.get_body(url), self._server._d.get("encoding"))
+    @property
+    def _server(self) -> ServerConfig:
+        """The server configuration in use."""
+        return self._json.server
 
-    def _columns(
-        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
-    ) -> dict[str, list[Any]]:
-        if types is None:
-            name = P.series_name(ds)
-            types = self._type_cache.get(name)
-            if types is None:
-                types = self._remember_types(name, self.series_struct(name))
-        url = build()
-        self._log_url(url)
-        body = self._transport.get_body(url)
-        return P.rs_list_columns(body, types, self._server.encoding)
+    def _require(self, op: str, what: str) -> None:
+        if not self._server.check_supported(op):
+            raise DrmsOperationNotSupported(f"Server does not support {what}")
 
-    def _wait(
-        self, requestid: str, timeout: float, poll: float | None, notfound: int
-    ) -> dict[str, Any]:
-        return transfer.wait_blocking(
-            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
-        )
+    @property
+    def email(self) -> str | None:
+        """The default export address; setting it checks that the server knows it."""
+        return self._email
 
-    def _download(
-        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
-    ) -> list[Path]:
-        status = dict(status)
-        if P.check_export_status(status) != 0:
-            status = self.wait_for_export(str(status.get("requestid")))
-        return transfer.download_blocking(
-            P.download_urls(self._server, status),
-            Path(dest),
-            concurrency=conc,
-            progress=bar,
-            overwrite=ow,
-            timeout=self._transport.timeout,
-        )
+    @email.setter
+    def email(self, value: str | None) -> None:
+        if value is not None and not self.check_email(value):
+            raise ValueError("Email address is invalid or not registered")
+        self._email = value
 
+    def check_email(self, email: str) -> bool:
+        """Whether *email* is registered with the server for exports."""
+        self._require("email", "user emails")
+        status = self._json.check_address(email).get("status")
+        try:
+            return status is not None and int(status) == 2
+        except (TypeError, ValueError):
+            return False
 
-class AsyncHttpJsonClient(
-    _HttpJsonCalls[
-        Awaitable[dict[str, Any]], Awaitable[dict[str, list[Any]]], Awaitable[list[Path]]
-    ]
-):
-    """The asyncio twin of :class:`HttpJsonClient` (aiohttp, keep-alive, gzip).
+    def series(self, regex: str | None = None, *, full: bool = False) -> Any:
+        """The server's series names (matching *regex*), or a DataFrame when *full*."""
+        self._require("series", "series list access")
+        if self._server.url_show_series_wrapper is None:
+            d = P.check_query_status(self._json.show_series(ds_filter=regex))
+            names = d.get("names") or []
+            if full:
+                pd = _pandas.pandas()
+                cols = ("name", "primekeys", "note")
+                rows = [(it["name"], _split_arg(it["primekeys"]), it["note"]) for it in names]
+                return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+            return [it["name"] for it in names]
+        d = self._json.show_series_wrapper(ds_filter=regex, info=full)
+        found = d.get("seriesList") or []
+        if full:
+            pd = _pandas.pandas()
+            notes = []
+            for item in found:
+                name, info = next(iter(item.items()))
+                notes.append((name, info.get("description", "")))
+            two = ("name", "note")
+            return pd.DataFrame(notes, columns=two) if notes else pd.DataFrame(columns=two)
+        return list(found)
 
-    Same constructor and calls; each call returns an awaitable. Use
-    ``async with AsyncHttpJsonClient(server) as c: await c.rs_summary(ds)``.
-    """
+    def info(self, ds: str) -> SeriesInfo:
+        """The structure of the series *ds* names (cached per series)."""
+        self._require("info", "series info access")
+        name = _extract_series_name(ds)
+        if name is not None:
+            name = name.lower()
+        if name in self._info_cache:
+            return self._info_cache[name]
+        d = P.check_query_status(self._json.series_struct(name or ""))
+        si = SeriesInfo(d, name=name)
+        if name is not None:
+            self._info_cache[name] = si
+        return si
 
-    def _open(self, timeout: float | None, retries: int) -> None:
-        self.timeout = timeout
-        self.retries = retries
-        self._session: aiohttp.ClientSession | None = None
+    def keys(self, ds: str) -> list[str]:
+        """The keyword names of the series."""
+        return list(self.info(ds).keywords.index)
 
-    async def __aenter__(self) -> AsyncHttpJsonClient:
-        return self
+    def pkeys(self, ds: str) -> list[str]:
+        """The prime keyword names of the series."""
+        return list(self.info(ds).primekeys)
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def _types(self, ds: str, skip_conversion: str | Sequence[str] | None) -> dict[str, str]:
+        """Keyword name -> DRMS type for the columns to convert to numbers."""
+        kw = self.info(ds).keywords
+        types = {k: t for k, t in zip(kw.index, kw["type"], strict=True) if t in _NUMERIC_TYPES}
+        if isinstance(skip_conversion, str):
+            skip_conversion = [skip_conversion]
+        for name in skip_conversion or ():
+            types[name] = "string"  # a type, so even *recnum* & co. stay text
+        return types
 
-    def session(self) -> aiohttp.ClientSession:
-        """The aiohttp session (created on first use)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": P.USER_AGENT, "Accept-Encoding": "gzip"},
-            )
-        return self._session
+    def query(
+        self,
+        ds: str,
+        *,
+        key: Names = None,
+        seg: Names = None,
+        link: Names = None,
+        convert_numeric: bool = True,
+        skip_conversion: str | Sequence[str] | None = None,
+        pkeys: bool = False,
+        rec_index: bool = False,
+        n: int | None = None,
+    ) -> Any:
+        """Keywords, segments and/or links of a record set, as DataFrames.
 
-    async def close(self) -> None:
-        """Close the session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        Args:
+            ds: the record-set query.
+            key: keywords to return (a comma-separated string or a list).
+            seg: segments to return.
+            link: links to return.
+            convert_numeric: numeric keywords become numbers (MISSING -> NaN, hex QUALITY
+                -> int); other keywords stay text.
+            skip_conversion: keywords to leave as text.
+            pkeys: put the series' prime keywords first among the keywords.
+            rec_index: index the frames by record name.
+            n: the first *n* records (last ``-n`` when negative).
 
-    async def _get(self, build: Callable[[], str]) -> dict[str, Any]:
-        return P.decode_json(await self._get_raw(build()), self._server.encoding)
-
-    async def _get_raw(self, url: str) -> bytes:
-        self._log_url(url)
-        for attempt in range(self.retries + 1):
+        Returns:
+            One DataFrame per kind asked (keywords, segments, links, in that order): the
+            frame itself when one kind was asked, a tuple for several, None for none.
+        """
+        self._require("query", "DRMS queries")
+        pd = _pandas.pandas()
+        if pkeys:
+            pk = self.pkeys(ds)
+            key = pk + [k for k in (_split_arg(key) if key is not None else []) if k not in pk]
+        url = P.rs_list_url(self._server, ds, key=key, seg=seg, link=link, recinfo=rec_index, n=n)
+        body = self._json._raw(url)
+        types: dict[str, str] = {}
+        if key is not None and convert_numeric:
             try:
-                async with self.session().get(url) as resp:
-                    body = await resp.read()
-                    status, reason = resp.status, resp.reason
-                break
-            except TimeoutError as exc:
-                raise Timeout(f"JSOC did not answer in time: {url}") from exc
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if attempt < self.retries:
-                    logger.debug("retrying %s after %r", url, exc)
-                    continue
-                if isinstance(exc, aiohttp.ClientConnectorError):
-                    raise ConnectError(f"cannot connect for {url}: {exc}") from exc
-                raise ConnectionClosed(f"connection failed for {url}: {exc!r}") from exc
-            except aiohttp.ClientResponseError as exc:
-                raise RemoteProtocolError(f"bad HTTP answer for {url}", repr(exc)) from exc
-        if status >= 400:
-            raise DrmsHttpError(
-                f"HTTP {status} {reason} for {url}", code=status, data=body[:500].decode("latin1")
-            )
-        return body
+                types = self._types(ds, skip_conversion)
+            except DrmsQueryError:
+                # a failed query says why in its own answer; report that one first
+                P.rs_list_split(body, None, self._server.encoding)
+                raise
+        columns, rest = P.rs_list_split(body, types, self._server.encoding)
+        del body
+        res = []
+        if key is not None:
+            res.append(pd.DataFrame(columns) if columns is not None else pd.DataFrame())
+            del columns
+        for kind, asked in (("segments", seg), ("links", link)):
+            if asked is not None:
+                items = rest.get(kind)
+                if items is None:
+                    res.append(pd.DataFrame())
+                else:
+                    res.append(pd.DataFrame({it["name"]: it["values"] for it in items}))
+        if rec_index:
+            index = [it["name"] for it in rest.get("recinfo") or ()]
+            for frame in res:
+                frame.index = index
+        if not res:
+            return None
+        return res[0] if len(res) == 1 else tuple(res)
 
-    async def _columns(
-        self, ds: str, build: Callable[[], str], types: Mapping[str, str] | None
-    ) -> dict[str, list[Any]]:
-        if types is None:
-            name = P.series_name(ds)
-            types = self._type_cache.get(name)
-            if types is None:
-                types = self._remember_types(name, await self.series_struct(name))
-        body = await self._get_raw(build())
-        return P.rs_list_columns(body, types, self._server.encoding)
+    def _generate_filenamefmt(self, sname: str | None) -> str | None:
+        """The export file name format drms derives from the series' prime keys."""
+        try:
+            si = self.info(sname or "")
+        except Exception as exc:
+            logger.warning("Cannot generate filename format for series %r: %s", sname, exc)
+            return None
+        parts = [
+            f"{{{k}:A}}" if si.keywords.loc[k].is_time else f"{{{k}}}" for k in si.primekeys
+        ]
+        if parts:
+            return f"{si.name}.{'.'.join(parts)}.{{segment}}"
+        return f"{si.name}.{{recnum:%lld}}.{{segment}}"
 
-    async def _wait(
-        self, requestid: str, timeout: float, poll: float | None, notfound: int
-    ) -> dict[str, Any]:
-        return await transfer.wait_async(
-            self.exp_status, requestid, timeout=timeout, poll=poll, retries_notfound=notfound
+    _re_export_recset = re.compile(r"^\s*([\w.]+)\s*(\[.*\])?\s*(?:\{([\w\s.,]*)\})?\s*$")
+    _re_export_recset_pkeys = re.compile(r"\[([^\[\]]*)\]")
+    _re_export_recset_slist = re.compile(r"[\s,]+")
+
+    @staticmethod
+    def _parse_export_recset(rs: str | None) -> tuple[Any, Any, Any]:
+        """(series, [primekey values], [segments]) of an export record, Nones if unparsable."""
+        m = Client._re_export_recset.match(rs) if rs is not None else None
+        if m is None:
+            return None, None, None
+        sname, pkeys, segs = m.groups()
+        if pkeys is not None:
+            pkeys = Client._re_export_recset_pkeys.findall(pkeys)
+        if segs is not None:
+            segs = Client._re_export_recset_slist.split(segs)
+        return sname, pkeys, segs
+
+    def _filename_from_export_record(self, rs: str, *, old_fname: str | None = None) -> str | None:
+        """A local file name made from an export record (time punctuation removed)."""
+        sname, pkeys, segs = self._parse_export_recset(rs)
+        if sname is None:
+            return None
+        try:
+            si = self.info(sname)
+        except Exception as exc:
+            logger.warning("Cannot generate filename for series %r: %s", sname, exc)
+            return None
+        parts = [str(si.name)]
+        if pkeys is not None:
+            if len(pkeys) != len(si.primekeys):
+                return None
+            for i, value in enumerate(pkeys):
+                if si.keywords.loc[si.primekeys[i]].is_time:
+                    pkeys[i] = value.replace(".", "").replace(":", "").replace("-", "")
+            parts += [k for k in pkeys if k.strip()]
+        if segs is not None:
+            parts += [s for s in segs if s.strip()]
+        fname = ".".join(parts)
+        if old_fname is not None:
+            for ext in _FILENAME_EXTENSIONS:
+                if old_fname.endswith(ext):
+                    return fname + ext
+        return fname
+
+    _export_color_table_names = _COLOR_TABLES
+    _export_scaling_names = _SCALINGS
+
+    @staticmethod
+    def _validate_export_protocol_args(protocol_args: dict[str, Any] | None) -> None:
+        """Check (and canonicalise the case of) ``ct``/``CT`` and ``scaling``; ValueError."""
+        if protocol_args is None:
+            return
+        ct_key = "ct" if protocol_args.get("ct") is not None else "CT"
+        checks = ((ct_key, _COLOR_TABLES, "color table"), ("scaling", _SCALINGS, "scaling type"))
+        for key, names, what in checks:
+            value = protocol_args.get(key)
+            if value is None:
+                continue
+            lowered = [s.lower() for s in names]
+            if str(value).lower() not in lowered:
+                raise ValueError(
+                    f"{value} is not a valid {what}, available: {', '.join(names)}"
+                )
+            protocol_args[key] = names[lowered.index(str(value).lower())]
+
+    def export(
+        self,
+        ds: str,
+        *,
+        method: str = "url_quick",
+        protocol: str = "as-is",
+        protocol_args: dict[str, Any] | None = None,
+        filenamefmt: str | bool | None = None,
+        n: int | None = None,
+        email: str | None = None,
+        requester: str | bool | None = None,
+        process: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ExportRequest:
+        """Submit an export request (see HttpJsonClient.exp_request for the arguments).
+
+        *email* defaults to :attr:`email`; *filenamefmt* None derives one from the
+        series' prime keys, False sends none; *requester* False sends none.
+
+        Raises:
+            ValueError: no email address, or bad protocol arguments.
+            DrmsOperationNotSupported: the server has no exports.
+        """
+        self._require("export", "export requests")
+        if email is None:
+            if self._email is None:
+                raise ValueError(
+                    "The email argument is required, when no default email address was set."
+                )
+            email = self._email
+        if filenamefmt is None:
+            fmt = self._generate_filenamefmt(_extract_series_name(ds))
+        else:
+            fmt = None if filenamefmt is False else str(filenamefmt)
+        if protocol.lower() in ("jpg", "mpg", "mp4"):
+            self._validate_export_protocol_args(protocol_args)
+        d = self._json.exp_request(
+            ds,
+            email,
+            method=method,
+            protocol=protocol,
+            protocol_args=protocol_args,
+            filenamefmt=fmt,
+            n=n,
+            requester=requester,
+            process=process,
         )
+        return ExportRequest(d, client=self)
 
-    async def _download(
-        self, status: Mapping[str, Any], dest: str | Path, conc: int, bar: bool | None, ow: bool
-    ) -> list[Path]:
-        status = dict(status)
-        if P.check_export_status(status) != 0:
-            status = await self.wait_for_export(str(status.get("requestid")))
-        return await transfer.download_async(
-            self.session(),
-            P.download_urls(self._server, status),
-            Path(dest),
-            concurrency=conc,
-            progress=bar,
-            overwrite=ow,
-        )
+    def export_from_id(self, requestid: str) -> ExportRequest:
+        """An :class:`ExportRequest` for an existing request id (e.g. from the web page)."""
+        self._require("export", "export requests")
+        return ExportRequest._create_from_id(requestid, client=self)

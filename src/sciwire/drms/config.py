@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from sciwire.drms.exceptions import DrmsOperationNotSupported
 
-__all__ = ["ServerConfig", "UnknownServerError", "get_server", "register_server"]
+__all__ = [
+    "ServerConfig",
+    "UnknownServerError",
+    "config_from_url",
+    "get_server",
+    "register_server",
+]
 
 _VALID_KEYS = (
     "name",
@@ -71,12 +77,12 @@ class ServerConfig:
         return f"<ServerConfig: {self._d.get('name')}>"
 
     def __dir__(self) -> list[str]:
-        return sorted({*dir(type(self)), *_VALID_KEYS})
+        return sorted({*dir(type(self)), *self.__dict__, *_VALID_KEYS})
 
     def __getattr__(self, name: str) -> Any:
         if name in _VALID_KEYS:
             return self.__dict__.get("_d", {}).get(name)
-        raise AttributeError(name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _VALID_KEYS:
@@ -153,11 +159,34 @@ def get_server(server: str | ServerConfig | Any) -> ServerConfig:
         return ServerConfig(to_dict())
     if not isinstance(server, str):
         raise TypeError(f"server must be a name or a ServerConfig, not {type(server).__name__}")
+    if server.startswith(("http://", "https://")):
+        return config_from_url(server)
     try:
         return _server_configs[server.lower()]
     except KeyError:
         known = ", ".join(sorted(_server_configs))
         raise UnknownServerError(f"Unknown DRMS server {server!r}; registered: {known}") from None
+
+
+def config_from_url(url: str) -> ServerConfig:
+    """A ServerConfig for the JSOC-like site at *url* (as the CLI's ``--server`` takes it).
+
+    *url* is the site's base (``http://127.0.0.1:8080/``) or its CGI folder
+    (``.../cgi-bin/ajax/``, ``.../cgi-bin/ajax/jsoc_info``): the CGIs are looked for under
+    ``<base>cgi-bin/ajax/`` and files under ``<base>``.
+
+    Raises:
+        ValueError: *url* has no host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"Not a server URL: {url!r}")
+    path = parts.path
+    cut = path.find("/cgi-bin/")
+    if cut >= 0:
+        path = path[: cut + 1]
+    base = urlunsplit((parts.scheme, parts.netloc, path.rstrip("/") + "/", "", ""))
+    return jsoc_layout(base, base)
 
 
 def jsoc_layout(name: str, base_url: str) -> ServerConfig:

@@ -6,9 +6,10 @@ import tempfile
 from pathlib import Path
 
 from sciwire.demo import DemoRow
-from sciwire.drms.client import HttpJsonClient
-from sciwire.drms.protocol import keyword_columns
-from sciwire.drms.server import JsocEmulator
+from sciwire.drms._protocol import keyword_columns
+from sciwire.drms._server import JsocEmulator
+from sciwire.drms.client import Client
+from sciwire.drms.json import HttpJsonClient
 
 __all__ = ["run"]
 
@@ -44,9 +45,13 @@ def run() -> DemoRow:
             "10 FITS files downloaded",
             len(paths) == 10 and all(p.read_bytes()[:6] == b"SIMPLE" for p in paths),
         )
+        # drms's high-level API: Client.query into a DataFrame (pandas, the drms extra)
+        with Client(emu.server_config(), timeout=10) as client:
+            frame = client.query(ds, key="T_REC,QUALITY,DATAMEAN", n=100)
+            check("Client.query DataFrame", len(frame) == 100 and 0x400 in set(frame.QUALITY))
     return DemoRow(
         "drms",
-        "JsocEmulator (sciwire asyncio HTTP) + HttpJsonClient (lean keep-alive HTTP/1.1)",
+        "JsocEmulator (sciwire asyncio HTTP) + HttpJsonClient (lean keep-alive HTTP/1.1) + Client",
         "; ".join(checks),
         ok,
     )

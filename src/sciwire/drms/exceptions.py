@@ -23,7 +23,8 @@ __all__ = [
 class DrmsError(RemoteError, RuntimeError):
     """Unspecified DRMS run-time error (``code`` is the JSOC status when known)."""
 
-    def __init__(self, message: str, code: Any = None, data: Any = None) -> None:
+    def __init__(self, message: str = "", code: Any = None, data: Any = None) -> None:
+        # the message is optional: drms's errors can be raised bare (``raise DrmsError``)
         super().__init__(message, code, data)
 
 

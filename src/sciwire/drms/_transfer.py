@@ -20,12 +20,20 @@ from typing import IO, Any
 
 import aiohttp
 
-from sciwire.drms import protocol as P
+from sciwire.drms import _protocol as P
+from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
-from sciwire.drms.transport import BlockingTransport
-from sciwire.errors import ConnectError, ConnectionClosed, Timeout
+from sciwire.errors import ConnectError, ConnectionClosed, SciwireError, Timeout
 
-__all__ = ["Progress", "download_async", "download_blocking", "wait_async", "wait_blocking"]
+__all__ = [
+    "Progress",
+    "download_async",
+    "download_blocking",
+    "download_each_blocking",
+    "safe_target",
+    "wait_async",
+    "wait_blocking",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +262,37 @@ def _fetch_blocking(
     raise fetch.no_resume()
 
 
+def safe_target(dest: Path, name: str) -> Path:
+    """``dest / name`` for a server-supplied file *name*, or DrmsExportError.
+
+    A name must be one plain file name: not empty, not ``.`` or ``..``, no path
+    separator, no NUL, nothing that resolves outside *dest* (its ``.part`` file
+    included), so a hostile or broken export can never write beside or above *dest*.
+    """
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or Path(name).is_absolute()
+    )
+    target = dest / name
+    if not bad:
+        root = dest.resolve()
+        for path in (target, _part(target)):
+            if path.resolve().parent != root:
+                bad = True
+    if bad:
+        raise DrmsExportError(f"refusing the server's file name {name!r}: not a plain file name")
+    return target
+
+
+def _targets(jobs: Sequence[tuple[str, str]], dest: Path) -> list[Path]:
+    # every name is checked before anything is created or written
+    return [safe_target(dest, name) for name, _url in jobs]
+
+
 def download_blocking(
     jobs: Sequence[tuple[str, str]],
     dest: Path,
@@ -263,24 +302,68 @@ def download_blocking(
     overwrite: bool,
     timeout: float | None,
 ) -> list[Path]:
-    """Download (filename, url) *jobs* into *dest* with a pool of keep-alive workers."""
+    """Download (filename, url) *jobs* into *dest* with a pool of keep-alive workers.
+
+    The first failure is raised. File names that are not plain names (see
+    :func:`safe_target`) raise DrmsExportError before anything is written.
+    """
+    got = _download_blocking(jobs, dest, concurrency, progress, overwrite, timeout, None)
+    return [path for path in got if path is not None]
+
+
+def download_each_blocking(
+    jobs: Sequence[tuple[str, str]],
+    dest: Path,
+    *,
+    concurrency: int,
+    progress: bool | None,
+    overwrite: bool,
+    timeout: float | None,
+    failed: Callable[[str, Exception], None],
+) -> list[Path | None]:
+    """Like :func:`download_blocking`, but a file that fails is None (and *failed* is told).
+
+    Unsafe file names still raise DrmsExportError before anything is written.
+    """
+    return _download_blocking(jobs, dest, concurrency, progress, overwrite, timeout, failed)
+
+
+def _download_blocking(
+    jobs: Sequence[tuple[str, str]],
+    dest: Path,
+    concurrency: int,
+    progress: bool | None,
+    overwrite: bool,
+    timeout: float | None,
+    failed: Callable[[str, Exception], None] | None,
+) -> list[Path | None]:
+    targets = _targets(jobs, dest)
     dest.mkdir(parents=True, exist_ok=True)
     bar = Progress(len(jobs), progress)
     local = threading.local()
     transports: list[BlockingTransport] = []
+    lock = threading.Lock()
 
-    def one(job: tuple[str, str]) -> Path:
+    def one(i: int) -> Path | None:
         t: BlockingTransport | None = getattr(local, "transport", None)
         if t is None:
             t = local.transport = BlockingTransport(timeout=timeout)
-            transports.append(t)
-        path = _fetch_blocking(t, job[1], dest / job[0], overwrite, bar)
+            with lock:
+                transports.append(t)
+        url = jobs[i][1]
+        try:
+            path = _fetch_blocking(t, url, targets[i], overwrite, bar)
+        except (SciwireError, OSError) as exc:
+            if failed is None:
+                raise
+            failed(url, exc)
+            return None
         bar.file_done()
         return path
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return list(pool.map(one, jobs))
+            return list(pool.map(one, range(len(jobs))))
     finally:
         for t in transports:
             t.close()
@@ -319,14 +402,15 @@ async def download_async(
     overwrite: bool,
 ) -> list[Path]:
     """The asyncio form of :func:`download_blocking` (one shared aiohttp session)."""
+    targets = _targets(jobs, dest)
     dest.mkdir(parents=True, exist_ok=True)
     bar = Progress(len(jobs), progress)
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(name: str, url: str) -> Path:
+    async def one(target: Path, url: str) -> Path:
         async with gate:
             try:
-                path = await _fetch_async(session, url, dest / name, overwrite, bar)
+                path = await _fetch_async(session, url, target, overwrite, bar)
             except TimeoutError as exc:
                 raise Timeout(f"download timed out: {url}") from exc
             except aiohttp.ClientConnectorError as exc:
@@ -337,6 +421,7 @@ async def download_async(
             return path
 
     try:
-        return list(await asyncio.gather(*(one(n, u) for n, u in jobs)))
+        runs = (one(path, job[1]) for path, job in zip(targets, jobs, strict=True))
+        return list(await asyncio.gather(*runs))
     finally:
         bar.close()

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from sciwire.core.http.client import Endpoint, HttpPool, ResponseStream, header_block
 from sciwire.core.http.codec import ParsedResponse, decode_gzip
+from sciwire.drms._protocol import USER_AGENT
 from sciwire.drms.exceptions import DrmsHttpError
-from sciwire.drms.protocol import USER_AGENT
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = ["BlockingTransport", "Body", "Response"]

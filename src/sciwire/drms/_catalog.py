@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sciwire.drms.fits import fits_image
+from sciwire.drms._fits import fits_image
 
 __all__ = ["CATALOG", "QueryError", "RecordSet", "Series", "format_time", "parse_recordset"]
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-from sciwire.drms.catalog import CATALOG, QueryError, Series, format_time, parse_recordset
+from sciwire.drms._catalog import CATALOG, QueryError, Series, format_time, parse_recordset
 
 __all__ = ["Export", "ExportBook", "FileRef"]
 

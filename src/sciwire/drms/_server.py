@@ -2,7 +2,7 @@
 
 Serves ``/cgi-bin/ajax/{show_series,showextseries,jsoc_info,jsoc_fetch,checkAddress.sh}``
 and export downloads (with HTTP Range) from the synthetic catalog of
-:mod:`sciwire.drms.catalog`. Export lifecycle (queued -> processing -> finished ->
+:mod:`sciwire.drms._catalog`. Export lifecycle (queued -> processing -> finished ->
 expired) runs on an injectable clock, so tests can step it without sleeping.
 
 It serves on :class:`sciwire.core.http.server.HttpServer` (the asyncio server
@@ -32,9 +32,9 @@ from aiohttp import web
 from sciwire.core.http.codec import ParsedRequest, encode_response
 from sciwire.core.http.server import HttpServer, Reply
 from sciwire.core.portal import Portal
-from sciwire.drms.catalog import CATALOG, QueryError, parse_recordset
+from sciwire.drms._catalog import CATALOG, QueryError, parse_recordset
+from sciwire.drms._exports import ExportBook, FileRef
 from sciwire.drms.config import ServerConfig, jsoc_layout
-from sciwire.drms.exports import ExportBook, FileRef
 
 __all__ = ["CGI_PATH", "JsocEmulator"]
 

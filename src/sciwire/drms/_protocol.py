@@ -43,6 +43,7 @@ __all__ = [
     "keyword_columns",
     "record_filename",
     "rs_list_columns",
+    "rs_list_split",
     "rs_list_url",
     "rs_summary_url",
     "series_name",
@@ -355,6 +356,13 @@ def record_filename(record: str, filename: str) -> str | None:
     return ".".join(parts).replace("/", "_") + ext
 
 
+def _plain_name(name: str) -> str:
+    """*name* if it is one plain file name, else DrmsExportError (never a path)."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise DrmsExportError(f"refusing the server's file name {name!r}: not a plain file name")
+    return name
+
+
 def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(local filename, URL) of every file of a finished export (or url_quick answer).
 
@@ -362,7 +370,8 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
     means each filename is already a full path (url_quick), and then the local name
     is made from the record (server names like ``Dopplergram.fits`` repeat); tar
     exports offer the one tarfile. Entries named ``NoDataFile`` are skipped, and
-    local names are made unique (``name.1``, ``name.2``...).
+    local names are made unique (``name.1``, ``name.2``...). A file name that is not a
+    plain name (empty, ``.``, ``..``, a path) raises DrmsExportError.
     """
     base = server.http_download_baseurl
     if base is None:
@@ -383,10 +392,13 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
     out = []
     taken: set[str] = set()
     for record, path in items:
-        if not path or path == "NoDataFile" or path.endswith("/NoDataFile"):
+        if path == "NoDataFile" or path.endswith("/NoDataFile"):
             continue
-        full = f"{directory}/{path.lstrip('/')}" if directory else path.lstrip("/")
+        if directory:
+            _plain_name(path)  # files of an export folder are named plainly in it
+        full = f"{directory}/{path}" if directory else path.lstrip("/")
         name = (record_filename(record, path) if from_record else None) or full.rsplit("/")[-1]
+        _plain_name(name)
         unique, i = name, 0
         while unique in taken:
             i += 1
@@ -417,7 +429,10 @@ def _to_int(values: list[str]) -> list[int | float]:
         try:
             append(int(v, 0) if v[:2] in ("0x", "0X") else int(v))
         except ValueError:
-            append(math.nan)  # MISSING and other non-numbers
+            try:
+                append(float(v))  # "1e3", "1.5": numbers all the same, as pandas reads them
+            except ValueError:
+                append(math.nan)  # MISSING and other non-numbers
     return out
 
 
@@ -444,7 +459,8 @@ def _to_float(values: list[str]) -> list[float]:
 
 def _column(name: str, values: list[Any], types: Mapping[str, str]) -> list[Any]:
     kind = types.get(name)
-    if kind in _INT_TYPES or name in ("*recnum*", "*sunum*", "*size*"):
+    # the pseudo-keywords are numbers unless *types* names them (e.g. to skip them)
+    if kind in _INT_TYPES or (kind is None and name in ("*recnum*", "*sunum*", "*size*")):
         return _to_int(values)
     if kind in _REAL_TYPES:
         return _to_float(values)
@@ -495,6 +511,19 @@ def rs_list_columns(
     only one column are alive at a time: faster and with a lower memory peak on large
     answers. Raises DrmsQueryError for a failed query, RemoteProtocolError for bad JSON.
     """
+    columns, _rest = rs_list_split(body, types, encoding)
+    return columns if columns is not None else {}
+
+
+def rs_list_split(
+    body: bytes, types: Mapping[str, str] | None = None, encoding: str = "latin1"
+) -> tuple[dict[str, list[Any]] | None, dict[str, Any]]:
+    """An rs_list answer as (typed keyword columns, the rest of the answer).
+
+    The columns are None when the answer has no ``keywords`` entry (no records, or no
+    keywords asked); the rest holds ``segments``, ``links``, ``recinfo``, ``count``...
+    Raises DrmsQueryError for a failed query, RemoteProtocolError for bad JSON.
+    """
     types = types or {}
     try:
         text = body.decode(encoding)
@@ -504,7 +533,11 @@ def rs_list_columns(
     if head is None:  # not keywords-first (or an error answer): take the general path
         d = decode_json(body, encoding)
         check_query_status(d)
-        return keyword_columns(d, types)
+        if "keywords" not in d:
+            return None, d
+        columns = keyword_columns(d, types)
+        del d["keywords"]
+        return columns, d
     out: dict[str, list[Any]] = {}
     idx = head.end()
     try:
@@ -535,4 +568,4 @@ def rs_list_columns(
     if not isinstance(rest, dict):
         raise RemoteProtocolError("JSOC answered with a malformed rs_list", body)
     check_query_status(rest)
-    return out
+    return out, rest

@@ -11,8 +11,9 @@ and pytest runs them there.
     python tools/compat.py command --checkout ~/src/cryosparc-tools   # tag v4.7.1
     python tools/compat.py rig --checkout ... --original   # the same copy, original library
 
-Only the import lines change (and, for the two suites whose tests name a LAN address, that address
-becomes a loopback one). cryosparc-tools' tests reach `cryosparc.command` through `cryosparc.tools`,
+Only the import lines change, and the module paths that `mock.patch` targets name as strings (an
+import by another name); for the two suites whose tests name a LAN address, that address becomes a
+loopback one. cryosparc-tools' tests reach `cryosparc.command` through `cryosparc.tools`,
 so for them the one import that changes is that module itself: `cryosparc.command` is bound to
 `sciwire.command` before any test imports it. Every run carries a guard that refuses any connection,
 datagram or name look-up that would leave the loopback interface, so no test traffic leaves
@@ -116,10 +117,13 @@ asyncio_default_fixture_loop_scope = function
 """
 
 IMPORT_LINE = re.compile(r"^(\s*)(from|import)\s.*$", re.M)
+# mock.patch("pkg.module.name") imports pkg.module by its path: the same rewrite applies to it.
+PATCH_TARGET = re.compile(r"""\bpatch(?:\.dict)?\(\s*(['"])([\w.]+)\1""")
 
 
-def rewrite_imports(text: str, rules: list[tuple[str, str]]) -> str:
-    """Apply ``rules`` (regex, replacement) to the import lines of ``text`` and to nothing else."""
+def rewrite_imports(text: str, rules: list[tuple[str, str]], module: str, to: str) -> str:
+    """Apply ``rules`` (regex, replacement) to the import lines of ``text``, and point the
+    ``mock.patch`` targets under ``module`` at ``to``; change nothing else."""
 
     def one(match: re.Match[str]) -> str:
         line = match.group(0)
@@ -127,7 +131,15 @@ def rewrite_imports(text: str, rules: list[tuple[str, str]]) -> str:
             line = re.sub(pattern, repl, line)
         return line
 
-    return IMPORT_LINE.sub(one, text)
+    def target(match: re.Match[str]) -> str:
+        path = match.group(2)
+        if path != module and not path.startswith(module + "."):
+            return match.group(0)
+        start, end = match.span(2)
+        new = to + path[len(module) :]
+        return match.group(0)[: start - match.start()] + new + match.group(0)[end - match.start() :]
+
+    return PATCH_TARGET.sub(target, IMPORT_LINE.sub(one, text))
 
 
 @dataclass
@@ -136,6 +148,7 @@ class Suite:
 
     name: str
     original: str  # the original library's distribution, for the report
+    module: str  # the original's module that sciwire replaces
     rules: list[tuple[str, str]]
     wheel_tests: str | None = None  # a package whose installed folder holds the tests
     checkout_files: list[str] = field(default_factory=list)  # paths inside a checkout
@@ -161,10 +174,12 @@ SUITES = {
     "samp": Suite(
         "samp",
         "astropy",
+        "astropy.samp",
         [(r"\bastropy\.samp\b", "sciwire.samp")],
         wheel_tests="astropy.samp.tests",
     ),
     "drms": Suite(
+        "drms",
         "drms",
         "drms",
         [
@@ -177,6 +192,7 @@ SUITES = {
     "rig": Suite(
         "rig",
         "iblutil 1.20.0",
+        "iblutil.io.net",
         [(r"\biblutil\.io\.net\b", "sciwire.rig")],
         checkout_files=["iblutil/tests/test_net.py", "iblutil/tests/__init__.py"],
         literal=[("'192.168.0.0'", "'127.0.0.2'")],
@@ -185,6 +201,7 @@ SUITES = {
     "ifcb": Suite(
         "ifcb",
         "pyifcbclient",
+        "ifcbclient",
         [(r"\bifcbclient\b", "sciwire.ifcb")],
         checkout_files=["test_ifcbclient.py"],
         literal=[("192.168.1.100", "127.0.0.1")],
@@ -193,6 +210,7 @@ SUITES = {
     "command": Suite(
         "command",
         "cryosparc-tools 4.7.1",
+        "cryosparc.command",
         [],
         checkout_files=[
             "tests/__init__.py",
@@ -244,7 +262,7 @@ def stage(suite: Suite, checkout: Path | None, original: bool, into: Path) -> Pa
         for old, new in suite.literal:
             text = text.replace(old, new)
         if not original:
-            text = rewrite_imports(text, suite.rules)
+            text = rewrite_imports(text, suite.rules, suite.module, "sciwire." + suite.name)
         if suite.preamble is not None and path.name == "conftest.py":
             text = suite.preamble(original) + text
         path.write_text(text)

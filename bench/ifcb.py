@@ -42,7 +42,7 @@ from bench.harness import Workload, rate
 from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.ifcb import AsyncIFCBClient, parse_message
-from sciwire.ifcb.server import sample_messages
+from sciwire.ifcb._server import sample_messages
 
 SERIAL = "111-111-111"
 MIX = sample_messages(2000, seed=7)

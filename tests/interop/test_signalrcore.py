@@ -15,7 +15,7 @@ from signalrcore.hub_connection_builder import HubConnectionBuilder
 
 from sciwire.core.portal import Portal
 from sciwire.ifcb import IFCBSimulator, parse_message
-from sciwire.ifcb.hub import HubConnection
+from sciwire.ifcb._hub import HubConnection
 
 pytestmark = pytest.mark.interop
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from sciwire.core.jsonfast import scan
 from sciwire.errors import LocalProtocolError, RemoteError, RemoteProtocolError, Timeout
-from sciwire.ifcb.negotiate import (
+from sciwire.ifcb._negotiate import (
     NegotiateError,
     NegotiateResult,
     negotiate_response,
@@ -33,6 +33,8 @@ from sciwire.ifcb.negotiate import (
 )
 
 __all__ = [
+    "MAX_MESSAGE_SIZE",
+    "MAX_RECORD_SIZE",
     "PING_RECORD",
     "RS",
     "CancelInvocation",
@@ -47,6 +49,7 @@ __all__ = [
     "NegotiateResult",
     "Ping",
     "RecordBuffer",
+    "RecordTooLarge",
     "ServerTimeout",
     "SignalRConnection",
     "StreamInvocation",
@@ -68,12 +71,23 @@ PING_RECORD = '{"type":6}' + RS
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
+#: Default cap on one WebSocket message, bytes (aiohttp's own default): a larger one
+#: closes the connection (setting ``max_message_size``; 0 means no limit).
+MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+#: Default cap on an unfinished record (text not yet ended by 0x1E) buffered across
+#: frames, characters or bytes (setting ``max_record_size``; 0 means no limit).
+MAX_RECORD_SIZE = 4 * 1024 * 1024
+
 #: Handshake versions a server accepts (signalrcore 1.0.x sends 0, current clients 1).
 SERVER_VERSIONS = (0, 1, 2)
 
 
 class HandshakeError(RemoteError):
     """The peer refused the handshake, or sent an invalid one."""
+
+
+class RecordTooLarge(RemoteProtocolError):
+    """The peer sent more than ``max_record_size`` without ending the record."""
 
 
 class ServerTimeout(Timeout):
@@ -358,13 +372,19 @@ class RecordBuffer:
     Records may span several ``feed`` calls, and one call may complete several.
     Splitting bytes on 0x1E is safe in UTF-8 (no multi-byte sequence contains it), so a
     frame cut inside a character is fine.
+
+    Args:
+        limit: the most an unfinished record may hold (0: no limit); beyond it ``feed``
+            raises :class:`RecordTooLarge`, because a peer that never sends 0x1E would
+            otherwise grow the buffer without bound.
     """
 
-    __slots__ = ("_bytes", "_text")
+    __slots__ = ("_bytes", "_text", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_RECORD_SIZE) -> None:
         self._text = ""
         self._bytes = b""
+        self.limit = limit
 
     @property
     def pending(self) -> int:
@@ -376,6 +396,7 @@ class RecordBuffer:
 
         Raises:
             RemoteProtocolError: a complete record is not valid UTF-8.
+            RecordTooLarge: the unfinished record outgrew :attr:`limit`.
         """
         if isinstance(data, str):
             if self._bytes:
@@ -384,6 +405,8 @@ class RecordBuffer:
                 data = self._text + data
             parts = data.split(RS)
             self._text = parts.pop()
+            if self.limit and len(self._text) > self.limit:
+                self._overflow()
             return parts
         if self._text:  # mixed input: keep one buffer
             data = self._text.encode() + data
@@ -392,10 +415,20 @@ class RecordBuffer:
             data = self._bytes + bytes(data)
         raw = bytes(data).split(_RS_B)
         self._bytes = raw.pop()
+        if self.limit and len(self._bytes) > self.limit:
+            self._overflow()
         try:
             return [part.decode("utf-8") for part in raw]
         except UnicodeDecodeError as exc:
             raise RemoteProtocolError("hub record is not valid UTF-8", data) from exc
+
+    def _overflow(self) -> None:
+        size = self.pending
+        self._text, self._bytes = "", b""  # release the memory now, not at teardown
+        raise RecordTooLarge(
+            f"SignalR record exceeds max_record_size ({self.limit}) without a 0x1E terminator",
+            f"{size} characters or bytes buffered",
+        )
 
     def _take_bytes(self) -> str:
         raw, self._bytes = self._bytes, b""
@@ -420,6 +453,7 @@ class SignalRConnection:
         keep_alive_interval: ping after this long without sending anything.
         server_timeout: declare the peer gone after this long without hearing from it.
         handshake_timeout: how long the handshake may take.
+        max_record_size: the most an unfinished record may buffer (0: no limit).
     """
 
     def __init__(
@@ -430,6 +464,7 @@ class SignalRConnection:
         keep_alive_interval: float = 15.0,
         server_timeout: float = 30.0,
         handshake_timeout: float = 15.0,
+        max_record_size: int = MAX_RECORD_SIZE,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError(f"role must be 'client' or 'server', not {role!r}")
@@ -448,7 +483,7 @@ class SignalRConnection:
         self._last_sent = now
         self._last_received = now
         self._ids = itertools.count(1)
-        self._buffer = RecordBuffer()
+        self._buffer = RecordBuffer(max_record_size)
         self._handshake_seen = False
         self._held: list[str] = []  # records after the handshake request, until accepted
 

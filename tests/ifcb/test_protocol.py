@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciwire.errors import RemoteProtocolError
+from sciwire.ifcb._server import make_png, sample_messages
 from sciwire.ifcb.protocol import (
     VALUECHANGED_TYPES,
     DaqValues,
@@ -21,7 +22,6 @@ from sciwire.ifcb.protocol import (
     parse_message,
     parse_response,
 )
-from sciwire.ifcb._server import make_png, sample_messages
 
 PNG = make_png(3, 2, bytes([0, 50, 100, 150, 200, 250]))
 PNG64 = base64.b64encode(PNG).decode()

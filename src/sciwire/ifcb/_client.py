@@ -217,6 +217,8 @@ class AsyncIFCBClient:
             await hub.stop()
             raise
         self._hub = hub
+        # on the future itself, so the hooks run once per connection however it ends
+        hub.closed.add_done_callback(lambda _: _run_hooks(self._close_hooks))
         _run_hooks(self._open_hooks)
 
     async def _supervise(self) -> None:
@@ -226,7 +228,6 @@ class AsyncIFCBClient:
             cause = await asyncio.shield(hub.closed)
             if self._started is not None:
                 self._started.clear()
-            _run_hooks(self._close_hooks)
             if not self._wanted or not self.reconnect:
                 break
             logger.warning("IFCB hub connection lost (%s); reconnecting", cause)

@@ -29,7 +29,7 @@ from sciwire.ifcb._signalr import (
     RecordTooLarge,
     ServerTimeout,
 )
-from sciwire.ifcb._transport import HubClient, HubInvocationError
+from sciwire.ifcb._transport import HubClient, HubInvocationError, MessageTooLarge
 from sciwire.ifcb.ifcbclient import ClientHubConnection, IFCBClient
 from sciwire.ifcb.protocol import fixed_length_responses, parse_response
 
@@ -45,6 +45,7 @@ __all__ = [
     "IFCBClient",
     "IFCBProtocolError",
     "IFCBSimulator",
+    "MessageTooLarge",
     "NegotiateError",
     "RecordTooLarge",
     "RoiImage",

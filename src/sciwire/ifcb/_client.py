@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from sciwire.core.patterns import Registry
 from sciwire.errors import ConnectionClosed, SciwireError, Timeout
 from sciwire.ifcb._codec import IFCBProtocolError, parse_message
-from sciwire.ifcb._signalr import MAX_MESSAGE_SIZE, MAX_RECORD_SIZE
-from sciwire.ifcb._transport import HubClient
+from sciwire.ifcb._signalr import MAX_MESSAGE_SIZE, MAX_RECORD_SIZE, RecordTooLarge
+from sciwire.ifcb._transport import HubClient, MessageTooLarge
 
 __all__ = ["AsyncIFCBClient", "ClientEvents"]
 
@@ -71,7 +71,7 @@ class AsyncIFCBClient:
         handshake_timeout: limit for one connection attempt.
         max_message_size: largest WebSocket message accepted from the hub, in bytes (0:
             no limit); a larger one closes the connection (then reconnect).
-        max_record_size: largest SignalR record (text up to 0x1E) accepted, in characters
+        max_record_size: longest SignalR record (text up to 0x1E) accepted, in characters
             or bytes, also across frames (0: no limit).
         events: receives the hub's relayed messages, confirmations and heartbeats
             (default: this client).
@@ -228,9 +228,20 @@ class AsyncIFCBClient:
             cause = await asyncio.shield(hub.closed)
             if self._started is not None:
                 self._started.clear()
-            if not self._wanted or not self.reconnect:
+            if not self._wanted:
                 break
-            logger.warning("IFCB hub connection lost (%s); reconnecting", cause)
+            # a limit's close was logged where it was decided: once is enough
+            level = (
+                logging.DEBUG
+                if isinstance(cause, RecordTooLarge | MessageTooLarge)
+                else logging.WARNING
+            )
+            again = "; reconnecting" if self.reconnect else ""
+            logger.log(
+                level, "IFCB hub connection to %s lost (%s)%s", self.server_url, cause, again
+            )
+            if not self.reconnect:
+                break
             attempt = 0
             while self._wanted:
                 delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]

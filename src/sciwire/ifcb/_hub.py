@@ -212,7 +212,7 @@ class HubServer:
             one frame per message (False).
         max_message_size: largest WebSocket message accepted from a client, bytes (0: no
             limit); a larger one closes that connection with code 1009.
-        max_record_size: largest unfinished SignalR record buffered per connection (0: no
+        max_record_size: longest SignalR record accepted, also across frames (0: no
             limit); beyond it the connection is closed with an error Close message.
 
     A connection closed by a limit is logged once at WARNING with the client's address

@@ -374,9 +374,9 @@ class RecordBuffer:
     frame cut inside a character is fine.
 
     Args:
-        limit: the most an unfinished record may hold (0: no limit); beyond it ``feed``
-            raises :class:`RecordTooLarge`, because a peer that never sends 0x1E would
-            otherwise grow the buffer without bound.
+        limit: the longest record accepted, finished or not (0: no limit); beyond it
+            ``feed`` raises :class:`RecordTooLarge`, because a peer that never sends 0x1E
+            would otherwise grow the buffer without bound.
     """
 
     __slots__ = ("_bytes", "_text", "limit")
@@ -405,7 +405,9 @@ class RecordBuffer:
                 data = self._text + data
             parts = data.split(RS)
             self._text = parts.pop()
-            if self.limit and len(self._text) > self.limit:
+            limit = self.limit
+            # one comparison per feed unless the input itself is over the limit
+            if limit and len(data) > limit and max(map(len, [self._text, *parts])) > limit:
                 self._overflow()
             return parts
         if self._text:  # mixed input: keep one buffer
@@ -415,7 +417,8 @@ class RecordBuffer:
             data = self._bytes + bytes(data)
         raw = bytes(data).split(_RS_B)
         self._bytes = raw.pop()
-        if self.limit and len(self._bytes) > self.limit:
+        limit = self.limit
+        if limit and len(data) > limit and max(map(len, [self._bytes, *raw])) > limit:
             self._overflow()
         try:
             return [part.decode("utf-8") for part in raw]
@@ -423,12 +426,8 @@ class RecordBuffer:
             raise RemoteProtocolError("hub record is not valid UTF-8", data) from exc
 
     def _overflow(self) -> None:
-        size = self.pending
         self._text, self._bytes = "", b""  # release the memory now, not at teardown
-        raise RecordTooLarge(
-            f"SignalR record exceeds max_record_size ({self.limit}) without a 0x1E terminator",
-            f"{size} characters or bytes buffered",
-        )
+        raise RecordTooLarge(f"a SignalR record exceeds max_record_size ({self.limit})")
 
     def _take_bytes(self) -> str:
         raw, self._bytes = self._bytes, b""
@@ -453,7 +452,7 @@ class SignalRConnection:
         keep_alive_interval: ping after this long without sending anything.
         server_timeout: declare the peer gone after this long without hearing from it.
         handshake_timeout: how long the handshake may take.
-        max_record_size: the most an unfinished record may buffer (0: no limit).
+        max_record_size: the longest record accepted, also across frames (0: no limit).
     """
 
     def __init__(
@@ -613,7 +612,9 @@ class SignalRConnection:
             or self.state != "open"
             or self._held
             or self._buffer.pending
+            or (self._buffer.limit and len(data) > self._buffer.limit)
         ):
+            # (a frame over the record cap takes the general path, which checks each record)
             return False
         self._last_received = now
         return True

@@ -42,7 +42,7 @@ from sciwire.ifcb._signalr import (
     scan_invocation,
 )
 
-__all__ = ["HubClient", "HubInvocationError"]
+__all__ = ["HubClient", "HubInvocationError", "MessageTooLarge"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ _WS_TIMEOUT: dict[str, Any] = (
 
 class HubInvocationError(RemoteError):
     """The hub answered an invocation with an error Completion."""
+
+
+class MessageTooLarge(ConnectionClosed):
+    """The hub sent a WebSocket message over ``max_message_size``; the connection closed."""
 
 
 def _with_scheme(url: str, ws: bool) -> str:
@@ -94,7 +98,7 @@ class HubClient:
         handshake_timeout: limit for negotiate, connect and handshake together.
         skip_negotiation: connect the WebSocket directly, without negotiate.
         max_message_size: largest WebSocket message accepted, bytes (0: no limit).
-        max_record_size: largest unfinished SignalR record buffered (0: no limit).
+        max_record_size: longest SignalR record accepted, also across frames (0: no limit).
 
     A message or record over its limit ends the connection (logged once, naming the
     limit); :attr:`closed` then resolves to the cause.
@@ -386,12 +390,10 @@ class HubClient:
                 elif kind is WSMsgType.ERROR:
                     cause = ConnectionClosed(f"hub connection failed: {msg.data}")
                     if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
-                        logger.warning(
-                            "closing the hub connection to %s: a message exceeded "
-                            "max_message_size (%d bytes)",
-                            self.url,
-                            self.max_message_size,
+                        cause = MessageTooLarge(
+                            f"a message exceeded max_message_size ({self.max_message_size} bytes)"
                         )
+                        logger.warning("closing the hub connection to %s: %s", self.url, cause)
                 elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     cause = ConnectionClosed("hub closed the WebSocket")
         except ProtocolError as exc:

@@ -249,3 +249,31 @@ async def test_hub_client_limits_are_settable(plain_sim: IFCBSimulator) -> None:
         assert hub.max_message_size == 1234 and hub.max_record_size == 99
     finally:
         await hub.stop()
+
+
+def test_coalesced_frames_stay_under_the_frame_target() -> None:
+    from sciwire.ifcb._hub import FRAME_CHARS, _coalesce
+
+    records = ["r" * 1000 + RS] * 3000  # ~3 MB queued at once
+    frames = _coalesce(records)
+    assert len(frames) >= 3
+    assert all(len(frame) <= FRAME_CHARS for frame in frames)
+    assert "".join(frames) == "".join(records)
+    big = "b" * (FRAME_CHARS + 5) + RS
+    assert _coalesce(["a" + RS, big, "c" + RS]) == ["a" + RS, big, "c" + RS]
+    assert _coalesce(["x" + RS]) == ["x" + RS]
+
+
+async def test_a_burst_over_the_clients_cap_arrives_in_frames_it_accepts(
+    plain_sim: IFCBSimulator, scaled: Callable[[float], float]
+) -> None:
+    client, got, reconnected = await _connected_client(plain_sim, scaled(10))
+    try:
+        for i in range(6):  # ~6 MiB queued before the writer runs: one frame would be refused
+            plain_sim.push(f"reportevent:{i}:" + "q" * (1024 * 1024))
+        for i in range(6):
+            fields = await asyncio.wait_for(got.get(), scaled(20))
+            assert fields[1].startswith(f"{i}:")
+        assert not reconnected.is_set()
+    finally:
+        await client.disconnect()

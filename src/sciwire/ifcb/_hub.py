@@ -52,6 +52,29 @@ _WS_OPTIONS: dict[str, Any] = (
 )
 
 
+#: a coalesced frame holds records up to about this many characters (at most 3 bytes each
+#: in UTF-8), so a burst never makes one frame over a peer's 4 MiB message cap
+FRAME_CHARS = 1024 * 1024
+
+
+def _coalesce(records: list[str]) -> list[str]:
+    """Join queued records into as few frames as :data:`FRAME_CHARS` allows (a record
+    longer than that still travels alone, whole)."""
+    if len(records) == 1:
+        return [records[0]]
+    if sum(map(len, records)) <= FRAME_CHARS:  # the common case: one frame
+        return ["".join(records)]
+    frames: list[str] = []
+    start = size = 0
+    for index, record in enumerate(records):
+        if size and size + len(record) > FRAME_CHARS:
+            frames.append("".join(records[start:index]))
+            start, size = index, 0
+        size += len(record)
+    frames.append("".join(records[start:]))
+    return frames
+
+
 def _text_frame(text: str) -> bytes:
     """One final, unmasked WebSocket text frame (server to client, RFC 6455 5.2)."""
     payload = text.encode()
@@ -153,10 +176,7 @@ class HubConnection:
             if self.frozen:
                 self._queue.clear()
             if self._queue:
-                if self.hub.coalesce:
-                    frames = ["".join(self._queue) if len(self._queue) > 1 else self._queue[0]]
-                else:
-                    frames = list(self._queue)
+                frames = _coalesce(self._queue) if self.hub.coalesce else list(self._queue)
                 self._queue.clear()
                 try:
                     if len(frames) > 1:

@@ -18,6 +18,7 @@ from sciwire.ifcb import (
     AsyncIFCBClient,
     HubClient,
     IFCBSimulator,
+    MessageTooLarge,
     RecordTooLarge,
 )
 from sciwire.ifcb._signalr import RS, RecordBuffer, SignalRConnection
@@ -242,11 +243,29 @@ async def test_client_closes_on_an_endless_record_and_reconnects(
         await client.disconnect()
 
 
-async def test_hub_client_limits_are_settable(plain_sim: IFCBSimulator) -> None:
-    hub = HubClient(plain_sim.url, max_message_size=1234, max_record_size=99)
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [({"max_message_size": SMALL}, MessageTooLarge), ({"max_record_size": SMALL}, RecordTooLarge)],
+)
+async def test_hub_client_ends_with_the_limits_error(
+    plain_sim: IFCBSimulator,
+    options: dict[str, int],
+    cause: type[Exception],
+    scaled: Callable[[float], float],
+) -> None:
+    hub = HubClient(plain_sim.url, **options)
+    registered = asyncio.Event()
+    hub.on("startedAsClient", lambda _: registered.set())
     await hub.start()
     try:
-        assert hub.max_message_size == 1234 and hub.max_record_size == 99
+        assert hub.max_message_size == options.get("max_message_size", MAX_MESSAGE_SIZE)
+        assert hub.max_record_size == options.get("max_record_size", MAX_RECORD_SIZE)
+        await hub.send("startAsClient", [SERIAL])
+        await asyncio.wait_for(registered.wait(), scaled(10))
+        plain_sim.push("reportevent:" + "v" * SMALL)
+        ended = await asyncio.wait_for(hub.closed, scaled(10))
+        assert isinstance(ended, cause)
+        assert not hub.connected
     finally:
         await hub.stop()
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from sciwire.core.patterns import Registry
@@ -47,6 +47,8 @@ class ClientHubConnection:
         self.timeout = timeout
         self.portal = Portal("ifcb-client")
         self._lock = threading.Lock()
+        # tasks queued from the loop thread, held so they are not collected mid-flight
+        self._queued: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -77,7 +79,7 @@ class ClientHubConnection:
         Idempotent. From a callback (on the loop thread) it only schedules the close.
         """
         if self._on_loop():
-            self.portal.loop.create_task(self.client.disconnect(goodbye=False))
+            self._queue(self.client.disconnect(goodbye=False))
             return
         with self._lock:
             if not self.portal.running:
@@ -96,8 +98,7 @@ class ClientHubConnection:
         if self._on_loop():
             # Blocking here would deadlock the loop; tasks start in creation order,
             # so queued sends still go out in the order they were made.
-            task = self.portal.loop.create_task(self.client.send(method, list(arguments)))
-            task.add_done_callback(_log_failure)
+            self._queue(self.client.send(method, list(arguments)))
             return
         if not self.portal.running:
             raise ConnectionClosed("not connected")
@@ -118,6 +119,12 @@ class ClientHubConnection:
     def on_reconnect(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` after each automatic reconnection."""
         self.client.on_reconnect(callback)
+
+    def _queue(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.portal.loop.create_task(coro)
+        self._queued.add(task)
+        task.add_done_callback(self._queued.discard)
+        task.add_done_callback(_log_failure)
 
     def _on_loop(self) -> bool:
         if not self.portal.running:

@@ -38,6 +38,13 @@ __all__ = [
 # contain ':') and graph times are strings in the tuples, as the reference lists them.
 _TYPES: dict[str, type] = {"i": int, "f": float, "b": bool, "s": str, "r": str, "t": str}
 _VARIABLE = {"J", "*"}  # JSON or raw-list tails have no fixed layout
+# free text that is the message's whole tail, variable-length in the reference's table too
+_FREE_TAILS = {
+    ("reportevent",),
+    ("file", "chunk"),
+    ("valuechanged", "currentgpsposition"),
+    ("valuechanged", "samplegpsposition"),
+}
 
 
 def _fixed_forms() -> list[tuple[Any, ...]]:
@@ -45,7 +52,8 @@ def _fixed_forms() -> list[tuple[Any, ...]]:
 
     def add(prefix: list[str], spec: str) -> None:
         kinds = spec.split()
-        if _VARIABLE.intersection(kinds):
+        literals = tuple(prefix) + tuple(k for k in kinds if k not in _TYPES)
+        if _VARIABLE.intersection(kinds) or literals in _FREE_TAILS:
             return
         forms.append((*prefix, *(_TYPES.get(kind, kind) for kind in kinds)))
 

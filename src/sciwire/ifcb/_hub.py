@@ -151,14 +151,19 @@ class HubConnection:
         if self._queue or self._wake.is_set():
             await self._drained.wait()
 
-    async def close(self, error: str | None = None) -> None:
-        """Send Close (with *error*) after the queue, then close the socket."""
+    async def close(self, error: str | None = None, *, abort: bool = False) -> None:
+        """Send Close (with *error*) after the queue, then close the socket: with the
+        WebSocket closing handshake, or at once if *abort* (for a peer that broke a
+        limit, which would otherwise be read until it answers the handshake)."""
         if self.proto.state == "open" and not self._closing:
             self._push(self.proto.close(self._loop.time(), error))
         self._closing = True
         self._wake.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), 2.0)
+        if abort:
+            self.abort()
+            return
         await self.ws.close()
 
     def abort(self) -> None:
@@ -404,15 +409,18 @@ class HubServer:
                         if not await self._handle(conn, event):
                             return
                 except ProtocolError as exc:
-                    if isinstance(exc, RecordTooLarge):
+                    # over a limit: say why, then drop the socket rather than keep
+                    # reading the peer until it answers the closing handshake
+                    limit = isinstance(exc, RecordTooLarge)
+                    if limit:
                         logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, exc)
                     else:
                         logger.warning("connection %s: %s", conn.id, exc)
                     if proto.state == "open":
-                        await conn.close(f"Connection closed with an error. {exc}")
+                        await conn.close(f"Connection closed with an error. {exc}", abort=limit)
                     else:
                         conn._push(proto.reject_handshake(str(exc), loop.time()))
-                        await conn.close()
+                        await conn.close(abort=limit)
                     return
             elif msg.type == WSMsgType.ERROR:
                 if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:

@@ -323,6 +323,21 @@ def test_python_m_prints_value_changes(
     assert proc.returncode == 0, list(lines.queue)
 
 
+@pytest.mark.parametrize("address", ["ws://127.0.0.1:1/ifcbHub", "ftp://127.0.0.1/ifcbHub"])
+def test_python_m_reports_a_failed_connection(
+    address: str, scaled: Callable[[float], float]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sciwire.ifcb", address, SERIAL],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert done.returncode == 1
+    assert f"cannot connect to {address}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_images_are_roi_images() -> None:
     fields = protocol.parse_response("triggerrois:1:3:4:AAAA")
     assert fields == ["triggerrois", [(3, 4, b"\x00\x00\x00")]]

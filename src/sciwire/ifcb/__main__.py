@@ -7,6 +7,7 @@ import argparse
 import threading
 from typing import Any
 
+from sciwire.errors import SciwireError
 from sciwire.ifcb.ifcbclient import IFCBClient
 
 
@@ -21,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     def show(_: str, key: str, *values: Any) -> None:
         print(f"{key} => {values}", flush=True)
 
-    client = IFCBClient(args.address, args.id)
-    client.on(("valuechanged",), show)
-    client.connect()
+    try:
+        client = IFCBClient(args.address, args.id)
+        client.on(("valuechanged",), show)
+        client.connect()
+    except (SciwireError, ValueError) as exc:
+        parser.exit(1, f"python -m sciwire.ifcb: cannot connect to {args.address}: {exc}\n")
     try:
         threading.Event().wait()  # until Ctrl-C; the client runs on its own thread
     except KeyboardInterrupt:

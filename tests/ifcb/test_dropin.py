@@ -268,6 +268,11 @@ def test_hub_connection_hooks_and_send(
         response = relayed.get(timeout=scaled(5))
         if response[3] == "valuechanged:switchauxpower1:1":
             break
+    late: queue.Queue[list[Any]] = queue.Queue()
+    hub.on("messageRelayed", late.put)  # registered while connected: applies at once
+    hub.send("relayMessageToHost", [SERIAL, "daq:switchauxpower1:0"])
+    while late.get(timeout=scaled(5))[3] != "valuechanged:switchauxpower1:0":
+        pass
     assert portal.call(_drop(sim)) == 1
     seen = []
     while "reconnect" not in seen:

@@ -154,8 +154,13 @@ class AsyncIFCBClient:
 
     def on_invocation(self, target: str, callback: Callable[[list[Any]], Any]) -> None:
         """Call ``callback(arguments)`` for every hub call of *target* on this client
-        (``"messageRelayed"``, ``"startedAsClient"``...), on every connection."""
+        (``"messageRelayed"``, ``"startedAsClient"``...), on every connection, the
+        current one included."""
         self._targets.append((target, callback))
+        hub = self._hub
+        if hub is not None and hub.connected:
+            # (appending to a handler list is atomic; the reader sees it from its next call)
+            hub.on(target, callback)
 
     # -- connection -------------------------------------------------------------------
 

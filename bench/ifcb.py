@@ -24,12 +24,18 @@
   documented ~17 us does (our parse, then a spin until 17 us have passed since the
   message arrived), i.e. the reference client as documented, rebuilt from its parts.
   The last row compares with the reference client's own documented figure.
+* pyifcbclient itself, when a checkout is at hand (PYIFCBCLIENT, as ``make compat`` takes
+  it; default /work/originals/pyifcbclient): its ``protocol.parse_response`` on the same
+  mix, and its ``IFCBClient`` (signalrcore underneath, a ``(None,)`` handler) on the
+  same push rounds, as peers side by side.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -42,7 +48,7 @@ from bench.harness import Workload, rate
 from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.ifcb import AsyncIFCBClient, parse_message
-from sciwire.ifcb.server import sample_messages
+from sciwire.ifcb._server import sample_messages
 
 SERIAL = "111-111-111"
 MIX = sample_messages(2000, seed=7)
@@ -200,6 +206,77 @@ def _peer_side(
     return counter
 
 
+PYIFCBCLIENT = os.environ.get("PYIFCBCLIENT", "/work/originals/pyifcbclient")
+
+
+def _original() -> Any:
+    """pyifcbclient from its checkout, or None when there is none."""
+    if not os.path.isdir(os.path.join(PYIFCBCLIENT, "ifcbclient")):
+        return None
+    if PYIFCBCLIENT not in sys.path:
+        sys.path.insert(0, PYIFCBCLIENT)
+    return importlib.import_module("ifcbclient")
+
+
+def _parse_original(parse_response: Callable[[str], list[Any]]) -> float:
+    def work() -> None:
+        for _ in range(PARSE_ROUNDS // 5):
+            for text in MIX:
+                parse_response(text)
+
+    return rate(PARSE_ROUNDS // 5 * len(MIX), work)
+
+
+def _original_side(stack: contextlib.ExitStack, module: Any) -> _Counter:
+    url = _start_sim(stack, False)
+    counter = _Counter()
+    client = module.IFCBClient(url.replace("http", "ws"), SERIAL)
+    started = threading.Event()
+    client.on((None,), counter.hit)
+    client.on_started(lambda *_: started.set())
+    client.connect()
+    stack.callback(client.hub_connection.stop)
+    if not started.wait(10):
+        raise RuntimeError("pyifcbclient did not register with the simulator")
+    counter.round(url, 200)
+    counter.url = url  # type: ignore[attr-defined]
+    return counter
+
+
+def _original_rows(stack: contextlib.ExitStack, ours: _Counter) -> list[Workload]:
+    module = _original()
+    if module is None:
+        return []
+    parse_response = importlib.import_module("ifcbclient.protocol").parse_response
+    peer = _original_side(stack, module)
+    return [
+        Workload(
+            "parse realistic mix (lazy DAQ/images) vs pyifcbclient's parse_response",
+            "msg/s",
+            _parse_lazy,
+            peer=lambda: _parse_original(parse_response),
+            peer_name="pyifcbclient protocol.parse_response",
+            target=5,
+        ),
+        Workload(
+            "parse realistic mix, every field decoded, vs pyifcbclient's parse_response",
+            "msg/s",
+            _parse_eager,
+            peer=lambda: _parse_original(parse_response),
+            peer_name="pyifcbclient protocol.parse_response",
+            notes="the reference always decodes everything; same work here",
+        ),
+        Workload(
+            "sim process push -> parsed handler, one frame per message, vs pyifcbclient",
+            "msg/s",
+            lambda: ours.round(ours.url, PUSHED),  # type: ignore[attr-defined]
+            peer=lambda: peer.round(peer.url, PUSHED_SLOW),  # type: ignore[attr-defined]
+            peer_name="pyifcbclient IFCBClient (signalrcore 1.0.2)",
+            target=2,
+        ),
+    ]
+
+
 def workloads(stack: contextlib.ExitStack) -> list[Workload]:
     """The IFCB workloads; simulators run in their own processes on *stack*."""
     sides = {
@@ -259,4 +336,5 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
             notes="pyifcbclient (signalrcore + its parser): ~16-20k msg/s on this machine",
         )
     )
+    rows.extend(_original_rows(stack, ours))
     return rows

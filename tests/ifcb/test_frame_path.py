@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciwire.errors import ProtocolError, RemoteProtocolError
-from sciwire.ifcb.signalr import RS, Completion, Invocation, SignalRConnection, encode_message
-from sciwire.ifcb.transport import HubClient
+from sciwire.ifcb._signalr import RS, Completion, Invocation, SignalRConnection, encode_message
+from sciwire.ifcb._transport import HubClient
 
 TARGETS = ["messageRelayed", "heartbeat", "", 'a"b', "a\\b", "é", "messageRelayedX"]
 

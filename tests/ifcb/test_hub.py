@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from sciwire.ifcb import HubClient, IFCBSimulator, NegotiateError
-from sciwire.ifcb.signalr import RS
+from sciwire.ifcb._signalr import RS
 
 
 @pytest.fixture

@@ -364,7 +364,7 @@ async def test_handshake_refused_raises(
     real = hub._open
 
     async def open_with_bad_version() -> None:
-        from sciwire.ifcb import signalr
+        from sciwire.ifcb import _signalr as signalr
 
         original = signalr.SignalRConnection.handshake_request
 

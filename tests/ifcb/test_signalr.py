@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciwire.errors import LocalProtocolError, RemoteProtocolError, Timeout
-from sciwire.ifcb.signalr import (
+from sciwire.ifcb._signalr import (
     PING_RECORD,
     RS,
     CancelInvocation,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sciwire.ifcb import IFCBSimulator, parse_message
-from sciwire.ifcb.hub import HubConnection
+from sciwire.ifcb._hub import HubConnection
 
 pytestmark = pytest.mark.interop
 

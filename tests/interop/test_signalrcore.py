@@ -6,6 +6,9 @@ server) does not exist; our client is tested against our own hub in tests/ifcb.
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,8 +17,8 @@ import pytest
 from signalrcore.hub_connection_builder import HubConnectionBuilder
 
 from sciwire.core.portal import Portal
-from sciwire.ifcb import IFCBSimulator, parse_message
-from sciwire.ifcb.hub import HubConnection
+from sciwire.ifcb import IFCBClient, IFCBSimulator, parse_message
+from sciwire.ifcb._hub import HubConnection
 
 pytestmark = pytest.mark.interop
 
@@ -112,3 +115,55 @@ def test_signalrcore_sees_a_routine_with_roi_images(
     assert stopped.wait(scaled(10))
     assert len(images) >= 3 and all(img.startswith(b"\x89PNG") for img in images)
     assert "routine:runsample" in simulator.commands
+
+
+# -- pyifcbclient's own IFCBClient (signalrcore underneath) next to ours ---------------------
+
+#: a checkout of pyifcbclient (not a registry package): PYIFCBCLIENT, as `make compat` takes it
+PYIFCBCLIENT = os.environ.get("PYIFCBCLIENT", "/work/originals/pyifcbclient")
+
+
+@pytest.fixture
+def original_ifcbclient() -> Iterator[Any]:
+    if not os.path.isdir(os.path.join(PYIFCBCLIENT, "ifcbclient")):
+        pytest.skip(f"no pyifcbclient checkout at {PYIFCBCLIENT} (set PYIFCBCLIENT)")
+    sys.path.insert(0, PYIFCBCLIENT)
+    try:
+        yield importlib.import_module("ifcbclient")
+    finally:
+        sys.path.remove(PYIFCBCLIENT)
+        for name in [n for n in sys.modules if n == "ifcbclient" or n.startswith("ifcbclient.")]:
+            del sys.modules[name]
+
+
+def test_pyifcbclient_and_sciwire_see_the_same_routine(
+    sim: tuple[IFCBSimulator, Portal, list[int | None]],
+    original_ifcbclient: Any,
+    scaled: Callable[[float], float],
+) -> None:
+    simulator, _portal, _ = sim
+    url = simulator.url.replace("http", "ws")
+    seen: dict[str, list[tuple[Any, ...]]] = {"original": [], "sciwire": []}
+    done = {"original": threading.Event(), "sciwire": threading.Event()}
+    originals = original_ifcbclient.IFCBClient(url, SERIAL)
+    ours = IFCBClient(url, SERIAL)
+    try:
+        for name, client in (("original", originals), ("sciwire", ours)):
+            log = seen[name]
+            # no boolean fields here: the original parses "0" as True (docs/differences.md)
+            client.on(("triggerchanged", None, "processed"), lambda *f, log=log: log.append(f))
+            client.on(("triggercontent",), lambda *f, log=log: log.append(f))
+            client.on(("valuechanged", "acquisition", "stopped"), lambda *f, e=done[name]: e.set())
+        registered = threading.Event()
+        originals.on_started(lambda *_: registered.set())
+        ours.connect()
+        ours.wait_started(scaled(10))
+        originals.connect()  # returns at once: wait until the hub has registered it
+        assert registered.wait(scaled(10))
+        ours.relay_message_to_host("routine:runsample")
+        assert done["sciwire"].wait(scaled(10)) and done["original"].wait(scaled(10))
+        assert len(seen["sciwire"]) == 6  # 3 triggers, each processed + content
+        assert seen["sciwire"] == seen["original"]
+    finally:
+        ours.disconnect()
+        originals.hub_connection.stop()

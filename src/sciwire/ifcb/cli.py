@@ -60,7 +60,7 @@ def sim(
     coalesce: bool,
 ) -> None:
     """Run an IFCB hub with a simulated instrument at /ifcbHub until interrupted."""
-    from sciwire.ifcb.server import IFCBSimulator
+    from sciwire.ifcb import IFCBSimulator
 
     async def main() -> None:
         simulator = IFCBSimulator(
@@ -96,7 +96,7 @@ def monitor(
     url: str, serial: str, patterns: tuple[str, ...], count: int, commands: tuple[str, ...]
 ) -> None:
     """Connect to an IFCB hub and print parsed messages live."""
-    from sciwire.ifcb.client import AsyncIFCBClient
+    from sciwire.ifcb import AsyncIFCBClient
 
     async def main() -> None:
         client = AsyncIFCBClient(url, serial)

@@ -9,9 +9,9 @@ from typing import Any
 
 from sciwire.core.portal import Portal
 from sciwire.demo import DemoRow
-from sciwire.ifcb.client import IFCBClient
-from sciwire.ifcb.protocol import RoiImage
-from sciwire.ifcb.server import IFCBSimulator
+from sciwire.ifcb._codec import RoiImage
+from sciwire.ifcb._server import IFCBSimulator
+from sciwire.ifcb.ifcbclient import IFCBClient
 
 SERIAL = "111-111-111"
 TRIGGERS = 12

@@ -24,13 +24,13 @@ from typing import Any
 
 from aiohttp import web
 
-from sciwire.ifcb.hub import HubConnection, HubServer
-from sciwire.ifcb.protocol import (
+from sciwire.ifcb._codec import (
     VALUECHANGED_TYPES,
     RoiImage,
     format_message,
 )
-from sciwire.ifcb.signalr import RS
+from sciwire.ifcb._hub import HubConnection, HubServer
+from sciwire.ifcb._signalr import RS
 
 __all__ = ["IFCBSimulator", "make_png", "sample_messages"]
 
@@ -156,7 +156,8 @@ class IFCBSimulator(HubServer):
         triggers: triggers per ``runsample`` routine.
         heartbeat_interval: seconds between ``heartbeat`` calls (0 disables).
         seed: random seed for reproducible images and values.
-        **hub_options: keep-alive and timeout settings for :class:`HubServer`.
+        **hub_options: keep-alive, timeout and size-limit settings (``max_message_size``,
+            ``max_record_size``) for :class:`HubServer`.
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 Serves ``POST {path}/negotiate`` (versions 0 and 1) and the WebSocket at ``{path}``
 (with ``?id=`` from negotiate, or without to skip negotiation). Each connection runs
-the sans-I/O :class:`~sciwire.ifcb.signalr.SignalRConnection` in the server role:
+the sans-I/O :class:`~sciwire.ifcb._signalr.SignalRConnection` in the server role:
 handshake (versions 0-2), keep-alive pings, client timeout, Completions for invocations
 with an id. Outgoing records are queued and written by one task per connection, so a
 burst goes out as few frames holding many records.
@@ -22,12 +22,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from sciwire.errors import ProtocolError, SciwireError, Timeout
-from sciwire.ifcb.signalr import (
+from sciwire.ifcb._signalr import (
+    MAX_MESSAGE_SIZE,
+    MAX_RECORD_SIZE,
     SERVER_VERSIONS,
     Close,
     Completion,
     HandshakeRequest,
     Invocation,
+    RecordTooLarge,
     SignalRConnection,
     negotiate_response,
 )
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 HubMethod = Callable[..., Any]
 
+_MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the close code for an over-long message
 _LEN2 = struct.Struct("!BBH").pack
 _LEN8 = struct.Struct("!BBQ").pack
 # ask aiohttp to check for a full socket buffer on every frame it sends (aiohttp >= 3.11)
@@ -46,6 +50,29 @@ _WS_OPTIONS: dict[str, Any] = (
     if "writer_limit" in inspect.signature(web.WebSocketResponse).parameters
     else {}
 )
+
+
+#: a coalesced frame holds records up to about this many characters (at most 3 bytes each
+#: in UTF-8), so a burst never makes one frame over a peer's 4 MiB message cap
+FRAME_CHARS = 1024 * 1024
+
+
+def _coalesce(records: list[str]) -> list[str]:
+    """Join queued records into as few frames as :data:`FRAME_CHARS` allows (a record
+    longer than that still travels alone, whole)."""
+    if len(records) == 1:
+        return [records[0]]
+    if sum(map(len, records)) <= FRAME_CHARS:  # the common case: one frame
+        return ["".join(records)]
+    frames: list[str] = []
+    start = size = 0
+    for index, record in enumerate(records):
+        if size and size + len(record) > FRAME_CHARS:
+            frames.append("".join(records[start:index]))
+            start, size = index, 0
+        size += len(record)
+    frames.append("".join(records[start:]))
+    return frames
 
 
 def _text_frame(text: str) -> bytes:
@@ -73,7 +100,10 @@ class HubConnection:
             keep_alive_interval=hub.keep_alive_interval,
             server_timeout=hub.client_timeout,
             handshake_timeout=hub.handshake_timeout,
+            max_record_size=hub.max_record_size,
         )
+        #: the client's address as "host:port" (for logs)
+        self.peer = "?"
         #: set by the hub's fault controls: read nothing, send nothing (a half-open peer)
         self.frozen = False
         self.items: dict[str, Any] = {}
@@ -121,14 +151,19 @@ class HubConnection:
         if self._queue or self._wake.is_set():
             await self._drained.wait()
 
-    async def close(self, error: str | None = None) -> None:
-        """Send Close (with *error*) after the queue, then close the socket."""
+    async def close(self, error: str | None = None, *, abort: bool = False) -> None:
+        """Send Close (with *error*) after the queue, then close the socket: with the
+        WebSocket closing handshake, or at once if *abort* (for a peer that broke a
+        limit, which would otherwise be read until it answers the handshake)."""
         if self.proto.state == "open" and not self._closing:
             self._push(self.proto.close(self._loop.time(), error))
         self._closing = True
         self._wake.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), 2.0)
+        if abort:
+            self.abort()
+            return
         await self.ws.close()
 
     def abort(self) -> None:
@@ -146,10 +181,7 @@ class HubConnection:
             if self.frozen:
                 self._queue.clear()
             if self._queue:
-                if self.hub.coalesce:
-                    frames = ["".join(self._queue) if len(self._queue) > 1 else self._queue[0]]
-                else:
-                    frames = list(self._queue)
+                frames = _coalesce(self._queue) if self.hub.coalesce else list(self._queue)
                 self._queue.clear()
                 try:
                     if len(frames) > 1:
@@ -203,6 +235,13 @@ class HubServer:
         handshake_timeout: drop a client whose handshake takes longer.
         coalesce: write everything queued as one frame of several records (True), or
             one frame per message (False).
+        max_message_size: largest WebSocket message accepted from a client, bytes (0: no
+            limit); a larger one closes that connection with code 1009.
+        max_record_size: longest SignalR record accepted, also across frames (0: no
+            limit); beyond it the connection is closed with an error Close message.
+
+    A connection closed by a limit is logged once at WARNING with the client's address
+    and the limit's name.
     """
 
     def __init__(
@@ -213,8 +252,12 @@ class HubServer:
         client_timeout: float = 30.0,
         handshake_timeout: float = 15.0,
         coalesce: bool = True,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        max_record_size: int = MAX_RECORD_SIZE,
     ) -> None:
         self.path = path
+        self.max_message_size = max_message_size
+        self.max_record_size = max_record_size
         self.coalesce = coalesce
         self.keep_alive_interval = keep_alive_interval
         self.client_timeout = client_timeout
@@ -317,7 +360,7 @@ class HubServer:
                 raise web.HTTPNotFound(text="no such connection")
             connection_id = found
             self._in_use.add(ws_id)
-        ws = web.WebSocketResponse(max_msg_size=0, autoping=True, **_WS_OPTIONS)
+        ws = web.WebSocketResponse(max_msg_size=self.max_message_size, autoping=True, **_WS_OPTIONS)
         try:
             await ws.prepare(request)
         except BaseException:
@@ -326,6 +369,9 @@ class HubServer:
         if request.transport is not None:
             self._transports[connection_id] = request.transport
         conn = HubConnection(self, connection_id, ws)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            conn.peer = f"{peer[0]}:{peer[1]}"
         self.connections[connection_id] = conn
         writer = asyncio.create_task(conn._writer())
         timers = asyncio.create_task(conn._timers())
@@ -363,14 +409,28 @@ class HubServer:
                         if not await self._handle(conn, event):
                             return
                 except ProtocolError as exc:
-                    logger.warning("connection %s: %s", conn.id, exc)
+                    # over a limit: say why, then drop the socket rather than keep
+                    # reading the peer until it answers the closing handshake
+                    limit = isinstance(exc, RecordTooLarge)
+                    if limit:
+                        logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, exc)
+                    else:
+                        logger.warning("connection %s: %s", conn.id, exc)
                     if proto.state == "open":
-                        await conn.close(f"Connection closed with an error. {exc}")
+                        await conn.close(f"Connection closed with an error. {exc}", abort=limit)
                     else:
                         conn._push(proto.reject_handshake(str(exc), loop.time()))
-                        await conn.close()
+                        await conn.close(abort=limit)
                     return
             elif msg.type == WSMsgType.ERROR:
+                if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
+                    logger.warning(
+                        "closing connection %s from %s: a message exceeded max_message_size "
+                        "(%d bytes)",
+                        conn.id,
+                        conn.peer,
+                        self.max_message_size,
+                    )
                 return
 
     async def _handle(self, conn: HubConnection, event: object) -> bool:

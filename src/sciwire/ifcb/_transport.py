@@ -28,23 +28,27 @@ from sciwire.errors import (
     RemoteProtocolError,
     Timeout,
 )
-from sciwire.ifcb.signalr import (
+from sciwire.ifcb._signalr import (
+    MAX_MESSAGE_SIZE,
+    MAX_RECORD_SIZE,
     RS,
     Close,
     Completion,
     Invocation,
     NegotiateError,
+    RecordTooLarge,
     SignalRConnection,
     parse_negotiate,
     scan_invocation,
 )
 
-__all__ = ["HubClient", "HubInvocationError"]
+__all__ = ["HubClient", "HubInvocationError", "MessageTooLarge"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Any]
 _MAX_REDIRECTS = 100
+_MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the close code for an over-long message
 # how long a graceful close waits for the server's close frame (API changed in aiohttp 3.11)
 _WS_TIMEOUT: dict[str, Any] = (
     {"timeout": aiohttp.ClientWSTimeout(ws_close=2.0)}
@@ -55,6 +59,10 @@ _WS_TIMEOUT: dict[str, Any] = (
 
 class HubInvocationError(RemoteError):
     """The hub answered an invocation with an error Completion."""
+
+
+class MessageTooLarge(ConnectionClosed):
+    """The hub sent a WebSocket message over ``max_message_size``; the connection closed."""
 
 
 def _with_scheme(url: str, ws: bool) -> str:
@@ -89,6 +97,11 @@ class HubClient:
         server_timeout: declare the server gone after this long without hearing from it.
         handshake_timeout: limit for negotiate, connect and handshake together.
         skip_negotiation: connect the WebSocket directly, without negotiate.
+        max_message_size: largest WebSocket message accepted, bytes (0: no limit).
+        max_record_size: longest SignalR record accepted, also across frames (0: no limit).
+
+    A message or record over its limit ends the connection (logged once, naming the
+    limit); :attr:`closed` then resolves to the cause.
     """
 
     def __init__(
@@ -99,8 +112,12 @@ class HubClient:
         server_timeout: float = 30.0,
         handshake_timeout: float = 15.0,
         skip_negotiation: bool = False,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        max_record_size: int = MAX_RECORD_SIZE,
     ) -> None:
         self.url = url
+        self.max_message_size = max_message_size
+        self.max_record_size = max_record_size
         self.keep_alive_interval = keep_alive_interval
         self.server_timeout = server_timeout
         self.handshake_timeout = handshake_timeout
@@ -189,7 +206,7 @@ class HubClient:
                 ws_url,
                 headers=headers,
                 autoping=True,
-                max_msg_size=0,
+                max_msg_size=self.max_message_size,
                 **_WS_TIMEOUT,
             )
         except aiohttp.WSServerHandshakeError as exc:
@@ -203,6 +220,7 @@ class HubClient:
             keep_alive_interval=self.keep_alive_interval,
             server_timeout=self.server_timeout,
             handshake_timeout=self.handshake_timeout,
+            max_record_size=self.max_record_size,
         )
         self._proto = proto
         await self._write(proto.handshake_request(loop.time()))
@@ -371,10 +389,17 @@ class HubClient:
                     cause = on_frame(msg.data, clock())
                 elif kind is WSMsgType.ERROR:
                     cause = ConnectionClosed(f"hub connection failed: {msg.data}")
+                    if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
+                        cause = MessageTooLarge(
+                            f"a message exceeded max_message_size ({self.max_message_size} bytes)"
+                        )
+                        logger.warning("closing the hub connection to %s: %s", self.url, cause)
                 elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     cause = ConnectionClosed("hub closed the WebSocket")
         except ProtocolError as exc:
             cause = exc
+            if isinstance(exc, RecordTooLarge):
+                logger.warning("closing the hub connection to %s: %s", self.url, exc)
         except asyncio.CancelledError:
             return
         except Exception as exc:  # the transport failed under us

@@ -1,12 +1,12 @@
-"""IFCB clients: :class:`AsyncIFCBClient` (asyncio) and :class:`IFCBClient` (the
-reference client's blocking API, on a background event-loop thread).
+"""The asyncio IFCB client, :class:`AsyncIFCBClient` (the blocking
+:class:`~sciwire.ifcb.ifcbclient.IFCBClient` runs it on a background event-loop thread).
 
 On every connection the client negotiates, hand-shakes, calls
 ``startAsClient(serial)``, and on ``startedAsClient`` relays ``"Client connected."`` and
 ``"refresh"`` as the reference does. A lost connection (dropped socket, hub restart,
 half-open socket detected by the server timeout) is re-established with backoff, and
 ``startAsClient`` is sent again every time; handlers stay registered. Messages are
-parsed with :func:`~sciwire.ifcb.protocol.parse_message` and dispatched to prefix
+parsed with :func:`~sciwire.ifcb._codec.parse_message` and dispatched to prefix
 patterns through :class:`sciwire.core.patterns.Registry`.
 """
 
@@ -16,20 +16,38 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sciwire.core.patterns import Registry
-from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed, SciwireError, Timeout
-from sciwire.ifcb.protocol import IFCBProtocolError, parse_message
-from sciwire.ifcb.transport import HubClient
+from sciwire.ifcb._codec import IFCBProtocolError, parse_message
+from sciwire.ifcb._signalr import MAX_MESSAGE_SIZE, MAX_RECORD_SIZE, RecordTooLarge
+from sciwire.ifcb._transport import HubClient, MessageTooLarge
 
-__all__ = ["AsyncIFCBClient", "IFCBClient"]
+__all__ = ["AsyncIFCBClient", "ClientEvents"]
 
 logger = logging.getLogger(__name__)
 
 #: seconds to wait before reconnect attempts 1, 2, 3...; the last repeats
 RECONNECT_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class ClientEvents(Protocol):
+    """The seam through which a hub connection reaches its owner's handlers.
+
+    :class:`AsyncIFCBClient` is its own default; the blocking ``IFCBClient`` passes
+    itself, so its public ``handle_message``/``started``/``do_nothing`` (and a
+    subclass's overrides of them) receive the hub's calls, as in pyifcbclient.
+    """
+
+    def handle_message(self, response: list[Any]) -> None:
+        """A relayed ``[sender_id, smsgsrc, seqno, msg]``."""
+
+    def started(self, response: list[Any]) -> None:
+        """The hub confirmed ``startAsClient``."""
+
+    def do_nothing(self, response: Any) -> None:
+        """A heartbeat."""
 
 
 def _run_hooks(hooks: list[Callable[..., Any]], *args: Any) -> None:
@@ -51,6 +69,12 @@ class AsyncIFCBClient:
         keep_alive_interval: ping the hub after this long without sending.
         server_timeout: treat the hub as gone after this long without hearing from it.
         handshake_timeout: limit for one connection attempt.
+        max_message_size: largest WebSocket message accepted from the hub, in bytes (0:
+            no limit); a larger one closes the connection (then reconnect).
+        max_record_size: longest SignalR record (text up to 0x1E) accepted, in characters
+            or bytes, also across frames (0: no limit).
+        events: receives the hub's relayed messages, confirmations and heartbeats
+            (default: this client).
     """
 
     def __init__(
@@ -63,6 +87,9 @@ class AsyncIFCBClient:
         keep_alive_interval: float = 15.0,
         server_timeout: float = 30.0,
         handshake_timeout: float = 15.0,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        max_record_size: int = MAX_RECORD_SIZE,
+        events: ClientEvents | None = None,
     ) -> None:
         self.server_url = server
         self.ifcb_id = id
@@ -71,6 +98,9 @@ class AsyncIFCBClient:
         self.keep_alive_interval = keep_alive_interval
         self.server_timeout = server_timeout
         self.handshake_timeout = handshake_timeout
+        self.max_message_size = max_message_size
+        self.max_record_size = max_record_size
+        self.events: ClientEvents = self if events is None else events
         self.handlers = Registry("prefix")
         #: messages received, malformed messages dropped, reconnections made
         self.messages = 0
@@ -79,6 +109,9 @@ class AsyncIFCBClient:
         self._started_hooks: list[Callable[..., Any]] = []
         self._reconnect_hooks: list[Callable[..., Any]] = []
         self._any_hooks: list[Callable[..., Any]] = []
+        self._open_hooks: list[Callable[..., Any]] = []
+        self._close_hooks: list[Callable[..., Any]] = []
+        self._targets: list[tuple[str, Callable[[list[Any]], Any]]] = []
         self._hub: HubClient | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
@@ -110,6 +143,24 @@ class AsyncIFCBClient:
     def on_any_message(self, callback: Callable[..., Any]) -> None:
         """Call ``callback([sender_id, smsgsrc, seqno, msg])`` for every relayed message."""
         self._any_hooks.append(callback)
+
+    def on_open(self, callback: Callable[..., Any]) -> None:
+        """Call ``callback()`` each time a hub connection opens (reconnections too)."""
+        self._open_hooks.append(callback)
+
+    def on_close(self, callback: Callable[..., Any]) -> None:
+        """Call ``callback()`` each time a hub connection ends."""
+        self._close_hooks.append(callback)
+
+    def on_invocation(self, target: str, callback: Callable[[list[Any]], Any]) -> None:
+        """Call ``callback(arguments)`` for every hub call of *target* on this client
+        (``"messageRelayed"``, ``"startedAsClient"``...), on every connection, the
+        current one included."""
+        self._targets.append((target, callback))
+        hub = self._hub
+        if hub is not None and hub.connected:
+            # (appending to a handler list is atomic; the reader sees it from its next call)
+            hub.on(target, callback)
 
     # -- connection -------------------------------------------------------------------
 
@@ -154,11 +205,16 @@ class AsyncIFCBClient:
             keep_alive_interval=self.keep_alive_interval,
             server_timeout=self.server_timeout,
             handshake_timeout=self.handshake_timeout,
+            max_message_size=self.max_message_size,
+            max_record_size=self.max_record_size,
         )
-        hub.on("messageRelayed", self._relayed)
-        hub.on("startedAsClient", self._started_as_client)
-        hub.on("heartbeat", _ignore)
+        events = self.events
+        hub.on("messageRelayed", events.handle_message)
+        hub.on("startedAsClient", events.started)
+        hub.on("heartbeat", events.do_nothing)
         hub.on("disconnect", self._hub_disconnect)
+        for target, callback in self._targets:
+            hub.on(target, callback)
         await hub.start()
         try:
             await hub.send("startAsClient", [self.ifcb_id])
@@ -166,6 +222,9 @@ class AsyncIFCBClient:
             await hub.stop()
             raise
         self._hub = hub
+        # on the future itself, so the hooks run once per connection however it ends
+        hub.closed.add_done_callback(lambda _: _run_hooks(self._close_hooks))
+        _run_hooks(self._open_hooks)
 
     async def _supervise(self) -> None:
         while self._wanted:
@@ -174,9 +233,20 @@ class AsyncIFCBClient:
             cause = await asyncio.shield(hub.closed)
             if self._started is not None:
                 self._started.clear()
-            if not self._wanted or not self.reconnect:
+            if not self._wanted:
                 break
-            logger.warning("IFCB hub connection lost (%s); reconnecting", cause)
+            # a limit's close was logged where it was decided: once is enough
+            level = (
+                logging.DEBUG
+                if isinstance(cause, RecordTooLarge | MessageTooLarge)
+                else logging.WARNING
+            )
+            again = "; reconnecting" if self.reconnect else ""
+            logger.log(
+                level, "IFCB hub connection to %s lost (%s)%s", self.server_url, cause, again
+            )
+            if not self.reconnect:
+                break
             attempt = 0
             while self._wanted:
                 delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
@@ -193,14 +263,14 @@ class AsyncIFCBClient:
                 _run_hooks(self._reconnect_hooks)
                 break
 
-    async def disconnect(self) -> None:
-        """Tell the host "Client disconnected." (as the reference does), close the
-        connection and stop reconnecting (idempotent)."""
+    async def disconnect(self, goodbye: bool = True) -> None:
+        """Tell the host "Client disconnected." (as the reference does; not when
+        *goodbye* is False), close the connection and stop reconnecting (idempotent)."""
         self._wanted = False
         supervisor, self._supervisor = self._supervisor, None
         hub = self._hub
         if hub is not None:
-            if hub.connected:
+            if hub.connected and goodbye:
                 with contextlib.suppress(ConnectionClosed):
                     await hub.send("relayMessageToHost", [self.ifcb_id, "Client disconnected."])
             await hub.stop()
@@ -220,16 +290,35 @@ class AsyncIFCBClient:
             raise ConnectionClosed("not connected")
         await hub.send("relayMessageToHost", [self.ifcb_id, message])
 
+    async def send(self, target: str, arguments: list[Any]) -> None:
+        """Call hub method *target* with *arguments*, fire-and-forget.
+
+        Raises:
+            ConnectionClosed: not connected.
+        """
+        hub = self._hub
+        if hub is None:
+            raise ConnectionClosed("not connected")
+        await hub.send(target, arguments)
+
     # -- hub callbacks ------------------------------------------------------------------
 
-    def _started_as_client(self, arguments: list[Any]) -> None:
+    def started(self, response: list[Any]) -> None:
+        """The hub confirmed ``startAsClient``: relay "Client connected." and "refresh"
+        (as the reference does on every confirmation), then :meth:`mark_started`."""
         hub = self._hub
         if hub is not None:
-            # the reference relays these two on every startedAsClient
             self._background(self._greet(hub))
+        self.mark_started(response)
+
+    def mark_started(self, response: list[Any]) -> None:
+        """Release :meth:`wait_started` and run the :meth:`on_started` hooks."""
         if self._started is not None:
             self._started.set()
-        _run_hooks(self._started_hooks, arguments)
+        _run_hooks(self._started_hooks, response)
+
+    def do_nothing(self, response: Any) -> None:
+        """Ignore a hub heartbeat."""
 
     async def _greet(self, hub: HubClient) -> None:
         try:
@@ -249,105 +338,17 @@ class AsyncIFCBClient:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _relayed(self, arguments: list[Any]) -> None:
+    def handle_message(self, response: list[Any]) -> None:
+        """Parse a relayed ``[sender_id, smsgsrc, seqno, msg]`` and call the matching
+        handlers with its fields; a malformed message is logged, counted and dropped."""
         # the hot path: one call per relayed message (registry dispatch is thread-safe)
         self.messages += 1
         if self._any_hooks:
-            _run_hooks(self._any_hooks, arguments)
+            _run_hooks(self._any_hooks, response)
         try:
-            fields = parse_message(arguments[3])
-        except (IFCBProtocolError, IndexError) as exc:
+            fields = parse_message(response[3])
+        except (IFCBProtocolError, IndexError, TypeError) as exc:
             self.malformed += 1
-            logger.warning("dropping malformed message %.200r: %s", arguments, exc)
+            logger.warning("dropping malformed message %.200r: %s", response, exc)
             return
         self.handlers.dispatch(fields, *fields)
-
-
-def _ignore(arguments: list[Any]) -> None:
-    pass
-
-
-class IFCBClient:
-    """The reference client's blocking API, running :class:`AsyncIFCBClient` on a
-    background event-loop thread (handlers run on that thread).
-
-    Args:
-        server: the hub URL, e.g. ``ws://192.168.1.100:8092/ifcbHub``.
-        id: the instrument's serial number.
-        timeout: seconds a blocking call waits.
-        **options: passed to :class:`AsyncIFCBClient` (reconnect, server_timeout...).
-    """
-
-    def __init__(
-        self,
-        server: str,
-        id: str,
-        *,
-        timeout: float = 30.0,
-        **options: Any,
-    ) -> None:
-        self.server_url = server
-        self.ifcb_id = id
-        self.timeout = timeout
-        self.client = AsyncIFCBClient(server, id, **options)
-        self._portal = Portal("ifcb-client")
-
-    @property
-    def handlers(self) -> Registry:
-        """The handler registry."""
-        return self.client.handlers
-
-    def on(self, prefix_pattern: Sequence[Any], callback: Callable[..., Any]) -> int:
-        """Register *callback* for messages starting with *prefix_pattern*; returns its id."""
-        return self.client.on(prefix_pattern, callback)
-
-    def unregister(self, handler_id: int) -> None:
-        """Remove a handler by id."""
-        self.client.unregister(handler_id)
-
-    def on_started(self, callback: Callable[..., Any]) -> None:
-        """Call ``callback(arguments)`` each time the hub confirms ``startAsClient``."""
-        self.client.on_started(callback)
-
-    def on_reconnect(self, callback: Callable[..., Any]) -> None:
-        """Call ``callback()`` after each automatic reconnection."""
-        self.client.on_reconnect(callback)
-
-    def on_any_message(self, callback: Callable[..., Any]) -> None:
-        """Call ``callback([sender_id, smsgsrc, seqno, msg])`` for every relayed message."""
-        self.client.on_any_message(callback)
-
-    def connect(self) -> None:
-        """Connect in a background thread and return once registered with the hub."""
-        self._portal.start()
-        try:
-            self._portal.call(self.client.connect(), self.timeout)
-        except BaseException:
-            self._portal.stop()
-            raise
-
-    def wait_started(self, timeout: float | None = None) -> None:
-        """Block until the hub confirmed ``startAsClient`` on the current connection."""
-        self._portal.call(self.client.wait_started(timeout), None)
-
-    def disconnect(self) -> None:
-        """Close the connection and stop the background thread (idempotent)."""
-        if not self._portal.running:
-            return
-        try:
-            self._portal.call(self.client.disconnect(), self.timeout)
-        finally:
-            self._portal.stop()
-
-    def relay_message_to_host(self, message: str) -> None:
-        """Send a command to the instrument's host software."""
-        if not self._portal.running:
-            raise ConnectionClosed("not connected")
-        self._portal.call(self.client.relay_message_to_host(message), self.timeout)
-
-    def __enter__(self) -> IFCBClient:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.disconnect()

@@ -1,0 +1,298 @@
+"""Size limits: max_message_size and max_record_size on the simulator (server) and on our
+client, over real loopback sockets; each over-limit connection is closed and logged once
+with the peer's address and the limit's name, and legitimate clients go on being served."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sciwire.ifcb import (
+    MAX_MESSAGE_SIZE,
+    MAX_RECORD_SIZE,
+    AsyncIFCBClient,
+    HubClient,
+    IFCBSimulator,
+    MessageTooLarge,
+    RecordTooLarge,
+)
+from sciwire.ifcb._signalr import RS, RecordBuffer, SignalRConnection
+
+SERIAL = "111-111-111"
+FAST = (0.05, 0.1, 0.2)
+SMALL = 64 * 1024
+
+
+# -- the record buffer (sans-I/O) -----------------------------------------------------------
+
+
+def test_defaults_match_aiohttps_message_cap() -> None:
+    assert MAX_MESSAGE_SIZE == 4 * 1024 * 1024
+    assert MAX_RECORD_SIZE == 4 * 1024 * 1024
+    sim = IFCBSimulator()
+    assert sim.max_message_size == MAX_MESSAGE_SIZE
+    assert sim.max_record_size == MAX_RECORD_SIZE
+    client = AsyncIFCBClient("ws://127.0.0.1:1/ifcbHub", SERIAL)
+    assert client.max_message_size == MAX_MESSAGE_SIZE
+    assert client.max_record_size == MAX_RECORD_SIZE
+    assert RecordBuffer().limit == MAX_RECORD_SIZE
+
+
+@pytest.mark.parametrize("kind", [str, bytes])
+def test_record_buffer_caps_an_unfinished_record(kind: Callable[[str], Any]) -> None:
+    def data(text: str) -> Any:
+        return text if kind is str else text.encode()
+
+    buf = RecordBuffer(limit=10)
+    assert buf.feed(data("a" * 10)) == []  # at the limit: fine
+    assert buf.feed(data(RS + "b" * 4 + RS)) == ["a" * 10, "bbbb"]
+    buf.feed(data("c" * 6))
+    with pytest.raises(RecordTooLarge, match="max_record_size"):
+        buf.feed(data("c" * 5))  # 11 across two frames
+    assert buf.pending == 0  # the memory is released at once
+
+
+@pytest.mark.parametrize("kind", [str, bytes])
+def test_record_buffer_caps_a_finished_record_too(kind: Callable[[str], Any]) -> None:
+    buf = RecordBuffer(limit=10)
+    text = "ok" + RS + "d" * 11 + RS
+    with pytest.raises(RecordTooLarge):
+        buf.feed(text if kind is str else text.encode())
+
+
+def test_frame_over_the_cap_is_checked_record_by_record() -> None:
+    conn = SignalRConnection("client", 0.0, max_record_size=40)
+    conn.receive("{}" + RS, 0.0)  # handshake accepted
+    small = '{"type":6}' + RS
+    assert conn.open_frame(small * 3, 0.0)  # over no record's cap: read in place
+    assert not conn.open_frame(small * 5, 0.0)  # a long frame takes the checked path
+    assert len(conn.receive(small * 5, 0.0)) == 5
+    with pytest.raises(RecordTooLarge):
+        conn.receive('{"type":1,"target":"' + "t" * 40 + '","arguments":[]}' + RS, 0.0)
+
+
+def test_record_buffer_zero_means_no_limit() -> None:
+    buf = RecordBuffer(limit=0)
+    buf.feed("x" * 100_000)
+    assert buf.pending == 100_000
+
+
+def test_connection_passes_its_record_cap() -> None:
+    conn = SignalRConnection("server", 0.0, max_record_size=8)
+    with pytest.raises(RecordTooLarge):
+        conn.receive('{"protocol":', 0.0)
+
+
+# -- the simulator under attack -------------------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[IFCBSimulator]:
+    simulator = IFCBSimulator(
+        SERIAL, rate=0, heartbeat_interval=0, max_message_size=SMALL, max_record_size=SMALL
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
+async def raw_ws(sim: IFCBSimulator) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A bare WebSocket to the hub that has done the SignalR handshake (the attacker)."""
+    async with aiohttp.ClientSession() as session:
+        url = sim.url.replace("http", "ws")
+        async with session.ws_connect(url, max_msg_size=0) as ws:
+            await ws.send_str('{"protocol":"json","version":1}' + RS)
+            reply = await ws.receive(timeout=10)
+            assert reply.data == "{}" + RS
+            yield ws
+
+
+async def _legitimate_client_is_served(sim: IFCBSimulator, timeout: float) -> None:
+    client = AsyncIFCBClient(sim.url.replace("http", "ws"), SERIAL, reconnect=False)
+    paused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    client.on(("valuechanged", "pausestate"), lambda *f: paused.done() or paused.set_result(f))
+    await client.connect()
+    try:
+        assert await asyncio.wait_for(paused, timeout) == ("valuechanged", "pausestate", False)
+    finally:
+        await client.disconnect()
+
+
+def _limit_logs(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if name in r.getMessage()]
+
+
+async def test_server_closes_on_an_oversized_message(
+    sim: IFCBSimulator,
+    raw_ws: aiohttp.ClientWebSocketResponse,
+    caplog: pytest.LogCaptureFixture,
+    scaled: Callable[[float], float],
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    await raw_ws.send_str("x" * (SMALL + 1))
+    msg = await raw_ws.receive(timeout=scaled(10))
+    assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1009
+    logs = _limit_logs(caplog, "max_message_size")
+    assert len(logs) == 1, logs
+    assert "127.0.0.1:" in logs[0] and str(SMALL) in logs[0]
+    await _legitimate_client_is_served(sim, scaled(10))
+
+
+async def test_server_closes_on_an_endless_record(
+    sim: IFCBSimulator,
+    raw_ws: aiohttp.ClientWebSocketResponse,
+    caplog: pytest.LogCaptureFixture,
+    scaled: Callable[[float], float],
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    chunk = "y" * (SMALL // 4)  # each frame well under the message cap
+    closed = None
+    for _ in range(64):  # 16 x the cap, unless the hub closes first
+        if raw_ws.closed:
+            break
+        try:
+            await raw_ws.send_str(chunk)
+        except (ConnectionError, aiohttp.ClientError):
+            break
+    while closed is None:
+        msg = await raw_ws.receive(timeout=scaled(10))
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            assert '"type":7' in msg.data and "max_record_size" in msg.data
+        else:
+            closed = msg.type
+    assert closed in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    logs = _limit_logs(caplog, "max_record_size")
+    assert len(logs) == 1, logs
+    assert "127.0.0.1:" in logs[0]
+    await _legitimate_client_is_served(sim, scaled(10))
+
+
+# -- our client under attack ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def plain_sim() -> AsyncIterator[IFCBSimulator]:
+    simulator = IFCBSimulator(SERIAL, rate=0, heartbeat_interval=0)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+async def _connected_client(
+    sim: IFCBSimulator, timeout: float, **options: Any
+) -> tuple[AsyncIFCBClient, asyncio.Queue[tuple[Any, ...]], asyncio.Event]:
+    client = AsyncIFCBClient(
+        sim.url.replace("http", "ws"), SERIAL, reconnect_delays=FAST, **options
+    )
+    got: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    reconnected = asyncio.Event()
+    client.on(("reportevent",), lambda *f: got.put_nowait(f))
+    client.on_reconnect(reconnected.set)
+    await client.connect()
+    await client.wait_started(timeout)
+    return client, got, reconnected
+
+
+async def test_client_closes_on_an_oversized_message_and_reconnects(
+    plain_sim: IFCBSimulator,
+    caplog: pytest.LogCaptureFixture,
+    scaled: Callable[[float], float],
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    client, got, reconnected = await _connected_client(
+        plain_sim, scaled(10), max_message_size=SMALL
+    )
+    try:
+        plain_sim.push("reportevent:" + "z" * SMALL)
+        await asyncio.wait_for(reconnected.wait(), scaled(10))
+        logs = _limit_logs(caplog, "max_message_size")
+        assert len(logs) == 1, logs
+        assert plain_sim.url.replace("http", "ws") in logs[0]
+        await client.wait_started(scaled(10))
+        plain_sim.push("reportevent:small again")
+        assert await asyncio.wait_for(got.get(), scaled(10)) == ("reportevent", "small again")
+    finally:
+        await client.disconnect()
+
+
+async def test_client_closes_on_an_endless_record_and_reconnects(
+    plain_sim: IFCBSimulator,
+    caplog: pytest.LogCaptureFixture,
+    scaled: Callable[[float], float],
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    client, got, reconnected = await _connected_client(plain_sim, scaled(10), max_record_size=SMALL)
+    try:
+        [conn] = plain_sim.clients.values()
+        for _ in range(8):  # frames under the message cap, never a 0x1E
+            conn.send_record("w" * (SMALL // 4))
+        await asyncio.wait_for(reconnected.wait(), scaled(10))
+        logs = _limit_logs(caplog, "max_record_size")
+        assert len(logs) == 1, logs
+        assert plain_sim.url.replace("http", "ws") in logs[0]
+        await client.wait_started(scaled(10))
+        plain_sim.push("reportevent:still here")
+        assert await asyncio.wait_for(got.get(), scaled(10)) == ("reportevent", "still here")
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [({"max_message_size": SMALL}, MessageTooLarge), ({"max_record_size": SMALL}, RecordTooLarge)],
+)
+async def test_hub_client_ends_with_the_limits_error(
+    plain_sim: IFCBSimulator,
+    options: dict[str, int],
+    cause: type[Exception],
+    scaled: Callable[[float], float],
+) -> None:
+    hub = HubClient(plain_sim.url, **options)
+    registered = asyncio.Event()
+    hub.on("startedAsClient", lambda _: registered.set())
+    await hub.start()
+    try:
+        assert hub.max_message_size == options.get("max_message_size", MAX_MESSAGE_SIZE)
+        assert hub.max_record_size == options.get("max_record_size", MAX_RECORD_SIZE)
+        await hub.send("startAsClient", [SERIAL])
+        await asyncio.wait_for(registered.wait(), scaled(10))
+        plain_sim.push("reportevent:" + "v" * SMALL)
+        ended = await asyncio.wait_for(hub.closed, scaled(10))
+        assert isinstance(ended, cause)
+        assert not hub.connected
+    finally:
+        await hub.stop()
+
+
+def test_coalesced_frames_stay_under_the_frame_target() -> None:
+    from sciwire.ifcb._hub import FRAME_CHARS, _coalesce
+
+    records = ["r" * 1000 + RS] * 3000  # ~3 MB queued at once
+    frames = _coalesce(records)
+    assert len(frames) >= 3
+    assert all(len(frame) <= FRAME_CHARS for frame in frames)
+    assert "".join(frames) == "".join(records)
+    big = "b" * (FRAME_CHARS + 5) + RS
+    assert _coalesce(["a" + RS, big, "c" + RS]) == ["a" + RS, big, "c" + RS]
+    assert _coalesce(["x" + RS]) == ["x" + RS]
+
+
+async def test_a_burst_over_the_clients_cap_arrives_in_frames_it_accepts(
+    plain_sim: IFCBSimulator, scaled: Callable[[float], float]
+) -> None:
+    client, got, reconnected = await _connected_client(plain_sim, scaled(10))
+    try:
+        for i in range(6):  # ~6 MiB queued before the writer runs: one frame would be refused
+            plain_sim.push(f"reportevent:{i}:" + "q" * (1024 * 1024))
+        for i in range(6):
+            fields = await asyncio.wait_for(got.get(), scaled(20))
+            assert fields[1].startswith(f"{i}:")
+        assert not reconnected.is_set()
+    finally:
+        await client.disconnect()

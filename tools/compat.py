@@ -202,7 +202,7 @@ SUITES = {
         "ifcb",
         "pyifcbclient",
         "ifcbclient",
-        [(r"\bifcbclient\b", "sciwire.ifcb")],
+        [(r"(?<![\w.])ifcbclient\b", "sciwire.ifcb")],
         checkout_files=["test_ifcbclient.py"],
         literal=[("192.168.1.100", "127.0.0.1")],
         pythonpath=".",

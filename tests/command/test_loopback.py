@@ -164,7 +164,7 @@ def test_connect_refused_counts_attempts_and_honours_env(
 ) -> None:
     monkeypatch.setenv("CRYOSPARC_COMMAND_RETRIES", "2")
     monkeypatch.setenv("CRYOSPARC_COMMAND_RETRY_SECONDS", "0")
-    caplog.set_level(logging.WARNING, logger="sciwire.command.transport")
+    caplog.set_level(logging.WARNING, logger="sciwire.command._transport")
     with pytest.raises(CommandConnectError) as info:
         CommandClient(host="127.0.0.1", port=free_port())
     assert isinstance(info.value, OSError)
@@ -195,7 +195,7 @@ def test_server_restart_mid_session_retries_then_succeeds(
     assert cli.add(1, 2) == 3
     first.stop_background()
     flag = _Flag()
-    log = logging.getLogger("sciwire.command.transport")
+    log = logging.getLogger("sciwire.command._transport")
     log.addHandler(flag)
     second: CommandServer | None = None
     try:

@@ -21,7 +21,7 @@ from cryosparc.command import make_request as peer_request
 from cryosparc.errors import CommandError as PeerCommandError
 
 from sciwire.command import CommandClient, CommandServer, NumpyEncoder
-from sciwire.command.simulator import CommandCoreSim, simulated_servers
+from sciwire.command._simulator import CommandCoreSim, simulated_servers
 from tests.command.conftest import ScriptedServer, Service, http_reply, scripted, start_server
 
 pytestmark = [

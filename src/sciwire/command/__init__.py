@@ -8,16 +8,16 @@ and a JSON-RPC command server with a simulated command_core.
 
 from __future__ import annotations
 
-from sciwire.command.aio import AsyncCommandClient
-from sciwire.command.client import CommandClient, Response, make_json_request, make_request
-from sciwire.command.errors import (
+from sciwire.command._aio import AsyncCommandClient
+from sciwire.command._client import CommandClient, Response, make_json_request, make_request
+from sciwire.command._errors import (
     CommandConnectError,
     CommandConnectionClosed,
     CommandError,
     CommandTimeout,
 )
-from sciwire.command.protocol import NumpyEncoder, format_server_error
-from sciwire.command.server import CommandServer, RouteRequest, RouteResponse
+from sciwire.command._protocol import NumpyEncoder, format_server_error
+from sciwire.command._server import CommandServer, RouteRequest, RouteResponse
 
 __all__ = [
     "AsyncCommandClient",

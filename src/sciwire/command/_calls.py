@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sciwire.command.errors import CommandError
-from sciwire.command.protocol import (
+from sciwire.command._errors import CommandError
+from sciwire.command._protocol import (
     NumpyEncoder,
     ProcInfo,
     default_encoder,
@@ -26,7 +26,7 @@ from sciwire.command.protocol import (
     parse_describe,
     parse_response,
 )
-from sciwire.command.transport import env_retries, env_retry_seconds
+from sciwire.command._transport import env_retries, env_retry_seconds
 from sciwire.core.http.client import Endpoint
 from sciwire.core.http.codec import ParsedResponse
 

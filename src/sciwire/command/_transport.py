@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from sciwire.command.errors import (
+from sciwire.command._errors import (
     CommandConnectError,
     CommandConnectionClosed,
     CommandError,

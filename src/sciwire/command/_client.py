@@ -1,11 +1,11 @@
 """The blocking CryoSPARC command client: ``CommandClient``, ``make_request``,
 ``make_json_request`` - drop-in for ``cryosparc.command``.
 
-The blocking API runs on a lean keep-alive transport (:mod:`sciwire.command.transport`)
+The blocking API runs on a lean keep-alive transport (:mod:`sciwire.command._transport`)
 rather than a hop through the asyncio portal: a call is one ``sendall`` and one
 response read on a pooled connection, which measured 1.3-3x faster than a portal
 round trip per call (bench/command.py, "blocking design" row). The asyncio client is
-:class:`sciwire.command.aio.AsyncCommandClient`.
+:class:`sciwire.command._aio.AsyncCommandClient`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sciwire.command.calls import CallCore, procedure_signature
-from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
-from sciwire.command.protocol import DESCRIBE, ProcInfo, http_error, parse_response
-from sciwire.command.transport import Transport
+from sciwire.command._calls import CallCore, procedure_signature
+from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.command._protocol import DESCRIBE, ProcInfo, http_error, parse_response
+from sciwire.command._transport import Transport
 
 __all__ = [
     "CommandClient",

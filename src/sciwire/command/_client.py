@@ -243,7 +243,7 @@ def make_request(
     full_url = client._endpoint.origin + path
     all_headers = {"Originator": "client", **client._headers, **headers}
     if isinstance(data, str):
-        data = data.encode()
+        data = data.encode()  # (urllib refuses str; the original's callers never send one)
     transport = client._transport
     sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:

@@ -37,7 +37,14 @@ from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
 from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
-__all__ = ["Endpoint", "Transport", "env_retries", "env_retry_seconds", "pool_options"]
+__all__ = [
+    "Endpoint",
+    "Transport",
+    "env_retries",
+    "env_retry_seconds",
+    "module_defaults",
+    "pool_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +58,15 @@ _BLOCK = 64 * 1024
 
 def _pieces(body: Any) -> Iterator[bytes]:
     """A streamed request body's bytes, as ``http.client`` takes them: a file is read in
-    blocks (text decoded as ISO-8859-1, as http.client does), anything else iterated.
+    blocks (text encoded as ISO-8859-1, as http.client does), anything else iterated.
+    Checked here, before anything is sent; the pieces come later.
 
     Raises:
-        TypeError: *body* is neither (or yields something that is not bytes).
+        TypeError: *body* is neither (its items are checked as they come).
     """
     read = getattr(body, "read", None)
     if read is not None:
-        while block := read(_BLOCK):
-            yield block.encode("iso-8859-1") if isinstance(block, str) else bytes(block)
-        return
+        return _blocks(read)
     try:
         items = iter(body)
     except TypeError:
@@ -68,6 +74,15 @@ def _pieces(body: Any) -> Iterator[bytes]:
             "request data must be bytes, a file object or an iterable of bytes, "
             f"not {type(body).__name__}"
         ) from None
+    return _items(items)
+
+
+def _blocks(read: Any) -> Iterator[bytes]:
+    while block := read(_BLOCK):
+        yield block.encode("iso-8859-1") if isinstance(block, str) else bytes(block)
+
+
+def _items(items: Iterator[Any]) -> Iterator[bytes]:
     for item in items:
         if isinstance(item, str):
             item = item.encode("iso-8859-1")
@@ -86,12 +101,30 @@ def env_retries() -> int:
 
 
 def env_retry_seconds() -> float:
-    """Pause between attempts from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` (default 30)."""
+    """Pause between attempts from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` (default 30;
+    an int when whole, as the original's ``RETRY_INTERVAL`` is)."""
     try:
-        return max(0.0, float(os.environ.get("CRYOSPARC_COMMAND_RETRY_SECONDS", "30")))
+        value = max(0.0, float(os.environ.get("CRYOSPARC_COMMAND_RETRY_SECONDS", "30")))
     except ValueError:
         logger.warning("CRYOSPARC_COMMAND_RETRY_SECONDS is not a number; using 30")
-        return 30.0
+        return 30
+    return int(value) if value.is_integer() else value
+
+
+def module_defaults() -> tuple[int, float]:
+    """``sciwire.command.MAX_ATTEMPTS`` and ``RETRY_INTERVAL`` as they are now: read from
+    the environment at import, as the original's, and changeable by assignment."""
+    import sciwire.command as public  # here: the package imports this module
+
+    try:
+        attempts = max(1, int(public.MAX_ATTEMPTS))
+        interval = max(0.0, float(public.RETRY_INTERVAL))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "sciwire.command.MAX_ATTEMPTS must be an int and RETRY_INTERVAL a number "
+            f"(got {public.MAX_ATTEMPTS!r}, {public.RETRY_INTERVAL!r})"
+        ) from exc
+    return attempts, interval
 
 
 def pool_options(
@@ -191,7 +224,7 @@ class Transport(HttpPool):
                 method, path, self._host_header, headers, None if body is None else bytes(body)
             )
         else:
-            stream = body
+            stream = _pieces(body)
             # chunked, unless the caller framed the body with a Content-Length of its
             # own (as http.client decides)
             chunked = not any(k.lower() == "content-length" for k in headers)
@@ -229,10 +262,12 @@ class Transport(HttpPool):
         head = f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
         return head.encode("latin-1") + header_block(headers)
 
-    def _send_body(self, sock: socket.socket, body: Any, url: str, chunked: bool) -> None:
+    def _send_body(
+        self, sock: socket.socket, body: Iterator[bytes], url: str, chunked: bool
+    ) -> None:
         """Write a file's or an iterable's bytes after the head, closing on failure."""
         try:
-            for piece in _pieces(body):
+            for piece in body:
                 if piece:  # an empty chunk would end a chunked body early
                     sock.sendall(b"%X\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             if chunked:

@@ -39,6 +39,7 @@ class ForeignSocket:
         self._sock = sock
         self._timeout = timeout
         self._file: Any = None
+        self._fresh = True  # nothing sent yet
 
     def gettimeout(self) -> float | None:
         """The timeout last set (doubles may not track it)."""
@@ -53,12 +54,14 @@ class ForeignSocket:
         """Send a request as ``http.client`` does: the head in one call, the body in a
         second (doubles such as httpretty record what each call carried); its response
         is then read from a fresh ``makefile``."""
-        self._file = None
-        end = data.find(b"\r\n\r\n") + 4
-        if 4 <= end < len(data):
-            self._sock.sendall(data[:end])
-            data = data[end:]
-        self._sock.sendall(data)
+        if self._file is not None or self._fresh:  # a new request starts with this write
+            self._file = None
+            self._fresh = False
+            end = data.find(b"\r\n\r\n") + 4
+            if 4 <= end < len(data):
+                self._sock.sendall(data[:end])
+                data = data[end:]
+        self._sock.sendall(data)  # (the rest of a streamed body goes as it comes)
 
     def recv(self, size: int) -> bytes:
         """Up to *size* bytes of the response, read as ``http.client`` reads them."""

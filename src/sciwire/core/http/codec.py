@@ -142,6 +142,8 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
         return None
     ws = _WS
     lines = low.split(b"\r\n")
+    if low.count(b"\n") != len(lines) - 1:
+        return None  # a bare LF in the head: http.client's line split (general parser)
     for line in lines[1:]:
         colon = line.find(b":")
         if colon <= 0 or line[0] in ws or line[colon - 1] in ws:
@@ -175,11 +177,11 @@ def _head_end(buf: bytearray) -> tuple[int, int, bool]:
     """Where the response head in *buf* ends: (its length, where the body starts, whether
     its lines end in a bare LF), or (-1, -1, False) while it is incomplete.
 
-    The head ends at its first empty line. A client accepts a head whose lines end in a
-    bare LF, as ``http.client`` does (some servers, and test doubles such as httpretty,
-    send them); our servers' request parser stays strict. A head ended by CRLF CRLF is
-    split at CRLF only, as before. The CRLF head pays two bounded searches, and only off
-    the one-pass path (:func:`whole_response`, unchanged)."""
+    The head ends at its first empty line, and every LF ends a line, with or without a
+    CR before it: a client accepts what ``http.client`` accepts (some servers, and test
+    doubles such as httpretty, send bare LFs); our servers' request parser stays strict.
+    The one-pass path (:func:`whole_response`) pays one ``count`` to leave such heads
+    to this parser."""
     end = buf.find(b"\r\n\r\n")
     # An empty line before that one ends in a bare LF: "\n\n" or "\n\r\n". (Searching
     # up to end + 2 cannot match inside the CRLF CRLF itself.)
@@ -187,7 +189,10 @@ def _head_end(buf: bytearray) -> tuple[int, int, bool]:
     lf = buf.find(b"\n\n", 0, stop)
     crlf = buf.find(b"\n\r\n", 0, stop)
     if lf < 0 and crlf < 0:
-        return (end, end + 4, False) if end >= 0 else (-1, -1, False)
+        if end < 0:
+            return -1, -1, False
+        # a bare LF inside the head is a line end too, as in http.client
+        return end, end + 4, buf.count(b"\n", 0, end) != buf.count(b"\r\n", 0, end)
     if crlf < 0 or 0 <= lf < crlf:
         at, start = lf, lf + 2
     else:
@@ -296,7 +301,7 @@ class ResponseParser:
             text = head.decode("latin-1")
         except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
             raise RemoteProtocolError("undecodable head", head) from exc
-        # a head ended by a bare LF has its lines end in LF or CRLF (see _head_end)
+        # a head with a bare LF has its lines end in LF or CRLF (see _head_end)
         lines = text.replace("\r\n", "\n").split("\n") if bare_lf else text.split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):

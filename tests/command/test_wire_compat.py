@@ -15,7 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciwire.command import CommandClient, CommandError, CommandServer, make_request
+from sciwire.command import (
+    AsyncCommandClient,
+    CommandClient,
+    CommandError,
+    CommandServer,
+    make_request,
+)
 from sciwire.core.http.codec import ResponseParser
 from tests.command.conftest import ScriptedServer, Service
 
@@ -111,6 +117,17 @@ def test_a_server_answering_with_bare_lf_heads_is_understood(
     cli = make_client(srv.port)
     assert cli.add(1, 2) == 3
     assert cli.add(1, 2) == 3  # on the same kept connection
+
+
+async def test_the_async_client_understands_bare_lf_heads_too(
+    scripted: Callable[[list[str | bytes]], ScriptedServer], scaled: Callable[[float], float]
+) -> None:
+    body = b'{"result": 7}'
+    srv = scripted([b"HTTP/1.1 200 OK\ncontent-length: %d\n\r\n%s" % (len(body), body)])
+    async with AsyncCommandClient(
+        host="127.0.0.1", port=srv.port, timeout=scaled(10), retries=1
+    ) as cli:
+        assert await cli.add(3, 4) == 7
 
 
 def test_an_error_status_in_a_bare_lf_head_is_a_command_error(

@@ -234,3 +234,51 @@ def test_a_double_is_used_only_through_http_clients_calls() -> None:
     assert sock.makefile("rb").read() == b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"
     sock.close()
     assert double.closed
+
+
+# -- the response make_request yields --------------------------------------------------------
+
+
+def test_the_response_has_every_public_name_of_http_clients() -> None:
+    import http.client
+
+    from sciwire.command import Response
+
+    wanted = {n for n in dir(http.client.HTTPResponse) if not n.startswith("_")} - {"begin"}
+    assert sorted(n for n in wanted if not hasattr(Response, n)) == []
+
+
+def test_the_response_reads_as_a_binary_file(
+    server: sciwire.command.CommandServer, make_client: Callable[..., CommandClient]
+) -> None:
+    import shutil
+
+    cli = make_client(server.port)
+    with make_request(cli, method="GET", url="/file", query={"name": "abc"}) as resp:
+        assert resp.getcode() == resp.code == resp.status == 200
+        assert resp.geturl().endswith("/file?name=abc")
+        assert resp.info()["Content-Length"] == "8" and resp.length == 8
+        assert resp.version == 11 and resp.readable() and not resp.closed
+        assert resp.peek(1)[:1] in (b"", b"d")
+        buf = bytearray(3)
+        assert resp.readinto(buf) == 3 and bytes(buf) == b"dat"
+        assert resp.read1(2) == b"a:"
+        sink = io.BytesIO()
+        shutil.copyfileobj(resp, sink)
+        assert sink.getvalue() == b"abc"
+        assert resp.isclosed()
+    assert cli.add(1, 2) == 3
+
+
+def test_closing_a_response_early_does_not_spoil_the_connection(
+    server: sciwire.command.CommandServer, make_client: Callable[..., CommandClient]
+) -> None:
+    cli = make_client(server.port)
+    for _ in range(3):
+        with make_request(cli, method="GET", url="/file", query={"name": "x" * 5000}) as resp:
+            assert resp.read(4) == b"data"
+            resp.close()
+            assert resp.closed and resp.failed
+        # the unread rest was not taken for the next response
+        with make_request(cli, method="GET", url="/file", query={"name": "y"}) as resp:
+            assert resp.read() == b"data:y"

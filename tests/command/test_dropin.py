@@ -182,6 +182,13 @@ def test_a_faked_generator_upload_is_chunked(faked: None) -> None:
     assert httpretty.last_request().headers["Transfer-Encoding"] == "chunked"
 
 
+def test_an_https_url_under_the_fake(faked: None) -> None:
+    httpretty.register_uri(httpretty.POST, "https://localhost:39002/api", body=_rpc)
+    cli = CommandClient(host="https://localhost", port=39002)
+    assert cli.get_job("P1", "J1") == {"uid": "J1"}
+    assert httpretty.last_request().headers["Host"] == "localhost:39002"
+
+
 # -- the socket double seam ----------------------------------------------------------------
 
 

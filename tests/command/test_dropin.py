@@ -289,3 +289,36 @@ def test_closing_a_response_early_does_not_spoil_the_connection(
         # the unread rest was not taken for the next response
         with make_request(cli, method="GET", url="/file", query={"name": "y"}) as resp:
             assert resp.read() == b"data:y"
+
+
+def test_a_double_after_a_makefile_read_splits_the_next_request() -> None:
+    class Minimal:
+        """No settimeout and no fileno: only sendall, makefile and close."""
+
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def sendall(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def makefile(self, mode: str) -> io.BytesIO:
+            return io.BytesIO(b"HTTP/1.1 204 No Content\n\n")
+
+        def close(self) -> None:
+            pass
+
+    double = Minimal()
+    sock = ForeignSocket(double, None)
+    sock.settimeout(1.0)  # the double has none: kept here only
+    assert sock.gettimeout() == 1.0
+    sock.sendall(b"POST /a HTTP/1.1\r\n\r\nbody")
+    sock.sendall(b"more body")  # the rest of a streamed body: as it comes
+    sock.makefile("rb").read()  # http.client reads the response
+    sock.sendall(b"POST /b HTTP/1.1\r\n\r\nnext")
+    assert double.sent == [
+        b"POST /a HTTP/1.1\r\n\r\n",
+        b"body",
+        b"more body",
+        b"POST /b HTTP/1.1\r\n\r\n",
+        b"next",
+    ]

@@ -46,9 +46,12 @@ class ForeignSocket:
         return self._timeout
 
     def settimeout(self, timeout: float | None) -> None:
-        """Set the timeout on the double too (httpretty bounds its fake reply with it)."""
+        """Set the timeout on the double too, if it takes one (httpretty bounds its fake
+        reply with it)."""
         self._timeout = timeout
-        self._sock.settimeout(timeout)
+        setter = getattr(self._sock, "settimeout", None)
+        if setter is not None:
+            setter(timeout)
 
     def sendall(self, data: bytes) -> None:
         """Send a request as ``http.client`` does: the head in one call, the body in a
@@ -73,6 +76,7 @@ class ForeignSocket:
 
     def makefile(self, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         """The double's own file (``http.client.HTTPResponse`` reads from it)."""
+        self._fresh = True  # a response is being read: the next write starts a request
         return self._sock.makefile(mode, *args, **kwargs)
 
     def fileno(self) -> int:

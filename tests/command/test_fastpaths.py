@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciwire.command.calls import CallCore
-from sciwire.command.errors import CommandError
-from sciwire.command.protocol import (
+from sciwire.command._calls import CallCore
+from sciwire.command._errors import CommandError
+from sciwire.command._protocol import (
     NumpyEncoder,
     _loads,
     decode_call,
@@ -24,7 +24,7 @@ from sciwire.command.protocol import (
     make_params,
     parse_response,
 )
-from sciwire.command.server import CommandServer
+from sciwire.command._server import CommandServer
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

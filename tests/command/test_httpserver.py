@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.command import CommandServer
-from sciwire.command.server import RouteRequest, RouteResponse
+from sciwire.command._server import RouteRequest, RouteResponse
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
 
 # -- the server over raw sockets ----------------------------------------------------------

@@ -159,12 +159,15 @@ def test_garbage_reply_is_a_command_error(
         cli.add(1, 2)
 
 
-def test_connect_refused_counts_attempts_and_honours_env(
+def test_connect_refused_counts_attempts_and_honours_module_defaults(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("CRYOSPARC_COMMAND_RETRIES", "2")
-    monkeypatch.setenv("CRYOSPARC_COMMAND_RETRY_SECONDS", "0")
-    caplog.set_level(logging.WARNING, logger="sciwire.command.transport")
+    import sciwire.command
+
+    # the original's module-level settings, changed the way a user changes them
+    monkeypatch.setattr(sciwire.command, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(sciwire.command, "RETRY_INTERVAL", 0)
+    caplog.set_level(logging.WARNING, logger="sciwire.command._transport")
     with pytest.raises(CommandConnectError) as info:
         CommandClient(host="127.0.0.1", port=free_port())
     assert isinstance(info.value, OSError)
@@ -195,7 +198,7 @@ def test_server_restart_mid_session_retries_then_succeeds(
     assert cli.add(1, 2) == 3
     first.stop_background()
     flag = _Flag()
-    log = logging.getLogger("sciwire.command.transport")
+    log = logging.getLogger("sciwire.command._transport")
     log.addHandler(flag)
     second: CommandServer | None = None
     try:

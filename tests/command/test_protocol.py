@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.command import CommandError, NumpyEncoder
-from sciwire.command.protocol import (
+from sciwire.command._protocol import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -59,7 +59,7 @@ def test_request_shape_and_uuid4_id() -> None:
 
 
 def test_new_ids_are_uuid4_and_distinct() -> None:
-    from sciwire.command.protocol import new_id
+    from sciwire.command._protocol import new_id
 
     ids = {new_id() for _ in range(2000)}
     assert len(ids) == 2000

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from sciwire.command import CommandClient, CommandError, make_json_request, make_request
+from sciwire.command._simulator import CommandCoreSim, SimError, simulated_servers
 from sciwire.command.cli import group
-from sciwire.command.simulator import CommandCoreSim, SimError, simulated_servers
 
 
 class FakeClock:

@@ -8,6 +8,7 @@ client against the same server.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import uuid
@@ -20,8 +21,8 @@ from cryosparc.command import make_json_request as peer_json_request
 from cryosparc.command import make_request as peer_request
 from cryosparc.errors import CommandError as PeerCommandError
 
-from sciwire.command import CommandClient, CommandServer, NumpyEncoder
-from sciwire.command.simulator import CommandCoreSim, simulated_servers
+from sciwire.command import CommandClient, CommandServer, NumpyEncoder, make_request
+from sciwire.command._simulator import CommandCoreSim, simulated_servers
 from tests.command.conftest import ScriptedServer, Service, http_reply, scripted, start_server
 
 pytestmark = [
@@ -261,3 +262,32 @@ def test_our_requests_match_the_peers_on_the_wire(
         }
         assert uuid.UUID(str(mine[2]["id"])).version == uuid.UUID(str(theirs[2]["id"])).version == 4
     assert calls[0][2]["params"] == [2, 3] and calls[2][2]["params"] == {"a": 2, "b": 3}
+
+
+@pytest.mark.parametrize("kind", ["file", "generator"])
+def test_streamed_uploads_arrive_the_same_from_both_clients(
+    server: CommandServer, peer: PeerClient, kind: str
+) -> None:
+    """urllib (under cryosparc-tools' make_request) streams a file or an iterable chunked;
+    so do we. Our server receives the same bytes from both."""
+    got: list[bytes] = []
+    server.route("POST", "/upload", lambda req: got.append(req.body) or {"size": len(req.body)})
+    payload = bytes(range(256)) * 300
+
+    def body() -> object:
+        if kind == "file":
+            return io.BytesIO(payload)
+        return (payload[i : i + 7000] for i in range(0, len(payload), 7000))
+
+    ours = CommandClient(host="127.0.0.1", port=server.port, headers={"License-ID": LICENSE})
+    try:
+        with peer_request(peer, url="/upload", data=body()) as resp:
+            theirs_reply = json.loads(resp.read())
+        with peer_request(ours, url="/upload", data=body()) as resp:  # the peer's own helper
+            mixed_reply = json.loads(resp.read())
+        with make_request(ours, url="/upload", data=body()) as resp:
+            ours_reply = json.loads(resp.read())
+    finally:
+        ours.close()
+    assert theirs_reply == mixed_reply == ours_reply == {"size": len(payload)}
+    assert got == [payload, payload, payload]

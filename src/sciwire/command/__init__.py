@@ -8,18 +8,29 @@ and a JSON-RPC command server with a simulated command_core.
 
 from __future__ import annotations
 
-from sciwire.command.aio import AsyncCommandClient
-from sciwire.command.client import CommandClient, Response, make_json_request, make_request
-from sciwire.command.errors import (
+from sciwire.command._aio import AsyncCommandClient
+from sciwire.command._client import CommandClient, Response, make_json_request, make_request
+from sciwire.command._errors import (
     CommandConnectError,
     CommandConnectionClosed,
     CommandError,
     CommandTimeout,
 )
-from sciwire.command.protocol import NumpyEncoder, format_server_error
-from sciwire.command.server import CommandServer, RouteRequest, RouteResponse
+from sciwire.command._protocol import NumpyEncoder, format_server_error
+from sciwire.command._server import CommandServer, RouteRequest, RouteResponse
+from sciwire.command._transport import env_retries, env_retry_seconds
+
+#: Attempts per request when the server cannot be reached, from the environment's
+#: ``CRYOSPARC_COMMAND_RETRIES`` at import (default 3); clients made later use the value
+#: this holds then (their ``retries`` argument overrides it).
+MAX_ATTEMPTS: int = env_retries()
+#: Seconds between those attempts, from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` at import
+#: (default 30); read when a client is made, like :data:`MAX_ATTEMPTS`.
+RETRY_INTERVAL: float = env_retry_seconds()
 
 __all__ = [
+    "MAX_ATTEMPTS",
+    "RETRY_INTERVAL",
     "AsyncCommandClient",
     "CommandClient",
     "CommandConnectError",

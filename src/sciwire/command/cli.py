@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from sciwire.command.errors import CommandError
+from sciwire.command._errors import CommandError
 
 __all__ = ["group"]
 
@@ -38,7 +38,7 @@ def group() -> None:
 @click.option("--fast", is_flag=True, help="Shorthand for --speed 50.")
 def serve(host: str, port: int, license_id: str | None, speed: float, fast: bool) -> None:
     """Serve a simulated CryoSPARC command_core (with command_vis and command_rtp)."""
-    from sciwire.command.simulator import simulated_servers
+    from sciwire.command._simulator import simulated_servers
 
     _, servers = simulated_servers(
         host=host,
@@ -83,7 +83,7 @@ def call(
     timeout: float,
 ) -> None:
     """Call METHOD with PARAMS (each a JSON value, or NAME=JSON for keyword params)."""
-    from sciwire.command.client import CommandClient
+    from sciwire.command._client import CommandClient
 
     args: list[Any] = []
     kwargs: dict[str, Any] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from sciwire.command.client import CommandClient
-from sciwire.command.simulator import simulated_servers
+from sciwire.command._client import CommandClient
+from sciwire.command._simulator import simulated_servers
 from sciwire.demo import DemoRow
 
 __all__ = ["run"]

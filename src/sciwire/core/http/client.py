@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sciwire.core.http._foreign import foreign_socket, is_real
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
@@ -312,6 +313,8 @@ class HttpPool(PoolSettings):
     def _new_raw(self) -> socket.socket:
         ep = self.endpoint
         sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+        if not is_real(sock):  # a test double (httpretty): checked once per connection
+            return foreign_socket(sock, self.timeout, ep, self.ssl_context)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ep.scheme == "https":

@@ -142,6 +142,8 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
         return None
     ws = _WS
     lines = low.split(b"\r\n")
+    if low.count(b"\n") != len(lines) - 1:
+        return None  # a bare LF in the head: http.client's line split (general parser)
     for line in lines[1:]:
         colon = line.find(b":")
         if colon <= 0 or line[0] in ws or line[colon - 1] in ws:
@@ -169,6 +171,33 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
     if size == total:
         return ParsedResponse(status, reason, data[end + 4 :], keep, head), b""
     return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
+
+
+def _head_end(buf: bytearray) -> tuple[int, int, bool]:
+    """Where the response head in *buf* ends: (its length, where the body starts, whether
+    its lines end in a bare LF), or (-1, -1, False) while it is incomplete.
+
+    The head ends at its first empty line, and every LF ends a line, with or without a
+    CR before it: a client accepts what ``http.client`` accepts (some servers, and test
+    doubles such as httpretty, send bare LFs); our servers' request parser stays strict.
+    The one-pass path (:func:`whole_response`) pays one ``count`` to leave such heads
+    to this parser."""
+    end = buf.find(b"\r\n\r\n")
+    # An empty line before that one ends in a bare LF: "\n\n" or "\n\r\n". (Searching
+    # up to end + 2 cannot match inside the CRLF CRLF itself.)
+    stop = len(buf) if end < 0 else end + 2
+    lf = buf.find(b"\n\n", 0, stop)
+    crlf = buf.find(b"\n\r\n", 0, stop)
+    if lf < 0 and crlf < 0:
+        if end < 0:
+            return -1, -1, False
+        # a bare LF inside the head is a line end too, as in http.client
+        return end, end + 4, buf.count(b"\n", 0, end) != buf.count(b"\r\n", 0, end)
+    if crlf < 0 or 0 <= lf < crlf:
+        at, start = lf, lf + 2
+    else:
+        at, start = crlf, crlf + 3
+    return (at - 1 if at and buf[at - 1] == 13 else at), start, True  # 13: a CR before LF
 
 
 class ResponseParser:
@@ -252,14 +281,14 @@ class ResponseParser:
 
     def _parse_head(self) -> bool:
         while True:
-            end = self._buf.find(b"\r\n\r\n")
+            end, start, bare_lf = _head_end(self._buf)
             if end < 0:
                 if len(self._buf) > MAX_HEAD:
                     raise RemoteProtocolError("response head too large", self._buf[:200])
                 return False
             head = bytes(self._buf[:end])
-            del self._buf[: end + 4]
-            resp = self._head(head)
+            del self._buf[:start]
+            resp = self._head(head, bare_lf)
             if 100 <= resp.status < 200 and resp.status != 101:
                 continue  # interim response (100 Continue): the real one follows
             self._resp = resp
@@ -267,12 +296,13 @@ class ResponseParser:
             self._frame(resp)
             return True
 
-    def _head(self, head: bytes) -> ParsedResponse:
+    def _head(self, head: bytes, bare_lf: bool = False) -> ParsedResponse:
         try:
             text = head.decode("latin-1")
         except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
             raise RemoteProtocolError("undecodable head", head) from exc
-        lines = text.split("\r\n")
+        # a head with a bare LF has its lines end in LF or CRLF (see _head_end)
+        lines = text.replace("\r\n", "\n").split("\n") if bare_lf else text.split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
             raise RemoteProtocolError("bad status line", lines[0])

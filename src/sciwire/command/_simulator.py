@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sciwire.command.server import CommandServer, RouteRequest, RouteResponse
+from sciwire.command._server import CommandServer, RouteRequest, RouteResponse
 
 __all__ = ["STAGES", "CommandCoreSim", "CommandVisSim", "simulated_servers"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 
-from sciwire.command.transport import pool_options
+from sciwire.command._transport import pool_options
 from sciwire.core.http.aioclient import AsyncHttpPool
 from sciwire.core.http.client import Endpoint
 

@@ -24,25 +24,71 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sciwire.command.errors import (
+from sciwire.command._errors import (
     CommandConnectError,
     CommandConnectionClosed,
     CommandError,
     CommandTimeout,
 )
-from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool
+from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
 from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
-__all__ = ["Endpoint", "Transport", "env_retries", "env_retry_seconds", "pool_options"]
+__all__ = [
+    "Endpoint",
+    "Transport",
+    "env_retries",
+    "env_retry_seconds",
+    "module_defaults",
+    "pool_options",
+]
 
 logger = logging.getLogger(__name__)
 
 # what http.client refuses in a request target (control characters and space)
 _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
+
+_CHUNKED = {"Transfer-Encoding": "chunked"}
+#: bytes read from a request body file at a time
+_BLOCK = 64 * 1024
+
+
+def _pieces(body: Any) -> Iterator[bytes]:
+    """A streamed request body's bytes, as ``http.client`` takes them: a file is read in
+    blocks (text encoded as ISO-8859-1, as http.client does), anything else iterated.
+    Checked here, before anything is sent; the pieces come later.
+
+    Raises:
+        TypeError: *body* is neither (its items are checked as they come).
+    """
+    read = getattr(body, "read", None)
+    if read is not None:
+        return _blocks(read)
+    try:
+        items = iter(body)
+    except TypeError:
+        raise TypeError(
+            "request data must be bytes, a file object or an iterable of bytes, "
+            f"not {type(body).__name__}"
+        ) from None
+    return _items(items)
+
+
+def _blocks(read: Any) -> Iterator[bytes]:
+    while block := read(_BLOCK):
+        yield block.encode("iso-8859-1") if isinstance(block, str) else bytes(block)
+
+
+def _items(items: Iterator[Any]) -> Iterator[bytes]:
+    for item in items:
+        if isinstance(item, str):
+            item = item.encode("iso-8859-1")
+        elif not isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(f"request data items must be bytes, not {type(item).__name__}")
+        yield bytes(item)
 
 
 def env_retries() -> int:
@@ -55,12 +101,30 @@ def env_retries() -> int:
 
 
 def env_retry_seconds() -> float:
-    """Pause between attempts from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` (default 30)."""
+    """Pause between attempts from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` (default 30;
+    an int when whole, as the original's ``RETRY_INTERVAL`` is)."""
     try:
-        return max(0.0, float(os.environ.get("CRYOSPARC_COMMAND_RETRY_SECONDS", "30")))
+        value = max(0.0, float(os.environ.get("CRYOSPARC_COMMAND_RETRY_SECONDS", "30")))
     except ValueError:
         logger.warning("CRYOSPARC_COMMAND_RETRY_SECONDS is not a number; using 30")
-        return 30.0
+        return 30
+    return int(value) if value.is_integer() else value
+
+
+def module_defaults() -> tuple[int, float]:
+    """``sciwire.command.MAX_ATTEMPTS`` and ``RETRY_INTERVAL`` as they are now: read from
+    the environment at import, as the original's, and changeable by assignment."""
+    import sciwire.command as public  # here: the package imports this module
+
+    try:
+        attempts = max(1, int(public.MAX_ATTEMPTS))
+        interval = max(0.0, float(public.RETRY_INTERVAL))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "sciwire.command.MAX_ATTEMPTS must be an int and RETRY_INTERVAL a number "
+            f"(got {public.MAX_ATTEMPTS!r}, {public.RETRY_INTERVAL!r})"
+        ) from exc
+    return attempts, interval
 
 
 def pool_options(
@@ -129,13 +193,21 @@ class Transport(HttpPool):
     # -- requests -----------------------------------------------------------------
 
     def open(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self, method: str, path: str, body: Any, headers: Mapping[str, str]
     ) -> tuple[socket.socket, http.client.HTTPResponse]:
         """Send one request and return its connection and (unread) response.
 
         The request goes out on the pool's connections under its retry rule; the
         response is read with :mod:`http.client`. The caller reads the response, then
         calls :meth:`release` (whole body read, keep-alive) or closes both.
+
+        Args:
+            method: the HTTP method.
+            path: the request target.
+            body: None, bytes-like, or - as ``urllib`` takes them - a binary file or an
+                iterable of bytes, streamed with chunked transfer coding (or as is when
+                *headers* give a Content-Length).
+            headers: the request headers (Host and the body's framing are added).
 
         Raises:
             CommandConnectError: no connection after every attempt.
@@ -145,8 +217,23 @@ class Transport(HttpPool):
         if _BAD_TARGET.search(path):
             raise http.client.InvalidURL(f"URL can't contain control characters. {path!r}")
         url = self.endpoint.origin + path
-        data = encode_request(method, path, self._host_header, headers, body)
+        stream = None
+        chunked = False
+        if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+            data = encode_request(
+                method, path, self._host_header, headers, None if body is None else bytes(body)
+            )
+        else:
+            stream = _pieces(body)
+            # chunked, unless the caller framed the body with a Content-Length of its
+            # own (as http.client decides)
+            chunked = not any(k.lower() == "content-length" for k in headers)
+            data = self._stream_head(method, path, {**headers, **_CHUNKED} if chunked else headers)
         sock, _reused, _attempt = self._send(data, url, 0)
+        if stream is not None:
+            # A streamed body cannot be re-sent (an iterator is spent), and a server can
+            # act on part of it: a failure from here on is raised, never retried.
+            self._send_body(sock, stream, url, chunked)
         if sock.gettimeout() != self.timeout:
             sock.settimeout(self.timeout)  # the pool's, for each read of http.client
         resp = http.client.HTTPResponse(sock, method=method)
@@ -169,6 +256,39 @@ class Transport(HttpPool):
                 url=url,
             ) from exc
         return sock, resp
+
+    def _stream_head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The head of a request whose body follows in pieces (framed by *headers*)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+        return head.encode("latin-1") + header_block(headers)
+
+    def _send_body(
+        self, sock: socket.socket, body: Iterator[bytes], url: str, chunked: bool
+    ) -> None:
+        """Write a file's or an iterable's bytes after the head, closing on failure."""
+        try:
+            for piece in body:
+                if piece:  # an empty chunk would end a chunked body early
+                    sock.sendall(b"%X\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        except TimeoutError as exc:
+            sock.close()
+            raise CommandTimeout(
+                f"request body not sent within timeout of {self.timeout} seconds "
+                "(not re-sent: the server may have acted on part of it)",
+                url=url,
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            raise CommandConnectionClosed(
+                f"connection failed while sending the request body ({type(exc).__name__}: "
+                f"{exc}); not re-sent: the server may have acted on part of it",
+                url=url,
+            ) from exc
+        except BaseException:
+            sock.close()  # the caller's file or iterator failed: the request is incomplete
+            raise
 
     def read_all(self, sock: socket.socket, resp: http.client.HTTPResponse, url: str) -> bytes:
         """Read a response body whole, release or close the connection, map errors."""

@@ -3,7 +3,7 @@
 Same discovery as :class:`~sciwire.command.CommandClient` (``system.describe`` on
 entry, one coroutine method per procedure, ``await cli()`` re-discovers), same
 errors, same retry rule: only a request that could not be sent (the connection could
-not be made) is tried again. It runs on :mod:`sciwire.command.aiotransport` (asyncio
+not be made) is tried again. It runs on :mod:`sciwire.command._aiotransport` (asyncio
 protocols and the sans-I/O HTTP codec) rather than aiohttp's client, which cost about
 four times as much CPU per call here (see bench/command.py).
 """
@@ -18,10 +18,10 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sciwire.command.aiotransport import AsyncTransport
-from sciwire.command.calls import CallCore
-from sciwire.command.errors import CommandError
-from sciwire.command.protocol import DESCRIBE, ProcInfo, parse_response
+from sciwire.command._aiotransport import AsyncTransport
+from sciwire.command._calls import CallCore
+from sciwire.command._errors import CommandError
+from sciwire.command._protocol import DESCRIBE, ProcInfo, parse_response
 
 __all__ = ["AsyncCommandClient"]
 

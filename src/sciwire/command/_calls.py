@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sciwire.command.errors import CommandError
-from sciwire.command.protocol import (
+from sciwire.command._errors import CommandError
+from sciwire.command._protocol import (
     NumpyEncoder,
     ProcInfo,
     default_encoder,
@@ -26,7 +26,7 @@ from sciwire.command.protocol import (
     parse_describe,
     parse_response,
 )
-from sciwire.command.transport import env_retries, env_retry_seconds
+from sciwire.command._transport import module_defaults
 from sciwire.core.http.client import Endpoint
 from sciwire.core.http.codec import ParsedResponse
 
@@ -104,7 +104,8 @@ class CallCore:
         retries: int | None,
         retry_seconds: float | None,
     ) -> None:
-        """The settings both clients take, resolved (environment defaults included)."""
+        """The settings both clients take, resolved (defaults: ``MAX_ATTEMPTS`` and
+        ``RETRY_INTERVAL`` of :mod:`sciwire.command`)."""
         self.service = service
         self._endpoint = Endpoint.parse(host, port, url)
         self._url = self._endpoint.base_url
@@ -122,8 +123,12 @@ class CallCore:
             **self._headers,
             "Content-Type": "application/json",
         }
-        self._retries = max(1, env_retries() if retries is None else int(retries))
-        self._retry_seconds = env_retry_seconds() if retry_seconds is None else retry_seconds
+        if retries is None or retry_seconds is None:
+            attempts, interval = module_defaults()
+            retries = attempts if retries is None else retries
+            retry_seconds = interval if retry_seconds is None else retry_seconds
+        self._retries = max(1, int(retries))
+        self._retry_seconds = retry_seconds
         self._procs = {}
 
     def _request(

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sciwire.command.protocol import (
+from sciwire.command._protocol import (
     DESCRIBE,
     INTERNAL_ERROR,
     INVALID_PARAMS,

@@ -1,17 +1,18 @@
 """The blocking CryoSPARC command client: ``CommandClient``, ``make_request``,
 ``make_json_request`` - drop-in for ``cryosparc.command``.
 
-The blocking API runs on a lean keep-alive transport (:mod:`sciwire.command.transport`)
+The blocking API runs on a lean keep-alive transport (:mod:`sciwire.command._transport`)
 rather than a hop through the asyncio portal: a call is one ``sendall`` and one
 response read on a pooled connection, which measured 1.3-3x faster than a portal
 round trip per call (bench/command.py, "blocking design" row). The asyncio client is
-:class:`sciwire.command.aio.AsyncCommandClient`.
+:class:`sciwire.command._aio.AsyncCommandClient`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import logging
 import ssl
@@ -21,10 +22,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sciwire.command.calls import CallCore, procedure_signature
-from sciwire.command.errors import CommandConnectionClosed, CommandError, CommandTimeout
-from sciwire.command.protocol import DESCRIBE, ProcInfo, http_error, parse_response
-from sciwire.command.transport import Transport
+from sciwire.command._calls import CallCore, procedure_signature
+from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.command._protocol import DESCRIBE, ProcInfo, http_error, parse_response
+from sciwire.command._transport import Transport
 
 __all__ = [
     "CommandClient",
@@ -154,28 +155,32 @@ class CommandClient(CallCore):
         self.close()
 
 
-class Response:
-    """The response :func:`make_request` yields: an ``http.client.HTTPResponse`` whose
-    read errors (timeout, dropped connection) are raised as :class:`CommandError`.
+class Response(io.BufferedIOBase):
+    """The response :func:`make_request` yields: a binary file over an
+    ``http.client.HTTPResponse``, as the original yields one, whose read errors
+    (timeout, dropped connection) are raised as :class:`CommandError`.
 
     Attributes:
-        status: the HTTP status code.
+        status: the HTTP status code (also ``code`` and ``getcode()``).
         reason: the HTTP reason phrase.
-        headers: the response headers (``http.client.HTTPMessage``).
+        headers: the response headers (``http.client.HTTPMessage``; also ``info()``).
+        url: the URL requested (also ``geturl()``).
         raw: the underlying ``http.client.HTTPResponse``.
-        failed: a read failed (the connection is then closed, not reused).
+        failed: a read failed or the body was left unread (the connection is then
+            closed, not reused).
     """
 
     def __init__(self, raw: http.client.HTTPResponse, url: str, timeout: float | None) -> None:
+        super().__init__()
         self.raw = raw
-        self.status = raw.status
+        self.status = self.code = raw.status
         self.reason = raw.reason
         self.headers = raw.headers
         self.url = url
         self._timeout = timeout
         self.failed = False  # a read failed: the connection is not reused
 
-    def _guard(self, fn: Callable[[], bytes]) -> bytes:
+    def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except TimeoutError as exc:
@@ -195,11 +200,45 @@ class Response:
 
     def read(self, amt: int | None = None) -> bytes:
         """Read the body (all of it, or up to *amt* bytes)."""
-        return self._guard(lambda: self.raw.read(amt))
+        if amt is not None and amt < 0:
+            amt = None  # (io's "all"; http.client wants None for it)
+        data: bytes = self._guard(lambda: self.raw.read(amt))
+        return data
 
-    def readline(self, limit: int = -1) -> bytes:
+    def read1(self, size: int = -1) -> bytes:
+        """Read up to *size* bytes with at most one read from the connection."""
+        data: bytes = self._guard(lambda: self.raw.read1(size))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into a writable buffer; the number of bytes read."""
+        count: int = self._guard(lambda: self.raw.readinto(buffer))
+        return count
+
+    def peek(self, size: int = 0) -> bytes:
+        """Buffered bytes of the body, not consumed."""
+        data: bytes = self._guard(lambda: self.raw.peek(size))
+        return data
+
+    def readline(self, limit: int | None = -1) -> bytes:
         """Read one line of the body."""
-        return self._guard(lambda: self.raw.readline(limit))
+        data: bytes = self._guard(lambda: self.raw.readline(-1 if limit is None else limit))
+        return data
+
+    def readable(self) -> bool:
+        """True: a response is read."""
+        return True
+
+    def fileno(self) -> int:
+        """The connection's file descriptor."""
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        """Close the response; a body left unread closes the connection too."""
+        if not self.raw.isclosed():
+            self.failed = True  # unread bytes would be taken for the next response
+        self.raw.close()
+        super().close()
 
     def getheader(self, name: str, default: str | None = None) -> str | None:
         """One header's value."""
@@ -208,6 +247,28 @@ class Response:
     def getheaders(self) -> list[tuple[str, str]]:
         """Every header as (name, value) pairs."""
         return self.raw.getheaders()
+
+    def getcode(self) -> int:
+        """The HTTP status code."""
+        return self.status
+
+    def geturl(self) -> str:
+        """The URL requested."""
+        return self.url
+
+    def info(self) -> http.client.HTTPMessage:
+        """The response headers."""
+        return self.headers
+
+    @property
+    def length(self) -> int | None:
+        """Body bytes still to read, when the server said how many."""
+        return self.raw.length
+
+    @property
+    def version(self) -> int:
+        """The HTTP version of the response: 10 or 11."""
+        return self.raw.version
 
     def isclosed(self) -> bool:
         """True once the body was read whole (or the response closed)."""
@@ -243,7 +304,7 @@ def make_request(
     full_url = client._endpoint.origin + path
     all_headers = {"Originator": "client", **client._headers, **headers}
     if isinstance(data, str):
-        data = data.encode()
+        data = data.encode()  # (urllib refuses str; the original's callers never send one)
     transport = client._transport
     sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:

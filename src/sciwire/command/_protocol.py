@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sciwire.command.errors import CommandError
+from sciwire.command._errors import CommandError
 from sciwire.core.jsonfast import loads
 from sciwire.errors import trim
 

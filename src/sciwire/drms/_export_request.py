@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin
 
-from sciwire.drms import _pandas
-from sciwire.drms import _transfer as transfer
+import sciwire.drms._pandas as _pandas
+from sciwire.drms._downloads import download_each_blocking
+from sciwire.drms._transfer import safe_target
+from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsExportError
 from sciwire.drms.json import HttpJsonClient
@@ -301,7 +303,7 @@ class ExportRequest:
             if fname_from_rec and record is not None:
                 name = self._client._filename_from_export_record(record, old_fname=filename)
             name = str(name or filename)
-            transfer.safe_target(out_dir, name)  # before any name is made unique
+            safe_target(out_dir, name)  # before any name is made unique
             local, i = name, 1
             while local in taken or (out_dir / local).exists():
                 local, i = f"{name}.{i}", i + 1
@@ -311,15 +313,19 @@ class ExportRequest:
         def failed(url: str, exc: Exception) -> None:
             logger.warning("Could not download %s: %s", url, exc)
 
-        got = transfer.download_each_blocking(
-            jobs,
-            out_dir,
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=True,  # names were made unique above; a .part left over is resumed
-            timeout=timeout,
-            failed=failed,
-        )
+        transport = BlockingTransport(timeout=timeout)
+        try:
+            got = download_each_blocking(
+                transport,
+                jobs,
+                out_dir,
+                concurrency=concurrency,
+                progress=progress,
+                overwrite=True,  # names were made unique above; a .part left over is resumed
+                failed=failed,
+            )
+        finally:
+            transport.close()
         res = data[["record", "url"]].copy()
         res["download"] = got
         return res

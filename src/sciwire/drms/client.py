@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sciwire.drms import _pandas
-from sciwire.drms import _protocol as P
+import sciwire.drms._pandas as _pandas
+import sciwire.drms._protocol as P
 from sciwire.drms._export_request import ExportRequest
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsOperationNotSupported, DrmsQueryError

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.request import Request
 
-from sciwire.drms import _pandas
+import sciwire.drms._pandas as _pandas
 from sciwire.drms._protocol import USER_AGENT
 
 __all__ = ["create_request_with_header", "to_datetime"]

@@ -87,9 +87,7 @@ class AsyncHttpJsonClient:
                 transport.abort()
 
     def _log_url(self, url: str) -> None:
-        level = logging.INFO if self.debug else logging.DEBUG
-        if logger.isEnabledFor(level):
-            logger.log(level, "URL for request: %s", url)
+        logger.log(logging.INFO if self.debug else logging.DEBUG, "URL for request: %s", url)
 
     async def _raw(self, url: str) -> bytes:
         """GET *url* on a kept connection and return the body (for Client's fast paths)."""
@@ -98,8 +96,11 @@ class AsyncHttpJsonClient:
 
     async def _get(self, url: str) -> dict[str, Any]:
         """GET *url* and decode the JSON object: the path of every call."""
-        self._log_url(url)
-        return P.decode_json(await self._transport.get_body(url), self._server.encoding)
+        if logger.isEnabledFor(logging.INFO if self.debug else logging.DEBUG):
+            self._log_url(url)
+        # the config's dict, not its attribute lookup (a __getattr__): once per call
+        encoding = self._server._d.get("encoding")
+        return P.decode_json(await self._transport.get_body(url), encoding)
 
     async def show_series(self, ds_filter: str | None = None) -> dict[str, Any]:
         """List series (``show_series``), optionally filtered by a regex."""

@@ -276,3 +276,11 @@ def test_verbose_logs_waits(c: Client, clock: FakeClock, caplog: pytest.LogCaptu
     clock.advance(31)
     assert req.wait(sleep=0)
     assert not math.isnan(float(req.status or 0))
+
+
+@pytest.mark.parametrize("wait", ["soon", None, 999999])
+def test_wait_reads_the_server_pause_safely(c: Client, wait: object) -> None:
+    # a pending status whose suggested pause is not a number, missing or huge: the
+    # pause is bounded, so a short timeout ends the wait at once (no ValueError, no stall)
+    d = {"status": 2, "requestid": "JSOC_20160401_1", "method": "url", "wait": wait}
+    assert ExportRequest(d, c).wait(timeout=0.5, sleep=None) is False

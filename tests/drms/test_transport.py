@@ -13,7 +13,7 @@ import pytest
 
 from sciwire.drms import DrmsExportError, DrmsHttpError
 from sciwire.drms._downloads import download_blocking
-from sciwire.drms._transfer import MAX_POLL, MIN_POLL, _poll_interval
+from sciwire.drms._transfer import MAX_POLL, MIN_POLL, poll_interval
 from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -288,8 +288,8 @@ def test_download_http_error(
 
 
 def test_poll_interval_bounds() -> None:
-    assert _poll_interval({"wait": 3}, None) == 3.0
-    assert _poll_interval({"wait": 0}, None) == MIN_POLL
-    assert _poll_interval({"wait": 999999}, None) == MAX_POLL
-    assert _poll_interval({"wait": "soon"}, None) == 1.0
-    assert _poll_interval({"wait": 3}, 0.25) == 0.25
+    assert poll_interval({"wait": 3}, None) == 3.0
+    assert poll_interval({"wait": 0}, None) == MIN_POLL
+    assert poll_interval({"wait": 999999}, None) == MAX_POLL
+    assert poll_interval({"wait": "soon"}, None) == 1.0
+    assert poll_interval({"wait": 3}, 0.25) == 0.25

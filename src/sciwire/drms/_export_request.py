@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin
 
 import sciwire.drms._pandas as _pandas
 from sciwire.drms._downloads import download_each_blocking
-from sciwire.drms._transfer import safe_target
+from sciwire.drms._transfer import poll_interval, safe_target
 from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsExportError
@@ -239,7 +239,9 @@ class ExportRequest:
             return True
         while True:
             self._log("Export request pending. [id=%s, status=%s]", self._requestid, self._status)
-            pause = float(self._d.get("wait", 5) if sleep is None else sleep)
+            # the server's suggestion is bounded (and a bad one read as 1 s) as for
+            # HttpJsonClient.wait_for_export: a "wait" of 999999 must not stall us
+            pause = poll_interval({"wait": self._d.get("wait", 5)}, sleep)
             pause = max(0.0, pause - (time.monotonic() - self._d_time))
             if timeout is not None and start + float(timeout) < time.monotonic() + pause:
                 return False

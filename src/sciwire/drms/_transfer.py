@@ -23,7 +23,15 @@ from sciwire.drms._protocol import check_export_status
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
 from sciwire.errors import Timeout
 
-__all__ = ["CHUNK", "ExportPoll", "Progress", "Resume", "safe_target", "targets"]
+__all__ = [
+    "CHUNK",
+    "ExportPoll",
+    "Progress",
+    "Resume",
+    "poll_interval",
+    "safe_target",
+    "targets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +97,9 @@ class Progress:
         self.stream.flush()
 
 
-def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
+def poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
+    """Seconds to sleep before the next poll: *poll* if given, else the status's
+    ``wait`` bounded to [MIN_POLL, MAX_POLL] (1 s when it is not a number)."""
     if poll is not None:
         return max(0.0, poll)
     try:
@@ -130,7 +140,7 @@ class ExportPoll:
             raise Timeout(
                 f"export {self.requestid} not finished after {self.timeout:g} s (status {d})"
             )
-        return min(_poll_interval(d, self.poll), remaining)
+        return min(poll_interval(d, self.poll), remaining)
 
 
 def _part(path: Path) -> Path:

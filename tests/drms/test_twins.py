@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from sciwire.drms import AsyncHttpJsonClient, DrmsError, HttpJsonClient, ServerConfig
-from sciwire.drms._transport import RetryPolicy
+from sciwire.drms._aiotransport import AsyncTransport
+from sciwire.drms._transport import BlockingTransport, RetryPolicy, gunzip
 from sciwire.errors import (
     ConnectError,
     ConnectionClosed,
@@ -202,6 +203,56 @@ def test_retry_policy_table() -> None:
     ]
     assert [policy.again(exc, attempt) for exc, attempt, _ in table] == [w for *_, w in table]
     assert not RetryPolicy(0).again(closed, 1) and RetryPolicy(-3).retries == 0
+
+
+def _body_with_cap(kind: str, url: str, cap: int) -> tuple[str, Any]:
+    if kind == "blocking":
+        t = BlockingTransport(timeout=5, retries=1, max_body=cap)
+        try:
+            return outcome(lambda: t.get_body(url))
+        finally:
+            t.close()
+
+    async def run() -> tuple[str, Any]:
+        a = AsyncTransport(timeout=5, retries=1, max_body=cap)
+        try:
+            try:
+                return "ok", await a.get_body(url)
+            except SciwireError as exc:
+                return type(exc).__name__, None
+        finally:
+            await a.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("reply", "want"),
+    [
+        (ok(b"x" * 100), ("ok", b"x" * 100)),
+        (ok(b"x" * 101), ("RemoteProtocolError", None)),
+        (ok(gzip.compress(b"y" * 100), "Content-Encoding: gzip"), ("ok", b"y" * 100)),
+        # a small answer that unpacks past the cap
+        (ok(gzip.compress(b"\0" * 5000), "Content-Encoding: gzip"), ("RemoteProtocolError", None)),
+    ],
+)
+@pytest.mark.parametrize("kind", TWINS)
+def test_answer_cap(kind: str, reply: bytes, want: tuple[str, Any]) -> None:
+    server = CannedServer()
+    try:
+        server.replies.append((reply, False))
+        assert _body_with_cap(kind, server.url("/cgi?op=x"), 100) == want
+        assert len(server.requests) == 1  # a bad answer is not asked again
+    finally:
+        server.close()
+
+
+def test_gunzip() -> None:
+    one, two = gzip.compress(b"ab"), gzip.compress(b"cd")
+    assert gunzip(one, 2) == b"ab" and gunzip(one + two + b"\0\0", 4) == b"abcd"
+    for bad, limit in [(one[:-3], 10), (b"plain", 10), (one, 1), (one + two, 3), (one + b"x", 9)]:
+        with pytest.raises(RemoteProtocolError):
+            gunzip(bad, limit)
 
 
 def _finished(*names: str) -> dict[str, Any]:

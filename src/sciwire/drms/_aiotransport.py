@@ -28,6 +28,7 @@ from sciwire.core.http.codec import ResponseParser
 from sciwire.drms._transport import (
     _FIXED,
     _HEADERS,
+    MAX_ANSWER,
     RetryPolicy,
     checked_body,
     drms_error,
@@ -140,15 +141,19 @@ class AsyncTransport:
         timeout: seconds to connect, and for each whole buffered response (for each
             read of a streamed one).
         retries: how many times a GET is re-sent after a connection error.
+        max_body: the largest answer read whole (bigger: RemoteProtocolError).
     """
 
     #: the clock (the blocking transport's) and the asyncio pause
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(asyncio.sleep)
 
-    def __init__(self, timeout: float | None = 60.0, retries: int = 2) -> None:
+    def __init__(
+        self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
+    ) -> None:
         self.timeout = timeout
         self.policy = RetryPolicy(retries)
+        self.max_body = max_body
         self._pools: dict[tuple[str, str, int], tuple[AsyncHttpPool, bytes]] = {}
         self._targets: dict[str, tuple[AsyncHttpPool, bytes, str]] = {}
         self._streams: dict[tuple[str, str, int], list[_Conn]] = {}
@@ -197,6 +202,7 @@ class AsyncTransport:
                     retry="unsent",
                     error_factory=drms_error,
                     name="JSOC",
+                    max_body=self.max_body,
                 )
                 got = self._pools[key] = (pool, host_line(pool.endpoint))
             if len(self._targets) >= 256:
@@ -214,7 +220,8 @@ class AsyncTransport:
         attempt = 1
         while True:
             try:
-                return checked_body(await pool.exchange(data, target), url)
+                answer = await pool.exchange(data, target)
+                return checked_body(answer, url, self.max_body)
             except (ConnectError, ConnectionClosed) as exc:
                 if not self.policy.again(exc, attempt):
                     raise

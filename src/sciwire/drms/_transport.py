@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -34,12 +35,13 @@ from sciwire.core.http.client import (
     header_block,
     host_header,
 )
-from sciwire.core.http.codec import ParsedResponse, decode_gzip
+from sciwire.core.http.codec import ParsedResponse
 from sciwire.drms._protocol import USER_AGENT
 from sciwire.drms.exceptions import DrmsHttpError
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
+    "MAX_ANSWER",
     "BlockingTransport",
     "Body",
     "Response",
@@ -59,6 +61,10 @@ Body = ResponseStream
 _HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json, */*"}
 _HEADERS_GZ = {**_HEADERS, "Accept-Encoding": "gzip"}
 _FIXED = header_block(_HEADERS_GZ)
+
+#: the largest CGI answer read into memory (an rs_list of a million records with a few
+#: keywords is some hundred MB); downloads stream to files and have no such bound
+MAX_ANSWER = 1 << 30
 
 
 class Response:
@@ -132,12 +138,48 @@ def drms_error(kind: type[Exception], message: str, url: str, data: Any) -> Exce
     return ConnectError(f"cannot connect for {url}: {message}")
 
 
-def checked_body(resp: ParsedResponse, url: str) -> bytes:
-    """The gunzipped body of *resp*; DrmsHttpError for an HTTP error status."""
+_CE = b"\r\ncontent-encoding:"
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """*data* (one or more gzip members) decompressed, at most *limit* bytes of it.
+
+    Raises:
+        RemoteProtocolError: not gzip, cut short, or more than *limit* bytes (a small
+            answer may unpack to any size: the cap holds for what it unpacks to).
+    """
+    out: list[bytes] = []
+    size = 0
     try:
-        resp.body = body = decode_gzip(resp)
-    except RemoteProtocolError as exc:
-        raise RemoteProtocolError(f"invalid HTTP response from {url}: {exc}", exc.data) from exc
+        while True:
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = member.decompress(data, limit - size + 1)
+            size += len(part)
+            if size > limit:
+                raise RemoteProtocolError(f"answer over {limit} bytes once unpacked", data[:64])
+            if not member.eof:
+                raise RemoteProtocolError("bad gzip body: cut short", data[:64])
+            out.append(part)
+            data = member.unused_data
+            if not data.strip(b"\x00"):  # trailing padding, as gzip.decompress allows
+                break
+    except zlib.error as exc:
+        raise RemoteProtocolError(f"bad gzip body: {exc}", data[:64]) from exc
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def checked_body(resp: ParsedResponse, url: str, limit: int = MAX_ANSWER) -> bytes:
+    """The body of *resp*, gunzipped (at most *limit* bytes) when it says so;
+    DrmsHttpError for an HTTP error status."""
+    body = resp.body
+    if _CE in resp.raw_head.lower() and (
+        resp.headers.get("content-encoding", "").lower() == "gzip"
+    ):
+        try:
+            resp.body = body = gunzip(body, limit)
+        except RemoteProtocolError as exc:
+            msg = f"invalid HTTP response from {url}: {exc}"
+            raise RemoteProtocolError(msg, exc.data) from exc
     if resp.status >= 400:
         raise DrmsHttpError(
             f"HTTP {resp.status} {resp.reason} for {url}",
@@ -154,15 +196,19 @@ class BlockingTransport:
         timeout: seconds to connect, and for each whole buffered response (for each
             read of a streamed one).
         retries: how many times a GET is re-sent after a connection error.
+        max_body: the largest answer read whole (bigger: RemoteProtocolError).
     """
 
     #: the clock and the pause of the blocking side (the asyncio transport has its own)
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
 
-    def __init__(self, timeout: float | None = 60.0, retries: int = 2) -> None:
+    def __init__(
+        self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
+    ) -> None:
         self.timeout = timeout
         self.policy = RetryPolicy(retries)
+        self.max_body = max_body
         self._pools: dict[tuple[str, str, int], tuple[HttpPool, bytes]] = {}
         self._lock = threading.Lock()
         self._targets: dict[str, tuple[HttpPool, bytes, str]] = {}
@@ -209,6 +255,7 @@ class BlockingTransport:
                     retry="idempotent",
                     error_factory=drms_error,
                     name="JSOC",
+                    max_body=self.max_body,
                 )
                 got = self._pools[key] = (pool, host_line(pool.endpoint))
         return got
@@ -227,7 +274,7 @@ class BlockingTransport:
                 if not self.policy.again(exc, attempt):
                     raise
                 attempt += 1
-        body = checked_body(resp, url)
+        body = checked_body(resp, url, self.max_body)
         return Response(url, resp.status, resp.reason, resp.headers, body)
 
     def get_body(self, url: str) -> bytes:
@@ -238,7 +285,7 @@ class BlockingTransport:
         attempt = 1
         while True:
             try:
-                return checked_body(pool.exchange(data, target), url)
+                return checked_body(pool.exchange(data, target), url, self.max_body)
             except (ConnectError, ConnectionClosed) as exc:
                 if not self.policy.again(exc, attempt):
                     raise

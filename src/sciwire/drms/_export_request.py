@@ -192,15 +192,6 @@ class ExportRequest:
         res["url"] = [urljoin(base, str(fp).lstrip("/")) for fp in fpaths]
         return res[res.filename != "NoDataFile"]
 
-    @staticmethod
-    def _next_available_filename(fname: str | Path) -> str:
-        """*fname*, or *fname*.1, .2, ... : the first that does not exist."""
-        new, i = str(fname), 1
-        while Path(new).exists():
-            new = f"{fname}.{i}"
-            i += 1
-        return new
-
     def has_finished(self, *, skip_update: bool = False) -> bool:
         """Whether the export has finished (asking the server unless *skip_update*)."""
         if self._status not in self._status_codes_pending:

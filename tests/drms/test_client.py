@@ -114,6 +114,9 @@ def test_query_typed_columns(c: Client) -> None:
     assert skipped.QUALITY[0].startswith("0x") and isinstance(skipped["*recnum*"][0], str)
     one = c.query(RS, key="QUALITY", skip_conversion="QUALITY")
     assert one.QUALITY[0].startswith("0x")
+    # the skipped keyword is skipped for that query only (the series' types are cached)
+    again = c.query(RS, key="QUALITY")
+    assert again.QUALITY.dtype == "int64"
 
 
 def test_query_shapes(c: Client) -> None:

@@ -126,7 +126,7 @@ def generate(twin: Twin, root: Path = ROOT) -> str:
     return HEADER.format(source=twin.source) + text
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, twins: list[Twin] = TWINS, root: Path = ROOT) -> int:
     """Write the generated files, or with ``--check`` report those that differ."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stale = []
-    for twin in TWINS:
-        want = generate(twin)
-        path = ROOT / twin.target
+    for twin in twins:
+        want = generate(twin, root)
+        path = root / twin.target
         have = path.read_text(encoding="utf-8") if path.exists() else ""
         if have == want:
             continue

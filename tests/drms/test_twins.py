@@ -165,9 +165,7 @@ def test_same_outcome(both: Callable[..., tuple[Twin, CannedServer]], name: str)
 
 
 @pytest.mark.parametrize("kind", TWINS)
-def test_timeout_is_not_retried(
-    both: Callable[..., tuple[Twin, CannedServer]], kind: str, scaled: Callable[[float], float]
-) -> None:
+def test_timeout_is_not_retried(both: Callable[..., tuple[Twin, CannedServer]], kind: str) -> None:
     twin, server = both(kind, timeout=0.3, retries=3)
     with pytest.raises(Timeout, match="JSOC did not answer in time"):
         twin.call("rs_summary", "x")  # nothing queued: the server never answers

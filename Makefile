@@ -40,6 +40,7 @@ node-deps:
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/python tools/unasync.py --check
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src

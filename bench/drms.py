@@ -4,6 +4,10 @@ Workloads:
 - Sequential rs_summary calls per second: sciwire HttpJsonClient (keep-alive, on
   sciwire.core.http) vs drms.HttpJsonClient (a new urlopen connection per call), left
   to the scheduler and pinned both ways (see bench/harness.py).
+- rs_summary calls per second with sciwire's AsyncHttpJsonClient (on core.http's
+  asyncio pool), sequential and 32 in flight, against sciwire's blocking client
+  (sequential): drms has no asyncio client, and the one-HTTP-stack rule asks the
+  asyncio client to be at least as fast as the blocking one (target 1.0).
 - Decoding a 100,000-record x 10-keyword rs_list answer. "Decoding" means, for both,
   going from the response body (bytes, fetched once beforehand) to typed columns:
   integers for integer keywords (hex QUALITY included), floats for real keywords
@@ -25,6 +29,7 @@ SCIWIRE_BENCH_DRMS_N shrinks the record count for a smoke run (default 100000).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -42,10 +47,12 @@ import pandas as pd
 
 import sciwire.drms
 from bench.harness import Workload, best_rate, placements
-from sciwire.drms import HttpJsonClient, ServerConfig
+from sciwire.drms import AsyncHttpJsonClient, HttpJsonClient, ServerConfig
 from sciwire.drms import _protocol as P
 
 CHUNK = 25  # rs_summary calls per timed chunk (batches: see bench/harness.py)
+IN_FLIGHT = 32  # concurrent asyncio calls in the in-flight row
+EACH = 4  # calls per in-flight task per chunk
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
 BIG = "hmi.v_45s[2016.01.01_00:00:00_TAI/60d]"
 BIG_N = int(os.environ.get("SCIWIRE_BENCH_DRMS_N", "100000"))
@@ -128,6 +135,25 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         for _ in range(CHUNK):
             theirs.rs_summary(RS)
 
+    # The asyncio client on a loop of its own, driven one chunk at a time.
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+    aours = AsyncHttpJsonClient(ServerConfig(cfg), timeout=30)
+    stack.callback(lambda: loop.run_until_complete(aours.close()))
+
+    async def async_sequential() -> None:
+        for _ in range(CHUNK):
+            await aours.rs_summary(RS)
+
+    async def async_in_flight() -> None:
+        async def worker() -> None:
+            for _ in range(EACH):
+                await aours.rs_summary(RS)
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+    loop.run_until_complete(async_in_flight())  # open the connections once
+
     # The big answer, fetched once, uncompressed, exactly as JSOC's CGI would send it.
     big_url = P.rs_list_url(ServerConfig(cfg), BIG, key=KEYS, n=BIG_N)
     with urllib.request.urlopen(big_url, timeout=300) as resp:
@@ -184,8 +210,32 @@ def workloads(stack: contextlib.ExitStack) -> list[Workload]:
         )
         for where, place in placements().items()
     ]
+    blocking_rate = best_rate(our_summary, CHUNK, None, (emulator_pid,))
+    asyncio_rows = [
+        Workload(
+            "asyncio rs_summary sequential",
+            "req/s",
+            best_rate(lambda: loop.run_until_complete(async_sequential()), CHUNK, None, ()),
+            blocking_rate,
+            "sciwire HttpJsonClient (blocking, sequential)",
+            target=1.0,
+            notes="AsyncHttpJsonClient on core.http's asyncio pool; emulator in its own process",
+        ),
+        Workload(
+            f"asyncio rs_summary {IN_FLIGHT} in flight",
+            "req/s",
+            best_rate(
+                lambda: loop.run_until_complete(async_in_flight()), IN_FLIGHT * EACH, None, ()
+            ),
+            blocking_rate,
+            "sciwire HttpJsonClient (blocking, sequential)",
+            target=1.0,
+            notes=f"{IN_FLIGHT} tasks on one AsyncHttpJsonClient (up to {IN_FLIGHT} connections)",
+        ),
+    ]
     return [
         *summaries,
+        *asyncio_rows,
         Workload(
             f"decode rs_list {BIG_N // 1000}k x 10 -> typed columns",
             "s",

@@ -114,6 +114,9 @@ def test_query_typed_columns(c: Client) -> None:
     assert skipped.QUALITY[0].startswith("0x") and isinstance(skipped["*recnum*"][0], str)
     one = c.query(RS, key="QUALITY", skip_conversion="QUALITY")
     assert one.QUALITY[0].startswith("0x")
+    # the skipped keyword is skipped for that query only (the series' types are cached)
+    again = c.query(RS, key="QUALITY")
+    assert again.QUALITY.dtype == "int64"
 
 
 def test_query_shapes(c: Client) -> None:
@@ -276,3 +279,11 @@ def test_verbose_logs_waits(c: Client, clock: FakeClock, caplog: pytest.LogCaptu
     clock.advance(31)
     assert req.wait(sleep=0)
     assert not math.isnan(float(req.status or 0))
+
+
+@pytest.mark.parametrize("wait", ["soon", None, 999999])
+def test_wait_reads_the_server_pause_safely(c: Client, wait: object) -> None:
+    # a pending status whose suggested pause is not a number, missing or huge: the
+    # pause is bounded, so a short timeout ends the wait at once (no ValueError, no stall)
+    d = {"status": 2, "requestid": "JSOC_20160401_1", "method": "url", "wait": wait}
+    assert ExportRequest(d, c).wait(timeout=0.5, sleep=None) is False

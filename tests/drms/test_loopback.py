@@ -243,7 +243,7 @@ def test_gzip_and_keepalive(emulator: JsocEmulator) -> None:
         assert resp.headers.get("content-encoding") == "gzip"
         assert resp.body.startswith(b'{"keywords"')
         assert len(t._pools) == 1
-        pool = next(iter(t._pools.values()))
+        pool = next(iter(t._pools.values()))[0]
         assert len(pool._idle_raw) == 1  # kept alive
         sock = pool._idle_raw[0]
         t.get(url + "&key=QUALITY")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sciwire.drms import DrmsExportError, DrmsHttpError
-from sciwire.drms._transfer import MAX_POLL, MIN_POLL, _poll_interval, download_blocking
+from sciwire.drms._downloads import download_blocking
+from sciwire.drms._transfer import MAX_POLL, MIN_POLL, poll_interval
 from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -244,7 +245,9 @@ def test_stream(server: CannedServer, transport: BlockingTransport) -> None:
     assert b"Range: bytes=0-" in server.requests[0]
 
 
-def test_download_verifies_sizes_and_keeps_partial(server: CannedServer, tmp_path: Path) -> None:
+def test_download_verifies_sizes_and_keeps_partial(
+    server: CannedServer, transport: BlockingTransport, tmp_path: Path
+) -> None:
     (tmp_path / "f.fits.part").write_bytes(b"abc")
     # the server claims 10 bytes in all but sends only 3 more: the size check fails
     server.replies.append(
@@ -256,35 +259,37 @@ def test_download_verifies_sizes_and_keeps_partial(server: CannedServer, tmp_pat
     )
     with pytest.raises(DrmsExportError, match="size mismatch"):
         download_blocking(
+            transport,
             [("f.fits", server.url("/f.fits"))],
             tmp_path,
             concurrency=1,
             progress=False,
             overwrite=False,
-            timeout=5,
         )
     assert (tmp_path / "f.fits.part").read_bytes() == b"abcdef"  # kept for a later resume
     assert not (tmp_path / "f.fits").exists()
     assert b"Range: bytes=3-" in server.requests[0]
 
 
-def test_download_http_error(server: CannedServer, tmp_path: Path) -> None:
+def test_download_http_error(
+    server: CannedServer, transport: BlockingTransport, tmp_path: Path
+) -> None:
     server.replies.append((b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", False))
     with pytest.raises(DrmsHttpError) as info:
         download_blocking(
+            transport,
             [("g.fits", server.url("/g.fits"))],
             tmp_path,
             concurrency=2,
             progress=False,
             overwrite=False,
-            timeout=5,
         )
     assert info.value.code == 404
 
 
 def test_poll_interval_bounds() -> None:
-    assert _poll_interval({"wait": 3}, None) == 3.0
-    assert _poll_interval({"wait": 0}, None) == MIN_POLL
-    assert _poll_interval({"wait": 999999}, None) == MAX_POLL
-    assert _poll_interval({"wait": "soon"}, None) == 1.0
-    assert _poll_interval({"wait": 3}, 0.25) == 0.25
+    assert poll_interval({"wait": 3}, None) == 3.0
+    assert poll_interval({"wait": 0}, None) == MIN_POLL
+    assert poll_interval({"wait": 999999}, None) == MAX_POLL
+    assert poll_interval({"wait": "soon"}, None) == 1.0
+    assert poll_interval({"wait": 3}, 0.25) == 0.25

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin
 
-from sciwire.drms import _pandas
-from sciwire.drms import _transfer as transfer
+import sciwire.drms._pandas as _pandas
+from sciwire.drms._downloads import download_each_blocking
+from sciwire.drms._transfer import poll_interval, safe_target
+from sciwire.drms._transport import BlockingTransport
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsExportError
 from sciwire.drms.json import HttpJsonClient
@@ -190,15 +192,6 @@ class ExportRequest:
         res["url"] = [urljoin(base, str(fp).lstrip("/")) for fp in fpaths]
         return res[res.filename != "NoDataFile"]
 
-    @staticmethod
-    def _next_available_filename(fname: str | Path) -> str:
-        """*fname*, or *fname*.1, .2, ... : the first that does not exist."""
-        new, i = str(fname), 1
-        while Path(new).exists():
-            new = f"{fname}.{i}"
-            i += 1
-        return new
-
     def has_finished(self, *, skip_update: bool = False) -> bool:
         """Whether the export has finished (asking the server unless *skip_update*)."""
         if self._status not in self._status_codes_pending:
@@ -237,7 +230,9 @@ class ExportRequest:
             return True
         while True:
             self._log("Export request pending. [id=%s, status=%s]", self._requestid, self._status)
-            pause = float(self._d.get("wait", 5) if sleep is None else sleep)
+            # the server's suggestion is bounded (and a bad one read as 1 s) as for
+            # HttpJsonClient.wait_for_export: a "wait" of 999999 must not stall us
+            pause = poll_interval({"wait": self._d.get("wait", 5)}, sleep)
             pause = max(0.0, pause - (time.monotonic() - self._d_time))
             if timeout is not None and start + float(timeout) < time.monotonic() + pause:
                 return False
@@ -301,7 +296,7 @@ class ExportRequest:
             if fname_from_rec and record is not None:
                 name = self._client._filename_from_export_record(record, old_fname=filename)
             name = str(name or filename)
-            transfer.safe_target(out_dir, name)  # before any name is made unique
+            safe_target(out_dir, name)  # before any name is made unique
             local, i = name, 1
             while local in taken or (out_dir / local).exists():
                 local, i = f"{name}.{i}", i + 1
@@ -311,15 +306,19 @@ class ExportRequest:
         def failed(url: str, exc: Exception) -> None:
             logger.warning("Could not download %s: %s", url, exc)
 
-        got = transfer.download_each_blocking(
-            jobs,
-            out_dir,
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=True,  # names were made unique above; a .part left over is resumed
-            timeout=timeout,
-            failed=failed,
-        )
+        transport = BlockingTransport(timeout=timeout)
+        try:
+            got = download_each_blocking(
+                transport,
+                jobs,
+                out_dir,
+                concurrency=concurrency,
+                progress=progress,
+                overwrite=True,  # names were made unique above; a .part left over is resumed
+                failed=failed,
+            )
+        finally:
+            transport.close()
         res = data[["record", "url"]].copy()
         res["download"] = got
         return res

@@ -77,7 +77,8 @@ EXPORT_PENDING = frozenset({1, 2, 12, 6})
 #: exp_status codes meaning the export failed for good.
 EXPORT_FAILED = frozenset({3, 4, 5, 7})
 
-_SPLIT = re.compile(r"[\s,]+")
+#: what separates names in a keyword/segment list (commas and white space)
+NAME_SEPARATORS = re.compile(r"[\s,]+")
 
 
 class JsocInfoConstants(str, Enum):
@@ -99,16 +100,17 @@ class JsocInfoConstants(str, Enum):
 def split_arg(arg: str | Iterable[str]) -> list[str]:
     """Split a comma/whitespace separated string into names; pass sequences through."""
     if isinstance(arg, str):
-        return [it for it in _SPLIT.split(arg) if it]
+        return [it for it in NAME_SEPARATORS.split(arg) if it]
     return [str(a.value) if isinstance(a, JsocInfoConstants) else str(a) for a in arg]
 
 
-_SERIES = re.compile(r"^\s*([\w.]+)")
+#: the series name at the start of a record-set query
+SERIES_NAME = re.compile(r"^\s*([\w.]+)")
 
 
 def series_name(ds: str) -> str:
     """The (lower-case) series name at the start of a record-set query."""
-    m = _SERIES.match(ds)
+    m = SERIES_NAME.match(ds)
     if m is None:
         raise ValueError(f"No series name in record set {ds!r}")
     return m.group(1).lower()

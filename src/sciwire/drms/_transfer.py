@@ -1,45 +1,44 @@
-"""Export waiting and file downloads (blocking and asyncio): resume, size checks, progress.
+"""What export waits and downloads decide, without I/O: poll intervals and deadlines,
+resume plans, size checks, safe file names; and the progress line.
 
-The progress display is a small built-in line on stderr (no tqdm dependency), shown
-by default only when stderr is a terminal.
+Both clients (blocking and asyncio) and both download loops use these; the I/O is in
+``_async_fetch`` (and its generated twin ``_sync_fetch``) and ``_downloads``. The
+progress display is a small built-in line on stderr (no tqdm dependency), shown by
+default only when stderr is a terminal.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
-
-from sciwire.drms import _protocol as P
-from sciwire.drms._transport import BlockingTransport
+from sciwire.drms._protocol import check_export_status
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
-from sciwire.errors import ConnectError, ConnectionClosed, SciwireError, Timeout
+from sciwire.errors import Timeout
 
 __all__ = [
+    "CHUNK",
+    "ExportPoll",
     "Progress",
-    "download_async",
-    "download_blocking",
-    "download_each_blocking",
+    "Resume",
+    "poll_interval",
     "safe_target",
-    "wait_async",
-    "wait_blocking",
+    "targets",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Bounds on the server-suggested polling interval, seconds.
 MIN_POLL, MAX_POLL = 0.05, 30.0
-_CHUNK = 1 << 16
+#: bytes written to a file at a time
+CHUNK = 1 << 16
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -98,7 +97,9 @@ class Progress:
         self.stream.flush()
 
 
-def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
+def poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
+    """Seconds to sleep before the next poll: *poll* if given, else the status's
+    ``wait`` bounded to [MIN_POLL, MAX_POLL] (1 s when it is not a number)."""
     if poll is not None:
         return max(0.0, poll)
     try:
@@ -108,7 +109,7 @@ def _poll_interval(d: Mapping[str, Any], poll: float | None) -> float:
     return min(max(wait, MIN_POLL), MAX_POLL)
 
 
-class _ExportPoll:
+class ExportPoll:
     """Sans-I/O state of one wait for an export: feed each status with the clock time."""
 
     def __init__(
@@ -125,7 +126,7 @@ class _ExportPoll:
 
         Raises DrmsExportError when the export failed or stays unknown, Timeout past the deadline.
         """
-        status = P.check_export_status(d)
+        status = check_export_status(d)
         if status == 0:
             return None
         if status == 6:
@@ -139,44 +140,7 @@ class _ExportPoll:
             raise Timeout(
                 f"export {self.requestid} not finished after {self.timeout:g} s (status {d})"
             )
-        return min(_poll_interval(d, self.poll), remaining)
-
-
-def wait_blocking(
-    exp_status: Callable[[str], dict[str, Any]],
-    requestid: str,
-    *,
-    timeout: float,
-    poll: float | None,
-    retries_notfound: int,
-) -> dict[str, Any]:
-    """Poll *exp_status* until the export finishes; Timeout at the hard deadline."""
-    state = _ExportPoll(requestid, timeout, poll, retries_notfound, time.monotonic())
-    while True:
-        d = exp_status(requestid)
-        pause = state.pause(d, time.monotonic())
-        if pause is None:
-            return d
-        time.sleep(pause)
-
-
-async def wait_async(
-    exp_status: Callable[[str], Awaitable[dict[str, Any]]],
-    requestid: str,
-    *,
-    timeout: float,
-    poll: float | None,
-    retries_notfound: int,
-) -> dict[str, Any]:
-    """The asyncio form of :func:`wait_blocking`."""
-    loop = asyncio.get_running_loop()
-    state = _ExportPoll(requestid, timeout, poll, retries_notfound, loop.time())
-    while True:
-        d = await exp_status(requestid)
-        pause = state.pause(d, loop.time())
-        if pause is None:
-            return d
-        await asyncio.sleep(pause)
+        return min(poll_interval(d, self.poll), remaining)
 
 
 def _part(path: Path) -> Path:
@@ -210,8 +174,9 @@ def _finish(part: Path, final: Path, expected: int | None, url: str) -> Path:
     return final
 
 
-class _Resume:
-    """Sans-I/O state of one resumable file fetch (at most one restart from zero)."""
+class Resume:
+    """Sans-I/O state of one resumable file fetch (at most one restart from zero: a
+    server that keeps ignoring the Range asked raises DrmsExportError)."""
 
     def __init__(self, url: str, final: Path) -> None:
         self.url = url
@@ -219,6 +184,7 @@ class _Resume:
         self.part = _part(final)
         self.offset = 0
         self.expected: int | None = None
+        self.restarted = False
 
     def headers(self) -> dict[str, str]:
         """Request headers for the next attempt (a Range when a partial file exists)."""
@@ -226,9 +192,13 @@ class _Resume:
         return {"Range": f"bytes={self.offset}-"} if self.offset else {}
 
     def answer(self, status: int, headers: Mapping[str, str]) -> str | None:
-        """Open mode for the body ("ab"/"wb"), "" when already complete, None to retry."""
+        """Open mode for the body ("ab"/"wb"), "" when already complete, None to ask
+        again from zero."""
         action, self.expected = _plan(status, headers, self.offset, self.url)
         if action == "restart":
+            if self.restarted:
+                raise self.no_resume()
+            self.restarted = True
             self.part.unlink(missing_ok=True)
             return None
         return {"complete": "", "append": "ab"}.get(action, "wb")
@@ -240,26 +210,6 @@ class _Resume:
     def no_resume(self) -> DrmsExportError:
         """The error for a server that keeps ignoring the Range asked."""
         return DrmsExportError(f"server does not honour resume requests for {self.url}")
-
-
-def _fetch_blocking(
-    t: BlockingTransport, url: str, final: Path, overwrite: bool, bar: Progress
-) -> Path:
-    if final.exists() and not overwrite:
-        return final
-    fetch = _Resume(url, final)
-    for _ in range(2):
-        with t.stream(url, fetch.headers()) as (status, hdrs, body):
-            mode = fetch.answer(status, hdrs)
-            if mode is None:
-                continue
-            if mode:
-                with open(fetch.part, mode) as out:
-                    while chunk := body.read(_CHUNK):
-                        out.write(chunk)
-                        bar.add(len(chunk))
-        return fetch.finish()
-    raise fetch.no_resume()
 
 
 def safe_target(dest: Path, name: str) -> Path:
@@ -288,140 +238,7 @@ def safe_target(dest: Path, name: str) -> Path:
     return target
 
 
-def _targets(jobs: Sequence[tuple[str, str]], dest: Path) -> list[Path]:
-    # every name is checked before anything is created or written
+def targets(jobs: Sequence[tuple[str, str]], dest: Path) -> list[Path]:
+    """The checked target of each (filename, url) job: every name is checked before
+    anything is created or written."""
     return [safe_target(dest, name) for name, _url in jobs]
-
-
-def download_blocking(
-    jobs: Sequence[tuple[str, str]],
-    dest: Path,
-    *,
-    concurrency: int,
-    progress: bool | None,
-    overwrite: bool,
-    timeout: float | None,
-) -> list[Path]:
-    """Download (filename, url) *jobs* into *dest* with a pool of keep-alive workers.
-
-    The first failure is raised. File names that are not plain names (see
-    :func:`safe_target`) raise DrmsExportError before anything is written.
-    """
-    got = _download_blocking(jobs, dest, concurrency, progress, overwrite, timeout, None)
-    return [path for path in got if path is not None]
-
-
-def download_each_blocking(
-    jobs: Sequence[tuple[str, str]],
-    dest: Path,
-    *,
-    concurrency: int,
-    progress: bool | None,
-    overwrite: bool,
-    timeout: float | None,
-    failed: Callable[[str, Exception], None],
-) -> list[Path | None]:
-    """Like :func:`download_blocking`, but a file that fails is None (and *failed* is told).
-
-    Unsafe file names still raise DrmsExportError before anything is written.
-    """
-    return _download_blocking(jobs, dest, concurrency, progress, overwrite, timeout, failed)
-
-
-def _download_blocking(
-    jobs: Sequence[tuple[str, str]],
-    dest: Path,
-    concurrency: int,
-    progress: bool | None,
-    overwrite: bool,
-    timeout: float | None,
-    failed: Callable[[str, Exception], None] | None,
-) -> list[Path | None]:
-    targets = _targets(jobs, dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    bar = Progress(len(jobs), progress)
-    local = threading.local()
-    transports: list[BlockingTransport] = []
-    lock = threading.Lock()
-
-    def one(i: int) -> Path | None:
-        t: BlockingTransport | None = getattr(local, "transport", None)
-        if t is None:
-            t = local.transport = BlockingTransport(timeout=timeout)
-            with lock:
-                transports.append(t)
-        url = jobs[i][1]
-        try:
-            path = _fetch_blocking(t, url, targets[i], overwrite, bar)
-        except (SciwireError, OSError) as exc:
-            if failed is None:
-                raise
-            failed(url, exc)
-            return None
-        bar.file_done()
-        return path
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return list(pool.map(one, range(len(jobs))))
-    finally:
-        for t in transports:
-            t.close()
-        bar.close()
-
-
-async def _fetch_async(
-    session: aiohttp.ClientSession, url: str, final: Path, overwrite: bool, bar: Progress
-) -> Path:
-    if final.exists() and not overwrite:
-        return final
-    fetch = _Resume(url, final)
-    for _ in range(2):
-        # identity: sizes are checked against the stored file's length, never a gzip one
-        headers = {"Accept-Encoding": "identity", **fetch.headers()}
-        async with session.get(url, headers=headers) as resp:
-            mode = fetch.answer(resp.status, {k.lower(): v for k, v in resp.headers.items()})
-            if mode is None:
-                continue
-            if mode:
-                with open(fetch.part, mode) as out:
-                    async for chunk in resp.content.iter_chunked(_CHUNK):
-                        out.write(chunk)
-                        bar.add(len(chunk))
-        return fetch.finish()
-    raise fetch.no_resume()
-
-
-async def download_async(
-    session: aiohttp.ClientSession,
-    jobs: Sequence[tuple[str, str]],
-    dest: Path,
-    *,
-    concurrency: int,
-    progress: bool | None,
-    overwrite: bool,
-) -> list[Path]:
-    """The asyncio form of :func:`download_blocking` (one shared aiohttp session)."""
-    targets = _targets(jobs, dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    bar = Progress(len(jobs), progress)
-    gate = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(target: Path, url: str) -> Path:
-        async with gate:
-            try:
-                path = await _fetch_async(session, url, target, overwrite, bar)
-            except TimeoutError as exc:
-                raise Timeout(f"download timed out: {url}") from exc
-            except aiohttp.ClientConnectorError as exc:
-                raise ConnectError(f"cannot connect for {url}: {exc}") from exc
-            except (aiohttp.ClientError, aiohttp.ClientPayloadError) as exc:
-                raise ConnectionClosed(f"download failed for {url}: {exc!r}") from exc
-            bar.file_done()
-            return path
-
-    try:
-        runs = (one(path, job[1]) for path, job in zip(targets, jobs, strict=True))
-        return list(await asyncio.gather(*runs))
-    finally:
-        bar.close()

@@ -1,5 +1,6 @@
 """The blocking HTTP/1.1 GET transport of the DRMS client, on the shared pool of
-:mod:`sciwire.core.http`.
+:mod:`sciwire.core.http`, and what it shares with the asyncio one (``_aiotransport``):
+request bytes, error mapping, the retry decision.
 
 A socket-level keep-alive client rather than http.client: for the many small sequential
 CGI calls DRMS users make it costs a fraction of http.client's CPU per request, which is
@@ -7,30 +8,50 @@ what makes sequential rs_summary calls several times faster than drms (see
 bench/drms.py). One :class:`~sciwire.core.http.client.HttpPool` per (scheme, host,
 port): GET, Content-Length, chunked or read-to-close bodies, gzip, keep-alive, TLS.
 
-Every JSOC CGI call is an idempotent GET, so the pools use the ``"idempotent"`` retry
-policy: a request that fails because the kept connection was closed under us is re-sent
-on a fresh connection, a bounded number of times. Timeouts are not retried: a server
-that does not answer in time would only make the caller wait longer. Failures are
-:mod:`sciwire.errors` types (HTTP error statuses raise
-:class:`~sciwire.drms.exceptions.DrmsHttpError`).
+Every JSOC CGI call is an idempotent GET. Whether a failed one is sent again is decided
+by one sans-I/O :class:`RetryPolicy` that both transports (and both download loops) ask,
+not by the pools, whose own retries are off: a GET that failed because the connection
+could not be made or was closed under us is re-sent on a fresh connection, a bounded
+number of times. Timeouts are not retried: a server that does not answer in time would
+only make the caller wait longer. Failures are :mod:`sciwire.errors` types (HTTP error
+statuses raise :class:`~sciwire.drms.exceptions.DrmsHttpError`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from sciwire.core.http.client import Endpoint, HttpPool, ResponseStream, header_block
-from sciwire.core.http.codec import ParsedResponse, decode_gzip
+from sciwire.core.http.client import (
+    Endpoint,
+    HttpPool,
+    ResponseStream,
+    header_block,
+    host_header,
+)
+from sciwire.core.http.codec import ParsedResponse
 from sciwire.drms._protocol import USER_AGENT
 from sciwire.drms.exceptions import DrmsHttpError
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
-__all__ = ["BlockingTransport", "Body", "Response"]
+__all__ = [
+    "MAX_ANSWER",
+    "BlockingTransport",
+    "Body",
+    "Response",
+    "RetryPolicy",
+    "checked_body",
+    "drms_error",
+    "get_request",
+    "host_line",
+    "split_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +61,10 @@ Body = ResponseStream
 _HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json, */*"}
 _HEADERS_GZ = {**_HEADERS, "Accept-Encoding": "gzip"}
 _FIXED = header_block(_HEADERS_GZ)
+
+#: the largest CGI answer read into memory (an rs_list of a million records with a few
+#: keywords is some hundred MB); downloads stream to files and have no such bound
+MAX_ANSWER = 1 << 30
 
 
 class Response:
@@ -57,7 +82,53 @@ class Response:
         self.body = body
 
 
-def _drms_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
+class RetryPolicy:
+    """Whether a failed GET is sent again: asked by both transports, never doing I/O.
+
+    Args:
+        retries: how many times a GET may be re-sent after a connection error.
+    """
+
+    __slots__ = ("retries",)
+
+    def __init__(self, retries: int) -> None:
+        self.retries = max(0, int(retries))
+
+    def again(self, exc: BaseException, attempt: int) -> bool:
+        """True when the GET whose attempt number *attempt* (from 1) failed with *exc*
+        is to be re-sent: only after a connection error, never after a timeout, an
+        invalid answer or an HTTP error status (the same answer would come again)."""
+        return attempt <= self.retries and isinstance(exc, (ConnectError, ConnectionClosed))
+
+
+def get_request(host: bytes, target: str, fixed: bytes) -> bytes:
+    """The bytes of a GET for *target* to *host* (the Host value and CRLF) with *fixed*
+    header lines: the same bytes from both transports."""
+    if "\r" in target or "\n" in target or " " in target:
+        raise ValueError(f"invalid request target {target!r}")
+    return b"".join((b"GET ", target.encode("latin-1"), b" HTTP/1.1\r\nHost: ", host, fixed))
+
+
+def host_line(endpoint: Endpoint) -> bytes:
+    """The Host header value for *endpoint* with its CRLF (for :func:`get_request`)."""
+    return host_header(endpoint).encode("latin-1") + b"\r\n"
+
+
+def split_url(url: str) -> tuple[tuple[str, str, int], str]:
+    """((scheme, host, port), target) of an http(s) *url*; ValueError for anything else."""
+    parts = urlsplit(url)
+    scheme = parts.scheme or "http"
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"Not an http(s) URL: {url!r}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return (scheme, parts.hostname, port), target
+
+
+def drms_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
+    """The pools' error factory: sciwire errors whose messages name the JSOC URL."""
     if kind is RemoteProtocolError:
         return RemoteProtocolError(message, data)
     if kind is Timeout:
@@ -67,12 +138,48 @@ def _drms_error(kind: type[Exception], message: str, url: str, data: Any) -> Exc
     return ConnectError(f"cannot connect for {url}: {message}")
 
 
-def _checked_body(resp: ParsedResponse, url: str) -> bytes:
-    """The gunzipped body of *resp*; DrmsHttpError for an HTTP error status."""
+_CE = b"\r\ncontent-encoding:"
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """*data* (one or more gzip members) decompressed, at most *limit* bytes of it.
+
+    Raises:
+        RemoteProtocolError: not gzip, cut short, or more than *limit* bytes (a small
+            answer may unpack to any size: the cap holds for what it unpacks to).
+    """
+    out: list[bytes] = []
+    size = 0
     try:
-        resp.body = body = decode_gzip(resp)
-    except RemoteProtocolError as exc:
-        raise RemoteProtocolError(f"invalid HTTP response from {url}: {exc}", exc.data) from exc
+        while True:
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = member.decompress(data, limit - size + 1)
+            size += len(part)
+            if size > limit:
+                raise RemoteProtocolError(f"answer over {limit} bytes once unpacked", data[:64])
+            if not member.eof:
+                raise RemoteProtocolError("bad gzip body: cut short", data[:64])
+            out.append(part)
+            data = member.unused_data
+            if not data.strip(b"\x00"):  # trailing padding, as gzip.decompress allows
+                break
+    except zlib.error as exc:
+        raise RemoteProtocolError(f"bad gzip body: {exc}", data[:64]) from exc
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def checked_body(resp: ParsedResponse, url: str, limit: int = MAX_ANSWER) -> bytes:
+    """The body of *resp*, gunzipped (at most *limit* bytes) when it says so;
+    DrmsHttpError for an HTTP error status."""
+    body = resp.body
+    if _CE in resp.raw_head.lower() and (
+        resp.headers.get("content-encoding", "").lower() == "gzip"
+    ):
+        try:
+            resp.body = body = gunzip(body, limit)
+        except RemoteProtocolError as exc:
+            msg = f"invalid HTTP response from {url}: {exc}"
+            raise RemoteProtocolError(msg, exc.data) from exc
     if resp.status >= 400:
         raise DrmsHttpError(
             f"HTTP {resp.status} {resp.reason} for {url}",
@@ -89,79 +196,107 @@ class BlockingTransport:
         timeout: seconds to connect, and for each whole buffered response (for each
             read of a streamed one).
         retries: how many times a GET is re-sent after a connection error.
+        max_body: the largest answer read whole (bigger: RemoteProtocolError).
     """
 
-    def __init__(self, timeout: float | None = 60.0, retries: int = 2) -> None:
+    #: the clock and the pause of the blocking side (the asyncio transport has its own)
+    clock = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    def __init__(
+        self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
+    ) -> None:
         self.timeout = timeout
-        self.retries = retries
-        self._pools: dict[tuple[str, str, int], HttpPool] = {}
+        self.policy = RetryPolicy(retries)
+        self.max_body = max_body
+        self._pools: dict[tuple[str, str, int], tuple[HttpPool, bytes]] = {}
         self._lock = threading.Lock()
-        self._targets: dict[str, tuple[HttpPool, str]] = {}
+        self._targets: dict[str, tuple[HttpPool, bytes, str]] = {}
+
+    @property
+    def retries(self) -> int:
+        """How many times a GET is re-sent after a connection error."""
+        return self.policy.retries
 
     def close(self) -> None:
         """Close every kept connection."""
         with self._lock:
             pools = list(self._pools.values())
-        for pool in pools:
+        for pool, _ in pools:
             pool.close()
 
-    def _target(self, url: str) -> tuple[HttpPool, str]:
+    abort = close  # what a finalizer calls; closing needs no waiting here
+
+    def _target(self, url: str) -> tuple[HttpPool, bytes, str]:
         # CGI URLs share a few bases: parse each base once, append the query as is
         base, _, query = url.partition("?")
         hit = self._targets.get(base)
         if hit is None:
-            hit = self._parse(base)
+            key, path = split_url(base)
+            hit = (*self._pool(key), path)
             with self._lock:
                 if len(self._targets) >= 256:
                     self._targets.clear()
                 self._targets[base] = hit
-        pool, path = hit
+        pool, host, path = hit
         query = query.split("#", 1)[0]
-        return pool, f"{path}?{query}" if query else path
+        return pool, host, f"{path}?{query}" if query else path
 
-    def _parse(self, url: str) -> tuple[HttpPool, str]:
-        parts = urlsplit(url)
-        scheme = parts.scheme or "http"
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"Not an http(s) URL: {url!r}")
-        port = parts.port or (443 if scheme == "https" else 80)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        key = (scheme, parts.hostname, port)
+    def _pool(self, key: tuple[str, str, int]) -> tuple[HttpPool, bytes]:
         with self._lock:
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = self._pools[key] = HttpPool(
+            got = self._pools.get(key)
+            if got is None:
+                # retries=1 and "idempotent": the pool never re-sends by itself (and
+                # skips its stale probe); the RetryPolicy decides instead
+                pool = HttpPool(
                     Endpoint(*key),
                     timeout=self.timeout,
-                    retries=self.retries + 1,
+                    retries=1,
                     retry="idempotent",
-                    error_factory=_drms_error,
+                    error_factory=drms_error,
                     name="JSOC",
+                    max_body=self.max_body,
                 )
-        return pool, target
+                got = self._pools[key] = (pool, host_line(pool.endpoint))
+        return got
 
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET *url*, read the whole (gunzipped) body; HTTP errors raise DrmsHttpError."""
-        pool, target = self._target(url)
+        pool, host, target = self._target(url)
         fixed = _FIXED if not headers else header_block({**_HEADERS_GZ, **headers})
-        resp = pool.exchange(pool.get_request(target, fixed), target)
-        body = _checked_body(resp, url)
+        data = get_request(host, target, fixed)
+        attempt = 1
+        while True:
+            try:
+                resp = pool.exchange(data, target)
+                break
+            except (ConnectError, ConnectionClosed) as exc:
+                if not self.policy.again(exc, attempt):
+                    raise
+                attempt += 1
+        body = checked_body(resp, url, self.max_body)
         return Response(url, resp.status, resp.reason, resp.headers, body)
 
     def get_body(self, url: str) -> bytes:
         """GET *url* and return its whole (gunzipped) body: :meth:`get` without the
         headers, for the many small CGI calls. HTTP errors raise DrmsHttpError."""
-        pool, target = self._target(url)
-        resp = pool.exchange(pool.get_request(target, _FIXED), target)
-        return _checked_body(resp, url)
+        pool, host, target = self._target(url)
+        data = get_request(host, target, _FIXED)
+        attempt = 1
+        while True:
+            try:
+                return checked_body(pool.exchange(data, target), url, self.max_body)
+            except (ConnectError, ConnectionClosed) as exc:
+                if not self.policy.again(exc, attempt):
+                    raise
+                attempt += 1
 
     @contextmanager
     def stream(
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> Iterator[tuple[int, Mapping[str, str], Body]]:
-        """GET *url* and yield (status, headers, body reader); no gzip, for downloads."""
-        pool, target = self._target(url)
+        """GET *url* once and yield (status, headers, body reader); no gzip, for
+        downloads (whose loop asks :attr:`policy` itself, to resume where it stopped)."""
+        pool, _, target = self._target(url)
         with pool.stream("GET", target, {**_HEADERS, **(headers or {})}) as body:
             yield body.status, body.headers, body

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sciwire.drms import _pandas
-from sciwire.drms import _protocol as P
+import sciwire.drms._pandas as _pandas
+import sciwire.drms._protocol as P
 from sciwire.drms._export_request import ExportRequest
 from sciwire.drms.config import ServerConfig
 from sciwire.drms.exceptions import DrmsOperationNotSupported, DrmsQueryError
@@ -94,6 +94,8 @@ class SeriesInfo:
         self.keywords = self._parse_keywords(d["keywords"])
         self.links = self._parse_links(d["links"])
         self.segments = self._parse_segments(d["segments"])
+        #: keyword name -> DRMS type of the numeric keywords (Client.query's, made once)
+        self._numeric: dict[str, str] | None = None
 
     @staticmethod
     def _parse_keywords(d: Iterable[Mapping[str, Any]]) -> Any:
@@ -237,8 +239,14 @@ class Client:
 
     def _types(self, ds: str, skip_conversion: str | Sequence[str] | None) -> dict[str, str]:
         """Keyword name -> DRMS type for the columns to convert to numbers."""
-        kw = self.info(ds).keywords
-        types = {k: t for k, t in zip(kw.index, kw["type"], strict=True) if t in _NUMERIC_TYPES}
+        si = self.info(ds)
+        numeric = si._numeric
+        if numeric is None:
+            # read out of the keywords DataFrame once per series, not on every query
+            kw = si.keywords
+            pairs = zip(kw.index, kw["type"], strict=True)
+            numeric = si._numeric = {k: t for k, t in pairs if t in _NUMERIC_TYPES}
+        types = dict(numeric)
         if isinstance(skip_conversion, str):
             skip_conversion = [skip_conversion]
         for name in skip_conversion or ():

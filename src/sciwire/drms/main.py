@@ -14,7 +14,7 @@ logger = logging.getLogger("sciwire.drms")
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     """Parse drms's options: ``[--email ADDRESS] [--version] [server]``."""
-    from sciwire.drms import __version__
+    from sciwire.drms.version import version as __version__
 
     parser = argparse.ArgumentParser(
         prog="python -m sciwire.drms",

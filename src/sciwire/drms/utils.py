@@ -5,19 +5,15 @@ pandas is imported by the functions that build pandas objects, not by this modul
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
 from urllib.request import Request
 
-from sciwire.drms import _pandas
-from sciwire.drms._protocol import USER_AGENT
+import sciwire.drms._pandas as _pandas
+from sciwire.drms._protocol import NAME_SEPARATORS, SERIES_NAME, USER_AGENT
 
 __all__ = ["create_request_with_header", "to_datetime"]
-
-_SPLIT = re.compile(r"[\s,]+")
-_SERIES = re.compile(r"^\s*([\w.]+)")
 
 
 def create_request_with_header(url: str) -> Request:
@@ -30,13 +26,13 @@ def create_request_with_header(url: str) -> Request:
 def _split_arg(arg: str | Iterable[str]) -> list[str]:
     """Split a comma/whitespace separated string into names; other iterables become lists."""
     if isinstance(arg, str):
-        return [part for part in _SPLIT.split(arg) if part]
+        return [part for part in NAME_SEPARATORS.split(arg) if part]
     return list(arg)
 
 
 def _extract_series_name(ds: str) -> str | None:
     """The series name at the start of a record-set query, or None."""
-    m = _SERIES.match(ds)
+    m = SERIES_NAME.match(ds)
     return m.group(1) if m is not None else None
 
 

@@ -185,8 +185,14 @@ class _Conn(ReadIntoProtocol):
             try:
                 resp = parser.feed_eof()
             except RemoteProtocolError as exc:
+                # a response cut short is a dropped connection, as the blocking pool
+                # reports it; only a read-to-close body over max_body is invalid
                 error: BaseException = (
-                    exc if started else _Closed("closed without a reply", early=True)
+                    _Closed("closed without a reply", early=True)
+                    if not started
+                    else exc
+                    if parser._mode == "close"
+                    else _Closed("connection closed before a complete response")
                 )
                 self.pending.popleft()
                 if not waiter.done():

@@ -29,9 +29,16 @@ from sciwire.rig._errors import (
     MessageTooLargeError,
     RigTypeError,
     RigValueError,
-    UnsupportedTransportError,
 )
-from sciwire.rig._factories import open_client, open_server
+from sciwire.rig._factories import (
+    bind_datagram,
+    check_scheme,
+    check_socket,
+    connect_datagram,
+    connect_errors,
+    connect_stream,
+    serve_stream,
+)
 from sciwire.rig._framing import (
     DEFAULT_MAX_BUFFER,
     DEFAULT_MAX_TOTAL_BUFFER,
@@ -52,7 +59,7 @@ from sciwire.rig._protocol import (
     classify,
     parse_message,
 )
-from sciwire.rig._uri import STREAM_SCHEMES
+from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
 from sciwire.rig._watchdog import Pending, Watchdog
 
 __all__ = ["EchoProtocol"]
@@ -81,7 +88,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         dropped: counts of messages dropped unechoed, by reason.
     """
 
-    Server: asyncio.AbstractServer | None = None
     default_echo_timeout = 1.0
     max_buffer_size = DEFAULT_MAX_BUFFER
     max_total_buffer_size = DEFAULT_MAX_TOTAL_BUFFER
@@ -94,9 +100,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self.role = role
         self._transport: Any = None
         self._socket: socket.socket | None = None
+        check_scheme(self.protocol)
         self._stream = self.protocol in STREAM_SCHEMES
-        if not self._stream and self.protocol != "udp":
-            raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
+        self._server: asyncio.AbstractServer | None = None
         self._peer: Addr = (self.hostname, self.port)
         self._echo: EchoState[Pending] = EchoState(self.max_message_size)
         #: iblutil's ``{addr: (payload, echo_future)}`` of the echoes awaited (a live view)
@@ -129,6 +135,18 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if role not in ("server", "client"):
             raise RigValueError('role must be either "server" or "client"')
         self._role = role
+
+    @property
+    def Server(self) -> asyncio.AbstractServer | None:
+        """The asyncio server in the TCP server role, else None."""
+        return self._server
+
+    @Server.setter
+    def Server(self, server: asyncio.AbstractServer | None) -> None:
+        self._server = server
+        sockets = getattr(server, "sockets", None)  # asyncio.Server's; not AbstractServer's
+        if sockets:  # the listening socket (iblutil's shows the last accepted connection's)
+            self._socket = sockets[0]
 
     @property
     def is_connected(self) -> bool:
@@ -480,6 +498,23 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if transport is not None:
             transport.close()
 
+    # -- the TCP server's links (see sciwire.rig._links.LinkOwner) ---------------------
+
+    def link_made(self, link: StreamLink) -> None:
+        """Register an accepted TCP connection (server role)."""
+        self._links[link.addr] = link
+        self.logger.debug("TCP connection from %s", link.addr)
+
+    def link_data(self, link: StreamLink, data: bytes) -> None:
+        """Handle one read of an accepted TCP connection."""
+        self._stream_data(link.splitter, data, link.addr, link.transport)
+
+    def link_lost(self, link: StreamLink, exc: Exception | None) -> None:
+        """Unregister a closed TCP connection and fail its awaited echo."""
+        if self._links.get(link.addr) is link:
+            del self._links[link.addr]
+        self._peer_gone(link.addr, exc)
+
     def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
         self._budget.release(addr)
         pending = self._echo.pending().get(addr)
@@ -500,17 +535,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
                 scheme (UDP for ``udp``, TCP for ``tcp``/``ws``/``wss``); also RuntimeError.
         """
         sock = transport.get_extra_info("socket")
-        kind = getattr(sock, "type", None)
-        if kind == socket.SOCK_DGRAM:
-            if self._stream:
-                raise UnsupportedTransportError("Unsupported transport layer for UDP")
-        elif kind == socket.SOCK_STREAM:
-            if not self._stream:
-                raise UnsupportedTransportError("Unsupported transport layer for TCP/IP")
-        else:
-            raise UnsupportedTransportError(
-                f"Unsupported transport layer with socket type {kind!r}"
-            )
+        check_socket(sock, self._stream)
         self._transport = transport
         self._socket = sock
         self.logger.debug("Connected with socket %s", sock)
@@ -602,7 +627,19 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the address cannot be bound (also OSError).
         """
-        return await open_server(EchoProtocol, server_uri, name, log, **kwargs)
+        proc, host, port = parse_uri(server_uri, allow_port_zero=True)
+        check_scheme(proc)
+
+        def make(bound: int) -> EchoProtocol:  # made with the port actually bound
+            return EchoProtocol(format_uri(proc, host, bound), "server", name=name, logger=log)
+
+        with connect_errors(f"cannot listen on {server_uri}"):
+            if proc in STREAM_SCHEMES:
+                protocol = await serve_stream(make, host, port, **kwargs)
+            else:
+                protocol = await bind_datagram(make, host, port, **kwargs)
+        protocol.logger.info("Listening on %s", protocol.server_uri)
+        return protocol
 
     @staticmethod
     async def client(
@@ -620,4 +657,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the TCP connection failed (also OSError).
         """
-        return await open_client(EchoProtocol, server_uri, name, log, **kwargs)
+        proc, host, port = parse_uri(server_uri)
+        check_scheme(proc)
+        protocol = EchoProtocol(format_uri(proc, host, port), "client", name=name, logger=log)
+        with connect_errors(f"cannot connect to {protocol.server_uri}"):
+            if proc in STREAM_SCHEMES:
+                await connect_stream(protocol, host, port, **kwargs)
+            else:
+                await connect_datagram(protocol, remote_addr=(host, port), **kwargs)
+        return protocol

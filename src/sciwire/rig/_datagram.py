@@ -22,7 +22,7 @@ import logging
 import socket
 from typing import Any, Protocol
 
-__all__ = ["MAX_BATCH", "PROBE_EVERY", "DatagramLink", "open_datagram"]
+__all__ = ["MAX_BATCH", "PROBE_EVERY", "DatagramLink", "datagram_socket", "open_datagram"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,39 @@ class DatagramLink:
 async def open_datagram(
     protocol: _DatagramProtocol,
     *,
+    sock: socket.socket | None = None,
+    **options: Any,
+) -> DatagramLink:
+    """Run *protocol* on a UDP socket: *sock*, or one :func:`datagram_socket` opens.
+
+    Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
+    a unicast socket (see :func:`datagram_socket`); a given *sock* stays the
+    caller's to close if this fails.
+
+    Raises:
+        OSError: no address could be resolved, bound or connected.
+        NotImplementedError: the loop cannot watch sockets (a Windows Proactor loop).
+    """
+    loop = asyncio.get_running_loop()
+    owned = sock is None
+    if sock is None:
+        sock = await datagram_socket(**options)
+    else:
+        sock.setblocking(False)
+    try:
+        try:
+            peer: _Addr | None = sock.getpeername()
+        except OSError:
+            peer = None
+        return DatagramLink(loop, sock, protocol, peer)
+    except BaseException:
+        if owned:
+            sock.close()
+        raise
+
+
+async def datagram_socket(
+    *,
     local_addr: tuple[str, int] | None = None,
     remote_addr: tuple[str, int] | None = None,
     family: int = 0,
@@ -197,9 +230,8 @@ async def open_datagram(
     flags: int = 0,
     reuse_port: bool | None = None,
     allow_broadcast: bool | None = None,
-    sock: socket.socket | None = None,
-) -> DatagramLink:
-    """Open a UDP socket bound to *local_addr* and/or connected to *remote_addr*.
+) -> socket.socket:
+    """A non-blocking UDP socket bound to *local_addr* and/or connected to *remote_addr*.
 
     Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
     a unicast socket; anything else is a TypeError, as there.
@@ -208,13 +240,6 @@ async def open_datagram(
         OSError: no address could be resolved, bound or connected.
     """
     loop = asyncio.get_running_loop()
-    if sock is not None:
-        sock.setblocking(False)
-        try:
-            connected_to: _Addr | None = sock.getpeername()
-        except OSError:
-            connected_to = None
-        return DatagramLink(loop, sock, protocol, connected_to)
     target = remote_addr if remote_addr is not None else local_addr
     if target is None:
         raise ValueError("local_addr or remote_addr is required")
@@ -242,18 +267,12 @@ async def open_datagram(
                 candidate.bind(local_addr)
             if remote_addr is not None:
                 candidate.connect(address)
-                peer: _Addr | None = candidate.getpeername()
             else:
                 candidate.bind(address)
-                peer = None
         except OSError as exc:
             candidate.close()
             error = exc
             continue
-        try:
-            return DatagramLink(loop, candidate, protocol, peer)
-        except BaseException:
-            candidate.close()
-            raise
+        return candidate
     assert error is not None
     raise error

@@ -68,8 +68,9 @@ def _outcome(result: Any = None, exc: BaseException | None = None) -> Any:
 
 
 def _args(args: tuple[Any, ...], seen: list[Any]) -> tuple[Any, ...]:
-    def record(data: Any, addr: Any) -> None:
-        seen.append(data)
+    def record(data: Any, addr: Any, *event: Any) -> None:
+        # a compound registration also gets the event
+        seen.append([data, *(e.name for e in event)])
 
     return tuple(record if a is CB else a for a in args)
 
@@ -170,10 +171,12 @@ def test_sends_and_a_callback(
 ) -> None:
     steps = [
         step("srv", "assign_callback", "EXPINIT", CB),
+        step("srv", "assign_callback", "EXPSTART|EXPEND|EXPINTERRUPT|EXPSTATUS", CB),
         step("cli", "confirmed_send", [1, {"a": 1}], timeout=scaled(2)),
         step("cli", "init", {"b": 2}),
         step("cli", "start", {"date": "2024-01-01", "sequence": 1, "subject": "m"}),
         step("cli", "status", "running"),
+        step("cli", "stop", immediately=True),
         step("cli", "send", [0, "ValueError: not echoed", 1]),  # an error report: no echo
         step("cli", "awaiting_response"),
         step("cli", "confirmed_send", [1, "after a plain send"], timeout=scaled(2)),
@@ -185,9 +188,16 @@ def test_sends_and_a_callback(
     assert got_async == got_blocking
     assert got_async[-1] == (
         "callbacks saw",
-        [[{"a": 1}], [{"b": 2}], ["after a plain send"]],
+        [
+            [[{"a": 1}]],
+            [[{"b": 2}]],
+            [["2024-01-01_1_m", None], "EXPSTART"],
+            [[20], "EXPSTATUS"],
+            [[None], "EXPINTERRUPT"],
+            [["after a plain send"]],
+        ],
     )
-    assert got_async[8] == ("returned", 1) and got_async[9] == ("returned", 0)
+    assert got_async[10] == ("returned", 1) and got_async[11] == ("returned", 0)
 
 
 def test_bad_input_raises_the_same(portal: Portal, closers: list[Callable[[], Any]]) -> None:
@@ -287,7 +297,7 @@ def _both_services(
                 "svc": Services(clients[:2], timeout=timeout),
                 "mute": Services(clients[2:], timeout=timeout),
             }
-            return await _run_async(objects, steps, [])
+            return [*await _run_async(objects, steps, []), _heard(rigs)]
         finally:
             for rig in rigs:
                 rig.close()
@@ -304,8 +314,7 @@ def _both_services(
     async def attach(com: EchoProtocol) -> RemoteRig:
         return RemoteRig(com)
 
-    for server in servers[:2]:
-        portal.call(attach(server.com))
+    rigs = [portal.call(attach(server.com)) for server in servers[:2]]
     clients = []
     for server in servers:
         clients.append(
@@ -316,7 +325,12 @@ def _both_services(
         "svc": BlockingServices(clients[:2], timeout=timeout),
         "mute": BlockingServices(clients[2:], timeout=timeout),
     }
-    return got_async, _run_blocking(objects, steps, [])
+    return got_async, [*_run_blocking(objects, steps, []), _heard(rigs)]
+
+
+def _heard(rigs: list[RemoteRig]) -> Any:
+    """What the remote rigs received: the events and data, in order."""
+    return ("rigs heard", [[(e.name, d) for e, d, _ in rig.received] for rig in rigs])
 
 
 def test_services_steps_and_timeouts(

@@ -66,6 +66,8 @@ __all__ = ["EchoProtocol"]
 
 _UNPARSED = object()
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
+#: asyncio's own wait_for (see confirmed_send: a replaced one is called instead)
+_WAIT_FOR = asyncio.wait_for
 
 
 class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
@@ -301,9 +303,11 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         """Send a message and wait for its byte-for-byte echo.
 
         Confirmed sends to the same address queue up (iblutil lets a second one
-        overwrite the first, which then times out). The wait is
-        ``asyncio.wait_for(echo, timeout=timeout)``, as iblutil's, so code that
-        patches it to simulate a timeout keeps working.
+        overwrite the first, which then times out). The echo is awaited under the
+        communicator's one deadline timer (see :mod:`sciwire.rig._watchdog`);
+        ``asyncio.wait_for``, with its own timer and an extra loop pass per call, is
+        used only when it has been replaced, so that tests which patch it to
+        simulate a timeout (as iblutil's own suite does) keep working.
 
         Args:
             data: the message (serialised with :meth:`encode`).
@@ -329,25 +333,27 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
                 break
             await asyncio.wait([previous])
         fut: asyncio.Future[bool] = self._loop.create_future()
+        wait_for = asyncio.wait_for
+        replaced = wait_for is not _WAIT_FOR
         try:
-            self._confirm(payload, target, None, fut)
+            self._confirm(payload, target, None if replaced else timeout, fut)
         except ConnectionClosed as exc:
             # reported through the echo's future, so that the one wait below decides
             fut.set_exception(exc)
         try:
-            await asyncio.wait_for(fut, timeout=timeout)
+            if replaced:
+                await wait_for(fut, timeout=timeout)
+            else:
+                await fut
         except asyncio.CancelledError:
             self._abandon(target)
             raise
-        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
-            self._fail(target, fut)
-            raise EchoTimeoutError(
-                f"Failed to receive client response in time ({self.name}: "
-                f"{self.server_uri}, peer {target[0]}:{target[1]})"
-            ) from exc
-        except (ConnectionClosed, EchoMismatchError):
+        except (ConnectionClosed, EchoMismatchError, EchoTimeoutError):
             self._fail(target, fut)
             raise
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
+            self._fail(target, fut)
+            raise self._timeout_error(target) from exc
         except RuntimeError as exc:
             self._fail(target, fut)
             raise EchoMismatchError("Unexpected response from server", b"") from exc
@@ -395,11 +401,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if fut.done():
             return
         self._echo.forget(target, late=True)
-        fut.set_exception(
-            EchoTimeoutError(
-                f"Failed to receive client response in time ({self.name}: "
-                f"{self.server_uri}, peer {target[0]}:{target[1]})"
-            )
+        fut.set_exception(self._timeout_error(target))
+
+    def _timeout_error(self, target: Addr) -> EchoTimeoutError:
+        return EchoTimeoutError(
+            f"Failed to receive client response in time ({self.name}: "
+            f"{self.server_uri}, peer {target[0]}:{target[1]})"
         )
 
     # -- receiving ----------------------------------------------------------------------

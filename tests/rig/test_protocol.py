@@ -288,6 +288,7 @@ def test_echo_state_match_and_mismatch() -> None:
     state.expect(a, b"[1, null]", "fa")
     state.expect(b, b"[2, null]", "fb")
     assert state.awaiting(a) and state.awaiting()
+    assert state.get(a) == (b"[1, null]", "fa") and state.get(("127.0.0.1", 3)) is None
     assert state.receive(b, b"[9, null]") == (EchoVerdict.MISMATCH, "fb")
     assert state.receive(a, b"[1, null]") == (EchoVerdict.MATCH, "fa")
     assert not state.awaiting()

@@ -163,7 +163,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             return False
         if addr is None:
             return any(not fut.done() for _, (fut, _) in self._echo.pending().values())
-        entry = self._echo.pending().get((addr[0], addr[1]))
+        entry = self._echo.get((addr[0], addr[1]))
         return entry is not None and not entry[1][0].done()
 
     @property
@@ -326,8 +326,8 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise RigValueError("Timeout must be non-zero number")
         payload = self.encode(data)
-        while target in self._echo.awaited:  # queue behind the confirmed send in flight
-            previous = self._echo.pending()[target][1][0]
+        while (entry := self._echo.get(target)) is not None:  # queue behind the one in flight
+            previous = entry[1][0]
             if previous.done():  # defensive: a settled entry must not block the queue
                 self._echo.forget(target, late=False)
                 break
@@ -360,14 +360,15 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
 
     def _fail(self, target: Addr, fut: asyncio.Future[bool]) -> None:
         """After a failed confirmed send: stop awaiting it and close if so configured."""
-        if self._echo.pending().get(target, (b"", (None, 0.0)))[1][0] is fut:
+        entry = self._echo.get(target)
+        if entry is not None and entry[1][0] is fut:
             self._abandon(target)
         if self.close_on_failure:
             self.close()
 
     def _abandon(self, target: Addr) -> None:
         """Stop awaiting *target*'s echo (kept as a possible late echo)."""
-        pending = self._echo.pending().get(target)
+        pending = self._echo.get(target)
         self._echo.forget(target, late=True)
         if pending is not None:
             pending[1][0].cancel()
@@ -524,7 +525,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
 
     def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
         self._budget.release(addr)
-        pending = self._echo.pending().get(addr)
+        pending = self._echo.get(addr)
         self._echo.forget(addr, late=False)
         if pending is not None:
             fut = pending[1][0]

@@ -338,6 +338,10 @@ class EchoState(Generic[T]):
         """A copy of the awaited payloads and tokens by address."""
         return dict(self._awaiting)
 
+    def get(self, addr: Hashable) -> tuple[bytes, T] | None:
+        """The payload and token awaited from *addr*, or None (no copy of the table)."""
+        return self._awaiting.get(addr)
+
     def forget(self, addr: Hashable, late: bool = True) -> None:
         """Stop awaiting *addr*; with *late*, swallow its echo once if it still comes."""
         entry = self._awaiting.pop(addr, None)
@@ -391,7 +395,10 @@ class LastSentView(MutableMapping[Hashable, tuple[bytes, T]], Generic[T]):
         self._state = state
 
     def __getitem__(self, addr: Hashable) -> tuple[bytes, T]:
-        payload, (token, _) = self._state.pending()[addr]
+        entry = self._state.get(addr)
+        if entry is None:
+            raise KeyError(addr)
+        payload, (token, _) = entry
         return payload, token
 
     def __setitem__(self, addr: Hashable, value: tuple[bytes, T]) -> None:

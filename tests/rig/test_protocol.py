@@ -318,6 +318,18 @@ def test_echo_state_late_echo_swallowed_once() -> None:
     assert not state.awaiting(addr)
 
 
+def test_echo_state_keeps_a_bounded_number_of_late_echoes() -> None:
+    state: EchoState[int] = EchoState()
+    state.max_late = 2
+    for port in (1, 2, 3):
+        state.expect(("h", port), b"[%d, null]" % port, port)
+        state.forget(("h", port))  # timed out
+    # the oldest was dropped: its late echo is a new message now
+    assert state.receive(("h", 1), b"[1, null]") == (EchoVerdict.NEW, None)
+    assert state.receive(("h", 2), b"[2, null]") == (EchoVerdict.LATE, None)
+    assert state.receive(("h", 3), b"[3, null]") == (EchoVerdict.LATE, None)
+
+
 async def test_is_success() -> None:
     import asyncio
 

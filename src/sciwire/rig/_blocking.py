@@ -101,7 +101,10 @@ class BlockingEchoProtocol(_Twin):
     Attributes:
         com: the underlying asyncio communicator (use only on the portal's loop).
         portal: the loop it runs on.
+        close_timeout: seconds :meth:`close` waits for the sockets to be released.
     """
+
+    close_timeout = 10.0
 
     def __init__(self, com: EchoProtocol, portal: Portal) -> None:
         super().__init__(com, portal)
@@ -166,7 +169,7 @@ class BlockingEchoProtocol(_Twin):
         """Close the communicator and wait until its sockets are released (the shared
         portal keeps running); closing again does nothing."""
         if self.portal.running:
-            self.portal.call(self.com.wait_closed())
+            self.portal.call(self.com.wait_closed(), self.close_timeout)
 
     def __enter__(self) -> BlockingEchoProtocol:
         return self

@@ -21,7 +21,7 @@ import socket
 from typing import Any, cast
 
 from sciwire.core.streams import ReadIntoProtocol
-from sciwire.rig._communicator import Addr, Communicator
+from sciwire.rig._communicator import Addr
 from sciwire.rig._errors import (
     ConnectionClosed,
     EchoMismatchError,
@@ -52,13 +52,13 @@ from sciwire.rig._protocol import (
     EchoState,
     EchoVerdict,
     ErrorReport,
-    ExpMessage,
     LastSentView,
     Message,
     Rejected,
     classify,
     parse_message,
 )
+from sciwire.rig._steps import ConfirmedSteps
 from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
 from sciwire.rig._watchdog import Pending, Watchdog
 
@@ -70,7 +70,7 @@ _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 _WAIT_FOR = asyncio.wait_for
 
 
-class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
+class EchoProtocol(ConfirmedSteps, asyncio.DatagramProtocol, ReadIntoProtocol):
     """A rig communicator: every message is confirmed by its byte-for-byte echo.
 
     Create with :meth:`server` (listens on a local address, talks to many peers,
@@ -170,54 +170,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
     def clients(self) -> list[Addr]:
         """Addresses of the connected TCP peers (server role)."""
         return list(self._links)
-
-    # -- experiment messages ------------------------------------------------------------
-
-    async def init(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINIT and await its echo."""
-        await self.confirmed_send(super().init(data), addr=addr)
-
-    async def start(self, exp_ref: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPSTART (exp_ref ``yyyy-mm-dd_n_subject`` or a dict) and await its echo."""
-        await self.confirmed_send(super().start(exp_ref, data), addr=addr)
-
-    async def stop(
-        self, data: Any = None, immediately: bool = False, addr: Addr | None = None
-    ) -> None:
-        """Send EXPEND (EXPINTERRUPT if *immediately*) and await its echo."""
-        await self.confirmed_send(super().stop(data, immediately=immediately), addr=addr)
-
-    async def status(self, status: Any, addr: Addr | None = None) -> None:
-        """Send EXPSTATUS and await its echo."""
-        await self.confirmed_send(super().status(status), addr=addr)
-
-    async def info(self, status: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINFO and await its echo."""
-        await self.confirmed_send(super().info(status, data), addr=addr)
-
-    async def cleanup(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPCLEANUP and await its echo."""
-        await self.confirmed_send(super().cleanup(data), addr=addr)
-
-    async def alyx(self, alyx: Any = None, addr: Addr | None = None) -> Any:
-        """Send our Alyx token, or (no logged-in *alyx*) ask for the peer's and return it.
-
-        Returns:
-            None when sending; when asking, the peer's ``[base_url, {user: token}]``.
-        """
-        message = super().alyx(alyx)
-        if all(message):
-            await self.confirmed_send(message, addr=addr)
-            return None
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.assign_callback(ExpMessage.ALYX, fut)
-        try:
-            await self.confirmed_send(message, addr=addr)
-            token, _ = await fut
-        finally:
-            if not fut.done() or fut.cancelled():  # still registered
-                self.clear_callbacks(ExpMessage.ALYX, fut)
-        return token
 
     # -- sending ------------------------------------------------------------------------
 

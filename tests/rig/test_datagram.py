@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from sciwire.rig import ExpMessage
-from sciwire.rig._datagram import MAX_BATCH, PROBE_EVERY, DatagramLink, open_datagram
+from sciwire.rig._datagram import (
+    MAX_BATCH,
+    MAX_SEND_BUFFER,
+    PROBE_EVERY,
+    DatagramLink,
+    open_datagram,
+)
 from tests.rig.helpers import Factory
 
 Scaled = Callable[[float], float]
@@ -176,6 +182,32 @@ async def test_refused_send_is_buffered_then_flushed_in_order(scaled: Scaled) ->
         assert got == [b"0", b"1", b"2"]
         assert proto.lost == [None]
         assert raw.fileno() == -1
+    finally:
+        receiver.close()
+        raw.close()
+
+
+async def test_refused_sends_are_held_up_to_a_limit(scaled: Scaled) -> None:
+    """A socket that keeps refusing cannot make the send buffer grow without end."""
+    loop = asyncio.get_running_loop()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.connect(receiver.getsockname())
+    raw.setblocking(False)
+    proto = Recorder()
+    link = DatagramLink(loop, StallingSocket(raw, 10**6), proto, raw.getpeername())  # type: ignore[arg-type]
+    try:
+        chunk = b"x" * 60000
+        count = MAX_SEND_BUFFER // len(chunk)
+        for _ in range(count + 3):
+            link.sendto(chunk)
+        assert link.get_write_buffer_size() == count * len(chunk) <= MAX_SEND_BUFFER
+        assert len(proto.errors) == 3
+        assert all(isinstance(e, OSError) and "send buffer full" in str(e) for e in proto.errors)
+        link.abort()
+        await asyncio.wait_for(proto.lost_event.wait(), scaled(2.0))
+        assert link.get_write_buffer_size() == 0
     finally:
         receiver.close()
         raw.close()

@@ -548,3 +548,39 @@ async def test_remote_rig_counts_a_reply_whose_echo_never_comes(
     peer.send(b'[1, "not the reply"]')
     assert isinstance(await asyncio.wait_for(failures.get(), scaled(5)), RuntimeError)
     assert rig.reply_errors == 2 and failures.empty()
+
+
+async def test_remote_rig_keeps_the_latest_messages_and_bounds_its_reply_queue(
+    make: Factory, scaled: Scaled
+) -> None:
+    from sciwire.rig import RemoteRig
+
+    class Small(RemoteRig):
+        max_received = 2
+        max_queued = 0
+
+    server = await make.server(name="small")
+    # registered before the rig's own: makes the rig's reply wait behind an echo
+    # awaited from that peer (iblutil's _last_sent: an echo awaited with no deadline)
+    held: list[asyncio.Future[Any]] = []
+
+    def hold(data: Any, addr: Any) -> None:
+        if data == ["hold"]:
+            held.append(asyncio.get_running_loop().create_future())
+            server._last_sent[addr] = (b"never", held[-1])
+
+    server.assign_callback("EXPCLEANUP", hold)
+    rig = Small(server)
+    make.closers.append(rig.close)
+    client = await make.client(server.server_uri, name="c")
+    loop = asyncio.get_running_loop()
+    for step in range(3):
+        reply: asyncio.Future[Any] = loop.create_future()
+        client.assign_callback("EXPINIT", reply)  # before sending: the reply is quick
+        await client.init({"step": step})
+        await asyncio.wait_for(reply, scaled(2))
+    assert [d for _, d, _ in rig.received] == [[{"step": 1}], [{"step": 2}]]
+    await client.cleanup("hold")  # hold() then the rig: a reply it may not queue
+    assert rig.reply_errors == 1 and not rig._tasks
+    for fut in held:
+        fut.cancel()

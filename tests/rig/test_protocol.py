@@ -288,6 +288,7 @@ def test_echo_state_match_and_mismatch() -> None:
     state.expect(a, b"[1, null]", "fa")
     state.expect(b, b"[2, null]", "fb")
     assert state.awaiting(a) and state.awaiting()
+    assert state.get(a) == (b"[1, null]", "fa") and state.get(("127.0.0.1", 3)) is None
     assert state.receive(b, b"[9, null]") == (EchoVerdict.MISMATCH, "fb")
     assert state.receive(a, b"[1, null]") == (EchoVerdict.MATCH, "fa")
     assert not state.awaiting()
@@ -315,6 +316,18 @@ def test_echo_state_late_echo_swallowed_once() -> None:
     state.expect(addr, b"x", 3)
     assert state.clear() == [3]
     assert not state.awaiting(addr)
+
+
+def test_echo_state_keeps_a_bounded_number_of_late_echoes() -> None:
+    state: EchoState[int] = EchoState()
+    state.max_late = 2
+    for port in (1, 2, 3):
+        state.expect(("h", port), b"[%d, null]" % port, port)
+        state.forget(("h", port))  # timed out
+    # the oldest was dropped: its late echo is a new message now
+    assert state.receive(("h", 1), b"[1, null]") == (EchoVerdict.NEW, None)
+    assert state.receive(("h", 2), b"[2, null]") == (EchoVerdict.LATE, None)
+    assert state.receive(("h", 3), b"[3, null]") == (EchoVerdict.LATE, None)
 
 
 async def test_is_success() -> None:

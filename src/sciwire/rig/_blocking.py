@@ -7,23 +7,31 @@ Every blocking communicator runs its :class:`EchoProtocol` on a
         rig.init({"exp_ref": "2024-01-01_1_mouse"})
         data, addr = rig.on_event("EXPINIT", timeout=10)
 
+The methods are the asyncio ones, run on the portal: each is made from the async
+method by :func:`_awaited` or :func:`_on_loop`, so its signature, defaults,
+docstring and errors are the async method's and cannot drift from it. What is
+blocking-only is named: the constructors' *portal*, ``on_event``'s *timeout* (a
+blocking wait needs a deadline), and ``close`` also waiting for the sockets.
+
 Callbacks assigned here run on the portal's loop thread.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sciwire.core.portal import Portal
 from sciwire.rig._client import EchoProtocol
-from sciwire.rig._communicator import Addr
+from sciwire.rig._errors import RigTypeError, RigValueError
 from sciwire.rig._services import Services
 
 __all__ = ["BlockingEchoProtocol", "BlockingServices", "default_portal"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
 _lock = threading.Lock()
 _portal: Portal | None = None
@@ -39,20 +47,68 @@ def default_portal() -> Portal:
         return _portal
 
 
-class BlockingEchoProtocol:
+class _Twin:
+    """An asyncio object driven from blocking code through a portal."""
+
+    def __init__(self, target: Any, portal: Portal) -> None:
+        self._target = target
+        self.portal = portal
+
+
+def _awaited(
+    fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[_Twin, P], T]:
+    """The blocking form of an async method: the same call, awaited on the portal."""
+    name = fn.__name__
+
+    def method(self: _Twin, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        coro: Coroutine[Any, Any, T] = getattr(self._target, name)(*args, **kwargs)
+        return self.portal.call(coro)
+
+    functools.update_wrapper(method, fn)
+    return method
+
+
+def _on_loop(fn: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[_Twin, P], T]:
+    """The blocking form of a plain method that must run on the loop thread (it
+    touches the loop's callbacks, futures or transports)."""
+    name = fn.__name__
+
+    def method(self: _Twin, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        bound = getattr(self._target, name)
+
+        async def run() -> T:
+            result: T = bound(*args, **kwargs)
+            return result
+
+        return self.portal.call(run())
+
+    functools.update_wrapper(method, fn)
+    return method
+
+
+def _read(name: str, doc: str | None) -> Any:
+    """A read-only property showing the asyncio object's attribute *name*."""
+    return property(lambda self: getattr(self._target, name), doc=doc)
+
+
+class BlockingEchoProtocol(_Twin):
     """An :class:`EchoProtocol` driven from blocking code.
 
-    Build with :meth:`client` or :meth:`server`. Methods mirror the async ones and
+    Build with :meth:`client` or :meth:`server`. Methods are the async ones and
     block until done; errors are the same.
 
     Attributes:
         com: the underlying asyncio communicator (use only on the portal's loop).
         portal: the loop it runs on.
+        close_timeout: seconds :meth:`close` waits for the sockets to be released.
     """
 
+    close_timeout = 10.0
+
     def __init__(self, com: EchoProtocol, portal: Portal) -> None:
+        super().__init__(com, portal)
         self.com = com
-        self.portal = portal
 
     @classmethod
     def client(
@@ -63,7 +119,7 @@ class BlockingEchoProtocol:
         portal: Portal | None = None,
         **kwargs: Any,
     ) -> BlockingEchoProtocol:
-        """Connect to a remote rig."""
+        """Connect to a remote rig (see :meth:`EchoProtocol.client`)."""
         portal = portal or default_portal()
         return cls(portal.call(EchoProtocol.client(server_uri, name, log, **kwargs)), portal)
 
@@ -76,97 +132,44 @@ class BlockingEchoProtocol:
         portal: Portal | None = None,
         **kwargs: Any,
     ) -> BlockingEchoProtocol:
-        """Listen on a local address."""
+        """Listen on a local address (see :meth:`EchoProtocol.server`)."""
         portal = portal or default_portal()
         return cls(portal.call(EchoProtocol.server(server_uri, name, log, **kwargs)), portal)
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return self.portal.call(coro, timeout)
+    name = _read("name", "The communicator's label.")
+    server_uri = _read("server_uri", EchoProtocol.server_uri.__doc__)
+    hostname = _read("hostname", EchoProtocol.hostname.__doc__)
+    port = _read("port", EchoProtocol.port.__doc__)
+    protocol = _read("protocol", EchoProtocol.protocol.__doc__)
+    role = _read("role", EchoProtocol.role.__doc__)
+    is_connected = _read("is_connected", EchoProtocol.is_connected.__doc__)
 
-    def _sync(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async def run() -> T:
-            return func(*args, **kwargs)
-
-        return self.portal.call(run())
-
-    # -- properties -------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The communicator's label."""
-        return self.com.name
-
-    @property
-    def server_uri(self) -> str:
-        """The remote (client) or local (server) URI."""
-        return self.com.server_uri
-
-    @property
-    def role(self) -> str:
-        """``"client"`` or ``"server"``."""
-        return self.com.role
-
-    @property
-    def is_connected(self) -> bool:
-        """True while the transport is open."""
-        return self.com.is_connected
-
-    # -- messages ---------------------------------------------------------------------
-
-    def init(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINIT and wait for its echo."""
-        self._call(self.com.init(data, addr=addr))
-
-    def start(self, exp_ref: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPSTART and wait for its echo."""
-        self._call(self.com.start(exp_ref, data, addr=addr))
-
-    def stop(self, data: Any = None, immediately: bool = False, addr: Addr | None = None) -> None:
-        """Send EXPEND (EXPINTERRUPT if *immediately*) and wait for its echo."""
-        self._call(self.com.stop(data, immediately=immediately, addr=addr))
-
-    def status(self, status: Any, addr: Addr | None = None) -> None:
-        """Send EXPSTATUS and wait for its echo."""
-        self._call(self.com.status(status, addr=addr))
-
-    def info(self, status: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINFO and wait for its echo."""
-        self._call(self.com.info(status, data, addr=addr))
-
-    def cleanup(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPCLEANUP and wait for its echo."""
-        self._call(self.com.cleanup(data, addr=addr))
-
-    def alyx(self, alyx: Any = None, addr: Addr | None = None) -> Any:
-        """Send our Alyx token, or ask for the peer's and return it."""
-        return self._call(self.com.alyx(alyx, addr=addr))
-
-    def confirmed_send(
-        self, data: Any, addr: Addr | None = None, timeout: float | None = None
-    ) -> None:
-        """Send and wait for the echo."""
-        self._call(self.com.confirmed_send(data, addr=addr, timeout=timeout))
-
-    def send(self, data: Any, addr: Addr | None = None) -> None:
-        """Send without waiting for an echo."""
-        self._sync(self.com.send, data, addr)
+    init = _awaited(EchoProtocol.init)
+    start = _awaited(EchoProtocol.start)
+    stop = _awaited(EchoProtocol.stop)
+    status = _awaited(EchoProtocol.status)
+    info = _awaited(EchoProtocol.info)
+    cleanup = _awaited(EchoProtocol.cleanup)
+    alyx = _awaited(EchoProtocol.alyx)
+    confirmed_send = _awaited(EchoProtocol.confirmed_send)
+    send = _on_loop(EchoProtocol.send)
+    assign_callback = _on_loop(EchoProtocol.assign_callback)
+    clear_callbacks = _on_loop(EchoProtocol.clear_callbacks)
+    awaiting_response = _on_loop(EchoProtocol.awaiting_response)
 
     def on_event(self, event: Any, timeout: float | None = None) -> Any:
-        """Block until *event* arrives; TimeoutError after *timeout* seconds."""
-        return self._call(self.com.on_event(event), timeout)
+        """Block until *event* arrives (see :meth:`EchoProtocol.on_event`).
 
-    def assign_callback(self, event: Any, callback: Callable[..., Any]) -> None:
-        """Call *callback* (on the portal thread) when *event* arrives."""
-        self._sync(self.com.assign_callback, event, callback)
-
-    def clear_callbacks(self, event: Any, callback: Any = None) -> int:
-        """Remove callbacks for *event*; return how many."""
-        return self._sync(self.com.clear_callbacks, event, callback)
+        Raises:
+            sciwire.errors.Timeout: not within *timeout* seconds (also TimeoutError).
+        """
+        return self.portal.call(self.com.on_event(event), timeout)
 
     def close(self) -> None:
-        """Close the communicator (the shared portal keeps running)."""
+        """Close the communicator and wait until its sockets are released (the shared
+        portal keeps running); closing again does nothing."""
         if self.portal.running:
-            self._call(self.com.wait_closed())
+            self.portal.call(self.com.wait_closed(), self.close_timeout)
 
     def __enter__(self) -> BlockingEchoProtocol:
         return self
@@ -177,63 +180,45 @@ class BlockingEchoProtocol:
         self.close()
 
 
-class BlockingServices:
+class BlockingServices(_Twin):
     """:class:`Services` over blocking communicators that share one portal.
 
+    Args:
+        remote_rigs: the blocking communicators.
+        timeout: as :class:`Services`'.
+
     Raises:
-        ValueError: the communicators run on different portals.
+        RigTypeError: a rig is not a :class:`BlockingEchoProtocol` (also TypeError).
+        RigValueError: the communicators run on different portals (also ValueError).
     """
 
-    def __init__(self, remote_rigs: list[BlockingEchoProtocol], timeout: float = 10.0) -> None:
-        portals = {id(r.portal) for r in remote_rigs}
-        if len(portals) > 1:
-            raise ValueError("all rigs of a BlockingServices must share one portal")
-        self.portal = remote_rigs[0].portal if remote_rigs else default_portal()
-        self.services = Services([r.com for r in remote_rigs], timeout=timeout)
-        self.rigs = {r.name: r for r in remote_rigs}
+    def __init__(self, remote_rigs: Any, timeout: float | None = 10.0) -> None:
+        rigs = list(remote_rigs)
+        if not all(isinstance(r, BlockingEchoProtocol) for r in rigs):
+            raise RigTypeError(f"Remote services must be of type {BlockingEchoProtocol}")
+        if len({id(r.portal) for r in rigs}) > 1:
+            raise RigValueError("all rigs of a BlockingServices must share one portal")
+        portal = rigs[0].portal if rigs else default_portal()
+        self.services = Services([r.com for r in rigs], timeout=timeout)
+        super().__init__(self.services, portal)
+        self.rigs: dict[str, BlockingEchoProtocol] = {r.name: r for r in rigs}
 
-    @property
-    def is_connected(self) -> bool:
-        """True if all rigs are connected."""
-        return self.services.is_connected
+    is_connected = _read("is_connected", Services.is_connected.__doc__)
+    timeout = _read("timeout", "Seconds to wait for every rig's reply.")
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.portal.call(coro)
-
-    def init(self, data: Any = None, concurrent: bool = True) -> dict[str, Any]:
-        """EXPINIT to every rig; their replies by name."""
-        return self._call(self.services.init(data, concurrent=concurrent))
-
-    def start(self, exp_ref: Any, data: Any = None, concurrent: bool = True) -> dict[str, Any]:
-        """EXPSTART to every rig; their replies by name."""
-        return self._call(self.services.start(exp_ref, data, concurrent=concurrent))
-
-    def stop(self, data: Any = None, immediately: bool = False, **kw: Any) -> dict[str, Any]:
-        """EXPEND or EXPINTERRUPT to every rig (reverse order); their replies."""
-        return self._call(self.services.stop(data, immediately=immediately, **kw))
-
-    def cleanup(self, data: Any = None, concurrent: bool = True) -> dict[str, Any]:
-        """EXPCLEANUP to every rig (reverse order); their replies."""
-        return self._call(self.services.cleanup(data, concurrent=concurrent))
-
-    def status(self, status: Any, **kw: Any) -> dict[str, Any]:
-        """EXPSTATUS to every rig; their replies."""
-        return self._call(self.services.status(status, **kw))
-
-    def info(self, status: Any, data: Any = None, **kw: Any) -> dict[str, Any]:
-        """EXPINFO to every rig; their replies."""
-        return self._call(self.services.info(status, data, **kw))
-
-    def alyx(self, alyx: Any) -> None:
-        """Send the Alyx token to every rig."""
-        self._call(self.services.alyx(alyx))
-
-    def await_all(self, event: Any) -> dict[str, Any]:
-        """Wait for every rig to send *event*."""
-        return self._call(self.services.await_all(event))
+    init = _awaited(Services.init)
+    start = _awaited(Services.start)
+    stop = _awaited(Services.stop)
+    status = _awaited(Services.status)
+    info = _awaited(Services.info)
+    cleanup = _awaited(Services.cleanup)
+    alyx = _awaited(Services.alyx)
+    await_all = _awaited(Services.await_all)
+    assign_callback = _on_loop(Services.assign_callback)
+    clear_callbacks = _on_loop(Services.clear_callbacks)
 
     def close(self) -> None:
-        """Close every rig."""
+        """Close every rig (see :meth:`BlockingEchoProtocol.close`)."""
         for rig in self.rigs.values():
             rig.close()
 

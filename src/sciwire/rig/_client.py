@@ -21,7 +21,7 @@ import socket
 from typing import Any, cast
 
 from sciwire.core.streams import ReadIntoProtocol
-from sciwire.rig._communicator import Addr, Communicator
+from sciwire.rig._communicator import Addr
 from sciwire.rig._errors import (
     ConnectionClosed,
     EchoMismatchError,
@@ -29,9 +29,16 @@ from sciwire.rig._errors import (
     MessageTooLargeError,
     RigTypeError,
     RigValueError,
-    UnsupportedTransportError,
 )
-from sciwire.rig._factories import open_client, open_server
+from sciwire.rig._factories import (
+    bind_datagram,
+    check_scheme,
+    check_socket,
+    connect_datagram,
+    connect_errors,
+    connect_stream,
+    serve_stream,
+)
 from sciwire.rig._framing import (
     DEFAULT_MAX_BUFFER,
     DEFAULT_MAX_TOTAL_BUFFER,
@@ -45,23 +52,25 @@ from sciwire.rig._protocol import (
     EchoState,
     EchoVerdict,
     ErrorReport,
-    ExpMessage,
     LastSentView,
     Message,
     Rejected,
     classify,
     parse_message,
 )
-from sciwire.rig._uri import STREAM_SCHEMES
+from sciwire.rig._steps import ConfirmedSteps
+from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
 from sciwire.rig._watchdog import Pending, Watchdog
 
 __all__ = ["EchoProtocol"]
 
 _UNPARSED = object()
 _UDP_LIMIT = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
+#: asyncio's own wait_for (see confirmed_send: a replaced one is called instead)
+_WAIT_FOR = asyncio.wait_for
 
 
-class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
+class EchoProtocol(ConfirmedSteps, asyncio.DatagramProtocol, ReadIntoProtocol):
     """A rig communicator: every message is confirmed by its byte-for-byte echo.
 
     Create with :meth:`server` (listens on a local address, talks to many peers,
@@ -81,7 +90,6 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         dropped: counts of messages dropped unechoed, by reason.
     """
 
-    Server: asyncio.AbstractServer | None = None
     default_echo_timeout = 1.0
     max_buffer_size = DEFAULT_MAX_BUFFER
     max_total_buffer_size = DEFAULT_MAX_TOTAL_BUFFER
@@ -94,9 +102,9 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self.role = role
         self._transport: Any = None
         self._socket: socket.socket | None = None
+        check_scheme(self.protocol)
         self._stream = self.protocol in STREAM_SCHEMES
-        if not self._stream and self.protocol != "udp":
-            raise RigValueError(f"Unsupported protocol {self.protocol!r}: use udp, tcp, ws or wss")
+        self._server: asyncio.AbstractServer | None = None
         self._peer: Addr = (self.hostname, self.port)
         self._echo: EchoState[Pending] = EchoState(self.max_message_size)
         #: iblutil's ``{addr: (payload, echo_future)}`` of the echoes awaited (a live view)
@@ -131,6 +139,18 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         self._role = role
 
     @property
+    def Server(self) -> asyncio.AbstractServer | None:
+        """The asyncio server in the TCP server role, else None."""
+        return self._server
+
+    @Server.setter
+    def Server(self, server: asyncio.AbstractServer | None) -> None:
+        self._server = server
+        sockets = getattr(server, "sockets", None)  # asyncio.Server's; not AbstractServer's
+        if sockets:  # the listening socket (iblutil's shows the last accepted connection's)
+            self._socket = sockets[0]
+
+    @property
     def is_connected(self) -> bool:
         """True while the transport (or the TCP server) is open."""
         if self.Server is not None:
@@ -143,61 +163,13 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
             return False
         if addr is None:
             return any(not fut.done() for _, (fut, _) in self._echo.pending().values())
-        entry = self._echo.pending().get((addr[0], addr[1]))
+        entry = self._echo.get((addr[0], addr[1]))
         return entry is not None and not entry[1][0].done()
 
     @property
     def clients(self) -> list[Addr]:
         """Addresses of the connected TCP peers (server role)."""
         return list(self._links)
-
-    # -- experiment messages ------------------------------------------------------------
-
-    async def init(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINIT and await its echo."""
-        await self.confirmed_send(super().init(data), addr=addr)
-
-    async def start(self, exp_ref: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPSTART (exp_ref ``yyyy-mm-dd_n_subject`` or a dict) and await its echo."""
-        await self.confirmed_send(super().start(exp_ref, data), addr=addr)
-
-    async def stop(
-        self, data: Any = None, immediately: bool = False, addr: Addr | None = None
-    ) -> None:
-        """Send EXPEND (EXPINTERRUPT if *immediately*) and await its echo."""
-        await self.confirmed_send(super().stop(data, immediately=immediately), addr=addr)
-
-    async def status(self, status: Any, addr: Addr | None = None) -> None:
-        """Send EXPSTATUS and await its echo."""
-        await self.confirmed_send(super().status(status), addr=addr)
-
-    async def info(self, status: Any, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPINFO and await its echo."""
-        await self.confirmed_send(super().info(status, data), addr=addr)
-
-    async def cleanup(self, data: Any = None, addr: Addr | None = None) -> None:
-        """Send EXPCLEANUP and await its echo."""
-        await self.confirmed_send(super().cleanup(data), addr=addr)
-
-    async def alyx(self, alyx: Any = None, addr: Addr | None = None) -> Any:
-        """Send our Alyx token, or (no logged-in *alyx*) ask for the peer's and return it.
-
-        Returns:
-            None when sending; when asking, the peer's ``[base_url, {user: token}]``.
-        """
-        message = super().alyx(alyx)
-        if all(message):
-            await self.confirmed_send(message, addr=addr)
-            return None
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.assign_callback(ExpMessage.ALYX, fut)
-        try:
-            await self.confirmed_send(message, addr=addr)
-            token, _ = await fut
-        finally:
-            if not fut.done() or fut.cancelled():  # still registered
-                self.clear_callbacks(ExpMessage.ALYX, fut)
-        return token
 
     # -- sending ------------------------------------------------------------------------
 
@@ -283,9 +255,11 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         """Send a message and wait for its byte-for-byte echo.
 
         Confirmed sends to the same address queue up (iblutil lets a second one
-        overwrite the first, which then times out). The wait is
-        ``asyncio.wait_for(echo, timeout=timeout)``, as iblutil's, so code that
-        patches it to simulate a timeout keeps working.
+        overwrite the first, which then times out). The echo is awaited under the
+        communicator's one deadline timer (see :mod:`sciwire.rig._watchdog`);
+        ``asyncio.wait_for``, with its own timer and an extra loop pass per call, is
+        used only when it has been replaced, so that tests which patch it to
+        simulate a timeout (as iblutil's own suite does) keep working.
 
         Args:
             data: the message (serialised with :meth:`encode`).
@@ -304,46 +278,49 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise RigValueError("Timeout must be non-zero number")
         payload = self.encode(data)
-        while target in self._echo.awaited:  # queue behind the confirmed send in flight
-            previous = self._echo.pending()[target][1][0]
+        while (entry := self._echo.get(target)) is not None:  # queue behind the one in flight
+            previous = entry[1][0]
             if previous.done():  # defensive: a settled entry must not block the queue
                 self._echo.forget(target, late=False)
                 break
             await asyncio.wait([previous])
         fut: asyncio.Future[bool] = self._loop.create_future()
+        wait_for = asyncio.wait_for
+        replaced = wait_for is not _WAIT_FOR
         try:
-            self._confirm(payload, target, None, fut)
+            self._confirm(payload, target, None if replaced else timeout, fut)
         except ConnectionClosed as exc:
             # reported through the echo's future, so that the one wait below decides
             fut.set_exception(exc)
         try:
-            await asyncio.wait_for(fut, timeout=timeout)
+            if replaced:
+                await wait_for(fut, timeout=timeout)
+            else:
+                await fut
         except asyncio.CancelledError:
             self._abandon(target)
             raise
-        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
-            self._fail(target, fut)
-            raise EchoTimeoutError(
-                f"Failed to receive client response in time ({self.name}: "
-                f"{self.server_uri}, peer {target[0]}:{target[1]})"
-            ) from exc
-        except (ConnectionClosed, EchoMismatchError):
+        except (ConnectionClosed, EchoMismatchError, EchoTimeoutError):
             self._fail(target, fut)
             raise
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct on 3.10
+            self._fail(target, fut)
+            raise self._timeout_error(target) from exc
         except RuntimeError as exc:
             self._fail(target, fut)
             raise EchoMismatchError("Unexpected response from server", b"") from exc
 
     def _fail(self, target: Addr, fut: asyncio.Future[bool]) -> None:
         """After a failed confirmed send: stop awaiting it and close if so configured."""
-        if self._echo.pending().get(target, (b"", (None, 0.0)))[1][0] is fut:
+        entry = self._echo.get(target)
+        if entry is not None and entry[1][0] is fut:
             self._abandon(target)
         if self.close_on_failure:
             self.close()
 
     def _abandon(self, target: Addr) -> None:
         """Stop awaiting *target*'s echo (kept as a possible late echo)."""
-        pending = self._echo.pending().get(target)
+        pending = self._echo.get(target)
         self._echo.forget(target, late=True)
         if pending is not None:
             pending[1][0].cancel()
@@ -377,11 +354,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if fut.done():
             return
         self._echo.forget(target, late=True)
-        fut.set_exception(
-            EchoTimeoutError(
-                f"Failed to receive client response in time ({self.name}: "
-                f"{self.server_uri}, peer {target[0]}:{target[1]})"
-            )
+        fut.set_exception(self._timeout_error(target))
+
+    def _timeout_error(self, target: Addr) -> EchoTimeoutError:
+        return EchoTimeoutError(
+            f"Failed to receive client response in time ({self.name}: "
+            f"{self.server_uri}, peer {target[0]}:{target[1]})"
         )
 
     # -- receiving ----------------------------------------------------------------------
@@ -480,9 +458,26 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         if transport is not None:
             transport.close()
 
+    # -- the TCP server's links (see sciwire.rig._links.LinkOwner) ---------------------
+
+    def link_made(self, link: StreamLink) -> None:
+        """Register an accepted TCP connection (server role)."""
+        self._links[link.addr] = link
+        self.logger.debug("TCP connection from %s", link.addr)
+
+    def link_data(self, link: StreamLink, data: bytes) -> None:
+        """Handle one read of an accepted TCP connection."""
+        self._stream_data(link.splitter, data, link.addr, link.transport)
+
+    def link_lost(self, link: StreamLink, exc: Exception | None) -> None:
+        """Unregister a closed TCP connection and fail its awaited echo."""
+        if self._links.get(link.addr) is link:
+            del self._links[link.addr]
+        self._peer_gone(link.addr, exc)
+
     def _peer_gone(self, addr: Addr, exc: Exception | None) -> None:
         self._budget.release(addr)
-        pending = self._echo.pending().get(addr)
+        pending = self._echo.get(addr)
         self._echo.forget(addr, late=False)
         if pending is not None:
             fut = pending[1][0]
@@ -500,17 +495,7 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
                 scheme (UDP for ``udp``, TCP for ``tcp``/``ws``/``wss``); also RuntimeError.
         """
         sock = transport.get_extra_info("socket")
-        kind = getattr(sock, "type", None)
-        if kind == socket.SOCK_DGRAM:
-            if self._stream:
-                raise UnsupportedTransportError("Unsupported transport layer for UDP")
-        elif kind == socket.SOCK_STREAM:
-            if not self._stream:
-                raise UnsupportedTransportError("Unsupported transport layer for TCP/IP")
-        else:
-            raise UnsupportedTransportError(
-                f"Unsupported transport layer with socket type {kind!r}"
-            )
+        check_socket(sock, self._stream)
         self._transport = transport
         self._socket = sock
         self.logger.debug("Connected with socket %s", sock)
@@ -602,7 +587,19 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the address cannot be bound (also OSError).
         """
-        return await open_server(EchoProtocol, server_uri, name, log, **kwargs)
+        proc, host, port = parse_uri(server_uri, allow_port_zero=True)
+        check_scheme(proc)
+
+        def make(bound: int) -> EchoProtocol:  # made with the port actually bound
+            return EchoProtocol(format_uri(proc, host, bound), "server", name=name, logger=log)
+
+        with connect_errors(f"cannot listen on {server_uri}"):
+            if proc in STREAM_SCHEMES:
+                protocol = await serve_stream(make, host, port, **kwargs)
+            else:
+                protocol = await bind_datagram(make, host, port, **kwargs)
+        protocol.logger.info("Listening on %s", protocol.server_uri)
+        return protocol
 
     @staticmethod
     async def client(
@@ -620,4 +617,12 @@ class EchoProtocol(Communicator, asyncio.DatagramProtocol, ReadIntoProtocol):
         Raises:
             ConnectError: the TCP connection failed (also OSError).
         """
-        return await open_client(EchoProtocol, server_uri, name, log, **kwargs)
+        proc, host, port = parse_uri(server_uri)
+        check_scheme(proc)
+        protocol = EchoProtocol(format_uri(proc, host, port), "client", name=name, logger=log)
+        with connect_errors(f"cannot connect to {protocol.server_uri}"):
+            if proc in STREAM_SCHEMES:
+                await connect_stream(protocol, host, port, **kwargs)
+            else:
+                await connect_datagram(protocol, remote_addr=(host, port), **kwargs)
+        return protocol

@@ -18,11 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import socket
 from typing import Any, Protocol
 
-__all__ = ["MAX_BATCH", "PROBE_EVERY", "DatagramLink", "open_datagram"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_SEND_BUFFER",
+    "PROBE_EVERY",
+    "DatagramLink",
+    "datagram_socket",
+    "open_datagram",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,9 @@ MAX_BATCH = 64
 #: that read is pure cost, so it is made on one wake-up in PROBE_EVERY + 1. A burst
 #: is then drained within PROBE_EVERY loop iterations, each reading one datagram.
 PROBE_EVERY = 8
+#: Bytes of datagrams held while the socket refuses sends; past it a datagram is
+#: dropped and reported to the protocol's ``error_received`` (UDP may drop anyway).
+MAX_SEND_BUFFER = 1 << 20
 
 _Addr = tuple[Any, ...]
 
@@ -66,6 +77,7 @@ class DatagramLink:
         self._closing = False
         self._skips = 0  # wake-ups left reading one datagram each (see PROBE_EVERY)
         self._buffer: collections.deque[tuple[bytes, _Addr | None]] = collections.deque()
+        self._buffered = 0  # bytes in _buffer, held under MAX_SEND_BUFFER
         self._extra = {"socket": sock, "sockname": sock.getsockname(), "peername": peer}
         loop.add_reader(self._fd, self._read_ready)  # NotImplementedError on Proactor
         protocol.connection_made(self)
@@ -82,7 +94,7 @@ class DatagramLink:
 
     def get_write_buffer_size(self) -> int:
         """Bytes waiting for the socket to accept them."""
-        return sum(len(data) for data, _ in self._buffer)
+        return self._buffered
 
     def sendto(self, data: bytes, addr: _Addr | None = None) -> None:
         """Send one datagram now, or queue it behind datagrams the socket refused."""
@@ -101,7 +113,13 @@ class DatagramLink:
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return
+        if self._buffered + len(data) > MAX_SEND_BUFFER:
+            self._protocol.error_received(
+                OSError(errno.ENOBUFS, f"UDP send buffer full ({MAX_SEND_BUFFER} bytes): dropped")
+            )
+            return
         self._buffer.append((bytes(data), addr))
+        self._buffered += len(data)
 
     def close(self) -> None:
         """Stop reading; once the send buffer is flushed, call connection_lost."""
@@ -115,6 +133,7 @@ class DatagramLink:
     def abort(self) -> None:
         """Close now, dropping any buffered datagrams."""
         self._buffer.clear()
+        self._buffered = 0
         self._loop.remove_writer(self._fd)
         if self._closing:
             return
@@ -171,9 +190,11 @@ class DatagramLink:
                 return
             except OSError as exc:
                 self._buffer.popleft()
+                self._buffered -= len(data)
                 self._protocol.error_received(exc)
                 continue
             self._buffer.popleft()
+            self._buffered -= len(data)
         self._loop.remove_writer(self._fd)
         if self._closing:
             self._loop.call_soon(self._connection_lost, None)
@@ -190,6 +211,39 @@ class DatagramLink:
 async def open_datagram(
     protocol: _DatagramProtocol,
     *,
+    sock: socket.socket | None = None,
+    **options: Any,
+) -> DatagramLink:
+    """Run *protocol* on a UDP socket: *sock*, or one :func:`datagram_socket` opens.
+
+    Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
+    a unicast socket (see :func:`datagram_socket`); a given *sock* stays the
+    caller's to close if this fails.
+
+    Raises:
+        OSError: no address could be resolved, bound or connected.
+        NotImplementedError: the loop cannot watch sockets (a Windows Proactor loop).
+    """
+    loop = asyncio.get_running_loop()
+    owned = sock is None
+    if sock is None:
+        sock = await datagram_socket(**options)
+    else:
+        sock.setblocking(False)
+    try:
+        try:
+            peer: _Addr | None = sock.getpeername()
+        except OSError:
+            peer = None
+        return DatagramLink(loop, sock, protocol, peer)
+    except BaseException:
+        if owned:
+            sock.close()
+        raise
+
+
+async def datagram_socket(
+    *,
     local_addr: tuple[str, int] | None = None,
     remote_addr: tuple[str, int] | None = None,
     family: int = 0,
@@ -197,9 +251,8 @@ async def open_datagram(
     flags: int = 0,
     reuse_port: bool | None = None,
     allow_broadcast: bool | None = None,
-    sock: socket.socket | None = None,
-) -> DatagramLink:
-    """Open a UDP socket bound to *local_addr* and/or connected to *remote_addr*.
+) -> socket.socket:
+    """A non-blocking UDP socket bound to *local_addr* and/or connected to *remote_addr*.
 
     Takes the keyword arguments of ``loop.create_datagram_endpoint`` that apply to
     a unicast socket; anything else is a TypeError, as there.
@@ -208,13 +261,6 @@ async def open_datagram(
         OSError: no address could be resolved, bound or connected.
     """
     loop = asyncio.get_running_loop()
-    if sock is not None:
-        sock.setblocking(False)
-        try:
-            connected_to: _Addr | None = sock.getpeername()
-        except OSError:
-            connected_to = None
-        return DatagramLink(loop, sock, protocol, connected_to)
     target = remote_addr if remote_addr is not None else local_addr
     if target is None:
         raise ValueError("local_addr or remote_addr is required")
@@ -242,18 +288,12 @@ async def open_datagram(
                 candidate.bind(local_addr)
             if remote_addr is not None:
                 candidate.connect(address)
-                peer: _Addr | None = candidate.getpeername()
             else:
                 candidate.bind(address)
-                peer = None
         except OSError as exc:
             candidate.close()
             error = exc
             continue
-        try:
-            return DatagramLink(loop, candidate, protocol, peer)
-        except BaseException:
-            candidate.close()
-            raise
+        return candidate
     assert error is not None
     raise error

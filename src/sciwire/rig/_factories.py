@@ -1,93 +1,120 @@
-"""Building communicators: bind a server or connect a client, UDP or TCP.
+"""Opening a communicator's sockets: bind a server or connect a client, UDP or TCP.
 
-Kept apart from :mod:`sciwire.rig._client` (which calls these from
-``EchoProtocol.server`` and ``EchoProtocol.client``) so each module stays small.
+``EchoProtocol.server`` and ``EchoProtocol.client`` (in :mod:`sciwire.rig._client`)
+call these. They know sockets and asyncio, not the communicator: a server's socket
+is bound first and the communicator is made (by the caller's *make*) with the
+address actually bound, so nothing here writes into it afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import TYPE_CHECKING, Any
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
-from sciwire.rig._datagram import open_datagram
-from sciwire.rig._errors import ConnectError, RigValueError
-from sciwire.rig._links import StreamLink
-from sciwire.rig._uri import STREAM_SCHEMES, format_uri, parse_uri
+from sciwire.rig._datagram import datagram_socket, open_datagram
+from sciwire.rig._errors import ConnectError, RigValueError, UnsupportedTransportError
+from sciwire.rig._links import LinkOwner, StreamLink
+from sciwire.rig._uri import STREAM_SCHEMES
 
-if TYPE_CHECKING:
-    from sciwire.rig._client import EchoProtocol
+__all__ = [
+    "ServerOwner",
+    "bind_datagram",
+    "check_scheme",
+    "check_socket",
+    "connect_datagram",
+    "connect_errors",
+    "connect_stream",
+    "serve_stream",
+]
 
-__all__ = ["open_client", "open_server"]
+
+class ServerOwner(LinkOwner, Protocol):
+    """A TCP server's communicator: it owns the accepted links and the server."""
+
+    Server: asyncio.AbstractServer | None
 
 
-async def open_server(
-    cls: type[EchoProtocol],
-    server_uri: Any,
-    name: str | None,
-    log: logging.Logger | None,
-    **kwargs: Any,
-) -> EchoProtocol:
-    """``EchoProtocol.server``: bind *server_uri* (port 0: any free port)."""
-    proc, host, port = parse_uri(server_uri, allow_port_zero=True)
-    _check_scheme(proc)
-    loop = asyncio.get_running_loop()
-    uri = format_uri(proc, host, port or 1)  # validated with a stand-in port until bound
+S = TypeVar("S", bound=ServerOwner)
+D = TypeVar("D", bound=asyncio.DatagramProtocol)
+
+
+def check_scheme(proc: str) -> None:
+    """Refuse a scheme that is neither UDP nor one of iblutil's TCP spellings."""
+    if proc != "udp" and proc not in STREAM_SCHEMES:
+        raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")
+
+
+def check_socket(sock: Any, stream: bool) -> None:
+    """Refuse a socket whose type does not match the scheme (UDP, or TCP if *stream*).
+
+    Raises:
+        UnsupportedTransportError: the mismatch (also RuntimeError).
+    """
+    kind = getattr(sock, "type", None)
+    if kind == socket.SOCK_DGRAM:
+        if stream:
+            raise UnsupportedTransportError("Unsupported transport layer for UDP")
+    elif kind == socket.SOCK_STREAM:
+        if not stream:
+            raise UnsupportedTransportError("Unsupported transport layer for TCP/IP")
+    else:
+        raise UnsupportedTransportError(f"Unsupported transport layer with socket type {kind!r}")
+
+
+@contextlib.contextmanager
+def connect_errors(what: str) -> Iterator[None]:
+    """Report a socket's ``OSError`` as :class:`ConnectError` (also an OSError)."""
     try:
-        if proc in STREAM_SCHEMES:
-            protocol = cls(uri, "server", name=name, logger=log)
-            tcp_server = await loop.create_server(
-                lambda: StreamLink(protocol), host, port, **kwargs
-            )
-            protocol.Server = tcp_server
-            # the listening socket (iblutil's shows the last accepted connection's)
-            protocol._socket = tcp_server.sockets[0]
-            bound = tcp_server.sockets[0].getsockname()
-        else:
-            protocol = cls(uri, "server", name=name, logger=log)
-            await _open_udp(protocol, local_addr=(host, port), **kwargs)
-            bound = protocol._transport.get_extra_info("sockname")
+        yield
+    except ConnectError:
+        raise
     except OSError as exc:
-        raise ConnectError(f"cannot listen on {server_uri}: {exc}") from exc
-    protocol.server_uri = format_uri(proc, host, bound[1])
-    protocol._peer = (host, bound[1])
-    if name is None:
-        protocol.name = protocol.server_uri
-        if log is None:  # named after the bound address, as iblutil names it
-            protocol.logger = logging.getLogger(protocol.name)
-    protocol.logger.info("Listening on %s", protocol.server_uri)
+        raise ConnectError(f"{what}: {exc}") from exc
+
+
+async def serve_stream(make: Callable[[int], S], host: str, port: int, **kwargs: Any) -> S:
+    """Listen on TCP *host*:*port*; ``make(bound_port)`` builds the server's communicator.
+
+    Connections are accepted only once the communicator exists and holds the server.
+    """
+    loop = asyncio.get_running_loop()
+    owner: list[S] = []
+    kwargs.setdefault("start_serving", False)
+    server = await loop.create_server(lambda: StreamLink(owner[0]), host, port, **kwargs)
+    try:
+        owner.append(make(server.sockets[0].getsockname()[1]))
+        owner[0].Server = server
+        await server.start_serving()
+    except BaseException:
+        server.close()
+        raise
+    return owner[0]
+
+
+async def bind_datagram(make: Callable[[int], D], host: str, port: int, **kwargs: Any) -> D:
+    """Bind UDP *host*:*port* (or take ``sock=``); ``make(bound_port)`` builds the
+    communicator run on it."""
+    sock: socket.socket | None = kwargs.pop("sock", None)
+    owned = sock is None
+    if sock is None:
+        sock = await datagram_socket(local_addr=(host, port), **kwargs)
+    try:
+        protocol = make(sock.getsockname()[1])
+        await connect_datagram(protocol, sock=sock)
+    except BaseException:
+        if owned:
+            sock.close()
+        raise
     return protocol
 
 
-async def open_client(
-    cls: type[EchoProtocol],
-    server_uri: Any,
-    name: str | None,
-    log: logging.Logger | None,
-    **kwargs: Any,
-) -> EchoProtocol:
-    """``EchoProtocol.client``: connect to *server_uri*."""
-    proc, host, port = parse_uri(server_uri)
-    _check_scheme(proc)
-    uri = format_uri(proc, host, port)
-    loop = asyncio.get_running_loop()
-
-    def factory() -> EchoProtocol:
-        return cls(uri, "client", name=name, logger=log)
-
-    try:
-        if proc in STREAM_SCHEMES:
-            _, protocol = await loop.create_connection(factory, host, port, **kwargs)
-        else:
-            protocol = factory()
-            await _open_udp(protocol, remote_addr=(host, port), **kwargs)
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
-    return protocol
-
-
-async def _open_udp(protocol: EchoProtocol, **kwargs: Any) -> None:
-    """Give *protocol* a draining UDP transport (asyncio's on loops without add_reader)."""
+async def connect_datagram(protocol: D, **kwargs: Any) -> None:
+    """Run *protocol* on a UDP socket (``remote_addr=`` or ``sock=``, as
+    ``create_datagram_endpoint``): our draining transport, asyncio's on loops that
+    cannot watch sockets."""
     try:
         await open_datagram(protocol, **kwargs)
     except NotImplementedError:
@@ -95,6 +122,9 @@ async def _open_udp(protocol: EchoProtocol, **kwargs: Any) -> None:
         await loop.create_datagram_endpoint(lambda: protocol, **kwargs)
 
 
-def _check_scheme(proc: str) -> None:
-    if proc != "udp" and proc not in STREAM_SCHEMES:
-        raise RigValueError(f"Unsupported protocol {proc!r}: use udp, tcp, ws or wss")
+async def connect_stream(
+    protocol: asyncio.BaseProtocol, host: str, port: int, **kwargs: Any
+) -> None:
+    """Connect *protocol* to TCP *host*:*port*."""
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: protocol, host, port, **kwargs)

@@ -313,7 +313,14 @@ class EchoState(Generic[T]):
     Args:
         max_message_size: an echo exactly this long that is a prefix of the payload
             counts as a (truncated) match, as iblutil allows for UDP.
+
+    Attributes:
+        max_late: the most timed-out payloads kept as possible late echoes (one per
+            address); past it the oldest is dropped, so a server that times out
+            towards ever new addresses does not grow without end.
     """
+
+    max_late = 1024
 
     def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
         self.max_message_size = max_message_size
@@ -338,11 +345,19 @@ class EchoState(Generic[T]):
         """A copy of the awaited payloads and tokens by address."""
         return dict(self._awaiting)
 
+    def get(self, addr: Hashable) -> tuple[bytes, T] | None:
+        """The payload and token awaited from *addr*, or None (no copy of the table)."""
+        return self._awaiting.get(addr)
+
     def forget(self, addr: Hashable, late: bool = True) -> None:
         """Stop awaiting *addr*; with *late*, swallow its echo once if it still comes."""
         entry = self._awaiting.pop(addr, None)
         if entry is not None and late:
-            self._late[addr] = entry[0]
+            held = self._late
+            held.pop(addr, None)
+            if len(held) >= self.max_late:
+                del held[next(iter(held))]  # the oldest (dicts keep insertion order)
+            held[addr] = entry[0]
 
     def clear(self) -> list[T]:
         """Forget everything; return the tokens that were still awaiting."""
@@ -391,7 +406,10 @@ class LastSentView(MutableMapping[Hashable, tuple[bytes, T]], Generic[T]):
         self._state = state
 
     def __getitem__(self, addr: Hashable) -> tuple[bytes, T]:
-        payload, (token, _) = self._state.pending()[addr]
+        entry = self._state.get(addr)
+        if entry is None:
+            raise KeyError(addr)
+        payload, (token, _) = entry
         return payload, token
 
     def __setitem__(self, addr: Hashable, value: tuple[bytes, T]) -> None:

@@ -8,6 +8,7 @@ those replies. :func:`serve` stands up such a rig on our :class:`EchoProtocol`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
@@ -39,14 +40,25 @@ class RemoteRig:
     Args:
         com: a server-role communicator.
         info: extra fields for the EXPINFO reply.
+
+    Attributes:
+        max_received: how many of the latest messages :attr:`received` keeps.
+        max_queued: the most replies waiting behind a confirmed send in flight; a
+            peer that sends faster than it echoes gets no reply past it (counted in
+            ``reply_errors``).
     """
+
+    max_received = 10_000
+    max_queued = 1024
 
     def __init__(self, com: EchoProtocol, info: dict[str, Any] | None = None) -> None:
         self.com = com
         self.status = ExpStatus.CONNECTED
         self.info: dict[str, Any] = {"name": com.name, "main_sync": False, **(info or {})}
-        #: every message received, as (event, data, addr)
-        self.received: list[tuple[ExpMessage, list[Any], Addr]] = []
+        #: the latest messages received (up to max_received), as (event, data, addr)
+        self.received: collections.deque[tuple[ExpMessage, list[Any], Addr]] = collections.deque(
+            maxlen=self.max_received
+        )
         self.reply_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
         com.assign_callback(ExpMessage.any(), self._on_message)
@@ -64,6 +76,9 @@ class RemoteRig:
             reply = [event, *data]
         com = self.com
         if com.awaiting_response(addr):  # queue behind the confirmed send in flight
+            if len(self._tasks) >= self.max_queued:
+                self._failed(addr, OverflowError(f"{self.max_queued} replies already queued"))
+                return
             task = asyncio.ensure_future(self._reply(reply, addr))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

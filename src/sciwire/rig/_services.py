@@ -184,7 +184,7 @@ class Services(Service, Mapping[str, Any]):
         )
 
     async def stop(
-        self, data: Any = None, immediately: bool = False, **kwargs: Any
+        self, /, data: Any = None, immediately: bool = False, **kwargs: Any
     ) -> dict[str, Any]:
         """Send EXPEND (EXPINTERRUPT if *immediately*) in reverse order; gather replies."""
         event = ExpMessage.EXPINTERRUPT if immediately else ExpMessage.EXPEND
@@ -192,11 +192,11 @@ class Services(Service, Mapping[str, Any]):
             event, "stop", data=data, immediately=immediately, reverse=True, **kwargs
         )
 
-    async def status(self, status: Any, **kwargs: Any) -> dict[str, Any]:
+    async def status(self, /, status: Any, **kwargs: Any) -> dict[str, Any]:
         """Send EXPSTATUS to every rig and gather their EXPSTATUS replies."""
         return await self._signal(ExpMessage.EXPSTATUS, "status", status, **kwargs)
 
-    async def info(self, status: Any, data: Any = None, **kwargs: Any) -> dict[str, Any]:
+    async def info(self, /, status: Any, data: Any = None, **kwargs: Any) -> dict[str, Any]:
         """Send EXPINFO to every rig and gather their EXPINFO replies."""
         return await self._signal(ExpMessage.EXPINFO, "info", status, data=data, **kwargs)
 

@@ -1,9 +1,9 @@
 """iblutil's ``iblutil.io.net.app``: the echo communicator, Services, and an example entry point.
 
 Change ``from iblutil.io.net import app`` to ``from sciwire.rig import app``.
-:class:`EchoProtocol` waits for echoes with ``asyncio.wait_for`` as iblutil's does,
-so tests that patch ``app.asyncio.wait_for`` keep working; ``app.socket`` is the
-socket module, as there.
+``app.asyncio`` and ``app.socket`` are the modules, as there: a test that patches
+``app.asyncio.wait_for`` has :meth:`EchoProtocol.confirmed_send` wait through the
+patched function, as iblutil's does (unpatched, it waits under one shared timer).
 
     python -m sciwire.rig.app server --host 127.0.0.1     # a server for an hour
     python -m sciwire.rig.app client --host 127.0.0.1     # sends one EXPSTART

@@ -5,16 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from sciwire.clikit import (
+    JSON_OPTION,
+    UserError,
+    bind_error,
+    describe,
+    emit_json,
+    fail,
+    run_until_signal,
+)
 from sciwire.errors import SciwireError
 from sciwire.rig.client import EchoProtocol
 from sciwire.rig.protocol import ExpMessage
 from sciwire.rig.server import RemoteRig
 
 __all__ = ["group"]
+
+_SCHEMES = ("udp", "tcp", "ws", "wss")
 
 
 def _json_arg(text: str) -> Any:
@@ -39,18 +51,44 @@ def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
 
     Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT.
     """
-    try:
-        asyncio.run(_serve(uri, name, reply, count))
-    except KeyboardInterrupt:
-        pass
-    except (SciwireError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    _check_scheme(uri)
+
+    async def start() -> _Served:
+        try:
+            com = await EchoProtocol.server(uri, name=name)
+        except OSError as exc:
+            host, _, port = uri.partition("://")[2].rpartition(":")
+            raise bind_error("rig", host.strip("[]") or uri, int(port or 0), exc) from exc
+        except (SciwireError, ValueError) as exc:
+            raise UserError(f"cannot serve on {uri}: {describe(exc)}") from exc
+        return _Served(com, RemoteRig(com) if reply else None, asyncio.Event())
+
+    async def stop(served: _Served) -> None:
+        if served.rig is not None:
+            served.rig.close()
+        await served.com.wait_closed()
+
+    async def until(served: _Served) -> None:
+        await _serve(served, count)
+
+    run_until_signal(start, stop, until=until)
 
 
-async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
-    com = await EchoProtocol.server(uri, name=name)
-    rig = RemoteRig(com) if reply else None
-    done = asyncio.Event()
+@dataclass
+class _Served:
+    com: EchoProtocol
+    rig: RemoteRig | None
+    done: asyncio.Event
+
+
+def _check_scheme(uri: str) -> None:
+    scheme, sep, _ = uri.partition("://")
+    if sep and scheme.lower() not in _SCHEMES:
+        fail(f"{uri}: the scheme {scheme!r} is not one of {'/'.join(_SCHEMES)}")
+
+
+async def _serve(served: _Served, count: int) -> None:
+    com, done = served.com, served.done
     seen = 0
 
     def show(data: list[Any], addr: Any, event: ExpMessage) -> None:
@@ -63,13 +101,8 @@ async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
     com.assign_callback(ExpMessage.any(), show)
     click.echo(f"listening on {com.server_uri}")
     sys.stdout.flush()
-    try:
-        await done.wait()
-        await asyncio.sleep(0.05)  # let a --reply answer to the last message go out
-    finally:
-        if rig is not None:
-            rig.close()
-        await com.wait_closed()
+    await done.wait()
+    await asyncio.sleep(0.05)  # let a --reply answer to the last message go out
 
 
 @group.command()
@@ -80,8 +113,14 @@ async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
 @click.option(
     "--wait-reply", type=float, default=None, help="Also wait this long for the same event back."
 )
+@JSON_OPTION
 def send(
-    uri: str, event: str, data: tuple[str, ...], timeout: float, wait_reply: float | None
+    uri: str,
+    event: str,
+    data: tuple[str, ...],
+    timeout: float,
+    wait_reply: float | None,
+    as_json: bool,
 ) -> None:
     """Send EVENT (name or code) with DATA (each argument JSON, else text) to URI.
 
@@ -95,10 +134,19 @@ def send(
     if not code:
         raise click.BadParameter("code 0 is the error report, not an event", param_hint="EVENT")
     args = [_json_arg(d) for d in data] or [None]
+    _check_scheme(uri)
     try:
         reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))
-    except (SciwireError, OSError, TimeoutError, asyncio.TimeoutError, RuntimeError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        what = "its echo" if "echo" in str(exc).lower() or not wait_reply else "a reply"
+        raise UserError(f"{uri}: no answer ({what}) in time: {describe(exc)}") from exc
+    except (SciwireError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{uri}: {describe(exc)}") from exc
+    if as_json:
+        emit_json({"confirmed": code.name, "data": args})
+        if reply is not None:
+            emit_json({"reply": code.name, "data": reply})
+        return
     click.echo(f"confirmed {code.name} {json.dumps(args)}")
     if reply is not None:
         click.echo(f"reply {code.name} {json.dumps(reply)}")

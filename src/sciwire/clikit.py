@@ -86,6 +86,8 @@ def setup_logging(verbose: int, level: str | None) -> None:
         "%(levelname)s: %(message)s"
     )
     handler.setFormatter(logging.Formatter(fmt, "%H:%M:%S"))
+    if not (verbose or level):
+        handler.addFilter(_quiet)
     logger = logging.getLogger("sciwire")
     # replace, not add: CliRunner tests invoke the root many times in one process
     for old in list(logger.handlers):
@@ -99,6 +101,18 @@ def setup_logging(verbose: int, level: str | None) -> None:
         # -vvv: the libraries underneath (asyncio, aiohttp) too
         logging.getLogger().setLevel(logging.DEBUG)
         logging.getLogger().addHandler(handler)
+
+
+#: Without -v, warnings are shown from these loggers only: the CLI's own (a silent
+#: instrument) and the server side a serving command runs (a client asking for the wrong
+#: serial). A client library's retry warnings would only repeat the error line.
+#: (Private module names count too: ``sciwire.ifcb._server``.)
+_LOUD = frozenset({"cli", "server", "hub", "simulator", "emulator"})
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    module = record.name.rsplit(".", 1)[-1].lstrip("_")
+    return record.levelno >= logging.ERROR or module in _LOUD
 
 
 def describe(exc: BaseException) -> str:
@@ -201,8 +215,13 @@ def run_until_signal(
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does (main thread only)."""
 
+    fired: list[int] = []
+
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        # once: a second SIGTERM (a supervisor repeating itself) must not break the cleanup
+        if not fired:
+            fired.append(signum)
+            raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)

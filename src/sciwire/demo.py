@@ -66,12 +66,11 @@ WIDTH = 100
 
 #: One command per package to try after the demo.
 TRY_NEXT: dict[str, str] = {
-    "command": "sciwire command serve --fast   then: sciwire command call get_id_by_email x@y.org",
-    "drms": "sciwire drms emulate -p 8080   then: sciwire drms series -s http://127.0.0.1:8080/",
-    "samp": "sciwire samp hub   then: sciwire samp snoop   and: sciwire samp send samp.app.ping",
-    "ifcb": "sciwire ifcb sim   then: sciwire ifcb monitor ws://127.0.0.1:8092/ifcbHub 111-111-111",
-    "rig": "sciwire rig serve udp://127.0.0.1:11001 --reply   then: sciwire rig send "
-    "udp://127.0.0.1:11001 EXPSTATUS 1",
+    "command": "sciwire command serve --fast; sciwire command call get_running_version",
+    "drms": "sciwire drms emulate -p 8080; sciwire drms series -s http://127.0.0.1:8080/",
+    "samp": "sciwire samp hub; sciwire samp snoop; sciwire samp send samp.app.ping",
+    "ifcb": "sciwire ifcb sim; sciwire ifcb monitor ws://127.0.0.1:8092/ifcbHub 111-111-111",
+    "rig": "sciwire rig serve udp://127.0.0.1:11001 --reply; sciwire rig send THAT-URI EXPINIT",
 }
 
 
@@ -81,19 +80,19 @@ def _table(rows: list[DemoRow]) -> str:
     head = ("package", "result", "time")
     cells = [(r.package, "ok" if r.ok else "FAILED", f"{r.seconds:.2f} s") for r in rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
-    indent = sum(widths) + 2 * len(widths)
-    text_width = max(30, WIDTH - indent)
 
     def left(row: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "  "
 
-    lines = [left(head) + "  what ran; what was checked"]
-    lines.append("  ".join("-" * w for w in widths) + "  " + "-" * min(text_width, 27))
+    indent = len(left(head))
+    text_width = max(30, WIDTH - indent)
+    lines = [left(head) + "what ran; what was checked"]
+    lines.append("  ".join("-" * w for w in widths) + "  " + "-" * min(text_width, 26))
     for row, cell in zip(rows, cells, strict=True):
         wrapped = textwrap.wrap(f"ran {row.ran}", text_width, subsequent_indent="  ")
         wrapped += textwrap.wrap(f"checked {row.checked}", text_width, subsequent_indent="  ")
         for i, part in enumerate(wrapped or [""]):
-            lines.append(((left(cell) if i == 0 else " " * indent) + "  " + part).rstrip())
+            lines.append(((left(cell) if i == 0 else " " * indent) + part).rstrip())
     return "\n".join(lines)
 
 
@@ -102,7 +101,7 @@ def _try_next(packages: Iterable[str]) -> list[str]:
     for package in packages:
         hint = TRY_NEXT.get(package)
         if hint:
-            lines.append(f"  {package:<8}{hint}"[:WIDTH])
+            lines.append(f"  {package:<8}{hint}")
     return lines
 
 

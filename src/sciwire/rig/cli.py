@@ -74,6 +74,10 @@ def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
     run_until_signal(start, stop, until=until)
 
 
+class _NoReply(Exception):
+    """The message was echoed, but no reply came within --wait-reply."""
+
+
 @dataclass
 class _Served:
     com: EchoProtocol
@@ -137,9 +141,10 @@ def send(
     _check_scheme(uri)
     try:
         reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))
+    except _NoReply as exc:
+        raise UserError(f"{uri}: echoed, but no {code.name} reply within {wait_reply:g} s") from exc
     except (TimeoutError, asyncio.TimeoutError) as exc:
-        what = "its echo" if "echo" in str(exc).lower() or not wait_reply else "a reply"
-        raise UserError(f"{uri}: no answer ({what}) in time: {describe(exc)}") from exc
+        raise UserError(f"{uri}: no echo within {timeout:g} s (is a rig listening?)") from exc
     except (SciwireError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{uri}: {describe(exc)}") from exc
     if as_json:
@@ -162,7 +167,10 @@ async def _send(
             await com.confirmed_send([event, *args], timeout=timeout)
             if waiter is None:
                 return None
-            data, _ = await asyncio.wait_for(waiter, wait_reply)
+            try:
+                data, _ = await asyncio.wait_for(waiter, wait_reply)
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise _NoReply from exc
             return data
         finally:
             if waiter is not None and not waiter.done():

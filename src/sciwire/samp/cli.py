@@ -294,7 +294,6 @@ def snoop(lockfile: str | None, count: int, as_json: bool) -> None:
     enough = threading.Event()
     hub_gone = threading.Event()
     lock = threading.Lock()
-    me: list[str | None] = [None]
 
     def show(record: dict[str, Any]) -> None:
         nonlocal seen
@@ -311,7 +310,8 @@ def snoop(lockfile: str | None, count: int, as_json: bool) -> None:
             mtype.startswith("samp.hub.event.")
             and isinstance(params, dict)
             and params.get("id") is not None
-            and params.get("id") == me[0]
+            # asked live: our subscriptions event can arrive before connect() returns
+            and params.get("id") == client.get_public_id()
         )
 
     def on_notification(key: str, sender: str, mtype: str, params: Any, extra: Any) -> None:
@@ -340,8 +340,7 @@ def snoop(lockfile: str | None, count: int, as_json: bool) -> None:
                 _bounded(10.0, f"the SAMP hub at {url}", lambda: client.connect(hub_params=params))
             except Exception as exc:
                 fail(f"no SAMP hub at {url}: {describe(exc)}")
-            me[0] = client.get_public_id()
-            click.echo(f"snooping as {me[0]} on {url}", err=True)
+            click.echo(f"snooping as {client.get_public_id()} on {url}", err=True)
             _watch(client, enough, hub_gone)
             if hub_gone.is_set():
                 click.echo("the SAMP hub shut down; stopping", err=True)
@@ -361,6 +360,6 @@ def _watch(client: Any, enough: threading.Event, hub_gone: threading.Event) -> N
             continue
         try:
             _bounded(5.0, "the SAMP hub", client.ping)
-        except (click.ClickException, Exception) as exc:
+        except Exception as exc:
             hub_gone.set()
             fail(f"lost the SAMP hub: {describe(exc)}")

@@ -26,11 +26,15 @@ SIM_URL = "ws://127.0.0.1:8092"
 
 #: What a block's output must contain (its comments say so), by a phrase in its code.
 EXPECT = {
-    "server.expose(add)": ["5 Add two numbers."],
+    "print(cli.add(2, 3), cli.add.__doc__)": ["5 Add two numbers."],
+    "print(cli.add(2, 3))": ["5\n", "TypeError"],
     "JsocEmulator() as emu": ["hmi.v_45s"],
     "SAMPHubServer(web_profile=False)": ["'samp.status': 'samp.ok'"],
-    "relay_message_to_host(\"routine:runsample\")": ["running"],
-    "Services(clients, timeout=10)": ["{'cam': [None], 'ephys': [None]}"],
+    'client.on(("valuechanged", "pausestate"), on_pause)': ["running"],
+    "ROIs, PeakA": ["ROIs, PeakA 0."],
+    "print(await services.stop())  # {'cam'": ["{'cam': [None], 'ephys': [None]}"],
+    "print(seen)": ["[[20]]"],
+    "isinstance(err, OSError)": ["True True"],
 }
 
 
@@ -57,7 +61,7 @@ def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
         if phrase in code:
             for text in wanted:
                 assert text in out, (where, out)
-    if "triggercontent" in code:  # one "top left bytes PeakA" line per ROI
+    if "print(top, left, len(image.data)" in code:  # one "top left bytes PeakA" line per ROI
         assert re.search(r"^\d+ \d+ \d+ 0\.\d+$", out, re.M), out
 
 

@@ -6,7 +6,7 @@ import sciwire
 
 project = "sciwire"
 author = "the sciwire developers"
-copyright = "the sciwire developers"  # noqa: A001 - Sphinx's setting name
+copyright = "the sciwire developers"
 version = release = sciwire.__version__
 
 extensions = [

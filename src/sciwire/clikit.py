@@ -28,6 +28,7 @@ import click
 __all__ = [
     "JSON_OPTION",
     "LOG_LEVELS",
+    "PORT",
     "UserError",
     "bind_error",
     "describe",
@@ -170,6 +171,9 @@ def emit_json(record: Any) -> None:
     click.echo(text)
     sys.stdout.flush()
 
+
+#: The type of every ``--port`` option: a TCP/UDP port number (0 lets the system pick).
+PORT = click.IntRange(0, 65535)
 
 #: The ``--json`` flag of every client command that prints data.
 JSON_OPTION = click.option(

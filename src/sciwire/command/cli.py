@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from sciwire.clikit import JSON_OPTION, bind_error, emit_json, fail, run_until_signal, verbosity
+from sciwire.clikit import (
+    JSON_OPTION,
+    PORT,
+    bind_error,
+    emit_json,
+    fail,
+    run_until_signal,
+    verbosity,
+)
 from sciwire.command import CommandConnectError, CommandError, CommandTimeout
 
 __all__ = ["group"]
@@ -22,6 +30,7 @@ def group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port",
+    type=PORT,
     default=39002,
     show_default=True,
     help="command_core port (vis listens on port+1, rtp on port+3; 0 = any free ports).",
@@ -73,7 +82,7 @@ def serve(host: str, port: int, license_id: str | None, speed: float, fast: bool
 @click.argument("method")
 @click.argument("params", nargs=-1)
 @click.option("--host", default="localhost", show_default=True)
-@click.option("--port", default=39002, show_default=True)
+@click.option("--port", type=PORT, default=39002, show_default=True)
 @click.option("--license", "license_id", default=None, help="License-ID header to send.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the answer.")
 @JSON_OPTION

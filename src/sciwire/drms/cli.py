@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sciwire.clikit import JSON_OPTION, bind_error, emit_json, run_until_signal
+from sciwire.clikit import JSON_OPTION, PORT, bind_error, emit_json, run_until_signal
 from sciwire.drms.client import HttpJsonClient
 from sciwire.drms.config import ServerConfig, get_server, jsoc_layout
 from sciwire.drms.exceptions import DrmsError
@@ -61,7 +61,9 @@ def group() -> None:
 
 @group.command(short_help="Serve the JSOC emulator on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", "-p", default=0, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--port", "-p", type=PORT, default=0, show_default=True, help="Port (0 picks a free one)."
+)
 def emulate(host: str, port: int) -> None:
     """Serve the JSOC emulator until interrupted."""
     from sciwire.drms.server import JsocEmulator

@@ -14,6 +14,7 @@ import click
 
 from sciwire.clikit import (
     JSON_OPTION,
+    PORT,
     UserError,
     bind_error,
     describe,
@@ -53,7 +54,9 @@ def group() -> None:
 
 @group.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8092, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--port", type=PORT, default=8092, show_default=True, help="Port (0 picks a free one)."
+)
 @click.option("--serial", default="111-111-111", show_default=True, help="Instrument serial.")
 @click.option("--rate", default=20.0, show_default=True, help="Triggers per second in routines.")
 @click.option("--triggers", default=10, show_default=True, help="Triggers per runsample.")

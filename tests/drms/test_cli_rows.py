@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,48 @@ def test_unreachable_server_is_one_line() -> None:
     code, _, err = invoke("series", "-s", f"http://127.0.0.1:{port}/", "--timeout", "5")
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and f"127.0.0.1:{port}" in err
+
+
+def _export_to(emu: JsocEmulator, dest: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "sciwire", "drms", "export", "hmi.v_45s[2016.04.01/2m]",
+        "-s", emu.url, "-e", "user@example.com", "--method", "url", "--dest", str(dest),
+    ]  # fmt: skip
+
+
+def test_download_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
+    emu = JsocEmulator(queue_time=0.05, processing_time=0.05).start_background()
+    try:
+        piped = subprocess.run(
+            _export_to(emu, tmp_path / "piped"), capture_output=True, text=True, timeout=60
+        )
+        assert piped.returncode == 0 and "files" not in piped.stderr  # not a terminal: off
+        main_fd, term_fd = pty.openpty()
+        try:
+            proc = subprocess.Popen(
+                _export_to(emu, tmp_path / "tty"),
+                stdout=subprocess.PIPE,
+                stderr=term_fd,
+                stdin=subprocess.DEVNULL,
+            )
+            os.close(term_fd)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(main_fd, 4096)
+                except OSError:  # the terminal's other end closed: the command exited
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            assert proc.wait(60) == 0
+            assert proc.stdout is not None
+            proc.stdout.close()
+        finally:
+            os.close(main_fd)
+    finally:
+        emu.stop_background()
+    text = shown.decode("utf-8", "replace")
+    assert "download 3/3 files" in text  # the total bar, files done in its label
+    assert "B/s" in text and "<00:00" in text  # rate and ETA
+    assert "5151440" in text  # a per-file bar, named by the end of its file name

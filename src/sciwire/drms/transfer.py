@@ -1,7 +1,8 @@
 """Export waiting and file downloads (blocking and asyncio): resume, size checks, progress.
 
-The progress display is a small built-in line on stderr (no tqdm dependency), shown
-by default only when stderr is a terminal.
+The progress display (tqdm bars: total and per file, rate, ETA; see
+:mod:`sciwire.core.progress`) is shown by default only when stderr is a terminal; without
+tqdm it is a one-line counter.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import IO, Any
 
 import aiohttp
 
+from sciwire.core.progress import DownloadBars
 from sciwire.drms import protocol as P
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
 from sciwire.drms.transport import BlockingTransport
@@ -36,15 +38,23 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class Progress:
-    """A one-line download progress display: files done, bytes received.
+    """The download progress display: tqdm bars, or a one-line counter.
 
     Args:
         files: number of files expected.
         enabled: True/False, or None to show it only when *stream* is a terminal.
         stream: where to draw (stderr by default).
+        fancy: tqdm bars (total and per file, rate, ETA) when tqdm is installed; False
+            for the one-line counter.
     """
 
-    def __init__(self, files: int, enabled: bool | None = None, stream: IO[str] | None = None):
+    def __init__(
+        self,
+        files: int,
+        enabled: bool | None = None,
+        stream: IO[str] | None = None,
+        fancy: bool = True,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -55,22 +65,41 @@ class Progress:
         self.nbytes = 0
         self._lock = threading.Lock()
         self._drawn = 0.0
+        self._bars: DownloadBars | None = None
+        if enabled and fancy:
+            try:
+                self._bars = DownloadBars(files, self.stream)
+            except ImportError:  # tqdm missing: the plain line below
+                self._bars = None
 
-    def add(self, nbytes: int) -> None:
-        """Count received bytes."""
+    def begin(self, name: str, size: int | None, offset: int) -> None:
+        """A file's answer arrived: its *size* (if known), *offset* bytes already on disk."""
+        if self._bars is not None:
+            self._bars.begin(name, size, offset)
+
+    def add(self, nbytes: int, name: str | None = None) -> None:
+        """Count received bytes (of file *name*, when given)."""
+        if self._bars is not None:
+            self._bars.add(nbytes, name)
+            return
         with self._lock:
             self.nbytes += nbytes
             self._draw(force=False)
 
-    def file_done(self) -> None:
+    def file_done(self, name: str | None = None) -> None:
         """Count a finished file."""
+        if self._bars is not None:
+            self._bars.file_done(name)
+            return
         with self._lock:
             self.done += 1
             self._draw(force=True)
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled:
+        """End the display."""
+        if self._bars is not None:
+            self._bars.close()
+        elif self.enabled:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -246,10 +275,11 @@ def _fetch_blocking(
             if mode is None:
                 continue
             if mode:
+                bar.begin(final.name, fetch.expected, fetch.offset if mode == "ab" else 0)
                 with open(fetch.part, mode) as out:
                     while chunk := body.read(_CHUNK):
                         out.write(chunk)
-                        bar.add(len(chunk))
+                        bar.add(len(chunk), final.name)
         return fetch.finish()
     raise fetch.no_resume()
 
@@ -275,7 +305,7 @@ def download_blocking(
             t = local.transport = BlockingTransport(timeout=timeout)
             transports.append(t)
         path = _fetch_blocking(t, job[1], dest / job[0], overwrite, bar)
-        bar.file_done()
+        bar.file_done(job[0])
         return path
 
     try:
@@ -301,10 +331,11 @@ async def _fetch_async(
             if mode is None:
                 continue
             if mode:
+                bar.begin(final.name, fetch.expected, fetch.offset if mode == "ab" else 0)
                 with open(fetch.part, mode) as out:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         out.write(chunk)
-                        bar.add(len(chunk))
+                        bar.add(len(chunk), final.name)
         return fetch.finish()
     raise fetch.no_resume()
 
@@ -333,7 +364,7 @@ async def download_async(
                 raise ConnectError(f"cannot connect for {url}: {exc}") from exc
             except (aiohttp.ClientError, aiohttp.ClientPayloadError) as exc:
                 raise ConnectionClosed(f"download failed for {url}: {exc!r}") from exc
-            bar.file_done()
+            bar.file_done(name)
             return path
 
     try:

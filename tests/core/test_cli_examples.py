@@ -33,7 +33,7 @@ EXPECT = {
     'client.on(("valuechanged", "pausestate"), on_pause)': ["running"],
     "ROIs, PeakA": ["ROIs, PeakA 0."],
     "print(await services.stop())  # {'cam'": ["{'cam': [None], 'ephys': [None]}"],
-    "print(seen)": ["[[20]]"],
+    'print("rig got", data)': ["rig got [20]"],
     "isinstance(err, OSError)": ["True True"],
 }
 

@@ -82,3 +82,13 @@ def test_snoop_exits_0_on_signals(hub: SAMPHubServer, signum: int) -> None:
     with running("samp", "snoop", "--lockfile", hub.lockfile or "") as job:
         job.wait_line("snooping as", err=True)
         job.signal(signum).clean(0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_hub_exits_0_on_signals_and_removes_its_lockfile(tmp_path: Path, signum: int) -> None:
+    lockfile = tmp_path / "hub.lock"
+    with running("samp", "hub", "--no-web", "--lockfile", str(lockfile)) as job:
+        job.wait_line("SAMP hub http://", err=True)
+        assert lockfile.exists()
+        job.signal(signum).clean(0)
+    assert not lockfile.exists()

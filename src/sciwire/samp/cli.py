@@ -153,14 +153,20 @@ def hub(
         web_port=web_port,
         web_auth=web_auth,
     )
-    try:
-        server.start()
-    except SAMPHubError as exc:
-        click.echo(f"sciwire samp hub: {exc}", err=True)
-        sys.exit(1)
-    web = f", web profile on port {server.web_port}" if not no_web else ""
-    click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
-    server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+    # SIGTERM is Ctrl-C from the start (the hub then leaves SIGTERM to us): a signal that
+    # lands before wait() took over still stops the hub, removes the lockfile, exits 0
+    with sigterm_as_interrupt():
+        try:
+            server.start()
+        except SAMPHubError as exc:
+            click.echo(f"sciwire samp hub: {exc}", err=True)
+            sys.exit(1)
+        web = f", web profile on port {server.web_port}" if not no_web else ""
+        try:
+            click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
+            server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+        except KeyboardInterrupt:
+            server.stop()
 
 
 @group.command()

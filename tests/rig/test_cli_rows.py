@@ -41,3 +41,13 @@ def test_send_with_nobody_listening_is_one_line() -> None:
     result = run("rig", "send", f"udp://127.0.0.1:{port}", "EXPINIT", "--timeout", "0.5")
     result.clean(1)
     assert len(result.err.strip().splitlines()) == 1 and f"127.0.0.1:{port}" in result.err
+
+
+def test_serve_json_lines() -> None:
+    with running("rig", "serve", "tcp://127.0.0.1:0", "--json", "--count", "1") as job:
+        uri = job.wait_line("listening on").split()[-1]
+        run("rig", "send", uri, "EXPINIT", '{"subject": "mouse"}').clean(0)
+        result = job.wait().clean(0)
+    record = json.loads(result.out.splitlines()[-1])
+    assert record["event"] == "EXPINIT" and record["data"] == [{"subject": "mouse"}]
+    assert record["from"].startswith("127.0.0.1:")

@@ -92,3 +92,15 @@ def test_hub_exits_0_on_signals_and_removes_its_lockfile(tmp_path: Path, signum:
         assert lockfile.exists()
         job.signal(signum).clean(0)
     assert not lockfile.exists()
+
+
+def test_snoop_notices_a_hub_that_died(tmp_path: Path) -> None:
+    lockfile = tmp_path / "hub.lock"
+    with running("samp", "hub", "--no-web", "--lockfile", str(lockfile)) as hub:
+        hub.wait_line("SAMP hub http://", err=True)
+        with running("samp", "snoop", "--lockfile", str(lockfile)) as job:
+            job.wait_line("snooping as", err=True)
+            hub.proc.kill()  # no shutdown event: the snooper must find out by itself
+            hub.proc.wait()
+            result = job.wait(60).clean(1)
+    assert result.err.strip().splitlines()[-1].startswith("error: lost the SAMP hub")

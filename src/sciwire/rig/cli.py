@@ -46,10 +46,12 @@ def group() -> None:
 @click.option("--name", "-n", default=None, help="Label of this rig.")
 @click.option("--reply", is_flag=True, help="Answer each message with the same event.")
 @click.option("--count", type=int, default=0, help="Exit after this many messages (0: never).")
-def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
+@JSON_OPTION
+def serve(uri: str, name: str | None, reply: bool, count: int, as_json: bool) -> None:
     """Listen on URI (udp://host:port, tcp://..., [::1] works; port 0 picks one).
 
-    Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT.
+    Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT (with
+    --json: {"event", "data", "from"} objects). Stops on Ctrl-C or SIGTERM.
     """
     _check_scheme(uri)
 
@@ -69,7 +71,7 @@ def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
         await served.com.wait_closed()
 
     async def until(served: _Served) -> None:
-        await _serve(served, count)
+        await _serve(served, count, as_json)
 
     run_until_signal(start, stop, until=until)
 
@@ -91,14 +93,17 @@ def _check_scheme(uri: str) -> None:
         fail(f"{uri}: the scheme {scheme!r} is not one of {'/'.join(_SCHEMES)}")
 
 
-async def _serve(served: _Served, count: int) -> None:
+async def _serve(served: _Served, count: int, as_json: bool) -> None:
     com, done = served.com, served.done
     seen = 0
 
     def show(data: list[Any], addr: Any, event: ExpMessage) -> None:
         nonlocal seen
         seen += 1
-        click.echo(f"{event.name} {json.dumps(data)} {addr[0]}:{addr[1]}")
+        if as_json:
+            emit_json({"event": event.name, "data": data, "from": f"{addr[0]}:{addr[1]}"})
+        else:
+            click.echo(f"{event.name} {json.dumps(data)} {addr[0]}:{addr[1]}")
         if count and seen >= count:
             done.set()
 

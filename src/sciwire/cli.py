@@ -75,6 +75,11 @@ class _Root(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:
+            # the reader went away (`sciwire ... | head`): stop quietly, and keep Python
+            # from complaining again when it flushes stdout at exit
+            clikit.silence_stdout()
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             clikit.report(exc)
 

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import traceback
@@ -38,6 +39,7 @@ __all__ = [
     "run_until_signal",
     "setup_logging",
     "sigterm_as_interrupt",
+    "silence_stdout",
     "verbosity",
 ]
 
@@ -152,6 +154,16 @@ def bind_error(what: str, host: str, port: int, exc: OSError) -> UserError:
         reason = describe(exc)
     shown = f"[{host}]" if ":" in host else host
     return UserError(f"{what}: cannot listen on {shown}:{port}: {reason}")
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null (after a broken pipe, so the exit flush cannot fail)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner)
+        pass
 
 
 def _plain(value: Any) -> Any:

@@ -148,3 +148,21 @@ def test_download_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
     assert "download 3/3 files" in text  # the total bar, files done in its label
     assert "B/s" in text and "<00:00" in text  # rate and ETA
     assert "5151440" in text  # a per-file bar, named by the end of its file name
+
+
+def test_a_closed_pipe_stops_quietly(emulator: JsocEmulator) -> None:
+    # `sciwire drms query ... | head -1`: the reader leaves long before the output ends
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sciwire", "drms", "query", "hmi.v_45s[2016.04.01/4d]",
+         "-s", emulator.url, "-k", "T_REC,QUALITY,DATAMEAN", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["T_REC"]
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(60) in (0, 1)
+    assert err == ""  # no traceback, no "Exception ignored ... BrokenPipeError"

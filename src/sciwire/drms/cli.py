@@ -167,10 +167,18 @@ def query(
 @_SERVER
 @_TIMEOUT
 @click.option(
-    "--method", type=click.Choice(EXPORT_METHODS), default="url_quick", show_default=True
+    "--method",
+    type=click.Choice(EXPORT_METHODS),
+    default="url_quick",
+    show_default=True,
+    help="JSOC export method (url_quick: files as stored, at once when possible).",
 )
 @click.option(
-    "--protocol", type=click.Choice(EXPORT_PROTOCOLS), default="as-is", show_default=True
+    "--protocol",
+    type=click.Choice(EXPORT_PROTOCOLS),
+    default="as-is",
+    show_default=True,
+    help="File format JSOC writes.",
 )
 @click.option(
     "--dest",

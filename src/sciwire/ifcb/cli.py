@@ -21,6 +21,7 @@ from sciwire.clikit import (
     emit_json,
     fail,
     run_until_signal,
+    silence_stdout,
 )
 from sciwire.errors import RemoteError, SciwireError
 
@@ -142,10 +143,14 @@ def monitor(
             if count and seen >= count:
                 return  # a burst may hold more than asked for: show exactly --count
             seen += 1
-            if as_json:
-                emit_json({"message": [_plain(f) for f in fields]})
-            else:
-                click.echo(_show(list(fields)))
+            try:
+                if as_json:
+                    emit_json({"message": [_plain(f) for f in fields]})
+                else:
+                    click.echo(_show(list(fields)))
+            except BrokenPipeError:  # `... | head`: the reader has all it wanted
+                silence_stdout()
+                watch.done.set()
             if count and seen >= count:
                 watch.done.set()
 

@@ -69,6 +69,12 @@ class _Root(click.Group):
         # The one place where a failure becomes one line for the user (and a traceback
         # only with -v): every subcommand runs inside this call.
         try:
+            return self._invoke(ctx)
+        finally:
+            clikit.restore_logging()  # an in-process run (a test) leaves no logging behind
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise

@@ -36,6 +36,7 @@ __all__ = [
     "emit_json",
     "fail",
     "report",
+    "restore_logging",
     "run_until_signal",
     "setup_logging",
     "sigterm_as_interrupt",
@@ -72,8 +73,9 @@ def verbosity() -> int:
 def setup_logging(verbose: int, level: str | None) -> None:
     """Send log records to stderr: ``-v`` shows INFO, ``-vv`` DEBUG, ``--log-level`` decides.
 
-    Without either, only warnings of the sciwire loggers are shown, as one line each, so
-    a warning such as "no message from this instrument" still reaches the user.
+    Without either, only warnings of the command's own loggers and of the server it runs
+    are shown, one line each (a warning such as "no message from this instrument" still
+    reaches the user). Undo with :func:`restore_logging` (the root command does).
     """
     _state["verbosity"] = verbose
     if level is not None:
@@ -91,19 +93,31 @@ def setup_logging(verbose: int, level: str | None) -> None:
     handler.setFormatter(logging.Formatter(fmt, "%H:%M:%S"))
     if not (verbose or level):
         handler.addFilter(_quiet)
-    logger = logging.getLogger("sciwire")
-    # replace, not add: CliRunner tests invoke the root many times in one process
-    for old in list(logger.handlers):
-        if getattr(old, "_sciwire_cli", False):
-            logger.removeHandler(old)
-    handler._sciwire_cli = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(chosen)
-    logger.propagate = False
+    # -vvv: the libraries underneath (asyncio, aiohttp) too
+    target = logging.getLogger() if verbose >= 3 else logging.getLogger("sciwire")
+    _remove_handler()
+    _installed.append((target, handler, target.level))
+    target.addHandler(handler)
+    target.setLevel(chosen)
     if verbose >= 3:
-        # -vvv: the libraries underneath (asyncio, aiohttp) too
-        logging.getLogger().setLevel(logging.DEBUG)
-        logging.getLogger().addHandler(handler)
+        logging.getLogger("sciwire").setLevel(logging.DEBUG)
+
+
+_installed: list[tuple[logging.Logger, logging.Handler, int]] = []
+
+
+def _remove_handler() -> None:
+    while _installed:
+        logger, handler, level = _installed.pop()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def restore_logging() -> None:
+    """Undo :func:`setup_logging` (in-process runs, such as tests, leave no trace)."""
+    _remove_handler()
+    logging.getLogger("sciwire").setLevel(logging.NOTSET)
+    _state["verbosity"] = 0
 
 
 #: Without -v, warnings are shown from these loggers only: the CLI's own (a silent

@@ -34,7 +34,6 @@ def test_bad_log_level_is_a_usage_error() -> None:
 
 
 def test_unexpected_errors_are_one_line_without_v() -> None:
-    clikit.setup_logging(0, None)
     with pytest.raises(clikit.UserError) as err:
         clikit.report(RuntimeError("boom"))
     assert err.value.format_message() == (
@@ -43,6 +42,18 @@ def test_unexpected_errors_are_one_line_without_v() -> None:
     with pytest.raises(clikit.UserError) as err:
         clikit.report(ConnectionRefusedError(111, "Connection refused"))
     assert err.value.format_message() == "[Errno 111] Connection refused"
+
+
+def test_in_process_runs_leave_logging_as_they_found_it() -> None:
+    from click.testing import CliRunner
+
+    from sciwire.cli import main
+
+    logger = logging.getLogger("sciwire")
+    before = (logger.level, list(logger.handlers), logger.propagate)
+    CliRunner().invoke(main, ["-vv", "drms", "series", "-s", closed_url()])
+    assert (logger.level, list(logger.handlers), logger.propagate) == before
+    assert clikit.verbosity() == 0
 
 
 def test_verbose_report_prints_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,8 +65,7 @@ def test_verbose_report_prints_the_traceback(capsys: pytest.CaptureFixture[str])
             with pytest.raises(clikit.UserError):
                 clikit.report(exc)
     finally:
-        clikit.setup_logging(0, None)
-        logging.getLogger("sciwire").setLevel(logging.NOTSET)
+        clikit.restore_logging()
     assert "Traceback" in capsys.readouterr().err
 
 

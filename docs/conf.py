@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import sciwire
 
 project = "sciwire"
@@ -19,7 +22,7 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["deflist"]
 
@@ -69,3 +72,28 @@ def _join_name_lists(
 def setup(app: object) -> None:
     """Register the docstring clean-up ahead of napoleon (priority 500)."""
     app.connect("autodoc-process-docstring", _join_name_lists, priority=400)  # type: ignore[attr-defined]
+
+
+# Each package page shows that package's section of differences.md, cut out at build time
+# (into the git-ignored _generated/), so the list has one home and the pages cannot drift.
+_HERE = Path(__file__).resolve().parent
+PACKAGES = ("command", "drms", "samp", "ifcb", "rig")
+
+
+def _split_differences() -> None:
+    text = (_HERE / "differences.md").read_text(encoding="utf-8")
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    out = _HERE / "_generated"
+    out.mkdir(exist_ok=True)
+    for package in PACKAGES:
+        found = [s for s in sections if re.match(rf"sciwire\.{package}\b", s)]
+        if found:
+            body = found[0].partition("\n")[2].strip() + "\n"
+        else:
+            body = "The full list is in {doc}`differences`.\n"
+        target = out / f"differences-{package}.md"
+        if not target.exists() or target.read_text(encoding="utf-8") != body:
+            target.write_text(body, encoding="utf-8")
+
+
+_split_differences()

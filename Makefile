@@ -48,7 +48,7 @@ typecheck: $(VENV)/.installed-test
 pytest: $(VENV)/.installed-test system-deps node-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck pytest docs
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py
@@ -64,3 +64,13 @@ compat: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# The manual (Sphinx, MyST pages, furo): warnings are errors, output in the git-ignored docs/_build.
+.PHONY: docs
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "manual: docs/_build/html/index.html"

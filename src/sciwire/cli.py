@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from typing import Any
 
 import click
 
-from sciwire import __version__
+from sciwire import __version__, clikit
 
 __all__ = ["PACKAGES", "main"]
 
@@ -64,11 +65,45 @@ class _Root(click.Group):
         group: click.Command = module.group
         return group
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # The one place where a failure becomes one line for the user (and a traceback
+        # only with -v): every subcommand runs inside this call.
+        try:
+            return self._invoke(ctx)
+        finally:
+            clikit.restore_logging()  # an in-process run (a test) leaves no logging behind
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:
+            # the reader went away (`sciwire ... | head`): stop quietly, and keep Python
+            # from complaining again when it flushes stdout at exit
+            clikit.silence_stdout()
+            raise click.exceptions.Exit(1) from None
+        except Exception as exc:
+            clikit.report(exc)
+
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sciwire")
-def main() -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="Log what happens (-v: info, -vv: debug, tracebacks)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(clikit.LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Level of the sciwire loggers (overrides -v).",
+)
+def main(verbose: int, log_level: str | None) -> None:
     """Talk to scientific instruments and facility services, and stand them up locally."""
+    clikit.setup_logging(verbose, log_level)
 
 
 @click.command()

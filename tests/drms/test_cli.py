@@ -26,7 +26,7 @@ def test_series_and_query(emulator: JsocEmulator) -> None:
     assert code == 0 and out.splitlines()[0] == "QUALITY" and "0x00000400" in out
     code, out, _ = run("query", "hmi.v_45s[2016.04.01/1h]", "-s", emulator.url, "--count")
     assert out.strip() == "80"
-    code, out, _ = run("query", "hmi.v_45s[$]", "-s", emulator.url, "--json", "-n", "1")
+    code, out, _ = run("query", "hmi.v_45s[$]", "-s", emulator.url, "--raw", "-n", "1")
     assert out.startswith('{"keywords"')
     code, _, err = run("query", "hmi.nothing", "-s", emulator.url)
     assert code == 1 and "Unknown series" in err

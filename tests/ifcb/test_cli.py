@@ -73,4 +73,4 @@ def test_monitor_prints_parsed_messages_from_the_sim(sim_url: str) -> None:
 def test_monitor_unreachable_hub_is_a_clean_error() -> None:
     result = CliRunner().invoke(group, ["monitor", "ws://127.0.0.1:1/ifcbHub", "x"])
     assert result.exit_code == 1
-    assert "Error" in result.output
+    assert "error: cannot connect to ws://127.0.0.1:1/ifcbHub" in result.output

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
-import sys
 from typing import Any
 
 import click
 
-from sciwire.command._errors import CommandError
+from sciwire.clikit import (
+    JSON_OPTION,
+    PORT,
+    bind_error,
+    emit_json,
+    fail,
+    run_until_signal,
+    verbosity,
+)
+from sciwire.command import CommandConnectError, CommandError, CommandTimeout
 
 __all__ = ["group"]
 
@@ -24,6 +30,7 @@ def group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port",
+    type=PORT,
     default=39002,
     show_default=True,
     help="command_core port (vis listens on port+1, rtp on port+3; 0 = any free ports).",
@@ -47,33 +54,38 @@ def serve(host: str, port: int, license_id: str | None, speed: float, fast: bool
         speed=50.0 if fast else speed,
     )
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def start() -> list[Any]:
+        started = []
         try:
             for server in servers:
-                await server.start()
+                try:
+                    await server.start()
+                except OSError as exc:
+                    # three ports: name the one that is taken
+                    raise bind_error(server.name, host, server.port, exc) from exc
+                started.append(server)
                 click.echo(f"{server.name} listening on {server.url}", err=True)
-            await stop.wait()
-        finally:
-            for server in servers:
+        except BaseException:
+            for server in started:
                 await server.stop()
+            raise
+        return started
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:
-        raise click.ClickException(f"cannot serve: {exc}") from exc
+    async def stop(started: list[Any]) -> None:
+        for server in started:
+            await server.stop()
+
+    run_until_signal(start, stop)
 
 
 @group.command()
 @click.argument("method")
 @click.argument("params", nargs=-1)
 @click.option("--host", default="localhost", show_default=True)
-@click.option("--port", default=39002, show_default=True)
+@click.option("--port", type=PORT, default=39002, show_default=True)
 @click.option("--license", "license_id", default=None, help="License-ID header to send.")
-@click.option("--timeout", default=30.0, show_default=True)
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the answer.")
+@JSON_OPTION
 def call(
     method: str,
     params: tuple[str, ...],
@@ -81,6 +93,7 @@ def call(
     port: int,
     license_id: str | None,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Call METHOD with PARAMS (each a JSON value, or NAME=JSON for keyword params)."""
     from sciwire.command._client import CommandClient
@@ -94,15 +107,46 @@ def call(
         else:
             args.append(_json_or_text(raw))
     headers = {"License-ID": license_id} if license_id else {}
+    where = f"{host}:{port}"
     try:
         with CommandClient(
             host=host, port=port, headers=headers, timeout=int(timeout), retries=1
         ) as cli:
             result = cli._call(method, tuple(args), kwargs)
-    except (CommandError, TypeError) as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
-    click.echo(json.dumps(result, indent=2))
+    except CommandConnectError as exc:
+        fail(f"cannot connect to {where} to call {method}: {_reason(exc)}")
+    except CommandTimeout as exc:
+        fail(f"no answer from {where} within {timeout:g} s to {method}: {_reason(exc)}")
+    except CommandError as exc:
+        fail(f"{method} failed on {where}: {_server_error(exc)}")
+    except TypeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        emit_json({"method": method, "result": result})
+    else:
+        click.echo(json.dumps(result, indent=2))
+
+
+def _reason(exc: CommandError) -> str:
+    # the innermost OS error says it best ("Connection refused"); else the client's reason
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return getattr(exc, "reason", "") or str(exc)
+
+
+def _server_error(exc: CommandError) -> str:
+    """The server's error as its last traceback line (all of it with -v)."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    tb = data.get("traceback")
+    if isinstance(tb, str) and tb.strip():
+        lines = tb.strip().splitlines()
+        if verbosity():
+            return "\n" + "\n".join(lines)
+        return lines[-1].strip()
+    return f"code {exc.code}: {_reason(exc)}"
 
 
 def _json_or_text(value: str) -> Any:

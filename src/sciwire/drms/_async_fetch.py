@@ -33,10 +33,11 @@ async def fetch_file(
                 if mode is None:
                     continue  # the partial file was dropped: ask again from zero
                 if mode:
+                    bar.begin(final.name, job.expected, job.offset if mode == "ab" else 0)
                     with open(job.part, mode) as out:
                         while chunk := await body.read(CHUNK):
                             out.write(chunk)
-                            bar.add(len(chunk))
+                            bar.add(len(chunk), final.name)
             return job.finish()
         except (ConnectError, ConnectionClosed) as exc:
             if not transport.policy.again(exc, attempt):

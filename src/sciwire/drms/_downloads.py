@@ -81,7 +81,7 @@ def _download_blocking(
                 raise
             failed(url, exc)
             return None
-        bar.file_done()
+        bar.file_done(paths[i].name)
         return path
 
     try:
@@ -109,7 +109,7 @@ async def download_async(
     async def one(target: Path, url: str) -> Path:
         async with gate:
             path = await fetch_file_async(transport, url, target, overwrite, bar)
-            bar.file_done()
+            bar.file_done(target.name)
             return path
 
     tasks = [

@@ -3,8 +3,9 @@ resume plans, size checks, safe file names; and the progress line.
 
 Both clients (blocking and asyncio) and both download loops use these; the I/O is in
 ``_async_fetch`` (and its generated twin ``_sync_fetch``) and ``_downloads``. The
-progress display is a small built-in line on stderr (no tqdm dependency), shown by
-default only when stderr is a terminal.
+progress display (tqdm bars: total and per file, rate, ETA; see
+:mod:`sciwire.core.progress`) is shown by default only when stderr is a terminal; without tqdm it
+is a one-line counter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from sciwire.core.progress import DownloadBars
 from sciwire.drms._protocol import check_export_status
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
 from sciwire.errors import Timeout
@@ -43,15 +45,23 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class Progress:
-    """A one-line download progress display: files done, bytes received.
+    """The download progress display: tqdm bars, or a one-line counter.
 
     Args:
         files: number of files expected.
         enabled: True/False, or None to show it only when *stream* is a terminal.
         stream: where to draw (stderr by default).
+        fancy: tqdm bars (total and per file, rate, ETA) when tqdm is installed; False
+            for the one-line counter.
     """
 
-    def __init__(self, files: int, enabled: bool | None = None, stream: IO[str] | None = None):
+    def __init__(
+        self,
+        files: int,
+        enabled: bool | None = None,
+        stream: IO[str] | None = None,
+        fancy: bool = True,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -62,22 +72,41 @@ class Progress:
         self.nbytes = 0
         self._lock = threading.Lock()
         self._drawn = 0.0
+        self._bars: DownloadBars | None = None
+        if enabled and fancy:
+            try:
+                self._bars = DownloadBars(files, self.stream)
+            except ImportError:  # tqdm missing: the plain line below
+                self._bars = None
 
-    def add(self, nbytes: int) -> None:
-        """Count received bytes."""
+    def begin(self, name: str, size: int | None, offset: int) -> None:
+        """A file's answer arrived: its *size* (if known), *offset* bytes already on disk."""
+        if self._bars is not None:
+            self._bars.begin(name, size, offset)
+
+    def add(self, nbytes: int, name: str | None = None) -> None:
+        """Count received bytes (of file *name*, when given)."""
+        if self._bars is not None:
+            self._bars.add(nbytes, name)
+            return
         with self._lock:
             self.nbytes += nbytes
             self._draw(force=False)
 
-    def file_done(self) -> None:
+    def file_done(self, name: str | None = None) -> None:
         """Count a finished file."""
+        if self._bars is not None:
+            self._bars.file_done(name)
+            return
         with self._lock:
             self.done += 1
             self._draw(force=True)
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled:
+        """End the display."""
+        if self._bars is not None:
+            self._bars.close()
+        elif self.enabled:
             self.stream.write("\n")
             self.stream.flush()
 

@@ -97,8 +97,12 @@ class RetryPolicy:
     def again(self, exc: BaseException, attempt: int) -> bool:
         """True when the GET whose attempt number *attempt* (from 1) failed with *exc*
         is to be re-sent: only after a connection error, never after a timeout, an
-        invalid answer or an HTTP error status (the same answer would come again)."""
-        return attempt <= self.retries and isinstance(exc, (ConnectError, ConnectionClosed))
+        invalid answer or an HTTP error status (the same answer would come again).
+        A retry is logged as a warning (``-v`` on the command line shows it)."""
+        if attempt <= self.retries and isinstance(exc, (ConnectError, ConnectionClosed)):
+            logger.warning("%s; sending again (retry %d of %d)", exc, attempt, self.retries)
+            return True
+        return False
 
 
 def get_request(host: bytes, target: str, fixed: bytes) -> bytes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Any
 
 import click
 
+from sciwire.clikit import JSON_OPTION, PORT, bind_error, emit_json, run_until_signal
 from sciwire.drms._protocol import check_export_status, check_query_status
 from sciwire.drms.config import ServerConfig, get_server, jsoc_layout
 from sciwire.drms.exceptions import DrmsError
@@ -18,6 +17,11 @@ from sciwire.drms.json import HttpJsonClient
 from sciwire.errors import SciwireError
 
 __all__ = ["group"]
+
+# JSOC's export methods and protocols (jsoc_fetch's op=exp_request), offered as choices so
+# a typo is a usage error listing them rather than a request JSOC refuses.
+EXPORT_METHODS = ("url_quick", "url", "url-tar", "ftp", "ftp-tar")
+EXPORT_PROTOCOLS = ("as-is", "fits", "jpg", "mpg", "mp4")
 
 
 def _server(value: str) -> ServerConfig:
@@ -57,23 +61,28 @@ def group() -> None:
 
 @group.command(short_help="Serve the JSOC emulator on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", "-p", default=0, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--port", "-p", type=PORT, default=0, show_default=True, help="Port (0 picks a free one)."
+)
 def emulate(host: str, port: int) -> None:
     """Serve the JSOC emulator until interrupted."""
     from sciwire.drms._server import JsocEmulator
 
-    async def serve() -> None:
+    async def start() -> JsocEmulator:
         emu = JsocEmulator(host, port)
-        await emu.start()
+        try:
+            await emu.start()
+        except OSError as exc:
+            raise bind_error("JSOC emulator", host, port, exc) from exc
         click.echo(f"JSOC emulator on {emu.url} (CGIs under {emu.url}cgi-bin/ajax/)")
         click.echo(f"try: sciwire drms series --server {emu.url}")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await emu.stop()
+        sys.stdout.flush()
+        return emu
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    async def stop(emu: JsocEmulator) -> None:
+        await emu.stop()
+
+    run_until_signal(start, stop)
 
 
 @group.command(short_help="List data series.")
@@ -81,7 +90,8 @@ def emulate(host: str, port: int) -> None:
 @_SERVER
 @_TIMEOUT
 @click.option("--full", is_flag=True, help="Show primekeys and descriptions.")
-def series(regex: str | None, server: str, timeout: float, full: bool) -> None:
+@JSON_OPTION
+def series(regex: str | None, server: str, timeout: float, full: bool, as_json: bool) -> None:
     """List data series, optionally those matching REGEX."""
     with _client(server, timeout) as c:
         try:
@@ -90,7 +100,9 @@ def series(regex: str | None, server: str, timeout: float, full: bool) -> None:
             _fail(exc)
             return
     for item in d.get("names", []):
-        if full:
+        if as_json:
+            emit_json(item)
+        elif full:
             click.echo(f"{item['name']}\t{item.get('primekeys', '')}\t{item.get('note', '')}")
         else:
             click.echo(item["name"])
@@ -104,7 +116,8 @@ def series(regex: str | None, server: str, timeout: float, full: bool) -> None:
 @click.option("--seg", default=None, help="Segments, comma separated.")
 @click.option("-n", "limit", type=int, default=None, help="First n (or last -n) records.")
 @click.option("--count", is_flag=True, help="Only count the records (rs_summary).")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+@JSON_OPTION
+@click.option("--raw", is_flag=True, help="Print JSOC's JSON answer as it came.")
 def query(
     ds: str,
     server: str,
@@ -114,6 +127,7 @@ def query(
     limit: int | None,
     count: bool,
     as_json: bool,
+    raw: bool,
 ) -> None:
     """Query the record set DS (e.g. 'hmi.v_45s[2016.04.01_00:00:00_TAI/1h]')."""
     with _client(server, timeout) as c:
@@ -125,11 +139,22 @@ def query(
         except (DrmsError, SciwireError) as exc:
             _fail(exc)
             return
-    if as_json or count:
-        click.echo(json.dumps(d) if as_json else str(d["count"]))
+    if raw:
+        click.echo(json.dumps(d))
+        return
+    if count:
+        if as_json:
+            emit_json({"count": d["count"]})
+        else:
+            click.echo(str(d["count"]))
         return
     columns = [*d.get("keywords", []), *d.get("segments", [])]
     if not columns:
+        return
+    if as_json:
+        names = [col["name"] for col in columns]
+        for row in zip(*(col["values"] for col in columns), strict=True):
+            emit_json(dict(zip(names, row, strict=True)))
         return
     click.echo("\t".join(col["name"] for col in columns))
     for row in zip(*(col["values"] for col in columns), strict=True):
@@ -141,8 +166,20 @@ def query(
 @click.option("--email", "-e", required=True, help="Registered notification address.")
 @_SERVER
 @_TIMEOUT
-@click.option("--method", default="url_quick", show_default=True)
-@click.option("--protocol", default="as-is", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(EXPORT_METHODS),
+    default="url_quick",
+    show_default=True,
+    help="JSOC export method (url_quick: files as stored, at once when possible).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(EXPORT_PROTOCOLS),
+    default="as-is",
+    show_default=True,
+    help="File format JSOC writes.",
+)
 @click.option(
     "--dest",
     type=click.Path(file_okay=False, path_type=Path),
@@ -151,6 +188,7 @@ def query(
 )
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the export.")
 @click.option("--max-wait", default=600.0, show_default=True, help="Hard deadline, seconds.")
+@JSON_OPTION
 def export(
     ds: str,
     email: str,
@@ -161,6 +199,7 @@ def export(
     dest: Path | None,
     wait: bool,
     max_wait: float,
+    as_json: bool,
 ) -> None:
     """Request an export of DS; optionally wait for it and download the files."""
     with _client(server, timeout) as c:
@@ -172,13 +211,22 @@ def export(
                 d = c.wait_for_export(str(d.get("requestid")), timeout=max_wait)
                 status = 0
             if status != 0:
-                click.echo(f"{d.get('requestid')}\tstatus {status}")
+                if as_json:
+                    emit_json({"requestid": d.get("requestid"), "status": status})
+                else:
+                    click.echo(f"{d.get('requestid')}\tstatus {status}")
                 return
             if dest is None:
                 for item in d.get("data", []):
-                    click.echo(f"{item.get('record')}\t{item.get('filename')}")
+                    if as_json:
+                        emit_json({"record": item.get("record"), "filename": item.get("filename")})
+                    else:
+                        click.echo(f"{item.get('record')}\t{item.get('filename')}")
                 return
             for path in c.download(d, dest):
-                click.echo(str(path))
+                if as_json:
+                    emit_json({"path": str(path), "size": path.stat().st_size})
+                else:
+                    click.echo(str(path))
         except (DrmsError, SciwireError, OSError) as exc:
             _fail(exc)

@@ -239,6 +239,14 @@ class IFCBSimulator(HubServer):
         conn.items["serial"] = serial
         if serial == self.serial:
             self.clients[conn.id] = conn
+        else:
+            # the client will hear nothing: say why on this side too
+            logger.warning(
+                "client %s asked for instrument %r; this simulator serves only %r",
+                conn.id,
+                serial,
+                self.serial,
+            )
         conn.send("startedAsClient", serial)
 
     def _relay_to_host(self, conn: HubConnection, serial: Any, text: Any) -> None:

@@ -5,16 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from sciwire.clikit import (
+    JSON_OPTION,
+    UserError,
+    bind_error,
+    describe,
+    emit_json,
+    fail,
+    run_until_signal,
+)
 from sciwire.errors import SciwireError
 from sciwire.rig._client import EchoProtocol
 from sciwire.rig._protocol import ExpMessage
 from sciwire.rig._server import RemoteRig
 
 __all__ = ["group"]
+
+_SCHEMES = ("udp", "tcp", "ws", "wss")
 
 
 def _json_arg(text: str) -> Any:
@@ -34,42 +46,72 @@ def group() -> None:
 @click.option("--name", "-n", default=None, help="Label of this rig.")
 @click.option("--reply", is_flag=True, help="Answer each message with the same event.")
 @click.option("--count", type=int, default=0, help="Exit after this many messages (0: never).")
-def serve(uri: str, name: str | None, reply: bool, count: int) -> None:
+@JSON_OPTION
+def serve(uri: str, name: str | None, reply: bool, count: int, as_json: bool) -> None:
     """Listen on URI (udp://host:port, tcp://..., [::1] works; port 0 picks one).
 
-    Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT.
+    Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT (with
+    --json: {"event", "data", "from"} objects). Stops on Ctrl-C or SIGTERM.
     """
-    try:
-        asyncio.run(_serve(uri, name, reply, count))
-    except KeyboardInterrupt:
-        pass
-    except (SciwireError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    _check_scheme(uri)
+
+    async def start() -> _Served:
+        try:
+            com = await EchoProtocol.server(uri, name=name)
+        except OSError as exc:
+            host, _, port = uri.partition("://")[2].rpartition(":")
+            raise bind_error("rig", host.strip("[]") or uri, int(port or 0), exc) from exc
+        except (SciwireError, ValueError) as exc:
+            raise UserError(f"cannot serve on {uri}: {describe(exc)}") from exc
+        return _Served(com, RemoteRig(com) if reply else None, asyncio.Event())
+
+    async def stop(served: _Served) -> None:
+        if served.rig is not None:
+            served.rig.close()
+        await served.com.wait_closed()
+
+    async def until(served: _Served) -> None:
+        await _serve(served, count, as_json)
+
+    run_until_signal(start, stop, until=until)
 
 
-async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
-    com = await EchoProtocol.server(uri, name=name)
-    rig = RemoteRig(com) if reply else None
-    done = asyncio.Event()
+class _NoReply(Exception):
+    """The message was echoed, but no reply came within --wait-reply."""
+
+
+@dataclass
+class _Served:
+    com: EchoProtocol
+    rig: RemoteRig | None
+    done: asyncio.Event
+
+
+def _check_scheme(uri: str) -> None:
+    scheme, sep, _ = uri.partition("://")
+    if sep and scheme.lower() not in _SCHEMES:
+        fail(f"{uri}: the scheme {scheme!r} is not one of {'/'.join(_SCHEMES)}")
+
+
+async def _serve(served: _Served, count: int, as_json: bool) -> None:
+    com, done = served.com, served.done
     seen = 0
 
     def show(data: list[Any], addr: Any, event: ExpMessage) -> None:
         nonlocal seen
         seen += 1
-        click.echo(f"{event.name} {json.dumps(data)} {addr[0]}:{addr[1]}")
+        if as_json:
+            emit_json({"event": event.name, "data": data, "from": f"{addr[0]}:{addr[1]}"})
+        else:
+            click.echo(f"{event.name} {json.dumps(data)} {addr[0]}:{addr[1]}")
         if count and seen >= count:
             done.set()
 
     com.assign_callback(ExpMessage.any(), show)
     click.echo(f"listening on {com.server_uri}")
     sys.stdout.flush()
-    try:
-        await done.wait()
-        await asyncio.sleep(0.05)  # let a --reply answer to the last message go out
-    finally:
-        if rig is not None:
-            rig.close()
-        await com.wait_closed()
+    await done.wait()
+    await asyncio.sleep(0.05)  # let a --reply answer to the last message go out
 
 
 @group.command()
@@ -80,8 +122,14 @@ async def _serve(uri: str, name: str | None, reply: bool, count: int) -> None:
 @click.option(
     "--wait-reply", type=float, default=None, help="Also wait this long for the same event back."
 )
+@JSON_OPTION
 def send(
-    uri: str, event: str, data: tuple[str, ...], timeout: float, wait_reply: float | None
+    uri: str,
+    event: str,
+    data: tuple[str, ...],
+    timeout: float,
+    wait_reply: float | None,
+    as_json: bool,
 ) -> None:
     """Send EVENT (name or code) with DATA (each argument JSON, else text) to URI.
 
@@ -95,10 +143,20 @@ def send(
     if not code:
         raise click.BadParameter("code 0 is the error report, not an event", param_hint="EVENT")
     args = [_json_arg(d) for d in data] or [None]
+    _check_scheme(uri)
     try:
         reply = asyncio.run(_send(uri, code, args, timeout, wait_reply))
-    except (SciwireError, OSError, TimeoutError, asyncio.TimeoutError, RuntimeError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except _NoReply as exc:
+        raise UserError(f"{uri}: echoed, but no {code.name} reply within {wait_reply:g} s") from exc
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise UserError(f"{uri}: no echo within {timeout:g} s (is a rig listening?)") from exc
+    except (SciwireError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{uri}: {describe(exc)}") from exc
+    if as_json:
+        emit_json({"confirmed": code.name, "data": args})
+        if reply is not None:
+            emit_json({"reply": code.name, "data": reply})
+        return
     click.echo(f"confirmed {code.name} {json.dumps(args)}")
     if reply is not None:
         click.echo(f"reply {code.name} {json.dumps(reply)}")
@@ -114,7 +172,10 @@ async def _send(
             await com.confirmed_send([event, *args], timeout=timeout)
             if waiter is None:
                 return None
-            data, _ = await asyncio.wait_for(waiter, wait_reply)
+            try:
+                data, _ = await asyncio.wait_for(waiter, wait_reply)
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise _NoReply from exc
             return data
         finally:
             if waiter is not None and not waiter.done():

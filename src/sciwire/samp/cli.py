@@ -11,35 +11,88 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from sciwire.clikit import describe, fail, sigterm_as_interrupt
+
 __all__ = ["group"]
 
+T = TypeVar("T")
+logger = logging.getLogger("sciwire.samp.cli")
 
-def _hub_params(lockfile: str | None) -> dict[str, str] | None:
-    if lockfile is None:
-        return None
+# send and snoop always print JSON lines; --json is accepted as on every other command
+_JSON_LINES = click.option(
+    "--json", "as_json", is_flag=True, help="Accepted for uniformity: the output is JSON lines."
+)
+
+
+def _hub_params(lockfile: str | None) -> dict[str, str]:
+    from sciwire.samp import SAMPHubError, get_main_running_hub
     from sciwire.samp.protocol import read_lockfile
 
+    if lockfile is None:
+        try:
+            return dict(get_main_running_hub())
+        except SAMPHubError as exc:
+            fail(f"no SAMP hub: {describe(exc)} (start one with: sciwire samp hub)")
     try:
         return read_lockfile(lockfile)
     except OSError as exc:
-        raise click.ClickException(f"cannot read lockfile {lockfile}: {exc}") from exc
+        fail(f"cannot read lockfile {lockfile}: {describe(exc)}")
 
 
-def _connect(name: str, lockfile: str | None) -> Any:
+def _bounded(seconds: float, what: str, fn: Callable[[], T]) -> T:
+    """*fn*'s result, or a one-line failure after *seconds* (a hub that never answers).
+
+    The work runs on a daemon thread: a hub that accepted the connection and then went
+    silent cannot be interrupted politely, and the process is about to exit anyway.
+    """
+    box: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="sciwire-samp-cli", daemon=True).start()
+    if not done.wait(seconds):
+        fail(f"{what}: no answer within {seconds:g} s")
+    ok, value = box[0]
+    if not ok:
+        raise value
+    result: T = value
+    return result
+
+
+def _connect(name: str, lockfile: str | None, timeout: float = 10.0) -> Any:
     from sciwire.samp import SAMPHubError, SAMPIntegratedClient
 
+    params = _hub_params(lockfile)
+    url = params.get("samp.hub.xmlrpc.url", "?")
     client = SAMPIntegratedClient(name=name, description=f"sciwire samp {name.split('-')[-1]}")
     try:
-        client.connect(hub_params=_hub_params(lockfile))
+        _bounded(timeout, f"the SAMP hub at {url}", lambda: client.connect(hub_params=params))
     except SAMPHubError as exc:
-        raise click.ClickException(f"no SAMP hub: {exc}") from exc
+        fail(f"no SAMP hub at {url}: {describe(exc)}")
     return client
+
+
+def _disconnect(client: Any) -> None:
+    # the hub may be gone (that is often why we stop): nothing left to clean up there
+    try:
+        _bounded(5.0, "disconnecting", client.disconnect)
+    except Exception:
+        logger.debug("disconnect failed", exc_info=True)
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -59,7 +112,8 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _emit(record: dict[str, Any]) -> None:
-    click.echo(json.dumps(record, sort_keys=True))
+    click.echo(json.dumps(record, sort_keys=True, default=str))
+    sys.stdout.flush()
 
 
 @click.group(name="samp")
@@ -99,14 +153,20 @@ def hub(
         web_port=web_port,
         web_auth=web_auth,
     )
-    try:
-        server.start()
-    except SAMPHubError as exc:
-        click.echo(f"sciwire samp hub: {exc}", err=True)
-        sys.exit(1)
-    web = f", web profile on port {server.web_port}" if not no_web else ""
-    click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
-    server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+    # SIGTERM is Ctrl-C from the start (the hub then leaves SIGTERM to us): a signal that
+    # lands before wait() took over still stops the hub, removes the lockfile, exits 0
+    with sigterm_as_interrupt():
+        try:
+            server.start()
+        except SAMPHubError as exc:
+            click.echo(f"sciwire samp hub: {exc}", err=True)
+            sys.exit(1)
+        web = f", web profile on port {server.web_port}" if not no_web else ""
+        try:
+            click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
+            server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+        except KeyboardInterrupt:
+            server.stop()
 
 
 @group.command()
@@ -122,6 +182,7 @@ def hub(
 )
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait.")
 @click.option("--lockfile", type=click.Path(dir_okay=False), help="Hub lockfile to use.")
+@_JSON_LINES
 def send(
     mtype: str,
     params: tuple[str, ...],
@@ -129,14 +190,21 @@ def send(
     mode: str,
     timeout: float,
     lockfile: str | None,
+    as_json: bool,
 ) -> None:
-    """Send MTYPE with key=value params; print one JSON line per recipient or response."""
+    """Send MTYPE with key=value params; print one JSON line per recipient or response.
+
+    Exit status 1 when no client received the message, a response was an error, or the
+    hub did not answer within --timeout.
+    """
     from sciwire.samp import SAMPProxyError
 
     message = {"samp.mtype": mtype, "samp.params": _parse_params(params)}
-    client = _connect("sciwire-send", lockfile)
-    failed = False
-    try:
+    client = _connect("sciwire-send", lockfile, timeout)
+    reached: list[str] = []
+
+    def deliver() -> bool:
+        failed = False
         if mode == "notify":
             if recipient:
                 client.notify(recipient, message)
@@ -144,25 +212,40 @@ def send(
             else:
                 sent = client.notify_all(message)
             for rid in sent:
+                reached.append(rid)
                 _emit({"notified": rid})
         elif mode == "sync":
             targets = [recipient] if recipient else sorted(client.get_subscribed_clients(mtype))
             for rid in targets:
-                response = client.call_and_wait(rid, message, str(int(timeout)))
+                reached.append(rid)
+                response = client.call_and_wait(rid, message, str(max(1, int(timeout))))
                 failed |= response.get("samp.status") == "samp.error"
                 _emit({"from": rid, "response": response})
         else:
-            failed = _call_async(client, message, recipient, timeout)
+            failed = _call_async(client, message, recipient, timeout, reached)
+        return failed
+
+    try:
+        # a response may take the whole --timeout; the hub's own answers come well before
+        failed = _bounded(timeout + 2.0, "the SAMP hub", deliver)
     except SAMPProxyError as exc:
-        raise click.ClickException(f"the hub refused: {exc}") from exc
+        fail(f"the hub refused: {describe(exc)}")
     finally:
-        client.disconnect()
+        _disconnect(client)
+    if not reached:
+        fail(f"no client received {mtype}: none is subscribed to it" + (
+            "" if recipient is None else f" (or {recipient} is not registered)"
+        ))
     if failed:
         sys.exit(1)
 
 
 def _call_async(
-    client: Any, message: dict[str, Any], recipient: str | None, timeout: float
+    client: Any,
+    message: dict[str, Any],
+    recipient: str | None,
+    timeout: float,
+    reached: list[str],
 ) -> bool:
     tag = "sciwire-send"
     lock = threading.Lock()
@@ -188,6 +271,7 @@ def _call_async(
         targets = {recipient}
     else:
         targets = set(client.call_all(tag, message))
+    reached.extend(sorted(targets))
     with lock:
         pending.update(targets - {r for r, _ in early})
         if not pending:
@@ -205,38 +289,83 @@ def _call_async(
 @group.command()
 @click.option("--lockfile", type=click.Path(dir_okay=False), help="Hub lockfile to use.")
 @click.option("--count", type=int, default=0, help="Exit after N messages (0: run until Ctrl-C).")
-def snoop(lockfile: str | None, count: int) -> None:
-    """Subscribe to everything and print each message as a JSON line (like jsamp snooper)."""
+@_JSON_LINES
+def snoop(lockfile: str | None, count: int, as_json: bool) -> None:
+    """Subscribe to everything and print each message as a JSON line (like jsamp snooper).
+
+    The hub's events about this snooper itself are not shown. Stops after --count
+    messages, when the hub shuts down or goes away, or on Ctrl-C or SIGTERM.
+    """
     seen = 0
     enough = threading.Event()
+    hub_gone = threading.Event()
     lock = threading.Lock()
 
     def show(record: dict[str, Any]) -> None:
         nonlocal seen
         with lock:
+            if count and seen >= count:
+                return
             _emit(record)
-            sys.stdout.flush()
             seen += 1
             if count and seen >= count:
                 enough.set()
 
-    client = _connect("sciwire-snoop", lockfile)
+    def about_me(mtype: str, params: Any) -> bool:
+        return (
+            mtype.startswith("samp.hub.event.")
+            and isinstance(params, dict)
+            and params.get("id") is not None
+            # asked live: our subscriptions event can arrive before connect() returns
+            and params.get("id") == client.get_public_id()
+        )
 
     def on_notification(key: str, sender: str, mtype: str, params: Any, extra: Any) -> None:
+        if about_me(mtype, params):
+            return  # our own registration: not what the user asked to see
         show({"kind": "notify", "sender": sender, "mtype": mtype, "params": params, "extra": extra})
+        if mtype == "samp.hub.event.shutdown":
+            hub_gone.set()
 
     def on_call(key: str, sender: str, msg_id: str, mtype: str, params: Any, extra: Any) -> None:
         if mtype != "samp.app.ping":  # the client answers pings itself
             client.ereply(msg_id, "samp.ok", result={})
         show({"kind": "call", "sender": sender, "mtype": mtype, "params": params, "extra": extra})
 
-    try:
-        client.bind_receive_notification("*", on_notification)
-        client.bind_receive_call("*", on_call)
-        click.echo(f"snooping as {client.get_public_id()}", err=True)
-        while not enough.wait(0.5):
+    from sciwire.samp import SAMPIntegratedClient
+
+    params = _hub_params(lockfile)
+    url = params.get("samp.hub.xmlrpc.url", "?")
+    client = SAMPIntegratedClient(name="sciwire-snoop", description="sciwire samp snoop")
+    # bound before connecting (bindings survive connect), so no early message is missed
+    client.bind_receive_notification("*", on_notification)
+    client.bind_receive_call("*", on_call)
+    with sigterm_as_interrupt():
+        try:
+            try:
+                _bounded(10.0, f"the SAMP hub at {url}", lambda: client.connect(hub_params=params))
+            except Exception as exc:
+                fail(f"no SAMP hub at {url}: {describe(exc)}")
+            click.echo(f"snooping as {client.get_public_id()} on {url}", err=True)
+            _watch(client, enough, hub_gone)
+            if hub_gone.is_set():
+                click.echo("the SAMP hub shut down; stopping", err=True)
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.disconnect()
+        finally:
+            if not hub_gone.is_set():
+                _disconnect(client)
+
+
+def _watch(client: Any, enough: threading.Event, hub_gone: threading.Event) -> None:
+    """Wait for --count messages or the hub's shutdown; notice a hub that vanished."""
+    ticks = 0
+    while not (enough.wait(0.2) or hub_gone.is_set()):
+        ticks += 1
+        if ticks % 25:  # ping every 5 s
+            continue
+        try:
+            _bounded(5.0, "the SAMP hub", client.ping)
+        except Exception as exc:
+            hub_gone.set()
+            fail(f"lost the SAMP hub: {describe(exc)}")

@@ -120,16 +120,17 @@ def restore_logging() -> None:
     _state["verbosity"] = 0
 
 
-#: Without -v, warnings are shown from these loggers only: the CLI's own (a silent
-#: instrument) and the server side a serving command runs (a client asking for the wrong
-#: serial). A client library's retry warnings would only repeat the error line.
+#: Without -v, warnings and errors are shown from these loggers only: the CLI's own (a
+#: silent instrument) and the server side a serving command runs (a client asking for the
+#: wrong serial). A client library's retry warnings or transport errors would only repeat
+#: the one error line the command ends with.
 #: (Private module names count too: ``sciwire.ifcb._server``.)
 _LOUD = frozenset({"cli", "server", "hub", "simulator", "emulator"})
 
 
 def _quiet(record: logging.LogRecord) -> bool:
     module = record.name.rsplit(".", 1)[-1].lstrip("_")
-    return record.levelno >= logging.ERROR or module in _LOUD
+    return module in _LOUD
 
 
 def describe(exc: BaseException) -> str:

@@ -28,7 +28,8 @@ SIM_URL = "ws://127.0.0.1:8092"
 EXPECT = {
     "print(cli.add(2, 3), cli.add.__doc__)": ["5 Add two numbers."],
     "print(cli.add(2, 3))": ["5\n", "TypeError"],
-    "JsocEmulator() as emu": ["hmi.v_45s"],
+    "JsocEmulator() as emu, HttpJsonClient": ["hmi.v_45s"],
+    "drms.Client(emu.url": ["T_REC", "QUALITY", "hmi.m_720s"],
     "SAMPHubServer(web_profile=False)": ["'samp.status': 'samp.ok'"],
     'client.on(("valuechanged", "pausestate"), on_pause)': ["running"],
     "ROIs, PeakA": ["ROIs, PeakA 0."],

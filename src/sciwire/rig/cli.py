@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +166,9 @@ def send(
 async def _send(
     uri: str, event: ExpMessage, args: list[Any], timeout: float, wait_reply: float | None
 ) -> Any:
-    com = await EchoProtocol.client(uri)
+    # under the sciwire logger (not iblutil's logger named after the URI), so that -v
+    # shows its transport errors and a plain run keeps to the one error line
+    com = await EchoProtocol.client(uri, log=logging.getLogger("sciwire.rig.link"))
     try:
         waiter = asyncio.ensure_future(com.on_event(event)) if wait_reply else None
         try:

@@ -23,27 +23,18 @@ import logging
 import os
 import re
 import socket
-import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sciwire.command._errors import (
-    CommandConnectError,
-    CommandConnectionClosed,
-    CommandError,
-    CommandTimeout,
-)
-from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool, header_block
+from sciwire.command._errors import CommandConnectionClosed, CommandTimeout
+from sciwire.core.http.client import Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
-from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
 __all__ = [
     "Endpoint",
     "Transport",
     "env_retries",
     "env_retry_seconds",
-    "module_defaults",
-    "pool_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,48 +102,6 @@ def env_retry_seconds() -> float:
     return int(value) if value.is_integer() else value
 
 
-def module_defaults() -> tuple[int, float]:
-    """``sciwire.command.MAX_ATTEMPTS`` and ``RETRY_INTERVAL`` as they are now: read from
-    the environment at import, as the original's, and changeable by assignment."""
-    import sciwire.command as public  # here: the package imports this module
-
-    try:
-        attempts = max(1, int(public.MAX_ATTEMPTS))
-        interval = max(0.0, float(public.RETRY_INTERVAL))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "sciwire.command.MAX_ATTEMPTS must be an int and RETRY_INTERVAL a number "
-            f"(got {public.MAX_ATTEMPTS!r}, {public.RETRY_INTERVAL!r})"
-        ) from exc
-    return attempts, interval
-
-
-def pool_options(
-    timeout: float | None, retries: int, retry_seconds: float, ssl_context: ssl.SSLContext | None
-) -> dict[str, Any]:
-    """The settings both transports give the core pools (retry rule, errors, name)."""
-    return {
-        "timeout": timeout,
-        "retries": retries,
-        "retry_seconds": retry_seconds,
-        "ssl_context": ssl_context,
-        "retry": "unsent",
-        "error_factory": command_error,
-        "name": "command server",
-    }
-
-
-def command_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
-    """The core pool's failures under cryosparc-tools' exception names."""
-    if kind is ConnectError:
-        return CommandConnectError(message, url=url)
-    if kind is Timeout:
-        return CommandTimeout(message, url=url)
-    if kind is ConnectionClosed:
-        return CommandConnectionClosed(message, url=url)
-    return CommandError(message, url=url, data=data)
-
-
 class Transport(HttpPool):
     """Blocking keep-alive HTTP for one endpoint, safe to share between threads.
 
@@ -161,30 +110,11 @@ class Transport(HttpPool):
     :mod:`http.client` response reader on the same pooled connections, for
     ``make_request``.
 
-    Args:
-        endpoint: where to connect.
-        timeout: socket timeout in seconds (connect and each read).
-        retries: attempts per request (>= 1) when the request surely was not sent.
-        retry_seconds: pause between such attempts (none after the last one).
-        ssl_context: TLS settings for ``https`` (default: the system's defaults).
+    Takes :class:`~sciwire.core.http.client.HttpPool`'s arguments; the command
+    client passes its :meth:`~sciwire.command._calls.CallCore.pool_options`.
     """
 
     log = logger
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        timeout: float | None,
-        retries: int,
-        retry_seconds: float,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            pool_size=POOL_SIZE,
-            **pool_options(timeout, retries, retry_seconds, ssl_context),
-        )
 
     def release(self, sock: socket.socket) -> None:
         """Give a connection whose response was read whole back to the pool."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sciwire.command._errors import (
+    CommandConnectError,
     CommandConnectionClosed,
     CommandError,
     command_error,
@@ -127,6 +129,18 @@ _NEW, _OPEN, _CLOSED = 0, 1, 2
 def _body_head(method: str) -> bytes:
     """A call body up to its params: ``{"jsonrpc": "2.0", "method": ..., "params": ``."""
     return b'{"jsonrpc": "2.0", "method": %s, "params": ' % json.dumps(method).encode()
+
+
+def _connect_reason(err: CommandConnectError) -> str:
+    """The reason with the system's words for the connect error's errno: asyncio words
+    a refused connection "Connect call failed ('host', port)" where the socket module
+    says "Connection refused"."""
+    cause = err.__cause__
+    if isinstance(cause, OSError) and cause.errno and cause.strerror:
+        plain = os.strerror(cause.errno)
+        if cause.strerror != plain:
+            return err.reason.replace(cause.strerror, plain, 1)
+    return err.reason
 
 
 class CallCore:
@@ -279,9 +293,13 @@ class CallCore:
     def failed(self, method: str, shown: Any, err: CommandError) -> CommandError:
         """A transport failure restated with the call, as the original words it.
 
-        A connection that ended before the whole reply reads the same from both pools
-        (their own words stay on the ``__cause__``)."""
-        reason = _CLOSED_EARLY if isinstance(err, CommandConnectionClosed) else err.reason
+        A connection that ended before the whole reply, or one that could not be made,
+        reads the same from both pools (their own words stay on the ``__cause__``)."""
+        reason = err.reason
+        if isinstance(err, CommandConnectionClosed):
+            reason = _CLOSED_EARLY
+        elif isinstance(err, CommandConnectError):
+            reason = _connect_reason(err)
         return type(err)(
             f'Encountered error from JSONRPC function "{method}" with params {shown}: {reason}',
             url=self.url,

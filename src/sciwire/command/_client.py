@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from sciwire.command._calls import CallCore, procedure_signature
-from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.command._errors import CommandError
 from sciwire.command._protocol import ProcInfo, http_error, parse_response
-from sciwire.command._transport import Transport
+from sciwire.command._transport import Transport, read_failure
 
 __all__ = [
     "CommandClient",
@@ -186,20 +186,10 @@ class Response(io.BufferedIOBase):
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except TimeoutError as exc:
-            self.failed = True
-            self.raw.close()
-            raise CommandTimeout(
-                f"response body not received within timeout of {self._timeout} seconds",
-                url=self.url,
-            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self.failed = True
             self.raw.close()
-            raise CommandConnectionClosed(
-                f"connection closed while reading the response ({type(exc).__name__}: {exc})",
-                url=self.url,
-            ) from exc
+            raise read_failure(exc, self.url, self._timeout, head=False) from exc
 
     def read(self, amt: int | None = None) -> bytes:
         """Read the body (all of it, or up to *amt* bytes)."""

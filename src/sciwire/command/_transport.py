@@ -26,7 +26,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sciwire.command._errors import CommandConnectionClosed, CommandTimeout
+from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
 from sciwire.core.http.client import Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
 
@@ -35,6 +35,7 @@ __all__ = [
     "Transport",
     "env_retries",
     "env_retry_seconds",
+    "read_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,39 @@ def env_retry_seconds() -> float:
         logger.warning("CRYOSPARC_COMMAND_RETRY_SECONDS is not a number; using 30")
         return 30
     return int(value) if value.is_integer() else value
+
+
+def read_failure(
+    exc: BaseException, url: str, timeout: float | None, *, head: bool
+) -> CommandError:
+    """An :mod:`http.client` read failure (a timeout, a dropped connection, a broken
+    response) as the command error: one wording for a response's head, its body and a
+    streamed read.
+
+    Args:
+        exc: what the read raised.
+        url: the URL requested.
+        timeout: the socket timeout in force.
+        head: the head was being read (the request may have been acted on, and is not
+            re-sent).
+    """
+    if head:
+        note = "request not re-sent: it may have been processed"
+        if isinstance(exc, TimeoutError):
+            return CommandTimeout(
+                f"command did not reply within timeout of {timeout} seconds ({note})", url=url
+            )
+        return CommandConnectionClosed(
+            f"connection closed before a response ({type(exc).__name__}: {exc}); {note}",
+            url=url,
+        )
+    if isinstance(exc, TimeoutError):
+        return CommandTimeout(
+            f"response body not received within timeout of {timeout} seconds", url=url
+        )
+    return CommandConnectionClosed(
+        f"connection closed while reading the response ({type(exc).__name__}: {exc})", url=url
+    )
 
 
 class Transport(HttpPool):
@@ -169,22 +203,10 @@ class Transport(HttpPool):
         resp = http.client.HTTPResponse(sock, method=method)
         try:
             resp.begin()
-        except TimeoutError as exc:
-            resp.close()
-            sock.close()
-            raise CommandTimeout(
-                f"command did not reply within timeout of {self.timeout} seconds "
-                "(request not re-sent: it may have been processed)",
-                url=url,
-            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
-            raise CommandConnectionClosed(
-                f"connection closed before a response ({type(exc).__name__}: {exc}); "
-                "request not re-sent: it may have been processed",
-                url=url,
-            ) from exc
+            raise read_failure(exc, url, self.timeout, head=True) from exc
         return sock, resp
 
     def _stream_head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
@@ -224,19 +246,10 @@ class Transport(HttpPool):
         """Read a response body whole, release or close the connection, map errors."""
         try:
             data = resp.read()
-        except TimeoutError as exc:
-            resp.close()
-            sock.close()
-            raise CommandTimeout(
-                f"response body not received within timeout of {self.timeout} seconds", url=url
-            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
-            raise CommandConnectionClosed(
-                f"connection closed while reading the response ({type(exc).__name__}: {exc})",
-                url=url,
-            ) from exc
+            raise read_failure(exc, url, self.timeout, head=False) from exc
         if resp.will_close:
             sock.close()
         else:

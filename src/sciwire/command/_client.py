@@ -303,7 +303,7 @@ def make_request(
     transport = client._transport
     sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:
-        body = transport.read_all(sock, resp, full_url)
+        body = transport.read_error_body(sock, resp, full_url)
         raise http_error(
             resp.status,
             resp.reason,

@@ -31,6 +31,7 @@ from sciwire.core.http.client import Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
 
 __all__ = [
+    "MAX_ERROR_BODY",
     "Endpoint",
     "Transport",
     "env_retries",
@@ -46,6 +47,8 @@ _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 _CHUNKED = {"Transfer-Encoding": "chunked"}
 #: bytes read from a request body file at a time
 _BLOCK = 64 * 1024
+#: the most of an HTTP error response's body make_request reads (into CommandError.data)
+MAX_ERROR_BODY = 1 << 20
 
 
 def _pieces(body: Any) -> Iterator[bytes]:
@@ -242,16 +245,25 @@ class Transport(HttpPool):
             sock.close()  # the caller's file or iterator failed: the request is incomplete
             raise
 
-    def read_all(self, sock: socket.socket, resp: http.client.HTTPResponse, url: str) -> bytes:
-        """Read a response body whole, release or close the connection, map errors."""
+    def read_error_body(
+        self, sock: socket.socket, resp: http.client.HTTPResponse, url: str
+    ) -> bytes:
+        """An error response's body, at most :data:`MAX_ERROR_BODY` bytes (the rest is
+        not read and the connection is closed); release or close the connection.
+
+        Raises:
+            CommandTimeout: the body did not arrive within the timeout.
+            CommandConnectionClosed: the connection failed while it was read.
+        """
         try:
-            data = resp.read()
+            data = resp.read(MAX_ERROR_BODY + 1)
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
             raise read_failure(exc, url, self.timeout, head=False) from exc
-        if resp.will_close:
+        if len(data) > MAX_ERROR_BODY or not resp.isclosed() or resp.will_close:
+            resp.close()  # (what is left unread would be taken for the next response)
             sock.close()
         else:
             self.release(sock)
-        return data
+        return data[:MAX_ERROR_BODY]

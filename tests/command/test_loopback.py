@@ -296,6 +296,21 @@ def test_make_request_slow_body_maps_to_command_timeout(
         resp.read()
 
 
+def test_make_request_head_has_a_deadline(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+    make_client: MakeClient,
+    scaled: Callable[[float], float],
+) -> None:
+    # each byte comes well within the timeout; the head as a whole does not
+    srv = scripted(["trickle-head", http_reply(b'{"result": 1}')])
+    cli = make_client(srv.port, timeout=scaled(0.5))
+    with pytest.raises(CommandTimeout, match="did not reply"), make_request(cli, url="/x"):
+        pytest.fail("unreachable")
+    # a body is still read a piece at a time, each piece within the timeout
+    with make_request(cli, url="/x") as resp:
+        assert resp.read() == b'{"result": 1}'
+
+
 def test_make_request_reads_an_endless_error_body_only_up_to_its_cap(
     scripted: Callable[[list[str | bytes]], ScriptedServer],
     make_client: MakeClient,

@@ -19,14 +19,17 @@ retried: a non-idempotent call (``enqueue_job``) must not run twice.
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.core.http._foreign import is_real
 from sciwire.core.http.client import Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
 
@@ -139,6 +142,38 @@ def read_failure(
     )
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A socket as :class:`http.client.HTTPResponse` reads it (``makefile("rb")``),
+    whose reads all end by *deadline* while that is set, and then each get the
+    socket's own timeout."""
+
+    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = deadline
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        """The buffered reader http.client takes."""
+        return io.BufferedReader(self)
+
+    def readable(self) -> bool:
+        """True."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """One ``recv_into``, waiting no later than the deadline."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("response head not received by the deadline")
+            self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+    def fileno(self) -> int:
+        """The socket's descriptor."""
+        return self._sock.fileno()
+
+
 class Transport(HttpPool):
     """Blocking keep-alive HTTP for one endpoint, safe to share between threads.
 
@@ -203,13 +238,22 @@ class Transport(HttpPool):
             self._send_body(sock, stream, url, chunked)
         if sock.gettimeout() != self.timeout:
             sock.settimeout(self.timeout)  # the pool's, for each read of http.client
-        resp = http.client.HTTPResponse(sock, method=method)
+        reader: _DeadlineReader | None = None
+        if is_real(sock) and self.timeout is not None:
+            # the head must arrive whole within the timeout (a server sending it a
+            # byte at a time would otherwise hold the call for ever); the body's reads
+            # then each get the timeout, as http.client's do
+            reader = _DeadlineReader(sock, time.monotonic() + self.timeout)
+        resp = http.client.HTTPResponse(reader or sock, method=method)  # type: ignore[arg-type]
         try:
             resp.begin()
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
             raise read_failure(exc, url, self.timeout, head=True) from exc
+        if reader is not None:
+            reader.deadline = None
+            sock.settimeout(self.timeout)
         return sock, resp
 
     def _stream_head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:

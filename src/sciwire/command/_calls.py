@@ -123,7 +123,8 @@ class MethodHost(Protocol):
 _STOCK = (json.JSONEncoder, NumpyEncoder)
 _MAX_HEADS = 1024
 
-_NEW, _OPEN, _CLOSED = 0, 1, 2
+# open is 0 so that the per-call check is one truth test
+_OPEN, _NEW, _CLOSED = 0, 1, 2
 
 
 def _body_head(method: str) -> bytes:
@@ -271,7 +272,7 @@ class CallCore:
             CommandError: the client may not send (closed, or not connected).
             TypeError: positional and keyword params mixed, or a param not encodable.
         """
-        if self._state != _OPEN:
+        if self._state:  # not open
             raise self.failed(method, kwargs if kwargs else args, self._refusal())
         heads = self._heads
         if heads is None:

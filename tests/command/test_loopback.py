@@ -319,10 +319,10 @@ def test_make_request_reads_an_endless_error_body_only_up_to_its_cap(
     from sciwire.command._transport import MAX_ERROR_BODY
 
     chunk = b"x" * 65536
+    pieces = b"%X\r\n%s\r\n" % (len(chunk), chunk) * (MAX_ERROR_BODY // len(chunk) + 2)
     endless = (
         b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-        + b"%X\r\n%s\r\n" % (len(chunk), chunk) * (MAX_ERROR_BODY // len(chunk) + 2)
+        b"Transfer-Encoding: chunked\r\n\r\n" + pieces
     )  # and no last chunk: the server then waits, connection open
     srv = scripted([endless, http_reply(b'{"result": {"hello": "world"}}')])
     cli = make_client(srv.port, timeout=scaled(10))

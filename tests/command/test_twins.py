@@ -9,9 +9,11 @@ The scenarios are written once, against :class:`Driver`; :class:`BlockingDriver`
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,7 +71,8 @@ class BlockingDriver(Driver):
         self.cli: CommandClient | None = None
 
     def open(self, port: int, **kwargs: Any) -> None:
-        self.cli = CommandClient(host="127.0.0.1", port=port, **kwargs)
+        kwargs.setdefault("host", "127.0.0.1")
+        self.cli = CommandClient(port=port, **kwargs)
 
     def _cli(self) -> CommandClient:
         assert self.cli is not None
@@ -120,7 +123,8 @@ class AsyncDriver(Driver):
         return self.loop.run_until_complete(coro)
 
     def open(self, port: int, **kwargs: Any) -> None:
-        cli = AsyncCommandClient(host="127.0.0.1", port=port, **kwargs)
+        kwargs.setdefault("host", "127.0.0.1")
+        cli = AsyncCommandClient(port=port, **kwargs)
         self.cli = cli
         self._run(cli.connect())
 
@@ -323,3 +327,23 @@ def test_reload_racing_calls(
     assert results == [("ok", i + 1) for i in range(24)] + [("ok", i) for i in range(8)]
     assert "late" not in names and "add" in names and not has_late
     assert late_call == ("ok", 2)
+
+
+def test_untrusted_certificate(
+    twins: Twins, make_server: MakeServer, tls_files: tuple[Path, Path], scaled: Any
+) -> None:
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    srv = make_server(ssl_context=server_ctx)
+
+    def scenario(d: Driver) -> Outcome:
+        return outcome(
+            lambda: d.open(
+                srv.port, host="https://127.0.0.1", timeout=scaled(10), retries=3, retry_seconds=0
+            )
+        )
+
+    got = both(twins, scenario)
+    assert got[1] == CommandConnectError.__name__
+    assert "CERTIFICATE_VERIFY_FAILED" in got[2] and "(attempt 1 of 3)" in got[2]

@@ -137,10 +137,13 @@ def _connect_reason(err: CommandConnectError) -> str:
     a refused connection "Connect call failed ('host', port)" where the socket module
     says "Connection refused"."""
     cause = err.__cause__
-    if isinstance(cause, OSError) and cause.errno and cause.strerror:
-        plain = os.strerror(cause.errno)
-        if cause.strerror != plain:
-            return err.reason.replace(cause.strerror, plain, 1)
+    if (
+        isinstance(cause, OSError)
+        and cause.errno
+        and isinstance(cause.strerror, str)
+        and cause.strerror.startswith("Connect call failed")
+    ):
+        return err.reason.replace(cause.strerror, os.strerror(cause.errno), 1)
     return err.reason
 
 

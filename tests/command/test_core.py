@@ -64,6 +64,19 @@ _SAME_FAILURE: list[tuple[str, CommandError, CommandError]] = [
         ),
     ),
     (
+        "cut short by a close",
+        _pool_error(
+            ConnectionClosed,
+            "connection closed before a complete response",
+            RemoteProtocolError("connection closed before a complete response", b"{"),
+        ),
+        _pool_error(
+            RemoteProtocolError,
+            "invalid HTTP response: connection closed before a complete response: {",
+            RemoteProtocolError("connection closed before a complete response", b"{"),
+        ),
+    ),
+    (
         "reset mid-reply",
         _pool_error(
             ConnectionClosed,

@@ -347,3 +347,16 @@ def test_untrusted_certificate(
     got = both(twins, scenario)
     assert got[1] == CommandConnectError.__name__
     assert "CERTIFICATE_VERIFY_FAILED" in got[2] and "(attempt 1 of 3)" in got[2]
+
+
+def test_reply_cut_short_by_a_close(
+    twins: Twins, scripted: Callable[[list[str | bytes]], ScriptedServer], scaled: Any
+) -> None:
+    srv = scripted(["truncated", "truncated"])
+
+    def scenario(d: Driver) -> Outcome:
+        d.open(srv.port, timeout=scaled(10), retries=3, retry_seconds=0)
+        return outcome(lambda: d.call("add", 1, 2))
+
+    got = both(twins, scenario)
+    assert got[1] == CommandConnectionClosed.__name__

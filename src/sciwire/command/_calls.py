@@ -41,6 +41,7 @@ from sciwire.command._protocol import (
 from sciwire.core.http.client import Endpoint, host_header
 from sciwire.core.http.codec import ParsedResponse
 from sciwire.core.http.codec import encode_request as encode_http_request
+from sciwire.errors import RemoteProtocolError
 
 __all__ = [
     "CLOSED_REASON",
@@ -61,6 +62,10 @@ NOT_CONNECTED_REASON = "client is not connected (use 'async with' or connect())"
 _CLOSED_EARLY = (
     "connection closed before a complete response (request not re-sent: it may have been processed)"
 )
+
+
+#: how the HTTP codec words a response ended by the connection's close
+_CODEC_CUT_SHORT = "connection closed before a complete response"
 
 
 def _env_defaults() -> tuple[Any, Any]:
@@ -130,6 +135,14 @@ _OPEN, _NEW, _CLOSED = 0, 1, 2
 def _body_head(method: str) -> bytes:
     """A call body up to its params: ``{"jsonrpc": "2.0", "method": ..., "params": ``."""
     return b'{"jsonrpc": "2.0", "method": %s, "params": ' % json.dumps(method).encode()
+
+
+def _cut_short(err: CommandError) -> bool:
+    """The asyncio pool reports a reply cut short by the server's close as an invalid
+    response (the codec's end-of-stream error); the blocking pool as a closed
+    connection, which it is."""
+    cause = err.__cause__
+    return isinstance(cause, RemoteProtocolError) and str(cause).startswith(_CODEC_CUT_SHORT)
 
 
 def _connect_reason(err: CommandConnectError) -> str:
@@ -299,16 +312,17 @@ class CallCore:
 
         A connection that ended before the whole reply, or one that could not be made,
         reads the same from both pools (their own words stay on the ``__cause__``)."""
-        reason = err.reason
-        if isinstance(err, CommandConnectionClosed):
-            reason = _CLOSED_EARLY
+        kind: type[CommandError] = type(err)
+        reason, data = err.reason, err.data
+        if isinstance(err, CommandConnectionClosed) or _cut_short(err):
+            kind, reason, data = CommandConnectionClosed, _CLOSED_EARLY, None
         elif isinstance(err, CommandConnectError):
             reason = _connect_reason(err)
-        return type(err)(
+        return kind(
             f'Encountered error from JSONRPC function "{method}" with params {shown}: {reason}',
             url=self.url,
             code=err.code,
-            data=err.data,
+            data=data,
         )
 
     def result(self, method: str, shown: Any, resp: ParsedResponse) -> Any:

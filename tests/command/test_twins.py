@@ -27,7 +27,7 @@ from sciwire.command import (
     CommandServer,
     CommandTimeout,
 )
-from tests.command.conftest import ScriptedServer, Service, free_port
+from tests.command.conftest import ScriptedServer, Service, free_port, http_reply
 
 Outcome = tuple[Any, ...]
 
@@ -360,3 +360,30 @@ def test_reply_cut_short_by_a_close(
 
     got = both(twins, scenario)
     assert got[1] == CommandConnectionClosed.__name__
+
+
+_REPLIES: list[str | bytes] = [
+    http_reply(b'{"result": 5}'),
+    http_reply(b'{"error": {"code": 3, "name": "Oops", "message": "bad", "data": {"x": 1}}}'),
+    http_reply(b"not json"),
+    http_reply(b""),
+    http_reply(b"[1, 2]"),
+    http_reply(b'{"detail": "no"}', "500 Internal Server Error"),
+    http_reply(b"<html>gone</html>", "404 Not Found"),
+    http_reply(b'{"result": 1}', "302 Found"),
+    "garbage",
+]
+
+
+def test_every_reply_reads_the_same(
+    twins: Twins, scripted: Callable[[list[str | bytes]], ScriptedServer], scaled: Any
+) -> None:
+    srv = scripted(_REPLIES * 2)  # the same replies, in order, for each twin
+
+    def scenario(d: Driver) -> list[Outcome]:
+        d.open(srv.port, timeout=scaled(10), retries=1)
+        return [outcome(lambda: d.call("add", 2, 3)) for _ in _REPLIES]
+
+    got = both(twins, scenario)
+    assert got[0] == ("ok", 5)
+    assert got[-1][1] == "CommandError" and "invalid HTTP response" in got[-1][2]

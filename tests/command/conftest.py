@@ -148,6 +148,7 @@ class ScriptedServer:
     """A raw TCP server answering system.describe properly, then each later request
     with the next scripted action: ``"close"`` (drop the connection), ``"partial"``
     (headers and half a body, then silence), ``"trickle"`` (a body byte every 50 ms),
+    ``"trickle-head"`` (a head byte every 50 ms), ``"truncated"`` (half a body, then close),
     ``"garbage"``, or bytes to send."""
 
     def __init__(self, actions: list[str | bytes]) -> None:
@@ -218,6 +219,16 @@ class ScriptedServer:
                         if self._stop.wait(0.05):
                             return
                         conn.sendall(b" ")
+                    return
+                if action == "truncated":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b'{"result": ')
+                    conn.close()
+                    return
+                if action == "trickle-head":
+                    for _ in range(4000):  # one head byte per 50 ms: ~200 s for the head
+                        if self._stop.wait(0.05):
+                            return
+                        conn.sendall(b"X")
                     return
                 if action == "garbage":
                     conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")

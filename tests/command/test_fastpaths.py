@@ -34,14 +34,11 @@ _json = st.recursive(
 
 
 def _core(cls: type[json.JSONEncoder] | None) -> CallCore:
-    core = CallCore()
-    core._setup("command", "127.0.0.1", 39002, "", cls, 300, {}, 1, 0.0)
-    core._call_prefix = b"POST /api HTTP/1.1\r\nContent-Length: "
-    return core
+    return CallCore("command", "127.0.0.1", 39002, "", cls, 300, {}, 1, 0.0)
 
 
 def _body(core: CallCore, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    data, _ = core._request(method, args, kwargs)
+    data, _ = core.request(method, args, kwargs)
     head, body = data.split(b"\r\n\r\n", 1)
     assert head.endswith(b"Content-Length: %d" % len(body))
     return body

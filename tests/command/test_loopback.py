@@ -23,7 +23,7 @@ from sciwire.command import (
     make_request,
 )
 from sciwire.errors import ConnectError, RemoteError, Timeout
-from tests.command.conftest import ScriptedServer, Service, free_port
+from tests.command.conftest import ScriptedServer, Service, free_port, http_reply
 
 MakeClient = Callable[..., CommandClient]
 MakeServer = Callable[..., CommandServer]
@@ -294,6 +294,44 @@ def test_make_request_slow_body_maps_to_command_timeout(
     cli = make_client(srv.port, timeout=scaled(0.5))
     with pytest.raises(CommandTimeout), make_json_request(cli, "/api", data={"a": 1}) as resp:
         resp.read()
+
+
+def test_make_request_head_has_a_deadline(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+    make_client: MakeClient,
+    scaled: Callable[[float], float],
+) -> None:
+    # each byte comes well within the timeout; the head as a whole does not
+    srv = scripted(["trickle-head", http_reply(b'{"result": 1}')])
+    cli = make_client(srv.port, timeout=scaled(0.5))
+    with pytest.raises(CommandTimeout, match="did not reply"), make_request(cli, url="/x"):
+        pytest.fail("unreachable")
+    # a body is still read a piece at a time, each piece within the timeout
+    with make_request(cli, url="/x") as resp:
+        assert resp.read() == b'{"result": 1}'
+
+
+def test_make_request_reads_an_endless_error_body_only_up_to_its_cap(
+    scripted: Callable[[list[str | bytes]], ScriptedServer],
+    make_client: MakeClient,
+    scaled: Callable[[float], float],
+) -> None:
+    from sciwire.command._transport import MAX_ERROR_BODY
+
+    chunk = b"x" * 65536
+    pieces = b"%X\r\n%s\r\n" % (len(chunk), chunk) * (MAX_ERROR_BODY // len(chunk) + 2)
+    endless = (
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + pieces
+    )  # and no last chunk: the server then waits, connection open
+    srv = scripted([endless, http_reply(b'{"result": {"hello": "world"}}')])
+    cli = make_client(srv.port, timeout=scaled(10))
+    with pytest.raises(CommandError) as info, make_request(cli, url="/x"):
+        pytest.fail("unreachable")
+    assert info.value.code == 500
+    assert info.value.data == b"x" * MAX_ERROR_BODY
+    # the rest was left unread: that connection is not reused
+    assert cli.hello_world() == {"hello": "world"}
 
 
 def test_server_survives_bad_requests(server: CommandServer, client: CommandClient) -> None:

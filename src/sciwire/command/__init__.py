@@ -9,6 +9,7 @@ and a JSON-RPC command server with a simulated command_core.
 from __future__ import annotations
 
 from sciwire.command._aio import AsyncCommandClient
+from sciwire.command._calls import set_module_defaults
 from sciwire.command._client import CommandClient, Response, make_json_request, make_request
 from sciwire.command._errors import (
     CommandConnectError,
@@ -27,6 +28,9 @@ MAX_ATTEMPTS: int = env_retries()
 #: Seconds between those attempts, from ``CRYOSPARC_COMMAND_RETRY_SECONDS`` at import
 #: (default 30); read when a client is made, like :data:`MAX_ATTEMPTS`.
 RETRY_INTERVAL: float = env_retry_seconds()
+
+# clients read the two above when they are made (this module's current values)
+set_module_defaults(lambda: (MAX_ATTEMPTS, RETRY_INTERVAL))
 
 __all__ = [
     "MAX_ATTEMPTS",

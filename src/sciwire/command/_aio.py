@@ -3,7 +3,7 @@
 Same discovery as :class:`~sciwire.command.CommandClient` (``system.describe`` on
 entry, one coroutine method per procedure, ``await cli()`` re-discovers), same
 errors, same retry rule: only a request that could not be sent (the connection could
-not be made) is tried again. It runs on :mod:`sciwire.command._aiotransport` (asyncio
+not be made) is tried again. It runs on :class:`~sciwire.core.http.aioclient.AsyncHttpPool` (asyncio
 protocols and the sans-I/O HTTP codec) rather than aiohttp's client, which cost about
 four times as much CPU per call here (see bench/command.py).
 """
@@ -18,17 +18,17 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sciwire.command._aiotransport import AsyncTransport
 from sciwire.command._calls import CallCore
 from sciwire.command._errors import CommandError
-from sciwire.command._protocol import DESCRIBE, ProcInfo, parse_response
+from sciwire.command._protocol import ProcInfo, parse_response
+from sciwire.core.http.aioclient import AsyncHttpPool
 
 __all__ = ["AsyncCommandClient"]
 
 logger = logging.getLogger(__name__)
 
 
-class AsyncCommandClient(CallCore):
+class AsyncCommandClient:
     """An asyncio JSON-RPC client for CryoSPARC command services.
 
     Use as ``async with AsyncCommandClient(...) as cli: await cli.hello_world()``,
@@ -58,33 +58,34 @@ class AsyncCommandClient(CallCore):
         limit: int = 64,
         pipeline: int = 1,
     ) -> None:
-        self._setup(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
-        self._transport = AsyncTransport(
-            self._endpoint,
-            timeout=timeout,
-            retries=self._retries,
-            retry_seconds=self._retry_seconds,
-            ssl_context=ssl_context,
-            limit=limit,
-            pipeline=pipeline,
+        core = CallCore(
+            service, host, port, url, cls, timeout, headers, retries, retry_seconds, opened=False
         )
-        self._call_prefix = self._transport.request_prefix(
-            "POST", self._api_path, self._call_headers
+        self._core = core
+        self.service = service
+        self._url = core.url
+        self._transport = AsyncHttpPool(
+            core.endpoint, limit=limit, pipeline=pipeline, **core.pool_options(ssl_context)
         )
-        self._open = False
         # a client dropped without close(): abort its connections when collected
         self._finalizer = weakref.finalize(self, self._transport.abort_all)
         self._finalizer.atexit = False
 
     async def connect(self) -> AsyncCommandClient:
-        """Discover the procedures (connections open as calls need them)."""
-        self._open = True
+        """Discover the procedures (connections open as calls need them).
+
+        Raises:
+            CommandError: discovery failed, or the client was closed (closing is final,
+                as for the blocking client).
+        """
+        self._core.open()
         await self._reload()
         return self
 
     async def close(self) -> None:
-        """Close the connections (idempotent); later calls raise CommandError."""
-        self._open = False
+        """Close the client and its connections (idempotent); later calls raise
+        :class:`CommandError` ("client is closed"), as the blocking client's do."""
+        self._core.close()
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncCommandClient:
@@ -106,18 +107,15 @@ class AsyncCommandClient(CallCore):
     # -- calls --------------------------------------------------------------------
 
     async def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        data, shown = self._request(method, args, kwargs)
+        core = self._core
+        data, shown = core.request(method, args, kwargs)
         try:
-            if not self._open:
-                raise CommandError(
-                    "client is closed (use 'async with' or connect())", url=self._url
-                )
-            resp = await self._transport.exchange(data, self._api_path)
+            resp = await self._transport.exchange(data, core.api_path)
         except CommandError as err:
-            raise self._send_failed(method, shown, err) from err
-        if resp.status < 400:  # the usual reply: _decode's success path, one frame less
-            return parse_response(resp.body, method, shown, self._url)
-        return self._decode(method, shown, resp)
+            raise core.failed(method, shown, err) from err
+        if resp.status < 400:  # the usual reply: result()'s success path, one frame less
+            return parse_response(resp.body, method, shown, core.url)
+        return core.result(method, shown, resp)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a procedure by name (discovered or not)."""
@@ -131,11 +129,17 @@ class AsyncCommandClient(CallCore):
         async def func(*args: Any, **kwargs: Any) -> Any:
             return await call(key, args, kwargs)
 
-        self._dress(func, key, info)
+        self._core.dress(func, type(self).__name__, key, info)
         return func
 
+    @property
+    def _endpoints(self) -> list[str]:
+        """The procedure names the last discovery found."""
+        return list(self._core.procs)
+
     async def _reload(self) -> None:
-        self._apply_describe(await self._call(DESCRIBE, (), {}))
+        ticket, method = self._core.describe_request()
+        self._core.install(ticket, await self._call(method, (), {}), self)
 
     async def __call__(self) -> None:
         """Discover the server's procedures again."""

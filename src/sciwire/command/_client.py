@@ -16,16 +16,15 @@ import io
 import json
 import logging
 import ssl
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from sciwire.command._calls import CallCore, procedure_signature
-from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
-from sciwire.command._protocol import DESCRIBE, ProcInfo, http_error, parse_response
-from sciwire.command._transport import Transport
+from sciwire.command._errors import CommandError
+from sciwire.command._protocol import ProcInfo, http_error, parse_response
+from sciwire.command._transport import Transport, read_failure
 
 __all__ = [
     "CommandClient",
@@ -38,7 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class CommandClient(CallCore):
+class CommandClient:
     """Client for CryoSPARC's ``command_core``, ``command_vis`` and ``command_rtp``.
 
     On construction it calls ``system.describe`` and adds one instance method per
@@ -86,28 +85,22 @@ class CommandClient(CallCore):
         retry_seconds: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._setup(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
+        core = CallCore(service, host, port, url, cls, timeout, headers, retries, retry_seconds)
+        self._core = core
+        self.service = service
+        # the original's attributes, for code that reads them
+        self._url = core.url
         self._cls = cls
-        self._transport = Transport(
-            self._endpoint,
-            timeout=timeout,
-            retries=self._retries,
-            retry_seconds=self._retry_seconds,
-            ssl_context=ssl_context,
-        )
-        # every call has the same head but for Content-Length: encode it once
-        self._call_prefix = self._transport.request_prefix(
-            "POST", self._api_path, self._call_headers
-        )
-        self._endpoints: list[str] = []
-        self._reload_lock = threading.Lock()
+        self._timeout = timeout
+        self._headers = core.headers
+        self._transport = Transport(core.endpoint, **core.pool_options(ssl_context))
         # The original opens a connection per call, so code written for it never closes
         # a client: close the pooled connections when the client is collected.
-        self._finalizer = weakref.finalize(self, self._transport.close)
+        self._finalizer = weakref.finalize(self, self._transport.shutdown)
         try:
             self._reload()  # connect now to gather the methods, as the original does
         except BaseException:
-            self._transport.close()
+            self.close()
             raise
 
     if TYPE_CHECKING:
@@ -117,14 +110,15 @@ class CommandClient(CallCore):
     # -- calls --------------------------------------------------------------------
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        data, shown = self._request(method, args, kwargs)
+        core = self._core
+        data, shown = core.request(method, args, kwargs)
         try:
-            resp = self._transport.exchange(data, self._api_path)
+            resp = self._transport.exchange(data, core.api_path)
         except CommandError as err:
-            raise self._send_failed(method, shown, err) from err
-        if resp.status < 400:  # the usual reply: _decode's success path, one frame less
-            return parse_response(resp.body, method, shown, self._url)
-        return self._decode(method, shown, resp)
+            raise core.failed(method, shown, err) from err
+        if resp.status < 400:  # the usual reply: result()'s success path, one frame less
+            return parse_response(resp.body, method, shown, core.url)
+        return core.result(method, shown, resp)
 
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
         call = self._call
@@ -132,21 +126,30 @@ class CommandClient(CallCore):
         def func(*args: Any, **kwargs: Any) -> Any:
             return call(key, args, kwargs)
 
-        self._dress(func, key, info)
+        self._core.dress(func, type(self).__name__, key, info)
         return func
 
+    @property
+    def _endpoints(self) -> list[str]:
+        """The procedure names the last discovery found (the original's attribute)."""
+        return list(self._core.procs)
+
     def _reload(self) -> None:
-        with self._reload_lock:
-            self._apply_describe(self._call(DESCRIBE, (), {}))
-            self._endpoints = list(self._procs)
+        ticket, method = self._core.describe_request()
+        self._core.install(ticket, self._call(method, (), {}), self)
 
     def __call__(self) -> None:
         """Discover the server's procedures again (adds new ones, removes vanished ones)."""
         self._reload()
 
     def close(self) -> None:
-        """Close the idle keep-alive connections (the client stays usable)."""
-        self._transport.close()
+        """Close the client and its connections (idempotent).
+
+        Later calls raise :class:`CommandError` ("client is closed"), as the asyncio
+        client's do; calls already in flight finish.
+        """
+        self._core.close()
+        self._transport.shutdown()
 
     def __enter__(self) -> CommandClient:
         return self
@@ -183,20 +186,10 @@ class Response(io.BufferedIOBase):
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except TimeoutError as exc:
-            self.failed = True
-            self.raw.close()
-            raise CommandTimeout(
-                f"response body not received within timeout of {self._timeout} seconds",
-                url=self.url,
-            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self.failed = True
             self.raw.close()
-            raise CommandConnectionClosed(
-                f"connection closed while reading the response ({type(exc).__name__}: {exc})",
-                url=self.url,
-            ) from exc
+            raise read_failure(exc, self.url, self._timeout, head=False) from exc
 
     def read(self, amt: int | None = None) -> bytes:
         """Read the body (all of it, or up to *amt* bytes)."""
@@ -300,22 +293,24 @@ def make_request(
         CommandError: on connection failure, timeout or an HTTP error status (with
             ``code`` = status and ``data`` = the body, parsed when it is JSON).
     """
-    path = f"{client._endpoint.prefix}{url}{'?' + urlencode(query) if query else ''}"
-    full_url = client._endpoint.origin + path
-    all_headers = {"Originator": "client", **client._headers, **headers}
+    core = client._core
+    core.ensure_open()
+    path = f"{core.endpoint.prefix}{url}{'?' + urlencode(query) if query else ''}"
+    full_url = core.endpoint.origin + path
+    all_headers = {"Originator": "client", **core.headers, **headers}
     if isinstance(data, str):
         data = data.encode()  # (urllib refuses str; the original's callers never send one)
     transport = client._transport
     sock, resp = transport.open(method, path, data, all_headers)
     if resp.status >= 400:
-        body = transport.read_all(sock, resp, full_url)
+        body = transport.read_error_body(sock, resp, full_url)
         raise http_error(
             resp.status,
             resp.reason,
             body,
             resp.headers.get("Content-Type", ""),
             full_url,
-            client.service,
+            core.service,
         )
     response = Response(resp, full_url, transport.timeout)
     try:
@@ -340,5 +335,5 @@ def make_json_request(
 ) -> contextlib.AbstractContextManager[Response]:
     """Like :func:`make_request`, with *data* sent as a JSON body (encoded with ``cls``)."""
     all_headers = {"Content-Type": "application/json", **headers}
-    body = json.dumps(data, cls=client._encoder).encode()
+    body = json.dumps(data, cls=client._core.encoder).encode()
     return make_request(client, url=url, query=query, data=body, headers=all_headers)

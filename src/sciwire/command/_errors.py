@@ -19,6 +19,7 @@ __all__ = [
     "CommandConnectionClosed",
     "CommandError",
     "CommandTimeout",
+    "command_error",
 ]
 
 
@@ -63,3 +64,15 @@ class CommandTimeout(CommandError, Timeout):
 
 class CommandConnectionClosed(CommandError, ConnectionClosed):
     """The server closed the connection before answering."""
+
+
+def command_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
+    """The core pools' failures under cryosparc-tools' exception names (their
+    ``error_factory``)."""
+    if kind is ConnectError:
+        return CommandConnectError(message, url=url)
+    if kind is Timeout:
+        return CommandTimeout(message, url=url)
+    if kind is ConnectionClosed:
+        return CommandConnectionClosed(message, url=url)
+    return CommandError(message, url=url, data=data)

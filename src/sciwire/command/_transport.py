@@ -19,31 +19,27 @@ retried: a non-idempotent call (``enqueue_job``) must not run twice.
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import os
 import re
 import socket
-import ssl
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sciwire.command._errors import (
-    CommandConnectError,
-    CommandConnectionClosed,
-    CommandError,
-    CommandTimeout,
-)
-from sciwire.core.http.client import POOL_SIZE, Endpoint, HttpPool, header_block
+from sciwire.command._errors import CommandConnectionClosed, CommandError, CommandTimeout
+from sciwire.core.http._foreign import is_real
+from sciwire.core.http.client import Endpoint, HttpPool, header_block
 from sciwire.core.http.codec import encode_request
-from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 
 __all__ = [
+    "MAX_ERROR_BODY",
     "Endpoint",
     "Transport",
     "env_retries",
     "env_retry_seconds",
-    "module_defaults",
-    "pool_options",
+    "read_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +50,8 @@ _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 _CHUNKED = {"Transfer-Encoding": "chunked"}
 #: bytes read from a request body file at a time
 _BLOCK = 64 * 1024
+#: the most of an HTTP error response's body make_request reads (into CommandError.data)
+MAX_ERROR_BODY = 1 << 20
 
 
 def _pieces(body: Any) -> Iterator[bytes]:
@@ -111,46 +109,69 @@ def env_retry_seconds() -> float:
     return int(value) if value.is_integer() else value
 
 
-def module_defaults() -> tuple[int, float]:
-    """``sciwire.command.MAX_ATTEMPTS`` and ``RETRY_INTERVAL`` as they are now: read from
-    the environment at import, as the original's, and changeable by assignment."""
-    import sciwire.command as public  # here: the package imports this module
+def read_failure(
+    exc: BaseException, url: str, timeout: float | None, *, head: bool
+) -> CommandError:
+    """An :mod:`http.client` read failure (a timeout, a dropped connection, a broken
+    response) as the command error: one wording for a response's head, its body and a
+    streamed read.
 
-    try:
-        attempts = max(1, int(public.MAX_ATTEMPTS))
-        interval = max(0.0, float(public.RETRY_INTERVAL))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "sciwire.command.MAX_ATTEMPTS must be an int and RETRY_INTERVAL a number "
-            f"(got {public.MAX_ATTEMPTS!r}, {public.RETRY_INTERVAL!r})"
-        ) from exc
-    return attempts, interval
+    Args:
+        exc: what the read raised.
+        url: the URL requested.
+        timeout: the socket timeout in force.
+        head: the head was being read (the request may have been acted on, and is not
+            re-sent).
+    """
+    if head:
+        note = "request not re-sent: it may have been processed"
+        if isinstance(exc, TimeoutError):
+            return CommandTimeout(
+                f"command did not reply within timeout of {timeout} seconds ({note})", url=url
+            )
+        return CommandConnectionClosed(
+            f"connection closed before a response ({type(exc).__name__}: {exc}); {note}",
+            url=url,
+        )
+    if isinstance(exc, TimeoutError):
+        return CommandTimeout(
+            f"response body not received within timeout of {timeout} seconds", url=url
+        )
+    return CommandConnectionClosed(
+        f"connection closed while reading the response ({type(exc).__name__}: {exc})", url=url
+    )
 
 
-def pool_options(
-    timeout: float | None, retries: int, retry_seconds: float, ssl_context: ssl.SSLContext | None
-) -> dict[str, Any]:
-    """The settings both transports give the core pools (retry rule, errors, name)."""
-    return {
-        "timeout": timeout,
-        "retries": retries,
-        "retry_seconds": retry_seconds,
-        "ssl_context": ssl_context,
-        "retry": "unsent",
-        "error_factory": command_error,
-        "name": "command server",
-    }
+class _DeadlineReader(io.RawIOBase):
+    """A socket as :class:`http.client.HTTPResponse` reads it (``makefile("rb")``),
+    whose reads all end by *deadline* while that is set, and then each get the
+    socket's own timeout."""
 
+    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = deadline
 
-def command_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
-    """The core pool's failures under cryosparc-tools' exception names."""
-    if kind is ConnectError:
-        return CommandConnectError(message, url=url)
-    if kind is Timeout:
-        return CommandTimeout(message, url=url)
-    if kind is ConnectionClosed:
-        return CommandConnectionClosed(message, url=url)
-    return CommandError(message, url=url, data=data)
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        """The buffered reader http.client takes."""
+        return io.BufferedReader(self)
+
+    def readable(self) -> bool:
+        """True."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """One ``recv_into``, waiting no later than the deadline."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("response head not received by the deadline")
+            self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+    def fileno(self) -> int:
+        """The socket's descriptor."""
+        return self._sock.fileno()
 
 
 class Transport(HttpPool):
@@ -161,30 +182,11 @@ class Transport(HttpPool):
     :mod:`http.client` response reader on the same pooled connections, for
     ``make_request``.
 
-    Args:
-        endpoint: where to connect.
-        timeout: socket timeout in seconds (connect and each read).
-        retries: attempts per request (>= 1) when the request surely was not sent.
-        retry_seconds: pause between such attempts (none after the last one).
-        ssl_context: TLS settings for ``https`` (default: the system's defaults).
+    Takes :class:`~sciwire.core.http.client.HttpPool`'s arguments; the command
+    client passes its :meth:`~sciwire.command._calls.CallCore.pool_options`.
     """
 
     log = logger
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        timeout: float | None,
-        retries: int,
-        retry_seconds: float,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            pool_size=POOL_SIZE,
-            **pool_options(timeout, retries, retry_seconds, ssl_context),
-        )
 
     def release(self, sock: socket.socket) -> None:
         """Give a connection whose response was read whole back to the pool."""
@@ -236,25 +238,22 @@ class Transport(HttpPool):
             self._send_body(sock, stream, url, chunked)
         if sock.gettimeout() != self.timeout:
             sock.settimeout(self.timeout)  # the pool's, for each read of http.client
-        resp = http.client.HTTPResponse(sock, method=method)
+        reader: _DeadlineReader | None = None
+        if is_real(sock) and self.timeout is not None:
+            # the head must arrive whole within the timeout (a server sending it a
+            # byte at a time would otherwise hold the call for ever); the body's reads
+            # then each get the timeout, as http.client's do
+            reader = _DeadlineReader(sock, time.monotonic() + self.timeout)
+        resp = http.client.HTTPResponse(reader or sock, method=method)  # type: ignore[arg-type]
         try:
             resp.begin()
-        except TimeoutError as exc:
-            resp.close()
-            sock.close()
-            raise CommandTimeout(
-                f"command did not reply within timeout of {self.timeout} seconds "
-                "(request not re-sent: it may have been processed)",
-                url=url,
-            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
-            raise CommandConnectionClosed(
-                f"connection closed before a response ({type(exc).__name__}: {exc}); "
-                "request not re-sent: it may have been processed",
-                url=url,
-            ) from exc
+            raise read_failure(exc, url, self.timeout, head=True) from exc
+        if reader is not None:
+            reader.deadline = None
+            sock.settimeout(self.timeout)
         return sock, resp
 
     def _stream_head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
@@ -290,25 +289,25 @@ class Transport(HttpPool):
             sock.close()  # the caller's file or iterator failed: the request is incomplete
             raise
 
-    def read_all(self, sock: socket.socket, resp: http.client.HTTPResponse, url: str) -> bytes:
-        """Read a response body whole, release or close the connection, map errors."""
+    def read_error_body(
+        self, sock: socket.socket, resp: http.client.HTTPResponse, url: str
+    ) -> bytes:
+        """An error response's body, at most :data:`MAX_ERROR_BODY` bytes (the rest is
+        not read and the connection is closed); release or close the connection.
+
+        Raises:
+            CommandTimeout: the body did not arrive within the timeout.
+            CommandConnectionClosed: the connection failed while it was read.
+        """
         try:
-            data = resp.read()
-        except TimeoutError as exc:
-            resp.close()
-            sock.close()
-            raise CommandTimeout(
-                f"response body not received within timeout of {self.timeout} seconds", url=url
-            ) from exc
+            data = resp.read(MAX_ERROR_BODY + 1)
         except (OSError, http.client.HTTPException) as exc:
             resp.close()
             sock.close()
-            raise CommandConnectionClosed(
-                f"connection closed while reading the response ({type(exc).__name__}: {exc})",
-                url=url,
-            ) from exc
-        if resp.will_close:
+            raise read_failure(exc, url, self.timeout, head=False) from exc
+        if len(data) > MAX_ERROR_BODY or not resp.isclosed() or resp.will_close:
+            resp.close()  # (what is left unread would be taken for the next response)
             sock.close()
         else:
             self.release(sock)
-        return data
+        return data[:MAX_ERROR_BODY]

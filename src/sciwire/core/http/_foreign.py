@@ -19,10 +19,7 @@ from __future__ import annotations
 import _socket
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any, cast
-
-if TYPE_CHECKING:
-    from sciwire.core.http.client import Endpoint
+from typing import Any, Protocol, cast
 
 __all__ = ["ForeignSocket", "foreign_socket", "is_real"]
 
@@ -95,6 +92,21 @@ class ForeignSocket:
         self._sock.close()
 
 
+class Place(Protocol):
+    """Where a connection goes, as far as TLS needs it (an ``Endpoint`` is one; a
+    Protocol rather than an import of the pool's module, which imports this one)."""
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``."""
+        ...
+
+    @property
+    def host(self) -> str:
+        """The host name (for the TLS server name)."""
+        ...
+
+
 def is_real(sock: object) -> bool:
     """True for a socket of the ``socket`` module (TLS ones included) rather than a
     double. They all derive from the C type ``_socket.socket``, which a double that
@@ -103,7 +115,7 @@ def is_real(sock: object) -> bool:
 
 
 def foreign_socket(
-    sock: Any, timeout: float | None, endpoint: Endpoint, ssl_context: ssl.SSLContext | None
+    sock: Any, timeout: float | None, endpoint: Place, ssl_context: ssl.SSLContext | None
 ) -> socket.socket:
     """*sock*, a double, ready for the pool: TLS-wrapped the way the double's library
     patched ``ssl`` to do it (for ``https``), behind a :class:`ForeignSocket`."""

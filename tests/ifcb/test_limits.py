@@ -67,13 +67,13 @@ def test_record_buffer_caps_a_finished_record_too(kind: Callable[[str], Any]) ->
 
 def test_frame_over_the_cap_is_checked_record_by_record() -> None:
     conn = SignalRConnection("client", 0.0, max_record_size=40)
-    conn.receive("{}" + RS, 0.0)  # handshake accepted
+    conn.receive_frame("{}" + RS, 0.0)  # handshake accepted
     small = '{"type":6}' + RS
-    assert conn.open_frame(small * 3, 0.0)  # over no record's cap: read in place
-    assert not conn.open_frame(small * 5, 0.0)  # a long frame takes the checked path
-    assert len(conn.receive(small * 5, 0.0)) == 5
-    with pytest.raises(RecordTooLarge):
-        conn.receive('{"type":1,"target":"' + "t" * 40 + '","arguments":[]}' + RS, 0.0)
+    assert len(conn.receive_frame(small * 3, 0.0)) == 3  # over no record's cap: in place
+    assert len(conn.receive_frame(small * 5, 0.0)) == 5  # a long frame: the checked path
+    long = '{"type":1,"target":"' + "t" * 40 + '","arguments":[]}' + RS
+    [error] = conn.receive_frame(long, 0.0)
+    assert isinstance(error, RecordTooLarge)
 
 
 def test_record_buffer_zero_means_no_limit() -> None:
@@ -84,8 +84,8 @@ def test_record_buffer_zero_means_no_limit() -> None:
 
 def test_connection_passes_its_record_cap() -> None:
     conn = SignalRConnection("server", 0.0, max_record_size=8)
-    with pytest.raises(RecordTooLarge):
-        conn.receive('{"protocol":', 0.0)
+    [error] = conn.receive_frame('{"protocol":', 0.0)
+    assert isinstance(error, RecordTooLarge)
 
 
 # -- the simulator under attack -------------------------------------------------------------

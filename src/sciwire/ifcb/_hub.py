@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sciwire.errors import ProtocolError, SciwireError, Timeout
+from sciwire.errors import SciwireError, Timeout
 from sciwire.ifcb._signalr import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
@@ -30,6 +30,7 @@ from sciwire.ifcb._signalr import (
     Completion,
     HandshakeRequest,
     Invocation,
+    Item,
     RecordTooLarge,
     SignalRConnection,
     negotiate_response,
@@ -380,7 +381,7 @@ class HubServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            conn.proto.state = "closed"
+            conn.proto.connection_lost()
             conn._closing = True
             conn._wake.set()
             timers.cancel()
@@ -404,24 +405,9 @@ class HubServer:
             if conn.frozen:
                 continue
             if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
-                try:
-                    for event in proto.receive(msg.data, loop.time()):
-                        if not await self._handle(conn, event):
-                            return
-                except ProtocolError as exc:
-                    # over a limit: say why, then drop the socket rather than keep
-                    # reading the peer until it answers the closing handshake
-                    limit = isinstance(exc, RecordTooLarge)
-                    if limit:
-                        logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, exc)
-                    else:
-                        logger.warning("connection %s: %s", conn.id, exc)
-                    if proto.state == "open":
-                        await conn.close(f"Connection closed with an error. {exc}", abort=limit)
-                    else:
-                        conn._push(proto.reject_handshake(str(exc), loop.time()))
-                        await conn.close(abort=limit)
-                    return
+                for item in proto.receive_frame(msg.data, loop.time()):
+                    if not await self._handle(conn, item):
+                        return
             elif msg.type == WSMsgType.ERROR:
                 if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
                     logger.warning(
@@ -433,47 +419,68 @@ class HubServer:
                     )
                 return
 
-    async def _handle(self, conn: HubConnection, event: object) -> bool:
+    async def _handle(self, conn: HubConnection, item: Item) -> bool:
+        """Act on one received item; False ends the connection."""
         proto = conn.proto
         now = asyncio.get_running_loop().time()
-        if isinstance(event, Invocation):
-            await self._invoke(conn, event)
-        elif isinstance(event, HandshakeRequest):
-            if event.protocol != "json" or event.version not in SERVER_VERSIONS:
-                error = f"protocol {event.protocol!r} version {event.version} is not supported"
+        if type(item) is tuple:
+            await self._invoke(conn, *item)
+        elif isinstance(item, Invocation):
+            await self._invoke(conn, item.target, item.arguments, item.invocation_id)
+        elif isinstance(item, HandshakeRequest):
+            if item.protocol != "json" or item.version not in SERVER_VERSIONS:
+                error = f"protocol {item.protocol!r} version {item.version} is not supported"
                 conn._push(proto.reject_handshake(error, now))
                 await conn.close()
                 return False
             conn._push(proto.accept_handshake(now))
             self.on_connected(conn)
-            for held in proto.receive(b"", now):  # records that shared the handshake frame
+            for held in proto.receive_frame(b"", now):  # records that shared the handshake frame
                 if not await self._handle(conn, held):
                     return False
-        elif isinstance(event, Close):
+        elif isinstance(item, Close):
             await conn.ws.close()
+            return False
+        elif isinstance(item, SciwireError):
+            # the peer's error; over a limit: say why, then drop the socket rather than
+            # keep reading the peer until it answers the closing handshake
+            limit = isinstance(item, RecordTooLarge)
+            if limit:
+                logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, item)
+            else:
+                logger.warning("connection %s: %s", conn.id, item)
+            if proto.state == "open":
+                await conn.close(f"Connection closed with an error. {item}", abort=limit)
+            else:
+                conn._push(proto.reject_handshake(str(item), now))
+                await conn.close(abort=limit)
             return False
         return True
 
-    async def _invoke(self, conn: HubConnection, call: Invocation) -> None:
-        func = self.methods.get(call.target)
+    async def _invoke(
+        self,
+        conn: HubConnection,
+        target: str,
+        arguments: list[Any],
+        invocation_id: str | None = None,
+    ) -> None:
+        func = self.methods.get(target)
         result: Any = None
         error: str | None = None
         if func is None:
-            error = f"Unknown hub method '{call.target}'"
+            error = f"Unknown hub method '{target}'"
             logger.info("connection %s: %s", conn.id, error)
         else:
             try:
-                result = func(conn, *call.arguments)
+                result = func(conn, *arguments)
                 if inspect.isawaitable(result):
                     result = await result
             except (SciwireError, TypeError, ValueError) as exc:
-                error = (
-                    f"An unexpected error occurred invoking '{call.target}' on the server. {exc}"
-                )
+                error = f"An unexpected error occurred invoking '{target}' on the server. {exc}"
                 logger.info("connection %s: %s", conn.id, error)
             except Exception as exc:
-                error = f"An unexpected error occurred invoking '{call.target}' on the server."
-                logger.exception("hub method %s raised", call.target, exc_info=exc)
-        if call.invocation_id is not None and conn.proto.state == "open":
-            completion = Completion(call.invocation_id, result, error, error is None)
+                error = f"An unexpected error occurred invoking '{target}' on the server."
+                logger.exception("hub method %s raised", target, exc_info=exc)
+        if invocation_id is not None and conn.proto.state == "open":
+            completion = Completion(invocation_id, result, error, error is None)
             conn._push(conn.proto.send(completion, asyncio.get_running_loop().time()))

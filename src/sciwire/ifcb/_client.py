@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 #: seconds to wait before reconnect attempts 1, 2, 3...; the last repeats
 RECONNECT_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: what a client relays to the host on each startAsClient confirmation, and on leaving
+#: (as the reference does)
+GREETING = ("Client connected.", "refresh")
+GOODBYE = "Client disconnected."
 
 
 class ClientEvents(Protocol):
@@ -192,10 +196,11 @@ class AsyncIFCBClient:
         Raises:
             Timeout: not within *timeout* seconds.
         """
-        if self._started is None:
-            raise ConnectionClosed("connect() has not been called")
+        started = self._started
+        if started is None or not self._wanted:
+            raise ConnectionClosed("not connected")
         try:
-            await asyncio.wait_for(self._started.wait(), timeout)
+            await asyncio.wait_for(started.wait(), timeout)
         except asyncio.TimeoutError as exc:
             raise Timeout(f"hub did not confirm startAsClient within {timeout} s") from exc
 
@@ -272,7 +277,7 @@ class AsyncIFCBClient:
         if hub is not None:
             if hub.connected and goodbye:
                 with contextlib.suppress(ConnectionClosed):
-                    await hub.send("relayMessageToHost", [self.ifcb_id, "Client disconnected."])
+                    await hub.send("relayMessageToHost", [self.ifcb_id, GOODBYE])
             await hub.stop()
         if supervisor is not None:
             supervisor.cancel()
@@ -285,10 +290,7 @@ class AsyncIFCBClient:
         Raises:
             ConnectionClosed: not connected.
         """
-        hub = self._hub
-        if hub is None:
-            raise ConnectionClosed("not connected")
-        await hub.send("relayMessageToHost", [self.ifcb_id, message])
+        await self.require_connection().send("relayMessageToHost", [self.ifcb_id, message])
 
     async def send(self, target: str, arguments: list[Any]) -> None:
         """Call hub method *target* with *arguments*, fire-and-forget.
@@ -296,10 +298,20 @@ class AsyncIFCBClient:
         Raises:
             ConnectionClosed: not connected.
         """
+        await self.require_connection().send(target, arguments)
+
+    def require_connection(self) -> HubClient:
+        """The open hub connection (the blocking client asks this too, so both forms
+        refuse a call the same way).
+
+        Raises:
+            ConnectionClosed: not connected (not yet, not any more, or between
+                reconnections).
+        """
         hub = self._hub
-        if hub is None:
+        if hub is None or not self._wanted or not hub.connected:
             raise ConnectionClosed("not connected")
-        await hub.send(target, arguments)
+        return hub
 
     # -- hub callbacks ------------------------------------------------------------------
 
@@ -322,8 +334,8 @@ class AsyncIFCBClient:
 
     async def _greet(self, hub: HubClient) -> None:
         try:
-            await hub.send("relayMessageToHost", [self.ifcb_id, "Client connected."])
-            await hub.send("relayMessageToHost", [self.ifcb_id, "refresh"])
+            for text in GREETING:
+                await hub.send("relayMessageToHost", [self.ifcb_id, text])
         except ConnectionClosed as exc:
             logger.info("could not greet the host: %s", exc)
 

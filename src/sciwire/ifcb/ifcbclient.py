@@ -21,7 +21,7 @@ from typing import Any
 from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed
-from sciwire.ifcb._client import AsyncIFCBClient
+from sciwire.ifcb._client import GOODBYE, GREETING, AsyncIFCBClient
 from sciwire.ifcb.protocol import parse_response
 
 __all__ = ["ClientHubConnection", "IFCBClient", "parse_response"]
@@ -100,8 +100,8 @@ class ClientHubConnection:
             # so queued sends still go out in the order they were made.
             self._queue(self.client.send(method, list(arguments)))
             return
-        if not self.portal.running:
-            raise ConnectionClosed("not connected")
+        # the asyncio client decides whether a call is refused (so both forms refuse alike)
+        self.client.require_connection()
         self.portal.call(self.client.send(method, list(arguments)), self.timeout)
 
     def on(self, event: str, callback: Callable[[list[Any]], Any]) -> None:
@@ -214,8 +214,8 @@ class IFCBClient:
     def started(self, response: list[Any]) -> None:
         """The hub confirmed ``startAsClient``: tell the host "Client connected." and ask
         for its state with "refresh"."""
-        self.relay_message_to_host("Client connected.")
-        self.relay_message_to_host("refresh")
+        for text in GREETING:
+            self.relay_message_to_host(text)
         self.client.mark_started(response)
 
     def do_nothing(self, response: Any) -> None:
@@ -243,7 +243,7 @@ class IFCBClient:
         """Tell the host "Client disconnected.", close the connection and stop the
         background thread (idempotent)."""
         with contextlib.suppress(ConnectionClosed):
-            self.relay_message_to_host("Client disconnected.")
+            self.relay_message_to_host(GOODBYE)
         self.hub_connection.stop()
 
     def relay_message_to_host(self, message: str) -> None:

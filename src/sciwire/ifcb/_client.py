@@ -62,6 +62,11 @@ def _run_hooks(hooks: list[Callable[..., Any]], *args: Any) -> None:
             logger.exception("IFCB hook %r raised", hook)
 
 
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("IFCB client task failed: %s", task.exception())
+
+
 class AsyncIFCBClient:
     """An asyncio IFCB client.
 
@@ -320,7 +325,7 @@ class AsyncIFCBClient:
         (as the reference does on every confirmation), then :meth:`mark_started`."""
         hub = self._hub
         if hub is not None:
-            self._background(self._greet(hub))
+            self.spawn(self._greet(hub))
         self.mark_started(response)
 
     def mark_started(self, response: list[Any]) -> None:
@@ -342,13 +347,16 @@ class AsyncIFCBClient:
     def _hub_disconnect(self, arguments: list[Any]) -> None:
         # The hub asks us to leave: say goodbye and stop without reconnecting.
         self._wanted = False
+        self.spawn(self.disconnect())
 
-        self._background(self.disconnect())
-
-    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run *coro* as a task of this client, from the loop's thread (a callback
+        cannot await): held until done, since asyncio keeps only weak references to
+        tasks; a failure is logged. Tasks start in the order they were spawned."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     def handle_message(self, response: list[Any]) -> None:
         """Parse a relayed ``[sender_id, smsgsrc, seqno, msg]`` and call the matching

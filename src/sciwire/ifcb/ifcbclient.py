@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sciwire.core.patterns import Registry
@@ -47,8 +47,6 @@ class ClientHubConnection:
         self.timeout = timeout
         self.portal = Portal("ifcb-client")
         self._lock = threading.Lock()
-        # tasks queued from the loop thread, held so they are not collected mid-flight
-        self._queued: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -79,7 +77,7 @@ class ClientHubConnection:
         Idempotent. From a callback (on the loop thread) it only schedules the close.
         """
         if self._on_loop():
-            self._queue(self.client.disconnect(goodbye=False))
+            self.client.spawn(self.client.disconnect(goodbye=False))
             return
         with self._lock:
             if not self.portal.running:
@@ -98,7 +96,7 @@ class ClientHubConnection:
         if self._on_loop():
             # Blocking here would deadlock the loop; tasks start in creation order,
             # so queued sends still go out in the order they were made.
-            self._queue(self.client.send(method, list(arguments)))
+            self.client.spawn(self.client.send(method, list(arguments)))
             return
         # the asyncio client decides whether a call is refused (so both forms refuse alike)
         self.client.require_connection()
@@ -120,12 +118,6 @@ class ClientHubConnection:
         """Call ``callback()`` after each automatic reconnection."""
         self.client.on_reconnect(callback)
 
-    def _queue(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.portal.loop.create_task(coro)
-        self._queued.add(task)
-        task.add_done_callback(self._queued.discard)
-        task.add_done_callback(_log_failure)
-
     def _on_loop(self) -> bool:
         if not self.portal.running:
             return False
@@ -133,11 +125,6 @@ class ClientHubConnection:
             return asyncio.get_running_loop() is self.portal.loop
         except RuntimeError:  # no loop in this thread
             return False
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.info("queued hub call failed: %s", task.exception())
 
 
 class IFCBClient:

@@ -88,13 +88,27 @@ def _text_frame(text: str) -> bytes:
 
 
 class HubConnection:
-    """The server's view of one client connection."""
+    """The server's view of one client connection.
 
-    def __init__(self, hub: HubServer, connection_id: str, ws: web.WebSocketResponse) -> None:
+    Args:
+        hub: the server (its public settings: limits, timers, coalescing).
+        connection_id: the SignalR connection id.
+        ws: the prepared WebSocket.
+        transport: the connection's TCP transport, to write frame bursts and to abort.
+    """
+
+    def __init__(
+        self,
+        hub: HubServer,
+        connection_id: str,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.hub = hub
         self.id = connection_id
         self.ws = ws
+        self._transport = transport
         self.proto = SignalRConnection(
             "server",
             loop.time(),
@@ -170,7 +184,7 @@ class HubConnection:
     def abort(self) -> None:
         """Drop the TCP connection without a Close message or WebSocket close frame."""
         self._closing = True
-        transport = self.hub._transports.get(self.id)
+        transport = self._transport
         if transport is not None:
             transport.abort()
 
@@ -204,7 +218,7 @@ class HubConnection:
                 return
 
     def _write_frames(self, records: list[str]) -> None:
-        transport = self.hub._transports.get(self.id)
+        transport = self._transport
         if transport is None or transport.is_closing() or self.ws.closed:
             raise ConnectionError("the connection is closing")
         transport.write(b"".join([_text_frame(record) for record in records]))
@@ -268,7 +282,6 @@ class HubServer:
         self.host = "127.0.0.1"
         self.port = 0
         self._pending: dict[str, str] = {}  # ws id (token or connection id) -> connection id
-        self._transports: dict[str, asyncio.Transport] = {}
         self._in_use: set[str] = set()  # ws ids with a live socket (a second one gets 409)
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
@@ -367,9 +380,7 @@ class HubServer:
         except BaseException:
             self._in_use.discard(ws_id or "")
             raise
-        if request.transport is not None:
-            self._transports[connection_id] = request.transport
-        conn = HubConnection(self, connection_id, ws)
+        conn = HubConnection(self, connection_id, ws, request.transport)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if isinstance(peer, tuple) and len(peer) >= 2:
             conn.peer = f"{peer[0]}:{peer[1]}"
@@ -390,7 +401,6 @@ class HubServer:
                 with contextlib.suppress(BaseException):
                     await task
             self.connections.pop(connection_id, None)
-            self._transports.pop(connection_id, None)
             self._in_use.discard(ws_id or "")
             with contextlib.suppress(Exception):
                 await ws.close()

@@ -5,7 +5,12 @@ with the peer's address and the limit's name, and legitimate clients go on being
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -296,3 +301,100 @@ async def test_a_burst_over_the_clients_cap_arrives_in_frames_it_accepts(
         assert not reconnected.is_set()
     finally:
         await client.disconnect()
+
+
+# -- slow consumers -------------------------------------------------------------------------
+
+
+async def test_server_drops_a_client_with_more_than_max_queued_records_waiting(
+    caplog: pytest.LogCaptureFixture, scaled: Callable[[float], float]
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    # above the ~100 state messages a refresh sends at once
+    simulator = IFCBSimulator(SERIAL, rate=0, heartbeat_interval=0, max_queued=300)
+    await simulator.start()
+    try:
+        client, _, _ = await _connected_client(simulator, scaled(10), reconnect=False)
+        try:
+            hub = client.require_connection()
+            for i in range(400):  # in one turn of the loop: nothing is written meanwhile
+                simulator.push(f"reportevent:{i}")
+            assert isinstance(
+                await asyncio.wait_for(asyncio.shield(hub.closed), scaled(10)), Exception
+            )
+        finally:
+            await client.disconnect()
+        logs = _limit_logs(caplog, "max_queued")
+        assert len(logs) == 1 and "127.0.0.1:" in logs[0], logs
+        await _legitimate_client_is_served(simulator, scaled(10))
+    finally:
+        await simulator.stop()
+
+
+def _masked_text(payload: bytes) -> bytes:
+    # a masked text frame (clients must mask, RFC 6455 5.3) with an all-zero key
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, len(payload)) + b"\0\0\0\0" + payload
+
+
+async def test_blast_drops_a_client_that_pings_but_stops_reading(
+    caplog: pytest.LogCaptureFixture, scaled: Callable[[float], float]
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    simulator = IFCBSimulator(SERIAL, rate=0, heartbeat_interval=0, client_timeout=scaled(2))
+    registered = asyncio.Event()
+    start_as_client = simulator.methods["startAsClient"]
+
+    def register(conn: Any, serial: Any) -> None:
+        start_as_client(conn, serial)
+        registered.set()
+
+    simulator.method("startAsClient", register)
+    await simulator.start()
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills fast
+    sock.setblocking(False)
+    stop = asyncio.Event()
+    pinger: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", simulator.port)), 10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(
+            sock,
+            (
+                f"GET /ifcbHub HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            head += await asyncio.wait_for(loop.sock_recv(sock, 1), scaled(10))
+        assert head.startswith(b"HTTP/1.1 101"), head
+        start = '{"type":1,"target":"startAsClient","arguments":["' + SERIAL + '"]}' + RS
+        handshake = '{"protocol":"json","version":1}' + RS
+        await loop.sock_sendall(sock, _masked_text(handshake.encode() + start.encode()))
+
+        async def ping() -> None:  # alive as far as the keep-alive timer can tell
+            while not stop.is_set():
+                await loop.sock_sendall(sock, _masked_text(b'{"type":6}\x1e'))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+
+        pinger = asyncio.create_task(ping())
+        await asyncio.wait_for(registered.wait(), scaled(10))
+        # (never read again from here on)
+        # 12 MB in batches of 256: the writer takes the first and blocks on the full
+        # socket, the second waits in the queue, and the blast waits for it to drain
+        big = "reportevent:" + "z" * 20_000
+        sent = await asyncio.wait_for(simulator.blast(600, [big]), scaled(30))
+        assert sent == 600
+        logs = _limit_logs(caplog, "took nothing")
+        assert len(logs) == 1 and "127.0.0.1:" in logs[0], logs
+    finally:
+        stop.set()
+        if pinger is not None:
+            with contextlib.suppress(Exception):
+                await pinger
+        sock.close()
+        await simulator.stop()

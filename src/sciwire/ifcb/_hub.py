@@ -53,6 +53,9 @@ _WS_OPTIONS: dict[str, Any] = (
 )
 
 
+#: default cap on the records queued for one client (setting ``max_queued``)
+MAX_QUEUED = 100_000
+
 #: a coalesced frame holds records up to about this many characters (at most 3 bytes each
 #: in UTF-8), so a burst never makes one frame over a peer's 4 MiB message cap
 FRAME_CHARS = 1024 * 1024
@@ -152,17 +155,38 @@ class HubConnection:
         if self.proto.state != "open" or self._closing:
             return
         self.proto.note_sent(self._loop.time())
-        self._queue.extend(records)
+        queue = self._queue
+        queue.extend(records)
+        if len(queue) > self.hub.max_queued > 0:
+            self._too_slow()
+            return
         self._drained.clear()
         self._wake.set()
 
     def _push(self, record: str) -> None:
-        self._queue.append(record)
+        queue = self._queue
+        queue.append(record)
+        if len(queue) > self.hub.max_queued > 0:
+            self._too_slow()
+            return
         self._drained.clear()
         self._wake.set()
 
+    def _too_slow(self) -> None:
+        # a client that does not read would grow the queue without bound
+        logger.warning(
+            "dropping connection %s from %s: more than max_queued (%d) records wait for it",
+            self.id,
+            self.peer,
+            self.hub.max_queued,
+        )
+        self._queue.clear()
+        self.abort()
+        self._drained.set()
+
     async def drain(self) -> None:
-        """Wait until everything queued has been written."""
+        """Wait until everything queued has been handed to the writer (which may still be
+        writing the last batch it took)."""
         if self._queue or self._wake.is_set():
             await self._drained.wait()
 
@@ -254,6 +278,8 @@ class HubServer:
             limit); a larger one closes that connection with code 1009.
         max_record_size: longest SignalR record accepted, also across frames (0: no
             limit); beyond it the connection is closed with an error Close message.
+        max_queued: most records waiting to be written to one client (0: no limit);
+            beyond it the client is too slow (or not reading) and is dropped.
 
     A connection closed by a limit is logged once at WARNING with the client's address
     and the limit's name.
@@ -269,8 +295,10 @@ class HubServer:
         coalesce: bool = True,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_record_size: int = MAX_RECORD_SIZE,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.path = path
+        self.max_queued = max_queued
         self.max_message_size = max_message_size
         self.max_record_size = max_record_size
         self.coalesce = coalesce

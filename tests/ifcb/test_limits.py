@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sciwire.errors import ConnectionClosed, Timeout
 from sciwire.ifcb import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
@@ -26,7 +28,7 @@ from sciwire.ifcb import (
     MessageTooLarge,
     RecordTooLarge,
 )
-from sciwire.ifcb._signalr import RS, RecordBuffer, SignalRConnection
+from sciwire.ifcb._signalr import PING_RECORD, RS, RecordBuffer, SignalRConnection
 
 SERIAL = "111-111-111"
 FAST = (0.05, 0.1, 0.2)
@@ -398,3 +400,64 @@ async def test_blast_drops_a_client_that_pings_but_stops_reading(
                 await pinger
         sock.close()
         await simulator.stop()
+
+
+async def test_client_gives_up_on_a_hub_that_takes_nothing(
+    scaled: Callable[[float], float],
+) -> None:
+    """A hub that hand-shakes, then keeps pinging but never reads: the server timeout
+    never fires (the hub is heard from), so only a deadline on writes ends a send that
+    waits for room in a full socket."""
+    release = asyncio.Event()
+
+    async def hub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            writer.write(b"\x81\x03{}\x1e")  # the handshake reply; then pings only
+            while not release.is_set():
+                writer.write(b"\x81\x0b" + PING_RECORD.encode())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(release.wait(), 0.1)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(hub, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HubClient(
+        f"ws://127.0.0.1:{port}/hub",
+        skip_negotiation=True,
+        keep_alive_interval=scaled(0.2),
+        server_timeout=scaled(1),
+    )
+    try:
+        await client.start()
+        payload = "p" * 1_000_000
+
+        async def flood() -> BaseException:
+            while True:  # until the socket is full and the deadline passes
+                try:
+                    await client.send("upload", [payload])
+                except (Timeout, ConnectionClosed) as exc:
+                    return exc
+
+        error = await asyncio.wait_for(flood(), scaled(20))
+        assert isinstance(error, Timeout | ConnectionClosed)
+        cause = await asyncio.wait_for(asyncio.shield(client.closed), scaled(5))
+        assert isinstance(cause, Timeout) and "took nothing" in str(cause)
+    finally:
+        release.set()
+        await client.stop()
+        server.close()
+        await server.wait_closed()

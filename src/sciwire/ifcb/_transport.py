@@ -38,6 +38,7 @@ from sciwire.ifcb._signalr import (
     Item,
     NegotiateError,
     RecordTooLarge,
+    ServerTimeout,
     SignalRConnection,
     parse_negotiate,
 )
@@ -170,7 +171,8 @@ class HubClient:
             await asyncio.wait_for(self._open(), self.handshake_timeout)
         except BaseException as exc:
             await self._teardown()
-            self._closed.set_result(exc if isinstance(exc, Exception) else None)
+            if not self._closed.done():
+                self._closed.set_result(exc if isinstance(exc, Exception) else None)
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, Timeout):
                 raise Timeout(
                     f"hub connection not ready within {self.handshake_timeout} s"
@@ -303,10 +305,34 @@ class HubClient:
         ws = self._ws
         if ws is None or ws.closed:
             raise ConnectionClosed("the hub connection is closed")
+        # A hub that takes nothing for server_timeout is gone: without a deadline, a send
+        # waiting for room in a full socket would wait for good while the hub still pings.
+        # A timer that cancels this task, not wait_for: that would add a task (and a loop
+        # turn) to every send, where aiohttp almost never waits.
+        task = asyncio.current_task()
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            if task is not None:
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.server_timeout, expire)
         try:
             await ws.send_str(text)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # (Python 3.11+)
+            if uncancel is not None:
+                uncancel()
+            error = ServerTimeout(f"the hub took nothing for {self.server_timeout} s")
+            await self._finish(error)  # (a frame may be cut short: the connection is over)
+            raise error from None
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
             raise ConnectionClosed(f"hub connection lost while sending: {exc}") from exc
+        finally:
+            timer.cancel()
 
     # -- tasks ------------------------------------------------------------------------
 

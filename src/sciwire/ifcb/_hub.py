@@ -17,7 +17,7 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -36,7 +36,7 @@ from sciwire.ifcb._signalr import (
     negotiate_response,
 )
 
-__all__ = ["HubConnection", "HubServer"]
+__all__ = ["HubConnection", "HubServer", "HubSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,22 @@ def _text_frame(text: str) -> bytes:
     return _LEN8(0x81, 127, size) + payload
 
 
+class HubSettings(Protocol):
+    """What a connection reads from its server (the seam between them)."""
+
+    keep_alive_interval: float
+    client_timeout: float
+    handshake_timeout: float
+    max_record_size: int
+    max_queued: int
+    coalesce: bool
+
+
 class HubConnection:
     """The server's view of one client connection.
 
     Args:
-        hub: the server (its public settings: limits, timers, coalescing).
+        hub: the server's settings: timers, limits, coalescing.
         connection_id: the SignalR connection id.
         ws: the prepared WebSocket.
         transport: the connection's TCP transport, to write frame bursts and to abort.
@@ -102,7 +113,7 @@ class HubConnection:
 
     def __init__(
         self,
-        hub: HubServer,
+        hub: HubSettings,
         connection_id: str,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None = None,

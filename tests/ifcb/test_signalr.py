@@ -431,3 +431,12 @@ def test_nesting_past_the_json_scanner_depth_is_a_protocol_error() -> None:
     server = SignalRConnection("server")
     [error] = server.receive_frame(deep + RS, 0.0)
     assert isinstance(error, RemoteProtocolError) and "handshake" in str(error)
+
+
+def test_a_forgotten_invocation_is_dropped_when_its_completion_comes_late() -> None:
+    client, server = _open_pair()
+    invocation_id, _ = client.invoke("slow", [], 1.0)
+    client.forget(invocation_id)
+    assert client.pending == set()
+    late = server.send(Completion(invocation_id, 1, None, True), 2.0)
+    assert client.receive_frame(late, 2.0) == [] and client.dropped == 1

@@ -299,6 +299,11 @@ class SignalRConnection:
         self.pending.add(invocation_id)
         return invocation_id, record
 
+    def forget(self, invocation_id: str) -> None:
+        """Stop waiting for *invocation_id*'s Completion (the caller gave up on it): a
+        late one is dropped and counted like any unknown one."""
+        self.pending.discard(invocation_id)
+
     def close(
         self, now: float, error: str | None = None, allow_reconnect: bool | None = None
     ) -> str:

@@ -296,7 +296,7 @@ class HubClient:
             await self._write(record)
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError as exc:
-            proto.pending.discard(invocation_id)
+            proto.forget(invocation_id)
             raise Timeout(f"no reply to {target!r} within {timeout} s") from exc
         finally:
             self._pending.pop(invocation_id, None)

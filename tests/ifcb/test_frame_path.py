@@ -1,10 +1,10 @@
-"""HubClient's in-place frame reader agrees with the general receive path.
+"""The receive door's in-place frame reader agrees with the exact receive path.
 
-The reader reads whole text frames record by record without splitting them, and
-recognises a record for the same target as the one before by one compare; these
-tests feed the same frames to it and to the exact path (every record decoded by
-``receive_record``, in order) and compare every handler call, error, end cause and
-count.
+``SignalRConnection.receive_frame`` reads whole text frames record by record without
+splitting them and hands canonical invocations over as ``(target, arguments)``; these
+tests feed the same frames through it and ``HubClient._dispatch`` and through the exact
+path (the record buffer, then every record decoded by ``decode_message`` in order, one
+record dispatched at a time) and compare every handler call, error, end cause and count.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciwire.errors import ProtocolError, RemoteProtocolError
-from sciwire.ifcb._signalr import RS, Completion, Invocation, SignalRConnection, encode_message
+from sciwire.ifcb._signalr import (
+    RS,
+    Completion,
+    HandshakeResponse,
+    Invocation,
+    SignalRConnection,
+    encode_message,
+)
 from sciwire.ifcb._transport import HubClient
 
 TARGETS = ["messageRelayed", "heartbeat", "", 'a"b', "a\\b", "é", "messageRelayedX"]
@@ -64,7 +71,7 @@ def _client() -> tuple[HubClient, list[tuple[str, Any]]]:
     hub.on("heartbeat", _raise)  # a raising handler is counted; the others still run
     proto = SignalRConnection("client")
     proto.handshake_request(0.0)
-    proto.receive("{}" + RS, 0.0)
+    assert proto.receive_frame("{}" + RS, 0.0) == [HandshakeResponse(None, {})]
     proto.pending.add("1")
     hub._proto = proto
     return hub, calls
@@ -78,13 +85,16 @@ def _run(frames: list[str], fast: bool) -> tuple[Any, ...]:
     hub, calls = _client()
     proto = hub._proto
     assert proto is not None
-    outcome: Any = False
+    outcome: Any = None
     for frame in frames:
         try:
-            outcome = hub._on_frame(frame, 1.0) if fast else _general(hub, proto, frame)
+            if fast:
+                outcome = hub._dispatch(proto.receive_frame(frame, 1.0))
+            else:
+                outcome = _general(hub, proto, frame)
         except ProtocolError as exc:
             outcome = (type(exc), str(exc))
-        if outcome is not False:
+        if outcome is not None:
             break
     if isinstance(outcome, BaseException):
         outcome = (type(outcome), str(outcome))
@@ -101,17 +111,14 @@ def _run(frames: list[str], fast: bool) -> tuple[Any, ...]:
 
 def _general(hub: HubClient, proto: SignalRConnection, frame: str) -> Any:
     """The exact path, record by record in order: decode_message for every record."""
-    records = proto.open_records(frame, 1.0)
-    if records is None:
-        return hub._deliver(proto.receive(frame, 1.0))
-    for index, record in enumerate(records):
-        msg = proto.receive_record(record)
-        if msg is not None:
-            cause = hub._deliver((msg,))
-            if cause is not False:
-                proto.dropped += len(records) - index - 1
-                return cause
-    return False
+    proto._last_received = 1.0
+    records = proto._buffer.feed(frame)
+    cause = None
+    for record in records:  # after a Close, the rest is dropped (and counted) one by one
+        msg = proto._message(record)
+        if msg is not None and cause is None:
+            cause = hub._dispatch((msg,))
+    return cause
 
 
 def _frames(records: list[str], cuts: list[int]) -> list[str]:
@@ -191,6 +198,6 @@ def test_a_completion_in_a_frame_resolves_its_invocation() -> None:
     proto = hub._proto
     assert proto is not None
     frame = RECORDS[0] + RS + encode_message(Completion("1", {"ok": 1})) + RECORDS[0] + RS
-    assert hub._on_frame(frame, 1.0) is False
+    assert hub._dispatch(proto.receive_frame(frame, 1.0)) is None
     assert proto.pending == set() and len(calls) == 2
     assert json.loads(RECORDS[0])["arguments"] == calls[0][1]

@@ -5,13 +5,20 @@ with the peer's address and the limit's name, and legitimate clients go on being
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import logging
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
+from sciwire.errors import ConnectionClosed, Timeout
 from sciwire.ifcb import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
@@ -21,7 +28,7 @@ from sciwire.ifcb import (
     MessageTooLarge,
     RecordTooLarge,
 )
-from sciwire.ifcb._signalr import RS, RecordBuffer, SignalRConnection
+from sciwire.ifcb._signalr import PING_RECORD, RS, RecordBuffer, SignalRConnection
 
 SERIAL = "111-111-111"
 FAST = (0.05, 0.1, 0.2)
@@ -67,13 +74,13 @@ def test_record_buffer_caps_a_finished_record_too(kind: Callable[[str], Any]) ->
 
 def test_frame_over_the_cap_is_checked_record_by_record() -> None:
     conn = SignalRConnection("client", 0.0, max_record_size=40)
-    conn.receive("{}" + RS, 0.0)  # handshake accepted
+    conn.receive_frame("{}" + RS, 0.0)  # handshake accepted
     small = '{"type":6}' + RS
-    assert conn.open_frame(small * 3, 0.0)  # over no record's cap: read in place
-    assert not conn.open_frame(small * 5, 0.0)  # a long frame takes the checked path
-    assert len(conn.receive(small * 5, 0.0)) == 5
-    with pytest.raises(RecordTooLarge):
-        conn.receive('{"type":1,"target":"' + "t" * 40 + '","arguments":[]}' + RS, 0.0)
+    assert len(conn.receive_frame(small * 3, 0.0)) == 3  # over no record's cap: in place
+    assert len(conn.receive_frame(small * 5, 0.0)) == 5  # a long frame: the checked path
+    long = '{"type":1,"target":"' + "t" * 40 + '","arguments":[]}' + RS
+    [error] = conn.receive_frame(long, 0.0)
+    assert isinstance(error, RecordTooLarge)
 
 
 def test_record_buffer_zero_means_no_limit() -> None:
@@ -84,8 +91,8 @@ def test_record_buffer_zero_means_no_limit() -> None:
 
 def test_connection_passes_its_record_cap() -> None:
     conn = SignalRConnection("server", 0.0, max_record_size=8)
-    with pytest.raises(RecordTooLarge):
-        conn.receive('{"protocol":', 0.0)
+    [error] = conn.receive_frame('{"protocol":', 0.0)
+    assert isinstance(error, RecordTooLarge)
 
 
 # -- the simulator under attack -------------------------------------------------------------
@@ -296,3 +303,161 @@ async def test_a_burst_over_the_clients_cap_arrives_in_frames_it_accepts(
         assert not reconnected.is_set()
     finally:
         await client.disconnect()
+
+
+# -- slow consumers -------------------------------------------------------------------------
+
+
+async def test_server_drops_a_client_with_more_than_max_queued_records_waiting(
+    caplog: pytest.LogCaptureFixture, scaled: Callable[[float], float]
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    # above the ~100 state messages a refresh sends at once
+    simulator = IFCBSimulator(SERIAL, rate=0, heartbeat_interval=0, max_queued=300)
+    await simulator.start()
+    try:
+        client, _, _ = await _connected_client(simulator, scaled(10), reconnect=False)
+        try:
+            hub = client.require_connection()
+            for i in range(400):  # in one turn of the loop: nothing is written meanwhile
+                simulator.push(f"reportevent:{i}")
+            assert isinstance(
+                await asyncio.wait_for(asyncio.shield(hub.closed), scaled(10)), Exception
+            )
+        finally:
+            await client.disconnect()
+        logs = _limit_logs(caplog, "max_queued")
+        assert len(logs) == 1 and "127.0.0.1:" in logs[0], logs
+        await _legitimate_client_is_served(simulator, scaled(10))
+    finally:
+        await simulator.stop()
+
+
+def _masked_text(payload: bytes) -> bytes:
+    # a masked text frame (clients must mask, RFC 6455 5.3) with an all-zero key
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, len(payload)) + b"\0\0\0\0" + payload
+
+
+async def test_blast_drops_a_client_that_pings_but_stops_reading(
+    caplog: pytest.LogCaptureFixture, scaled: Callable[[float], float]
+) -> None:
+    caplog.set_level(logging.INFO, "sciwire.ifcb")
+    simulator = IFCBSimulator(SERIAL, rate=0, heartbeat_interval=0, client_timeout=scaled(2))
+    registered = asyncio.Event()
+    start_as_client = simulator.methods["startAsClient"]
+
+    def register(conn: Any, serial: Any) -> None:
+        start_as_client(conn, serial)
+        registered.set()
+
+    simulator.method("startAsClient", register)
+    await simulator.start()
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills fast
+    sock.setblocking(False)
+    stop = asyncio.Event()
+    pinger: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", simulator.port)), 10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(
+            sock,
+            (
+                f"GET /ifcbHub HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            head += await asyncio.wait_for(loop.sock_recv(sock, 1), scaled(10))
+        assert head.startswith(b"HTTP/1.1 101"), head
+        start = '{"type":1,"target":"startAsClient","arguments":["' + SERIAL + '"]}' + RS
+        handshake = '{"protocol":"json","version":1}' + RS
+        await loop.sock_sendall(sock, _masked_text(handshake.encode() + start.encode()))
+
+        async def ping() -> None:  # alive as far as the keep-alive timer can tell
+            while not stop.is_set():
+                await loop.sock_sendall(sock, _masked_text(b'{"type":6}\x1e'))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+
+        pinger = asyncio.create_task(ping())
+        await asyncio.wait_for(registered.wait(), scaled(10))
+        # (never read again from here on)
+        # 12 MB in batches of 256: the writer takes the first and blocks on the full
+        # socket, the second waits in the queue, and the blast waits for it to drain
+        big = "reportevent:" + "z" * 20_000
+        sent = await asyncio.wait_for(simulator.blast(600, [big]), scaled(30))
+        assert sent == 600
+        logs = _limit_logs(caplog, "took nothing")
+        assert len(logs) == 1 and "127.0.0.1:" in logs[0], logs
+    finally:
+        stop.set()
+        if pinger is not None:
+            with contextlib.suppress(Exception):
+                await pinger
+        sock.close()
+        await simulator.stop()
+
+
+async def test_client_gives_up_on_a_hub_that_takes_nothing(
+    scaled: Callable[[float], float],
+) -> None:
+    """A hub that hand-shakes, then keeps pinging but never reads: the server timeout
+    never fires (the hub is heard from), so only a deadline on writes ends a send that
+    waits for room in a full socket."""
+    release = asyncio.Event()
+
+    async def hub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            writer.write(b"\x81\x03{}\x1e")  # the handshake reply; then pings only
+            while not release.is_set():
+                writer.write(b"\x81\x0b" + PING_RECORD.encode())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(release.wait(), 0.1)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(hub, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HubClient(
+        f"ws://127.0.0.1:{port}/hub",
+        skip_negotiation=True,
+        keep_alive_interval=scaled(0.2),
+        server_timeout=scaled(1),
+    )
+    try:
+        await client.start()
+        payload = "p" * 1_000_000
+
+        async def flood() -> BaseException:
+            while True:  # until the socket is full and the deadline passes
+                try:
+                    await client.send("upload", [payload])
+                except (Timeout, ConnectionClosed) as exc:
+                    return exc
+
+        error = await asyncio.wait_for(flood(), scaled(20))
+        assert isinstance(error, Timeout | ConnectionClosed)
+        cause = await asyncio.wait_for(asyncio.shield(client.closed), scaled(5))
+        assert isinstance(cause, Timeout) and "took nothing" in str(cause)
+    finally:
+        release.set()
+        await client.stop()
+        server.close()
+        await server.wait_closed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -32,6 +33,16 @@ from sciwire.ifcb._signalr import (
     parse_negotiate,
     split_invocation,
 )
+
+
+def _receive(conn: SignalRConnection, data: str | bytes, now: float) -> list[Any]:
+    """``receive_frame`` as messages: a canonical invocation read in place becomes its
+    Invocation, and a trailing peer error is raised (what the old door did)."""
+    items = conn.receive_frame(data, now)
+    if items and isinstance(items[-1], Exception):
+        raise items[-1]
+    return [Invocation(*item) if type(item) is tuple else item for item in items]
+
 
 ALL_MESSAGES = [
     Invocation("messageRelayed", ["111", "host", 1, "syringetrack:1.5"]),
@@ -137,8 +148,8 @@ def test_framing_any_split_gives_the_same_messages(msgs: list[object], data: st.
 def test_framing_garbage_never_crashes(blob: bytes) -> None:
     conn = SignalRConnection("server")
     try:
-        conn.receive(blob, 0.0)
-        conn.receive(b"\x1e", 0.0)
+        _receive(conn, blob, 0.0)
+        _receive(conn, b"\x1e", 0.0)
     except RemoteProtocolError:
         pass
 
@@ -146,9 +157,9 @@ def test_framing_garbage_never_crashes(blob: bytes) -> None:
 def _open_pair() -> tuple[SignalRConnection, SignalRConnection]:
     client, server = SignalRConnection("client"), SignalRConnection("server")
     request = client.handshake_request(0.0)
-    assert server.receive(request, 0.0) == [HandshakeRequest("json", 1)]
+    assert _receive(server, request, 0.0) == [HandshakeRequest("json", 1)]
     reply = server.accept_handshake(0.0)
-    assert client.receive(reply, 0.0) == [HandshakeResponse(None, {})]
+    assert _receive(client, reply, 0.0) == [HandshakeResponse(None, {})]
     assert client.state == server.state == "open"
     return client, server
 
@@ -157,7 +168,7 @@ def test_handshake_reply_may_share_a_frame_with_messages() -> None:
     client = SignalRConnection("client")
     client.handshake_request(0.0)
     frame = "{}" + RS + encode_message(Invocation("heartbeat", [])) + PING_RECORD
-    assert client.receive(frame, 1.0) == [
+    assert _receive(client, frame, 1.0) == [
         HandshakeResponse(None, {}),
         Invocation("heartbeat", []),
         Ping(),
@@ -168,13 +179,13 @@ def test_handshake_error_reply_raises() -> None:
     client = SignalRConnection("client")
     client.handshake_request(0.0)
     with pytest.raises(HandshakeError, match="nope"):
-        client.receive('{"error":"nope"}' + RS, 0.0)
+        _receive(client, '{"error":"nope"}' + RS, 0.0)
     assert client.state == "closed"
 
 
 def test_server_sees_version_zero_and_can_reject() -> None:
     server = SignalRConnection("server")
-    assert server.receive('{"protocol":"json","version":0}\x1e', 0.0) == [
+    assert _receive(server, '{"protocol":"json","version":0}\x1e', 0.0) == [
         HandshakeRequest("json", 0)
     ]
     assert json.loads(server.reject_handshake("no", 0.0)[:-1]) == {"error": "no"}
@@ -184,16 +195,16 @@ def test_server_sees_version_zero_and_can_reject() -> None:
 def test_invoke_matches_completion_and_send_does_not_expect_one() -> None:
     client, server = _open_pair()
     record = client.send_invocation("relayMessageToHost", ["1", "refresh"], 1.0)
-    assert server.receive(record, 1.0) == [Invocation("relayMessageToHost", ["1", "refresh"])]
+    assert _receive(server, record, 1.0) == [Invocation("relayMessageToHost", ["1", "refresh"])]
     invocation_id, record = client.invoke("startAsClient", ["1"], 1.0)
-    [call] = server.receive(record, 1.0)
+    [call] = _receive(server, record, 1.0)
     assert isinstance(call, Invocation) and call.invocation_id == invocation_id
     assert client.pending == {invocation_id}
     reply = server.send(Completion(invocation_id, "ok", None, True), 1.0)
-    assert client.receive(reply, 1.0) == [Completion(invocation_id, "ok", None, True)]
+    assert _receive(client, reply, 1.0) == [Completion(invocation_id, "ok", None, True)]
     assert client.pending == set()
     # a Completion nobody waits for is dropped and counted
-    assert client.receive(server.send(Completion("999", 1, None, True), 1.0), 1.0) == []
+    assert _receive(client, server.send(Completion("999", 1, None, True), 1.0), 1.0) == []
     assert client.dropped == 1
 
 
@@ -203,7 +214,7 @@ def test_keep_alive_ping_after_idle_interval() -> None:
     assert client.tick(14.9) == ""
     assert client.tick(15.0) == PING_RECORD
     assert client.tick(20.0) == ""
-    client.receive(PING_RECORD, 25.0)
+    _receive(client, PING_RECORD, 25.0)
     client.send_invocation("x", [], 25.0)
     assert client.tick(39.9) == ""
     assert client.tick(40.0) == PING_RECORD
@@ -211,14 +222,14 @@ def test_keep_alive_ping_after_idle_interval() -> None:
 
 def test_server_timeout_after_silence_and_configurable() -> None:
     client, _ = _open_pair()
-    client.receive(PING_RECORD, 10.0)
+    _receive(client, PING_RECORD, 10.0)
     client.tick(39.0)
     with pytest.raises(ServerTimeout):
         client.tick(40.0)
     assert client.state == "closed"
     fast = SignalRConnection("client", keep_alive_interval=0.5, server_timeout=1.0)
     fast.handshake_request(0.0)
-    fast.receive("{}\x1e", 0.0)
+    _receive(fast, "{}\x1e", 0.0)
     assert fast.tick(0.5) == PING_RECORD
     with pytest.raises(Timeout):
         fast.tick(1.0)
@@ -234,7 +245,7 @@ def test_handshake_timeout() -> None:
 def test_close_message_closes_and_carries_the_error() -> None:
     client, server = _open_pair()
     record = server.close(1.0, "shutting down", allow_reconnect=True)
-    assert client.receive(record, 1.0) == [Close("shutting down", True)]
+    assert _receive(client, record, 1.0) == [Close("shutting down", True)]
     assert client.state == "closed" and client.close_error == "shutting down"
     with pytest.raises(LocalProtocolError):
         client.send_invocation("x", [], 2.0)
@@ -274,16 +285,16 @@ def test_negotiate_versions_redirect_and_error() -> None:
 def test_server_holds_records_that_share_the_handshake_frame_until_accepted() -> None:
     server = SignalRConnection("server")
     frame = '{"protocol":"json","version":1}' + RS + encode_message(Invocation("a", [1]))
-    assert server.receive(frame, 0.0) == [HandshakeRequest("json", 1)]
-    assert server.receive(encode_message(Invocation("b", [])), 0.0) == []
+    assert _receive(server, frame, 0.0) == [HandshakeRequest("json", 1)]
+    assert _receive(server, encode_message(Invocation("b", [])), 0.0) == []
     server.accept_handshake(0.0)
-    assert server.receive(b"", 0.0) == [Invocation("a", [1]), Invocation("b", [])]
+    assert _receive(server, b"", 0.0) == [Invocation("a", [1]), Invocation("b", [])]
 
 
 def test_malformed_handshake_can_still_be_answered_with_an_error() -> None:
     server = SignalRConnection("server")
     with pytest.raises(RemoteProtocolError):
-        server.receive("{nope" + RS, 0.0)
+        _receive(server, "{nope" + RS, 0.0)
     assert json.loads(server.reject_handshake("bad handshake", 0.0)[:-1]) == {
         "error": "bad handshake"
     }
@@ -336,7 +347,7 @@ def test_split_invocation_any_target_and_arguments(target: str, args: list[objec
         assert got == (target, args)
 
 
-def test_open_records_and_receive_record_keep_the_bookkeeping() -> None:
+def test_receive_frame_keeps_the_bookkeeping() -> None:
     client, server = _open_pair()
     invocation_id, _ = client.invoke("startAsClient", ["1"], 1.0)
     frame = (
@@ -346,47 +357,86 @@ def test_open_records_and_receive_record_keep_the_bookkeeping() -> None:
         + '{"type":8,"sequenceId":1}'
         + RS
         + server.close(2.0, "bye")
+        + PING_RECORD
         + '{"type":1,"target":"late"'
     )
-    records = client.open_records(frame, 5.0)
-    assert records is not None and len(records) == 5
+    got = client.receive_frame(frame, 5.0)
     assert client.next_deadline() == min(1.0 + 15.0, 5.0 + 30.0)
-    got = [client.receive_record(r) for r in records]
-    assert got == [
-        Invocation("a", [1]),
-        Completion(invocation_id, "ok", None, True),
-        None,
-        None,
-        Close("bye"),
-    ]
-    assert client.pending == set() and client.dropped == 2 and client.state == "closed"
-    assert client.receive_record('{"type":6}') is None and client.dropped == 3
-    # not open any more: the caller must take the general path
-    assert client.open_records("x", 6.0) is None
+    # the canonical invocation comes read in place; the Completion nobody waits for,
+    # the ignored type and the Ping after the Close are dropped and counted
+    assert got == [("a", [1]), Completion(invocation_id, "ok", None, True), Close("bye")]
+    assert client.pending == set() and client.dropped == 3 and client.state == "closed"
+    # the unfinished record, now ended, is one more record after the Close
+    assert client.receive_frame(PING_RECORD, 6.0) == [] and client.dropped == 4
 
 
-def test_open_records_declines_before_the_handshake_and_while_records_are_held() -> None:
+def test_receive_frame_returns_what_came_before_a_bad_record_then_the_error() -> None:
+    client, server = _open_pair()
+    good = server.send(Invocation("a", [1]), 1.0)
+    items = client.receive_frame(good + "{nope" + RS + good, 2.0)
+    assert items[0] == ("a", [1]) and len(items) == 2
+    assert isinstance(items[1], RemoteProtocolError) and "not valid JSON" in str(items[1])
+    # the same over bytes and across frames (the buffered path)
+    client, server = _open_pair()
+    assert client.receive_frame((good + "{no").encode(), 2.0) == [("a", [1])]
+    [error] = client.receive_frame(b"pe" + RS.encode(), 2.0)
+    assert isinstance(error, RemoteProtocolError)
+
+
+def test_receive_frame_reports_a_handshake_error_as_its_item() -> None:
     client = SignalRConnection("client")
     client.handshake_request(0.0)
-    assert client.open_records("{}" + RS, 0.0) is None
+    [error] = client.receive_frame('{"error":"nope"}' + RS + PING_RECORD, 0.0)
+    assert isinstance(error, HandshakeError) and client.state == "closed"
+
+
+def test_receive_frame_holds_records_before_the_handshake_is_accepted() -> None:
+    client = SignalRConnection("client")
+    client.handshake_request(0.0)
+    assert client.receive_frame("{", 0.0) == []  # unfinished
+    assert client.receive_frame("}" + RS + PING_RECORD, 0.0) == [
+        HandshakeResponse(None, {}),
+        Ping(),
+    ]
     server = SignalRConnection("server")
-    server.receive('{"protocol":"json","version":1}' + RS + PING_RECORD, 0.0)
+    items = server.receive_frame('{"protocol":"json","version":1}' + RS + PING_RECORD, 0.0)
+    assert items == [HandshakeRequest("json", 1)]
     server.accept_handshake(0.0)
-    assert server.open_records(PING_RECORD, 0.0) is None  # the held Ping comes first
-    assert server.receive("", 0.0) == [Ping()]
-    assert server.open_records(PING_RECORD, 0.0) == ['{"type":6}']
+    assert server.receive_frame(PING_RECORD, 0.0) == [Ping(), Ping()]  # the held one first
+    assert server.receive_frame("", 0.0) == []
 
 
-def test_open_frame_takes_only_whole_text_frames() -> None:
+def test_receive_frame_reads_whole_text_frames_and_buffers_the_rest_alike() -> None:
     client, server = _open_pair()
     record = server.send(Invocation("a", [1]), 1.0)
-    assert client.open_frame(record, 3.0)
+    assert client.receive_frame(record, 3.0) == [("a", [1])]
     assert client.next_deadline() == min(0.0 + 15.0, 3.0 + 30.0)
-    assert not client.open_frame("", 4.0)  # an empty frame holds no record
-    assert client.open_frame(record + record, 4.0)  # several whole records: in place
-    assert not client.open_frame(record.encode(), 4.0)  # bytes: open_records
-    assert not client.open_frame(record[:5], 4.0)  # unfinished
-    assert client.open_records(record[:5], 4.0) == []
-    assert not client.open_frame(record, 4.0)  # something is buffered
-    assert client.open_records(record[5:], 4.0) == [record[:-1]]
-    assert client.open_frame(record, 5.0)
+    assert client.receive_frame("", 4.0) == []  # an empty frame holds no record
+    assert client.receive_frame(record + record, 4.0) == [("a", [1])] * 2
+    assert client.receive_frame(record.encode(), 4.0) == [("a", [1])]
+    assert client.receive_frame(record[:5], 4.0) == []  # unfinished: buffered
+    assert client.receive_frame(record[5:] + record, 4.0) == [("a", [1])] * 2
+    assert client._buffer.pending == 0
+
+
+def test_nesting_past_the_json_scanner_depth_is_a_protocol_error() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    record = '{"type":1,"target":"a","arguments":' + deep + "}"
+    assert split_invocation(record) is None
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+        decode_message(record)
+    client, _ = _open_pair()
+    [error] = client.receive_frame(record + RS, 1.0)
+    assert isinstance(error, RemoteProtocolError)
+    server = SignalRConnection("server")
+    [error] = server.receive_frame(deep + RS, 0.0)
+    assert isinstance(error, RemoteProtocolError) and "handshake" in str(error)
+
+
+def test_a_forgotten_invocation_is_dropped_when_its_completion_comes_late() -> None:
+    client, server = _open_pair()
+    invocation_id, _ = client.invoke("slow", [], 1.0)
+    client.forget(invocation_id)
+    assert client.pending == set()
+    late = server.send(Completion(invocation_id, 1, None, True), 2.0)
+    assert client.receive_frame(late, 2.0) == [] and client.dropped == 1

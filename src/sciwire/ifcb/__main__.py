@@ -22,16 +22,17 @@ def main(argv: list[str] | None = None) -> None:
     def show(_: str, key: str, *values: Any) -> None:
         print(f"{key} => {values}", flush=True)
 
+    client = IFCBClient(args.address, args.id)
+    client.on(("valuechanged",), show)
+    # one try for both waits: Ctrl-C may come while connect() is still returning (the
+    # greeting's answers are printed from the loop thread before it does)
     try:
-        client = IFCBClient(args.address, args.id)
-        client.on(("valuechanged",), show)
         client.connect()
-    except (SciwireError, ValueError) as exc:
-        parser.exit(1, f"python -m sciwire.ifcb: cannot connect to {args.address}: {exc}\n")
-    try:
         threading.Event().wait()  # until Ctrl-C; the client runs on its own thread
     except KeyboardInterrupt:
         pass
+    except (SciwireError, ValueError) as exc:
+        parser.exit(1, f"python -m sciwire.ifcb: cannot connect to {args.address}: {exc}\n")
     finally:
         client.disconnect()
 

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 #: seconds to wait before reconnect attempts 1, 2, 3...; the last repeats
 RECONNECT_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: what a client relays to the host on each startAsClient confirmation, and on leaving
+#: (as the reference does)
+GREETING = ("Client connected.", "refresh")
+GOODBYE = "Client disconnected."
 
 
 class ClientEvents(Protocol):
@@ -56,6 +60,11 @@ def _run_hooks(hooks: list[Callable[..., Any]], *args: Any) -> None:
             hook(*args)
         except Exception:
             logger.exception("IFCB hook %r raised", hook)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("IFCB client task failed: %s", task.exception())
 
 
 class AsyncIFCBClient:
@@ -192,10 +201,11 @@ class AsyncIFCBClient:
         Raises:
             Timeout: not within *timeout* seconds.
         """
-        if self._started is None:
-            raise ConnectionClosed("connect() has not been called")
+        started = self._started
+        if started is None or not self._wanted:
+            raise ConnectionClosed("not connected")
         try:
-            await asyncio.wait_for(self._started.wait(), timeout)
+            await asyncio.wait_for(started.wait(), timeout)
         except asyncio.TimeoutError as exc:
             raise Timeout(f"hub did not confirm startAsClient within {timeout} s") from exc
 
@@ -272,7 +282,7 @@ class AsyncIFCBClient:
         if hub is not None:
             if hub.connected and goodbye:
                 with contextlib.suppress(ConnectionClosed):
-                    await hub.send("relayMessageToHost", [self.ifcb_id, "Client disconnected."])
+                    await hub.send("relayMessageToHost", [self.ifcb_id, GOODBYE])
             await hub.stop()
         if supervisor is not None:
             supervisor.cancel()
@@ -285,10 +295,7 @@ class AsyncIFCBClient:
         Raises:
             ConnectionClosed: not connected.
         """
-        hub = self._hub
-        if hub is None:
-            raise ConnectionClosed("not connected")
-        await hub.send("relayMessageToHost", [self.ifcb_id, message])
+        await self.require_connection().send("relayMessageToHost", [self.ifcb_id, message])
 
     async def send(self, target: str, arguments: list[Any]) -> None:
         """Call hub method *target* with *arguments*, fire-and-forget.
@@ -296,10 +303,20 @@ class AsyncIFCBClient:
         Raises:
             ConnectionClosed: not connected.
         """
+        await self.require_connection().send(target, arguments)
+
+    def require_connection(self) -> HubClient:
+        """The open hub connection (the blocking client asks this too, so both forms
+        refuse a call the same way).
+
+        Raises:
+            ConnectionClosed: not connected (not yet, not any more, or between
+                reconnections).
+        """
         hub = self._hub
-        if hub is None:
+        if hub is None or not self._wanted or not hub.connected:
             raise ConnectionClosed("not connected")
-        await hub.send(target, arguments)
+        return hub
 
     # -- hub callbacks ------------------------------------------------------------------
 
@@ -308,7 +325,7 @@ class AsyncIFCBClient:
         (as the reference does on every confirmation), then :meth:`mark_started`."""
         hub = self._hub
         if hub is not None:
-            self._background(self._greet(hub))
+            self.spawn(self._greet(hub))
         self.mark_started(response)
 
     def mark_started(self, response: list[Any]) -> None:
@@ -322,21 +339,24 @@ class AsyncIFCBClient:
 
     async def _greet(self, hub: HubClient) -> None:
         try:
-            await hub.send("relayMessageToHost", [self.ifcb_id, "Client connected."])
-            await hub.send("relayMessageToHost", [self.ifcb_id, "refresh"])
+            for text in GREETING:
+                await hub.send("relayMessageToHost", [self.ifcb_id, text])
         except ConnectionClosed as exc:
             logger.info("could not greet the host: %s", exc)
 
     def _hub_disconnect(self, arguments: list[Any]) -> None:
         # The hub asks us to leave: say goodbye and stop without reconnecting.
         self._wanted = False
+        self.spawn(self.disconnect())
 
-        self._background(self.disconnect())
-
-    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run *coro* as a task of this client, from the loop's thread (a callback
+        cannot await): held until done, since asyncio keeps only weak references to
+        tasks; a failure is logged. Tasks start in the order they were spawned."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     def handle_message(self, response: list[Any]) -> None:
         """Parse a relayed ``[sender_id, smsgsrc, seqno, msg]`` and call the matching

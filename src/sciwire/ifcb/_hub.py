@@ -17,11 +17,11 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from sciwire.errors import ProtocolError, SciwireError, Timeout
+from sciwire.errors import SciwireError, Timeout
 from sciwire.ifcb._signalr import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
@@ -30,12 +30,13 @@ from sciwire.ifcb._signalr import (
     Completion,
     HandshakeRequest,
     Invocation,
+    Item,
     RecordTooLarge,
     SignalRConnection,
     negotiate_response,
 )
 
-__all__ = ["HubConnection", "HubServer"]
+__all__ = ["HubConnection", "HubServer", "HubSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ _WS_OPTIONS: dict[str, Any] = (
     else {}
 )
 
+
+#: default cap on the records queued for one client (setting ``max_queued``)
+MAX_QUEUED = 100_000
 
 #: a coalesced frame holds records up to about this many characters (at most 3 bytes each
 #: in UTF-8), so a burst never makes one frame over a peer's 4 MiB message cap
@@ -86,14 +90,39 @@ def _text_frame(text: str) -> bytes:
     return _LEN8(0x81, 127, size) + payload
 
 
-class HubConnection:
-    """The server's view of one client connection."""
+class HubSettings(Protocol):
+    """What a connection reads from its server (the seam between them)."""
 
-    def __init__(self, hub: HubServer, connection_id: str, ws: web.WebSocketResponse) -> None:
+    keep_alive_interval: float
+    client_timeout: float
+    handshake_timeout: float
+    max_record_size: int
+    max_queued: int
+    coalesce: bool
+
+
+class HubConnection:
+    """The server's view of one client connection.
+
+    Args:
+        hub: the server's settings: timers, limits, coalescing.
+        connection_id: the SignalR connection id.
+        ws: the prepared WebSocket.
+        transport: the connection's TCP transport, to write frame bursts and to abort.
+    """
+
+    def __init__(
+        self,
+        hub: HubSettings,
+        connection_id: str,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.hub = hub
         self.id = connection_id
         self.ws = ws
+        self._transport = transport
         self.proto = SignalRConnection(
             "server",
             loop.time(),
@@ -137,17 +166,38 @@ class HubConnection:
         if self.proto.state != "open" or self._closing:
             return
         self.proto.note_sent(self._loop.time())
-        self._queue.extend(records)
+        queue = self._queue
+        queue.extend(records)
+        if len(queue) > self.hub.max_queued > 0:
+            self._too_slow()
+            return
         self._drained.clear()
         self._wake.set()
 
     def _push(self, record: str) -> None:
-        self._queue.append(record)
+        queue = self._queue
+        queue.append(record)
+        if len(queue) > self.hub.max_queued > 0:
+            self._too_slow()
+            return
         self._drained.clear()
         self._wake.set()
 
+    def _too_slow(self) -> None:
+        # a client that does not read would grow the queue without bound
+        logger.warning(
+            "dropping connection %s from %s: more than max_queued (%d) records wait for it",
+            self.id,
+            self.peer,
+            self.hub.max_queued,
+        )
+        self._queue.clear()
+        self.abort()
+        self._drained.set()
+
     async def drain(self) -> None:
-        """Wait until everything queued has been written."""
+        """Wait until everything queued has been handed to the writer (which may still be
+        writing the last batch it took)."""
         if self._queue or self._wake.is_set():
             await self._drained.wait()
 
@@ -169,7 +219,7 @@ class HubConnection:
     def abort(self) -> None:
         """Drop the TCP connection without a Close message or WebSocket close frame."""
         self._closing = True
-        transport = self.hub._transports.get(self.id)
+        transport = self._transport
         if transport is not None:
             transport.abort()
 
@@ -203,7 +253,7 @@ class HubConnection:
                 return
 
     def _write_frames(self, records: list[str]) -> None:
-        transport = self.hub._transports.get(self.id)
+        transport = self._transport
         if transport is None or transport.is_closing() or self.ws.closed:
             raise ConnectionError("the connection is closing")
         transport.write(b"".join([_text_frame(record) for record in records]))
@@ -239,6 +289,8 @@ class HubServer:
             limit); a larger one closes that connection with code 1009.
         max_record_size: longest SignalR record accepted, also across frames (0: no
             limit); beyond it the connection is closed with an error Close message.
+        max_queued: most records waiting to be written to one client (0: no limit);
+            beyond it the client is too slow (or not reading) and is dropped.
 
     A connection closed by a limit is logged once at WARNING with the client's address
     and the limit's name.
@@ -254,8 +306,10 @@ class HubServer:
         coalesce: bool = True,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_record_size: int = MAX_RECORD_SIZE,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.path = path
+        self.max_queued = max_queued
         self.max_message_size = max_message_size
         self.max_record_size = max_record_size
         self.coalesce = coalesce
@@ -267,7 +321,6 @@ class HubServer:
         self.host = "127.0.0.1"
         self.port = 0
         self._pending: dict[str, str] = {}  # ws id (token or connection id) -> connection id
-        self._transports: dict[str, asyncio.Transport] = {}
         self._in_use: set[str] = set()  # ws ids with a live socket (a second one gets 409)
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
@@ -366,9 +419,7 @@ class HubServer:
         except BaseException:
             self._in_use.discard(ws_id or "")
             raise
-        if request.transport is not None:
-            self._transports[connection_id] = request.transport
-        conn = HubConnection(self, connection_id, ws)
+        conn = HubConnection(self, connection_id, ws, request.transport)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if isinstance(peer, tuple) and len(peer) >= 2:
             conn.peer = f"{peer[0]}:{peer[1]}"
@@ -380,7 +431,7 @@ class HubServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            conn.proto.state = "closed"
+            conn.proto.connection_lost()
             conn._closing = True
             conn._wake.set()
             timers.cancel()
@@ -389,7 +440,6 @@ class HubServer:
                 with contextlib.suppress(BaseException):
                     await task
             self.connections.pop(connection_id, None)
-            self._transports.pop(connection_id, None)
             self._in_use.discard(ws_id or "")
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -404,24 +454,9 @@ class HubServer:
             if conn.frozen:
                 continue
             if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
-                try:
-                    for event in proto.receive(msg.data, loop.time()):
-                        if not await self._handle(conn, event):
-                            return
-                except ProtocolError as exc:
-                    # over a limit: say why, then drop the socket rather than keep
-                    # reading the peer until it answers the closing handshake
-                    limit = isinstance(exc, RecordTooLarge)
-                    if limit:
-                        logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, exc)
-                    else:
-                        logger.warning("connection %s: %s", conn.id, exc)
-                    if proto.state == "open":
-                        await conn.close(f"Connection closed with an error. {exc}", abort=limit)
-                    else:
-                        conn._push(proto.reject_handshake(str(exc), loop.time()))
-                        await conn.close(abort=limit)
-                    return
+                for item in proto.receive_frame(msg.data, loop.time()):
+                    if not await self._handle(conn, item):
+                        return
             elif msg.type == WSMsgType.ERROR:
                 if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
                     logger.warning(
@@ -433,47 +468,68 @@ class HubServer:
                     )
                 return
 
-    async def _handle(self, conn: HubConnection, event: object) -> bool:
+    async def _handle(self, conn: HubConnection, item: Item) -> bool:
+        """Act on one received item; False ends the connection."""
         proto = conn.proto
         now = asyncio.get_running_loop().time()
-        if isinstance(event, Invocation):
-            await self._invoke(conn, event)
-        elif isinstance(event, HandshakeRequest):
-            if event.protocol != "json" or event.version not in SERVER_VERSIONS:
-                error = f"protocol {event.protocol!r} version {event.version} is not supported"
+        if type(item) is tuple:
+            await self._invoke(conn, *item)
+        elif isinstance(item, Invocation):
+            await self._invoke(conn, item.target, item.arguments, item.invocation_id)
+        elif isinstance(item, HandshakeRequest):
+            if item.protocol != "json" or item.version not in SERVER_VERSIONS:
+                error = f"protocol {item.protocol!r} version {item.version} is not supported"
                 conn._push(proto.reject_handshake(error, now))
                 await conn.close()
                 return False
             conn._push(proto.accept_handshake(now))
             self.on_connected(conn)
-            for held in proto.receive(b"", now):  # records that shared the handshake frame
+            for held in proto.receive_frame(b"", now):  # records that shared the handshake frame
                 if not await self._handle(conn, held):
                     return False
-        elif isinstance(event, Close):
+        elif isinstance(item, Close):
             await conn.ws.close()
+            return False
+        elif isinstance(item, SciwireError):
+            # the peer's error; over a limit: say why, then drop the socket rather than
+            # keep reading the peer until it answers the closing handshake
+            limit = isinstance(item, RecordTooLarge)
+            if limit:
+                logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, item)
+            else:
+                logger.warning("connection %s: %s", conn.id, item)
+            if proto.state == "open":
+                await conn.close(f"Connection closed with an error. {item}", abort=limit)
+            else:
+                conn._push(proto.reject_handshake(str(item), now))
+                await conn.close(abort=limit)
             return False
         return True
 
-    async def _invoke(self, conn: HubConnection, call: Invocation) -> None:
-        func = self.methods.get(call.target)
+    async def _invoke(
+        self,
+        conn: HubConnection,
+        target: str,
+        arguments: list[Any],
+        invocation_id: str | None = None,
+    ) -> None:
+        func = self.methods.get(target)
         result: Any = None
         error: str | None = None
         if func is None:
-            error = f"Unknown hub method '{call.target}'"
+            error = f"Unknown hub method '{target}'"
             logger.info("connection %s: %s", conn.id, error)
         else:
             try:
-                result = func(conn, *call.arguments)
+                result = func(conn, *arguments)
                 if inspect.isawaitable(result):
                     result = await result
             except (SciwireError, TypeError, ValueError) as exc:
-                error = (
-                    f"An unexpected error occurred invoking '{call.target}' on the server. {exc}"
-                )
+                error = f"An unexpected error occurred invoking '{target}' on the server. {exc}"
                 logger.info("connection %s: %s", conn.id, error)
             except Exception as exc:
-                error = f"An unexpected error occurred invoking '{call.target}' on the server."
-                logger.exception("hub method %s raised", call.target, exc_info=exc)
-        if call.invocation_id is not None and conn.proto.state == "open":
-            completion = Completion(call.invocation_id, result, error, error is None)
+                error = f"An unexpected error occurred invoking '{target}' on the server."
+                logger.exception("hub method %s raised", target, exc_info=exc)
+        if invocation_id is not None and conn.proto.state == "open":
+            completion = Completion(invocation_id, result, error, error is None)
             conn._push(conn.proto.send(completion, asyncio.get_running_loop().time()))

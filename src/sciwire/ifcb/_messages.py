@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sciwire.core.jsonfast import scan
+from sciwire.core.jsonfast import loads, scan
 from sciwire.errors import RemoteProtocolError
 
 __all__ = [
@@ -38,7 +38,6 @@ RS = "\x1e"
 #: A Ping record, ready to write.
 PING_RECORD = '{"type":6}' + RS
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
 
 
 # -- messages -------------------------------------------------------------------
@@ -207,14 +206,9 @@ def decode_message(record: str) -> HubMessage | None:
         RemoteProtocolError: not JSON, not an object, or a known type missing a field.
     """
     try:
-        obj, end = scan(record, 0)
-    except (StopIteration, ValueError):
-        end = -1
-    if end != len(record):  # whitespace around it, or not JSON: the slow, exact way
-        try:
-            obj = _loads(record)
-        except ValueError as exc:
-            raise RemoteProtocolError("hub message is not valid JSON", record) from exc
+        obj = loads(record)
+    except (ValueError, RecursionError) as exc:  # (nesting past the C scanner's depth)
+        raise RemoteProtocolError("hub message is not valid JSON", record) from exc
     if type(obj) is not dict:
         raise RemoteProtocolError("hub message is not a JSON object", record)
     kind = obj.get("type")
@@ -306,8 +300,8 @@ def scan_invocation(text: str, pos: int, stop: int) -> tuple[str, list[Any]] | N
         return None
     try:
         args, end = scan(text, close + _ARGS_LEN)
-    except (StopIteration, ValueError):
-        return None
+    except (StopIteration, ValueError, RecursionError):
+        return None  # decode_message gives the exact error
     if end != stop - 1 or text[end] != "}" or type(args) is not list:
         return None
     return target, args

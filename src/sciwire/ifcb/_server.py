@@ -272,9 +272,20 @@ class IFCBSimulator(HubServer):
         self.push(format_message(*fields))
 
     async def drain(self) -> None:
-        """Wait until every client's queue has been written."""
+        """Wait until every client's queue has been written; a client that has not
+        taken it within ``client_timeout`` seconds is dropped (a stalled reader would
+        otherwise hold every later push, and a blast, up for good)."""
         for conn in list(self.clients.values()):
-            await conn.drain()
+            try:
+                await asyncio.wait_for(conn.drain(), self.client_timeout)
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "dropping connection %s from %s: it took nothing for %s s",
+                    conn.id,
+                    conn.peer,
+                    self.client_timeout,
+                )
+                conn.abort()
 
     async def blast(self, count: int, messages: list[str] | None = None) -> int:
         """Relay *count* messages of the realistic mix as fast as the sockets take them.

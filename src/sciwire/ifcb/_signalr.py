@@ -1,10 +1,11 @@
 """Sans-I/O core of the SignalR JSON hub protocol (client and server roles).
 
-No sockets, no threads, no clock: text or bytes go in with the current time, hub
-messages (dataclasses) come out, and every ``send``-like method returns the text to
-write to the WebSocket. The I/O layer calls :meth:`SignalRConnection.tick` at
-:meth:`SignalRConnection.next_deadline` to get keep-alive pings and server-timeout
-detection.
+No sockets, no threads, no clock: frames (text or bytes) go in with the current time
+through one door, :meth:`SignalRConnection.receive_frame`, and what they complete comes
+out as a list (hub messages as dataclasses, with a fast path inside for the commonest
+record); every ``send``-like method returns the text to write to the WebSocket. The
+I/O layer calls :meth:`SignalRConnection.tick` at :meth:`SignalRConnection.next_deadline`
+to get keep-alive pings and server-timeout detection.
 
 Spec facts (ASP.NET Core ``HubProtocol.md`` / ``TransportProtocols.md``): every JSON
 record ends with the record separator 0x1E; one frame may carry several records and a
@@ -20,8 +21,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
+from sciwire.core.jsonfast import loads
 from sciwire.errors import LocalProtocolError, RemoteError, RemoteProtocolError, Timeout
 from sciwire.ifcb._messages import (
     PING_RECORD,
@@ -61,6 +63,7 @@ __all__ = [
     "HandshakeResponse",
     "HubMessage",
     "Invocation",
+    "Item",
     "NegotiateError",
     "NegotiateResult",
     "Ping",
@@ -82,7 +85,6 @@ logger = logging.getLogger(__name__)
 
 _RS_B = b"\x1e"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
 
 #: Default cap on one WebSocket message, bytes (aiohttp's own default): a larger one
 #: closes the connection (setting ``max_message_size``; 0 means no limit).
@@ -107,6 +109,15 @@ class ServerTimeout(Timeout):
     """Nothing was heard from the peer for the server-timeout interval (half-open socket)."""
 
 
+#: What :meth:`SignalRConnection.receive_frame` returns, item by item: a canonical
+#: fire-and-forget Invocation as ``(target, arguments)``, a hub message, a handshake,
+#: or (last) the peer's error.
+Item: TypeAlias = (
+    "tuple[str, list[Any]] | HubMessage | HandshakeRequest | HandshakeResponse"
+    " | RemoteProtocolError | HandshakeError"
+)
+
+
 class RecordBuffer:
     """Splits a stream of text or bytes into 0x1E-terminated records.
 
@@ -120,12 +131,15 @@ class RecordBuffer:
             would otherwise grow the buffer without bound.
     """
 
-    __slots__ = ("_bytes", "_text", "limit")
+    __slots__ = ("_bytes", "_text", "empty", "limit")
 
     def __init__(self, limit: int = MAX_RECORD_SIZE) -> None:
         self._text = ""
         self._bytes = b""
         self.limit = limit
+        #: True when no part of a record is buffered (an attribute, not a property:
+        #: the receive hot path reads it once per frame)
+        self.empty = True
 
     @property
     def pending(self) -> int:
@@ -146,6 +160,7 @@ class RecordBuffer:
                 data = self._text + data
             parts = data.split(RS)
             self._text = parts.pop()
+            self.empty = not self._text
             limit = self.limit
             # one comparison per feed unless the input itself is over the limit
             if limit and len(data) > limit and max(map(len, [self._text, *parts])) > limit:
@@ -158,6 +173,7 @@ class RecordBuffer:
             data = self._bytes + bytes(data)
         raw = bytes(data).split(_RS_B)
         self._bytes = raw.pop()
+        self.empty = not self._bytes
         limit = self.limit
         if limit and len(data) > limit and max(map(len, [self._bytes, *raw])) > limit:
             self._overflow()
@@ -168,6 +184,7 @@ class RecordBuffer:
 
     def _overflow(self) -> None:
         self._text, self._bytes = "", b""  # release the memory now, not at teardown
+        self.empty = True
         raise RecordTooLarge(f"a SignalR record exceeds max_record_size ({self.limit})")
 
     def _take_bytes(self) -> str:
@@ -239,7 +256,7 @@ class SignalRConnection:
         """(server) Accept the client's handshake; returns ``{}`` + 0x1E.
 
         Records that arrived after the handshake request are held until now: call
-        :meth:`receive` with empty data to get them.
+        :meth:`receive_frame` with empty data to get them.
         """
         self._need("server", "handshake")
         self.state = "open"
@@ -282,6 +299,11 @@ class SignalRConnection:
         self.pending.add(invocation_id)
         return invocation_id, record
 
+    def forget(self, invocation_id: str) -> None:
+        """Stop waiting for *invocation_id*'s Completion (the caller gave up on it): a
+        late one is dropped and counted like any unknown one."""
+        self.pending.discard(invocation_id)
+
     def close(
         self, now: float, error: str | None = None, allow_reconnect: bool | None = None
     ) -> str:
@@ -294,77 +316,100 @@ class SignalRConnection:
 
     # -- receiving ------------------------------------------------------------------
 
-    def receive(
-        self, data: str | bytes, now: float
-    ) -> list[HubMessage | HandshakeRequest | HandshakeResponse]:
-        """Feed received frame data; return the messages it completed.
+    def receive_frame(self, data: str | bytes, now: float) -> list[Item]:
+        """Feed one received frame; return what it completed, in order.
 
-        Raises:
-            HandshakeError: (client) the server refused the handshake.
-            RemoteProtocolError: a record is malformed, or the handshake is invalid.
+        The items are: a fire-and-forget Invocation in its canonical form as a
+        ``(target, arguments)`` tuple (read in place, no message object), any other hub
+        message as its dataclass, the handshake as :class:`HandshakeRequest` (server) or
+        :class:`HandshakeResponse` (client), and, last, the peer's error when the input
+        is bad (a :class:`RemoteProtocolError`, :class:`RecordTooLarge` or
+        :class:`HandshakeError`): what came before it still counts, nothing after it is
+        read, and the caller ends the connection. Nothing here raises on peer input.
+
+        A server holds the records that follow the handshake request until
+        :meth:`accept_handshake`; call this with empty *data* to get them. Records after a
+        Close, Completions nobody waits for and ignored types are dropped and counted in
+        :attr:`dropped`.
         """
         self._last_received = now
-        records = self._buffer.feed(data)
+        buffer = self._buffer
+        out: list[Item] = []
+        # the hot path takes whole records in a text frame (the usual case) as they are;
+        # anything else, and a frame over the record cap, takes the buffer (which checks
+        # each record's size) and comes back as whole records
+        if not (
+            type(data) is str
+            and data.endswith(RS)
+            and self.state == "open"
+            and not self._held
+            and buffer.empty
+            and not (buffer.limit and len(data) > buffer.limit)
+        ):
+            data = self._unframed(data, out)
+            if not data:
+                return out
+        # read in place, record by record: a canonical invocation by one JSON scan
+        find = data.find
+        append = out.append
+        size = len(data)
+        pos = 0
+        while pos < size:
+            stop = find(RS, pos)
+            call = scan_invocation(data, pos, stop)
+            if call is not None:
+                append(call)
+                pos = stop + 1
+                continue
+            record = data[pos:stop]
+            pos = stop + 1
+            try:
+                msg = self._message(record)
+            except RemoteProtocolError as exc:
+                append(exc)
+                break
+            if msg is not None:
+                append(msg)
+                if self.state == "closed":  # a Close: what follows it is dropped
+                    self.dropped += data.count(RS, pos)
+                    break
+        return out
+
+    def _unframed(self, data: str | bytes, out: list[Item]) -> str:
+        """The buffered path of :meth:`receive_frame`: feed *data* to the record buffer,
+        run the handshake, put any held records first; append the handshake items or the
+        peer's error to *out*; return the open connection's records to read, each ended by
+        0x1E (``""`` when none)."""
+        try:
+            records = self._buffer.feed(data)
+        except RemoteProtocolError as exc:
+            out.append(exc)
+            return ""
         if self._held and self.state != "handshake":
             records[:0] = self._held
             self._held = []
-        out: list[HubMessage | HandshakeRequest | HandshakeResponse] = []
-        for index, record in enumerate(records):
-            if self.state == "handshake":
-                if self._handshake_seen:  # (server) awaiting accept: hold the rest
-                    self._held.extend(records[index:])
-                    break
-                out.append(self._handshake(record))
-                continue
-            if self.state == "closed":
-                self.dropped += 1
-                continue
-            msg = self.receive_record(record)
-            if msg is not None:
-                out.append(msg)
-        return out
+        index = 0
+        while self.state == "handshake" and index < len(records):
+            if self._handshake_seen:  # (server) awaiting accept: hold the rest
+                self._held.extend(records[index:])
+                return ""
+            try:
+                out.append(self._handshake(records[index]))
+            except (RemoteProtocolError, HandshakeError) as exc:
+                out.append(exc)
+                return ""
+            index += 1
+        if index == len(records):
+            return ""
+        if self.state != "open":
+            self.dropped += len(records) - index
+            return ""
+        # (an empty record is a record, and an error: the join keeps it)
+        return RS.join(records[index:] if index else records) + RS
 
-    def open_records(self, data: str | bytes, now: float) -> list[str] | None:
-        """The fast path of :meth:`receive` for an open connection.
-
-        Returns the complete records of *data* (unfinished ones stay buffered), for the
-        caller to pass to :func:`split_invocation` or :meth:`receive_record` one by one;
-        or None, without consuming *data*, when the connection is not open or holds
-        records back (then call :meth:`receive`).
-
-        Raises:
-            RemoteProtocolError: a complete record is not valid UTF-8.
-        """
-        if self.state != "open" or self._held:
-            return None
-        self._last_received = now
-        return self._buffer.feed(data)
-
-    def open_frame(self, data: str | bytes, now: float) -> bool:
-        """The fast path of :meth:`open_records` for whole text frames: True (and *data*
-        counts as received) when *data* is text ending with 0x1E on an open connection
-        with nothing buffered or held, so the caller may read its records in place
-        (the records of ``data.split(RS)[:-1]``, each then as :func:`split_invocation`
-        or :meth:`receive_record` would take it); False, without consuming *data*, for
-        anything else (then :meth:`open_records`)."""
-        if (
-            type(data) is not str
-            or not data.endswith(RS)
-            or self.state != "open"
-            or self._held
-            or self._buffer.pending
-            or (self._buffer.limit and len(data) > self._buffer.limit)
-        ):
-            # (a frame over the record cap takes the general path, which checks each record)
-            return False
-        self._last_received = now
-        return True
-
-    def receive_record(self, record: str) -> HubMessage | None:
-        """Decode one record of an open connection and do its bookkeeping.
-
-        Returns the message, or None when it is dropped (ignored types, Completions
-        of unknown invocations, anything after a Close).
+    def _message(self, record: str) -> HubMessage | None:
+        """Decode one record of an open connection and do its bookkeeping; None when it
+        is dropped (ignored types, Completions of unknown invocations, after a Close).
 
         Raises:
             RemoteProtocolError: the record is malformed.
@@ -389,10 +434,14 @@ class SignalRConnection:
             self.close_error = msg.error
         return msg
 
+    def connection_lost(self) -> None:
+        """The I/O layer ended the connection (socket gone, peer error, local stop)."""
+        self.state = "closed"
+
     def _handshake(self, record: str) -> HandshakeRequest | HandshakeResponse:
         try:
-            obj = _loads(record)
-        except ValueError as exc:
+            obj = loads(record)
+        except (ValueError, RecursionError) as exc:
             self.state = "closed"
             raise RemoteProtocolError("handshake is not valid JSON", record) from exc
         if not isinstance(obj, dict):

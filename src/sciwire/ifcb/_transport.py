@@ -23,23 +23,24 @@ from aiohttp import WSMsgType
 from sciwire.errors import (
     ConnectError,
     ConnectionClosed,
-    ProtocolError,
     RemoteError,
     RemoteProtocolError,
+    SciwireError,
     Timeout,
 )
 from sciwire.ifcb._signalr import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
-    RS,
     Close,
     Completion,
+    HandshakeResponse,
     Invocation,
+    Item,
     NegotiateError,
     RecordTooLarge,
+    ServerTimeout,
     SignalRConnection,
     parse_negotiate,
-    scan_invocation,
 )
 
 __all__ = ["HubClient", "HubInvocationError", "MessageTooLarge"]
@@ -132,7 +133,7 @@ class HubClient:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed: asyncio.Future[BaseException | None] | None = None
-        self._backlog: list[Any] = []
+        self._backlog: list[Item] = []
 
     # -- handlers ---------------------------------------------------------------------
 
@@ -170,7 +171,8 @@ class HubClient:
             await asyncio.wait_for(self._open(), self.handshake_timeout)
         except BaseException as exc:
             await self._teardown()
-            self._closed.set_result(exc if isinstance(exc, Exception) else None)
+            if not self._closed.done():
+                self._closed.set_result(exc if isinstance(exc, Exception) else None)
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, Timeout):
                 raise Timeout(
                     f"hub connection not ready within {self.handshake_timeout} s"
@@ -229,9 +231,17 @@ class HubClient:
             msg = await ws.receive()
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 raise ConnectionClosed("hub closed the connection during the handshake")
-            events = proto.receive(msg.data, loop.time())
-            # records after the handshake reply in the same frame
-            self._backlog = events[1:] if events else []
+            items = proto.receive_frame(msg.data, loop.time())
+            if not items:
+                continue  # the reply is still unfinished
+            first = items[0]
+            if type(first) is HandshakeResponse:
+                self._backlog = items[1:]  # records after the reply in the same frame
+                return
+            # before the reply, the only other item is the peer's error
+            if isinstance(first, SciwireError):
+                raise first
+            raise RemoteProtocolError(f"hub sent {first!r} before the handshake reply")
 
     async def _post_json(self, url: str, headers: dict[str, str]) -> Any:
         assert self._session is not None
@@ -286,7 +296,7 @@ class HubClient:
             await self._write(record)
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError as exc:
-            proto.pending.discard(invocation_id)
+            proto.forget(invocation_id)
             raise Timeout(f"no reply to {target!r} within {timeout} s") from exc
         finally:
             self._pending.pop(invocation_id, None)
@@ -295,98 +305,99 @@ class HubClient:
         ws = self._ws
         if ws is None or ws.closed:
             raise ConnectionClosed("the hub connection is closed")
+        # A hub that takes nothing for server_timeout is gone: without a deadline, a send
+        # waiting for room in a full socket would wait for good while the hub still pings.
+        # A timer that cancels this task, not wait_for: that would add a task (and a loop
+        # turn) to every send, where aiohttp almost never waits.
+        task = asyncio.current_task()
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            if task is not None:
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.server_timeout, expire)
         try:
             await ws.send_str(text)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # (Python 3.11+)
+            if uncancel is not None:
+                uncancel()
+            error = ServerTimeout(f"the hub took nothing for {self.server_timeout} s")
+            await self._finish(error)  # (a frame may be cut short: the connection is over)
+            raise error from None
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
             raise ConnectionClosed(f"hub connection lost while sending: {exc}") from exc
+        finally:
+            timer.cancel()
 
     # -- tasks ------------------------------------------------------------------------
 
-    def _on_frame(self, data: str | bytes, now: float) -> BaseException | bool | None:
-        """Act on one received frame; returns False to go on, else the end cause.
+    def _dispatch(self, items: Sequence[Item]) -> BaseException | None:
+        """Act on received items, in order; returns None to go on, else why the
+        connection ends (a Close, or the peer's error).
 
-        The hot path: a whole text frame on an open connection is read in place, record
-        by record (no split, no copy of a record); fire-and-forget invocations in their
-        canonical form go straight to the handlers (:func:`scan_invocation`: no message
-        object, one JSON scan);
-        every other record takes the general path, in order.
+        The hot path: a canonical fire-and-forget invocation arrives as a
+        ``(target, arguments)`` tuple and goes straight to its handlers.
         """
-        proto = self._proto
-        assert proto is not None
-        if not proto.open_frame(data, now):
-            records = proto.open_records(data, now)
-            if records is None:
-                return self._deliver(proto.receive(data, now))
-            if not records:
-                return False
-            data = RS.join(records) + RS  # (an empty record is a record: an error)
-        assert isinstance(data, str)
         handlers = self._handlers
-        find = data.find
-        size = len(data)
-        pos = 0
-        while pos < size:
-            stop = find(RS, pos)
-            call = scan_invocation(data, pos, stop)
-            if call is not None:
-                pos = stop + 1
-                target, arguments = call
-                for handler in handlers.get(target, ()):
-                    try:
-                        handler(arguments)
-                    except Exception:
-                        self.handler_errors += 1
-                        logger.exception("handler for %r raised", target)
+        for item in items:
+            if type(item) is tuple:
+                target, arguments = item
+            elif type(item) is Invocation:
+                target, arguments = item.target, item.arguments
+                if item.invocation_id is not None:
+                    logger.debug("client methods do not return results: %s", target)
+            else:
+                cause = self._event(item)
+                if cause is not None:
+                    return cause
                 continue
-            msg = proto.receive_record(data[pos:stop])
-            pos = stop + 1
-            if msg is None:
-                continue
-            cause = self._deliver((msg,))
-            if cause is not False:
-                proto.dropped += data.count(RS, pos)
-                return cause
-        return False
+            for handler in handlers.get(target, ()):
+                try:
+                    handler(arguments)
+                except Exception:
+                    self.handler_errors += 1
+                    logger.exception("handler for %r raised", target)
+        return None
 
-    def _deliver(self, events: Sequence[Any]) -> BaseException | bool | None:
-        """Act on received messages; returns False to go on, else the end cause."""
-        handlers = self._handlers
-        for event in events:
-            if type(event) is Invocation:
-                for handler in handlers.get(event.target, ()):
-                    try:
-                        handler(event.arguments)
-                    except Exception:
-                        self.handler_errors += 1
-                        logger.exception("handler for %r raised", event.target)
-                if event.invocation_id is not None:
-                    logger.debug("client methods do not return results: %s", event.target)
-            elif type(event) is Completion:
-                future = self._pending.get(event.invocation_id)
-                if future is not None and not future.done():
-                    if event.error is not None:
-                        future.set_exception(HubInvocationError(event.error))
-                    else:
-                        future.set_result(event.result)
-            elif type(event) is Close:
-                if event.error:
-                    return ConnectionClosed(f"hub closed the connection: {event.error}")
-                return ConnectionClosed("hub closed the connection")
-        return False
+    def _event(self, item: Item) -> BaseException | None:
+        """The items other than invocations: Completions, a Close, the peer's error."""
+        if type(item) is Completion:
+            future = self._pending.get(item.invocation_id)
+            if future is not None and not future.done():
+                if item.error is not None:
+                    future.set_exception(HubInvocationError(item.error))
+                else:
+                    future.set_result(item.result)
+        elif type(item) is Close:
+            if item.error:
+                return ConnectionClosed(f"hub closed the connection: {item.error}")
+            return ConnectionClosed("hub closed the connection")
+        elif isinstance(item, SciwireError):
+            if isinstance(item, RecordTooLarge):
+                logger.warning("closing the hub connection to %s: %s", self.url, item)
+            return item
+        return None
 
     async def _reader(self) -> None:
         ws = self._ws
         proto = self._proto
         assert ws is not None and proto is not None
         clock = asyncio.get_running_loop().time
-        on_frame = self._on_frame
-        cause: BaseException | bool | None = self._deliver(self._backlog)
+        receive_frame = proto.receive_frame
+        dispatch = self._dispatch
+        cause = dispatch(self._backlog)
+        self._backlog = []
         try:
-            while cause is False:
+            while cause is None:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    cause = on_frame(msg.data, clock())
+                    cause = dispatch(receive_frame(msg.data, clock()))
                 elif kind is WSMsgType.ERROR:
                     cause = ConnectionClosed(f"hub connection failed: {msg.data}")
                     if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
@@ -396,15 +407,11 @@ class HubClient:
                         logger.warning("closing the hub connection to %s: %s", self.url, cause)
                 elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     cause = ConnectionClosed("hub closed the WebSocket")
-        except ProtocolError as exc:
-            cause = exc
-            if isinstance(exc, RecordTooLarge):
-                logger.warning("closing the hub connection to %s: %s", self.url, exc)
         except asyncio.CancelledError:
             return
         except Exception as exc:  # the transport failed under us
             cause = ConnectionClosed(f"hub connection failed: {exc!r}")
-        await self._finish(cause if isinstance(cause, BaseException) else None)
+        await self._finish(cause)
 
     async def _timers(self) -> None:
         proto = self._proto
@@ -435,7 +442,7 @@ class HubClient:
             if not future.done():
                 future.set_exception(ConnectionClosed("hub connection ended before the reply"))
         if self._proto is not None:
-            self._proto.state = "closed"
+            self._proto.connection_lost()
         await self._teardown(abort=cause is not None)
 
     async def _teardown(self, abort: bool = False) -> None:

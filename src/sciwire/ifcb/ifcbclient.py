@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sciwire.core.patterns import Registry
 from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed
-from sciwire.ifcb._client import AsyncIFCBClient
+from sciwire.ifcb._client import GOODBYE, GREETING, AsyncIFCBClient
 from sciwire.ifcb.protocol import parse_response
 
 __all__ = ["ClientHubConnection", "IFCBClient", "parse_response"]
@@ -47,8 +47,6 @@ class ClientHubConnection:
         self.timeout = timeout
         self.portal = Portal("ifcb-client")
         self._lock = threading.Lock()
-        # tasks queued from the loop thread, held so they are not collected mid-flight
-        self._queued: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -79,7 +77,7 @@ class ClientHubConnection:
         Idempotent. From a callback (on the loop thread) it only schedules the close.
         """
         if self._on_loop():
-            self._queue(self.client.disconnect(goodbye=False))
+            self.client.spawn(self.client.disconnect(goodbye=False))
             return
         with self._lock:
             if not self.portal.running:
@@ -98,10 +96,10 @@ class ClientHubConnection:
         if self._on_loop():
             # Blocking here would deadlock the loop; tasks start in creation order,
             # so queued sends still go out in the order they were made.
-            self._queue(self.client.send(method, list(arguments)))
+            self.client.spawn(self.client.send(method, list(arguments)))
             return
-        if not self.portal.running:
-            raise ConnectionClosed("not connected")
+        # the asyncio client decides whether a call is refused (so both forms refuse alike)
+        self.client.require_connection()
         self.portal.call(self.client.send(method, list(arguments)), self.timeout)
 
     def on(self, event: str, callback: Callable[[list[Any]], Any]) -> None:
@@ -120,12 +118,6 @@ class ClientHubConnection:
         """Call ``callback()`` after each automatic reconnection."""
         self.client.on_reconnect(callback)
 
-    def _queue(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.portal.loop.create_task(coro)
-        self._queued.add(task)
-        task.add_done_callback(self._queued.discard)
-        task.add_done_callback(_log_failure)
-
     def _on_loop(self) -> bool:
         if not self.portal.running:
             return False
@@ -133,11 +125,6 @@ class ClientHubConnection:
             return asyncio.get_running_loop() is self.portal.loop
         except RuntimeError:  # no loop in this thread
             return False
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.info("queued hub call failed: %s", task.exception())
 
 
 class IFCBClient:
@@ -214,8 +201,8 @@ class IFCBClient:
     def started(self, response: list[Any]) -> None:
         """The hub confirmed ``startAsClient``: tell the host "Client connected." and ask
         for its state with "refresh"."""
-        self.relay_message_to_host("Client connected.")
-        self.relay_message_to_host("refresh")
+        for text in GREETING:
+            self.relay_message_to_host(text)
         self.client.mark_started(response)
 
     def do_nothing(self, response: Any) -> None:
@@ -243,7 +230,7 @@ class IFCBClient:
         """Tell the host "Client disconnected.", close the connection and stop the
         background thread (idempotent)."""
         with contextlib.suppress(ConnectionClosed):
-            self.relay_message_to_host("Client disconnected.")
+            self.relay_message_to_host(GOODBYE)
         self.hub_connection.stop()
 
     def relay_message_to_host(self, message: str) -> None:

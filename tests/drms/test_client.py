@@ -121,10 +121,14 @@ def test_query_typed_columns(c: Client) -> None:
 
 def test_query_shapes(c: Client) -> None:
     keys, segs = c.query(RS, key="T_REC", seg="Dopplergram", n=-2, rec_index=True)
-    assert list(keys.index) == list(segs.index) == [
-        "hmi.v_45s[2016.04.01_00:58:30_TAI][2]",
-        "hmi.v_45s[2016.04.01_00:59:15_TAI][2]",
-    ]
+    assert (
+        list(keys.index)
+        == list(segs.index)
+        == [
+            "hmi.v_45s[2016.04.01_00:58:30_TAI][2]",
+            "hmi.v_45s[2016.04.01_00:59:15_TAI][2]",
+        ]
+    )
     assert segs.Dopplergram.str.endswith(".fits").all()
     segs_only = c.query(RS, seg="Dopplergram", n=3)
     assert list(segs_only.columns) == ["Dopplergram"] and len(segs_only) == 3

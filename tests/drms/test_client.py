@@ -14,7 +14,7 @@ import sciwire.drms as drms
 from sciwire.drms import Client, ExportRequest, SeriesInfo
 from sciwire.drms._server import JsocEmulator
 from sciwire.drms.config import ServerConfig
-from tests.drms.conftest import FakeClock
+from tests.drms.helpers import FakeClock
 
 ME = "user@example.com"
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"

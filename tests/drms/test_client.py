@@ -188,6 +188,7 @@ def test_export_lifecycle(c: Client, clock: FakeClock, tmp_path: Path) -> None:
     assert same.has_succeeded() and list(same.data.filename) == list(req.data.filename)
 
 
+@pytest.mark.slow  # download() first waits with drms's default 5 s poll: a real 5 s sleep
 def test_export_tar(c: Client, clock: FakeClock, tmp_path: Path) -> None:
     req = c.export("hmi.m_720s[2016.04.01/1h]", method="url-tar", protocol="fits")
     clock.advance(31)

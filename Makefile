@@ -40,6 +40,7 @@ node-deps:
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/python tools/unasync.py --check
 
 typecheck: $(VENV)/.installed-test
@@ -74,3 +75,32 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 docs: $(VENV)/.installed-docs
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	@echo "manual: docs/_build/html/index.html"
+
+# --- workflow tiers --------------------------------------------------------------------------
+# make check:   ruff, ruff format --check, the unasync check, mypy --strict and the unit tier;
+#               only pip installs (the dev extra: no peers, no apt-get, no npm, no sudo).
+# make interop: the peers (pip, jsamp, node packages) and the interop tier.
+# make test:    everything, as CI runs it.  Tiers are pytest markers set by path in
+#               tests/conftest.py (tests/interop -> interop, tests/adversarial -> adversarial).
+.PHONY: check interop format
+
+UNIT_TIER := not interop and not slow and not adversarial
+# the unit tier is CPU-bound: two workers on the 2-vCPU machine (PYTEST_WORKERS=0: one process)
+PYTEST_WORKERS ?= 2
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/python tools/unasync.py --check
+	$(BIN)/mypy --strict src
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "$(UNIT_TIER)" --ignore=tests/interop tests
+
+interop: $(VENV)/.installed-test system-deps node-deps
+	$(BIN)/pytest -m interop
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests bench tools

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests.conftest import scale
+from tests.helpers import scale
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:

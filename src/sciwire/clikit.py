@@ -87,8 +87,10 @@ def setup_logging(verbose: int, level: str | None) -> None:
     else:
         chosen = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose or level else (
-        "%(levelname)s: %(message)s"
+    fmt = (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if verbose or level
+        else ("%(levelname)s: %(message)s")
     )
     handler.setFormatter(logging.Formatter(fmt, "%H:%M:%S"))
     if not (verbose or level):

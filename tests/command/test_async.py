@@ -17,7 +17,7 @@ from sciwire.command import (
     CommandServer,
     CommandTimeout,
 )
-from tests.command.conftest import ScriptedServer, Service, free_port, http_reply
+from tests.command.helpers import ScriptedServer, Service, free_port, http_reply
 
 
 class AsyncService(Service):

@@ -23,7 +23,7 @@ from sciwire.command import (
     make_request,
 )
 from sciwire.errors import ConnectError, RemoteError, Timeout
-from tests.command.conftest import ScriptedServer, Service, free_port, http_reply
+from tests.command.helpers import ScriptedServer, Service, free_port, http_reply
 
 MakeClient = Callable[..., CommandClient]
 MakeServer = Callable[..., CommandServer]
@@ -190,7 +190,7 @@ class _Flag(logging.Handler):
 def test_server_restart_mid_session_retries_then_succeeds(
     service: Service, make_client: MakeClient, scaled: Callable[[float], float]
 ) -> None:
-    from tests.command.conftest import start_server
+    from tests.command.helpers import start_server
 
     first = start_server(service)
     port = first.port

@@ -23,7 +23,7 @@ from sciwire.command import (
     make_request,
 )
 from sciwire.core.http.codec import ResponseParser
-from tests.command.conftest import ScriptedServer, Service
+from tests.command.helpers import ScriptedServer, Service
 
 MakeClient = Callable[..., CommandClient]
 

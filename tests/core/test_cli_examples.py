@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirun import running
-from tests.conftest import scale
+from tests.helpers import scale
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,8 +54,11 @@ def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
     if SIM_URL in code:
         with running("ifcb", "sim", "--port", "0", "--rate", "20", "--triggers", "3") as sim:
             url = sim.wait_line("IFCB simulator listening on").split()[4]
-            out = _run(code.replace(SIM_URL, url.removesuffix("/ifcbHub").replace("http", "ws")),
-                       tmp_path, env)
+            out = _run(
+                code.replace(SIM_URL, url.removesuffix("/ifcbHub").replace("http", "ws")),
+                tmp_path,
+                env,
+            )
     else:
         out = _run(code, tmp_path, env)
     for phrase, wanted in EXPECT.items():

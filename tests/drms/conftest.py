@@ -8,19 +8,7 @@ import pytest
 
 from sciwire.drms import HttpJsonClient
 from sciwire.drms._server import JsocEmulator
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.drms.helpers import FakeClock
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sciwire.cli import main
 from sciwire.drms._server import JsocEmulator
 
-from .conftest import FakeClock
+from .helpers import FakeClock
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -14,7 +14,7 @@ import sciwire.drms as drms
 from sciwire.drms import Client, ExportRequest, SeriesInfo
 from sciwire.drms._server import JsocEmulator
 from sciwire.drms.config import ServerConfig
-from tests.drms.conftest import FakeClock
+from tests.drms.helpers import FakeClock
 
 ME = "user@example.com"
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
@@ -121,10 +121,14 @@ def test_query_typed_columns(c: Client) -> None:
 
 def test_query_shapes(c: Client) -> None:
     keys, segs = c.query(RS, key="T_REC", seg="Dopplergram", n=-2, rec_index=True)
-    assert list(keys.index) == list(segs.index) == [
-        "hmi.v_45s[2016.04.01_00:58:30_TAI][2]",
-        "hmi.v_45s[2016.04.01_00:59:15_TAI][2]",
-    ]
+    assert (
+        list(keys.index)
+        == list(segs.index)
+        == [
+            "hmi.v_45s[2016.04.01_00:58:30_TAI][2]",
+            "hmi.v_45s[2016.04.01_00:59:15_TAI][2]",
+        ]
+    )
     assert segs.Dopplergram.str.endswith(".fits").all()
     segs_only = c.query(RS, seg="Dopplergram", n=3)
     assert list(segs_only.columns) == ["Dopplergram"] and len(segs_only) == 3
@@ -184,6 +188,7 @@ def test_export_lifecycle(c: Client, clock: FakeClock, tmp_path: Path) -> None:
     assert same.has_succeeded() and list(same.data.filename) == list(req.data.filename)
 
 
+@pytest.mark.slow  # download() first waits with drms's default 5 s poll: a real 5 s sleep
 def test_export_tar(c: Client, clock: FakeClock, tmp_path: Path) -> None:
     req = c.export("hmi.m_720s[2016.04.01/1h]", method="url-tar", protocol="fits")
     clock.advance(31)

@@ -30,7 +30,7 @@ from sciwire.drms._transfer import Progress
 from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
-from .conftest import FakeClock
+from .helpers import FakeClock
 
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
 ME = "user@example.com"

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from sciwire.drms._server import CGI_PATH, JsocEmulator
 
-from .conftest import FakeClock
+from .helpers import FakeClock
 
 RS = "hmi.v_45s[2016.04.01_00:00:00_TAI/1h]"
 SUMMARY = CGI_PATH + "jsoc_info?op=rs_summary&ds=" + RS.replace("[", "%5B").replace("]", "%5D")

@@ -23,7 +23,13 @@ from cryosparc.errors import CommandError as PeerCommandError
 
 from sciwire.command import CommandClient, CommandServer, NumpyEncoder, make_request
 from sciwire.command._simulator import CommandCoreSim, simulated_servers
-from tests.command.conftest import ScriptedServer, Service, http_reply, scripted, start_server
+from tests.command.helpers import (
+    ScriptedServer,
+    Service,
+    http_reply,
+    scripted_servers,
+    start_server,
+)
 
 pytestmark = [
     pytest.mark.interop,
@@ -32,9 +38,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*HTTP Error:UserWarning"),
 ]
 
-__all__ = ["scripted"]  # the fixture, imported from the command tests' conftest
-
 LICENSE = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[str | bytes]], ScriptedServer]]:
+    yield from scripted_servers()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Sans-I/O core: codec identity with iblutil, events, URIs, message checks, echo state."""
+"""Sans-I/O core: codec identity with iblutil, events, URIs, message checks, echo state.
+
+The tests that compare with iblutil import it themselves and are marked ``interop``, so the
+unit tier (``make check``) runs the rest without the peer installed.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from iblutil.io.net import base as ibl_base
-from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
 
 from sciwire.errors import LocalProtocolError
 from sciwire.rig import ExpMessage, ExpStatus, Service, decode, encode, validate_uri
@@ -43,13 +45,20 @@ CORPUS = [
 ]
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("payload", CORPUS)
 def test_encode_is_byte_identical_to_iblutil(payload: object) -> None:
+    from iblutil.io.net import base as ibl_base
+    from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
+
     assert encode(payload) == IblEchoProtocol.encode(payload)
     assert encode(payload) == ibl_base.Communicator.encode(payload)
 
 
+@pytest.mark.interop
 def test_encode_enums_and_tuples_like_iblutil() -> None:
+    from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
+
     ours = Service()
     for message in (
         ours.init({"a": 1}),
@@ -64,6 +73,7 @@ def test_encode_enums_and_tuples_like_iblutil() -> None:
     assert encode((ExpMessage.EXPSTART, ExpStatus.RUNNING)) == b"[2, 20]"
 
 
+@pytest.mark.interop
 @settings(max_examples=200, deadline=None)
 @given(
     st.recursive(
@@ -73,6 +83,8 @@ def test_encode_enums_and_tuples_like_iblutil() -> None:
     )
 )
 def test_encode_identity_hypothesis(value: object) -> None:
+    from iblutil.io.net.app import EchoProtocol as IblEchoProtocol
+
     payload = [1, value]
     assert encode(payload) == IblEchoProtocol.encode(payload)
     assert decode(encode(payload)) == json.loads(json.dumps(payload))
@@ -93,7 +105,10 @@ def test_decode_like_iblutil() -> None:
         decode(b"\xff\xfe")
 
 
+@pytest.mark.interop
 def test_exp_message_codes_and_any() -> None:
+    from iblutil.io.net import base as ibl_base
+
     assert [int(m) for m in ExpMessage] == [int(m) for m in ibl_base.ExpMessage]
     assert [m.name for m in ExpMessage] == [m.name for m in ibl_base.ExpMessage]
     assert ExpMessage.any() == 255 == ibl_base.ExpMessage.any()
@@ -169,6 +184,7 @@ def test_service_messages() -> None:
 # -- URIs -------------------------------------------------------------------------------
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(
     "uri",
     [
@@ -182,6 +198,8 @@ def test_service_messages() -> None:
     ],
 )
 def test_validate_uri_matches_iblutil(uri: object) -> None:
+    from iblutil.io.net import base as ibl_base
+
     assert validate_uri(uri) == ibl_base.validate_uri(uri)
 
 

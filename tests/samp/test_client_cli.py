@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
 from sciwire.samp.cli import group
 from sciwire.samp.protocol import read_lockfile
-from tests.conftest import scale
+from tests.helpers import scale
 from tests.samp.clientkit import ClientFactory, Inbox, poll
 
 

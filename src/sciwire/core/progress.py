@@ -79,19 +79,22 @@ class DownloadBars:
                 self.total.update(offset)  # resumed: those bytes are already on disk
             if name not in self._bars and self._free:
                 line = self._free.pop()
-                self._bars[name] = self._tqdm(
-                    total=size,
-                    initial=offset,
-                    desc=name if len(name) <= 32 else "..." + name[-29:],  # the distinct end
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1000,
-                    file=self._stream,
-                    position=line,
-                    leave=False,
-                    mininterval=0.1,
-                    **self._width,
-                ), line
+                self._bars[name] = (
+                    self._tqdm(
+                        total=size,
+                        initial=offset,
+                        desc=name if len(name) <= 32 else "..." + name[-29:],  # the distinct end
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1000,
+                        file=self._stream,
+                        position=line,
+                        leave=False,
+                        mininterval=0.1,
+                        **self._width,
+                    ),
+                    line,
+                )
 
     def add(self, nbytes: int, name: str | None = None) -> None:
         """Count *nbytes* received (for file *name*, when known)."""

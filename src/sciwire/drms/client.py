@@ -327,9 +327,7 @@ class Client:
         except Exception as exc:
             logger.warning("Cannot generate filename format for series %r: %s", sname, exc)
             return None
-        parts = [
-            f"{{{k}:A}}" if si.keywords.loc[k].is_time else f"{{{k}}}" for k in si.primekeys
-        ]
+        parts = [f"{{{k}:A}}" if si.keywords.loc[k].is_time else f"{{{k}}}" for k in si.primekeys]
         if parts:
             return f"{si.name}.{'.'.join(parts)}.{{segment}}"
         return f"{si.name}.{{recnum:%lld}}.{{segment}}"
@@ -394,9 +392,7 @@ class Client:
                 continue
             lowered = [s.lower() for s in names]
             if str(value).lower() not in lowered:
-                raise ValueError(
-                    f"{value} is not a valid {what}, available: {', '.join(names)}"
-                )
+                raise ValueError(f"{value} is not a valid {what}, available: {', '.join(names)}")
             protocol_args[key] = names[lowered.index(str(value).lower())]
 
     def export(

@@ -1,0 +1,100 @@
+"""The test tiers hold: ``make check`` runs the unit tier without the peers installed.
+
+The unit tier is ``-m "not interop and not slow and not adversarial"`` with tests/interop
+ignored (see the Makefile). For that to run in a venv with only the dev extra, no test module
+outside tests/interop may import a peer when it is collected, and helpers come from
+``helpers.py`` modules rather than from a ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+#: the originals and the other peers, installed by the test extra only
+PEERS = {"iblutil", "cryosparc", "drms", "astropy", "pyvo", "signalrcore"}
+
+
+def _modules() -> Iterator[tuple[Path, ast.Module]]:
+    for path in sorted(TESTS.rglob("*.py")):
+        yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _imported(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return ["." * node.level + (node.module or "")]
+    return []
+
+
+def _top_level(tree: ast.Module) -> Iterator[ast.AST]:
+    """Statements run at import: the module body, and the bodies of its if/try blocks."""
+    work: list[ast.stmt] = list(tree.body)
+    while work:
+        node = work.pop()
+        yield node
+        if isinstance(node, ast.If | ast.Try):
+            work.extend(node.body + node.orelse)
+            if isinstance(node, ast.Try):
+                work.extend(node.finalbody)
+                for handler in node.handlers:
+                    work.extend(handler.body)
+
+
+def test_no_test_imports_from_a_conftest() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        for name in _imported(node)
+        if name.rsplit(".", 1)[-1] == "conftest"
+    ]
+    assert bad == [], "move these helpers to a helpers.py module:\n" + "\n".join(bad)
+
+
+def test_unit_tier_modules_import_no_peer_when_collected() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+        for path, tree in _modules()
+        if "interop" not in path.relative_to(TESTS).parts
+        for node in _top_level(tree)
+        for name in _imported(node)
+        if name.split(".")[0] in PEERS
+    ]
+    assert bad == [], (
+        "import the peer inside the tests that use it and mark them interop:\n" + "\n".join(bad)
+    )
+
+
+def test_tiers_are_marked_by_path_and_explicit_marks_still_count() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not interop and not slow and not adversarial",
+            "tests/adversarial",
+            "tests/rig/test_dropin.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ids, done.stdout
+    assert not any(i.startswith("tests/adversarial/") for i in ids)  # marked by path
+    assert not any("test_modules_have_iblutils_public_names" in i for i in ids)  # explicit
+    assert any("test_name_is_visible_on_the_class" in i for i in ids)  # a unit test stays

@@ -14,8 +14,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
+from sciwire.samp._protocol import read_lockfile
 from sciwire.samp.cli import group
-from sciwire.samp.protocol import read_lockfile
 from tests.conftest import scale
 from tests.samp.clientkit import ClientFactory, Inbox, poll
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 from sciwire.samp import SAMPHubConnectError, SAMPHubError, SAMPProxyError
-from sciwire.samp.http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
-from sciwire.samp.rpc import (
+from sciwire.samp._http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
+from sciwire.samp._rpc import (
     BlockingRpcCaller,
     CallbackServer,
     RpcCaller,

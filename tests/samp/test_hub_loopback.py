@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
-from sciwire.samp.server import AsyncSAMPHub, SAMPHubServer
+from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
 from tests.samp.hubkit import RawClient
 
 Scaled = Callable[[float], float]

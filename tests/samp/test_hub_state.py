@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sciwire.samp import protocol as P
-from sciwire.samp.hubstate import Client, Delivery, HubFault, HubState, Resolve
+from sciwire.samp import _protocol as P
+from sciwire.samp._hubstate import Client, Delivery, HubFault, HubState, Resolve
 
 
 def _state(**kw: Any) -> HubState:

@@ -16,10 +16,17 @@ asyncio API over the same core: :class:`AsyncSAMPIntegratedClient`,
 
 from __future__ import annotations
 
-from sciwire.samp.aclient import AsyncSAMPClient
-from sciwire.samp.aintegrated import AsyncSAMPIntegratedClient
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, get_main_running_hub
-from sciwire.samp.client import SAMPClient, SAMPHubProxy
+from sciwire.samp._aclient import AsyncSAMPClient
+from sciwire.samp._aintegrated import AsyncSAMPIntegratedClient
+from sciwire.samp._aproxy import AsyncSAMPHubProxy, get_main_running_hub
+from sciwire.samp._protocol import (
+    SAFE_MTYPES,
+    SAMP_STATUS_ERROR,
+    SAMP_STATUS_OK,
+    SAMP_STATUS_WARNING,
+)
+from sciwire.samp._rpc import SAMPHubConnectError
+from sciwire.samp.client import SAMPClient
 from sciwire.samp.errors import (
     SAMPClientError,
     SAMPDataError,
@@ -27,15 +34,9 @@ from sciwire.samp.errors import (
     SAMPProxyError,
     SAMPWarning,
 )
-from sciwire.samp.integrated import SAMPIntegratedClient
-from sciwire.samp.protocol import (
-    SAFE_MTYPES,
-    SAMP_STATUS_ERROR,
-    SAMP_STATUS_OK,
-    SAMP_STATUS_WARNING,
-)
-from sciwire.samp.rpc import SAMPHubConnectError
-from sciwire.samp.server import AsyncSAMPHub, SAMPHubServer
+from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
+from sciwire.samp.hub_proxy import SAMPHubProxy
+from sciwire.samp.integrated_client import SAMPIntegratedClient
 
 __all__ = [
     "SAFE_MTYPES",

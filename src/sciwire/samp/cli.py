@@ -23,7 +23,7 @@ __all__ = ["group"]
 def _hub_params(lockfile: str | None) -> dict[str, str] | None:
     if lockfile is None:
         return None
-    from sciwire.samp.protocol import read_lockfile
+    from sciwire.samp._protocol import read_lockfile
 
     try:
         return read_lockfile(lockfile)

@@ -1,7 +1,7 @@
 """The hub's lockfile: where it goes, whether a live hub owns it, writing and removing it.
 
 The Standard Profile lockfile is the hub's address and registration secret. It is
-written owner-only from its first byte (:func:`sciwire.samp.protocol.write_lockfile`),
+written owner-only from its first byte (:func:`sciwire.samp._protocol.write_lockfile`),
 a lockfile whose hub still answers ``samp.hub.ping`` is never taken over, a stale one
 is, and a hub removes only a lockfile that still holds its own secret.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
 
 __all__ = ["check_existing", "lockfile_path", "remove_lockfile", "write_hub_lockfile"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sciwire.core.patterns import Registry, mtype_matches
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["Client", "Delivery", "Effect", "HubFault", "HubState", "Pending", "Resolve"]
@@ -129,7 +129,7 @@ class HubState:
         strict: refuse ints, floats and bools in incoming data (JSAMP's behaviour);
             by default they are turned into strings (astropy clients send them).
         web_restrict: restrict what Web Profile clients may send to non-web clients
-            to safe mtypes (:data:`sciwire.samp.protocol.SAFE_MTYPES`), unless the
+            to safe mtypes (:data:`sciwire.samp._protocol.SAFE_MTYPES`), unless the
             recipient's subscription says ``samp.mostly-harmless``.
         safe_mtypes: the safe list used by *web_restrict*.
         key_factory: makes private keys (``secrets``-grade by default).

@@ -6,16 +6,16 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import AsyncSAMPClient
-from sciwire.samp.aproxy import HubLike
-from sciwire.samp.client import SAMPClient, SAMPHubProxy
-from sciwire.samp.common import (
+from sciwire.samp._aclient import AsyncSAMPClient
+from sciwire.samp._aproxy import HubLike
+from sciwire.samp._client import SAMPClient, SAMPHubProxy
+from sciwire.samp._common import (
     Bindings,
     IntegratedSide,
     check_tls_arguments,
     client_arguments,
 )
-from sciwire.samp.methods import BlockingHubSide
+from sciwire.samp._methods import BlockingHubSide
 
 __all__ = ["SAMPIntegratedClient"]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from sciwire.core.patterns import Handler as Bound
 from sciwire.core.patterns import Registry
-from sciwire.samp.aproxy import AsyncSAMPHubProxy
-from sciwire.samp.common import Handler, Receiver
+from sciwire.samp._aproxy import AsyncSAMPHubProxy
+from sciwire.samp._common import Handler, Receiver
+from sciwire.samp._protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
+from sciwire.samp._rpc import CallbackServer
 from sciwire.samp.errors import SAMPClientError
-from sciwire.samp.protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
-from sciwire.samp.rpc import CallbackServer
 
 __all__ = ["AsyncSAMPClient", "Receiver", "Runner"]
 

@@ -1,7 +1,7 @@
 """The asyncio hub proxy: every ``samp.hub.*`` Standard Profile method, awaitable.
 
 :class:`AsyncSAMPHubProxy` mirrors astropy's ``SAMPHubProxy`` method for method
-(same names and arguments; the method table is :class:`sciwire.samp.methods.HubMethods`),
+(same names and arguments; the method table is :class:`sciwire.samp._methods.HubMethods`),
 but each method returns a coroutine and every outgoing int, float and bool is turned
 into a string first so strict hubs (JSAMP) accept it.
 """
@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
+from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
+from sciwire.samp._rpc import RpcCaller, stringify
 from sciwire.samp.errors import SAMPHubError
-from sciwire.samp.methods import AsyncHubMethods, call_and_wait_limit
-from sciwire.samp.protocol import locate_lockfile, parse_lockfile, read_lockfile
-from sciwire.samp.rpc import RpcCaller, stringify
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 

@@ -1,6 +1,6 @@
 """XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
 
-The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp.http`) and
+The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp._http`) and
 maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
 faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
 refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
@@ -23,20 +23,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
-from sciwire.samp.errors import SAMPDataError, SAMPHubError
-from sciwire.samp.http import (
+from sciwire.samp._http import (
     BlockingHttpClient,
     HttpClientPool,
     HttpMessage,
     HttpServerProtocol,
 )
-from sciwire.samp.protocol import (
+from sciwire.samp._protocol import (
     decode_call,
     decode_response,
     encode_call,
     encode_fault,
     encode_response,
 )
+from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = [
     "BlockingRpcCaller",

@@ -4,7 +4,7 @@
 ``SAMPIntegratedClient``, returning coroutines to await (``receive_*``,
 ``bind/unbind_receive_response`` and the ``get_*`` id accessors stay plain methods
 where no network is involved). The method bodies are the blocking client's: they
-live in :mod:`sciwire.samp.common` and :mod:`sciwire.samp.methods`::
+live in :mod:`sciwire.samp._common` and :mod:`sciwire.samp._methods`::
 
     async with AsyncSAMPIntegratedClient(name="script") as cli:
         await cli.enotify_all("table.load.votable", url="file:///tmp/t.xml")
@@ -16,9 +16,9 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import AsyncSAMPClient, Receiver, Runner
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
-from sciwire.samp.common import (
+from sciwire.samp._aclient import AsyncSAMPClient, Receiver, Runner
+from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp._common import (
     HTTPS_UNSUPPORTED,
     Bindings,
     IntegratedSide,
@@ -27,7 +27,7 @@ from sciwire.samp.common import (
     format_easy_msg,
     format_easy_response,
 )
-from sciwire.samp.methods import AsyncHubSide
+from sciwire.samp._methods import AsyncHubSide
 
 __all__ = [
     "HTTPS_UNSUPPORTED",

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
+from sciwire.samp._hubstate import Client, Delivery, HubFault
 from sciwire.samp.errors import SAMPDataError
-from sciwire.samp.hubstate import Client, Delivery, HubFault
 
 if TYPE_CHECKING:
-    from sciwire.samp.hub import AsyncSAMPHub
+    from sciwire.samp._ahub import AsyncSAMPHub
 
 __all__ = ["WebProfile"]
 
@@ -97,7 +97,7 @@ def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Resp
 
 
 class WebProfile:
-    """The Web Profile server of an :class:`~sciwire.samp.hub.AsyncSAMPHub`."""
+    """The Web Profile server of an :class:`~sciwire.samp._ahub.AsyncSAMPHub`."""
 
     def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
         self.hub = hub

@@ -5,7 +5,7 @@
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
 - :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  :class:`sciwire.samp.aclient.AsyncSAMPClient` and handed to a *driver*: the
+  :class:`sciwire.samp._aclient.AsyncSAMPClient` and handed to a *driver*: the
   blocking facades run the coroutine on their portal, the asyncio integrated client
   returns it to be awaited.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from sciwire.samp.errors import SAMPClientError
 
 if TYPE_CHECKING:
-    from sciwire.samp.aclient import AsyncSAMPClient
+    from sciwire.samp._aclient import AsyncSAMPClient
 
 __all__ = [
     "HTTPS_UNSUPPORTED",

@@ -1,7 +1,7 @@
 """How the hub carries callbacks to Standard Profile clients.
 
 One keep-alive connection pool per callback URL, on the shared HTTP/1.1 client pool (via
-:mod:`sciwire.samp.http`; a general HTTP client costs more per message than the XML
+:mod:`sciwire.samp._http`; a general HTTP client costs more per message than the XML
 itself); ``https`` callback URLs go through aiohttp. A message sent to many clients is
 encoded once, each recipient only getting its own private key spliced in.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 
 from sciwire.errors import ConnectError
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
+from sciwire.samp._http import HttpClientPool
+from sciwire.samp._hubstate import Delivery
 from sciwire.samp.errors import SAMPDataError
-from sciwire.samp.http import HttpClientPool
-from sciwire.samp.hubstate import Delivery
 
 __all__ = ["Courier"]
 

@@ -1,0 +1,344 @@
+"""The blocking SAMP clients, drop-in for astropy.samp's: SAMPHubProxy and SAMPClient.
+
+Both run the asyncio core (:mod:`sciwire.samp._aproxy`, :mod:`sciwire.samp._aclient`)
+on one background event loop shared by every blocking SAMP object of the process
+(a :class:`sciwire.core.portal.Portal`, started with the first connection and stopped
+with the last). Incoming messages are handed to a process-wide pool of worker
+threads that grows only while every worker is busy, so handlers run on a background
+thread (as with astropy) and may call back into the hub (``reply``,
+``call_and_wait``...) without deadlocking the loop. There is no thread per message
+and no polling.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from sciwire.core.portal import Portal
+from sciwire.samp._aclient import AsyncSAMPClient
+from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp._common import Bindings, ClientSide, check_tls_arguments
+from sciwire.samp._methods import BlockingHubMethods
+from sciwire.samp._rpc import BlockingRpcCaller, stringify
+from sciwire.samp.errors import SAMPClientError, SAMPHubError
+
+__all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The most worker threads running handlers of incoming messages, process-wide. The
+#: pool only grows when every worker is busy (a handler blocked in call_and_wait, say),
+#: so it behaves like astropy's thread per message without a thread per message.
+HANDLER_THREADS = 128
+
+_pool_lock = threading.Lock()
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def handler_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads that run blocking clients' handlers (created on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                HANDLER_THREADS, thread_name_prefix="samp-handler"
+            )
+        return _pool
+
+
+class _SharedPortal:
+    """One event-loop thread for all blocking SAMP objects, counted by users."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._portal: Portal | None = None
+        self._users = 0
+
+    def acquire(self) -> Portal:
+        with self._lock:
+            if self._portal is None:
+                portal = Portal("sciwire-samp")
+                portal.start()
+                self._portal = portal
+            self._users += 1
+            return self._portal
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._portal is None:
+                return
+            portal, self._portal = self._portal, None
+        portal.stop()
+
+    @property
+    def users(self) -> int:
+        return self._users
+
+
+shared_portal = _SharedPortal()
+
+
+def _run_detached(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that must finish without awaiting I/O (used before start)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise SAMPClientError("this operation needs a connected, started client")
+
+
+class SAMPHubProxy(BlockingHubMethods):
+    """Proxy to a SAMP hub's Standard Profile methods (astropy's SAMPHubProxy API).
+
+    Attributes:
+        lockfile: the hub's lockfile contents once connected.
+    """
+
+    def __init__(self) -> None:
+        self._core = AsyncSAMPHubProxy()
+        self._portal: Portal | None = None
+        self._portal_lock = threading.Lock()
+        # Calls from the user's thread go straight to a socket (no hop to the loop
+        # thread and back); the loop serves the callbacks and the asyncio core.
+        self._direct: BlockingRpcCaller | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the proxy is connected to a hub."""
+        return self._core.is_connected
+
+    @property
+    def lockfile(self) -> dict[str, str]:
+        """The lockfile contents of the connected hub (empty when not connected)."""
+        return self._core.lockfile
+
+    @property
+    def core(self) -> AsyncSAMPHubProxy:
+        """The asyncio proxy this wraps (use it only on :attr:`portal`'s loop)."""
+        return self._core
+
+    @property
+    def portal(self) -> Portal | None:
+        """The shared portal while connected."""
+        return self._portal
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        portal = self._portal
+        if portal is None:
+            coro.close()
+            raise SAMPHubError("Hub proxy not connected")
+        return portal.call(coro)
+
+    def connect(
+        self,
+        hub: HubLike | None = None,
+        hub_params: Mapping[str, str] | None = None,
+        pool_size: int = 20,
+    ) -> None:
+        """Connect to a hub: *hub*, the one described by *hub_params*, or the running one.
+
+        Raises:
+            ValueError: both *hub* and *hub_params* given.
+            SAMPHubError: no hub found, or it does not answer.
+        """
+        with self._portal_lock:
+            if self._portal is None:
+                self._portal = shared_portal.acquire()
+        try:
+            self._run(self._core.connect(hub, hub_params, pool_size))
+            direct, self._direct = self._direct, None
+            if direct is not None:
+                direct.close()
+            self._direct = BlockingRpcCaller(self._core.lockfile["samp.hub.xmlrpc.url"], pool_size)
+        except BaseException:
+            self._release()
+            raise
+
+    def disconnect(self) -> None:
+        """Disconnect from the hub."""
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
+        if self._portal is None:
+            return
+        try:
+            self._run(self._core.disconnect())
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._portal_lock:
+            portal, self._portal = self._portal, None
+        if portal is not None:
+            shared_portal.release()
+
+    def server_close(self) -> None:
+        """Close the connections to the hub (same as :meth:`disconnect`)."""
+        self.disconnect()
+
+    def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
+        direct = self._direct
+        if direct is None or not self._core.is_connected:
+            raise SAMPHubError("Hub proxy not connected")
+        return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
+
+
+class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
+    """A callable SAMP client application (astropy's SAMPClient API).
+
+    Args:
+        hub: the :class:`SAMPHubProxy` to talk through.
+        name: ``samp.name`` metadata.
+        description: ``samp.description.text`` metadata.
+        metadata: further metadata.
+        addr: the callback server's address (default 127.0.0.1; astropy probes the
+            internet and may use the host name, we never do).
+        port: the callback server's port (0: the system chooses).
+        https: must be False; True raises :class:`SAMPClientError` (TLS is not
+            supported, as in astropy since 2.0).
+        key_file, cert_file, cert_reqs, ca_certs, ssl_version: unused, for signature
+            compatibility.
+        callable: whether the client receives calls and notifications.
+    """
+
+    def __init__(
+        self,
+        hub: SAMPHubProxy,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        addr: str | None = None,
+        port: int = 0,
+        https: bool = False,
+        key_file: str | None = None,
+        cert_file: str | None = None,
+        cert_reqs: int = 0,
+        ca_certs: str | None = None,
+        ssl_version: int | None = None,
+        callable: bool = True,
+    ) -> None:
+        check_tls_arguments(https)
+        self.hub = hub
+        self._callable = callable
+        self._core = AsyncSAMPClient(
+            hub.core,
+            name,
+            description,
+            metadata,
+            addr,
+            port,
+            callable,
+            runner=self._submit,
+            receiver=self,
+        )
+        self._portal: Portal | None = None
+        self._accepting = False
+
+    @property
+    def core(self) -> AsyncSAMPClient:
+        """The asyncio client this wraps."""
+        return self._core
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the client is started."""
+        return self._core.is_running
+
+    @property
+    def is_registered(self) -> bool:
+        """Whether the client is registered with the hub."""
+        return self._core.is_registered
+
+    @property
+    def _xmlrpcAddr(self) -> str | None:
+        return self._core.callback_url
+
+    @property
+    def _inner(self) -> AsyncSAMPClient:
+        return self._core
+
+    @property
+    def _core_client(self) -> AsyncSAMPClient:
+        return self._core
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        portal = self._portal or self.hub.portal
+        if portal is None or not portal.running:
+            return _run_detached(coro)
+        return portal.call(coro)
+
+    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._run(coro)
+
+    def _submit(self, job: Callable[[], Any]) -> None:
+        if not self._accepting:
+            self._core.dropped += 1
+            return
+        try:
+            (_pool or handler_pool()).submit(self._work, job)
+        except RuntimeError:  # the interpreter is shutting down
+            self._core.dropped += 1
+
+    @staticmethod
+    def _work(job: Callable[[], Any]) -> None:
+        try:
+            job()
+        except Exception:
+            logger.exception("SAMP callback failed")
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the callback server on the background loop (non-blocking)."""
+        if self.is_running:
+            return
+        if self._portal is None:
+            self._portal = shared_portal.acquire()
+        self._accepting = self._callable
+        try:
+            self._portal.call(self._core.start())
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the callback server and the handler threads.
+
+        Raises:
+            SAMPClientError: the server did not stop within *timeout* seconds.
+        """
+        portal, self._portal = self._portal, None
+        self._accepting = False
+        try:
+            if portal is not None:
+                portal.call(self._core.stop(timeout))
+        finally:
+            if portal is not None:
+                shared_portal.release()
+
+    def register(self) -> None:
+        """Register with the hub (declares subscriptions and metadata)."""
+        if not self.hub.is_connected:
+            raise SAMPClientError("Unable to register to the SAMP Hub. Hub proxy not connected.")
+        if self._callable and not self.is_running:
+            self.start()  # the hub must be able to call back as soon as we are registered
+        self._run(self._core.register())
+
+    def unregister(self) -> None:
+        """Unregister from the hub.
+
+        Raises:
+            SAMPClientError: the hub proxy is not connected (raised by the core).
+        """
+        self._run(self._core.unregister())
+
+    # receive_* (override them in a subclass to handle messages yourself), bind_*,
+    # unbind_*, declare_* and get_* come from sciwire.samp._common.

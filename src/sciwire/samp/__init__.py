@@ -19,14 +19,16 @@ from __future__ import annotations
 from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aintegrated import AsyncSAMPIntegratedClient
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, get_main_running_hub
-from sciwire.samp._protocol import (
+from sciwire.samp._conf import Conf, conf
+from sciwire.samp._rpc import SAMPHubConnectError
+from sciwire.samp.client import SAMPClient
+from sciwire.samp.constants import (
     SAFE_MTYPES,
+    SAMP_ICON,
     SAMP_STATUS_ERROR,
     SAMP_STATUS_OK,
     SAMP_STATUS_WARNING,
 )
-from sciwire.samp._rpc import SAMPHubConnectError
-from sciwire.samp.client import SAMPClient
 from sciwire.samp.errors import (
     SAMPClientError,
     SAMPDataError,
@@ -34,12 +36,14 @@ from sciwire.samp.errors import (
     SAMPProxyError,
     SAMPWarning,
 )
-from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
+from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer, WebProfileDialog
 from sciwire.samp.hub_proxy import SAMPHubProxy
 from sciwire.samp.integrated_client import SAMPIntegratedClient
+from sciwire.samp.utils import SAMPMsgReplierWrapper, SAMPXXEServerProxy, safe_xmlrpc_loads
 
 __all__ = [
     "SAFE_MTYPES",
+    "SAMP_ICON",
     "SAMP_STATUS_ERROR",
     "SAMP_STATUS_OK",
     "SAMP_STATUS_WARNING",
@@ -47,6 +51,7 @@ __all__ = [
     "AsyncSAMPHub",
     "AsyncSAMPHubProxy",
     "AsyncSAMPIntegratedClient",
+    "Conf",
     "SAMPClient",
     "SAMPClientError",
     "SAMPDataError",
@@ -55,7 +60,12 @@ __all__ = [
     "SAMPHubProxy",
     "SAMPHubServer",
     "SAMPIntegratedClient",
+    "SAMPMsgReplierWrapper",
     "SAMPProxyError",
     "SAMPWarning",
+    "SAMPXXEServerProxy",
+    "WebProfileDialog",
+    "conf",
     "get_main_running_hub",
+    "safe_xmlrpc_loads",
 ]

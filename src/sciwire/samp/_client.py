@@ -15,16 +15,19 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from sciwire.core.portal import Portal
+from sciwire.samp import _legacy as legacy
 from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
-from sciwire.samp._common import Bindings, ClientSide, check_tls_arguments
+from sciwire.samp._common import Bindings, ClientSide, Handler, check_tls_arguments
+from sciwire.samp._legacy import is_legacy
 from sciwire.samp._methods import BlockingHubMethods
 from sciwire.samp._rpc import BlockingRpcCaller, stringify
-from sciwire.samp.errors import SAMPClientError, SAMPHubError
+from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPWarning
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
 
@@ -109,11 +112,22 @@ class SAMPHubProxy(BlockingHubMethods):
         # Calls from the user's thread go straight to a socket (no hop to the loop
         # thread and back); the loop serves the callbacks and the asyncio core.
         self._direct: BlockingRpcCaller | None = None
+        # astropy's state: a subclass that connects its own way (astropy's Web Profile
+        # test proxy) sets these two and overrides _samp_hub.
+        self._connected = False
+        self.proxy: Any = None
 
     @property
     def is_connected(self) -> bool:
         """Whether the proxy is connected to a hub."""
-        return self._core.is_connected
+        if self._direct is None:
+            return self._connected
+        return self._connected and self._core.is_connected
+
+    @property
+    def _samp_hub(self) -> Any:
+        """The object whose attributes are the hub's methods (astropy's hook)."""
+        return self.proxy.samp.hub
 
     @property
     def lockfile(self) -> dict[str, str]:
@@ -158,12 +172,15 @@ class SAMPHubProxy(BlockingHubMethods):
             if direct is not None:
                 direct.close()
             self._direct = BlockingRpcCaller(self._core.lockfile["samp.hub.xmlrpc.url"], pool_size)
+            self.proxy = _MethodPath(self._direct, "")
+            self._connected = True
         except BaseException:
             self._release()
             raise
 
     def disconnect(self) -> None:
         """Disconnect from the hub."""
+        self._connected = False
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()
@@ -186,9 +203,40 @@ class SAMPHubProxy(BlockingHubMethods):
 
     def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
         direct = self._direct
-        if direct is None or not self._core.is_connected:
+        if type(self)._samp_hub is not _SAMP_HUB or direct is None:
+            # a subclass reaches its hub its own way (astropy's hook): no timeout to pass
+            if not self._connected:
+                raise SAMPHubError("Hub proxy not connected")
+            return getattr(self._samp_hub, method)(*stringify(args))
+        if not self._core.is_connected:
             raise SAMPHubError("Hub proxy not connected")
         return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
+
+    def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
+        """Proxy to ``notifyAll``: the ids notified (a :class:`SAMPWarning` when none)."""
+        ids = super().notify_all(private_key, message)
+        if not ids:
+            warnings.warn("No client was able to receive this message", SAMPWarning, stacklevel=2)
+        return ids
+
+
+_SAMP_HUB = SAMPHubProxy.__dict__["_samp_hub"]
+
+
+class _MethodPath:
+    """``proxy.samp.hub.ping()`` over a :class:`BlockingRpcCaller` (astropy's ``proxy``)."""
+
+    def __init__(self, caller: BlockingRpcCaller, name: str) -> None:
+        self._caller = caller
+        self._name = name
+
+    def __getattr__(self, name: str) -> _MethodPath:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _MethodPath(self._caller, f"{self._name}.{name}" if self._name else name)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._caller.call(self._name, *stringify(args))
 
 
 class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
@@ -250,11 +298,15 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
     @property
     def is_running(self) -> bool:
         """Whether the client is started."""
+        if is_legacy(self):
+            return bool(self.__dict__.get("_is_running", False))
         return self._core.is_running
 
     @property
     def is_registered(self) -> bool:
         """Whether the client is registered with the hub."""
+        if is_legacy(self):
+            return bool(self.__dict__.get("_is_registered", False))
         return self._core.is_registered
 
     @property
@@ -298,6 +350,9 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
 
     def start(self) -> None:
         """Start the callback server on the background loop (non-blocking)."""
+        if is_legacy(self):
+            legacy.start(self)
+            return
         if self.is_running:
             return
         if self._portal is None:
@@ -315,6 +370,9 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
         Raises:
             SAMPClientError: the server did not stop within *timeout* seconds.
         """
+        if is_legacy(self):
+            legacy.stop(self, timeout)
+            return
         portal, self._portal = self._portal, None
         self._accepting = False
         try:
@@ -338,7 +396,153 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
         Raises:
             SAMPClientError: the hub proxy is not connected (raised by the core).
         """
+        if is_legacy(self):
+            legacy.unregister(self)
+            return
         self._run(self._core.unregister())
+
+    # -- astropy's attribute-based state (see sciwire.samp._legacy) ------------------
+
+    def _ping(
+        self, private_key: str, sender_id: str, msg_id: str, mtype: str, params: Any, extra: Any
+    ) -> None:
+        legacy.ping_reply(self, private_key, msg_id)
+
+    def _client_env_get(
+        self, private_key: str, sender_id: str, msg_id: str, mtype: str, params: Any, extra: Any
+    ) -> None:
+        legacy.env_reply(self, private_key, msg_id, params if isinstance(params, dict) else {})
+
+    def receive_notification(
+        self, private_key: str, sender_id: str, message: dict[str, Any]
+    ) -> str:
+        """Dispatch a notification to the bound handlers; returns ""."""
+        if is_legacy(self):
+            return legacy.receive_notification(self, private_key, sender_id, message)
+        return self._core.receive_notification(private_key, sender_id, message)
+
+    def receive_call(
+        self, private_key: str, sender_id: str, msg_id: str, message: dict[str, Any]
+    ) -> str:
+        """Dispatch a call to the bound handlers; returns ""."""
+        if is_legacy(self):
+            return legacy.receive_call(self, private_key, sender_id, msg_id, message)
+        return self._core.receive_call(private_key, sender_id, msg_id, message)
+
+    def receive_response(
+        self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
+    ) -> str:
+        """Dispatch a response to the handler bound to its tag; returns ""."""
+        if is_legacy(self):
+            return legacy.receive_response(self, private_key, responder_id, msg_tag, response)
+        return self._core.receive_response(private_key, responder_id, msg_tag, response)
+
+    def bind_receive_message(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind calls and notifications of *mtype* to *function*."""
+        if is_legacy(self):
+            self.bind_receive_notification(mtype, function, declare=False, metadata=metadata)
+            self.bind_receive_call(mtype, function, declare=declare, metadata=metadata)
+            return
+        super().bind_receive_message(mtype, function, declare, metadata)
+
+    def bind_receive_notification(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind notifications of *mtype* (``*`` and ``a.*`` allowed) to
+        ``function(private_key, sender_id, mtype, params, extra)``."""
+        if is_legacy(self):
+            legacy.bind(self, "_notification_bindings", mtype, function, declare, metadata)
+            return
+        super().bind_receive_notification(mtype, function, declare, metadata)
+
+    def bind_receive_call(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
+        params, extra)``."""
+        if is_legacy(self):
+            legacy.bind(self, "_call_bindings", mtype, function, declare, metadata)
+            return
+        super().bind_receive_call(mtype, function, declare, metadata)
+
+    def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
+        """Bind responses tagged *msg_tag* to ``function(private_key, responder_id,
+        msg_tag, response)``."""
+        if is_legacy(self):
+            if not self._callable:
+                raise SAMPClientError("Client not callable.")
+            self.__dict__["_response_bindings"][msg_tag] = function
+            return
+        self._core.bind_receive_response(msg_tag, function)
+
+    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
+        """Remove the notification binding of *mtype*."""
+        if is_legacy(self):
+            legacy.unbind(self, "_notification_bindings", mtype, declare)
+            return
+        super().unbind_receive_notification(mtype, declare)
+
+    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
+        """Remove the call binding of *mtype*."""
+        if is_legacy(self):
+            legacy.unbind(self, "_call_bindings", mtype, declare)
+            return
+        super().unbind_receive_call(mtype, declare)
+
+    def unbind_receive_response(self, msg_tag: str) -> None:
+        """Remove the response binding of *msg_tag* (KeyError if none)."""
+        if is_legacy(self):
+            del self.__dict__["_response_bindings"][msg_tag]
+            return
+        self._core.unbind_receive_response(msg_tag)
+
+    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
+        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
+        if is_legacy(self):
+            if not self._callable:
+                raise SAMPClientError("Client not callable.")
+            legacy.declare_subscriptions(self, subscriptions)
+            return
+        super().declare_subscriptions(subscriptions)
+
+    def _declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
+        if is_legacy(self):
+            legacy.declare_subscriptions(self, subscriptions)
+            return
+        self._run(self._core._declare_subscriptions(subscriptions))
+
+    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
+        """Declare (merge) the client's metadata."""
+        if is_legacy(self):
+            legacy.declare_metadata(self, metadata)
+            return
+        super().declare_metadata(metadata)
+
+    def get_private_key(self) -> str | None:
+        """The private key from registration (None when not registered)."""
+        if is_legacy(self):
+            return self.__dict__.get("_private_key")
+        return self._core.get_private_key()
+
+    def get_public_id(self) -> str | None:
+        """The public id from registration (None when not registered)."""
+        if is_legacy(self):
+            return self.__dict__.get("_public_id")
+        return self._core.get_public_id()
 
     # receive_* (override them in a subclass to handle messages yourself), bind_*,
     # unbind_*, declare_* and get_* come from sciwire.samp._common.

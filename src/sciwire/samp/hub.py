@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -20,8 +21,9 @@ from sciwire.core.portal import Portal
 from sciwire.errors import PortalError
 from sciwire.samp._ahub import AsyncSAMPHub, WebAuth
 from sciwire.samp.errors import SAMPHubError
+from sciwire.samp.web_profile import TerminalConsent
 
-__all__ = ["AsyncSAMPHub", "DialogPolicy", "SAMPHubServer", "WebAuth"]
+__all__ = ["AsyncSAMPHub", "DialogPolicy", "SAMPHubServer", "WebAuth", "WebProfileDialog"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +59,10 @@ class SAMPHubServer:
                 web_auth = web_profile_dialog
             elif web_profile_dialog is not None and hasattr(web_profile_dialog, "consent"):
                 web_auth = DialogPolicy(web_profile_dialog)
+            elif web_profile and _interactive():
+                web_auth = TerminalConsent()  # astropy asks on the terminal too
             else:
-                web_auth = "deny"
+                web_auth = "deny"  # headless: nobody to ask
         self._hub = AsyncSAMPHub(
             secret,
             addr,
@@ -118,6 +122,15 @@ class SAMPHubServer:
     def lockfile(self) -> str | None:
         """The lockfile written at start."""
         return self._hub.lockfile
+
+    @staticmethod
+    def get_mtype_subtypes(mtype: str) -> list[str]:
+        """The subscriptions that match *mtype*, most specific first.
+
+        ``"a.b.c"`` gives ``["a.b.c", "a.b.*", "a.*", "*"]``.
+        """
+        atoms = mtype.split(".")
+        return [mtype] + [".".join([*atoms[:n], "*"]) for n in range(len(atoms) - 1, -1, -1)]
 
     @property
     def _web_port(self) -> int:
@@ -229,3 +242,46 @@ class DialogPolicy:
                 with contextlib.suppress(queue.Empty):
                     self.dialog.queue_request.get_nowait()
                 return False
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or replaced standard input
+        return False
+
+
+class WebProfileDialog:
+    """Base of a Web Profile consent dialog (astropy's class, for GUI hubs).
+
+    Give an instance to ``SAMPHubServer(web_profile_dialog=...)``: the hub sets its
+    ``queue_request`` and ``queue_result`` queues. A subclass implements
+    ``show_dialog(samp_name, details, client, origin)``, calls :meth:`handle_queue`
+    periodically from its GUI loop, and answers with :meth:`consent` or
+    :meth:`reject`. No answer within the hub's deadline refuses the registration.
+    """
+
+    queue_request: queue.Queue[Any]
+    queue_result: queue.Queue[bool]
+
+    def show_dialog(self, samp_name: str, details: Any, client: Any, origin: str) -> None:
+        """Show the request to the user (a subclass implements it)."""
+        raise NotImplementedError("a WebProfileDialog subclass must implement show_dialog")
+
+    def handle_queue(self) -> None:
+        """Show the next pending registration request, if any (call it periodically)."""
+        try:
+            identity, client, origin = self.queue_request.get_nowait()
+        except (queue.Empty, AttributeError):  # nothing pending, or not given to a hub yet
+            return
+        # early Web Profile drafts sent the bare name instead of an identity map
+        name = str(identity.get("samp.name", "")) if isinstance(identity, dict) else str(identity)
+        self.show_dialog(name, identity, client, origin)
+
+    def consent(self) -> None:
+        """Accept the request being shown."""
+        self.queue_result.put(True)
+
+    def reject(self) -> None:
+        """Refuse the request being shown."""
+        self.queue_result.put(False)

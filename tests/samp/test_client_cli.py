@@ -173,3 +173,32 @@ def test_snoop_prints_messages(hub: SAMPHubServer, make: ClientFactory) -> None:
     assert note["kind"] == "notify" and note["params"] == {"a": "1"}
     assert note["sender"] == tx.get_public_id()
     assert call["kind"] == "call"
+
+
+def test_hub_command_takes_samp_hubs_options(tmp_path: Path) -> None:
+    lockfile = tmp_path / "opts.lock"
+    logfile = tmp_path / "hub.log"
+    proc = subprocess.Popen(
+        _sciwire("hub", "-w", "-f", str(lockfile), "-k", "sekrit", "-l", "my hub",
+                 "-L", "debug", "-O", str(logfile), "-P", "2", "-c", "0", "-t", "600"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        poll(
+            lambda: lockfile.exists() and "samp.secret" in read_lockfile(lockfile),
+            scale(20),
+            "lock",
+        )
+        fields = read_lockfile(lockfile)
+        assert fields["samp.secret"] == "sekrit"
+        assert fields["hub.label"] == "my hub"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(scale(20)) == 0
+        assert logfile.exists() and logfile.stat().st_size > 0  # DEBUG lines went to FILE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(scale(10))
+        if proc.stderr is not None:
+            proc.stderr.close()

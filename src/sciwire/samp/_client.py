@@ -204,8 +204,9 @@ class SAMPHubProxy(BlockingHubMethods):
     def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
         direct = self._direct
         if type(self)._samp_hub is not _SAMP_HUB or direct is None:
-            # a subclass reaches its hub its own way (astropy's hook): no timeout to pass
-            if not self._connected:
+            # a subclass reaches its hub its own way (astropy's hook, which also pings
+            # before it counts itself connected): no timeout to pass
+            if self.proxy is None:
                 raise SAMPHubError("Hub proxy not connected")
             return getattr(self._samp_hub, method)(*stringify(args))
         if not self._core.is_connected:

@@ -151,9 +151,11 @@ class WebProfile:
             return web.Response(status=200, headers=_preflight_headers(request, cors))
         path = request.path
         if request.method == "GET" and path == "/crossdomain.xml":
-            return web.Response(body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy")
+            return web.Response(
+                body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy", headers=cors
+            )
         if request.method == "GET" and path == "/clientaccesspolicy.xml":
-            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml")
+            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml", headers=cors)
         if path.startswith("/translator/") and request.method in ("GET", "HEAD"):
             return await self._translate(request, path[len("/translator/") :], cors)
         if request.method != "POST":
@@ -355,7 +357,14 @@ def _cors_headers(request: web.BaseRequest) -> dict[str, str]:
     origin = request.headers.get("Origin")
     if not origin:
         return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # astropy's hub sends these three on every response; browsers and astropy's tests
+    # expect them (the hub sets no cookies, so allowing credentials exposes nothing)
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
 
 
 def _preflight_headers(request: web.BaseRequest, cors: dict[str, str]) -> dict[str, str]:

@@ -19,6 +19,8 @@ import click
 
 __all__ = ["group"]
 
+LOG_LEVELS = ["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
 
 def _hub_params(lockfile: str | None) -> dict[str, str] | None:
     if lockfile is None:
@@ -68,7 +70,8 @@ def group() -> None:
 
 
 @group.command()
-@click.option("--no-web", is_flag=True, help="Do not serve the Web Profile.")
+@click.option("--no-web", "-w", "--no-web-profile", "no_web", is_flag=True,
+              help="Do not serve the Web Profile.")  # fmt: skip
 @click.option(
     "--web-auth",
     type=click.Choice(["deny", "allow"]),
@@ -77,9 +80,24 @@ def group() -> None:
     help="Web Profile registration policy (headless: nobody to ask).",
 )
 @click.option("--web-port", type=int, default=21012, show_default=True, help="Web Profile port.")
-@click.option("--lockfile", type=click.Path(dir_okay=False), help="Lockfile to write.")
-@click.option("--timeout", type=float, default=0, help="Stop after S idle seconds (0: never).")
-@click.option("--addr", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--lockfile", "-f", type=click.Path(dir_okay=False), help="Lockfile to write.")
+@click.option("--timeout", "-t", type=float, default=0,
+              help="Stop after S idle seconds (0: never).")  # fmt: skip
+@click.option("--addr", "-d", default=None, help="Address to bind (default 127.0.0.1).")
+# samp_hub's other options (astropy's hub_script), same short and long names
+@click.option("--secret", "-k", default=None, help="Custom registration secret.")
+@click.option("--port", "-p", type=int, default=0, help="Standard Profile port (0: any).")
+@click.option("--pool-size", "-P", type=int, default=20, show_default=True,
+              help="Connections kept per callback endpoint.")  # fmt: skip
+@click.option("--client-timeout", "-c", type=float, default=0,
+              help="Unregister clients idle for S seconds (0: never).")  # fmt: skip
+@click.option("--log-level", "-L", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default=None, help="Level of the sciwire.samp loggers.")  # fmt: skip
+@click.option("--log-output", "-O", type=click.Path(dir_okay=False), default=None,
+              help="Write the hub's log messages to FILE.")  # fmt: skip
+@click.option("--label", "-l", default="", help="hub.label for the lockfile.")
+@click.option("--multi", "-m", is_flag=True,
+              help="Multi-instance mode: a lockfile in ~/.samp-1/.")  # fmt: skip
 def hub(
     no_web: bool,
     web_auth: str,
@@ -87,26 +105,44 @@ def hub(
     lockfile: str | None,
     timeout: float,
     addr: str | None,
+    secret: str | None,
+    port: int,
+    pool_size: int,
+    client_timeout: float,
+    log_level: str | None,
+    log_output: str | None,
+    label: str,
+    multi: bool,
 ) -> None:
     """Run a SAMP hub until Ctrl-C, SIGTERM or the idle timeout."""
     from sciwire.samp import SAMPHubError, SAMPHubServer
+    from sciwire.samp.hub_script import log, log_to
 
+    if log_level is not None:
+        log.setLevel(log_level.upper())
     server = SAMPHubServer(
+        secret=secret,
         addr=addr,
+        port=port,
         lockfile=lockfile,
         timeout=timeout,
+        client_timeout=client_timeout,
+        mode="multiple" if multi else "single",
+        label=label,
         web_profile=not no_web,
         web_port=web_port,
+        pool_size=pool_size,
         web_auth=web_auth,
     )
-    try:
-        server.start()
-    except SAMPHubError as exc:
-        click.echo(f"sciwire samp hub: {exc}", err=True)
-        sys.exit(1)
-    web = f", web profile on port {server.web_port}" if not no_web else ""
-    click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
-    server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
+    with log_to(log_output or ""):
+        try:
+            server.start()
+        except SAMPHubError as exc:
+            click.echo(f"sciwire samp hub: {exc}", err=True)
+            sys.exit(1)
+        web = f", web profile on port {server.web_port}" if not no_web else ""
+        click.echo(f"SAMP hub {server.url} (lockfile {server.lockfile}{web})", err=True)
+        server.wait()  # until Ctrl-C, SIGTERM or the idle timeout; removes the lockfile
 
 
 @group.command()

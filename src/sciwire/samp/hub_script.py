@@ -65,7 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _log_to(path: str) -> Iterator[None]:
+def log_to(path: str) -> Iterator[None]:
     if not path:
         yield
         return
@@ -119,7 +119,7 @@ def hub_script(timeout: float = 0, argv: Sequence[str] | None = None) -> None:
     options = vars(make_parser().parse_args(argv))
     log.setLevel(options.pop("loglevel"))
     logout = options.pop("logout")
-    with _log_to(logout):
+    with log_to(logout):
         status = run_hub(options, timeout)
     if status:
         sys.exit(status)

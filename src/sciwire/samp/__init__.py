@@ -40,6 +40,15 @@ from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer, WebProfileDialog
 from sciwire.samp.hub_proxy import SAMPHubProxy
 from sciwire.samp.integrated_client import SAMPIntegratedClient
 from sciwire.samp.utils import SAMPMsgReplierWrapper, SAMPXXEServerProxy, safe_xmlrpc_loads
+from sciwire.samp.vo_helpers import (
+    accessible_table,
+    connection,
+    find_client_id,
+    send_image_to,
+    send_product_to,
+    send_spectrum_to,
+    send_table_to,
+)
 
 __all__ = [
     "SAFE_MTYPES",
@@ -65,7 +74,14 @@ __all__ = [
     "SAMPWarning",
     "SAMPXXEServerProxy",
     "WebProfileDialog",
+    "accessible_table",
     "conf",
+    "connection",
+    "find_client_id",
     "get_main_running_hub",
     "safe_xmlrpc_loads",
+    "send_image_to",
+    "send_product_to",
+    "send_spectrum_to",
+    "send_table_to",
 ]

@@ -168,8 +168,8 @@ def test_dead_hub_url_raises_connect_error() -> None:
     assert not cli.is_connected
 
 
-def test_https_raises_a_clear_error() -> None:
-    with pytest.raises(SAMPClientError, match="https=True is not supported"):
+def test_https_without_a_certificate_raises_a_clear_error() -> None:
+    with pytest.raises(SAMPClientError, match="https=True needs a cert_file"):
         SAMPIntegratedClient(https=True)
     with pytest.raises(SAMPClientError, match="https"):
         SAMPClient(SAMPHubProxy(), https=True)

@@ -31,6 +31,7 @@ from sciwire.samp._delivery import Courier
 from sciwire.samp._hubhttp import StdConnection
 from sciwire.samp._hublock import check_existing, lockfile_path, remove_lockfile, write_hub_lockfile
 from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
+from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["AsyncSAMPHub", "WebAuth"]
@@ -69,6 +70,13 @@ class AsyncSAMPHub:
         write_lockfile: write (and later remove) the lockfile.
         web_idle: unregister a Web Profile client that takes callbacks but has not
             polled for this many seconds (a closed page); 0 = never.
+        https: serve the Standard Profile over TLS (``https://`` in the lockfile).
+        key_file, cert_file: the hub's TLS key and certificate (PEM).
+        cert_reqs: ``ssl.CERT_NONE`` (default), ``CERT_OPTIONAL`` or ``CERT_REQUIRED``:
+            what the hub asks of clients' certificates, and whether it checks the
+            certificates of ``https`` callback endpoints.
+        ca_certs: the CA certificates (PEM) those checks trust.
+        ssl_version: pin one TLS version (see :mod:`sciwire.samp._tls`).
     """
 
     def __init__(
@@ -91,6 +99,12 @@ class AsyncSAMPHub:
         max_body: int = P.MAX_BODY_BYTES,
         write_lockfile: bool = True,
         web_idle: float = 120.0,
+        https: bool = False,
+        key_file: str | None = None,
+        cert_file: str | None = None,
+        cert_reqs: int = 0,
+        ca_certs: str | None = None,
+        ssl_version: Any = None,
     ) -> None:
         if mode not in ("single", "multiple"):
             raise ValueError(f"mode must be 'single' or 'multiple', not {mode!r}")
@@ -113,6 +127,9 @@ class AsyncSAMPHub:
         self._write_lockfile = write_lockfile
         self._web_idle = float(web_idle)
         self.state = HubState(self._secret, strict=strict, web_restrict=web_restrict)
+        tls = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version, SAMPHubError)
+        # built now so that bad TLS arguments fail in the constructor, not at start()
+        self._ssl = tls.server_context() if https else None
         self._runners: list[web.BaseRunner] = []
         self._server: asyncio.Server | None = None
         self._conns: set[StdConnection] = set()
@@ -120,6 +137,7 @@ class AsyncSAMPHub:
         self.bad_requests = 0
         self._session: aiohttp.ClientSession | None = None
         self._courier = Courier(self._pool_size, max_body)
+        self._courier.ssl_context = tls.client_context()
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped: asyncio.Event | None = None
@@ -191,15 +209,17 @@ class AsyncSAMPHub:
         try:
             path = self._lockfile_path()
             if path is not None:
-                await check_existing(path, self._session)
+                await check_existing(path)
             self._server = await loop.create_server(
                 lambda: StdConnection(self.handle_std, self._max_body, self._conns, self._bad),
                 self._addr,
                 self._port,
                 backlog=1024,
+                ssl=self._ssl,
             )
             self._port = int(self._server.sockets[0].getsockname()[1])
-            self._url = f"http://{_url_host(self._addr)}:{self._port}/xmlrpc"
+            scheme = "https" if self._ssl is not None else "http"
+            self._url = f"{scheme}://{_url_host(self._addr)}:{self._port}/xmlrpc"
             if self._web_profile:
                 from sciwire.samp._web import WebProfile
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -93,6 +94,8 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         hub: HubLike | None = None,
         hub_params: Mapping[str, str] | None = None,
         pool_size: int = 20,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Connect to a hub: the one given, the one in *hub_params*, or the running one.
 
@@ -100,6 +103,7 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
             hub: a running hub object (``SAMPHubServer``) to connect to.
             hub_params: lockfile contents (``{token: value}``) of the hub.
             pool_size: how many HTTP connections to the hub to keep open.
+            ssl_context: TLS settings for an ``https`` hub (default: the system's).
 
         Raises:
             ValueError: both *hub* and *hub_params* given.
@@ -119,7 +123,7 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
             url = str(hub_params["samp.hub.xmlrpc.url"]).replace("\\", "")
         except KeyError:
             raise SAMPHubError("hub parameters have no samp.hub.xmlrpc.url") from None
-        rpc = RpcCaller(url, pool_size)
+        rpc = RpcCaller(url, pool_size, ssl_context=ssl_context)
         try:
             await rpc.call("samp.hub.ping")
         except BaseException:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
@@ -23,10 +24,11 @@ from sciwire.core.portal import Portal
 from sciwire.samp import _legacy as legacy
 from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
-from sciwire.samp._common import Bindings, ClientSide, Handler, check_tls_arguments
+from sciwire.samp._common import Bindings, ClientSide, Handler, tls_settings
 from sciwire.samp._legacy import is_legacy
 from sciwire.samp._methods import BlockingHubMethods
 from sciwire.samp._rpc import BlockingRpcCaller, stringify
+from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPWarning
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
@@ -156,8 +158,19 @@ class SAMPHubProxy(BlockingHubMethods):
         hub: HubLike | None = None,
         hub_params: Mapping[str, str] | None = None,
         pool_size: int = 20,
+        *,
+        key_file: str | None = None,
+        cert_file: str | None = None,
+        cert_reqs: int = 0,
+        ca_certs: str | None = None,
+        ssl_version: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Connect to a hub: *hub*, the one described by *hub_params*, or the running one.
+
+        The TLS arguments (astropy's pre-2.0 names) apply to an ``https`` hub:
+        *cert_reqs* ``ssl.CERT_REQUIRED`` with *ca_certs* checks its certificate,
+        *key_file*/*cert_file* are this side's; *ssl_context* replaces them all.
 
         Raises:
             ValueError: both *hub* and *hub_params* given.
@@ -167,11 +180,15 @@ class SAMPHubProxy(BlockingHubMethods):
             if self._portal is None:
                 self._portal = shared_portal.acquire()
         try:
-            self._run(self._core.connect(hub, hub_params, pool_size))
+            if ssl_context is None:
+                tls = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version)
+                ssl_context = tls.client_context()
+            self._run(self._core.connect(hub, hub_params, pool_size, ssl_context=ssl_context))
             direct, self._direct = self._direct, None
             if direct is not None:
                 direct.close()
-            self._direct = BlockingRpcCaller(self._core.lockfile["samp.hub.xmlrpc.url"], pool_size)
+            url = self._core.lockfile["samp.hub.xmlrpc.url"]
+            self._direct = BlockingRpcCaller(url, pool_size, ssl_context=ssl_context)
             self.proxy = _MethodPath(self._direct, "")
             self._connected = True
         except BaseException:
@@ -251,10 +268,12 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
         addr: the callback server's address (default 127.0.0.1; astropy probes the
             internet and may use the host name, we never do).
         port: the callback server's port (0: the system chooses).
-        https: must be False; True raises :class:`SAMPClientError` (TLS is not
-            supported, as in astropy since 2.0).
-        key_file, cert_file, cert_reqs, ca_certs, ssl_version: unused, for signature
-            compatibility.
+        https: serve the callbacks over TLS (needs *cert_file*).
+        key_file, cert_file: the callback server's key and certificate (PEM).
+        cert_reqs: ``ssl.CERT_NONE`` (default), ``CERT_OPTIONAL`` or
+            ``CERT_REQUIRED``: what the callback server asks of the hub's certificate.
+        ca_certs: the CA certificates (PEM) that check trusts.
+        ssl_version: pin one TLS version (``ssl.TLSVersion`` or ``PROTOCOL_TLSv1_2``...).
         callable: whether the client receives calls and notifications.
     """
 
@@ -271,10 +290,10 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
         cert_file: str | None = None,
         cert_reqs: int = 0,
         ca_certs: str | None = None,
-        ssl_version: int | None = None,
+        ssl_version: Any = None,
         callable: bool = True,
     ) -> None:
-        check_tls_arguments(https)
+        _, server_ssl = tls_settings(https, key_file, cert_file, cert_reqs, ca_certs, ssl_version)
         self.hub = hub
         self._callable = callable
         self._core = AsyncSAMPClient(
@@ -287,6 +306,7 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
             callable,
             runner=self._submit,
             receiver=self,
+            ssl_context=server_ssl,
         )
         self._portal: Portal | None = None
         self._accepting = False

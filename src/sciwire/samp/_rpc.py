@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import ssl
 import urllib.parse
 import xmlrpc.client
 from collections.abc import Callable, Mapping
@@ -97,13 +98,22 @@ class RpcCaller:
         SAMPHubError: the URL is not a plain http URL.
     """
 
-    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 20,
+        timeout: float | None = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port, path = split_url(url)
         self.url = url
         self.timeout = timeout
+        ctx = _context_for(url, ssl_context)
         # no limit on calls in flight: a callAndWait holds its connection until the
         # callee replies, and the callee may be this very client
-        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY, None)
+        self._http = HttpClientPool(
+            host, port, path, max(1, int(pool_size)), MAX_BODY, None, ssl_context=ctx
+        )
 
     async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result.
@@ -140,11 +150,20 @@ class RpcCaller:
 class BlockingRpcCaller:
     """The blocking twin of :class:`RpcCaller`, callable from any thread (same errors)."""
 
-    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 20,
+        timeout: float | None = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port, path = split_url(url)
         self.url = url
         self.timeout = timeout
-        self._http = BlockingHttpClient(host, port, path, max(1, int(pool_size)), MAX_BODY)
+        ctx = _context_for(url, ssl_context)
+        self._http = BlockingHttpClient(
+            host, port, path, max(1, int(pool_size)), MAX_BODY, ssl_context=ctx
+        )
 
     def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result (see RpcCaller.call)."""
@@ -165,20 +184,28 @@ class BlockingRpcCaller:
         self._http.close()
 
 
+def _context_for(url: str, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    """The TLS context for *url*: *ssl_context*, the system's defaults for an https
+    URL without one, None for plain http."""
+    if not url.lower().startswith("https:"):
+        return None
+    return ssl_context if ssl_context is not None else ssl.create_default_context()
+
+
 def split_url(url: str) -> tuple[str, int, str]:
-    """``(host, port, path)`` of an http URL.
+    """``(host, port, path)`` of an http or https URL.
 
     Raises:
-        SAMPHubError: not a plain http URL.
+        SAMPHubError: not an http(s) URL.
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// is supported")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// and https://")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise SAMPHubError(f"bad hub URL {url!r}") from exc
     return parts.hostname, port, path
@@ -208,10 +235,18 @@ class CallbackServer:
             sent as that fault, any other exception as a fault with code 1.
         addr: the address to listen on (default 127.0.0.1).
         port: the port (0 lets the system choose).
+        ssl_context: serve ``https`` with this server context.
     """
 
-    def __init__(self, dispatch: Dispatch, addr: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        addr: str | None = None,
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._dispatch = dispatch
+        self._ssl = ssl_context
         self.addr = addr or "127.0.0.1"
         self.port = port
         self._server: asyncio.AbstractServer | None = None
@@ -223,7 +258,8 @@ class CallbackServer:
     def url(self) -> str:
         """The URL the hub should call (valid once started)."""
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
-        return f"http://{host}:{self.port}/xmlrpc"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{host}:{self.port}/xmlrpc"
 
     async def start(self) -> None:
         """Bind and start serving."""
@@ -236,6 +272,7 @@ class CallbackServer:
                 self.addr,
                 self.port,
                 backlog=1024,
+                ssl=self._ssl,
             )
         except OSError as exc:
             raise ConnectError(f"cannot listen on {self.addr}:{self.port}: {exc}") from exc

@@ -13,8 +13,8 @@ from sciwire.samp._common import (
     Bindings,
     Handler,
     IntegratedSide,
-    check_tls_arguments,
     client_arguments,
+    tls_settings,
 )
 from sciwire.samp._methods import BlockingHubSide
 
@@ -34,6 +34,7 @@ class SAMPIntegratedClient(
         name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
             ca_certs, ssl_version, callable: as for :class:`SAMPClient`, which this
             makes with its own :class:`SAMPHubProxy` (kept in ``client_arguments``).
+            The TLS arguments also apply to calling an ``https`` hub.
     """
 
     hub: SAMPHubProxy
@@ -50,13 +51,23 @@ class SAMPIntegratedClient(
         cert_file: str | None = None,
         cert_reqs: int = 0,
         ca_certs: str | None = None,
-        ssl_version: int | None = None,
+        ssl_version: Any = None,
         callable: bool = True,
     ) -> None:
-        check_tls_arguments(https)
+        tls = (https, key_file, cert_file, cert_reqs, ca_certs, ssl_version)
+        self._tls, _ = tls_settings(*tls)  # checks the arguments before anything starts
         self.hub = SAMPHubProxy()
         self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
-        self.client = SAMPClient(self.hub, **self.client_arguments)
+        self.client = SAMPClient(
+            self.hub,
+            **self.client_arguments,
+            https=https,
+            key_file=key_file,
+            cert_file=cert_file,
+            cert_reqs=cert_reqs,
+            ca_certs=ca_certs,
+            ssl_version=ssl_version,
+        )
 
     def __enter__(self) -> SAMPIntegratedClient:
         if not self.is_connected:
@@ -87,7 +98,7 @@ class SAMPIntegratedClient(
             SAMPHubError: no hub found, or it does not answer.
             SAMPClientError: registration failed.
         """
-        self.hub.connect(hub, hub_params, pool_size)
+        self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
         try:
             self.client.start()
             self.client.register()

@@ -21,6 +21,7 @@ from sciwire.samp._hublock import lockfile_path, write_hub_lockfile
 from sciwire.samp._protocol import locate_lockfile, lockurl_to_path
 from sciwire.samp._protocol import write_lockfile as _write_lockfile
 from sciwire.samp._rpc import BlockingRpcCaller
+from sciwire.samp._tls import tls_refusal, unverified_client_context
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 
 __all__ = [
@@ -83,16 +84,17 @@ def check_running_hub(lockfilename: str | os.PathLike[str]) -> tuple[bool, dict[
     url = params.get("samp.hub.xmlrpc.url")
     if not url:
         return False, params
-    try:
-        caller = BlockingRpcCaller(url, 1, timeout=PING_TIMEOUT)
+    try:  # a liveness probe: whatever certificate it shows, an answer means alive
+        caller = BlockingRpcCaller(url, 1, PING_TIMEOUT, unverified_client_context())
     except (ValueError, SciwireError):
         return False, params
     try:
         caller.call("samp.hub.ping")
     except SAMPProxyError:
         return True, params  # it answered, with a fault: a live server
-    except (OSError, SciwireError):
-        return False, params
+    except (OSError, SciwireError) as exc:
+        # a TLS hub that wants a client certificate refuses the handshake: alive too
+        return url.lower().startswith("https:") and tls_refusal(exc), params
     finally:
         caller.close()
     return True, params

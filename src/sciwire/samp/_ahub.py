@@ -64,7 +64,10 @@ class AsyncSAMPHub:
             one to ask), "allow", or a callable (see :data:`WebAuth`).
         web_port: the Web Profile port (21012 by the spec; 0 picks a free one).
         pool_size: concurrent outgoing callback connections per client endpoint.
-        strict: refuse XML-RPC ints/floats/bools instead of turning them into strings.
+        strict: refuse XML-RPC ints/floats/bools (JSAMP's behaviour). By default they
+            are relayed as sent, as astropy's hub does.
+        coerce: turn XML-RPC ints/floats/bools into SAMP strings before relaying them
+            (for recipients that refuse them, such as JSAMP clients).
         web_restrict: limit Web Profile clients to safe mtypes toward desktop clients.
         max_body: the largest XML-RPC body accepted, in bytes.
         write_lockfile: write (and later remove) the lockfile.
@@ -95,6 +98,7 @@ class AsyncSAMPHub:
         pool_size: int = 20,
         *,
         strict: bool = False,
+        coerce: bool = False,
         web_restrict: bool = True,
         max_body: int = P.MAX_BODY_BYTES,
         write_lockfile: bool = True,
@@ -126,7 +130,7 @@ class AsyncSAMPHub:
         self._max_body = max_body
         self._write_lockfile = write_lockfile
         self._web_idle = float(web_idle)
-        self.state = HubState(self._secret, strict=strict, web_restrict=web_restrict)
+        self.state = HubState(self._secret, strict=strict, coerce=coerce, web_restrict=web_restrict)
         tls = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version, SAMPHubError)
         # built now so that bad TLS arguments fail in the constructor, not at start()
         self._ssl = tls.server_context() if https else None

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
 from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
-from sciwire.samp._rpc import RpcCaller, stringify
-from sciwire.samp.errors import SAMPHubError
+from sciwire.samp._rpc import ArgsPolicy, RpcCaller
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
@@ -83,6 +83,8 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         self.lockfile: dict[str, str] = {}
         self._rpc: RpcCaller | None = None
         self._connected = False
+        #: how values are sent (as given until the hub refuses non-strings)
+        self.args_policy = ArgsPolicy()
 
     @property
     def is_connected(self) -> bool:
@@ -130,6 +132,7 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
             await rpc.close()
             raise
         self._rpc = rpc
+        self.args_policy = ArgsPolicy()  # a new hub: learn its strictness afresh
         self.lockfile = dict(copy.deepcopy(dict(hub_params)))
         self._connected = True
 
@@ -145,4 +148,11 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         rpc = self._rpc
         if rpc is None:
             raise SAMPHubError("Hub proxy not connected")
-        return await rpc.call("samp.hub." + method, *stringify(args), timeout=timeout)
+        policy = self.args_policy
+        try:
+            return await rpc.call("samp.hub." + method, *policy.first(args), timeout=timeout)
+        except SAMPProxyError as fault:
+            again = policy.retry(args, fault)
+            if again is None:
+                raise
+            return await rpc.call("samp.hub." + method, *again, timeout=timeout)

@@ -27,9 +27,9 @@ from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
 from sciwire.samp._common import Bindings, ClientSide, Handler, tls_settings
 from sciwire.samp._legacy import is_legacy
 from sciwire.samp._methods import BlockingHubMethods
-from sciwire.samp._rpc import BlockingRpcCaller, stringify
+from sciwire.samp._rpc import BlockingRpcCaller, plain
 from sciwire.samp._tls import TlsOptions
-from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPWarning
+from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPProxyError, SAMPWarning
 
 __all__ = ["SAMPClient", "SAMPHubProxy", "shared_portal"]
 
@@ -220,15 +220,23 @@ class SAMPHubProxy(BlockingHubMethods):
 
     def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
         direct = self._direct
+        policy = self._core.args_policy
         if type(self)._samp_hub is not _SAMP_HUB or direct is None:
             # a subclass reaches its hub its own way (astropy's hook, which also pings
             # before it counts itself connected): no timeout to pass
             if self.proxy is None:
                 raise SAMPHubError("Hub proxy not connected")
-            return getattr(self._samp_hub, method)(*stringify(args))
+            return getattr(self._samp_hub, method)(*plain(args))
         if not self._core.is_connected:
             raise SAMPHubError("Hub proxy not connected")
-        return direct.call("samp.hub." + method, *stringify(args), timeout=timeout)
+        name = "samp.hub." + method
+        try:
+            return direct.call(name, *policy.first(args), timeout=timeout)
+        except SAMPProxyError as fault:
+            again = policy.retry(args, fault)
+            if again is None:
+                raise
+            return direct.call(name, *again, timeout=timeout)
 
     def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
         """Proxy to ``notifyAll``: the ids notified (a :class:`SAMPWarning` when none)."""
@@ -254,7 +262,7 @@ class _MethodPath:
         return _MethodPath(self._caller, f"{self._name}.{name}" if self._name else name)
 
     def __call__(self, *args: Any) -> Any:
-        return self._caller.call(self._name, *stringify(args))
+        return self._caller.call(self._name, *plain(args))
 
 
 class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import re
 import ssl
 import urllib.parse
 import xmlrpc.client
@@ -40,11 +41,14 @@ from sciwire.samp._protocol import (
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = [
+    "ArgsPolicy",
     "BlockingRpcCaller",
     "CallbackServer",
     "RpcCaller",
     "SAMPHubConnectError",
     "SAMPHubProtocolError",
+    "has_non_strings",
+    "plain",
     "stringify",
 ]
 
@@ -84,6 +88,79 @@ def stringify(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [stringify(v) for v in value]
     return value
+
+
+#: XML-RPC's int is 32-bit: a larger Python int travels as its decimal string.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def plain(value: Any) -> Any:
+    """*value* ready for XML-RPC with its types kept, as astropy sends them.
+
+    NumPy scalars become the Python ``bool``/``int``/``float`` they hold (astropy
+    cannot send them at all), tuples become lists, map keys strings; an int beyond
+    XML-RPC's 32 bits becomes its decimal string. Everything else is unchanged.
+    """
+    if isinstance(value, str):
+        return value
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a NumPy scalar: np.bool_, np.int64, np.float32...
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+        return number if _INT_MIN <= number <= _INT_MAX else str(number)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def has_non_strings(value: Any) -> bool:
+    """Whether *value* holds anything but strings, lists and maps."""
+    if isinstance(value, str):
+        return False
+    if isinstance(value, Mapping):
+        return any(has_non_strings(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_non_strings(v) for v in value)
+    return True
+
+
+# How strict hubs refuse a value that is not a string, list or map: JSAMP says
+# "Bad SAMP object: contains a java.lang.Integer" or "Param is not a SAMP type",
+# sciwire's strict hub "int is not a SAMP type (string, list, map)".
+_TYPE_REFUSAL = re.compile(r"not a SAMP type|Bad SAMP object")
+
+
+class ArgsPolicy:
+    """How a hub proxy sends values: as given (astropy's way) until the hub refuses
+    a number or boolean, then as SAMP strings for the rest of the connection.
+
+    A refusal of the data model comes before the hub does anything with the call,
+    so sending the same call again with strings cannot run it twice. Both proxies
+    (blocking and asyncio) ask the same object.
+    """
+
+    def __init__(self) -> None:
+        self.strings = False
+
+    def first(self, args: tuple[Any, ...]) -> list[Any]:
+        """The arguments to send first."""
+        return stringify(args) if self.strings else plain(args)  # type: ignore[no-any-return]
+
+    def retry(self, args: tuple[Any, ...], fault: BaseException) -> list[Any] | None:
+        """The arguments to send again after *fault*, or None to raise it."""
+        if self.strings or not has_non_strings(args):
+            return None
+        if not _TYPE_REFUSAL.search(str(getattr(fault, "faultString", ""))):
+            return None
+        self.strings = True
+        logger.info("the SAMP hub refuses numbers and booleans: sending them as strings")
+        return stringify(args)  # type: ignore[no-any-return]
 
 
 class RpcCaller:

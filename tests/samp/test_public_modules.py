@@ -45,12 +45,18 @@ from sciwire.samp.web_profile import (
 from tests.samp.clientkit import ClientFactory, Inbox
 
 MODULES = {
-    "client": ["SAMPClient"],
-    "hub": ["SAMPHubServer", "WebProfileDialog"],
-    "hub_proxy": ["SAMPHubProxy"],
+    "client": ["SAMPClient", "SAMPHubServer", "get_num_args", "internet_on"],
+    "hub": ["SAMPHubServer", "WebProfileDialog", "create_lock_file", "log", "ServerProxyPool"],
+    "hub_proxy": ["SAMPHubProxy", "get_main_running_hub", "SAMPXXEServerProxy"],
     "integrated_client": ["SAMPIntegratedClient"],
     "hub_script": ["hub_script"],
-    "errors": ["SAMPClientError", "SAMPHubError", "SAMPProxyError", "SAMPWarning"],
+    "errors": [
+        "SAMPClientError",
+        "SAMPHubError",
+        "SAMPProxyError",
+        "SAMPProxyTimeoutError",
+        "SAMPWarning",
+    ],
     "constants": ["SAFE_MTYPES", "SAMP_ICON", "SAMP_STATUS_OK", "SAMP_STATUS_WARNING"],
     "utils": ["ServerProxyPool", "SAMPMsgReplierWrapper", "get_num_args", "internet_on"],
     "web_profile": ["CROSS_DOMAIN", "CLIENT_ACCESS_POLICY", "web_profile_text_dialog"],
@@ -94,6 +100,13 @@ def test_conf_items_set_temp_and_reset() -> None:
         conf.reset("nope")
     with pytest.raises(AttributeError), conf.set_temp("nope", 1):
         pass
+    assert conf.keys() == ["use_internet", "n_retries"]
+    assert conf.values() == [True, 10] and dict(conf.items())["n_retries"] == 10
+    assert "n_retries = 10" in conf.help() and conf.help("use_internet").count("\n") == 0
+    conf.use_internet = False
+    conf.reload()
+    assert conf.use_internet is True
+    assert sciwire.samp.Conf.n_retries == 10  # class-level defaults, as astropy's items
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):

@@ -14,6 +14,10 @@ from typing import Any
 __all__ = ["Conf", "conf"]
 
 _DEFAULTS: dict[str, Any] = {"use_internet": True, "n_retries": 10}
+_HELP = {
+    "use_internet": "whether internet_on() may probe the internet (sciwire never does itself)",
+    "n_retries": "kept for astropy code that reads it; sciwire does not retry delivery",
+}
 
 
 class Conf:
@@ -22,12 +26,13 @@ class Conf:
     Attributes:
         use_internet: whether :func:`sciwire.samp.utils.internet_on` may probe the
             internet at all (sciwire's hub and clients never probe it).
-        n_retries: how many times a hub proxy retries a call whose connection was
-            refused before raising (astropy's default, 10).
+        n_retries: astropy's retry count for deliveries to clients (default 10);
+            kept for code that reads it: sciwire's hub does not retry (a client whose
+            callback endpoint refuses connections is unregistered).
     """
 
-    use_internet: bool
-    n_retries: int
+    use_internet: bool = True
+    n_retries: int = 10
 
     def __init__(self) -> None:
         self.reset()
@@ -39,6 +44,27 @@ class Conf:
                 setattr(self, key, value)
         if name is not None and name not in _DEFAULTS:
             raise AttributeError(f"no configuration item {name!r} in sciwire.samp.conf")
+
+    def keys(self) -> list[str]:
+        """The item names."""
+        return list(_DEFAULTS)
+
+    def values(self) -> list[Any]:
+        """The item values."""
+        return [getattr(self, key) for key in _DEFAULTS]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs."""
+        return [(key, getattr(self, key)) for key in _DEFAULTS]
+
+    def reload(self, name: str | None = None) -> None:
+        """Back to the defaults (there is no configuration file to read again)."""
+        self.reset(name)
+
+    def help(self, name: str | None = None) -> str:
+        """What the items mean, one line each (astropy prints it; we return it)."""
+        keys = list(_DEFAULTS) if name is None else [name]
+        return "\n".join(f"{key} = {getattr(self, key)!r}: {_HELP[key]}" for key in keys)
 
     @contextlib.contextmanager
     def set_temp(self, name: str, value: Any) -> Iterator[None]:

@@ -20,12 +20,21 @@ from typing import Any
 from sciwire.core.portal import Portal
 from sciwire.errors import PortalError
 from sciwire.samp._ahub import AsyncSAMPHub, WebAuth
-from sciwire.samp.errors import SAMPHubError
-from sciwire.samp.web_profile import TerminalConsent
+
+# names astropy's module also offers (it imports them)
+from sciwire.samp.constants import SAMP_STATUS_OK  # noqa: F401
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPProxyTimeoutError, SAMPWarning  # noqa: F401
+from sciwire.samp.lockfile_helpers import create_lock_file, read_lockfile  # noqa: F401
+from sciwire.samp.utils import SAMPXXEServerProxy, ServerProxyPool, internet_on  # noqa: F401
+from sciwire.samp.web_profile import (
+    TerminalConsent,
+    web_profile_text_dialog,  # noqa: F401
+)
 
 __all__ = ["AsyncSAMPHub", "DialogPolicy", "SAMPHubServer", "WebAuth", "WebProfileDialog"]
 
 logger = logging.getLogger(__name__)
+log = logger  # astropy's module-level name
 
 
 class SAMPHubServer:

@@ -9,6 +9,7 @@ that answers with an HTTP error status still counts as running, as in astropy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from sciwire.samp._protocol import write_lockfile as _write_lockfile
 from sciwire.samp._rpc import BlockingRpcCaller
 from sciwire.samp._tls import tls_refusal, unverified_client_context
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
+from sciwire.samp.utils import SAMPXXEServerProxy  # noqa: F401 - astropy's module offers it
+
+log = logging.getLogger(__name__)  # astropy's module-level name
 
 __all__ = [
     "check_running_hub",

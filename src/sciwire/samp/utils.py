@@ -16,6 +16,7 @@ from sciwire.errors import Timeout
 from sciwire.samp._conf import conf
 from sciwire.samp._protocol import (
     MAX_BODY_BYTES,
+    SAMP_STATUS_ERROR,  # noqa: F401 - astropy's module offers it
     SAMP_STATUS_OK,
     decode_response,
     make_error_response,

@@ -16,6 +16,7 @@ from sciwire.samp import (
     AsyncSAMPIntegratedClient,
     SAMPClientError,
     SAMPProxyError,
+    SAMPWarning,
 )
 
 
@@ -152,3 +153,9 @@ async def test_faults_and_not_connected(make: Callable[..., Any]) -> None:
     await idle.disconnect()  # no-op
     with pytest.raises(SAMPClientError, match="https"):
         AsyncSAMPIntegratedClient(https=True)
+
+
+async def test_notify_all_that_reaches_nobody_warns(make: Callable[..., Any]) -> None:
+    tx: AsyncSAMPIntegratedClient = await make("tx")
+    with pytest.warns(SAMPWarning, match="No client was able to receive"):
+        assert await tx.enotify_all("test.nobody") == []

@@ -477,3 +477,10 @@ def test_subclass_with_astropys_own_state(hub: SAMPHubServer) -> None:
         client.stop()
         proxy.disconnect()
     assert not client.is_running and client.loops > 0
+
+
+def test_hub_proxy_lockfile_is_settable_as_in_astropy() -> None:
+    proxy = sciwire.samp.SAMPHubProxy()
+    assert proxy.lockfile == {} and not proxy.is_connected
+    proxy.lockfile = {"samp.secret": "s"}
+    assert proxy.lockfile == {"samp.secret": "s"}

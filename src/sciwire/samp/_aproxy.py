@@ -12,13 +12,14 @@ import copy
 import logging
 import os
 import ssl
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
 from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
 from sciwire.samp._rpc import ArgsPolicy, RpcCaller
-from sciwire.samp.errors import SAMPHubError, SAMPProxyError
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
@@ -143,6 +144,13 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         self.lockfile = {}
         if rpc is not None:
             await rpc.close()
+
+    async def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
+        """Proxy to ``notifyAll``: the ids notified (a :class:`SAMPWarning` when none)."""
+        ids: list[str] = await self._call("notifyAll", private_key, message)
+        if not ids:
+            warnings.warn("No client was able to receive this message", SAMPWarning, stacklevel=2)
+        return ids
 
     async def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
         rpc = self._rpc

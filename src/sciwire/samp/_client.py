@@ -136,6 +136,11 @@ class SAMPHubProxy(BlockingHubMethods):
         """The lockfile contents of the connected hub (empty when not connected)."""
         return self._core.lockfile
 
+    @lockfile.setter
+    def lockfile(self, value: dict[str, str]) -> None:
+        # astropy's proxy keeps it as a plain attribute that subclasses may set
+        self._core.lockfile = dict(value)
+
     @property
     def core(self) -> AsyncSAMPHubProxy:
         """The asyncio proxy this wraps (use it only on :attr:`portal`'s loop)."""

@@ -73,7 +73,8 @@ class TlsOptions:
         """The context of a server (hub or callback server) with these settings.
 
         Raises:
-            SAMPClientError: no ``cert_file``, or a file cannot be loaded.
+            Exception: :attr:`error`, when there is no ``cert_file`` or a file cannot
+                be loaded.
         """
         if self.cert_file is None:
             raise self.error("https=True needs a cert_file (and its key_file)")

@@ -42,7 +42,9 @@ class SAMPHubServer:
 
     Same constructor as astropy.samp.SAMPHubServer; ``web_profile_dialog`` may be a
     consent callable (see :data:`WebAuth`) and ``web_auth`` sets the policy by name.
-    Extra keyword arguments go to :class:`AsyncSAMPHub`.
+    Extra keyword arguments go to :class:`AsyncSAMPHub`: among them astropy's
+    documented TLS arguments (``https``, ``key_file``, ``cert_file``, ``cert_reqs``,
+    ``ca_certs``, ``ssl_version``) and ``strict``/``coerce`` for numbers.
     """
 
     def __init__(

@@ -202,3 +202,52 @@ def test_hub_command_takes_samp_hubs_options(tmp_path: Path) -> None:
             proc.wait(scale(10))
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_hub_command_asks_on_the_terminal_for_web_clients(tmp_path: Path) -> None:
+    import re
+    import xmlrpc.client
+
+    lockfile = tmp_path / "prompt.lock"
+    proc = subprocess.Popen(
+        _sciwire("hub", "-f", str(lockfile), "--web-port", "0", "--web-auth", "prompt"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        banner = proc.stderr.readline()  # "SAMP hub ... web profile on port N)"
+        match = re.search(r"web profile on port (\d+)", banner)
+        assert match, banner
+        web = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{match.group(1)}/")
+        answers: list[Any] = []
+
+        def register() -> None:
+            try:
+                answers.append(web.samp.webhub.register({"samp.name": "page"}))
+            except xmlrpc.client.Fault as fault:
+                answers.append(fault)
+
+        asker = threading.Thread(target=register)
+        asker.start()
+        seen = ""
+        while "SAMP messages" not in seen:  # the request's description, then the question
+            line = proc.stderr.readline()
+            assert line, f"the hub ended its output before asking: {seen!r}"
+            seen += line
+        assert "page" in seen
+        proc.stdin.write("yes\n")
+        proc.stdin.flush()
+        asker.join(scale(20))
+        web("close")()
+        assert isinstance(answers[0], dict) and answers[0]["samp.self-id"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(scale(20)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(scale(10))
+        proc.stdin.close()
+        proc.stderr.close()

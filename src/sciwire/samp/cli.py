@@ -74,10 +74,10 @@ def group() -> None:
               help="Do not serve the Web Profile.")  # fmt: skip
 @click.option(
     "--web-auth",
-    type=click.Choice(["deny", "allow"]),
+    type=click.Choice(["deny", "allow", "prompt"]),
     default="deny",
     show_default=True,
-    help="Web Profile registration policy (headless: nobody to ask).",
+    help="Web Profile registration policy (prompt: ask on this terminal, as samp_hub).",
 )
 @click.option("--web-port", type=int, default=21012, show_default=True, help="Web Profile port.")
 @click.option("--lockfile", "-f", type=click.Path(dir_okay=False), help="Lockfile to write.")
@@ -117,6 +117,7 @@ def hub(
     """Run a SAMP hub until Ctrl-C, SIGTERM or the idle timeout."""
     from sciwire.samp import SAMPHubError, SAMPHubServer
     from sciwire.samp.hub_script import log, log_to
+    from sciwire.samp.web_profile import TerminalConsent
 
     if log_level is not None:
         log.setLevel(log_level.upper())
@@ -132,7 +133,7 @@ def hub(
         web_profile=not no_web,
         web_port=web_port,
         pool_size=pool_size,
-        web_auth=web_auth,
+        web_auth=TerminalConsent() if web_auth == "prompt" else web_auth,
     )
     with log_to(log_output or ""):
         try:

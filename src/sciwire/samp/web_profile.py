@@ -65,8 +65,11 @@ def web_profile_text_dialog(
     stream.write(_describe(request) + "\n")
     stream.flush()
     while True:
+        # the question goes where the request went (input() would put it on stdout)
+        stream.write("Allow it? [yes/no] ")
+        stream.flush()
         try:
-            answer = ask("Allow it? [yes/no] ").strip().lower()
+            answer = ask("").strip().lower()
         except EOFError:
             answer = "no"
         if answer in ("y", "yes"):

@@ -11,13 +11,13 @@ and pytest runs them there.
     python tools/compat.py command --checkout ~/src/cryosparc-tools   # tag v4.7.1
     python tools/compat.py rig --checkout ... --original   # the same copy, original library
 
-Only the import lines change, and the module paths that `mock.patch` targets name as strings (an
-import by another name); for the two suites whose tests name a LAN address, that address becomes a
-loopback one. cryosparc-tools' tests reach `cryosparc.command` through `cryosparc.tools`,
-so for them the one import that changes is that module itself: `cryosparc.command` is bound to
-`sciwire.command` before any test imports it. Every run carries a guard that refuses any connection,
-datagram or name look-up that would leave the loopback interface, so no test traffic leaves
-127.0.0.1/::1 whatever a suite tries.
+Only the import lines change, and the module paths that `mock.patch` and `monkeypatch.setattr`
+targets name as strings (an import by another name); for the two suites whose tests name a LAN
+address, that address becomes a loopback one. cryosparc-tools' tests reach `cryosparc.command`
+through `cryosparc.tools`, so for them the one import that changes is that module itself:
+`cryosparc.command` is bound to `sciwire.command` before any test imports it. Every run carries a
+guard that refuses any connection, datagram or name look-up that would leave the loopback
+interface, so no test traffic leaves 127.0.0.1/::1 whatever a suite tries.
 """
 
 from __future__ import annotations
@@ -117,8 +117,11 @@ asyncio_default_fixture_loop_scope = function
 """
 
 IMPORT_LINE = re.compile(r"^(\s*)(from|import)\s.*$", re.M)
-# mock.patch("pkg.module.name") imports pkg.module by its path: the same rewrite applies to it.
-PATCH_TARGET = re.compile(r"""\bpatch(?:\.dict)?\(\s*(['"])([\w.]+)\1""")
+# mock.patch("pkg.module.name") and monkeypatch.setattr("pkg.module.name", ...) import
+# pkg.module by its path: the same rewrite applies to them.
+PATCH_TARGET = re.compile(
+    r"""\b(?:patch(?:\.dict)?|monkeypatch\.(?:setattr|delattr))\(\s*(['"])([\w.]+)\1"""
+)
 
 
 def rewrite_imports(text: str, rules: list[tuple[str, str]], module: str, to: str) -> str:

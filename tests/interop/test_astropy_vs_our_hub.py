@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sciwire.samp.server import SAMPHubServer
+from sciwire.samp.hub import SAMPHubServer
 
 with warnings.catch_warnings():
     # astropy 8 deprecates astropy.samp in favour of pyvo.samp on import; the module

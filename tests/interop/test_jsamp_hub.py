@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubError, SAMPIntegratedClient, SAMPProxyError
-from sciwire.samp.protocol import read_lockfile
+from sciwire.samp._protocol import read_lockfile
 from tests.helpers import scale
 from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
 from tests.samp.clientkit import ClientFactory, Inbox, factory, poll
@@ -73,6 +73,12 @@ def jsamp_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 @pytest.fixture
 def make(jsamp_hub: dict[str, str]) -> Iterator[ClientFactory]:
     yield from factory(hub_params=jsamp_hub)
+
+
+@pytest.fixture
+def keeps_types() -> bool:
+    """JSAMP's hub refuses ints, floats and bools: our client learns it, sends strings."""
+    return False
 
 
 def test_jsamp_hub_id_and_hub_in_registered_clients(make: ClientFactory) -> None:

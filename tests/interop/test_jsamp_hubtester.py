@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sciwire.samp.server import AsyncSAMPHub
+from sciwire.samp.hub import AsyncSAMPHub
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 
 Reply = Callable[["RawClient", str, str, dict[str, Any]], Awaitable[None]]
 

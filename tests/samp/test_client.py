@@ -24,6 +24,7 @@ from sciwire.samp import (
     SAMPHubServer,
     SAMPIntegratedClient,
     SAMPProxyError,
+    SAMPWarning,
     get_main_running_hub,
 )
 from tests.samp.clientkit import ClientFactory, Inbox
@@ -167,8 +168,8 @@ def test_dead_hub_url_raises_connect_error() -> None:
     assert not cli.is_connected
 
 
-def test_https_raises_a_clear_error() -> None:
-    with pytest.raises(SAMPClientError, match="https=True is not supported"):
+def test_https_without_a_certificate_raises_a_clear_error() -> None:
+    with pytest.raises(SAMPClientError, match="https=True needs a cert_file"):
         SAMPIntegratedClient(https=True)
     with pytest.raises(SAMPClientError, match="https"):
         SAMPClient(SAMPHubProxy(), https=True)
@@ -215,7 +216,7 @@ def test_metadata(make: ClientFactory) -> None:
     cli.declare_metadata({"samp.icon.url": "http://127.0.0.1/icon.png", "x.n": 3})
     meta = viewer.get_metadata(cli.get_public_id())
     assert meta["samp.icon.url"] == "http://127.0.0.1/icon.png"
-    assert meta["x.n"] == "3"  # stringified
+    assert meta["x.n"] == 3  # as sent (astropy's behaviour; strict hubs get "3")
     assert meta["samp.name"] == "meta"  # merged, not replaced
 
 
@@ -255,7 +256,7 @@ def test_bind_without_declare_does_not_subscribe(make: ClientFactory) -> None:
 # -- notifications -----------------------------------------------------------------------
 
 
-def test_notify_and_enotify_stringify_and_extra_kws(make: ClientFactory) -> None:
+def test_notify_and_enotify_keep_types_and_extra_kws(make: ClientFactory) -> None:
     receiver = make("rx")
     inbox = Inbox()
     receiver.bind_receive_notification("test.note", inbox.notification_handler())
@@ -273,7 +274,8 @@ def test_notify_and_enotify_stringify_and_extra_kws(make: ClientFactory) -> None
     sender.notify(receiver.get_public_id(), {"samp.mtype": "test.note", "samp.params": {"k": "v"}})
     (who, mtype, params, extra), second = inbox.wait(2)
     assert who == sender.get_public_id() and mtype == "test.note"
-    assert params == {"n": "5", "ok": "1", "no": "0", "f": "1.5", "items": ["1", "a", ["2", "3"]]}
+    # values arrive as sent, as between astropy clients (tuples become lists)
+    assert params == {"n": 5, "ok": True, "no": False, "f": 1.5, "items": [1, "a", [2, 3]]}
     assert extra == {"x.extra": "E"}
     assert second[2] == {"k": "v"}
 
@@ -330,9 +332,9 @@ def test_call_and_wait_and_ecall_and_wait(make: ClientFactory) -> None:
         rx.get_public_id(), {"samp.mtype": "test.call", "samp.params": {"n": 1}}, "5"
     )
     assert response["samp.status"] == SAMP_STATUS_OK
-    assert response["samp.result"] == {"echo": {"n": "1"}}
+    assert response["samp.result"] == {"echo": {"n": 1}}
     response = tx.ecall_and_wait(rx.get_public_id(), "test.call", 5, n=2, extra_kws={"x.e": "1"})
-    assert response["samp.result"] == {"echo": {"n": "2"}}
+    assert response["samp.result"] == {"echo": {"n": 2}}
     sender, _msg_id, mtype, _params, extra = seen.wait(2)[1]
     assert sender == tx.get_public_id() and mtype == "test.call" and extra == {"x.e": "1"}
     # timeout "0" (no limit) with a fast reply: the reply must not be lost
@@ -380,7 +382,7 @@ def test_ereply_warning_and_error(make: ClientFactory) -> None:
     rx = make("rx")
 
     def handler(key: str, sender: str, msg_id: str, mtype: str, params: Any, extra: Any) -> None:
-        if params.get("fail") == "1":
+        if params.get("fail") is True:
             rx.ereply(msg_id, SAMP_STATUS_ERROR, error={"samp.errortxt": "asked to fail"})
         else:
             rx.ereply(msg_id, SAMP_STATUS_WARNING, result={}, error={"samp.errortxt": "meh"})
@@ -520,7 +522,8 @@ def test_samp_client_and_hub_proxy_directly(hub: SAMPHubServer) -> None:
         sender = made("tx")
         assert sender.enotify_all("test.low") == [client.get_public_id()]
         assert inbox.wait(1)[0][1] == "test.low"
-        assert proxy.notify_all(key, {"samp.mtype": "test.low", "samp.params": {}}) == []
+        with pytest.warns(SAMPWarning, match="No client was able to receive"):
+            assert proxy.notify_all(key, {"samp.mtype": "test.low", "samp.params": {}}) == []
         client.unregister()
         assert not client.is_registered
     finally:
@@ -619,15 +622,16 @@ def test_callback_server_refuses_huge_bodies(make: ClientFactory) -> None:
     assert cli.is_connected
 
 
-def test_numpy_values_are_stringified(make: ClientFactory) -> None:
+def test_numpy_values_travel_as_python_values(make: ClientFactory) -> None:
     import numpy as np
 
     rx = make("rx")
     inbox = Inbox()
     rx.bind_receive_notification("test.np", inbox.notification_handler())
-    make("tx").enotify_all("test.np", i=np.int64(7), f=np.float32(0.5), b=np.bool_(True))
+    big = np.int64(2**40)  # beyond XML-RPC's 32-bit int: its decimal string
+    make("tx").enotify_all("test.np", i=np.int64(7), f=np.float32(0.5), b=np.bool_(True), big=big)
     params = inbox.wait(1)[0][2]
-    assert params == {"i": "7", "f": "0.5", "b": "1"}
+    assert params == {"i": 7, "f": 0.5, "b": True, "big": str(2**40)}
 
 
 def test_many_clients_at_once_lose_nothing(make: ClientFactory) -> None:
@@ -654,10 +658,10 @@ def test_many_clients_at_once_lose_nothing(make: ClientFactory) -> None:
         list(pool.map(send, range(count)))
     got = inbox.wait(count * each, timeout=20)
     assert len(got) == count * each
-    per_sender: dict[str, list[str]] = {}
+    per_sender: dict[str, list[int]] = {}
     for sender, _mtype, params, _extra in got:
         per_sender.setdefault(sender, []).append(params["n"])
-    assert all(sorted(v) == [str(n) for n in range(each)] for v in per_sender.values())
+    assert all(sorted(v) == list(range(each)) for v in per_sender.values())
 
 
 def test_failed_registration_leaves_no_half_registered_client(
@@ -673,3 +677,47 @@ def test_failed_registration_leaves_no_half_registered_client(
     cli.connect(hub=hub)
     assert cli.is_connected
     assert other.get_metadata(cli.get_public_id())["samp.name"] == "fixed"
+
+
+def test_strict_hub_gets_strings_after_its_first_refusal(tmp_path: Path) -> None:
+    strict = SAMPHubServer(web_profile=False, lockfile=tmp_path / "strict.lock", strict=True)
+    strict.start()
+    made = ClientFactory(hub=strict)
+    try:
+        inbox = Inbox()
+        rx = made("rx")
+        rx.bind_receive_notification("test.*", inbox.notification_handler())
+        tx = made("tx")
+        policy = tx.hub.core.args_policy
+        assert not policy.strings
+        assert tx.enotify_all("test.n", n=1, ok=True) == [rx.get_public_id()]
+        assert policy.strings  # learned from the hub's refusal, the call sent again
+        assert inbox.wait(1)[0][2] == {"n": "1", "ok": "1"}
+        tx.enotify(rx.get_public_id(), "test.m", x=0.5)  # strings from the start now
+        assert inbox.wait_for(lambda item: item[1] == "test.m")[2] == {"x": "0.5"}
+    finally:
+        made.close()
+        strict.stop()
+
+
+def test_args_policy_and_plain_values() -> None:
+    from sciwire.samp._rpc import ArgsPolicy, has_non_strings, plain
+
+    assert plain((1, True, 2.5, ("a", {3: 4}), 2**40)) == [
+        1,
+        True,
+        2.5,
+        ["a", {"3": 4}],
+        str(2**40),
+    ]
+    assert not has_non_strings(["a", {"b": ["c"]}]) and has_non_strings(["a", {"b": [1]}])
+    policy = ArgsPolicy()
+    fault = SAMPProxyError(
+        1, "org.astrogrid.samp.DataException: Bad SAMP object: contains a java.lang.Integer"
+    )
+    assert policy.first(("k", {"n": 1})) == ["k", {"n": 1}]
+    assert policy.retry(("k", {"n": "1"}), fault) is None  # nothing to convert
+    assert policy.retry(("k", {"n": 1}), SAMPProxyError(1, "unknown key")) is None
+    assert policy.retry(("k", {"n": 1}), fault) == ["k", {"n": "1"}]
+    assert policy.strings and policy.first(("k", {"n": 1})) == ["k", {"n": "1"}]
+    assert policy.retry(("k", {"n": 1}), fault) is None  # only once

@@ -16,6 +16,7 @@ from sciwire.samp import (
     AsyncSAMPIntegratedClient,
     SAMPClientError,
     SAMPProxyError,
+    SAMPWarning,
 )
 
 
@@ -91,7 +92,7 @@ async def test_coroutine_handlers_notify_call_and_respond(make: Callable[..., An
     assert await tx.enotify_all("test.x", n=1, extra_kws={"x.e": "e"}) == [rx.get_public_id()]
     await tx.enotify(rx.get_public_id() or "", "test.y")
     first = await asyncio.wait_for(notes.get(), 5)
-    assert first == (tx.get_public_id(), "test.x", {"n": "1"}, {"x.e": "e"})
+    assert first == (tx.get_public_id(), "test.x", {"n": 1}, {"x.e": "e"})
     assert (await asyncio.wait_for(notes.get(), 5))[1] == "test.y"
 
     response = await tx.ecall_and_wait(rx.get_public_id() or "", "test.double", "5", n=21)
@@ -137,7 +138,7 @@ async def test_many_concurrent_call_and_wait(make: Callable[..., Any]) -> None:
     answers = await asyncio.gather(
         *(tx.ecall_and_wait(target, "test.echo", "10", i=i) for i in range(50))
     )
-    assert [a["samp.result"]["i"] for a in answers] == [str(i) for i in range(50)]
+    assert [a["samp.result"]["i"] for a in answers] == list(range(50))
 
 
 async def test_faults_and_not_connected(make: Callable[..., Any]) -> None:
@@ -152,3 +153,9 @@ async def test_faults_and_not_connected(make: Callable[..., Any]) -> None:
     await idle.disconnect()  # no-op
     with pytest.raises(SAMPClientError, match="https"):
         AsyncSAMPIntegratedClient(https=True)
+
+
+async def test_notify_all_that_reaches_nobody_warns(make: Callable[..., Any]) -> None:
+    tx: AsyncSAMPIntegratedClient = await make("tx")
+    with pytest.warns(SAMPWarning, match="No client was able to receive"):
+        assert await tx.enotify_all("test.nobody") == []

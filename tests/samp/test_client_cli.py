@@ -14,8 +14,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
+from sciwire.samp._protocol import read_lockfile
 from sciwire.samp.cli import group
-from sciwire.samp.protocol import read_lockfile
 from tests.helpers import scale
 from tests.samp.clientkit import ClientFactory, Inbox, poll
 
@@ -173,3 +173,81 @@ def test_snoop_prints_messages(hub: SAMPHubServer, make: ClientFactory) -> None:
     assert note["kind"] == "notify" and note["params"] == {"a": "1"}
     assert note["sender"] == tx.get_public_id()
     assert call["kind"] == "call"
+
+
+def test_hub_command_takes_samp_hubs_options(tmp_path: Path) -> None:
+    lockfile = tmp_path / "opts.lock"
+    logfile = tmp_path / "hub.log"
+    proc = subprocess.Popen(
+        _sciwire("hub", "-w", "-f", str(lockfile), "-k", "sekrit", "-l", "my hub",
+                 "-L", "debug", "-O", str(logfile), "-P", "2", "-c", "0", "-t", "600"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        poll(
+            lambda: lockfile.exists() and "samp.secret" in read_lockfile(lockfile),
+            scale(20),
+            "lock",
+        )
+        fields = read_lockfile(lockfile)
+        assert fields["samp.secret"] == "sekrit"
+        assert fields["hub.label"] == "my hub"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(scale(20)) == 0
+        assert logfile.exists() and logfile.stat().st_size > 0  # DEBUG lines went to FILE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(scale(10))
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_hub_command_asks_on_the_terminal_for_web_clients(tmp_path: Path) -> None:
+    import re
+    import xmlrpc.client
+
+    lockfile = tmp_path / "prompt.lock"
+    proc = subprocess.Popen(
+        _sciwire("hub", "-f", str(lockfile), "--web-port", "0", "--web-auth", "prompt"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        banner = proc.stderr.readline()  # "SAMP hub ... web profile on port N)"
+        match = re.search(r"web profile on port (\d+)", banner)
+        assert match, banner
+        web = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{match.group(1)}/")
+        answers: list[Any] = []
+
+        def register() -> None:
+            try:
+                answers.append(web.samp.webhub.register({"samp.name": "page"}))
+            except xmlrpc.client.Fault as fault:
+                answers.append(fault)
+
+        asker = threading.Thread(target=register)
+        asker.start()
+        seen = ""
+        while "SAMP messages" not in seen:  # the request's description, then the question
+            line = proc.stderr.readline()
+            assert line, f"the hub ended its output before asking: {seen!r}"
+            seen += line
+        assert "page" in seen
+        proc.stdin.write("yes\n")
+        proc.stdin.flush()
+        asker.join(scale(20))
+        web("close")()
+        assert isinstance(answers[0], dict) and answers[0]["samp.self-id"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(scale(20)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(scale(10))
+        proc.stdin.close()
+        proc.stderr.close()

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 from sciwire.samp import SAMPHubConnectError, SAMPHubError, SAMPProxyError
-from sciwire.samp.http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
-from sciwire.samp.rpc import (
+from sciwire.samp._http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
+from sciwire.samp._rpc import (
     BlockingRpcCaller,
     CallbackServer,
     RpcCaller,
@@ -245,7 +245,7 @@ async def test_bad_http_answers_map_to_samp_errors() -> None:
         srv.close()
         await srv.wait_closed()
     with pytest.raises(SAMPHubError, match="only http"):
-        RpcCaller("https://127.0.0.1:1/")
+        RpcCaller("ftp://127.0.0.1:1/")
 
 
 async def test_blocking_client_against_the_callback_server(server: CallbackServer) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
+from sciwire.samp._ahub import AsyncSAMPHub
 from sciwire.samp.errors import SAMPDataError, SAMPProxyError
-from sciwire.samp.hub import AsyncSAMPHub
 
 METHODS = [
     "register",

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
-from sciwire.samp.server import AsyncSAMPHub, SAMPHubServer
+from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
 from tests.samp.hubkit import RawClient
 
 Scaled = Callable[[float], float]
@@ -345,12 +345,28 @@ async def test_bad_samp_data_faults(make_client: MakeClient) -> None:
         await a.h("declareSubscriptions", {"a.*.b": {}})
 
 
-async def test_numbers_are_stringified_by_default(make_client: MakeClient) -> None:
+async def test_numbers_are_relayed_as_sent_by_default(make_client: MakeClient) -> None:
+    # astropy's hub relays them and astropy's own tests expect them back unchanged
     a = await make_client()
     b = await make_client(subs={"test.n": {}})
     await a.h("notify", b.id, {"samp.mtype": "test.n", "samp.params": {"n": 5, "b": True}})
     _, msg = await b.expect("receiveNotification", "test.n")
-    assert msg["samp.params"] == {"n": "5", "b": "1"}
+    assert msg["samp.params"] == {"n": 5, "b": True}
+
+
+async def test_coercing_hub_turns_numbers_into_strings(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    hub = AsyncSAMPHub(lockfile=tmp_path / "lock", web_profile=False, coerce=True)
+    await hub.start()
+    try:
+        a = RawClient(session, hub.url)
+        await a.register(hub.params["samp.secret"])
+        await a.h("declareMetadata", {"samp.name": "x", "n": 5, "b": False, "f": 0.5})
+        meta = await a.h("getMetadata", a.id)
+        assert meta == {"samp.name": "x", "n": "5", "b": "0", "f": "0.5"}
+    finally:
+        await hub.stop()
 
 
 async def test_strict_hub_refuses_numbers(tmp_path: Path, session: aiohttp.ClientSession) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 
 Scaled = Callable[[float], float]
 
@@ -90,7 +90,7 @@ def test_a_second_hub_exits_with_a_clear_error(
 
 SCRIPT = """
 import sys, threading
-from sciwire.samp.server import SAMPHubServer
+from sciwire.samp.hub import SAMPHubServer
 hub = SAMPHubServer(lockfile=sys.argv[1], web_profile=False)
 hub.start()
 print("ready", flush=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sciwire.samp import protocol as P
-from sciwire.samp.hubstate import Client, Delivery, HubFault, HubState, Resolve
+from sciwire.samp import _protocol as P
+from sciwire.samp._hubstate import Client, Delivery, HubFault, HubState, Resolve
 
 
 def _state(**kw: Any) -> HubState:
@@ -128,7 +128,12 @@ def test_notify_rules() -> None:
     msg = {"samp.mtype": "x.y", "samp.params": {"n": 1}}
     [d] = state.notify(a.private_key, b.public_id, msg)
     assert (d.recipient, d.method) == (b, "receiveNotification")
-    assert d.args == (a.public_id, {"samp.mtype": "x.y", "samp.params": {"n": "1"}})
+    assert d.args == (a.public_id, {"samp.mtype": "x.y", "samp.params": {"n": 1}})
+    coercing = _state(coerce=True)
+    c, e = _reg(coercing), _reg(coercing)
+    coercing.declare_subscriptions(e.private_key, {"x.y": {}})
+    [d] = coercing.notify(c.private_key, e.public_id, msg)
+    assert d.args[1]["samp.params"] == {"n": "1"}
     with pytest.raises(HubFault, match="not subscribed"):
         state.notify(a.private_key, b.public_id, {"samp.mtype": "x.z"})
     with pytest.raises(HubFault, match="no client"):

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
-from sciwire.samp.server import AsyncSAMPHub, WebAuth
+from sciwire.samp.hub import AsyncSAMPHub, WebAuth
 from tests.samp.hubkit import RawClient
 
 ORIGIN = "http://page.example"
@@ -282,7 +282,7 @@ async def test_stopping_the_hub_ends_long_polls(
 
 
 def test_dialog_policy_answers_no_when_nobody_answers() -> None:
-    from sciwire.samp.server import DialogPolicy
+    from sciwire.samp.hub import DialogPolicy
 
     class SilentDialog:
         def consent(self) -> None: ...

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.errors import ProtocolError, RemoteError, SciwireError
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import (
     SAMPClientError,
     SAMPDataError,

@@ -16,10 +16,19 @@ asyncio API over the same core: :class:`AsyncSAMPIntegratedClient`,
 
 from __future__ import annotations
 
-from sciwire.samp.aclient import AsyncSAMPClient
-from sciwire.samp.aintegrated import AsyncSAMPIntegratedClient
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, get_main_running_hub
-from sciwire.samp.client import SAMPClient, SAMPHubProxy
+from sciwire.samp._aclient import AsyncSAMPClient
+from sciwire.samp._aintegrated import AsyncSAMPIntegratedClient
+from sciwire.samp._aproxy import AsyncSAMPHubProxy, get_main_running_hub
+from sciwire.samp._conf import Conf, conf
+from sciwire.samp._rpc import SAMPHubConnectError
+from sciwire.samp.client import SAMPClient
+from sciwire.samp.constants import (
+    SAFE_MTYPES,
+    SAMP_ICON,
+    SAMP_STATUS_ERROR,
+    SAMP_STATUS_OK,
+    SAMP_STATUS_WARNING,
+)
 from sciwire.samp.errors import (
     SAMPClientError,
     SAMPDataError,
@@ -27,18 +36,23 @@ from sciwire.samp.errors import (
     SAMPProxyError,
     SAMPWarning,
 )
-from sciwire.samp.integrated import SAMPIntegratedClient
-from sciwire.samp.protocol import (
-    SAFE_MTYPES,
-    SAMP_STATUS_ERROR,
-    SAMP_STATUS_OK,
-    SAMP_STATUS_WARNING,
+from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer, WebProfileDialog
+from sciwire.samp.hub_proxy import SAMPHubProxy
+from sciwire.samp.integrated_client import SAMPIntegratedClient
+from sciwire.samp.utils import SAMPMsgReplierWrapper, SAMPXXEServerProxy, safe_xmlrpc_loads
+from sciwire.samp.vo_helpers import (
+    accessible_table,
+    connection,
+    find_client_id,
+    send_image_to,
+    send_product_to,
+    send_spectrum_to,
+    send_table_to,
 )
-from sciwire.samp.rpc import SAMPHubConnectError
-from sciwire.samp.server import AsyncSAMPHub, SAMPHubServer
 
 __all__ = [
     "SAFE_MTYPES",
+    "SAMP_ICON",
     "SAMP_STATUS_ERROR",
     "SAMP_STATUS_OK",
     "SAMP_STATUS_WARNING",
@@ -46,6 +60,7 @@ __all__ = [
     "AsyncSAMPHub",
     "AsyncSAMPHubProxy",
     "AsyncSAMPIntegratedClient",
+    "Conf",
     "SAMPClient",
     "SAMPClientError",
     "SAMPDataError",
@@ -54,7 +69,19 @@ __all__ = [
     "SAMPHubProxy",
     "SAMPHubServer",
     "SAMPIntegratedClient",
+    "SAMPMsgReplierWrapper",
     "SAMPProxyError",
     "SAMPWarning",
+    "SAMPXXEServerProxy",
+    "WebProfileDialog",
+    "accessible_table",
+    "conf",
+    "connection",
+    "find_client_id",
     "get_main_running_hub",
+    "safe_xmlrpc_loads",
+    "send_image_to",
+    "send_product_to",
+    "send_spectrum_to",
+    "send_table_to",
 ]

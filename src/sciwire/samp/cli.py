@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from sciwire.clikit import describe, fail, sigterm_as_interrupt
 __all__ = ["group"]
 
 T = TypeVar("T")
+LOG_LEVELS = ["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 logger = logging.getLogger("sciwire.samp.cli")
 
 # send and snoop always print JSON lines; --json is accepted as on every other command
@@ -34,7 +36,7 @@ _JSON_LINES = click.option(
 
 def _hub_params(lockfile: str | None) -> dict[str, str]:
     from sciwire.samp import SAMPHubError, get_main_running_hub
-    from sciwire.samp.protocol import read_lockfile
+    from sciwire.samp._protocol import read_lockfile
 
     if lockfile is None:
         try:
@@ -122,18 +124,34 @@ def group() -> None:
 
 
 @group.command()
-@click.option("--no-web", is_flag=True, help="Do not serve the Web Profile.")
+@click.option("--no-web", "-w", "--no-web-profile", "no_web", is_flag=True,
+              help="Do not serve the Web Profile.")  # fmt: skip
 @click.option(
     "--web-auth",
-    type=click.Choice(["deny", "allow"]),
+    type=click.Choice(["deny", "allow", "prompt"]),
     default="deny",
     show_default=True,
-    help="Web Profile registration policy (headless: nobody to ask).",
+    help="Web Profile registration policy (prompt: ask on this terminal, as samp_hub).",
 )
 @click.option("--web-port", type=int, default=21012, show_default=True, help="Web Profile port.")
-@click.option("--lockfile", type=click.Path(dir_okay=False), help="Lockfile to write.")
-@click.option("--timeout", type=float, default=0, help="Stop after S idle seconds (0: never).")
-@click.option("--addr", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--lockfile", "-f", type=click.Path(dir_okay=False), help="Lockfile to write.")
+@click.option("--timeout", "-t", type=float, default=0,
+              help="Stop after S idle seconds (0: never).")  # fmt: skip
+@click.option("--addr", "-d", default=None, help="Address to bind (default 127.0.0.1).")
+# samp_hub's other options (astropy's hub_script), same short and long names
+@click.option("--secret", "-k", default=None, help="Custom registration secret.")
+@click.option("--port", "-p", type=int, default=0, help="Standard Profile port (0: any).")
+@click.option("--pool-size", "-P", type=int, default=20, show_default=True,
+              help="Connections kept per callback endpoint.")  # fmt: skip
+@click.option("--client-timeout", "-c", type=float, default=0,
+              help="Unregister clients idle for S seconds (0: never).")  # fmt: skip
+@click.option("--log-level", "-L", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default=None, help="Level of the sciwire.samp loggers.")  # fmt: skip
+@click.option("--log-output", "-O", type=click.Path(dir_okay=False), default=None,
+              help="Write the hub's log messages to FILE.")  # fmt: skip
+@click.option("--label", "-l", default="", help="hub.label for the lockfile.")
+@click.option("--multi", "-m", is_flag=True,
+              help="Multi-instance mode: a lockfile in ~/.samp-1/.")  # fmt: skip
 def hub(
     no_web: bool,
     web_auth: str,
@@ -141,21 +159,39 @@ def hub(
     lockfile: str | None,
     timeout: float,
     addr: str | None,
+    secret: str | None,
+    port: int,
+    pool_size: int,
+    client_timeout: float,
+    log_level: str | None,
+    log_output: str | None,
+    label: str,
+    multi: bool,
 ) -> None:
     """Run a SAMP hub until Ctrl-C, SIGTERM or the idle timeout."""
     from sciwire.samp import SAMPHubError, SAMPHubServer
+    from sciwire.samp.hub_script import log, log_to
+    from sciwire.samp.web_profile import TerminalConsent
 
+    if log_level is not None:
+        log.setLevel(log_level.upper())
     server = SAMPHubServer(
+        secret=secret,
         addr=addr,
+        port=port,
         lockfile=lockfile,
         timeout=timeout,
+        client_timeout=client_timeout,
+        mode="multiple" if multi else "single",
+        label=label,
         web_profile=not no_web,
         web_port=web_port,
-        web_auth=web_auth,
+        pool_size=pool_size,
+        web_auth=TerminalConsent() if web_auth == "prompt" else web_auth,
     )
     # SIGTERM is Ctrl-C from the start (the hub then leaves SIGTERM to us): a signal that
     # lands before wait() took over still stops the hub, removes the lockfile, exits 0
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), log_to(log_output or ""):
         try:
             server.start()
         except SAMPHubError as exc:
@@ -197,7 +233,7 @@ def send(
     Exit status 1 when no client received the message, a response was an error, or the
     hub did not answer within --timeout.
     """
-    from sciwire.samp import SAMPProxyError
+    from sciwire.samp import SAMPProxyError, SAMPWarning
 
     message = {"samp.mtype": mtype, "samp.params": _parse_params(params)}
     client = _connect("sciwire-send", lockfile, timeout)
@@ -210,7 +246,11 @@ def send(
                 client.notify(recipient, message)
                 sent = [recipient]
             else:
-                sent = client.notify_all(message)
+                # nobody subscribed: the command says so in its one error line below,
+                # so the library's SAMPWarning for the same fact is not printed too
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", SAMPWarning)
+                    sent = client.notify_all(message)
             for rid in sent:
                 reached.append(rid)
                 _emit({"notified": rid})
@@ -233,9 +273,10 @@ def send(
     finally:
         _disconnect(client)
     if not reached:
-        fail(f"no client received {mtype}: none is subscribed to it" + (
-            "" if recipient is None else f" (or {recipient} is not registered)"
-        ))
+        fail(
+            f"no client received {mtype}: none is subscribed to it"
+            + ("" if recipient is None else f" (or {recipient} is not registered)")
+        )
     if failed:
         sys.exit(1)
 

@@ -61,7 +61,7 @@ def run() -> DemoRow:
             to = script.enotify_all(
                 "table.load.votable", url="file:///tmp/demo.vot", name="demo", rows=3
             )
-            expected = {"url": "file:///tmp/demo.vot", "name": "demo", "rows": "3"}
+            expected = {"url": "file:///tmp/demo.vot", "name": "demo", "rows": 3}  # as sent
             if to == [viewer.get_public_id()] and got_table.wait(TIMEOUT) and tables == [expected]:
                 checks.append("table notify")
             answer = script.ecall_and_wait(

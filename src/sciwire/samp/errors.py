@@ -53,6 +53,10 @@ class SAMPProxyError(RemoteError, xmlrpc.client.Fault):
         return f"<SAMPProxyError {self.faultCode}: {self.faultString!r}>"
 
 
+class SAMPProxyTimeoutError(SAMPProxyError):
+    """A call through a hub proxy timed out (astropy's name, kept for ``except``)."""
+
+
 class SAMPDataError(ProtocolError, ValueError):
     """A value breaks the SAMP data model (type, characters, mtype syntax, lockfile).
 

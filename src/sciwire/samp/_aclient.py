@@ -13,17 +13,18 @@ import copy
 import inspect
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sciwire.core.patterns import Handler as Bound
 from sciwire.core.patterns import Registry
-from sciwire.samp.aproxy import AsyncSAMPHubProxy
-from sciwire.samp.common import Handler, Receiver
+from sciwire.samp._aproxy import AsyncSAMPHubProxy
+from sciwire.samp._common import Handler, Receiver
+from sciwire.samp._protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
+from sciwire.samp._rpc import CallbackServer
 from sciwire.samp.errors import SAMPClientError
-from sciwire.samp.protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
-from sciwire.samp.rpc import CallbackServer
 
 __all__ = ["AsyncSAMPClient", "Receiver", "Runner"]
 
@@ -94,6 +95,7 @@ class AsyncSAMPClient:
         port: the callback server's port (0: the system chooses).
         callable: whether the client receives calls and notifications.
         runner: runs each incoming callback job; the default runs it on the loop.
+        ssl_context: serve the callbacks over TLS (an ``https`` callback URL).
         receiver: the object whose ``receive_*`` methods handle callbacks (default
             this client; the blocking facade passes itself so subclass overrides work).
     """
@@ -110,8 +112,10 @@ class AsyncSAMPClient:
         *,
         runner: Runner | None = None,
         receiver: Receiver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.hub = hub
+        self._ssl = ssl_context
         meta: dict[str, Any] = dict(metadata or {})
         if name is not None:
             meta["samp.name"] = name
@@ -186,12 +190,13 @@ class AsyncSAMPClient:
         if self._is_running:
             return
         if self._callable:
-            server = CallbackServer(self._dispatch, self._addr, self._port)
+            server = CallbackServer(self._dispatch, self._addr, self._port, self._ssl)
             await server.start()
             self._server = server
-            self._xmlrpcAddr = f"http://{server.addr}:{server.port}"
+            scheme = "https" if self._ssl is not None else "http"
+            self._xmlrpcAddr = f"{scheme}://{server.addr}:{server.port}"
             if ":" in server.addr:
-                self._xmlrpcAddr = f"http://[{server.addr}]:{server.port}"
+                self._xmlrpcAddr = f"{scheme}://[{server.addr}]:{server.port}"
         self._is_running = True
 
     async def stop(self, timeout: float = 10.0) -> None:

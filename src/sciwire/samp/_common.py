@@ -5,53 +5,55 @@
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
 - :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  :class:`sciwire.samp.aclient.AsyncSAMPClient` and handed to a *driver*: the
+  :class:`sciwire.samp._aclient.AsyncSAMPClient` and handed to a *driver*: the
   blocking facades run the coroutine on their portal, the asyncio integrated client
   returns it to be awaited.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError
 
 if TYPE_CHECKING:
-    from sciwire.samp.aclient import AsyncSAMPClient
+    from sciwire.samp._aclient import AsyncSAMPClient
 
 __all__ = [
-    "HTTPS_UNSUPPORTED",
     "Bindings",
     "ClientSide",
     "Handler",
     "IntegratedSide",
     "Receiver",
-    "check_tls_arguments",
     "client_arguments",
     "format_easy_msg",
     "format_easy_response",
+    "tls_settings",
 ]
 
 Handler = Callable[..., Any]
 
-HTTPS_UNSUPPORTED = (
-    "https=True is not supported: sciwire.samp speaks the SAMP Standard Profile over plain "
-    "HTTP on the loopback interface only (astropy removed its SSL options in 2.0 too); "
-    "connect with https=False"
-)
-
 R = TypeVar("R", covariant=True)
 
 
-def check_tls_arguments(https: bool) -> None:
-    """Refuse ``https=True`` with a clear error (TLS is not implemented).
+def tls_settings(
+    https: bool,
+    key_file: str | None,
+    cert_file: str | None,
+    cert_reqs: int,
+    ca_certs: str | None,
+    ssl_version: Any,
+) -> tuple[TlsOptions, ssl.SSLContext | None]:
+    """A client's TLS options, and its callback server's context when *https*.
 
     Raises:
-        SAMPClientError: *https* is true.
+        SAMPClientError: *https* without a certificate, or unreadable files.
     """
-    if https:
-        raise SAMPClientError(HTTPS_UNSUPPORTED)
+    options = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version)
+    return options, options.server_context() if https else None
 
 
 def client_arguments(

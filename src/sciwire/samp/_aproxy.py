@@ -1,7 +1,7 @@
 """The asyncio hub proxy: every ``samp.hub.*`` Standard Profile method, awaitable.
 
 :class:`AsyncSAMPHubProxy` mirrors astropy's ``SAMPHubProxy`` method for method
-(same names and arguments; the method table is :class:`sciwire.samp.methods.HubMethods`),
+(same names and arguments; the method table is :class:`sciwire.samp._methods.HubMethods`),
 but each method returns a coroutine and every outgoing int, float and bool is turned
 into a string first so strict hubs (JSAMP) accept it.
 """
@@ -11,13 +11,15 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import ssl
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from sciwire.samp.errors import SAMPHubError
-from sciwire.samp.methods import AsyncHubMethods, call_and_wait_limit
-from sciwire.samp.protocol import locate_lockfile, parse_lockfile, read_lockfile
-from sciwire.samp.rpc import RpcCaller, stringify
+from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
+from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
+from sciwire.samp._rpc import ArgsPolicy, RpcCaller
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
@@ -82,6 +84,8 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         self.lockfile: dict[str, str] = {}
         self._rpc: RpcCaller | None = None
         self._connected = False
+        #: how values are sent (as given until the hub refuses non-strings)
+        self.args_policy = ArgsPolicy()
 
     @property
     def is_connected(self) -> bool:
@@ -93,6 +97,8 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         hub: HubLike | None = None,
         hub_params: Mapping[str, str] | None = None,
         pool_size: int = 20,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Connect to a hub: the one given, the one in *hub_params*, or the running one.
 
@@ -100,6 +106,7 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
             hub: a running hub object (``SAMPHubServer``) to connect to.
             hub_params: lockfile contents (``{token: value}``) of the hub.
             pool_size: how many HTTP connections to the hub to keep open.
+            ssl_context: TLS settings for an ``https`` hub (default: the system's).
 
         Raises:
             ValueError: both *hub* and *hub_params* given.
@@ -119,13 +126,14 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
             url = str(hub_params["samp.hub.xmlrpc.url"]).replace("\\", "")
         except KeyError:
             raise SAMPHubError("hub parameters have no samp.hub.xmlrpc.url") from None
-        rpc = RpcCaller(url, pool_size)
+        rpc = RpcCaller(url, pool_size, ssl_context=ssl_context)
         try:
             await rpc.call("samp.hub.ping")
         except BaseException:
             await rpc.close()
             raise
         self._rpc = rpc
+        self.args_policy = ArgsPolicy()  # a new hub: learn its strictness afresh
         self.lockfile = dict(copy.deepcopy(dict(hub_params)))
         self._connected = True
 
@@ -137,8 +145,22 @@ class AsyncSAMPHubProxy(AsyncHubMethods):
         if rpc is not None:
             await rpc.close()
 
+    async def notify_all(self, private_key: str, message: Mapping[str, Any]) -> list[str]:
+        """Proxy to ``notifyAll``: the ids notified (a :class:`SAMPWarning` when none)."""
+        ids: list[str] = await self._call("notifyAll", private_key, message)
+        if not ids:
+            warnings.warn("No client was able to receive this message", SAMPWarning, stacklevel=2)
+        return ids
+
     async def _call(self, method: str, *args: Any, timeout: float | str | None = "default") -> Any:
         rpc = self._rpc
         if rpc is None:
             raise SAMPHubError("Hub proxy not connected")
-        return await rpc.call("samp.hub." + method, *stringify(args), timeout=timeout)
+        policy = self.args_policy
+        try:
+            return await rpc.call("samp.hub." + method, *policy.first(args), timeout=timeout)
+        except SAMPProxyError as fault:
+            again = policy.retry(args, fault)
+            if again is None:
+                raise
+            return await rpc.call("samp.hub." + method, *again, timeout=timeout)

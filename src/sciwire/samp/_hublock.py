@@ -1,14 +1,13 @@
 """The hub's lockfile: where it goes, whether a live hub owns it, writing and removing it.
 
 The Standard Profile lockfile is the hub's address and registration secret. It is
-written owner-only from its first byte (:func:`sciwire.samp.protocol.write_lockfile`),
+written owner-only from its first byte (:func:`sciwire.samp._protocol.write_lockfile`),
 a lockfile whose hub still answers ``samp.hub.ping`` is never taken over, a stale one
 is, and a hub removes only a lockfile that still holds its own secret.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
@@ -17,16 +16,18 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-import aiohttp
-
-from sciwire.samp import protocol as P
-from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
+from sciwire.errors import SciwireError
+from sciwire.samp import _protocol as P
+from sciwire.samp._rpc import RpcCaller
+from sciwire.samp._tls import tls_refusal, unverified_client_context
+from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 
 __all__ = ["check_existing", "lockfile_path", "remove_lockfile", "write_hub_lockfile"]
 
 logger = logging.getLogger(__name__)
 
-_XML = {"Content-Type": "text/xml"}
+#: Seconds the hub of an existing lockfile has to answer ``samp.hub.ping``.
+PING_TIMEOUT = 3.0
 
 
 def lockfile_path(custom: str | None, mode: str) -> str:
@@ -48,7 +49,7 @@ def lockfile_path(custom: str | None, mode: str) -> str:
     return where
 
 
-async def check_existing(path: str, session: aiohttp.ClientSession) -> None:
+async def check_existing(path: str) -> None:
     """Refuse to start over a live hub's lockfile; warn when taking over a stale one.
 
     Raises:
@@ -61,7 +62,7 @@ async def check_existing(path: str, session: aiohttp.ClientSession) -> None:
     except OSError as exc:
         raise SAMPHubError(f"cannot read the existing lockfile {path}: {exc}") from exc
     url = fields.get("samp.hub.xmlrpc.url")
-    if url and await _answers_ping(url, session):
+    if url and await _answers_ping(url):
         raise SAMPHubError(
             f"another SAMP hub is already running at {url} (lockfile {path}); "
             "stop it first or use a different lockfile"
@@ -69,20 +70,22 @@ async def check_existing(path: str, session: aiohttp.ClientSession) -> None:
     logger.warning("taking over the stale SAMP lockfile %s", path)
 
 
-async def _answers_ping(url: str, session: aiohttp.ClientSession) -> bool:
+async def _answers_ping(url: str) -> bool:
+    # a liveness probe: an answer means alive, whatever certificate a TLS hub shows
     try:
-        async with session.post(
-            url,
-            data=P.encode_call("samp.hub.ping", []),
-            headers=_XML,
-            timeout=aiohttp.ClientTimeout(total=3),
-        ) as reply:
-            P.decode_response(await reply.read())
+        rpc = RpcCaller(url, 1, PING_TIMEOUT, unverified_client_context())
+    except SAMPHubError:
+        return False  # not an http(s) URL: nothing we could ask
+    try:
+        await rpc.call("samp.hub.ping")
         return True
     except SAMPProxyError:
         return True  # it answered, with a fault: still a live server
-    except (aiohttp.ClientError, asyncio.TimeoutError, SAMPDataError, ValueError):
-        return False
+    except (OSError, SciwireError) as exc:
+        # a TLS hub that wants a client certificate refuses the handshake: alive too
+        return url.lower().startswith("https:") and tls_refusal(exc)
+    finally:
+        await rpc.close()
 
 
 def write_hub_lockfile(path: str, params: Mapping[str, str]) -> None:

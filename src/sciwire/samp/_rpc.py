@@ -1,6 +1,6 @@
 """XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
 
-The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp.http`) and
+The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp._http`) and
 maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
 faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
 refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
@@ -17,33 +17,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import re
+import ssl
 import urllib.parse
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
-from sciwire.samp.errors import SAMPDataError, SAMPHubError
-from sciwire.samp.http import (
+from sciwire.samp._http import (
     BlockingHttpClient,
     HttpClientPool,
     HttpMessage,
     HttpServerProtocol,
 )
-from sciwire.samp.protocol import (
+from sciwire.samp._protocol import (
     decode_call,
     decode_response,
     encode_call,
     encode_fault,
     encode_response,
 )
+from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = [
+    "ArgsPolicy",
     "BlockingRpcCaller",
     "CallbackServer",
     "RpcCaller",
     "SAMPHubConnectError",
     "SAMPHubProtocolError",
+    "has_non_strings",
+    "plain",
     "stringify",
 ]
 
@@ -85,6 +90,79 @@ def stringify(value: Any) -> Any:
     return value
 
 
+#: XML-RPC's int is 32-bit: a larger Python int travels as its decimal string.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def plain(value: Any) -> Any:
+    """*value* ready for XML-RPC with its types kept, as astropy sends them.
+
+    NumPy scalars become the Python ``bool``/``int``/``float`` they hold (astropy
+    cannot send them at all), tuples become lists, map keys strings; an int beyond
+    XML-RPC's 32 bits becomes its decimal string. Everything else is unchanged.
+    """
+    if isinstance(value, str):
+        return value
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a NumPy scalar: np.bool_, np.int64, np.float32...
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+        return number if _INT_MIN <= number <= _INT_MAX else str(number)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def has_non_strings(value: Any) -> bool:
+    """Whether *value* holds anything but strings, lists and maps."""
+    if isinstance(value, str):
+        return False
+    if isinstance(value, Mapping):
+        return any(has_non_strings(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_non_strings(v) for v in value)
+    return True
+
+
+# How strict hubs refuse a value that is not a string, list or map: JSAMP says
+# "Bad SAMP object: contains a java.lang.Integer" or "Param is not a SAMP type",
+# sciwire's strict hub "int is not a SAMP type (string, list, map)".
+_TYPE_REFUSAL = re.compile(r"not a SAMP type|Bad SAMP object")
+
+
+class ArgsPolicy:
+    """How a hub proxy sends values: as given (astropy's way) until the hub refuses
+    a number or boolean, then as SAMP strings for the rest of the connection.
+
+    A refusal of the data model comes before the hub does anything with the call,
+    so sending the same call again with strings cannot run it twice. Both proxies
+    (blocking and asyncio) ask the same object.
+    """
+
+    def __init__(self) -> None:
+        self.strings = False
+
+    def first(self, args: tuple[Any, ...]) -> list[Any]:
+        """The arguments to send first."""
+        return stringify(args) if self.strings else plain(args)  # type: ignore[no-any-return]
+
+    def retry(self, args: tuple[Any, ...], fault: BaseException) -> list[Any] | None:
+        """The arguments to send again after *fault*, or None to raise it."""
+        if self.strings or not has_non_strings(args):
+            return None
+        if not _TYPE_REFUSAL.search(str(getattr(fault, "faultString", ""))):
+            return None
+        self.strings = True
+        logger.info("the SAMP hub refuses numbers and booleans: sending them as strings")
+        return stringify(args)  # type: ignore[no-any-return]
+
+
 class RpcCaller:
     """Calls XML-RPC methods at one URL over keep-alive HTTP.
 
@@ -97,13 +175,22 @@ class RpcCaller:
         SAMPHubError: the URL is not a plain http URL.
     """
 
-    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 20,
+        timeout: float | None = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port, path = split_url(url)
         self.url = url
         self.timeout = timeout
+        ctx = _context_for(url, ssl_context)
         # no limit on calls in flight: a callAndWait holds its connection until the
         # callee replies, and the callee may be this very client
-        self._http = HttpClientPool(host, port, path, max(1, int(pool_size)), MAX_BODY, None)
+        self._http = HttpClientPool(
+            host, port, path, max(1, int(pool_size)), MAX_BODY, None, ssl_context=ctx
+        )
 
     async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result.
@@ -140,11 +227,20 @@ class RpcCaller:
 class BlockingRpcCaller:
     """The blocking twin of :class:`RpcCaller`, callable from any thread (same errors)."""
 
-    def __init__(self, url: str, pool_size: int = 20, timeout: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 20,
+        timeout: float | None = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port, path = split_url(url)
         self.url = url
         self.timeout = timeout
-        self._http = BlockingHttpClient(host, port, path, max(1, int(pool_size)), MAX_BODY)
+        ctx = _context_for(url, ssl_context)
+        self._http = BlockingHttpClient(
+            host, port, path, max(1, int(pool_size)), MAX_BODY, ssl_context=ctx
+        )
 
     def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result (see RpcCaller.call)."""
@@ -165,20 +261,28 @@ class BlockingRpcCaller:
         self._http.close()
 
 
+def _context_for(url: str, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    """The TLS context for *url*: *ssl_context*, the system's defaults for an https
+    URL without one, None for plain http."""
+    if not url.lower().startswith("https:"):
+        return None
+    return ssl_context if ssl_context is not None else ssl.create_default_context()
+
+
 def split_url(url: str) -> tuple[str, int, str]:
-    """``(host, port, path)`` of an http URL.
+    """``(host, port, path)`` of an http or https URL.
 
     Raises:
-        SAMPHubError: not a plain http URL.
+        SAMPHubError: not an http(s) URL.
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// is supported")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SAMPHubError(f"unsupported hub URL {url!r}: only http:// and https://")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise SAMPHubError(f"bad hub URL {url!r}") from exc
     return parts.hostname, port, path
@@ -208,10 +312,18 @@ class CallbackServer:
             sent as that fault, any other exception as a fault with code 1.
         addr: the address to listen on (default 127.0.0.1).
         port: the port (0 lets the system choose).
+        ssl_context: serve ``https`` with this server context.
     """
 
-    def __init__(self, dispatch: Dispatch, addr: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        addr: str | None = None,
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._dispatch = dispatch
+        self._ssl = ssl_context
         self.addr = addr or "127.0.0.1"
         self.port = port
         self._server: asyncio.AbstractServer | None = None
@@ -223,7 +335,8 @@ class CallbackServer:
     def url(self) -> str:
         """The URL the hub should call (valid once started)."""
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
-        return f"http://{host}:{self.port}/xmlrpc"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{host}:{self.port}/xmlrpc"
 
     async def start(self) -> None:
         """Bind and start serving."""
@@ -236,6 +349,7 @@ class CallbackServer:
                 self.addr,
                 self.port,
                 backlog=1024,
+                ssl=self._ssl,
             )
         except OSError as exc:
             raise ConnectError(f"cannot listen on {self.addr}:{self.port}: {exc}") from exc

@@ -6,16 +6,17 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import AsyncSAMPClient
-from sciwire.samp.aproxy import HubLike
-from sciwire.samp.client import SAMPClient, SAMPHubProxy
-from sciwire.samp.common import (
+from sciwire.samp._aclient import AsyncSAMPClient
+from sciwire.samp._aproxy import HubLike
+from sciwire.samp._client import SAMPClient, SAMPHubProxy
+from sciwire.samp._common import (
     Bindings,
+    Handler,
     IntegratedSide,
-    check_tls_arguments,
     client_arguments,
+    tls_settings,
 )
-from sciwire.samp.methods import BlockingHubSide
+from sciwire.samp._methods import BlockingHubSide
 
 __all__ = ["SAMPIntegratedClient"]
 
@@ -33,6 +34,7 @@ class SAMPIntegratedClient(
         name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
             ca_certs, ssl_version, callable: as for :class:`SAMPClient`, which this
             makes with its own :class:`SAMPHubProxy` (kept in ``client_arguments``).
+            The TLS arguments also apply to calling an ``https`` hub.
     """
 
     hub: SAMPHubProxy
@@ -49,13 +51,23 @@ class SAMPIntegratedClient(
         cert_file: str | None = None,
         cert_reqs: int = 0,
         ca_certs: str | None = None,
-        ssl_version: int | None = None,
+        ssl_version: Any = None,
         callable: bool = True,
     ) -> None:
-        check_tls_arguments(https)
+        tls = (https, key_file, cert_file, cert_reqs, ca_certs, ssl_version)
+        self._tls, _ = tls_settings(*tls)  # checks the arguments before anything starts
         self.hub = SAMPHubProxy()
         self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
-        self.client = SAMPClient(self.hub, **self.client_arguments)
+        self.client = SAMPClient(
+            self.hub,
+            **self.client_arguments,
+            https=https,
+            key_file=key_file,
+            cert_file=cert_file,
+            cert_reqs=cert_reqs,
+            ca_certs=ca_certs,
+            ssl_version=ssl_version,
+        )
 
     def __enter__(self) -> SAMPIntegratedClient:
         if not self.is_connected:
@@ -86,7 +98,7 @@ class SAMPIntegratedClient(
             SAMPHubError: no hub found, or it does not answer.
             SAMPClientError: registration failed.
         """
-        self.hub.connect(hub, hub_params, pool_size)
+        self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
         try:
             self.client.start()
             self.client.register()
@@ -114,6 +126,57 @@ class SAMPIntegratedClient(
     # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
+
+    # The binding methods go through self.client (astropy's way), so a client
+    # subclass that keeps astropy's own attribute state works here too.
+
+    def bind_receive_message(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind calls and notifications of *mtype* to *function*."""
+        self.client.bind_receive_message(mtype, function, declare, metadata)
+
+    def bind_receive_notification(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind notifications of *mtype* (``*`` and ``a.*`` allowed) to
+        ``function(private_key, sender_id, mtype, params, extra)``."""
+        self.client.bind_receive_notification(mtype, function, declare, metadata)
+
+    def bind_receive_call(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
+        params, extra)``."""
+        self.client.bind_receive_call(mtype, function, declare, metadata)
+
+    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
+        """Remove the notification binding of *mtype*."""
+        self.client.unbind_receive_notification(mtype, declare)
+
+    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
+        """Remove the call binding of *mtype*."""
+        self.client.unbind_receive_call(mtype, declare)
+
+    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
+        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
+        self.client.declare_subscriptions(subscriptions)
+
+    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
+        """Declare (merge) the client's metadata."""
+        self.client.declare_metadata(metadata)
 
     @property
     def _core_client(self) -> AsyncSAMPClient:

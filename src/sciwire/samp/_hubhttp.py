@@ -4,7 +4,7 @@ Every hub method but ``callAndWait`` completes without waiting, so it is answere
 straight from ``data_received`` with no task; ``callAndWait`` runs as a task. Responses
 leave in request order on each keep-alive connection (HTTP/1.1 pipelining rules).
 Framing, limits and ordering come from :mod:`sciwire.core.http` (through
-:class:`sciwire.samp.http.XmlRpcHost`).
+:class:`sciwire.samp._http.XmlRpcHost`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Union
 
 from sciwire.core.http.server import HttpConnection
-from sciwire.samp.http import XmlRpcHost
+from sciwire.samp._http import XmlRpcHost
 
 __all__ = ["Handler", "StdConnection"]
 

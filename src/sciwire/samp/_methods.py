@@ -1,8 +1,8 @@
 """The Standard Profile hub methods, written once for the blocking and asyncio twins.
 
 :class:`HubMethods` is the ``samp.hub.*`` method table of a hub proxy, over one
-transport hook, ``_call``: the blocking :class:`sciwire.samp.client.SAMPHubProxy`
-answers with the result, the asyncio :class:`sciwire.samp.aproxy.AsyncSAMPHubProxy`
+transport hook, ``_call``: the blocking :class:`sciwire.samp._client.SAMPHubProxy`
+answers with the result, the asyncio :class:`sciwire.samp._aproxy.AsyncSAMPHubProxy`
 with a coroutine of it. :class:`HubSide` is the integrated clients' half that adds
 the private key (and builds ``e*`` messages) on top of such a proxy. Both are
 generic over what a call returns, one type per result shape:
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import Any, Generic, TypeVar, cast
 
-from sciwire.samp.common import format_easy_msg, format_easy_response
+from sciwire.samp._common import format_easy_msg, format_easy_response
 
 __all__ = [
     "CALL_AND_WAIT_GRACE",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -286,6 +287,7 @@ class HttpClientPool:
             free connection, which keeps a burst on a few reused connections); the
             default is *max_idle*; None for no limit (a client whose own callbacks may
             need a connection while its calls wait must not be limited).
+        ssl_context: speak TLS (``https``) with these settings.
     """
 
     def __init__(
@@ -296,6 +298,7 @@ class HttpClientPool:
         max_idle: int = 20,
         max_body: int = 64 << 20,
         max_connections: int | str | None = "max_idle",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -304,8 +307,9 @@ class HttpClientPool:
         self.max_body = max_body
         limit = max_idle if max_connections == "max_idle" else max_connections
         self._pool = AsyncHttpPool(
-            Endpoint("http", host, port),
+            Endpoint("https" if ssl_context is not None else "http", host, port),
             timeout=None,
+            ssl_context=ssl_context,
             limit=int(limit) if isinstance(limit, int) else None,
             retry="stale",
             error_factory=_samp_error,
@@ -349,10 +353,17 @@ class BlockingHttpClient:
         path: the request target.
         max_idle: idle connections kept for reuse.
         max_body: the largest response body accepted.
+        ssl_context: speak TLS (``https``) with these settings.
     """
 
     def __init__(
-        self, host: str, port: int, path: str, max_idle: int = 20, max_body: int = 64 << 20
+        self,
+        host: str,
+        port: int,
+        path: str,
+        max_idle: int = 20,
+        max_body: int = 64 << 20,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -360,7 +371,8 @@ class BlockingHttpClient:
         self.max_body = max_body
         self.path = path or "/"
         self._pool = HttpPool(
-            Endpoint("http", host, port),
+            Endpoint("https" if ssl_context is not None else "http", host, port),
+            ssl_context=ssl_context,
             timeout=10.0,  # to connect; each post gives its own response timeout
             retry="stale",
             pool_size=max_idle,

@@ -4,7 +4,7 @@
 ``SAMPIntegratedClient``, returning coroutines to await (``receive_*``,
 ``bind/unbind_receive_response`` and the ``get_*`` id accessors stay plain methods
 where no network is involved). The method bodies are the blocking client's: they
-live in :mod:`sciwire.samp.common` and :mod:`sciwire.samp.methods`::
+live in :mod:`sciwire.samp._common` and :mod:`sciwire.samp._methods`::
 
     async with AsyncSAMPIntegratedClient(name="script") as cli:
         await cli.enotify_all("table.load.votable", url="file:///tmp/t.xml")
@@ -16,23 +16,20 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp.aclient import AsyncSAMPClient, Receiver, Runner
-from sciwire.samp.aproxy import AsyncSAMPHubProxy, HubLike
-from sciwire.samp.common import (
-    HTTPS_UNSUPPORTED,
+from sciwire.samp._aclient import AsyncSAMPClient, Receiver, Runner
+from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp._common import (
     Bindings,
     IntegratedSide,
-    check_tls_arguments,
     client_arguments,
     format_easy_msg,
     format_easy_response,
+    tls_settings,
 )
-from sciwire.samp.methods import AsyncHubSide
+from sciwire.samp._methods import AsyncHubSide
 
 __all__ = [
-    "HTTPS_UNSUPPORTED",
     "AsyncSAMPIntegratedClient",
-    "check_tls_arguments",
     "format_easy_msg",
     "format_easy_response",
 ]
@@ -48,8 +45,7 @@ class AsyncSAMPIntegratedClient(
     Args:
         name, description, metadata, addr, port, https, key_file, cert_file, cert_reqs,
             ca_certs, ssl_version, callable: as for
-            :class:`sciwire.samp.SAMPIntegratedClient` (``https=True`` raises
-            :class:`SAMPClientError`, see HTTPS_UNSUPPORTED).
+            :class:`sciwire.samp.SAMPIntegratedClient` (TLS included).
         runner: runs each incoming callback job (see :class:`AsyncSAMPClient`).
         receiver: answers the callbacks (see :class:`AsyncSAMPClient`).
     """
@@ -68,17 +64,22 @@ class AsyncSAMPIntegratedClient(
         cert_file: str | None = None,
         cert_reqs: int = 0,
         ca_certs: str | None = None,
-        ssl_version: int | None = None,
+        ssl_version: Any = None,
         callable: bool = True,
         *,
         runner: Runner | None = None,
         receiver: Receiver | None = None,
     ) -> None:
-        check_tls_arguments(https)
+        tls = (https, key_file, cert_file, cert_reqs, ca_certs, ssl_version)
+        self._tls, server_ssl = tls_settings(*tls)
         self.hub = AsyncSAMPHubProxy()
         self.client_arguments = client_arguments(name, description, metadata, addr, port, callable)
         self.client = AsyncSAMPClient(
-            self.hub, **self.client_arguments, runner=runner, receiver=receiver
+            self.hub,
+            **self.client_arguments,
+            runner=runner,
+            receiver=receiver,
+            ssl_context=server_ssl,
         )
 
     async def __aenter__(self) -> AsyncSAMPIntegratedClient:
@@ -101,7 +102,7 @@ class AsyncSAMPIntegratedClient(
     ) -> None:
         """Connect to the hub (the given one, *hub_params*, or the running one), start the
         callback server and register."""
-        await self.hub.connect(hub, hub_params, pool_size)
+        await self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
         try:
             await self.client.start()
             await self.client.register()

@@ -1,24 +1,25 @@
 """How the hub carries callbacks to Standard Profile clients.
 
 One keep-alive connection pool per callback URL, on the shared HTTP/1.1 client pool (via
-:mod:`sciwire.samp.http`; a general HTTP client costs more per message than the XML
-itself); ``https`` callback URLs go through aiohttp. A message sent to many clients is
+:mod:`sciwire.samp._http`; a general HTTP client costs more per message than the XML
+itself), over TLS for ``https`` callback URLs. A message sent to many clients is
 encoded once, each recipient only getting its own private key spliced in.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import urllib.parse
 from typing import Any
 
 import aiohttp
 
 from sciwire.errors import ConnectError
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
+from sciwire.samp._http import HttpClientPool
+from sciwire.samp._hubstate import Delivery
 from sciwire.samp.errors import SAMPDataError
-from sciwire.samp.http import HttpClientPool
-from sciwire.samp.hubstate import Delivery
 
 __all__ = ["Courier"]
 
@@ -40,6 +41,8 @@ class Courier:
         self.max_body = max_body
         self._pools: dict[str, HttpClientPool] = {}
         self.session: aiohttp.ClientSession | None = None
+        #: TLS settings for ``https`` callback endpoints (None: the system's defaults)
+        self.ssl_context: ssl.SSLContext | None = None
 
     @staticmethod
     def encode(delivery: Delivery, cache: dict[int, bytes] | None = None) -> bytes:
@@ -66,17 +69,19 @@ class Courier:
         pool = self._pools.get(url)
         if pool is None:
             parts = urllib.parse.urlsplit(url)
-            if parts.scheme != "http":
+            if parts.scheme not in ("http", "https"):
                 return await self._post_aiohttp(url, body)
             target = parts.path or "/"
             if parts.query:
                 target += "?" + parts.query
+            tls = parts.scheme == "https"
             pool = HttpClientPool(
                 parts.hostname or "127.0.0.1",
-                parts.port or 80,
+                parts.port or (443 if tls else 80),
                 target,
                 max_idle=self.pool_size,
                 max_body=self.max_body,
+                ssl_context=(self.ssl_context or ssl.create_default_context()) if tls else None,
             )
             self._pools[url] = pool
         reply = await pool.post(body)

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
+from sciwire.samp._hubstate import Client, Delivery, HubFault
 from sciwire.samp.errors import SAMPDataError
-from sciwire.samp.hubstate import Client, Delivery, HubFault
 
 if TYPE_CHECKING:
-    from sciwire.samp.hub import AsyncSAMPHub
+    from sciwire.samp._ahub import AsyncSAMPHub
 
 __all__ = ["WebProfile"]
 
@@ -97,7 +97,7 @@ def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Resp
 
 
 class WebProfile:
-    """The Web Profile server of an :class:`~sciwire.samp.hub.AsyncSAMPHub`."""
+    """The Web Profile server of an :class:`~sciwire.samp._ahub.AsyncSAMPHub`."""
 
     def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
         self.hub = hub
@@ -151,9 +151,11 @@ class WebProfile:
             return web.Response(status=200, headers=_preflight_headers(request, cors))
         path = request.path
         if request.method == "GET" and path == "/crossdomain.xml":
-            return web.Response(body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy")
+            return web.Response(
+                body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy", headers=cors
+            )
         if request.method == "GET" and path == "/clientaccesspolicy.xml":
-            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml")
+            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml", headers=cors)
         if path.startswith("/translator/") and request.method in ("GET", "HEAD"):
             return await self._translate(request, path[len("/translator/") :], cors)
         if request.method != "POST":
@@ -355,7 +357,14 @@ def _cors_headers(request: web.BaseRequest) -> dict[str, str]:
     origin = request.headers.get("Origin")
     if not origin:
         return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # astropy's hub sends these three on every response; browsers and astropy's tests
+    # expect them (the hub sets no cookies, so allowing credentials exposes nothing)
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
 
 
 def _preflight_headers(request: web.BaseRequest, cors: dict[str, str]) -> dict[str, str]:

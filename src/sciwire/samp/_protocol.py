@@ -123,7 +123,9 @@ def is_samp_string(value: object) -> bool:
     return isinstance(value, str) and _SAMP_STRING.match(value) is not None
 
 
-def check_value(value: object, *, coerce: bool = False, where: str = "value") -> Any:
+def check_value(
+    value: object, *, coerce: bool = False, where: str = "value", keep: bool = False
+) -> Any:
     """Check that *value* is SAMP data (string, list, map) and return it.
 
     Args:
@@ -131,6 +133,8 @@ def check_value(value: object, *, coerce: bool = False, where: str = "value") ->
         coerce: turn ints, floats and bools into strings (bools as "1"/"0") instead
             of refusing them; the result is then a new, converted value.
         where: a name for the value in error messages.
+        keep: let ints, floats and bools through as they are (astropy's hub does;
+            strict SAMP peers such as JSAMP refuse them). *coerce* wins.
 
     Raises:
         SAMPDataError: a type other than str/list/tuple/dict (or number when not
@@ -147,13 +151,19 @@ def check_value(value: object, *, coerce: bool = False, where: str = "value") ->
             if not isinstance(key, str):
                 raise SAMPDataError(f"{where}: map key {key!r} is not a string")
             check_value(key, where=f"{where} key")
-            out[key] = check_value(item, coerce=coerce, where=f"{where}[{key!r}]")
+            out[key] = check_value(item, coerce=coerce, where=f"{where}[{key!r}]", keep=keep)
         return out if coerce else value
     if isinstance(value, list | tuple):
-        items = [check_value(v, coerce=coerce, where=f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [
+            check_value(v, coerce=coerce, where=f"{where}[{i}]", keep=keep)
+            for i, v in enumerate(value)
+        ]
         return items if coerce or isinstance(value, tuple) else value
-    if coerce and isinstance(value, bool | int | float):
-        return stringify(value)
+    if isinstance(value, bool | int | float):
+        if coerce:
+            return stringify(value)
+        if keep:
+            return value
     raise SAMPDataError(f"{where}: {type(value).__name__} is not a SAMP type (string, list, map)")
 
 
@@ -283,8 +293,8 @@ def make_error_response(
     return make_response(SAMP_STATUS_ERROR, {}, error)
 
 
-def check_message(message: object, *, coerce: bool = False) -> dict[str, Any]:
-    """Check a SAMP message map and return it (converted if *coerce*).
+def check_message(message: object, *, coerce: bool = False, keep: bool = False) -> dict[str, Any]:
+    """Check a SAMP message map and return it (converted if *coerce*; see check_value).
 
     Requires a map with a well-formed string ``samp.mtype``; ``samp.params``, when
     present, must be a map. Other top-level keys are allowed (and kept).
@@ -294,7 +304,7 @@ def check_message(message: object, *, coerce: bool = False) -> dict[str, Any]:
     """
     if not isinstance(message, dict):
         raise SAMPDataError(f"a message is a map, not {type(message).__name__}")
-    checked: dict[str, Any] = check_value(message, coerce=coerce, where="message")
+    checked: dict[str, Any] = check_value(message, coerce=coerce, where="message", keep=keep)
     check_mtype(checked.get("samp.mtype"))
     params = checked.get("samp.params", {})
     if not isinstance(params, dict):
@@ -302,8 +312,8 @@ def check_message(message: object, *, coerce: bool = False) -> dict[str, Any]:
     return checked
 
 
-def check_response(response: object, *, coerce: bool = False) -> dict[str, Any]:
-    """Check a SAMP response map and return it (converted if *coerce*).
+def check_response(response: object, *, coerce: bool = False, keep: bool = False) -> dict[str, Any]:
+    """Check a SAMP response map and return it (converted if *coerce*; see check_value).
 
     Requires a map whose ``samp.status`` is one of the three status strings; a
     ``samp.result`` or ``samp.error`` entry, when present, must be a map.
@@ -313,7 +323,7 @@ def check_response(response: object, *, coerce: bool = False) -> dict[str, Any]:
     """
     if not isinstance(response, dict):
         raise SAMPDataError(f"a response is a map, not {type(response).__name__}")
-    checked: dict[str, Any] = check_value(response, coerce=coerce, where="response")
+    checked: dict[str, Any] = check_value(response, coerce=coerce, where="response", keep=keep)
     status = checked.get("samp.status")
     if status not in _STATUSES:
         raise SAMPDataError("samp.status must be samp.ok, samp.warning or samp.error", status)

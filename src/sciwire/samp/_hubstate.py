@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sciwire.core.patterns import Registry, mtype_matches
-from sciwire.samp import protocol as P
+from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["Client", "Delivery", "Effect", "HubFault", "HubState", "Pending", "Resolve"]
@@ -127,9 +127,11 @@ class HubState:
         hub_id: the hub's own public id.
         hub_metadata: the hub's metadata (``samp.name`` and so on).
         strict: refuse ints, floats and bools in incoming data (JSAMP's behaviour);
-            by default they are turned into strings (astropy clients send them).
+            by default they are relayed as sent (astropy's hub does, and astropy
+            clients rely on it).
+        coerce: turn them into SAMP strings instead (for strict recipients).
         web_restrict: restrict what Web Profile clients may send to non-web clients
-            to safe mtypes (:data:`sciwire.samp.protocol.SAFE_MTYPES`), unless the
+            to safe mtypes (:data:`sciwire.samp._protocol.SAFE_MTYPES`), unless the
             recipient's subscription says ``samp.mostly-harmless``.
         safe_mtypes: the safe list used by *web_restrict*.
         key_factory: makes private keys (``secrets``-grade by default).
@@ -144,6 +146,7 @@ class HubState:
         hub_id: str = "hub",
         hub_metadata: Mapping[str, str] | None = None,
         strict: bool = False,
+        coerce: bool = False,
         web_restrict: bool = True,
         safe_mtypes: Iterable[str] = P.SAFE_MTYPES,
         key_factory: Callable[[Profile], str] = _default_key,
@@ -152,6 +155,9 @@ class HubState:
         self.secret = secret
         self.hub_id = hub_id
         self.strict = strict
+        self.coerce = coerce and not strict
+        # astropy's hub relays ints, floats and bools as sent (its own tests rely on it)
+        self.keep = not strict and not coerce
         self.web_restrict = web_restrict
         self.safe_mtypes = tuple(safe_mtypes)
         self._key_factory = key_factory
@@ -217,17 +223,21 @@ class HubState:
 
     def _value(self, value: object, where: str) -> Any:
         try:
-            return P.check_value(value, coerce=not self.strict, where=where)
+            return P.check_value(value, coerce=self.coerce, where=where, keep=self.keep)
         except SAMPDataError as exc:
             raise HubFault(str(exc)) from None
 
     def _message(self, message: object) -> dict[str, Any]:
         try:
-            return P.check_message(message, coerce=not self.strict)
+            return P.check_message(message, coerce=self.coerce, keep=self.keep)
         except SAMPDataError as exc:
             raise HubFault(str(exc)) from None
 
     def _string(self, value: object, where: str) -> str:
+        if not self.strict and isinstance(value, bool | int | float):
+            # a scalar argument of the protocol (a flag, a timeout), not relayed data:
+            # astropy clients send True or 5 here, the hub reads "1" or "5"
+            return str(P.stringify(value))
         value = self._value(value, where)
         if not isinstance(value, str):
             raise HubFault(f"{where} must be a string, not {type(value).__name__}")
@@ -485,7 +495,7 @@ class HubState:
         if pending is None or pending.recipient_id != responder.public_id:
             raise HubFault(f"no call with msg-id {str(msg_id)[:80]!r} awaits a reply from you")
         try:
-            checked = P.check_response(response, coerce=not self.strict)
+            checked = P.check_response(response, coerce=self.coerce, keep=self.keep)
         except SAMPDataError as exc:
             raise HubFault(str(exc)) from None
         return self._answer(pending, responder.public_id, checked)

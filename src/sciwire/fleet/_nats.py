@@ -1,0 +1,183 @@
+"""Connecting to NATS and setting up streams: what the bridge and the consumers share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig, StreamSource
+
+from sciwire.errors import ConnectError, Timeout
+from sciwire.fleet._schema import KINDS, FleetError
+
+__all__ = ["Credentials", "connect", "connect_options", "ensure_stream", "stream_subjects"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(user, password)``, a ``.creds`` file path, or a mapping with ``creds``,
+#: ``nkey_seed`` (an nkey seed file) or ``token``
+Credentials = tuple[str, str] | str | Mapping[str, Any] | None
+
+
+def stream_subjects() -> list[str]:
+    """The subjects the fleet stream captures (never the ``sciwire.cmd.`` requests)."""
+    return [f"sciwire.{kind}.>" for kind in KINDS]
+
+
+def _tls_context(tls: Mapping[str, Any] | ssl.SSLContext | None) -> ssl.SSLContext | None:
+    if tls is None or isinstance(tls, ssl.SSLContext):
+        return tls
+    ctx = ssl.create_default_context(cafile=tls.get("ca"))
+    if tls.get("cert"):
+        ctx.load_cert_chain(tls["cert"], tls.get("key"))
+    return ctx
+
+
+def connect_options(
+    servers: str | Sequence[str],
+    credentials: Credentials = None,
+    tls: Mapping[str, Any] | ssl.SSLContext | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for :func:`nats.connect` from our simpler settings.
+
+    Raises:
+        TypeError: credentials of an unknown shape.
+    """
+    opts: dict[str, Any] = {
+        "servers": [servers] if isinstance(servers, str) else list(servers),
+        "name": name,
+        "connect_timeout": 5,
+        "reconnect_time_wait": 0.25,
+        "max_reconnect_attempts": -1,
+        "ping_interval": 5,
+        "max_outstanding_pings": 3,
+        # what publishers buffer while reconnecting; past it publish raises
+        "pending_size": 64 * 1024 * 1024,
+    }
+    if isinstance(credentials, tuple):
+        opts["user"], opts["password"] = credentials
+    elif isinstance(credentials, str):
+        opts["user_credentials"] = credentials
+    elif isinstance(credentials, Mapping):
+        if credentials.get("creds"):
+            opts["user_credentials"] = credentials["creds"]
+        if credentials.get("nkey_seed"):
+            opts["nkeys_seed"] = credentials["nkey_seed"]
+        if credentials.get("token"):
+            opts["token"] = credentials["token"]
+    elif credentials is not None:
+        raise TypeError(f"unsupported credentials {type(credentials).__name__}")
+    ctx = _tls_context(tls)
+    if ctx is not None:
+        opts["tls"] = ctx
+    return opts
+
+
+async def connect(
+    options: Mapping[str, Any],
+    *,
+    timeout: float = 10.0,
+    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+    **callbacks: Any,
+) -> Client:
+    """Connect, retrying the first connection until *timeout* (later losses reconnect
+    on their own, forever).
+
+    Raises:
+        ConnectError: no server answered in time, or the credentials were refused.
+    """
+
+    async def on_error(exc: Exception) -> None:
+        if error_cb is not None:
+            await error_cb(exc)
+        else:
+            logger.info("nats: %s", exc)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            nc: Client = await nats.connect(
+                **options, error_cb=on_error, allow_reconnect=True, **callbacks
+            )
+            return nc
+        except nats.errors.NoServersError as exc:
+            if loop.time() > deadline:
+                raise ConnectError(f"no NATS server answered at {options['servers']}") from exc
+        except (OSError, nats.errors.Error) as exc:
+            if "authorization" in str(exc).lower() or loop.time() > deadline:
+                raise ConnectError(f"cannot connect to NATS: {exc}") from exc
+        await asyncio.sleep(0.2)
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    name: str = "SCIWIRE",
+    *,
+    max_age: float = 7 * 86400.0,
+    max_bytes: int = 1 << 30,
+    max_msgs: int = -1,
+    max_msg_size: int = 1 << 20,
+    replicas: int = 1,
+    storage: str = "file",
+    duplicate_window: float = 120.0,
+    sources: Sequence[tuple[str, str]] = (),
+    timeout: float = 20.0,
+) -> None:
+    """Create the fleet stream, or update its limits; retries while JetStream elects a
+    leader (a new cluster) until *timeout*.
+
+    With *sources* (``[(stream, domain)]``) the stream captures no subjects itself but
+    copies those streams, in order and once each: the shore side of a leaf node.
+
+    Raises:
+        FleetError: JetStream refused the configuration.
+        Timeout: JetStream did not become available.
+    """
+    config = StreamConfig(
+        name=name,
+        subjects=None if sources else stream_subjects(),
+        max_age=max_age,
+        max_bytes=max_bytes,
+        max_msgs=max_msgs,
+        max_msg_size=max_msg_size,
+        num_replicas=replicas,
+        storage=StorageType(storage),
+        duplicate_window=duplicate_window,
+        discard=DiscardPolicy.OLD,
+        sources=[StreamSource(name=src, external=_external(domain)) for src, domain in sources]
+        or None,
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            try:
+                await js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(config)
+            else:
+                await js.update_stream(config)
+            return
+        except nats.js.errors.BadRequestError as exc:
+            raise FleetError(f"JetStream refused stream {name}: {exc.description}") from exc
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            # no JetStream leader yet (a cluster still forming), or a server restarting
+            if loop.time() > deadline:
+                raise Timeout(f"JetStream not available for stream {name}: {exc}") from exc
+            await asyncio.sleep(0.25)
+
+
+def _external(domain: str) -> Any:
+    from nats.js.api import ExternalStream
+
+    return ExternalStream(api=f"$JS.{domain}.API")

@@ -149,6 +149,7 @@ class Bridge:
             self.nc,
             self.js,
             max_pending=cfg.max_pending,
+            window=cfg.window,
             ack_timeout=cfg.ack_timeout,
             on_stored=self._stored,
         )
@@ -205,6 +206,10 @@ class Bridge:
 
     async def _nats_down(self) -> None:
         self.nats_connected = False
+        if self.publisher is not None:
+            # their acknowledgements are lost with the connection: send them again first,
+            # before anything newer, so that the stream keeps each instrument's order
+            self.publisher.resend_unacknowledged()
         if not self._stopping:
             logger.warning("bridge %s lost NATS; holding events", self.config.name)
 

@@ -77,6 +77,8 @@ class AsyncFleet:
         name: the connection's name, as NATS monitoring shows it.
         timeout: seconds for connecting and for JetStream API calls.
         max_ack_pending: events delivered but not yet acknowledged, at most.
+        ack_wait: seconds before JetStream delivers an unacknowledged event again (to
+            the next run of a durable consumer whose process died, for instance).
     """
 
     def __init__(
@@ -90,12 +92,14 @@ class AsyncFleet:
         name: str = "sciwire-fleet",
         timeout: float = 10.0,
         max_ack_pending: int = 8192,
+        ack_wait: float = 30.0,
     ) -> None:
         self.options = connect_options(servers, credentials, tls, name)
         self.stream = stream
         self.domain = domain
         self.timeout = timeout
         self.max_ack_pending = max_ack_pending
+        self.ack_wait = ack_wait
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.registries = {
@@ -134,16 +138,18 @@ class AsyncFleet:
         return self
 
     async def close(self) -> None:
-        """Stop consuming and disconnect (a durable consumer stays on the server)."""
-        nc, self.nc = self.nc, None
+        """Stop consuming and disconnect: events already received are handled and
+        acknowledged first (a durable consumer stays on the server)."""
+        nc = self.nc
+        self._sub = None
         if nc is None:
             return
-        if self._sub is not None:
+        try:
+            await asyncio.wait_for(nc.drain(), 10)
+        except Exception:  # drain timed out or the connection is gone: just close
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 5)
+                await asyncio.wait_for(nc.close(), 5)
+        self.nc = None
 
     async def __aenter__(self) -> AsyncFleet:
         return await self.connect()
@@ -253,7 +259,7 @@ class AsyncFleet:
             config = ConsumerConfig(
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
+                ack_wait=self.ack_wait,
                 max_ack_pending=self.max_ack_pending,
                 flow_control=True,
                 idle_heartbeat=5,

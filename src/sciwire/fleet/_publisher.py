@@ -42,6 +42,8 @@ class Publisher:
         nc: the NATS connection.
         js: its JetStream context.
         max_pending: events held (queued plus unacknowledged); more are dropped.
+        window: publishes awaiting their acknowledgement at once (at most the
+            JetStream context's ``publish_async_max_pending``).
         ack_timeout: seconds before an unacknowledged publish is sent again.
         on_stored: called with each event once JetStream confirmed it.
     """
@@ -52,12 +54,14 @@ class Publisher:
         js: JetStreamContext,
         *,
         max_pending: int = 100_000,
+        window: int = 4096,
         ack_timeout: float = 5.0,
         on_stored: Callable[[Outgoing, bool], None] | None = None,
     ) -> None:
         self.nc = nc
         self.js = js
         self.max_pending = max_pending
+        self.window = window
         self.ack_timeout = ack_timeout
         self.on_stored = on_stored
         #: events JetStream stored, acknowledged duplicates, dropped (queue full), re-sent
@@ -69,6 +73,7 @@ class Publisher:
         self._inflight: dict[int, tuple[Outgoing, asyncio.Future[Any], float]] = {}
         self._token = 0
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,6 +145,12 @@ class Publisher:
                 # raises when full and whose acknowledgements would be lost anyway
                 await asyncio.sleep(0.05)
                 continue
+            if len(inflight) >= self.window:
+                # wait here, not in publish_async: an event taken from the queue and
+                # held across a re-send would overtake the older events put back
+                self._room.clear()
+                await self._room.wait()
+                continue
             out = queue.popleft()
             try:
                 fut = await js.publish_async(out.subject, out.data, headers=out.headers)
@@ -154,6 +165,7 @@ class Publisher:
             fut.add_done_callback(functools.partial(self._acked, token))
 
     def _acked(self, token: int, fut: asyncio.Future[Any]) -> None:
+        self._room.set()
         entry = self._inflight.pop(token, None)
         if entry is None or fut.cancelled():
             return
@@ -161,7 +173,7 @@ class Publisher:
         if exc is not None:
             self._inflight[token] = entry  # put back: it is re-sent with the rest
             logger.info("fleet publish not acknowledged (%r); re-sending", exc)
-            self._resend_all()
+            self.resend_unacknowledged()
             return
         self.stored += 1
         duplicate = bool(getattr(fut.result(), "duplicate", False))
@@ -172,7 +184,8 @@ class Publisher:
         if not self._inflight and not self._queue:
             self._idle.set()
 
-    def _resend_all(self) -> None:
+    def resend_unacknowledged(self) -> None:
+        """Put every publish still awaiting its acknowledgement back in the queue."""
         # Everything unacknowledged goes back to the front, oldest first: JetStream drops
         # the copies it already has (same Nats-Msg-Id), so nothing is stored twice.
         entries = list(self._inflight.values())
@@ -182,6 +195,7 @@ class Publisher:
         self._queue.extendleft(reversed([out for out, _, _ in entries]))
         self.resent += len(entries)
         self._wake.set()
+        self._room.set()
 
     async def _watchdog(self) -> None:
         while True:
@@ -191,4 +205,4 @@ class Publisher:
             _, _, sent = next(iter(self._inflight.values()))
             if time.monotonic() - sent > self.ack_timeout:
                 logger.info("fleet acknowledgements overdue; re-sending %d", len(self._inflight))
-                self._resend_all()
+                self.resend_unacknowledged()

@@ -23,35 +23,52 @@ BLAST = 400
 
 
 async def drive(fleet: AsyncFleet, sims: list[IFCBSimulator], rigs: list[RemoteRig]) -> None:
-    """A little of everything: blasts, a routine relayed through NATS, rig steps."""
-    for sim in sims:
-        await sim.blast(BLAST)
-        await fleet.relay_message_to_host(sim.serial, "routine:runsample")
-    for rig in rigs:
-        name = rig.com.name
-        assert await fleet.rig(name, "init", {"exp_ref": "2026-01-01_1_m"}) == {
-            name: [{"exp_ref": "2026-01-01_1_m"}]
-        }
-        await fleet.rig(name, "start", "2026-01-01_1_m")
-        assert await fleet.rig(name, "status", ExpStatus.RUNNING) == {
-            name: [int(ExpStatus.RUNNING)]
-        }
-        await fleet.rig(name, "stop")
+    """A little of everything: blasts, a routine relayed through NATS (and waited for),
+    rig steps."""
+    finished: set[str] = set()
+
+    def routine_done(event: Any) -> None:
+        if event.fields[1:] == ["routine runsample finished"]:
+            finished.add(event.instrument)
+
+    async with AsyncFleet(fleet.options["servers"]) as probe:
+        probe.on(("reportevent",), routine_done)
+        await probe.start("new")
+        for sim in sims:
+            await sim.blast(BLAST)
+            await fleet.relay_message_to_host(sim.serial, "routine:runsample")
+        for rig in rigs:
+            name, exp = rig.com.name, "2026-01-01_1_m"
+            assert await fleet.rig(name, "init", {"exp_ref": exp}) == {name: [{"exp_ref": exp}]}
+            await fleet.rig(name, "start", exp)
+            assert await fleet.rig(name, "status", ExpStatus.RUNNING) == {
+                name: [int(ExpStatus.RUNNING)]
+            }
+            await fleet.rig(name, "stop")
+        await probe.wait_for(lambda: len(finished) == len(sims), scale(30))
+
+
+ROUND = itertools.count(1)
 
 
 async def settle(bridge: Bridge, sims: list[IFCBSimulator], fleet: AsyncFleet) -> int:
-    """Wait until every routine finished and the bridge stored all it received."""
+    """Wait until every routine finished and the bridge stored everything it was sent.
+
+    Each simulator sends a sentinel message last; once a consumer has seen all of
+    them, everything before them (per instrument, in order) is in the stream.
+    """
+    tag = f"sentinel:{next(ROUND)}"
     for sim in sims:
-        while sim.acquisition != "idle" or sim._tasks:  # the routine still runs
-            await asyncio.sleep(0.02)
-        await sim.drain()
+        sim.push(tag)
+    seen: set[str] = set()
+    async with AsyncFleet(fleet.options["servers"]) as probe:
+        probe.on(
+            ("sentinel",), lambda ev: seen.add(ev.instrument) if ev.body["text"] == tag else None
+        )
+        await probe.replay("all")
+        await probe.wait_for(lambda: len(seen) == len(sims), scale(30))
     assert bridge.publisher is not None
-    while True:  # the bridge may still be reading the last frames
-        before = bridge.health()["stored"]
-        assert await bridge.publisher.flush(scale(20))
-        await asyncio.sleep(0.1)
-        if bridge.health()["stored"] == before and bridge.publisher.pending == 0:
-            break
+    assert await bridge.publisher.flush(scale(20))
     info = await fleet.stream_info()
     assert info["messages"] == bridge.health()["stored"]
     return int(info["messages"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -95,28 +96,42 @@ async def connect(
     Raises:
         ConnectError: no server answered in time, or the credentials were refused.
     """
+    refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
     async def on_error(exc: Exception) -> None:
+        refusal = isinstance(exc, nats.errors.AuthorizationError) or (
+            "authorization violation" in str(exc).lower() or "authentication" in str(exc).lower()
+        )
+        if refusal and not refused.done():
+            refused.set_result(exc)
         if error_cb is not None:
             await error_cb(exc)
         else:
             logger.info("nats: %s", exc)
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            nc: Client = await nats.connect(
-                **options, error_cb=on_error, allow_reconnect=True, **callbacks
-            )
+    nc = Client()
+    attempt: asyncio.Future[Any] = asyncio.ensure_future(
+        nc.connect(**options, error_cb=on_error, allow_reconnect=True, **callbacks)
+    )
+    try:
+        waiting: set[asyncio.Future[Any]] = {attempt, refused}
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when="FIRST_COMPLETED")
+        if attempt in done:
+            attempt.result()  # raises what the connection attempt raised
             return nc
-        except nats.errors.NoServersError as exc:
-            if loop.time() > deadline:
-                raise ConnectError(f"no NATS server answered at {options['servers']}") from exc
-        except (OSError, nats.errors.Error) as exc:
-            if "authorization" in str(exc).lower() or loop.time() > deadline:
-                raise ConnectError(f"cannot connect to NATS: {exc}") from exc
-        await asyncio.sleep(0.2)
+        if refused in done:
+            raise ConnectError(f"NATS refused the credentials: {refused.result()}")
+        raise ConnectError(f"no NATS server answered at {options['servers']} within {timeout} s")
+    except (OSError, nats.errors.Error) as exc:
+        raise ConnectError(f"cannot connect to NATS: {exc}") from exc
+    finally:
+        if not attempt.done() or attempt.exception() is not None or refused.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            if not nc.is_connected or refused.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(nc.close(), 5)
 
 
 async def ensure_stream(

@@ -30,7 +30,7 @@ from sciwire.fleet._config import (
     parse_config,
 )
 from sciwire.fleet._consumer import AsyncFleet, Fleet, Since
-from sciwire.fleet._nats import connect_options, ensure_stream, stream_subjects
+from sciwire.fleet._nats import connect_options, ensure_stream, resync_sources, stream_subjects
 from sciwire.fleet._schema import (
     SCHEMA_VERSION,
     CommandError,
@@ -71,6 +71,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "pattern_subject",
+    "resync_sources",
     "server_binary",
     "start_cluster",
     "stream_subjects",

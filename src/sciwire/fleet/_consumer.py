@@ -35,6 +35,7 @@ from sciwire.errors import ConnectionClosed, Timeout
 from sciwire.fleet._nats import Credentials, connect, connect_options
 from sciwire.fleet._schema import (
     CommandError,
+    FleetError,
     FleetEvent,
     FleetPayloadError,
     PermissionDenied,
@@ -243,14 +244,47 @@ class AsyncFleet:
             raise ValueError("register handlers with on() before start()")
         if self._sub is not None:
             await self._sub.unsubscribe()
-        inbox = nc.new_inbox()
-        # bounded: the server never has more than max_ack_pending unacknowledged in flight
-        self._sub = await nc.subscribe(
-            inbox,
-            cb=self._on_msg,
-            pending_msgs_limit=self.max_ack_pending * 2 + 1024,
-            pending_bytes_limit=512 * 1024 * 1024,
-        )
+            self._sub = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            # one inbox per attempt: a consumer created by an attempt that timed out
+            # (placed on a server that just died) must not deliver next to its retry
+            inbox = nc.new_inbox()
+            # bounded: the server never has more than max_ack_pending unacknowledged out
+            sub = await nc.subscribe(
+                inbox,
+                cb=self._on_msg,
+                pending_msgs_limit=self.max_ack_pending * 2 + 1024,
+                pending_bytes_limit=512 * 1024 * 1024,
+            )
+            step = max(0.5, min(5.0, deadline - loop.time()))
+            try:
+                info = await asyncio.wait_for(
+                    self._create(js, inbox, subjects, since, durable), step
+                )
+            except nats.js.errors.APIError as exc:
+                await sub.unsubscribe()
+                raise FleetError(f"JetStream refused the consumer: {exc.description}") from exc
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                await sub.unsubscribe()
+                if loop.time() >= deadline:
+                    raise Timeout(f"JetStream did not create the consumer: {exc!r}") from exc
+                logger.info("consumer not created yet (%r); retrying", exc)
+                await asyncio.sleep(0.2)
+                continue
+            self._sub = sub
+            self.consumer = info.name
+            return
+
+    async def _create(
+        self,
+        js: JetStreamContext,
+        inbox: str,
+        subjects: list[str],
+        since: Since,
+        durable: str | None,
+    ) -> Any:
         config: ConsumerConfig | None = None
         if durable is not None:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -271,13 +305,7 @@ class AsyncFleet:
             config.filter_subject, config.filter_subjects = subjects[0], None
         else:
             config.filter_subject, config.filter_subjects = None, subjects
-        try:
-            info = await js.add_consumer(self.stream, config)
-        except nats.js.errors.APIError as exc:
-            from sciwire.fleet._schema import FleetError
-
-            raise FleetError(f"JetStream refused the consumer: {exc.description}") from exc
-        self.consumer = info.name
+        return await js.add_consumer(self.stream, config)
 
     async def replay(self, since: Since = "all", durable: str | None = None) -> None:
         """Deliver stored events from *since* (default: everything kept), then live ones."""

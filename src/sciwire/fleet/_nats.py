@@ -19,7 +19,14 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig, StreamSource
 from sciwire.errors import ConnectError, Timeout
 from sciwire.fleet._schema import KINDS, FleetError
 
-__all__ = ["Credentials", "connect", "connect_options", "ensure_stream", "stream_subjects"]
+__all__ = [
+    "Credentials",
+    "connect",
+    "connect_options",
+    "ensure_stream",
+    "resync_sources",
+    "stream_subjects",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,13 +182,15 @@ async def ensure_stream(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
+        # short attempts: a cluster still electing its leader drops API requests unanswered
+        step = max(0.1, min(2.0, deadline - loop.time()))
         try:
             try:
-                await js.stream_info(name)
+                await asyncio.wait_for(js.stream_info(name), step)
             except nats.js.errors.NotFoundError:
-                await js.add_stream(config)
+                await asyncio.wait_for(js.add_stream(config), step)
             else:
-                await js.update_stream(config)
+                await asyncio.wait_for(js.update_stream(config), step)
             return
         except nats.js.errors.BadRequestError as exc:
             raise FleetError(f"JetStream refused stream {name}: {exc.description}") from exc
@@ -196,3 +205,32 @@ def _external(domain: str) -> Any:
     from nats.js.api import ExternalStream
 
     return ExternalStream(api=f"$JS.{domain}.API")
+
+
+async def resync_sources(js: JetStreamContext, name: str, timeout: float = 10.0) -> int:
+    """Restart a stream's sourcing now, from where each source stopped.
+
+    After the far side of a source was away (a ship's leaf link cut, the shore
+    restarted) nats-server retries with a growing back-off and may take tens of
+    seconds to notice the link is back; call this once it is. The server resumes
+    each source after the last message it already copied, so nothing is stored twice.
+    Returns how many sources were restarted.
+
+    Raises:
+        FleetError: the stream has no sources, or JetStream refused the update.
+    """
+    try:
+        info = await asyncio.wait_for(js.stream_info(name), timeout)
+        config = info.config
+        sources = config.sources
+        if not sources:
+            raise FleetError(f"stream {name} has no sources")
+        config.sources = None
+        await asyncio.wait_for(js.update_stream(config), timeout)
+        config.sources = sources
+        await asyncio.wait_for(js.update_stream(config), timeout)
+    except nats.js.errors.APIError as exc:
+        raise FleetError(f"JetStream refused to resync {name}: {exc.description}") from exc
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise Timeout(f"JetStream did not answer while resyncing {name}: {exc}") from exc
+    return len(sources)

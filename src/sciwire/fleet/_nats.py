@@ -192,7 +192,7 @@ async def ensure_stream(
             else:
                 await asyncio.wait_for(js.update_stream(config), step)
             return
-        except nats.js.errors.BadRequestError as exc:
+        except (nats.js.errors.BadRequestError, nats.js.errors.ServerError) as exc:
             raise FleetError(f"JetStream refused stream {name}: {exc.description}") from exc
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             # no JetStream leader yet (a cluster still forming), or a server restarting

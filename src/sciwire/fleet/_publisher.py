@@ -1,6 +1,16 @@
-"""The bridge's JetStream publisher: a bounded queue, a window of unacknowledged
-publishes, and re-publishing (same ``Nats-Msg-Id``, so JetStream keeps one copy) when
-an acknowledgement fails or does not come."""
+"""The bridge's JetStream publisher: a bounded queue, a window of unconfirmed events,
+and re-publishing (same ``Nats-Msg-Id``, so JetStream keeps one copy) when a
+confirmation fails or does not come.
+
+Not every event asks for its own acknowledgement: that costs a reply subject, a
+future and a JSON reply per event, half the bridge's time. Events go out as plain
+publishes on the stream's subjects, and every ``checkpoint``-th event (and the last
+one before the queue runs dry) as a JetStream publish that asks for one. The stream
+handles one connection's messages in order, so its acknowledgement of a checkpoint
+confirms every event sent before it on that connection. A failed or overdue
+checkpoint sends everything unconfirmed again, oldest first; the copies the stream
+already has are dropped by their message id.
+"""
 
 from __future__ import annotations
 
@@ -36,16 +46,17 @@ class Outgoing:
 
 
 class Publisher:
-    """Publishes events in order with at most *window* acknowledgements outstanding.
+    """Publishes events in order with at most *window* of them unconfirmed.
 
     Args:
         nc: the NATS connection.
         js: its JetStream context.
-        max_pending: events held (queued plus unacknowledged); more are dropped.
-        window: publishes awaiting their acknowledgement at once (at most the
-            JetStream context's ``publish_async_max_pending``).
-        ack_timeout: seconds before an unacknowledged publish is sent again.
-        on_stored: called with each event once JetStream confirmed it.
+        max_pending: events held (queued plus unconfirmed); more are dropped.
+        window: events sent but not yet confirmed, at most.
+        checkpoint: ask for an acknowledgement every this many events (1: every one).
+        ack_timeout: seconds before unconfirmed events are sent again.
+        on_stored: called with each event once JetStream confirmed it (and whether
+            the stream reported it a duplicate, known for checkpoints only).
     """
 
     def __init__(
@@ -55,6 +66,7 @@ class Publisher:
         *,
         max_pending: int = 100_000,
         window: int = 4096,
+        checkpoint: int = 128,
         ack_timeout: float = 5.0,
         on_stored: Callable[[Outgoing, bool], None] | None = None,
     ) -> None:
@@ -62,16 +74,21 @@ class Publisher:
         self.js = js
         self.max_pending = max_pending
         self.window = window
+        self.checkpoint = max(1, min(checkpoint, window))
         self.ack_timeout = ack_timeout
         self.on_stored = on_stored
-        #: events JetStream stored, acknowledged duplicates, dropped (queue full), re-sent
+        #: events confirmed stored, checkpoints reported duplicate, dropped (queue
+        #: full), sent again
         self.stored = 0
         self.duplicates = 0
         self.dropped = 0
         self.resent = 0
         self._queue: deque[Outgoing] = deque()
-        self._inflight: dict[int, tuple[Outgoing, asyncio.Future[Any], float]] = {}
+        #: sent, unconfirmed, oldest first: token -> (event, send time)
+        self._inflight: dict[int, tuple[Outgoing, float]] = {}
+        self._checkpoints: dict[int, asyncio.Future[Any]] = {}
         self._token = 0
+        self._last_checkpoint = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._idle = asyncio.Event()
@@ -88,11 +105,11 @@ class Publisher:
 
     @property
     def pending(self) -> int:
-        """Events queued or awaiting their acknowledgement."""
+        """Events queued or awaiting confirmation."""
         return len(self._queue) + len(self._inflight)
 
     def lag(self, now: float | None = None) -> float:
-        """Age in seconds of the oldest event not yet stored (0 when none)."""
+        """Age in seconds of the oldest event not yet confirmed (0 when none)."""
         oldest = None
         if self._inflight:
             oldest = next(iter(self._inflight.values()))[0].time
@@ -127,8 +144,9 @@ class Publisher:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
-        for _, fut, _ in self._inflight.values():
+        for fut in self._checkpoints.values():
             fut.cancel()
+        self._checkpoints.clear()
         self._inflight.clear()
 
     async def _send_loop(self) -> None:
@@ -146,54 +164,66 @@ class Publisher:
                 await asyncio.sleep(0.05)
                 continue
             if len(inflight) >= self.window:
-                # wait here, not in publish_async: an event taken from the queue and
-                # held across a re-send would overtake the older events put back
+                # wait here: an event taken from the queue and held across a re-send
+                # would overtake the older events put back
                 self._room.clear()
                 await self._room.wait()
                 continue
             out = queue.popleft()
+            token = self._token + 1
+            checkpoint = not queue or token - self._last_checkpoint >= self.checkpoint
             try:
-                fut = await js.publish_async(out.subject, out.data, headers=out.headers)
+                if checkpoint:
+                    fut = await js.publish_async(out.subject, out.data, headers=out.headers)
+                else:
+                    await nc.publish(out.subject, out.data, headers=out.headers)
             except (nats.errors.Error, OSError) as exc:
                 queue.appendleft(out)
                 logger.info("fleet publish failed (%s); retrying", exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._token += 1
-            token = self._token
-            inflight[token] = (out, fut, time.monotonic())
-            fut.add_done_callback(functools.partial(self._acked, token))
+            self._token = token
+            inflight[token] = (out, time.monotonic())
+            if checkpoint:
+                self._last_checkpoint = token
+                self._checkpoints[token] = fut
+                fut.add_done_callback(functools.partial(self._acked, token))
 
     def _acked(self, token: int, fut: asyncio.Future[Any]) -> None:
         self._room.set()
-        entry = self._inflight.pop(token, None)
-        if entry is None or fut.cancelled():
-            return
+        if self._checkpoints.pop(token, None) is None or fut.cancelled():
+            return  # already sent again
         exc = fut.exception()
         if exc is not None:
-            self._inflight[token] = entry  # put back: it is re-sent with the rest
-            logger.info("fleet publish not acknowledged (%r); re-sending", exc)
+            logger.info("fleet checkpoint not acknowledged (%r); re-sending", exc)
             self.resend_unacknowledged()
             return
-        self.stored += 1
         duplicate = bool(getattr(fut.result(), "duplicate", False))
         if duplicate:
             self.duplicates += 1
-        if self.on_stored is not None:
-            self.on_stored(entry[0], duplicate)
-        if not self._inflight and not self._queue:
+        inflight = self._inflight
+        while inflight:  # everything up to the checkpoint is confirmed
+            first = next(iter(inflight))
+            if first > token:
+                break
+            out, _ = inflight.pop(first)
+            self.stored += 1
+            if self.on_stored is not None:
+                self.on_stored(out, duplicate and first == token)
+        if not inflight and not self._queue:
             self._idle.set()
 
     def resend_unacknowledged(self) -> None:
-        """Put every publish still awaiting its acknowledgement back in the queue."""
-        # Everything unacknowledged goes back to the front, oldest first: JetStream drops
-        # the copies it already has (same Nats-Msg-Id), so nothing is stored twice.
-        entries = list(self._inflight.values())
+        """Put every event not yet confirmed back in the queue, oldest first."""
+        # JetStream drops the copies it already has (same Nats-Msg-Id): nothing twice
+        entries = [out for out, _ in self._inflight.values()]
         self._inflight.clear()
-        for _, fut, _ in entries:
+        for fut in self._checkpoints.values():
             fut.cancel()
-        self._queue.extendleft(reversed([out for out, _, _ in entries]))
+        self._checkpoints.clear()
+        self._queue.extendleft(reversed(entries))
         self.resent += len(entries)
+        self._last_checkpoint = self._token
         self._wake.set()
         self._room.set()
 
@@ -202,7 +232,7 @@ class Publisher:
             await asyncio.sleep(min(0.5, self.ack_timeout / 2))
             if not self._inflight:
                 continue
-            _, _, sent = next(iter(self._inflight.values()))
+            _, sent = next(iter(self._inflight.values()))
             if time.monotonic() - sent > self.ack_timeout:
-                logger.info("fleet acknowledgements overdue; re-sending %d", len(self._inflight))
+                logger.info("fleet confirmations overdue; re-sending %d", len(self._inflight))
                 self.resend_unacknowledged()

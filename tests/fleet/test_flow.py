@@ -241,9 +241,7 @@ async def test_malformed_events_are_counted_and_dropped(
     fleet.on((None,), got.append)
     await fleet.start("new")
     assert fleet.nc is not None and fleet.js is not None
-    await fleet.js.publish(
-        "sciwire.ifcb.x.valuechanged", b"garbage", headers={"Sciwire-Schema": "1"}
-    )
+    await fleet.js.publish("sciwire.ifcb.x.valuechanged", b"garbage", headers={"X": "1"})
     await fleet.js.publish("sciwire.ifcb.x.valuechanged", b"{}")
     # and one the instrument sent malformed: the bridge drops it, counted
     sims[0].push("triggerrois:2:1:1:AAAA")

@@ -112,29 +112,29 @@ def test_rig_and_samp_events() -> None:
     ("data", "headers", "why"),
     [
         (b"{}", {}, "not a sciwire fleet v1 event"),
-        (b"not json", {"Sciwire-Schema": "1"}, "bad event body"),
+        (b"not json", {}, "bad event body"),
         (
             b'{"v":2,"kind":"ifcb","instrument":"s","name":"x","seq":1,"time":0}',
-            {"Sciwire-Schema": "1"},
-            "version",
+            {},
+            "v1 event",
         ),
         (
             b'{"v":1,"kind":"ifcb","name":"x","seq":1,"time":0}',
-            {"Sciwire-Schema": "1"},
+            {},
             "bad event body",
         ),
         (
             b'{"v":1,"kind":"tv","instrument":"s","name":"x","seq":1,"time":0}',
-            {"Sciwire-Schema": "1"},
+            {},
             "unknown event kind",
         ),
         (
             b'{"v":1,"kind":"ifcb","instrument":"s","name":"x","seq":1,"time":0,"text":"triggerrois:x"}',
-            {"Sciwire-Schema": "1"},
+            {},
             "bad ifcb event",
         ),
-        (b'{"v":1}', {"Sciwire-Schema": "1", HDR_BLOBS: "99"}, "do not fit"),
-        (b'{"v":1}', {"Sciwire-Schema": "1", HDR_BLOBS: "a,b"}, "bad Sciwire-Blobs"),
+        (b'{"v":1}', {HDR_BLOBS: "99"}, "do not fit"),
+        (b'{"v":1}', {HDR_BLOBS: "a,b"}, "bad Sciwire-Blobs"),
     ],
 )
 def test_malformed_payloads_raise_a_clear_error(data: bytes, headers: dict, why: str) -> None:
@@ -237,3 +237,15 @@ def test_load_config_reports_bad_toml(tmp_path) -> None:  # type: ignore[no-unty
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["valuechanged:pausestate:0", 'quote " back\\slash \u00e9 \u2603 \n tab\t', ""],
+)
+@pytest.mark.parametrize("hub_seq", [None, 0, 12345678901234, "odd"])
+def test_fast_ifcb_json_is_what_json_dumps_gives(text: str, hub_seq: object) -> None:
+    _, body, _ = ifcb_event("111-\u00e9", 3, 1733.123456789, text, hub_seq)
+    data, _ = encode_event(body)
+    assert json.loads(data) == body
+    assert data == json.dumps(body, separators=(",", ":")).encode()

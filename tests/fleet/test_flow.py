@@ -284,3 +284,33 @@ async def test_command_errors_are_clear(
     assert err.value.code == "bad-request"
     # a remote rig answers EXPSTATUS with its own status
     assert await fleet.rig("cam", "status", "running") == {"cam": [int(ExpStatus.CONNECTED)]}
+
+
+async def test_instruments_partitioned_over_two_streams(
+    nats_server: NatsServer, sims: list, make_bridge: Any, make_fleet: Any
+) -> None:
+    from sciwire.fleet import ConfigError
+
+    for i, sim in enumerate(sims[:2]):
+        config = bridge_config([nats_server.url], [sim], [], name=f"site{i}")
+        config.stream.name = f"SITE{i}"
+        config.stream.subjects = [f"sciwire.ifcb.{sim.serial}.>"]
+        await make_bridge(config)
+    # a bridge whose stream would not capture its instrument refuses to start
+    config = bridge_config([nats_server.url], sims[2:], [], name="site2")
+    config.stream.name, config.stream.subjects = "SITE2", ["sciwire.ifcb.elsewhere.>"]
+    with pytest.raises(ConfigError, match="does not capture"):
+        await make_bridge(config, wait=False)
+    for i, sim in enumerate(sims[:2]):
+        await fleet_relay(make_fleet, nats_server.url, sim.serial)
+        reader = await make_fleet(nats_server.url, stream=f"SITE{i}")
+        seen: list[Any] = []
+        reader.on(("triggercontent",), seen.append)
+        await reader.replay("all")
+        await reader.wait_for(lambda seen=seen: len(seen) >= 10, scale(20))
+        assert {ev.instrument for ev in seen} == {sim.serial}
+
+
+async def fleet_relay(make_fleet: Any, url: str, serial: str) -> None:
+    fleet = await make_fleet(url)
+    await fleet.relay_message_to_host(serial, "routine:runsample")

@@ -220,6 +220,8 @@ def test_config_parses_and_checks() -> None:
         ),
         ({"ifcb": [{"serial": "1"}]}, "url"),
         ({"stream": {"storage": "tape"}}, "storage"),
+        ({"stream": {"subjects": ["sciwire.cmd.>"]}}, "never sciwire.cmd"),
+        ({"stream": {"subjects": "sciwire.ifcb.>"}}, "must be a list"),
         ({"bridge": {"window": 0}}, "positive"),
     ],
 )
@@ -249,3 +251,23 @@ def test_fast_ifcb_json_is_what_json_dumps_gives(text: str, hub_seq: object) -> 
     data, _ = encode_event(body)
     assert json.loads(data) == body
     assert data == json.dumps(body, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "covered"),
+    [
+        ("sciwire.ifcb.>", "sciwire.ifcb.111.>", True),
+        ("sciwire.ifcb.111.>", "sciwire.ifcb.111.>", True),
+        ("sciwire.ifcb.*.>", "sciwire.ifcb.111.>", True),
+        ("sciwire.ifcb.222.>", "sciwire.ifcb.111.>", False),
+        ("sciwire.ifcb.111.*", "sciwire.ifcb.111.>", False),
+        ("sciwire.rig.>", "sciwire.ifcb.111.>", False),
+        ("sciwire.>", "sciwire.samp.>", True),
+        ("sciwire.samp.a", "sciwire.samp.a", True),
+        ("sciwire.samp.a.b", "sciwire.samp.a", False),
+    ],
+)
+def test_subject_matches(pattern: str, subject: str, covered: bool) -> None:
+    from sciwire.fleet._schema import subject_matches
+
+    assert subject_matches(pattern, subject) is covered

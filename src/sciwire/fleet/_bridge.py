@@ -25,14 +25,15 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from sciwire.errors import SciwireError
-from sciwire.fleet._config import RIG_OPS, BridgeConfig, IfcbSpec, RigSpec, SampSpec
-from sciwire.fleet._nats import connect, connect_options, ensure_stream
+from sciwire.fleet._config import RIG_OPS, BridgeConfig, ConfigError, IfcbSpec, RigSpec, SampSpec
+from sciwire.fleet._nats import connect, connect_options, ensure_stream, stream_subjects
 from sciwire.fleet._publisher import Outgoing, Publisher
 from sciwire.fleet._schema import (
     HDR_MSG_ID,
     encode_event,
     ifcb_event,
     rig_event,
+    subject_matches,
 )
 from sciwire.ifcb import AsyncIFCBClient
 from sciwire.rig import EchoProtocol, ExpMessage, Services
@@ -141,9 +142,20 @@ class Bridge:
             replicas=s.replicas,
             storage=s.storage,
             duplicate_window=s.duplicate_window,
+            subjects=s.subjects,
             timeout=timeout,
         )
+        captured = s.subjects or stream_subjects()
         for inst in self.instruments.values():
+            subject = (
+                "sciwire.samp.>" if inst.kind == "samp" else f"sciwire.{inst.kind}.{inst.name}.>"
+            )
+            if not any(subject_matches(c, subject) for c in captured):
+                await self.stop()
+                raise ConfigError(
+                    f"stream {s.name} does not capture {subject} ({inst.kind} {inst.name}): "
+                    "add it to [stream] subjects"
+                )
             inst.seq = await self._last_seq(inst)
         self.publisher = Publisher(
             self.nc,

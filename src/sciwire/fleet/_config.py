@@ -101,6 +101,9 @@ class StreamSpec:
     """The JetStream stream the bridge creates (or updates) and publishes into."""
 
     name: str = "SCIWIRE"
+    #: the subjects the stream captures (default: every fleet event subject); narrow
+    #: them to partition instruments over several streams
+    subjects: list[str] | None = None
     max_age: float = 7 * 86400.0
     max_bytes: int = 1 << 30
     max_msgs: int = -1
@@ -204,6 +207,17 @@ def parse_config(data: Mapping[str, Any]) -> BridgeConfig:
         config.nats.servers = [config.nats.servers]
     config.stream = _take(data.get("stream", {}), StreamSpec, "stream")
     _name(config.stream.name, "[stream] name")
+    subjects = config.stream.subjects
+    if subjects is not None and (
+        not isinstance(subjects, list)
+        or not subjects
+        or not all(isinstance(x, str) and x.startswith("sciwire.") for x in subjects)
+        or any(x.startswith("sciwire.cmd.") or x.startswith("sciwire.health.") for x in subjects)
+    ):
+        raise ConfigError(
+            "[stream] subjects must be a list of fleet event subjects "
+            "(sciwire.ifcb/rig/samp..., never sciwire.cmd or sciwire.health)"
+        )
     if config.stream.storage not in ("file", "memory"):
         raise ConfigError("[stream] storage must be 'file' or 'memory'")
     config.ifcb = [_take(t, IfcbSpec, "ifcb") for t in data.get("ifcb", [])]

@@ -153,11 +153,13 @@ async def ensure_stream(
     storage: str = "file",
     duplicate_window: float = 120.0,
     sources: Sequence[tuple[str, str]] = (),
+    subjects: Sequence[str] | None = None,
     timeout: float = 20.0,
 ) -> None:
     """Create the fleet stream, or update its limits; retries while JetStream elects a
     leader (a new cluster) until *timeout*.
 
+    *subjects* narrows what the stream captures (default: every fleet event subject).
     With *sources* (``[(stream, domain)]``) the stream captures no subjects itself but
     copies those streams, in order and once each: the shore side of a leaf node.
 
@@ -167,7 +169,7 @@ async def ensure_stream(
     """
     config = StreamConfig(
         name=name,
-        subjects=None if sources else stream_subjects(),
+        subjects=None if sources else list(subjects or stream_subjects()),
         max_age=max_age,
         max_bytes=max_bytes,
         max_msgs=max_msgs,

@@ -51,6 +51,7 @@ __all__ = [
     "pattern_subject",
     "rig_event",
     "samp_event",
+    "subject_matches",
     "valid_token",
 ]
 
@@ -91,6 +92,20 @@ def _token(token: str, what: str) -> str:
     if not isinstance(token, str) or not valid_token(token):
         raise LocalProtocolError(f"{what} cannot be a NATS subject token", token)
     return token
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """True if the NATS subject filter *pattern* (``*`` one token, ``>`` the rest) covers
+    *subject* (which may itself hold ``*`` and ``>``, read as "any value there")."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have):
+            return False
+        if have[i] == ">" or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
 
 
 def event_subject(kind: str, instrument: str, name: str) -> str:

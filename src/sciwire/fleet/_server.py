@@ -120,7 +120,7 @@ class NatsServer:
             domain = f', domain: "{self.domain}"' if self.domain else ""
             lines.append(
                 f'jetstream {{ store_dir: "{self.store_dir}", max_memory_store: 256MB,'
-                f" max_file_store: 2GB{domain} }}"
+                f" max_file_store: 32GB{domain} }}"
             )
         if self.cluster is not None:
             cname, peers = self.cluster

@@ -183,6 +183,13 @@ class CliProcess:
                 f"{len(self.lines)} lines; stderr: {self.err[-10:]}"
             )
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end and its output to be read; its exit code."""
+        code = self.proc.wait(scale(timeout))
+        for thread in self._threads:
+            thread.join(scale(5))
+        return code
+
     async def await_lines(self, predicate: Callable[[list[str]], bool], timeout: float) -> None:
         """:meth:`wait_lines` without blocking the event loop."""
         await asyncio.to_thread(self.wait_lines, predicate, timeout)

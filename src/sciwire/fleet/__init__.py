@@ -17,6 +17,7 @@ scheme, the payload schema and the topologies are in docs/fleet.md.
 
 from __future__ import annotations
 
+from sciwire.fleet._blocking import Fleet
 from sciwire.fleet._bridge import Bridge
 from sciwire.fleet._config import (
     BridgeConfig,
@@ -29,7 +30,7 @@ from sciwire.fleet._config import (
     load_config,
     parse_config,
 )
-from sciwire.fleet._consumer import AsyncFleet, Fleet, Since
+from sciwire.fleet._consumer import AsyncFleet, Since
 from sciwire.fleet._nats import connect_options, ensure_stream, resync_sources, stream_subjects
 from sciwire.fleet._schema import (
     SCHEMA_VERSION,

@@ -1,4 +1,5 @@
-"""The consumer API: :class:`AsyncFleet` (asyncio) and :class:`Fleet` (blocking).
+"""The consumer API: :class:`AsyncFleet` (asyncio; :class:`~sciwire.fleet.Fleet` is its
+blocking form).
 
 Handlers are registered with the packages' own pattern language and receive one
 :class:`~sciwire.fleet.FleetEvent` each, whose ``fields`` are the objects the package
@@ -18,7 +19,7 @@ import itertools
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import nats.errors
@@ -30,7 +31,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from sciwire.core.patterns import Registry
-from sciwire.core.portal import Portal
 from sciwire.errors import ConnectionClosed, Timeout
 from sciwire.fleet._nats import Credentials, connect, connect_options
 from sciwire.fleet._schema import (
@@ -45,7 +45,7 @@ from sciwire.fleet._schema import (
 )
 from sciwire.rig import ExpMessage
 
-__all__ = ["AsyncFleet", "Fleet", "Since"]
+__all__ = ["AsyncFleet", "Since"]
 
 logger = logging.getLogger(__name__)
 
@@ -510,93 +510,3 @@ def _deliver(since: Since) -> dict[str, Any]:
             since = since.astimezone()
         return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": since}
     raise ValueError(f"since is 'new', 'all', 'last', a sequence or a time, not {since!r}")
-
-
-class Fleet:
-    """The blocking :class:`AsyncFleet`: the same arguments, handlers run on a
-    background event-loop thread.
-
-    Example::
-
-        with Fleet("nats://127.0.0.1:4222") as fleet:
-            fleet.on(("triggercontent",), lambda ev: print(ev.instrument, ev.fields[1]["PeakA"]))
-            fleet.replay(since="all")
-            fleet.relay_message_to_host("111-111-111", "routine:runsample")
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.afleet = AsyncFleet(*args, **kwargs)
-        self._portal = Portal("sciwire-fleet")
-
-    def connect(self) -> Fleet:
-        """Connect in a background thread."""
-        self._portal.start()
-        try:
-            self._portal.call(self.afleet.connect(), self.afleet.timeout + 5)
-        except BaseException:
-            self._portal.stop()
-            raise
-        return self
-
-    def close(self) -> None:
-        """Disconnect and stop the thread (idempotent)."""
-        if self._portal.running:
-            try:
-                self._portal.call(self.afleet.close(), 10)
-            finally:
-                self._portal.stop()
-
-    def __enter__(self) -> Fleet:
-        return self.connect()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def on(
-        self, pattern: Any, handler: Callable[[FleetEvent], Any], *, instrument: str | None = None
-    ) -> int:
-        """See :meth:`AsyncFleet.on` (handlers run on the background thread)."""
-        return self.afleet.on(pattern, handler, instrument=instrument)
-
-    def unregister(self, handler_id: int) -> None:
-        """See :meth:`AsyncFleet.unregister`."""
-        self.afleet.unregister(handler_id)
-
-    def start(self, since: Since = "new", durable: str | None = None) -> None:
-        """See :meth:`AsyncFleet.start`."""
-        self._call(self.afleet.start(since, durable))
-
-    def replay(self, since: Since = "all", durable: str | None = None) -> None:
-        """See :meth:`AsyncFleet.replay`."""
-        self._call(self.afleet.replay(since, durable))
-
-    def request(
-        self, kind: str, instrument: str, op: str, body: Any = None, timeout: float = 10.0
-    ) -> Any:
-        """See :meth:`AsyncFleet.request`."""
-        return self._call(self.afleet.request(kind, instrument, op, body, timeout), timeout + 5)
-
-    def relay_message_to_host(self, serial: str, message: str, timeout: float = 10.0) -> None:
-        """See :meth:`AsyncFleet.relay_message_to_host`."""
-        self._call(self.afleet.relay_message_to_host(serial, message, timeout), timeout + 5)
-
-    def rig(self, name: str, op: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
-        """See :meth:`AsyncFleet.rig`."""
-        return self._call(self.afleet.rig(name, op, *args, timeout=timeout, **kwargs), timeout + 5)
-
-    def bridges(self, wait: float = 0.5) -> list[dict[str, Any]]:
-        """See :meth:`AsyncFleet.bridges`."""
-        reports: list[dict[str, Any]] = self._call(self.afleet.bridges(wait), wait + 10)
-        return reports
-
-    def stream_info(self) -> dict[str, Any]:
-        """See :meth:`AsyncFleet.stream_info`."""
-        info: dict[str, Any] = self._call(self.afleet.stream_info())
-        return info
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """See :meth:`AsyncFleet.wait_for`."""
-        self._call(self.afleet.wait_for(predicate, timeout), timeout + 5)
-
-    def _call(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
-        return self._portal.call(coro, timeout or self.afleet.timeout + 5)  # type: ignore[arg-type]

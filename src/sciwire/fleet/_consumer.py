@@ -122,6 +122,7 @@ class AsyncFleet:
         self._seen_order: deque[int] = deque()
         self._progress: asyncio.Condition | None = None  # created on the loop
         self._awaiting: list[Any] = []
+        self._waiters = 0
         self._denied: dict[str, list[asyncio.Future[Any]]] = {}
 
     # -- connection -------------------------------------------------------------------
@@ -373,7 +374,8 @@ class AsyncFleet:
             self._seen.discard(self._seen_order.popleft())
 
     async def _notify(self) -> None:
-        if self._progress is not None:
+        # a Condition round per event costs a tenth of the consumer: only with waiters
+        if self._waiters and self._progress is not None:
             async with self._progress:
                 self._progress.notify_all()
 
@@ -390,10 +392,13 @@ class AsyncFleet:
             async with self._progress:
                 await self._progress.wait_for(predicate)
 
+        self._waiters += 1
         try:
             await asyncio.wait_for(waiting(), timeout)
         except asyncio.TimeoutError as exc:
             raise Timeout(f"fleet condition not met within {timeout} s") from exc
+        finally:
+            self._waiters -= 1
 
     # -- commands and health ----------------------------------------------------------
 

@@ -345,7 +345,8 @@ def decode_event(
     sizes = _blob_sizes(headers.get(HDR_BLOBS), len(data))
     end = len(data) - sum(sizes)
     try:
-        body = json.loads(data[:end])
+        # a str: json.loads would first guess the encoding of bytes, per event
+        body = json.loads(data[:end].decode())
     except ValueError as exc:
         raise FleetPayloadError(f"bad event body: {exc}", data[:end]) from exc
     if not isinstance(body, dict) or body.get("v") != SCHEMA_VERSION:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sciwire.errors import LocalProtocolError
 from sciwire.fleet import (
@@ -271,3 +273,19 @@ def test_subject_matches(pattern: str, subject: str, covered: bool) -> None:
     from sciwire.fleet._schema import subject_matches
 
     assert subject_matches(pattern, subject) is covered
+
+
+@given(st.text(alphabet="ABCDEFabcdef0123456789+/=\n *-_", max_size=40))
+def test_strict_base64_is_what_the_package_accepts(text: str) -> None:
+    from sciwire.fleet._schema import _b64decode
+
+    image = RoiImage(text)
+    try:
+        expected: bytes | None = image.data
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = _b64decode(text)
+    except ValueError:
+        got = None
+    assert got == expected

@@ -17,7 +17,7 @@ from sciwire.fleet._schema import encode_event, ifcb_event
 from sciwire.ifcb import DaqValues, IFCBSimulator, RoiImage
 from sciwire.rig import ExpMessage, ExpStatus, RemoteRig
 from tests.conftest import scale
-from tests.fleet.conftest import bridge_config
+from tests.fleet.conftest import bridge_config, wait_connected
 
 BLAST = 400
 
@@ -314,3 +314,31 @@ async def test_instruments_partitioned_over_two_streams(
 async def fleet_relay(make_fleet: Any, url: str, serial: str) -> None:
     fleet = await make_fleet(url)
     await fleet.relay_message_to_host(serial, "routine:runsample")
+
+
+async def test_bridge_reconnects_to_a_tcp_rig(
+    nats_server: NatsServer, make_bridge: Any, make_fleet: Any
+) -> None:
+    from sciwire.rig import EchoProtocol
+
+    first = RemoteRig(await EchoProtocol.server("tcp://127.0.0.1:0", name="ephys"))
+    uri = first.com.server_uri
+    try:
+        config = bridge_config([nats_server.url], [], [first])
+        bridge = await make_bridge(config)
+        fleet = await make_fleet(nats_server.url)
+        assert await fleet.rig("ephys", "init", {"n": 1}) == {"ephys": [{"n": 1}]}
+        first.close()
+        while bridge.health()["connected"]:  # the bridge sees the rig go
+            await asyncio.sleep(0.02)
+        with pytest.raises(CommandError) as err:
+            await fleet.rig("ephys", "init", {"n": 2})
+        assert err.value.code == "not-connected"
+        second = RemoteRig(await EchoProtocol.server(uri, name="ephys"))
+        try:
+            await wait_connected(bridge)
+            assert await fleet.rig("ephys", "init", {"n": 3}) == {"ephys": [{"n": 3}]}
+        finally:
+            second.close()
+    finally:
+        first.close()

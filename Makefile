@@ -16,6 +16,7 @@ $(BIN)/python:
 # Reinstall only when the package metadata changes; sources are installed editable.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[fleet]'  # the fleet row of `sciwire demo`
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

@@ -17,6 +17,14 @@ scheme, the payload schema and the topologies are in docs/fleet.md.
 
 from __future__ import annotations
 
+import importlib.util
+
+if importlib.util.find_spec("nats") is None:  # pragma: no cover - without the extra
+    # a ModuleNotFoundError: `sciwire --help` and `sciwire demo` then list fleet as absent
+    raise ModuleNotFoundError(
+        "sciwire.fleet needs the fleet extra: pip install 'sciwire[fleet]'", name="nats"
+    )
+
 from sciwire.fleet._blocking import Fleet
 from sciwire.fleet._bridge import Bridge
 from sciwire.fleet._config import (

@@ -42,6 +42,8 @@ __all__ = ["Bridge"]
 
 logger = logging.getLogger(__name__)
 
+#: seconds a relay to an IFCB hub may wait for its socket
+COMMAND_TIMEOUT = 10.0
 #: seconds between attempts to reach an instrument that is away
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -112,12 +114,20 @@ class Bridge:
         """Connect to NATS, set up the stream, start every instrument and the health loop.
 
         Instruments that are away are retried in the background; NATS must answer
-        within *timeout*.
+        within *timeout*. On failure everything started is stopped again.
 
         Raises:
             ConnectError: NATS did not answer or refused the credentials.
+            ConfigError: the stream would not capture a configured instrument.
             FleetError, Timeout: the stream could not be set up.
         """
+        try:
+            await self._start(timeout)
+        except BaseException:
+            await self.stop(flush_timeout=0)
+            raise
+
+    async def _start(self, timeout: float) -> None:
         cfg = self.config
         self.started_at = time.time()
         options = connect_options(name=f"sciwire-bridge-{cfg.name}", **cfg.nats.connect_options())
@@ -151,7 +161,6 @@ class Bridge:
                 "sciwire.samp.>" if inst.kind == "samp" else f"sciwire.{inst.kind}.{inst.name}.>"
             )
             if not any(subject_matches(c, subject) for c in captured):
-                await self.stop()
                 raise ConfigError(
                     f"stream {s.name} does not capture {subject} ({inst.kind} {inst.name}): "
                     "add it to [stream] subjects"
@@ -373,7 +382,12 @@ class Bridge:
             )
             return
         try:
-            await client.relay_message_to_host(message)
+            await asyncio.wait_for(client.relay_message_to_host(message), COMMAND_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self._answer(
+                msg, _reply(False, code="timeout", message=f"IFCB {serial}: no room")
+            )
+            return
         except SciwireError as exc:
             await self._answer(msg, _reply(False, code="failed", message=str(exc)))
             return

@@ -61,8 +61,8 @@ async def run_samp(bridge: Bridge, spec: SampSpec, inst: _Instrument) -> None:
             client: Any = client,
         ) -> None:
             _publish(bridge, inst, mtype, params, sender, call=True)
-            with contextlib.suppress(SciwireError, OSError):
-                await client.ereply(msg_id, "samp.ok", result={})
+            with contextlib.suppress(SciwireError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(client.ereply(msg_id, "samp.ok", result={}), 10)
 
         try:
             hub_params = read_lockfile(spec.lockfile) if spec.lockfile else None

@@ -194,7 +194,8 @@ def watch(
                 enough.set()
 
         for pattern in wanted:
-            fleet.on(pattern, show, instrument=None if pattern == "*" else instrument)
+            # SAMP subjects carry no instrument: --instrument applies to IFCB and rigs
+            fleet.on(pattern, show, instrument=None if isinstance(pattern, str) else instrument)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

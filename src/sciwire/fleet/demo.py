@@ -80,7 +80,8 @@ async def run_async(report: list[str] | None = None) -> DemoRow:
             )
 
         await watcher.wait_for(done, 30)
-        await bridge.publisher.flush(10) if bridge.publisher else None
+        assert bridge.publisher is not None
+        await bridge.publisher.flush(10)
         info = await watcher.stream_info()
         await watcher.wait_for(lambda: watcher.delivered >= info["messages"], 10)
         ok = True

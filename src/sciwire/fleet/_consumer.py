@@ -80,6 +80,12 @@ class AsyncFleet:
         max_ack_pending: events delivered but not yet acknowledged, at most.
         ack_wait: seconds before JetStream delivers an unacknowledged event again (to
             the next run of a durable consumer whose process died, for instance).
+        reorder_wait: how long an event that arrives ahead of its instrument's next
+            sequence number is held for the missing ones (stored out of order across
+            a cluster failover); after that the hole is given up (counted in ``gaps``)
+            and the events go on. Only for kinds whose every event the handlers
+            receive (``(None,)``, ``ExpMessage.any()``, ``"*"``, or several patterns);
+            0 delivers in arrival order.
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class AsyncFleet:
         timeout: float = 10.0,
         max_ack_pending: int = 8192,
         ack_wait: float = 30.0,
+        reorder_wait: float = 2.0,
     ) -> None:
         self.options = connect_options(servers, credentials, tls, name)
         self.stream = stream
@@ -101,6 +108,16 @@ class AsyncFleet:
         self.timeout = timeout
         self.max_ack_pending = max_ack_pending
         self.ack_wait = ack_wait
+        self.reorder_wait = reorder_wait
+        #: holes in an instrument's numbering given up on (events dropped by a bridge
+        #: whose queue was full, or discarded by the stream's limits)
+        self.gaps = 0
+        self._next: dict[tuple[str, str], int] = {}
+        self._held: dict[tuple[str, str], dict[int, tuple[FleetEvent, str]]] = {}
+        self._held_since: dict[tuple[str, str], float] = {}
+        #: kinds whose every event this consumer receives: only there do the numbers
+        #: run without holes, so only there is a hole worth waiting for
+        self._whole: set[str] = set()
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.registries = {
@@ -243,6 +260,11 @@ class AsyncFleet:
         subjects = self.subjects()
         if not subjects:
             raise ValueError("register handlers with on() before start()")
+        self._whole = {
+            kind
+            for kind in ("ifcb", "rig", "samp")
+            if {f"sciwire.{kind}.>", f"sciwire.{kind}.*.*"} & set(subjects)
+        }
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
@@ -316,6 +338,8 @@ class AsyncFleet:
         nc = self.nc
         if nc is None:
             return
+        if self._held_since:
+            await self._expire_holes()
         headers = msg.headers
         if headers and "Status" in headers:  # flow control and idle heartbeats
             if msg.reply:
@@ -343,10 +367,63 @@ class AsyncFleet:
             await nc.publish(msg.reply, b"+TERM")
             await self._notify()
             return
+        key = (event.kind, event.instrument)
+        expected = self._next.get(key)
+        if (
+            self.reorder_wait <= 0
+            or expected is None
+            or event.seq <= expected
+            or event.kind not in self._whole
+        ):
+            # in order, the first of its instrument, or late (after a hole given up)
+            await self._handle(event, msg.reply)
+            if expected is None or event.seq == expected:
+                self._next[key] = event.seq + 1
+                if key in self._held:
+                    await self._release(key)
+            return
+        # ahead of a hole: hold it (unacknowledged) until the hole fills or time is up
+        held = self._held.setdefault(key, {})
+        held[event.seq] = (event, msg.reply)
+        self._held_since.setdefault(key, asyncio.get_running_loop().time())
+        if len(held) >= self.max_ack_pending // 2:
+            await self._release(key, give_up=True)
+
+    async def _handle(self, event: FleetEvent, reply: str) -> None:
         await self.dispatch(event)
-        self._remember(sseq)
-        await nc.publish(msg.reply, b"+ACK")
+        if event.stream_seq is not None:
+            self._remember(event.stream_seq)
+        if self.nc is not None:
+            await self.nc.publish(reply, b"+ACK")
         await self._notify()
+
+    async def _release(self, key: tuple[str, str], give_up: bool = False) -> None:
+        """Handle the held events of *key* that are next in line (all of them, holes
+        given up, with *give_up*)."""
+        held = self._held.get(key, {})
+        while held:
+            nxt = self._next[key]
+            if nxt in held:
+                event, reply = held.pop(nxt)
+                await self._handle(event, reply)
+                self._next[key] = nxt + 1
+                self._held_since[key] = asyncio.get_running_loop().time()
+                continue
+            if not give_up:
+                break
+            first = min(held)
+            self.gaps += 1
+            logger.warning("%s %s: events %d..%d never came; going on", *key, nxt, first - 1)
+            self._next[key] = first
+        if not held:
+            self._held.pop(key, None)
+            self._held_since.pop(key, None)
+
+    async def _expire_holes(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for key, since in list(self._held_since.items()):
+            if now - since >= self.reorder_wait:
+                await self._release(key, give_up=True)
 
     async def dispatch(self, event: FleetEvent) -> int:
         """Run the handlers matching *event* (coroutines awaited); returns how many ran."""

@@ -30,6 +30,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: JetStream's error code for "no suitable peers for placement"
+NO_PEERS = 10005
+
 #: ``(user, password)``, a ``.creds`` file path, or a mapping with ``creds``,
 #: ``nkey_seed`` (an nkey seed file) or ``token``
 Credentials = tuple[str, str] | str | Mapping[str, Any] | None
@@ -195,7 +198,11 @@ async def ensure_stream(
                 await asyncio.wait_for(js.update_stream(config), step)
             return
         except (nats.js.errors.BadRequestError, nats.js.errors.ServerError) as exc:
-            raise FleetError(f"JetStream refused stream {name}: {exc.description}") from exc
+            # "no suitable peers for placement": a new cluster whose servers have not all
+            # joined its JetStream yet; wait for them, up to the deadline
+            if exc.err_code != NO_PEERS or loop.time() > deadline:
+                raise FleetError(f"JetStream refused stream {name}: {exc.description}") from exc
+            await asyncio.sleep(0.25)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             # no JetStream leader yet (a cluster still forming), or a server restarting
             if loop.time() > deadline:

@@ -75,6 +75,8 @@ async def test_status_send_and_watch(
     assert len(events) >= 11
     assert {e["name"] for e in events} == {"triggercontent", "expstatus"}
     assert bridge.health()["stored"] >= 11
+    resync = cli("resync", *url)  # SCIWIRE captures subjects: it has no sources
+    assert await finished(resync) == 1 and any("has no sources" in line for line in resync.err)
     human = cli("status", *url)
     assert await finished(human) == 0
     assert any(line.startswith("bridge test: 2/2 instruments connected") for line in human.lines)

@@ -4,6 +4,7 @@
     sciwire fleet watch PATTERN... [--since all|new|SEQ|ISO-TIME] [--durable NAME] [--json]
     sciwire fleet send ifcb SERIAL MESSAGE | sciwire fleet send rig NAME OP [JSON-ARG...]
     sciwire fleet status [--json]
+    sciwire fleet resync --stream SHORE
     sciwire fleet demo
 
 PATTERN: ``ifcb`` or ``ifcb:valuechanged:pausestate`` (an IFCB prefix), ``rig`` or
@@ -285,6 +286,25 @@ def status(wait: float, as_json: bool, **conn: Any) -> None:
                 f"  {inst['kind']:4} {inst['name']:16} "
                 f"{'up  ' if inst['connected'] else 'AWAY'} seq {inst['seq']}"
             )
+
+
+@group.command()
+@_connection
+def resync(**conn: Any) -> None:
+    """Restart --stream's sourcing now (the shore side, once a ship's link is back)."""
+
+    async def main() -> int:
+        from sciwire.fleet import resync_sources
+
+        fleet = _fleet(name="sciwire-resync", **conn)
+        await fleet.connect()
+        try:
+            assert fleet.js is not None
+            return await resync_sources(fleet.js, conn["stream"])
+        finally:
+            await fleet.close()
+
+    click.echo(f"{_run(main())} sources of {conn['stream']} restarted")
 
 
 @group.command()

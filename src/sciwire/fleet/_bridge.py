@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 
 from sciwire.errors import SciwireError
 from sciwire.fleet._config import RIG_OPS, BridgeConfig, ConfigError, IfcbSpec, RigSpec, SampSpec
-from sciwire.fleet._nats import connect, connect_options, ensure_stream, stream_subjects
+from sciwire.fleet._nats import connect, connect_options, ensure_stream, mapped, stream_subjects
 from sciwire.fleet._publisher import Outgoing, Publisher
 from sciwire.fleet._schema import (
     HDR_MSG_ID,
@@ -241,10 +241,13 @@ class Bridge:
     async def _last_seq(self, inst: _Instrument) -> int:
         assert self.js is not None
         subject = "sciwire.samp.>" if inst.kind == "samp" else f"sciwire.{inst.kind}.{inst.name}.>"
-        try:
-            msg = await self.js.get_last_msg(self.config.stream.name, subject)
-        except nats.js.errors.NotFoundError:
-            return 0
+        # any other failure stops the start: numbering from a guess would reuse message
+        # ids, and JetStream would drop the new events as duplicates
+        async with mapped(f"last event of {inst.kind} {inst.name}"):
+            try:
+                msg = await self.js.get_last_msg(self.config.stream.name, subject)
+            except nats.js.errors.NotFoundError:
+                return 0
         msg_id = (msg.headers or {}).get(HDR_MSG_ID, "")
         prefix = f"{inst.kind}.{inst.name}."
         if msg_id.startswith(prefix) and msg_id[len(prefix) :].isdigit():

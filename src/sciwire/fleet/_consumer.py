@@ -32,7 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from sciwire.core.patterns import Registry
 from sciwire.errors import ConnectionClosed, Timeout
-from sciwire.fleet._nats import Credentials, connect, connect_options
+from sciwire.fleet._nats import Credentials, connect, connect_options, mapped
 from sciwire.fleet._schema import (
     CommandError,
     FleetError,
@@ -511,6 +511,8 @@ class AsyncFleet:
                 ) from None
             except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
                 raise Timeout(f"no answer to {subject} within {timeout} s") from exc
+            except nats.errors.Error as exc:
+                raise ConnectionClosed(f"cannot send {subject}: {exc}") from exc
         finally:
             waiters = self._denied.get(subject, [])
             with contextlib.suppress(ValueError):
@@ -550,18 +552,20 @@ class AsyncFleet:
             with contextlib.suppress(ValueError):
                 reports.append(json.loads(msg.data))
 
-        sub = await nc.subscribe(inbox, cb=collect, pending_msgs_limit=1024)
-        try:
-            await nc.publish("sciwire.health.ping", b"", reply=inbox)
-            await asyncio.sleep(wait)
-        finally:
-            await sub.unsubscribe()
+        async with mapped("asking the bridges for their health"):
+            sub = await nc.subscribe(inbox, cb=collect, pending_msgs_limit=1024)
+            try:
+                await nc.publish("sciwire.health.ping", b"", reply=inbox)
+                await asyncio.sleep(wait)
+            finally:
+                await sub.unsubscribe()
         return sorted(reports, key=lambda r: str(r.get("bridge")))
 
     async def stream_info(self) -> dict[str, Any]:
         """The fleet stream's state (messages, bytes, first and last sequence...)."""
         _, js = self._require()
-        info = await js.stream_info(self.stream)
+        async with mapped(f"stream {self.stream}"):
+            info = await js.stream_info(self.stream)
         state = info.state
         return {
             "stream": self.stream,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig, StreamSource
 
-from sciwire.errors import ConnectError, Timeout
+from sciwire.errors import ConnectError, ConnectionClosed, Timeout
 from sciwire.fleet._schema import KINDS, FleetError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "connect",
     "connect_options",
     "ensure_stream",
+    "mapped",
     "resync_sources",
     "stream_subjects",
 ]
@@ -36,6 +37,29 @@ NO_PEERS = 10005
 #: ``(user, password)``, a ``.creds`` file path, or a mapping with ``creds``,
 #: ``nkey_seed`` (an nkey seed file) or ``token``
 Credentials = tuple[str, str] | str | Mapping[str, Any] | None
+
+
+@contextlib.asynccontextmanager
+async def mapped(what: str) -> AsyncIterator[None]:
+    """Turn nats-py's exceptions inside the block into sciwire's (at the public edge).
+
+    Raises:
+        FleetError: JetStream answered with an error (a missing stream...).
+        Timeout: no answer in time.
+        ConnectionClosed: the connection is closed or draining.
+    """
+    try:
+        yield
+    except nats.js.errors.APIError as exc:
+        raise FleetError(f"{what}: {exc.description}") from exc
+    except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        raise Timeout(f"{what}: no answer in time") from exc
+    except nats.errors.NoRespondersError as exc:
+        raise FleetError(f"{what}: JetStream is not available (no responders)") from exc
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+        raise ConnectionClosed(f"{what}: the NATS connection is closed") from exc
+    except nats.errors.Error as exc:
+        raise FleetError(f"{what}: {exc}") from exc
 
 
 def stream_subjects() -> list[str]:

@@ -289,3 +289,24 @@ def test_strict_base64_is_what_the_package_accepts(text: str) -> None:
     except ValueError:
         got = None
     assert got == expected
+
+
+async def test_nats_errors_are_mapped_at_the_edge() -> None:
+    import nats.errors
+    import nats.js.errors
+
+    from sciwire.errors import ConnectionClosed, Timeout
+    from sciwire.fleet import FleetError
+    from sciwire.fleet._nats import mapped
+
+    cases = [
+        (nats.js.errors.NotFoundError(code=404, description="stream not found"), FleetError),
+        (nats.errors.TimeoutError(), Timeout),
+        (nats.errors.NoRespondersError(), FleetError),
+        (nats.errors.ConnectionClosedError(), ConnectionClosed),
+        (nats.errors.Error("odd"), FleetError),
+    ]
+    for raised, expected in cases:
+        with pytest.raises(expected, match=r"^doing it: "):
+            async with mapped("doing it"):
+                raise raised

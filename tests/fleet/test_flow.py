@@ -372,3 +372,22 @@ async def test_consumer_puts_each_instrument_back_in_order(
     await store("b", 1)  # any later message lets the consumer notice
     await fleet.wait_for(lambda: len(got) == 7, scale(10))
     assert got[5:] == [("a", 7), ("b", 1)] and fleet.gaps == 1
+
+
+async def test_health_is_published_on_its_subject(
+    nats_server: NatsServer, sims: list, make_bridge: Any, make_fleet: Any
+) -> None:
+    await make_bridge(bridge_config([nats_server.url], sims[:1], [], name="healthy"))
+    fleet = await make_fleet(nats_server.url)
+    assert fleet.nc is not None
+    reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def got(msg: Any) -> None:
+        await reports.put(json.loads(msg.data))
+
+    await fleet.nc.subscribe("sciwire.health.healthy", cb=got)
+    report = await asyncio.wait_for(reports.get(), scale(10))
+    assert report["bridge"] == "healthy" and report["nats_connected"]
+    assert report["connected"] == report["configured"] == 1
+    for key in ("lag", "pending", "dropped", "stored", "malformed", "instruments"):
+        assert key in report

@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # Reinstall only when the package metadata changes; sources are installed editable.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[drms]'
+	$(BIN)/python -m pip install --quiet -e '.[drms,fleet]'  # drms.Client, the fleet row
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

@@ -25,6 +25,7 @@ PACKAGES: dict[str, str] = {
     "samp": "SAMP hub and clients (Standard and Web Profile)",
     "ifcb": "IFCB SignalR client and instrument simulator",
     "rig": "IBL rig echo protocol over UDP/TCP",
+    "fleet": "many instruments and consumers across machines on NATS JetStream",
 }
 
 

@@ -423,7 +423,9 @@ class EchoProtocol(ConfirmedSteps, asyncio.DatagramProtocol, ReadIntoProtocol):
         except BufferOverflowError as exc:
             self._budget.release(addr)
             self.dropped["overflow"] += 1
-            self.logger.warning("%s: closing connection from %s: %s", self.name, addr, exc)
+            self.logger.warning(
+                "%s: closing connection from %s: max_buffer_size: %s", self.name, addr, exc
+            )
             if transport is not None:
                 transport.close()
             return

@@ -29,9 +29,10 @@ def test_serve_exits_0_on_signals_and_send_json(signum: int) -> None:
         job.signal(signum).clean(0)
 
 
-def test_serve_on_a_taken_port_is_one_line() -> None:
+@pytest.mark.parametrize("scheme", ["udp://", ""])  # without one, udp is the default
+def test_serve_on_a_taken_port_is_one_line(scheme: str) -> None:
     with taken_port(socket.SOCK_DGRAM) as port:
-        result = run("rig", "serve", f"udp://127.0.0.1:{port}").clean(1)
+        result = run("rig", "serve", f"{scheme}127.0.0.1:{port}").clean(1)
     assert f"cannot listen on 127.0.0.1:{port}" in result.err
     assert len(result.err.strip().splitlines()) == 1
 

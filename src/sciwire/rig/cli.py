@@ -25,7 +25,7 @@ from sciwire.rig._client import EchoProtocol
 from sciwire.rig._framing import DEFAULT_MAX_TOTAL_BUFFER
 from sciwire.rig._protocol import ExpMessage
 from sciwire.rig._server import RemoteRig
-from sciwire.rig._uri import STREAM_SCHEMES
+from sciwire.rig._uri import STREAM_SCHEMES, parse_uri
 
 __all__ = ["group"]
 
@@ -81,8 +81,9 @@ def serve(
         try:
             com = await EchoProtocol.server(uri, name=name)
         except OSError as exc:
-            host, _, port = uri.partition("://")[2].rpartition(":")
-            raise bind_error("rig", host.strip("[]") or uri, int(port or 0), exc) from exc
+            # the URI parsed before the bind failed; its defaults (udp, port 11001) apply
+            _, host, port = parse_uri(uri, resolve_host=False, allow_port_zero=True)
+            raise bind_error("rig", host, port, exc) from exc
         except (SciwireError, ValueError) as exc:
             raise UserError(f"cannot serve on {uri}: {describe(exc)}") from exc
         if max_total_buffer is not None:

@@ -181,14 +181,13 @@ class HubConnection:
         self._drained.clear()
         self._wake.set()
 
+    def over_limit(self, limit: str, detail: str) -> None:
+        """Say that this connection is closed for passing *limit*: the one log line it gets."""
+        logger.warning("closing connection %s from %s: %s: %s", self.id, self.peer, limit, detail)
+
     def _too_slow(self) -> None:
         # a client that does not read would grow the queue without bound
-        logger.warning(
-            "dropping connection %s from %s: more than max_queued (%d) records wait for it",
-            self.id,
-            self.peer,
-            self.hub.max_queued,
-        )
+        self.over_limit("max_queued", f"more than {self.hub.max_queued} records wait for it")
         self._queue.clear()
         self.abort()
         self._drained.set()
@@ -462,12 +461,8 @@ class HubServer:
                         return
             elif msg.type == WSMsgType.ERROR:
                 if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
-                    logger.warning(
-                        "closing connection %s from %s: a message exceeded max_message_size "
-                        "(%d bytes)",
-                        conn.id,
-                        conn.peer,
-                        self.max_message_size,
+                    conn.over_limit(
+                        "max_message_size", f"a message over {self.max_message_size} bytes"
                     )
                 return
 
@@ -498,7 +493,7 @@ class HubServer:
             # keep reading the peer until it answers the closing handshake
             limit = isinstance(item, RecordTooLarge)
             if limit:
-                logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, item)
+                conn.over_limit("max_record_size", f"a record over {self.max_record_size} long")
             else:
                 logger.warning("connection %s: %s", conn.id, item)
             if proto.state == "open":

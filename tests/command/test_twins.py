@@ -49,6 +49,10 @@ class Driver:
     def call(self, name: str, *args: Any) -> Any:
         raise NotImplementedError
 
+    def call_by_name(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """The client's ``call(name, ...)``, which needs no discovered method."""
+        raise NotImplementedError
+
     def reload(self) -> None:
         raise NotImplementedError
 
@@ -80,6 +84,9 @@ class BlockingDriver(Driver):
 
     def call(self, name: str, *args: Any) -> Any:
         return getattr(self._cli(), name)(*args)
+
+    def call_by_name(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._cli().call(name, *args, **kwargs)
 
     def reload(self) -> None:
         self._cli()()
@@ -134,6 +141,9 @@ class AsyncDriver(Driver):
 
     def call(self, name: str, *args: Any) -> Any:
         return self._run(getattr(self._cli(), name)(*args))
+
+    def call_by_name(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._cli().call(name, *args, **kwargs))
 
     def reload(self) -> None:
         self._run(self._cli()())
@@ -210,6 +220,22 @@ def test_close_then_call(twins: Twins, make_server: MakeServer, scaled: Any) -> 
     assert steps[1][:2] == ("raised", "CommandError")
     assert steps[1][2].endswith('"add" with params (1, 2): client is closed')
     assert "system.describe" in steps[2][2] and "client is closed" in steps[2][2]
+
+
+def test_call_by_name(twins: Twins, make_server: MakeServer, scaled: Any) -> None:
+    srv = make_server()
+
+    def scenario(d: Driver) -> list[Outcome]:
+        d.open(srv.port, timeout=scaled(10), retries=1)
+        return [
+            outcome(lambda: d.call_by_name("add", 1, 2)),
+            outcome(lambda: d.call_by_name("add", a=1, b=2)),
+            outcome(lambda: d.call_by_name("no_such_method")),
+        ]
+
+    positional, named, unknown = both(twins, scenario)
+    assert positional == named == ("ok", 3)
+    assert unknown[1] == "CommandError" and "no_such_method" in unknown[2]
 
 
 def test_server_errors(twins: Twins, make_server: MakeServer, scaled: Any) -> None:

@@ -166,3 +166,9 @@ def test_a_closed_pipe_stops_quietly(emulator: JsocEmulator) -> None:
     proc.stderr.close()
     assert proc.wait(60) in (0, 1)
     assert err == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_a_jsoc_error_is_one_line(emulator: JsocEmulator) -> None:
+    code, out, err = invoke("query", "no.such_series[]", "-s", emulator.url)
+    assert (code, out) == (1, "")
+    assert err == "error: Unknown series: no.such_series [status=1]\n"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.clirun import Running, run, running, taken_port
@@ -89,3 +92,39 @@ def test_sim_and_monitor_exit_0_on_signals() -> None:
                 mon.wait_line("valuechanged")
                 mon.signal(signum).clean(0)
             sim.signal(signum).clean(0)
+
+
+async def _attack(url: str, frames: list[str], timeout: float) -> list[Any]:
+    """Handshake on a bare WebSocket, send *frames*; what the hub sends back until it closes."""
+    got: list[Any] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_str('{"protocol":"json","version":1}\x1e')
+        assert (await ws.receive(timeout=timeout)).data == "{}\x1e"
+        for frame in frames:
+            if ws.closed:
+                break
+            try:
+                await ws.send_str(frame)
+            except (ConnectionError, aiohttp.ClientError):
+                break
+        while True:
+            msg = await ws.receive(timeout=timeout)
+            got.append(msg.data if msg.type is aiohttp.WSMsgType.TEXT else msg.type)
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                got.append(msg.data)  # the close code
+                return got
+
+
+def test_sim_size_limits_from_the_command_line(scaled: Callable[[float], float]) -> None:
+    args = ("--port", "0", "--rate", "0", "--max-message-size", "300", "--max-record-size", "100")
+    with running("ifcb", "sim", *args) as job:
+        url = job.wait_line("IFCB simulator listening on").split()[4].replace("http", "ws")
+        got = asyncio.run(_attack(url, ["m" * 301], scaled(10)))
+        assert got[-2:] == [aiohttp.WSMsgType.CLOSE, 1009], got
+        job.wait_line("max_message_size", err=True)
+        got = asyncio.run(_attack(url, ["r" * 60] * 4, scaled(10)))  # each frame under 300
+        assert any("max_record_size" in str(g) for g in got), got
+        job.wait_line("max_record_size", err=True)
+        job.signal().clean(0)
+    for name in ("max_message_size", "max_record_size"):
+        assert sum(name in ln for ln in job.err) == 1, job.err

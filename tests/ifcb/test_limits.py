@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 
-from sciwire.errors import ConnectionClosed, Timeout
+from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 from sciwire.ifcb import (
     MAX_MESSAGE_SIZE,
     MAX_RECORD_SIZE,
@@ -26,9 +27,11 @@ from sciwire.ifcb import (
     HubClient,
     IFCBSimulator,
     MessageTooLarge,
+    NegotiateError,
     RecordTooLarge,
 )
 from sciwire.ifcb._signalr import PING_RECORD, RS, RecordBuffer, SignalRConnection
+from sciwire.ifcb._transport import MAX_NEGOTIATE_BODY
 
 SERIAL = "111-111-111"
 FAST = (0.05, 0.1, 0.2)
@@ -461,3 +464,58 @@ async def test_client_gives_up_on_a_hub_that_takes_nothing(
         await client.stop()
         server.close()
         await server.wait_closed()
+
+
+# -- negotiate answers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def negotiate_answering() -> AsyncIterator[Callable[[int, bytes], str]]:
+    """A hub URL whose negotiate answers the status and body the test sets (chunked)."""
+    answer: list[tuple[int, bytes]] = []
+
+    async def negotiate(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        status, body = answer[0]
+        resp = aiohttp.web.StreamResponse(status=status)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(body), 16 * 1024):
+            await resp.write(body[i : i + 16 * 1024])
+        await resp.write_eof()
+        return resp
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/hub/negotiate", negotiate)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+
+    def url(status: int, body: bytes) -> str:
+        answer[:] = [(status, body)]
+        return f"http://127.0.0.1:{runner.addresses[0][1]}/hub"
+
+    try:
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_an_endless_negotiate_answer_is_refused(
+    negotiate_answering: Callable[[int, bytes], str],
+    scaled: Callable[[float], float],
+    status: int,
+) -> None:
+    body = b'{"connectionId": "' + b"x" * (MAX_NEGOTIATE_BODY + 1) + b'"}'
+    hub = HubClient(negotiate_answering(status, body), handshake_timeout=scaled(10))
+    with pytest.raises(RemoteProtocolError, match=f"over {MAX_NEGOTIATE_BODY} bytes"):
+        await hub.start()
+
+
+async def test_a_negotiate_error_keeps_its_body(
+    negotiate_answering: Callable[[int, bytes], str], scaled: Callable[[float], float]
+) -> None:
+    hub = HubClient(negotiate_answering(503, b"hub is \xc3\xa9teint"), handshake_timeout=scaled(10))
+    with pytest.raises(NegotiateError, match="HTTP 503") as caught:
+        await hub.start()
+    assert caught.value.code == 503 and caught.value.data == "hub is éteint"

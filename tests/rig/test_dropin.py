@@ -99,6 +99,18 @@ async def ip_server() -> AsyncIterator[Callable[..., Any]]:
             await server.stop()
 
 
+def test_import_leaves_the_http_stack_for_external_ip() -> None:
+    # a fresh interpreter: sciwire.rig's UDP/TCP import pays nothing for external_ip's HTTP
+    code = (
+        "import sys, sciwire.rig\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sciwire.core.http')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 async def test_external_ip_asks_the_given_service(ip_server: Any) -> None:
     server = await ip_server(b"203.0.113.7\n")
     url = f"http://127.0.0.1:{server.port}/ip?fmt=text"

@@ -451,18 +451,23 @@ async def test_many_tcp_clients_at_once(make: Factory, scaled: Scaled) -> None:
     assert [d for d, _ in done] == [[30]] * 10
 
 
-async def test_tcp_garbage_and_overflow(make: Factory, raw_tcp: Any, scaled: Scaled) -> None:
-    server = await make.server("tcp://127.0.0.1:0")
+async def test_tcp_garbage_and_overflow(
+    make: Factory, raw_tcp: Any, scaled: Scaled, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make.server("tcp://127.0.0.1:0", name="capped")
     server.max_buffer_size = 1000
     reader, writer = await raw_tcp(*server._peer)
     with pytest.warns(RuntimeWarning, match="dropped a message"):
         writer.write(b"garbage \xff\xfe [1] [1, 2]")
         assert await read_messages(reader, 1, scaled(2)) == [b"[1, 2]"]
     assert server.dropped == {"utf8": 1, "shape": 1}
-    writer.write(b'[1, "' + b"x" * 2000)
-    await writer.drain()
-    assert await asyncio.wait_for(reader.read(), scaled(2)) == b""  # closed on overflow
+    with caplog.at_level(logging.WARNING, logger="capped"):
+        writer.write(b'[1, "' + b"x" * 2000)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), scaled(2)) == b""  # closed on overflow
     assert server.dropped["overflow"] == 1
+    lines = [r.getMessage() for r in caplog.records if "closing connection" in r.getMessage()]
+    assert len(lines) == 1 and "127.0.0.1" in lines[0] and "max_buffer_size" in lines[0], lines
     client = await make.client(server.server_uri)
     await client.init()  # other connections still served
 

@@ -120,6 +120,10 @@ class CommandClient:
             return parse_response(resp.body, method, shown, core.url)
         return core.result(method, shown, resp)
 
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a procedure by name (discovered or not), as ``AsyncCommandClient.call``."""
+        return self._call(method, args, kwargs)
+
     def _get_callable(self, key: str, info: ProcInfo | None = None) -> Callable[..., Any]:
         call = self._call
 

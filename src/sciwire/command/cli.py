@@ -112,7 +112,7 @@ def call(
         with CommandClient(
             host=host, port=port, headers=headers, timeout=int(timeout), retries=1
         ) as cli:
-            result = cli._call(method, tuple(args), kwargs)
+            result = cli.call(method, *args, **kwargs)
     except CommandConnectError as exc:
         fail(f"cannot connect to {where} to call {method}: {_reason(exc)}")
     except CommandTimeout as exc:

@@ -145,7 +145,7 @@ class JsocEmulator:
     async def start(self) -> None:
         """Bind and serve on the running loop."""
         self._stopping = asyncio.Event()
-        http = _JsocHttp(self, self.host, self.port)
+        http = _JsocHttp(self._handle, self.host, self.port)
         await http.start()
         self._http = http
         self.port = http.port
@@ -426,10 +426,14 @@ class _Answer:
     close: bool = False
 
 
+#: answers one request: (method, target, lower-case headers) -> answer, now or later
+_Answerer = Callable[[str, str, dict[str, str]], "_Answer | Awaitable[_Answer]"]
+
+
 class _JsocHttp(HttpServer):
     """The emulator's routes on sciwire's asyncio HTTP server."""
 
-    def __init__(self, emulator: JsocEmulator, host: str, port: int) -> None:
+    def __init__(self, answer: _Answerer, host: str, port: int) -> None:
         super().__init__(
             host=host,
             port=port,
@@ -438,10 +442,10 @@ class _JsocHttp(HttpServer):
             shutdown_timeout=5.0,
             name="jsoc-emulator",
         )
-        self.emulator = emulator
+        self.answer = answer  # the emulator's router, shared with its aiohttp app()
 
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
-        answer = self.emulator._handle(req.method, req.target, req.headers)
+        answer = self.answer(req.method, req.target, req.headers)
         if isinstance(answer, _Answer):
             return self._encode(answer, req)
         return self._later(answer, req)

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from sciwire.clikit import JSON_OPTION, PORT, bind_error, emit_json, run_until_signal
+from sciwire.clikit import (
+    JSON_OPTION,
+    PORT,
+    bind_error,
+    describe,
+    emit_json,
+    fail,
+    run_until_signal,
+)
 from sciwire.drms._protocol import check_export_status, check_query_status
 from sciwire.drms.config import ServerConfig, get_server, jsoc_layout
 from sciwire.drms.exceptions import DrmsError
@@ -47,11 +55,6 @@ def _client(server: str, timeout: float) -> HttpJsonClient:
         return HttpJsonClient(_server(server), timeout=timeout)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--server") from exc
-
-
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
 
 
 @click.group(name="drms")
@@ -97,8 +100,7 @@ def series(regex: str | None, server: str, timeout: float, full: bool, as_json: 
         try:
             d = check_query_status(c.show_series(regex))
         except (DrmsError, SciwireError) as exc:
-            _fail(exc)
-            return
+            fail(describe(exc))
     for item in d.get("names", []):
         if as_json:
             emit_json(item)
@@ -137,8 +139,7 @@ def query(
             else:
                 d = dict(check_query_status(c.rs_list(ds, key=key or "T_REC", seg=seg, n=limit)))
         except (DrmsError, SciwireError) as exc:
-            _fail(exc)
-            return
+            fail(describe(exc))
     if raw:
         click.echo(json.dumps(d))
         return
@@ -229,4 +230,4 @@ def export(
                 else:
                     click.echo(str(path))
         except (DrmsError, SciwireError, OSError) as exc:
-            _fail(exc)
+            fail(describe(exc))

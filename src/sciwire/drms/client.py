@@ -129,7 +129,7 @@ class Client:
         server: a registered server name (``jsoc``, ``kis``), a base URL, or a ServerConfig.
         email: the default address for export requests (checked with the server).
         verbose: log progress (export waits, downloads) at INFO instead of DEBUG.
-        timeout: seconds for connecting and for each read of every request.
+        timeout: seconds for connecting and for each whole answer (each read of a download).
     """
 
     def __init__(

@@ -16,7 +16,7 @@ import inspect
 import logging
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
@@ -152,45 +152,42 @@ class HubConnection:
         """Queue a fire-and-forget invocation of *target* on the client."""
         if self.proto.state != "open" or self._closing:
             return
-        self._push(self.proto.send(Invocation(target, list(arguments)), self._loop.time()))
+        self.enqueue(self.proto.send(Invocation(target, list(arguments)), self._loop.time()))
 
     def send_record(self, record: str) -> None:
         """Queue an already encoded record (one JSON hub message ending in 0x1E)."""
         if self.proto.state != "open" or self._closing:
             return
         self.proto.note_sent(self._loop.time())
-        self._push(record)
+        self.enqueue(record)
 
     def send_records(self, records: list[str]) -> None:
         """Queue several already encoded records at once."""
         if self.proto.state != "open" or self._closing:
             return
         self.proto.note_sent(self._loop.time())
-        queue = self._queue
-        queue.extend(records)
-        if len(queue) > self.hub.max_queued > 0:
+        self._queue.extend(records)
+        self._queued()
+
+    def enqueue(self, record: str) -> None:
+        """Queue one encoded record in any state (the hub's handshake answers, completions)."""
+        self._queue.append(record)
+        self._queued()
+
+    def _queued(self) -> None:
+        if len(self._queue) > self.hub.max_queued > 0:
             self._too_slow()
             return
         self._drained.clear()
         self._wake.set()
 
-    def _push(self, record: str) -> None:
-        queue = self._queue
-        queue.append(record)
-        if len(queue) > self.hub.max_queued > 0:
-            self._too_slow()
-            return
-        self._drained.clear()
-        self._wake.set()
+    def over_limit(self, limit: str, detail: str) -> None:
+        """Say that this connection is closed for passing *limit*: the one log line it gets."""
+        logger.warning("closing connection %s from %s: %s: %s", self.id, self.peer, limit, detail)
 
     def _too_slow(self) -> None:
         # a client that does not read would grow the queue without bound
-        logger.warning(
-            "dropping connection %s from %s: more than max_queued (%d) records wait for it",
-            self.id,
-            self.peer,
-            self.hub.max_queued,
-        )
+        self.over_limit("max_queued", f"more than {self.hub.max_queued} records wait for it")
         self._queue.clear()
         self.abort()
         self._drained.set()
@@ -206,7 +203,7 @@ class HubConnection:
         WebSocket closing handshake, or at once if *abort* (for a peer that broke a
         limit, which would otherwise be read until it answers the handshake)."""
         if self.proto.state == "open" and not self._closing:
-            self._push(self.proto.close(self._loop.time(), error))
+            self.enqueue(self.proto.close(self._loop.time(), error))
         self._closing = True
         self._wake.set()
         with contextlib.suppress(Exception):
@@ -222,6 +219,24 @@ class HubConnection:
         transport = self._transport
         if transport is not None:
             transport.abort()
+
+    async def run(self, read: Callable[[HubConnection], Awaitable[None]]) -> None:
+        """Write and keep time for this connection while *read* reads it; stop after."""
+        writer = asyncio.create_task(self._writer())
+        timers = asyncio.create_task(self._timers())
+        try:
+            await read(self)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.proto.connection_lost()
+            self._closing = True
+            self._wake.set()
+            timers.cancel()
+            writer.cancel()
+            for task in (timers, writer):
+                with contextlib.suppress(BaseException):
+                    await task
 
     async def _writer(self) -> None:
         ws = self.ws
@@ -272,7 +287,7 @@ class HubConnection:
                 await self.ws.close()
                 return
             if ping:
-                self._push(ping)
+                self.enqueue(ping)
 
 
 class HubServer:
@@ -346,9 +361,8 @@ class HubServer:
             raise
         self._runner = runner
         self.host = host
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        addresses = runner.addresses  # the bound (host, port, ...) of each site
+        self.port = addresses[0][1] if addresses else port
 
     async def stop(self, graceful: bool = False) -> None:
         """Stop listening and drop every connection (with a Close message if *graceful*)."""
@@ -424,21 +438,9 @@ class HubServer:
         if isinstance(peer, tuple) and len(peer) >= 2:
             conn.peer = f"{peer[0]}:{peer[1]}"
         self.connections[connection_id] = conn
-        writer = asyncio.create_task(conn._writer())
-        timers = asyncio.create_task(conn._timers())
         try:
-            await self._read(conn)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+            await conn.run(self._read)
         finally:
-            conn.proto.connection_lost()
-            conn._closing = True
-            conn._wake.set()
-            timers.cancel()
-            writer.cancel()
-            for task in (timers, writer):
-                with contextlib.suppress(BaseException):
-                    await task
             self.connections.pop(connection_id, None)
             self._in_use.discard(ws_id or "")
             with contextlib.suppress(Exception):
@@ -459,12 +461,8 @@ class HubServer:
                         return
             elif msg.type == WSMsgType.ERROR:
                 if getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
-                    logger.warning(
-                        "closing connection %s from %s: a message exceeded max_message_size "
-                        "(%d bytes)",
-                        conn.id,
-                        conn.peer,
-                        self.max_message_size,
+                    conn.over_limit(
+                        "max_message_size", f"a message over {self.max_message_size} bytes"
                     )
                 return
 
@@ -479,10 +477,10 @@ class HubServer:
         elif isinstance(item, HandshakeRequest):
             if item.protocol != "json" or item.version not in SERVER_VERSIONS:
                 error = f"protocol {item.protocol!r} version {item.version} is not supported"
-                conn._push(proto.reject_handshake(error, now))
+                conn.enqueue(proto.reject_handshake(error, now))
                 await conn.close()
                 return False
-            conn._push(proto.accept_handshake(now))
+            conn.enqueue(proto.accept_handshake(now))
             self.on_connected(conn)
             for held in proto.receive_frame(b"", now):  # records that shared the handshake frame
                 if not await self._handle(conn, held):
@@ -495,13 +493,13 @@ class HubServer:
             # keep reading the peer until it answers the closing handshake
             limit = isinstance(item, RecordTooLarge)
             if limit:
-                logger.warning("closing connection %s from %s: %s", conn.id, conn.peer, item)
+                conn.over_limit("max_record_size", f"a record over {self.max_record_size} long")
             else:
                 logger.warning("connection %s: %s", conn.id, item)
             if proto.state == "open":
                 await conn.close(f"Connection closed with an error. {item}", abort=limit)
             else:
-                conn._push(proto.reject_handshake(str(item), now))
+                conn.enqueue(proto.reject_handshake(str(item), now))
                 await conn.close(abort=limit)
             return False
         return True
@@ -532,4 +530,4 @@ class HubServer:
                 logger.exception("hub method %s raised", target, exc_info=exc)
         if invocation_id is not None and conn.proto.state == "open":
             completion = Completion(invocation_id, result, error, error is None)
-            conn._push(conn.proto.send(completion, asyncio.get_running_loop().time()))
+            conn.enqueue(conn.proto.send(completion, asyncio.get_running_loop().time()))

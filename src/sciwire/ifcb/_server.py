@@ -279,12 +279,7 @@ class IFCBSimulator(HubServer):
             try:
                 await asyncio.wait_for(conn.drain(), self.client_timeout)
             except asyncio.TimeoutError:
-                logger.warning(
-                    "dropping connection %s from %s: it took nothing for %s s",
-                    conn.id,
-                    conn.peer,
-                    self.client_timeout,
-                )
+                conn.over_limit("client_timeout", f"it took nothing for {self.client_timeout} s")
                 conn.abort()
 
     async def blast(self, count: int, messages: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,12 +44,15 @@ from sciwire.ifcb._signalr import (
     parse_negotiate,
 )
 
-__all__ = ["HubClient", "HubInvocationError", "MessageTooLarge"]
+__all__ = ["MAX_NEGOTIATE_BODY", "HubClient", "HubInvocationError", "MessageTooLarge"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Any]
 _MAX_REDIRECTS = 100
+#: the most of a negotiate answer read (a real one is a few hundred bytes; the rest of
+#: the handshake is bounded by max_message_size and max_record_size)
+MAX_NEGOTIATE_BODY = 64 * 1024
 _MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the close code for an over-long message
 # how long a graceful close waits for the server's close frame (API changed in aiohttp 3.11)
 _WS_TIMEOUT: dict[str, Any] = (
@@ -247,14 +251,16 @@ class HubClient:
         assert self._session is not None
         try:
             async with self._session.post(url, headers=headers) as resp:
+                body = await _read_capped(resp.content, MAX_NEGOTIATE_BODY, url)
                 if resp.status != 200:
-                    text = await resp.text()
                     raise NegotiateError(
-                        f"negotiate failed with HTTP {resp.status}", code=resp.status, data=text
+                        f"negotiate failed with HTTP {resp.status}",
+                        code=resp.status,
+                        data=body.decode("utf-8", "replace"),
                     )
                 try:
-                    return await resp.json(content_type=None)
-                except ValueError as exc:
+                    return json.loads(body)
+                except (ValueError, RecursionError) as exc:
                     raise RemoteProtocolError("negotiate reply is not JSON") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectError(f"cannot reach {url}: {exc}") from exc
@@ -460,3 +466,13 @@ class HubClient:
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.close()
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int, url: str) -> bytes:
+    """The whole body of a response, or RemoteProtocolError once it passes *limit* bytes."""
+    body = bytearray()
+    async for chunk in stream.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise RemoteProtocolError(f"negotiate reply from {url} is over {limit} bytes")
+    return bytes(body)

@@ -24,6 +24,7 @@ from sciwire.clikit import (
     silence_stdout,
 )
 from sciwire.errors import RemoteError, SciwireError
+from sciwire.ifcb._signalr import MAX_MESSAGE_SIZE, MAX_RECORD_SIZE
 
 __all__ = ["group", "parse_pattern"]
 
@@ -68,6 +69,20 @@ def group() -> None:
     show_default=True,
     help="Batch queued messages into one WebSocket frame, or send one frame each.",
 )
+@click.option(
+    "--max-message-size",
+    type=click.IntRange(min=0),
+    default=MAX_MESSAGE_SIZE,
+    show_default=True,
+    help="Largest WebSocket message taken from a client, bytes (0: no limit).",
+)
+@click.option(
+    "--max-record-size",
+    type=click.IntRange(min=0),
+    default=MAX_RECORD_SIZE,
+    show_default=True,
+    help="Longest SignalR record taken from a client, also across frames (0: no limit).",
+)
 def sim(
     host: str,
     port: int,
@@ -76,13 +91,21 @@ def sim(
     triggers: int,
     heartbeat: float,
     coalesce: bool,
+    max_message_size: int,
+    max_record_size: int,
 ) -> None:
     """Run an IFCB hub with a simulated instrument at /ifcbHub until interrupted."""
     from sciwire.ifcb import IFCBSimulator
 
     async def start() -> IFCBSimulator:
         simulator = IFCBSimulator(
-            serial, rate=rate, triggers=triggers, heartbeat_interval=heartbeat, coalesce=coalesce
+            serial,
+            rate=rate,
+            triggers=triggers,
+            heartbeat_interval=heartbeat,
+            coalesce=coalesce,
+            max_message_size=max_message_size,
+            max_record_size=max_record_size,
         )
         try:
             await simulator.start(host, port)

@@ -421,17 +421,22 @@ class EchoProtocol(ConfirmedSteps, asyncio.DatagramProtocol, ReadIntoProtocol):
         try:
             items = splitter.feed(data)
         except BufferOverflowError as exc:
-            self._budget.release(addr)
-            self.dropped["overflow"] += 1
-            self.logger.warning("%s: closing connection from %s: %s", self.name, addr, exc)
-            if transport is not None:
-                transport.close()
+            self._close_over_limit(addr, transport, "overflow", "max_buffer_size", str(exc))
             return
         after = splitter.buffered
         # the common whole-message chunk (nothing held before or after) skips the budget
         budget = self._budget
         if (before or after) and budget.update(addr, before, after) > self.max_total_buffer_size:
-            self._over_budget(splitter, addr, transport)
+            held = budget.total
+            splitter.discard()
+            self._close_over_limit(
+                addr,
+                transport,
+                "budget",
+                "max_total_buffer_size",
+                f"{self.max_total_buffer_size} bytes across connections reached with {held}"
+                " bytes held",
+            )
             return
         for raw, value in items:
             if value is NOT_JSON:
@@ -439,21 +444,19 @@ class EchoProtocol(ConfirmedSteps, asyncio.DatagramProtocol, ReadIntoProtocol):
             else:
                 self._receive(raw, addr, value)
 
-    def _over_budget(
-        self, splitter: StreamSplitter, addr: Addr, transport: asyncio.BaseTransport | None
+    def _close_over_limit(
+        self,
+        addr: Addr,
+        transport: asyncio.BaseTransport | None,
+        counter: str,
+        limit: str,
+        detail: str,
     ) -> None:
-        """Close the connection whose data passed the total budget, and say so once."""
-        total = self._budget.total
+        """Close the connection from *addr* that passed *limit*: counted, logged once."""
         self._budget.release(addr)
-        splitter.discard()
-        self.dropped["budget"] += 1
+        self.dropped[counter] += 1
         self.logger.warning(
-            "%s: closing connection from %s: max_total_buffer_size (%d bytes across "
-            "connections) reached with %d bytes held",
-            self.name,
-            addr,
-            self.max_total_buffer_size,
-            total,
+            "%s: closing connection from %s: %s: %s", self.name, addr, limit, detail
         )
         if transport is not None:
             transport.close()

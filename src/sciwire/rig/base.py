@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from sciwire.core.http.client import Endpoint, HttpPool
 from sciwire.rig._communicator import Communicator, is_success
 from sciwire.rig._errors import RigValueError
 from sciwire.rig._protocol import LISTEN_PORT, PROTOCOL_VERSION, ExpMessage, ExpStatus, Service
@@ -57,6 +56,10 @@ def external_ip(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RigValueError(f"external_ip needs an http(s) URL, got {url!r}")
+    # here, not at the top: the HTTP stack is for this one rare call, and
+    # ``import sciwire.rig`` (UDP/TCP only) should not pay for it
+    from sciwire.core.http.client import Endpoint, HttpPool
+
     default_port = 443 if parts.scheme == "https" else 80
     endpoint = Endpoint(parts.scheme, parts.hostname, parts.port or default_port)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -22,8 +22,10 @@ from sciwire.clikit import (
 )
 from sciwire.errors import SciwireError
 from sciwire.rig._client import EchoProtocol
+from sciwire.rig._framing import DEFAULT_MAX_TOTAL_BUFFER
 from sciwire.rig._protocol import ExpMessage
 from sciwire.rig._server import RemoteRig
+from sciwire.rig._uri import STREAM_SCHEMES, parse_uri
 
 __all__ = ["group"]
 
@@ -47,23 +49,46 @@ def group() -> None:
 @click.option("--name", "-n", default=None, help="Label of this rig.")
 @click.option("--reply", is_flag=True, help="Answer each message with the same event.")
 @click.option("--count", type=int, default=0, help="Exit after this many messages (0: never).")
+@click.option(
+    "--max-total-buffer",
+    type=click.IntRange(min=1),
+    default=None,
+    help=(
+        "tcp:// only: most bytes of unfinished messages held across all connections"
+        f" [default: {DEFAULT_MAX_TOTAL_BUFFER}]; the connection that passes it is closed."
+    ),
+)
 @JSON_OPTION
-def serve(uri: str, name: str | None, reply: bool, count: int, as_json: bool) -> None:
+def serve(
+    uri: str,
+    name: str | None,
+    reply: bool,
+    count: int,
+    max_total_buffer: int | None,
+    as_json: bool,
+) -> None:
     """Listen on URI (udp://host:port, tcp://..., [::1] works; port 0 picks one).
 
     Prints the bound URI, then one line per message: EVENT DATA-JSON HOST:PORT (with
     --json: {"event", "data", "from"} objects). Stops on Ctrl-C or SIGTERM.
     """
     _check_scheme(uri)
+    stream = uri.partition("://")[0].lower() in STREAM_SCHEMES
+    if max_total_buffer is not None and not stream:
+        fail(f"{uri}: --max-total-buffer applies to tcp:// (a UDP datagram is never held)")
 
     async def start() -> _Served:
         try:
             com = await EchoProtocol.server(uri, name=name)
         except OSError as exc:
-            host, _, port = uri.partition("://")[2].rpartition(":")
-            raise bind_error("rig", host.strip("[]") or uri, int(port or 0), exc) from exc
+            # the URI parsed before the bind failed; its defaults (udp, port 11001) apply
+            _, host, port = parse_uri(uri, resolve_host=False, allow_port_zero=True)
+            raise bind_error("rig", host, port, exc) from exc
         except (SciwireError, ValueError) as exc:
             raise UserError(f"cannot serve on {uri}: {describe(exc)}") from exc
+        if max_total_buffer is not None:
+            # read on each chunk, and no chunk has been read yet
+            com.max_total_buffer_size = max_total_buffer
         return _Served(com, RemoteRig(com) if reply else None, asyncio.Event())
 
     async def stop(served: _Served) -> None:

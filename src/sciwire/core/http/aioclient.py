@@ -26,6 +26,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from sciwire.core.http.client import (
     DEFAULT,
@@ -36,7 +37,14 @@ from sciwire.core.http.client import (
     StaleProbe,
     default_error,
 )
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request, whole_response
+from sciwire.core.http.codec import (
+    ParsedResponse,
+    ResponseParser,
+    ResponseTooLarge,
+    encode_request,
+    whole_response,
+)
+from sciwire.core.http.limits import limit_hit
 from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -84,8 +92,8 @@ class _Conn(ReadIntoProtocol):
         self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (no isinstance check: uvloop's transports are not asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         self.loop = loop = asyncio.get_running_loop()
         # the stock loop's time() is time.monotonic() and its create_future() makes an
         # asyncio.Future: call those directly, one frame less each per call
@@ -242,7 +250,8 @@ class AsyncHttpPool(PoolSettings):
         retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
         error_factory: makes the exceptions raised.
         name: what the server is called in messages.
-        max_body: the largest response body accepted (None: no limit).
+        max_body: the largest response body accepted (None: no limit; default
+            :data:`~sciwire.core.http.limits.MAX_RESPONSE_BODY`, 256 MiB).
         max_idle: connections kept open once idle (None: every one).
     """
 
@@ -259,7 +268,7 @@ class AsyncHttpPool(PoolSettings):
         retry: RetryPolicy = "unsent",
         error_factory: ErrorFactory = default_error,
         name: str = "server",
-        max_body: int | None = None,
+        max_body: int | None = DEFAULT,
         max_idle: int | None = None,
     ) -> None:
         super().__init__(
@@ -423,6 +432,8 @@ class AsyncHttpPool(PoolSettings):
                     ) from exc
                 except RemoteProtocolError as exc:
                     self._drop(conn)
+                    if isinstance(exc, ResponseTooLarge):
+                        limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
                     raise self.error(
                         RemoteProtocolError,
                         f"invalid HTTP response: {exc}",

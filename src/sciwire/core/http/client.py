@@ -45,9 +45,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sciwire.core.http import limits
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
+    ResponseTooLarge,
     decode_gzip,
     encode_request,
     whole_response,
@@ -247,7 +249,8 @@ class PoolSettings:
         self.retry = retry
         self.error = error_factory
         self.name = name
-        self.max_body = max_body
+        #: the largest response body gathered (None: no limit); see docs/limits.md
+        self.max_body: int | None = limits.MAX_RESPONSE_BODY if max_body is DEFAULT else max_body
         self._host_header = host_header(endpoint)
 
     def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
@@ -269,7 +272,8 @@ class HttpPool(PoolSettings):
         pool_size: idle connections kept.
         error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
         name: what the server is called in log messages.
-        max_body: the largest response body accepted (None: no limit).
+        max_body: the largest response body accepted (None: no limit; default
+            :data:`~sciwire.core.http.limits.MAX_RESPONSE_BODY`, 256 MiB).
     """
 
     #: where retry warnings go (a package may point it at its own logger)
@@ -287,7 +291,7 @@ class HttpPool(PoolSettings):
         pool_size: int = POOL_SIZE,
         error_factory: ErrorFactory = default_error,
         name: str = "server",
-        max_body: int | None = None,
+        max_body: int | None = DEFAULT,
     ) -> None:
         super().__init__(
             endpoint,
@@ -551,6 +555,8 @@ class HttpPool(PoolSettings):
                 Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
             )
         if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
+            if isinstance(exc, ResponseTooLarge):
+                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
             return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
         return self.error(
             ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
@@ -621,6 +627,8 @@ class HttpPool(PoolSettings):
                     url,
                     None,
                 ) from exc
+            if isinstance(exc, ResponseTooLarge):
+                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
             raise self.error(
                 RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
             ) from exc

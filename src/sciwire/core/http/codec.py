@@ -28,6 +28,7 @@ __all__ = [
     "RequestParser",
     "RequestTooLarge",
     "ResponseParser",
+    "ResponseTooLarge",
     "decode_gzip",
     "encode_request",
     "encode_response",
@@ -231,6 +232,10 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
     return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
 
 
+class ResponseTooLarge(RemoteProtocolError):
+    """A response body is larger than the client's ``max_body`` (see docs/limits.md)."""
+
+
 class ResponseParser:
     """Feed bytes in; :attr:`response` is set once a whole response arrived.
 
@@ -301,7 +306,7 @@ class ResponseParser:
             return self.response
         if self._resp is not None and self._mode == "close":
             if self._max_body is not None and len(self._buf) > self._max_body:
-                raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+                raise ResponseTooLarge("response body too large", f"{len(self._buf)} bytes")
             self._resp.body = b"" if self._stream else bytes(self._buf)
             self._resp.keep_alive = False
             self.response = self._resp
@@ -365,7 +370,7 @@ class ResponseParser:
                 raise RemoteProtocolError("bad content-length", value)
             self._mode, self._remaining = "length", int(value)
             if self._max_body is not None and self._remaining > self._max_body:
-                raise RemoteProtocolError("response body too large", f"{self._remaining} bytes")
+                raise ResponseTooLarge("response body too large", f"{self._remaining} bytes")
         else:
             self._mode = "close"
             resp.keep_alive = False
@@ -390,7 +395,7 @@ class ResponseParser:
         elif self._mode == "chunked":
             self._parse_chunks(resp)
         elif self._max_body is not None and len(self._buf) > self._max_body:
-            raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+            raise ResponseTooLarge("response body too large", f"{len(self._buf)} bytes")
 
     def _stream_body(self, resp: ParsedResponse) -> None:
         buf = self._buf
@@ -432,7 +437,7 @@ class ResponseParser:
             elif self._chunk_state == "data":
                 limit = self._max_body
                 if limit is not None and len(self._chunks) + self._remaining > limit:
-                    raise RemoteProtocolError("response body too large", f"over {limit} bytes")
+                    raise ResponseTooLarge("response body too large", f"over {limit} bytes")
                 if len(buf) < self._remaining + 2:
                     return
                 if buf[self._remaining : self._remaining + 2] != b"\r\n":

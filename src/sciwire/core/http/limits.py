@@ -10,6 +10,7 @@ not flood the log), always with the limit's name.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 __all__ = ["MAX_HEAD", "MAX_RESPONSE_BODY", "ServerLimits", "limit_hit"]
@@ -17,9 +18,11 @@ __all__ = ["MAX_HEAD", "MAX_RESPONSE_BODY", "ServerLimits", "limit_hit"]
 #: the largest request or response head (start line and fields) accepted
 MAX_HEAD = 64 * 1024
 
-#: the largest response body a client pool gathers in memory unless told otherwise
-#: (streamed downloads are not gathered and take no cap)
-MAX_RESPONSE_BODY = 256 * 1024 * 1024
+#: the largest response body a client pool gathers in memory unless its ``max_body``
+#: says otherwise (streamed downloads are not gathered and take no cap); the
+#: environment variable SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it for drop-in
+#: clients whose constructors have no such argument. Read when a pool is made.
+MAX_RESPONSE_BODY = int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or 256 * 1024 * 1024)
 
 
 @dataclass(frozen=True)

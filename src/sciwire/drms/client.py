@@ -14,6 +14,7 @@ client adds only its I/O: ``_get`` / ``_get_raw``, waiting and downloading.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
+from sciwire.core.http import limits
 from sciwire.drms import protocol as P
 from sciwire.drms import transfer
 from sciwire.drms.config import ServerConfig, get_server
@@ -331,6 +333,18 @@ class HttpJsonClient(_HttpJsonCalls[dict[str, Any], dict[str, list[Any]], list[P
         )
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """The body, refused past the pools' response-body cap (see docs/limits.md)."""
+    cap = limits.MAX_RESPONSE_BODY
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > cap:
+            limits.limit_hit(logger, "max_body (response)", url, f"over {cap} bytes")
+            raise RemoteProtocolError("response body too large", f"over {cap} bytes for {url}")
+    return bytes(body)
+
+
 class AsyncHttpJsonClient(
     _HttpJsonCalls[
         Awaitable[dict[str, Any]], Awaitable[dict[str, list[Any]]], Awaitable[list[Path]]
@@ -376,10 +390,10 @@ class AsyncHttpJsonClient(
         for attempt in range(self.retries + 1):
             try:
                 async with self.session().get(url) as resp:
-                    body = await resp.read()
+                    body = await _read_capped(resp, url)
                     status, reason = resp.status, resp.reason
                 break
-            except TimeoutError as exc:
+            except (TimeoutError, asyncio.TimeoutError) as exc:  # (distinct before 3.11)
                 raise Timeout(f"JSOC did not answer in time: {url}") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if attempt < self.retries:

@@ -29,3 +29,9 @@ def scale(seconds: float) -> float:
 def scaled() -> Callable[[float], float]:
     """``scaled(2.0)`` -> 2 s times SCIWIRE_TEST_TIMEOUT_FACTOR."""
     return scale
+
+
+# hardening: `sciwire` picks uvloop when installed, through the process's event loop
+# policy; CLI tests run it in-process, where that policy would outlive the test, so
+# they keep asyncio's loop (tests/core and tests/adversarial run both loops on purpose).
+os.environ.setdefault("SCIWIRE_LOOP", "asyncio")

@@ -67,8 +67,20 @@ class _Root(click.Group):
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sciwire")
-def main() -> None:
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default=None,
+    help="Event loop: uvloop when installed (auto), or asyncio's own. [env: SCIWIRE_LOOP]",
+)
+def main(loop: str | None) -> None:
     """Talk to scientific instruments and facility services, and stand them up locally."""
+    from sciwire.core.loops import choose_loop
+
+    try:
+        choose_loop(loop)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.command()

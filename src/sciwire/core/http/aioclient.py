@@ -45,6 +45,7 @@ from sciwire.core.http.codec import (
     whole_response,
 )
 from sciwire.core.http.limits import limit_hit
+from sciwire.core.http.proxy import tunnel_reply, tunnel_request
 from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -311,6 +312,8 @@ class AsyncHttpPool(PoolSettings):
             if ep.scheme == "https":
                 ctx = self.ssl_context or ssl.create_default_context()
             try:
+                if self.proxy is not None:
+                    return await asyncio.wait_for(self._via_proxy(loop, ctx), timeout)
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: _Conn(self),
@@ -349,6 +352,37 @@ class AsyncHttpPool(PoolSettings):
                 )
                 await asyncio.sleep(self.retry_seconds)
 
+    async def _via_proxy(
+        self, loop: asyncio.AbstractEventLoop, ctx: ssl.SSLContext | None
+    ) -> _Conn:
+        """A connection through the proxy: to it directly for plain HTTP (requests in
+        absolute form), through a CONNECT tunnel with TLS inside for HTTPS."""
+        ep, proxy = self.endpoint, self.proxy
+        assert proxy is not None
+        if ctx is None:
+            _, conn = await loop.create_connection(lambda: _Conn(self), proxy.host, proxy.port)
+            return conn
+        infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+            await loop.sock_sendall(sock, tunnel_request(ep.host, ep.port, proxy))
+            reply = b""
+            while not tunnel_reply(reply):
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ConnectError("proxy closed the connection before opening the tunnel")
+                reply += chunk
+            _, conn = await loop.create_connection(
+                lambda: _Conn(self), sock=sock, ssl=ctx, server_hostname=ep.host
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
     async def call(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> ParsedResponse:
@@ -373,6 +407,8 @@ class AsyncHttpPool(PoolSettings):
         *timeout* (seconds to connect and for the whole response) overrides the pool's.
         """
         limit = self.timeout if timeout is DEFAULT else timeout
+        if self._origin:
+            data = self.for_proxy(data)
         cap = self._cap
         if cap is not None:
             if self._busy < cap and not self._queue:

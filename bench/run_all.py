@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -71,6 +72,22 @@ def _in_child(package: str, rounds: int, loop: str = "asyncio") -> list[dict[str
     return rows
 
 
+def _against_asyncio(
+    rows: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """uvloop rows with sciwire's asyncio figure of the same workload as their peer."""
+    for row in rows:
+        package = row["package"].removesuffix(" (uvloop)")
+        for base in results:
+            if base["package"] == package and base["workload"] == row["workload"]:
+                row["peer"], row["peer_name"] = base["sciwire"], "sciwire on asyncio"
+                if row["sciwire"] and base["sciwire"]:
+                    mine, theirs = row["sciwire"], base["sciwire"]
+                    row["ratio"] = theirs / mine if row["lower_is_better"] else mine / theirs
+                row["target"] = None
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", action="append", choices=PACKAGES, help="run these packages")
@@ -80,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "--loop",
         choices=["asyncio", "uvloop", "both"],
         default="both",
-        help="event loop of both sides (both: every package on asyncio, then the "
-        "uvloop rows; a peer on asyncio runs on uvloop too in those rows)",
+        help="event loop (both: every package on asyncio, then the uvloop rows, where "
+        "only sciwire runs and is compared with its own asyncio figure)",
     )
     args = parser.parse_args(argv)
     if args.loop == "uvloop":
@@ -102,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{package} (uvloop)" if args.loop == "uvloop" else package
         with contextlib.ExitStack() as stack:
             for workload in module.workloads(stack):
+                if args.loop == "uvloop":  # sciwire alone: the peers are not ours to move
+                    workload = dataclasses.replace(workload, peer=None, peer_name="")
                 print(f"{label}: {workload.name}...", file=sys.stderr)
                 results.append(measure(label, workload, args.rounds).as_dict())
     if args.loop == "both" and importlib.util.find_spec("uvloop") is not None:
         for package in packages:
             if package in UVLOOP_PACKAGES and (HERE / f"{package}.py").exists():
-                results += _in_child(package, args.rounds, "uvloop")
+                results += _against_asyncio(_in_child(package, args.rounds, "uvloop"), results)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

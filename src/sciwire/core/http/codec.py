@@ -64,13 +64,15 @@ def _take_chunk_size(buf: bytearray) -> int | None:
 _TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _FIELD = _TOKEN + r":[\t\x20-\x7e\x80-\xff]*"
 _REQUEST_LINE = re.compile(r"(" + _TOKEN + r") ([\x21-\x7e]+) (HTTP/1\.[01])")
-#: the control bytes but HTAB (translate() deletes them: only the CR LF pairs that end
-#: lines may be among them; a short delete set keeps that call cheap)
-_CTL_BYTES = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
-#: every header name of a head, joined by ":" (a name holds no colon: it ends at one)
-_NAMES = re.compile(_TOKEN + r"(?::" + _TOKEN + r")*")
-#: joined header names already found valid (see RequestParser._head)
-_GOOD_NAMES: set[str] = set()
+_NAME = re.compile(_TOKEN)
+_FIELD_LINE = re.compile(_FIELD)
+#: lower-cased header names already found valid (see _read_head)
+_GOOD_NAMES: set[str] = {
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-length", "content-type", "transfer-encoding", "expect", "authorization",
+    "license-id", "cookie", "origin", "referer", "cache-control", "keep-alive", "te",
+    "upgrade", "soapaction",
+}  # fmt: skip
 #: what no part of a request head may hold: a control byte, a bare LF, a CR before
 #: anything but LF, or a first byte that cannot start a method
 _PARTIAL_BAD = re.compile(
@@ -637,56 +639,25 @@ class RequestParser:
             done.append(req)
 
     def _head(self, head: bytes) -> ParsedRequest:
-        text = head.decode("latin-1")
-        lines = text.split("\r\n")
-        request = _REQUEST_LINE.fullmatch(lines[0])
-        ends = len(lines) - 1
-        if request is None or len(head) - len(head.translate(None, _CTL_BYTES)) != 2 * ends:
-            raise RemoteProtocolError("bad request head", _bad_line(lines))
-        method, target, version = request.groups()
-        headers: dict[str, str] = {}
-        del lines[0]
-        for line in lines:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise RemoteProtocolError("bad request head", repr(line))
-            key = name.lower()
-            value = value.strip(_OWS)  # SP and HTAB only, not latin-1's other blanks
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        names = ":".join(headers)
-        if names not in _GOOD_NAMES:  # a client sends the same names call after call
-            if headers and ("" in headers or _NAMES.fullmatch(names) is None):
-                raise RemoteProtocolError("bad request head", _bad_line(["", *lines]))
-            if len(_GOOD_NAMES) < 512:  # bounded: a client varying its names gains nothing
-                _GOOD_NAMES.add(names)
-        get = headers.get
-        conn = get("connection")
-        if conn is None:
-            keep = version != "HTTP/1.0"
-        else:
-            conn = conn.lower()
-            keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
-        self._chunked = False
-        self._remaining = 0
-        te = get("transfer-encoding")
-        length = get("content-length")
-        if te is not None:
-            if length is not None:  # RFC 9112 6.3: a smuggling vector; refuse it
-                raise RemoteProtocolError("both Transfer-Encoding and Content-Length", te)
-            if te.lower() != "chunked":
-                raise RemoteProtocolError("unsupported transfer-encoding", te)
-            self._chunked = True
+        # A client sends the same head call after call (a JSON-RPC client differs only
+        # in Content-Length, and often not even there): its reading is kept, so the
+        # grammar checks run once per distinct head, not once per request.
+        read = _HEADS.get(head)
+        if read is None:
+            read = _read_head(head)
+            if len(head) <= _HEAD_CACHE_LINE:
+                if len(_HEADS) >= _HEAD_CACHE_SIZE:  # bounded: many distinct heads gain nothing
+                    _HEADS.clear()
+                _HEADS[head] = read
+        method, target, version, headers, keep, chunked, length, expect = read
+        if length > self.max_body:
+            raise RequestTooLarge("request body too large", f"{length} bytes")
+        self._chunked = chunked
+        if chunked:
             self._chunk_state = "size"
-        elif length is not None:
-            # isdigit() alone takes "²" or "٣"; "5, 5" (a repeated header) is refused too
-            if not (length.isascii() and length.isdigit()) or len(length) > _MAX_LENGTH_DIGITS:
-                raise RemoteProtocolError("bad content-length", length)
-            self._remaining = int(length)
-            if self._remaining > self.max_body:
-                raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
-        expect = get("expect")
-        self.expect_continue = expect is not None and expect.lower() == "100-continue"
-        return ParsedRequest(method, target, headers, b"", keep, version)
+        self._remaining = length
+        self.expect_continue = expect
+        return ParsedRequest(method, target, headers.copy(), b"", keep, version)
 
     def _body_chunked(self) -> bool:
         buf = self._buf
@@ -721,6 +692,68 @@ class RequestParser:
                     return True
 
 
+#: a request head's reading: method, target, version, headers, keep-alive, chunked,
+#: Content-Length (0 when chunked or none), Expect: 100-continue
+_Read = tuple[str, str, str, dict[str, str], bool, bool, int, bool]
+#: heads already read (see RequestParser._head): at most this many, each this long
+_HEADS: dict[bytes, _Read] = {}
+_HEAD_CACHE_SIZE = 256
+_HEAD_CACHE_LINE = 1024
+
+
+def _read_head(head: bytes) -> _Read:
+    """Read one request head by the grammar (a pure function of *head*)."""
+    text = head.decode("latin-1")
+    lines = text.split("\r\n")
+    request = _REQUEST_LINE.fullmatch(lines[0])
+    if request is None:
+        raise RemoteProtocolError("bad request head", repr(lines[0]))
+    method, target, version = request.groups()
+    headers: dict[str, str] = {}
+    del lines[0]
+    for line in lines:
+        # printable (one C pass) means no control byte, no bare CR or LF; a line that
+        # is not (HTAB, obs-text) is held to the field grammar itself
+        if not line.isprintable() and _FIELD_LINE.fullmatch(line) is None:
+            raise RemoteProtocolError("bad request head", repr(line))
+        name, sep, value = line.partition(":")
+        key = name.lower()
+        if not sep:
+            raise RemoteProtocolError("bad request head", repr(line))
+        if key not in _GOOD_NAMES:  # the usual names are known: no check per request
+            if _NAME.fullmatch(key) is None:
+                raise RemoteProtocolError("bad request head", repr(line))
+            if len(_GOOD_NAMES) < 1024:  # bounded: a client inventing names gains nothing
+                _GOOD_NAMES.add(key)
+        # SP and HTAB only, not latin-1's other blanks (an ASCII value, checked above,
+        # has no other blank that strip() would take)
+        value = value.strip() if value.isascii() else value.strip(_OWS)
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    get = headers.get
+    conn = get("connection")
+    if conn is None:
+        keep = version != "HTTP/1.0"
+    else:
+        conn = conn.lower()
+        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+    te = get("transfer-encoding")
+    length = get("content-length")
+    size = 0
+    if te is not None:
+        if length is not None:  # RFC 9112 6.3: a smuggling vector; refuse it
+            raise RemoteProtocolError("both Transfer-Encoding and Content-Length", te)
+        if te.lower() != "chunked":
+            raise RemoteProtocolError("unsupported transfer-encoding", te)
+    elif length is not None:
+        # isdigit() alone takes "²" or "٣"; "5, 5" (a repeated header) is refused too
+        if not (length.isascii() and length.isdigit()) or len(length) > _MAX_LENGTH_DIGITS:
+            raise RemoteProtocolError("bad content-length", length)
+        size = int(length)
+    expect = get("expect")
+    continued = expect is not None and expect.lower() == "100-continue"
+    return method, target, version, headers, keep, te is not None, size, continued
+
+
 def _check_partial_head(buf: bytearray) -> None:
     """Refuse a request head still arriving as soon as what came is wrong, as h11 and
     llhttp do (a head with bare LF line ends would otherwise wait for its CRLF CRLF
@@ -737,17 +770,6 @@ def _check_partial_head(buf: bytearray) -> None:
         last > first and _FIELD_LINES.fullmatch(buf, first, last) is None
     ):
         raise RemoteProtocolError("bad request head", buf[:200])
-
-
-def _bad_line(lines: list[str]) -> str:
-    """The first line of a refused head that breaks the grammar (for the error)."""
-    if _REQUEST_LINE.fullmatch(lines[0]) is None:
-        return repr(lines[0])
-    field = re.compile(_FIELD)
-    for line in lines[1:]:
-        if field.fullmatch(line) is None:
-            return repr(line)
-    return repr("\r\n".join(lines))
 
 
 #: (status, content type) -> the response head up to the Content-Length value

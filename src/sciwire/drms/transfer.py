@@ -327,7 +327,7 @@ async def download_async(
         async with gate:
             try:
                 path = await _fetch_async(session, url, dest / name, overwrite, bar)
-            except TimeoutError as exc:
+            except (TimeoutError, asyncio.TimeoutError) as exc:  # (3.10: apart)
                 raise Timeout(f"download timed out: {url}") from exc
             except aiohttp.ClientConnectorError as exc:
                 raise ConnectError(f"cannot connect for {url}: {exc}") from exc

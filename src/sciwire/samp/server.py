@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import threading
+from concurrent import futures
 from typing import Any
 
 from sciwire.core.portal import Portal
@@ -154,7 +155,7 @@ class SAMPHubServer:
         try:
             done = self._portal.submit(self._hub.wait_stopped())
             while not done.done():
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(TimeoutError, futures.TimeoutError):  # (3.10: apart)
                     done.result(0.5)
         except KeyboardInterrupt:
             logger.info("interrupted: stopping the SAMP hub")

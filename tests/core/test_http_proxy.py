@@ -278,3 +278,17 @@ def test_a_refused_tunnel_is_a_connect_error(
         pool.close()
     finally:
         refusing.close()
+
+
+async def test_drms_async_client_uses_the_proxy(
+    proxy: ForwardingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sciwire.drms import AsyncHttpJsonClient, JsocEmulator
+
+    _clear(monkeypatch)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    with JsocEmulator() as emu:
+        async with AsyncHttpJsonClient(emu.server_config()) as client:
+            names = [s["name"] for s in (await client.show_series())["names"]]
+    assert names
+    assert proxy.lines and proxy.lines[0].startswith("GET http://127.0.0.1:")

@@ -373,6 +373,7 @@ class AsyncHttpJsonClient(
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"User-Agent": P.USER_AGENT, "Accept-Encoding": "gzip"},
+                trust_env=True,  # http_proxy / https_proxy / no_proxy, as urllib
             )
         return self._session
 

@@ -8,6 +8,7 @@ NODE_DIR := tests/interop/node
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck pytest bench compat system-deps node-deps clean
+.PHONY: matrix
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -104,3 +105,23 @@ interop: $(VENV)/.installed-test system-deps node-deps
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests bench tools
+
+# hardening: the test suite on every Python we claim (3.10-3.13) that pyenv has here, each in its own
+# .venv-3.1x (not part of `make test`). MATRIX_PYTHONS overrides the interpreters found,
+# MATRIX_PYTEST_ARGS adds pytest arguments (e.g. a test path).
+PYENV_ROOT ?= $(HOME)/.pyenv
+MATRIX_PYTHONS ?= $(foreach v,10 11 12 13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.$(v).*/bin/python))))
+MATRIX_PYTEST_ARGS ?=
+
+matrix: system-deps node-deps
+	@fail=""; for py in $(MATRIX_PYTHONS); do \
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); venv=.venv-$$v; \
+	  [ -x $$venv/bin/python ] || $$py -m venv $$venv; \
+	  [ $$venv/.installed-test -nt pyproject.toml ] || { \
+	    $$venv/bin/python -m pip install --quiet --upgrade pip && \
+	    $$venv/bin/python -m pip install --quiet -e '.[test]' && touch $$venv/.installed-test; } || \
+	    { fail="$$fail $$v(install)"; continue; }; \
+	  echo "== Python $$v ($$py)"; \
+	  $$venv/bin/pytest -q -p no:randomly $(MATRIX_PYTEST_ARGS) || fail="$$fail $$v"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "matrix failed on:$$fail"; exit 1; fi; echo "matrix: all passed"

@@ -1,6 +1,6 @@
 """Run every ``bench/<package>.py`` and print one table (or JSON with ``--json``).
 
-    python bench/run_all.py [--only PACKAGE ...] [--rounds N] [--json]
+    python bench/run_all.py [--only PACKAGE ...] [--rounds N] [--json] [--loop KIND]
 
 Bench modules are imported as ``bench.<package>`` so that their names never shadow
 the peer libraries they measure against (``bench/drms.py`` imports the real ``drms``).
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -27,6 +29,8 @@ sys.path.insert(0, str(HERE.parent))
 from bench.harness import measure  # noqa: E402
 
 PACKAGES = ["command", "drms", "samp", "ifcb", "rig"]
+#: packages benched a second time on uvloop (rows "<package> (uvloop)"), when installed
+UVLOOP_PACKAGES = ["command", "drms", "rig"]
 
 
 def _fmt(value: float | None) -> str:
@@ -59,11 +63,28 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _in_child(package: str, rounds: int) -> list[dict[str, Any]]:
+def _in_child(package: str, rounds: int, loop: str = "asyncio") -> list[dict[str, Any]]:
     """Run one package's bench in a fresh interpreter; its results."""
     argv = [sys.executable, __file__, "--only", package, "--rounds", str(rounds), "--json"]
+    argv += ["--loop", loop]
     out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True).stdout
     rows: list[dict[str, Any]] = json.loads(out)
+    return rows
+
+
+def _against_asyncio(
+    rows: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """uvloop rows with sciwire's asyncio figure of the same workload as their peer."""
+    for row in rows:
+        package = row["package"].removesuffix(" (uvloop)")
+        for base in results:
+            if base["package"] == package and base["workload"] == row["workload"]:
+                row["peer"], row["peer_name"] = base["sciwire"], "sciwire on asyncio"
+                if row["sciwire"] and base["sciwire"]:
+                    mine, theirs = row["sciwire"], base["sciwire"]
+                    row["ratio"] = theirs / mine if row["lower_is_better"] else mine / theirs
+                row["target"] = None
     return rows
 
 
@@ -72,7 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=PACKAGES, help="run these packages")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per workload (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop", "both"],
+        default="both",
+        help="event loop (both: every package on asyncio, then the uvloop rows, where "
+        "only sciwire runs and is compared with its own asyncio figure)",
+    )
     args = parser.parse_args(argv)
+    if args.loop == "uvloop":
+        from sciwire.core.loops import choose_loop
+
+        choose_loop("uvloop")
 
     packages = args.only or PACKAGES
     results: list[dict[str, Any]] = []
@@ -80,14 +112,21 @@ def main(argv: list[str] | None = None) -> int:
         if not (HERE / f"{package}.py").exists():
             print(f"{package}: no benchmark yet", file=sys.stderr)
             continue
-        if len(packages) > 1:
+        if len(packages) > 1 or args.loop == "both":
             results += _in_child(package, args.rounds)
             continue
         module = importlib.import_module(f"bench.{package}")
+        label = f"{package} (uvloop)" if args.loop == "uvloop" else package
         with contextlib.ExitStack() as stack:
             for workload in module.workloads(stack):
-                print(f"{package}: {workload.name}...", file=sys.stderr)
-                results.append(measure(package, workload, args.rounds).as_dict())
+                if args.loop == "uvloop":  # sciwire alone: the peers are not ours to move
+                    workload = dataclasses.replace(workload, peer=None, peer_name="")
+                print(f"{label}: {workload.name}...", file=sys.stderr)
+                results.append(measure(label, workload, args.rounds).as_dict())
+    if args.loop == "both" and importlib.util.find_spec("uvloop") is not None:
+        for package in packages:
+            if package in UVLOOP_PACKAGES and (HERE / f"{package}.py").exists():
+                results += _against_asyncio(_in_child(package, args.rounds, "uvloop"), results)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -10,6 +10,7 @@ Tiers: tests under tests/interop/ are marked ``interop`` and tests under tests/a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = TIER_BY_FOLDER.get(folder)
         if tier is not None and item.get_closest_marker(tier) is None:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+# hardening: `sciwire` picks uvloop when installed, through the process's event loop
+# policy; CLI tests run it in-process, where that policy would outlive the test, so
+# they keep asyncio's loop (tests/core and tests/adversarial run both loops on purpose).
+os.environ.setdefault("SCIWIRE_LOOP", "asyncio")

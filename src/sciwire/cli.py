@@ -102,9 +102,21 @@ class _Root(click.Group):
     default=None,
     help="Level of the sciwire loggers (overrides -v).",
 )
-def main(verbose: int, log_level: str | None) -> None:
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default=None,
+    help="Event loop: uvloop when installed (auto), or asyncio's own. [env: SCIWIRE_LOOP]",
+)
+def main(verbose: int, log_level: str | None, loop: str | None) -> None:
     """Talk to scientific instruments and facility services, and stand them up locally."""
+    from sciwire.core.loops import choose_loop
+
     clikit.setup_logging(verbose, log_level)
+    try:
+        choose_loop(loop)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.command()

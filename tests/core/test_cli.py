@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 import sciwire
@@ -93,3 +94,26 @@ def test_run_row_turns_exceptions_into_failed_rows(monkeypatch: object) -> None:
     assert not row.ok
     assert "server would not start" in row.checked
     assert row.seconds >= 0
+
+
+def test_choose_loop_picks_uvloop_when_installed_and_asyncio_on_request() -> None:
+    import asyncio
+
+    import uvloop
+
+    from sciwire.core.loops import choose_loop
+
+    try:
+        assert choose_loop("asyncio") == "asyncio"
+        assert not isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        assert choose_loop("auto") == "uvloop"
+        assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        with pytest.raises(ValueError, match="unknown event loop"):
+            choose_loop("trio")
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
+def test_cli_loop_option_is_checked() -> None:
+    result = CliRunner().invoke(cli.main, ["--loop", "nope", "demo"])
+    assert result.exit_code == 2 and "--loop" in result.output

@@ -59,6 +59,8 @@ def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
                 tmp_path,
                 env,
             )
+    elif NATS_URL in code:
+        out = _run_with_fleet(code, tmp_path, env)
     else:
         out = _run(code, tmp_path, env)
     for phrase, wanted in EXPECT.items():
@@ -67,6 +69,26 @@ def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
                 assert text in out, (where, out)
     if "print(top, left, len(image.data)" in code:  # one "top left bytes PeakA" line per ROI
         assert re.search(r"^\d+ \d+ \d+ 0\.\d+$", out, re.M), out
+
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+def _run_with_fleet(code: str, tmp_path: Path, env: dict[str, str]) -> str:
+    """Run a fleet example against what it expects: a NATS server, an IFCB simulator
+    (serial 111-111-111) and a bridge between them, each a real process on loopback."""
+    from sciwire.fleet import NatsServer
+
+    with NatsServer() as nats, running("ifcb", "sim", "--port", "0", "--rate", "20") as sim:
+        url = sim.wait_line("IFCB simulator listening on").split()[4].replace("http", "ws")
+        config = tmp_path / "bridge.toml"
+        config.write_text(
+            f'[nats]\nservers = ["{nats.url}"]\n'
+            f'[[ifcb]]\nserial = "111-111-111"\nurl = "{url}"\ncommands = true\n'
+        )
+        with running("fleet", "bridge", str(config)) as bridge:
+            bridge.wait_line("instruments -> stream", err=True)
+            return _run(code.replace(NATS_URL, nats.url), tmp_path, env)
 
 
 def _run(code: str, cwd: Path, env: dict[str, str]) -> str:

@@ -352,12 +352,18 @@ def test_request_fast_path_agrees_with_the_general_parser(
     def parse(step: int) -> object:
         parser = RequestParser(max_body=64)
         got = []
+        error = None
         try:
             for i in range(0, len(data), step):
                 got += parser.feed(data[i : i + step])
+            parser.feed(b"")  # raises an error kept back behind whole requests
         except RemoteProtocolError as exc:
-            return type(exc), str(exc), exc.data
-        return [(r.method, r.target, r.headers, r.body, r.keep_alive, r.version) for r in got]
+            # the kind of error, not its excerpt: a head refused while still arriving
+            # quotes what had come by then
+            error = type(exc), str(exc).split(":")[0]
+        return [
+            (r.method, r.target, r.headers, r.body, r.keep_alive, r.version) for r in got
+        ], error
 
     assert parse(len(data)) == parse(1)  # whole (fast path) vs byte at a time (general)
 
@@ -374,13 +380,18 @@ def test_request_fast_path_hands_over_partial_and_pipelined_input() -> None:
     assert last.body == b"0123456789" and last.headers["host"] == "h"
 
 
-@pytest.mark.parametrize("lead", [b" \r\n\r\n", b"\n\r\n\r\n", b"\r\n\r\n", b"\t \r\n\r\n"])
-def test_blank_heads_before_a_request_are_skipped_on_both_paths(lead: bytes) -> None:
+@pytest.mark.parametrize(
+    "lead", [b" \r\n\r\n", b"\n\r\n\r\n", b"\r\n\r\n", b"\t \r\n\r\n", b"\r\n"]
+)
+def test_blank_lines_before_a_request_are_refused_on_both_paths(lead: bytes) -> None:
+    # h11 and llhttp refuse them too (a leading empty line is a known desync vector)
     data = lead + encode_request("GET", "/x", "h", {}, None)
-    whole = [(r.method, r.target) for r in RequestParser().feed(data)]  # fast path's turn
+    with pytest.raises(RemoteProtocolError):
+        RequestParser().feed(data)  # the fast path's turn
     parser = RequestParser()
-    stepped = [(r.method, r.target) for i in range(len(data)) for r in parser.feed(data[i : i + 1])]
-    assert whole == stepped == [("GET", "/x")]
+    with pytest.raises(RemoteProtocolError):
+        for i in range(len(data)):
+            parser.feed(data[i : i + 1])
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])

@@ -93,3 +93,19 @@ async def test_connection_close_request_on_the_fast_path(
     finally:
         writer.close()
         await srv.stop()
+
+
+async def test_async_tests_run_on_both_loops(request: pytest.FixtureRequest) -> None:
+    # the conftest's loop factories reach the loop this module's tests run on
+    name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    assert name == ("uvloop" if "uvloop" in request.node.name else "asyncio")
+
+
+def test_plain_tests_run_servers_on_both_loops(loop_kind: str) -> None:
+    seen: list[str] = []
+
+    async def probe() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    asyncio.run(probe())
+    assert seen == [loop_kind]

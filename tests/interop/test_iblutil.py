@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -74,7 +75,10 @@ class IblPeers:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-        com.assign_callback(~ibl_base.ExpMessage.ALYX & ibl_base.ExpMessage.any(), reply)
+        # one callback per event, the event bound: for a combined flag iblutil passes the
+        # event only where `flag in ExpMessage` is false, which Python 3.12 made true
+        for event in ~ibl_base.ExpMessage.ALYX & ibl_base.ExpMessage.any():
+            com.assign_callback(event, functools.partial(reply, event=event))
         return com
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ statuses raise :class:`~sciwire.drms.exceptions.DrmsHttpError`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import zlib
@@ -63,8 +64,10 @@ _HEADERS_GZ = {**_HEADERS, "Accept-Encoding": "gzip"}
 _FIXED = header_block(_HEADERS_GZ)
 
 #: the largest CGI answer read into memory (an rs_list of a million records with a few
-#: keywords is some hundred MB); downloads stream to files and have no such bound
-MAX_ANSWER = 1 << 30
+#: keywords is some hundred MB, so 1 GiB rather than the pools' 256 MiB); downloads stream
+#: to files and have no such bound. SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it, as it sets
+#: the pools' cap (see docs/limits.md).
+MAX_ANSWER = int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or 1 << 30)
 
 
 class Response:

@@ -50,8 +50,7 @@ class StreamLink(ReadIntoProtocol):
         self.addr: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's: no asyncio.Transport)
         peer = transport.get_extra_info("peername")
         self.addr = (peer[0], peer[1])
         self.owner.link_made(self)

@@ -15,6 +15,7 @@ import queue
 import signal
 import sys
 import threading
+from concurrent import futures
 from typing import Any
 
 from sciwire.core.portal import Portal
@@ -178,7 +179,7 @@ class SAMPHubServer:
         try:
             done = self._portal.submit(self._hub.wait_stopped())
             while not done.done():
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(TimeoutError, futures.TimeoutError):  # (3.10: apart)
                     done.result(0.5)
         except KeyboardInterrupt:
             logger.info("interrupted: stopping the SAMP hub")

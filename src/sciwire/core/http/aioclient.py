@@ -26,6 +26,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from sciwire.core.http.client import (
     DEFAULT,
@@ -36,7 +37,15 @@ from sciwire.core.http.client import (
     StaleProbe,
     default_error,
 )
-from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request, whole_response
+from sciwire.core.http.codec import (
+    ParsedResponse,
+    ResponseParser,
+    ResponseTooLarge,
+    encode_request,
+    whole_response,
+)
+from sciwire.core.http.limits import limit_hit
+from sciwire.core.http.proxy import tunnel_reply, tunnel_request
 from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -84,8 +93,8 @@ class _Conn(ReadIntoProtocol):
         self._fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (no isinstance check: uvloop's transports are not asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         self.loop = loop = asyncio.get_running_loop()
         # the stock loop's time() is time.monotonic() and its create_future() makes an
         # asyncio.Future: call those directly, one frame less each per call
@@ -248,7 +257,8 @@ class AsyncHttpPool(PoolSettings):
         retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
         error_factory: makes the exceptions raised.
         name: what the server is called in messages.
-        max_body: the largest response body accepted (None: no limit).
+        max_body: the largest response body accepted (None: no limit; default
+            :data:`~sciwire.core.http.limits.MAX_RESPONSE_BODY`, 256 MiB).
         max_idle: connections kept open once idle (None: every one).
     """
 
@@ -265,7 +275,7 @@ class AsyncHttpPool(PoolSettings):
         retry: RetryPolicy = "unsent",
         error_factory: ErrorFactory = default_error,
         name: str = "server",
-        max_body: int | None = None,
+        max_body: int | None = DEFAULT,
         max_idle: int | None = None,
     ) -> None:
         super().__init__(
@@ -308,6 +318,8 @@ class AsyncHttpPool(PoolSettings):
             if ep.scheme == "https":
                 ctx = self.ssl_context or ssl.create_default_context()
             try:
+                if self.proxy is not None:
+                    return await asyncio.wait_for(self._via_proxy(loop, ctx), timeout)
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: _Conn(self),
@@ -346,6 +358,37 @@ class AsyncHttpPool(PoolSettings):
                 )
                 await asyncio.sleep(self.retry_seconds)
 
+    async def _via_proxy(
+        self, loop: asyncio.AbstractEventLoop, ctx: ssl.SSLContext | None
+    ) -> _Conn:
+        """A connection through the proxy: to it directly for plain HTTP (requests in
+        absolute form), through a CONNECT tunnel with TLS inside for HTTPS."""
+        ep, proxy = self.endpoint, self.proxy
+        assert proxy is not None
+        if ctx is None:
+            _, conn = await loop.create_connection(lambda: _Conn(self), proxy.host, proxy.port)
+            return conn
+        infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+            await loop.sock_sendall(sock, tunnel_request(ep.host, ep.port, proxy))
+            reply = b""
+            while not tunnel_reply(reply):
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ConnectError("proxy closed the connection before opening the tunnel")
+                reply += chunk
+            _, conn = await loop.create_connection(
+                lambda: _Conn(self), sock=sock, ssl=ctx, server_hostname=ep.host
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
     async def call(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> ParsedResponse:
@@ -370,6 +413,8 @@ class AsyncHttpPool(PoolSettings):
         *timeout* (seconds to connect and for the whole response) overrides the pool's.
         """
         limit = self.timeout if timeout is DEFAULT else timeout
+        if self._origin:
+            data = self.for_proxy(data)
         cap = self._cap
         if cap is not None:
             if self._busy < cap and not self._queue:
@@ -429,6 +474,8 @@ class AsyncHttpPool(PoolSettings):
                     ) from exc
                 except RemoteProtocolError as exc:
                     self._drop(conn)
+                    if isinstance(exc, ResponseTooLarge):
+                        limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
                     raise self.error(
                         RemoteProtocolError,
                         f"invalid HTTP response: {exc}",

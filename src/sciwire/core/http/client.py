@@ -45,14 +45,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sciwire.core.http import limits
 from sciwire.core.http._foreign import foreign_socket, is_real
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
+    ResponseTooLarge,
     decode_gzip,
     encode_request,
     whole_response,
 )
+from sciwire.core.http.proxy import Proxy, absolute_form, proxy_for, tunnel_reply, tunnel_request
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -95,6 +98,17 @@ def _write(sock: socket.socket, data: bytes) -> None:
             return
         data = data[sent:]
     sock.sendall(data)
+
+
+def _open_tunnel(sock: socket.socket, ep: Endpoint, proxy: Proxy) -> None:
+    """Ask the proxy on *sock* for a tunnel to *ep* (within the socket's timeout)."""
+    sock.sendall(tunnel_request(ep.host, ep.port, proxy))
+    reply = b""
+    while not tunnel_reply(reply):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectError("proxy closed the connection before opening the tunnel")
+        reply += chunk
 
 
 #: "use the pool's timeout" (per-call timeout argument)
@@ -248,8 +262,23 @@ class PoolSettings:
         self.retry = retry
         self.error = error_factory
         self.name = name
-        self.max_body = max_body
+        #: the largest response body gathered (None: no limit); see docs/limits.md
+        self.max_body: int | None = limits.MAX_RESPONSE_BODY if max_body is DEFAULT else max_body
         self._host_header = host_header(endpoint)
+        #: the proxy from http_proxy / https_proxy / no_proxy, as urllib reads them
+        self.proxy: Proxy | None = proxy_for(endpoint.scheme, endpoint.host, endpoint.port)
+        #: requests through a plain-HTTP proxy name their target in absolute form
+        self._origin = (
+            endpoint.origin.encode("latin-1")
+            if self.proxy is not None and endpoint.scheme == "http"
+            else b""
+        )
+
+    def for_proxy(self, data: bytes) -> bytes:
+        """*data* as it goes on the wire: unchanged unless a plain-HTTP proxy is used."""
+        if self._origin and self.proxy is not None:
+            return absolute_form(data, self._origin, self.proxy)
+        return data
 
     def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
         """The head of a request up to ``Content-Length: `` (for ``exchange``)."""
@@ -270,7 +299,8 @@ class HttpPool(PoolSettings):
         pool_size: idle connections kept.
         error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
         name: what the server is called in log messages.
-        max_body: the largest response body accepted (None: no limit).
+        max_body: the largest response body accepted (None: no limit; default
+            :data:`~sciwire.core.http.limits.MAX_RESPONSE_BODY`, 256 MiB).
     """
 
     #: where retry warnings go (a package may point it at its own logger)
@@ -288,7 +318,7 @@ class HttpPool(PoolSettings):
         pool_size: int = POOL_SIZE,
         error_factory: ErrorFactory = default_error,
         name: str = "server",
-        max_body: int | None = None,
+        max_body: int | None = DEFAULT,
     ) -> None:
         super().__init__(
             endpoint,
@@ -312,11 +342,15 @@ class HttpPool(PoolSettings):
 
     def _new_raw(self) -> socket.socket:
         ep = self.endpoint
-        sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+        proxy = self.proxy
+        where = (ep.host, ep.port) if proxy is None else (proxy.host, proxy.port)
+        sock = socket.create_connection(where, timeout=self.timeout)
         if not is_real(sock):  # a test double (httpretty): checked once per connection
             return foreign_socket(sock, self.timeout, ep, self.ssl_context)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy is not None and ep.scheme == "https":
+                _open_tunnel(sock, ep, proxy)
             if ep.scheme == "https":
                 ctx = self.ssl_context or ssl.create_default_context()
                 sock = ctx.wrap_socket(sock, server_hostname=ep.host)
@@ -418,6 +452,8 @@ class HttpPool(PoolSettings):
 
     def _send(self, data: bytes, url: str, attempt: int) -> tuple[socket.socket, bool, int]:
         """Write *data* on a pooled or new connection: (socket, reused, attempt)."""
+        if self._origin:
+            data = self.for_proxy(data)
         while True:
             attempt += 1
             sock = self._take_raw()
@@ -487,7 +523,7 @@ class HttpPool(PoolSettings):
                 sock = None
             if sock is not None:
                 try:
-                    _write(sock, data)
+                    _write(sock, self.for_proxy(data) if self._origin else data)
                 except OSError as exc:
                     sock.close()
                     sock = None
@@ -554,6 +590,8 @@ class HttpPool(PoolSettings):
                 Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
             )
         if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
+            if isinstance(exc, ResponseTooLarge):
+                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
             return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
         return self.error(
             ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
@@ -624,6 +662,8 @@ class HttpPool(PoolSettings):
                     url,
                     None,
                 ) from exc
+            if isinstance(exc, ResponseTooLarge):
+                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
             raise self.error(
                 RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
             ) from exc

@@ -13,11 +13,13 @@ no clock.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sciwire.errors import RemoteProtocolError
+from sciwire.core.http.limits import MAX_HEAD
+from sciwire.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "MAX_HEAD",
@@ -26,14 +28,13 @@ __all__ = [
     "RequestParser",
     "RequestTooLarge",
     "ResponseParser",
+    "ResponseTooLarge",
     "decode_gzip",
     "encode_request",
     "encode_response",
     "whole_response",
 ]
 
-#: Largest status line + headers accepted.
-MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 1024
 
 
@@ -55,10 +56,72 @@ def _take_chunk_size(buf: bytearray) -> int | None:
     return size
 
 
+# RFC 9110/9112 grammar, checked over a whole head at once (no Python loop per byte):
+# token = 1*tchar; a request line is method SP target SP HTTP-version, the target
+# visible ASCII; field-value bytes are HTAB, SP, VCHAR and obs-text (0x80-0xFF), so
+# NUL, DEL and the other controls are refused wherever they appear, and CR and LF only
+# come as CRLF line ends (a bare LF ends no line: h11 and llhttp refuse it too).
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_FIELD = _TOKEN + r":[\t\x20-\x7e\x80-\xff]*"
+_REQUEST_LINE = re.compile(r"(" + _TOKEN + r") ([\x21-\x7e]+) (HTTP/1\.[01])")
+_NAME = re.compile(_TOKEN)
+_FIELD_LINE = re.compile(_FIELD)
+#: lower-cased header names already found valid (see _read_head)
+_GOOD_NAMES: set[str] = {
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-length", "content-type", "transfer-encoding", "expect", "authorization",
+    "license-id", "cookie", "origin", "referer", "cache-control", "keep-alive", "te",
+    "upgrade", "soapaction",
+}  # fmt: skip
+#: what no part of a request head may hold: a control byte, a bare LF, a CR before
+#: anything but LF, or a first byte that cannot start a method
+_PARTIAL_BAD = re.compile(
+    rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?<!\r)\n|\r(?=[^\n])|\A[^-!#$%&'*+.^_`|~0-9A-Za-z]"
+)
+_REQUEST_LINE_BYTES = re.compile(_REQUEST_LINE.pattern.encode("latin-1"))
+_FIELD_LINES = re.compile(rf"(?:\r\n{_FIELD})*".encode("latin-1"))
+#: what encode_request sends as method and target (no CTL or space: http.client's rule)
+_SEND_LINE = re.compile(_TOKEN + r" [^\x00-\x20\x7f]+")
+_TRAILER_LINE = re.compile(_FIELD.encode("latin-1"))
+#: a chunk size: hex digits only (``int(x, 16)`` also takes ``0x5``, ``+5``, ``0_5``,
+#: `` 5``), then optional extensions, which are ignored
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[\t\x20-\x7e\x80-\xff]*)?")
+_OWS = " \t"
+#: Content-Length values longer than this are refused before int() sees them
+_MAX_LENGTH_DIGITS = 18
+
+
+def _take_chunk_size_strict(buf: bytearray) -> int | None:
+    """Take one chunk-size line off a request body's *buf*, by the grammar (the
+    response side keeps the lenient reading of :func:`_take_chunk_size`, as
+    ``http.client`` does); None until it is whole."""
+    end = buf.find(b"\r\n")
+    if end < 0:
+        if len(buf) > _MAX_CHUNK_LINE:
+            raise RemoteProtocolError("chunk size line too long", buf[:100])
+        return None
+    match = _CHUNK_SIZE.fullmatch(buf, 0, end)
+    if match is None:
+        raise RemoteProtocolError("bad chunk size", buf[:end])
+    size = int(match.group(1), 16)  # (before the del: the match reads *buf*)
+    del buf[: end + 2]
+    return size
+
+
 def encode_request(
     method: str, path: str, host: str, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
-    """One HTTP/1.1 request (head and body) as bytes; adds Host and Content-Length."""
+    """One HTTP/1.1 request (head and body) as bytes; adds Host and Content-Length.
+
+    An empty *path* is sent as ``/`` (as ``http.client`` does).
+
+    Raises:
+        LocalProtocolError: the method is no token, or the path holds a space or a
+            control byte (which the server would read as another request line).
+    """
+    path = path or "/"
+    if _SEND_LINE.fullmatch(f"{method} {path}") is None:
+        raise LocalProtocolError("invalid request line", f"{method} {path}")
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     for name, value in headers.items():
         if "\r" in name or "\n" in name or "\r" in str(value) or "\n" in str(value):
@@ -200,6 +263,10 @@ def _head_end(buf: bytearray) -> tuple[int, int, bool]:
     return (at - 1 if at and buf[at - 1] == 13 else at), start, True  # 13: a CR before LF
 
 
+class ResponseTooLarge(RemoteProtocolError):
+    """A response body is larger than the client's ``max_body`` (see docs/limits.md)."""
+
+
 class ResponseParser:
     """Feed bytes in; :attr:`response` is set once a whole response arrived.
 
@@ -270,7 +337,7 @@ class ResponseParser:
             return self.response
         if self._resp is not None and self._mode == "close":
             if self._max_body is not None and len(self._buf) > self._max_body:
-                raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+                raise ResponseTooLarge("response body too large", f"{len(self._buf)} bytes")
             self._resp.body = b"" if self._stream else bytes(self._buf)
             self._resp.keep_alive = False
             self.response = self._resp
@@ -335,7 +402,7 @@ class ResponseParser:
                 raise RemoteProtocolError("bad content-length", value)
             self._mode, self._remaining = "length", int(value)
             if self._max_body is not None and self._remaining > self._max_body:
-                raise RemoteProtocolError("response body too large", f"{self._remaining} bytes")
+                raise ResponseTooLarge("response body too large", f"{self._remaining} bytes")
         else:
             self._mode = "close"
             resp.keep_alive = False
@@ -360,7 +427,7 @@ class ResponseParser:
         elif self._mode == "chunked":
             self._parse_chunks(resp)
         elif self._max_body is not None and len(self._buf) > self._max_body:
-            raise RemoteProtocolError("response body too large", f"{len(self._buf)} bytes")
+            raise ResponseTooLarge("response body too large", f"{len(self._buf)} bytes")
 
     def _stream_body(self, resp: ParsedResponse) -> None:
         buf = self._buf
@@ -402,7 +469,7 @@ class ResponseParser:
             elif self._chunk_state == "data":
                 limit = self._max_body
                 if limit is not None and len(self._chunks) + self._remaining > limit:
-                    raise RemoteProtocolError("response body too large", f"over {limit} bytes")
+                    raise ResponseTooLarge("response body too large", f"over {limit} bytes")
                 if len(buf) < self._remaining + 2:
                     return
                 if buf[self._remaining : self._remaining + 2] != b"\r\n":
@@ -438,6 +505,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -500,12 +568,21 @@ class ParsedRequest:
 class RequestParser:
     """Feed bytes in, get whole requests out (several when the client pipelines).
 
+    Strict where the reference parsers (h11, llhttp) are: a request line of token,
+    visible-ASCII target and ``HTTP/1.0`` or ``HTTP/1.1``; header names are tokens and
+    values hold no control byte but HTAB; chunk sizes are hex digits; framing that two
+    parsers could read differently (``Transfer-Encoding`` with ``Content-Length``, two
+    different lengths, a coding other than ``chunked``) is an error, never a guess.
+
     Args:
         max_body: the largest body accepted; bigger raises :class:`RequestTooLarge`.
+        max_head: the largest request line + headers (and trailer) accepted; bigger
+            raises :class:`RequestTooLarge` with status 431.
     """
 
-    def __init__(self, max_body: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, max_body: int = 256 * 1024 * 1024, max_head: int = MAX_HEAD) -> None:
         self.max_body = max_body
+        self.max_head = max_head
         self._buf = bytearray()
         self._req: ParsedRequest | None = None
         self._chunked = False
@@ -514,16 +591,31 @@ class RequestParser:
         self._chunk_state = "size"
         #: set once the head of a request with ``Expect: 100-continue`` was parsed
         self.expect_continue = False
+        #: an error found after requests that came whole in the same bytes: those are
+        #: returned first (as h11 and llhttp read them), this is raised by the next feed
+        self.error: RemoteProtocolError | None = None
+
+    def held(self) -> int:
+        """Bytes received and kept for a request not complete yet (head or body)."""
+        return len(self._buf) + len(self._chunks)
+
+    def in_body(self) -> bool:
+        """True while a request's head was read and its body is still arriving."""
+        return self._req is not None
 
     def feed(self, data: bytes) -> list[ParsedRequest]:
         """Add received bytes; returns the requests completed by them (maybe none)."""
+        if self.error is not None:
+            raise self.error
         if self._req is None and not self._buf and type(data) is bytes:
             # The common case: *data* starts a request, and often it is exactly one
             # whole request: parse it from *data* without buffering.
             end = data.find(b"\r\n\r\n")
-            if end > 0 and not data[:1].isspace():  # (the general path skips blank heads)
+            if end > 0:  # (an empty head is the general path's error)
                 start = end + 4
                 try:
+                    if end > self.max_head:
+                        raise RequestTooLarge("request head too large", data[:200], 431)
                     req = self._head(data[:end])
                 except RemoteProtocolError:
                     self._buf += data[start:]  # as the general path leaves it
@@ -540,27 +632,36 @@ class RequestParser:
 
     def _drain(self) -> list[ParsedRequest]:
         done: list[ParsedRequest] = []
+        try:
+            self._drain_into(done)
+        except RemoteProtocolError as exc:
+            if not done:
+                raise
+            self.error = exc
+        return done
+
+    def _drain_into(self, done: list[ParsedRequest]) -> None:
         while True:
             if self._req is None:
                 end = self._buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buf) > MAX_HEAD:
+                if end < 0 or end > self.max_head:
+                    if len(self._buf) > self.max_head:
                         raise RequestTooLarge("request head too large", self._buf[:200], 431)
-                    return done
+                    _check_partial_head(self._buf)
+                    return
                 head = bytes(self._buf[:end])
                 del self._buf[: end + 4]
-                if not head.strip():
-                    continue  # tolerate stray CRLFs between requests
+                # (no blank lines before a request line: h11 and llhttp refuse them too)
                 self._req = self._head(head)
             req = self._req
             if self._chunked:
                 if not self._body_chunked():
-                    return done
+                    return
                 req.body = bytes(self._chunks)
                 self._chunks.clear()
             else:
                 if len(self._buf) < self._remaining:
-                    return done
+                    return
                 req.body = bytes(self._buf[: self._remaining])
                 del self._buf[: self._remaining]
             self._req = None
@@ -568,55 +669,31 @@ class RequestParser:
             done.append(req)
 
     def _head(self, head: bytes) -> ParsedRequest:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
-            raise RemoteProtocolError("bad request line", lines[0])
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        del lines[0]
-        for line in lines:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise RemoteProtocolError("bad header line", line)
-            key = name.lower()
-            if key in headers:
-                headers[key] = f"{headers[key]}, {value.strip()}"
-            else:
-                headers[key] = value.strip()
-        get = headers.get
-        conn = get("connection")
-        if conn is None:
-            keep = version != "HTTP/1.0"
-        else:
-            conn = conn.lower()
-            keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
-        self._chunked = False
-        self._remaining = 0
-        te = get("transfer-encoding")
-        if te:
-            te = te.lower()
-            if te.split(",")[-1].strip() != "chunked":
-                raise RemoteProtocolError("unsupported transfer-encoding", te)
-            self._chunked = True
+        # A client sends the same head call after call (a JSON-RPC client differs only
+        # in Content-Length, and often not even there): its reading is kept, so the
+        # grammar checks run once per distinct head, not once per request.
+        read = _HEADS.get(head)
+        if read is None:
+            read = _read_head(head)
+            if len(head) <= _HEAD_CACHE_LINE:
+                if len(_HEADS) >= _HEAD_CACHE_SIZE:  # bounded: many distinct heads gain nothing
+                    _HEADS.clear()
+                _HEADS[head] = read
+        method, target, version, headers, keep, chunked, length, expect = read
+        if length > self.max_body:
+            raise RequestTooLarge("request body too large", f"{length} bytes")
+        self._chunked = chunked
+        if chunked:
             self._chunk_state = "size"
-        else:
-            length = get("content-length")
-            if length is not None:
-                if not (length.isascii() and length.isdigit()):  # int() takes "²" or "٣" too
-                    raise RemoteProtocolError("bad content-length", length)
-                self._remaining = int(length)
-                if self._remaining > self.max_body:
-                    raise RequestTooLarge("request body too large", f"{self._remaining} bytes")
-        expect = get("expect")
-        self.expect_continue = expect is not None and expect.lower() == "100-continue"
-        return ParsedRequest(method.upper(), target, headers, b"", keep, version)
+        self._remaining = length
+        self.expect_continue = expect
+        return ParsedRequest(method, target, headers.copy(), b"", keep, version)
 
     def _body_chunked(self) -> bool:
         buf = self._buf
         while True:
             if self._chunk_state == "size":
-                size = _take_chunk_size(buf)
+                size = _take_chunk_size_strict(buf)
                 if size is None:
                     return False
                 if len(self._chunks) + size > self.max_body:
@@ -634,13 +711,95 @@ class RequestParser:
             else:
                 end = buf.find(b"\r\n")
                 if end < 0:
-                    if len(buf) > MAX_HEAD:
+                    if len(buf) > self.max_head:
                         raise RequestTooLarge("trailer too large", buf[:100], 431)
                     return False
+                if end and _TRAILER_LINE.fullmatch(buf, 0, end) is None:
+                    raise RemoteProtocolError("bad trailer line", buf[:end])
                 del buf[: end + 2]
                 if end == 0:
                     self._chunk_state = "size"
                     return True
+
+
+#: a request head's reading: method, target, version, headers, keep-alive, chunked,
+#: Content-Length (0 when chunked or none), Expect: 100-continue
+_Read = tuple[str, str, str, dict[str, str], bool, bool, int, bool]
+#: heads already read (see RequestParser._head): at most this many, each this long
+_HEADS: dict[bytes, _Read] = {}
+_HEAD_CACHE_SIZE = 256
+_HEAD_CACHE_LINE = 1024
+
+
+def _read_head(head: bytes) -> _Read:
+    """Read one request head by the grammar (a pure function of *head*)."""
+    text = head.decode("latin-1")
+    lines = text.split("\r\n")
+    request = _REQUEST_LINE.fullmatch(lines[0])
+    if request is None:
+        raise RemoteProtocolError("bad request head", repr(lines[0]))
+    method, target, version = request.groups()
+    headers: dict[str, str] = {}
+    del lines[0]
+    for line in lines:
+        # printable (one C pass) means no control byte, no bare CR or LF; a line that
+        # is not (HTAB, obs-text) is held to the field grammar itself
+        if not line.isprintable() and _FIELD_LINE.fullmatch(line) is None:
+            raise RemoteProtocolError("bad request head", repr(line))
+        name, sep, value = line.partition(":")
+        key = name.lower()
+        if not sep:
+            raise RemoteProtocolError("bad request head", repr(line))
+        if key not in _GOOD_NAMES:  # the usual names are known: no check per request
+            if _NAME.fullmatch(key) is None:
+                raise RemoteProtocolError("bad request head", repr(line))
+            if len(_GOOD_NAMES) < 1024:  # bounded: a client inventing names gains nothing
+                _GOOD_NAMES.add(key)
+        # SP and HTAB only, not latin-1's other blanks (an ASCII value, checked above,
+        # has no other blank that strip() would take)
+        value = value.strip() if value.isascii() else value.strip(_OWS)
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    get = headers.get
+    conn = get("connection")
+    if conn is None:
+        keep = version != "HTTP/1.0"
+    else:
+        conn = conn.lower()
+        keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+    te = get("transfer-encoding")
+    length = get("content-length")
+    size = 0
+    if te is not None:
+        if length is not None:  # RFC 9112 6.3: a smuggling vector; refuse it
+            raise RemoteProtocolError("both Transfer-Encoding and Content-Length", te)
+        if te.lower() != "chunked":
+            raise RemoteProtocolError("unsupported transfer-encoding", te)
+    elif length is not None:
+        # isdigit() alone takes "²" or "٣"; "5, 5" (a repeated header) is refused too
+        if not (length.isascii() and length.isdigit()) or len(length) > _MAX_LENGTH_DIGITS:
+            raise RemoteProtocolError("bad content-length", length)
+        size = int(length)
+    expect = get("expect")
+    continued = expect is not None and expect.lower() == "100-continue"
+    return method, target, version, headers, keep, te is not None, size, continued
+
+
+def _check_partial_head(buf: bytearray) -> None:
+    """Refuse a request head still arriving as soon as what came is wrong, as h11 and
+    llhttp do (a head with bare LF line ends would otherwise wait for its CRLF CRLF
+    until the head deadline). Only incomplete heads come here: not a hot path."""
+    if not buf:
+        return
+    if _PARTIAL_BAD.search(buf) is not None:
+        raise RemoteProtocolError("bad request head", buf[:200])
+    first = buf.find(b"\r\n")
+    if first < 0:
+        return
+    last = buf.rfind(b"\r\n")
+    if _REQUEST_LINE_BYTES.fullmatch(buf, 0, first) is None or (
+        last > first and _FIELD_LINES.fullmatch(buf, first, last) is None
+    ):
+        raise RemoteProtocolError("bad request head", buf[:200])
 
 
 #: (status, content type) -> the response head up to the Content-Length value

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from sciwire.core.http.codec import (
@@ -31,6 +31,7 @@ from sciwire.core.http.codec import (
     RequestTooLarge,
     encode_response,
 )
+from sciwire.core.http.limits import ServerLimits, limit_hit
 from sciwire.core.portal import Portal
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import RemoteProtocolError
@@ -52,6 +53,13 @@ logger = logging.getLogger(__name__)
 Reply = bytes | Awaitable[bytes]
 
 _MAX_QUEUED = 64  # pipelined requests buffered per connection before reading pauses
+
+
+def _refused(exc: RemoteProtocolError) -> ParsedRequest:
+    """A stand-in queued after the requests that came before a parse error, so that
+    their answers leave first and the error answer (which closes) last."""
+    status = getattr(exc, "status", 400)
+    return ParsedRequest("", str(exc), {"status": str(status)}, b"", False)
 
 
 class Headers(dict[str, str]):
@@ -161,6 +169,15 @@ class ConnectionHost(Protocol):
         """The serving loop's clock."""
 
 
+class LimitedHost(ConnectionHost, Protocol):
+    """A host that also keeps :class:`~sciwire.core.http.limits.ServerLimits` (an
+    :class:`HttpServer`): its connections count their bodies against its budget."""
+
+    limits: ServerLimits
+    #: bytes of request bodies still arriving, over all connections
+    inflight: int
+
+
 class HttpConnection(ReadIntoProtocol):
     """One server-side connection: parses requests, answers them in order (reads land
     in a reused buffer: see :mod:`sciwire.core.streams`).
@@ -171,7 +188,14 @@ class HttpConnection(ReadIntoProtocol):
 
     def __init__(self, server: ConnectionHost) -> None:
         self.server = server
-        self.parser = RequestParser(server.max_body)
+        limits: ServerLimits | None = getattr(server, "limits", None)
+        #: the host, when it keeps limits and a body budget (None: a SAMP host)
+        self.limited = cast(LimitedHost, server) if limits is not None else None
+        self.parser = RequestParser(server.max_body, limits.max_head if limits else 64 * 1024)
+        #: bytes this connection counts against the host's in-flight body budget
+        self.held = 0
+        #: the host's loop time when a sweep first saw the current request incomplete
+        self.since: float | None = None
         self.transport: asyncio.Transport | None = None
         self.queue: collections.deque[ParsedRequest] = collections.deque()
         self.task: asyncio.Future[bytes] | None = None
@@ -195,8 +219,8 @@ class HttpConnection(ReadIntoProtocol):
         return self.task is not None or bool(self.queue) or bool(self.pending)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (no isinstance check: uvloop's transports are not asyncio.Transport)
+        self.transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -209,11 +233,22 @@ class HttpConnection(ReadIntoProtocol):
             self.closing = True
             transport.abort()
             return
+        host = self.limited
+        if host is not None and len(host.connections) >= host.limits.max_connections:
+            limit_hit(logger, "max_connections", self.remote, f"{len(host.connections)} open")
+            if not _evict(host.connections):
+                self.closing = True
+                transport.write(host.error_response(503, "too many connections"))
+                transport.close()
+                return
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.server.connections.discard(self)
+        if self.held and self.limited is not None:
+            self.limited.inflight -= self.held
+            self.held = 0
         self.queue.clear()
         self.out.clear()
         for task in list(self.pending):  # a caller that hung up waits for nothing
@@ -235,15 +270,31 @@ class HttpConnection(ReadIntoProtocol):
         if self.closing:
             return
         self.active = True
+        parser = self.parser
         try:
-            requests = self.parser.feed(data)
+            requests = parser.feed(data)
         except RequestTooLarge as exc:
-            self._fail(getattr(exc, "status", 413), str(exc))
+            limit = "max_head" if exc.status == 431 else "max_body"
+            limit_hit(logger, limit, self.remote, str(exc))
+            self._fail(exc.status, str(exc))
             return
         except RemoteProtocolError as exc:
             self._fail(400, str(exc))
             return
+        host = self.limited
+        if host is not None:
+            held = parser.held()
+            if held != self.held:  # a request still arriving: count it in the budget
+                host.inflight += held - self.held
+                self.held = held
+                if held and host.inflight > host.limits.max_inflight_body:
+                    limit_hit(logger, "max_inflight_body", self.remote, f"{host.inflight} bytes")
+                    self._fail(503, "server busy: too many request bytes in flight")
+                    return
         if requests:
+            self.since = None
+            if parser.error is not None:  # answered after the requests before it
+                requests.append(_refused(parser.error))
             self.continued = False
             if len(requests) == 1 and not self.queue and self.task is None and not self.out:
                 # the common case: one request, nothing before it still unanswered
@@ -295,6 +346,10 @@ class HttpConnection(ReadIntoProtocol):
             transport.close()
 
     def _answer(self, req: ParsedRequest) -> Reply:
+        if not req.method:  # the stand-in for a parse error (see _refused)
+            self.server.errors += 1
+            logger.debug("bad request from %s: %s", self.remote, req.target)
+            return self.server.error_response(int(req.headers["status"]), req.target)
         try:
             return self.server.respond(req, self.remote)
         except Exception:  # a bug in respond(): answer 500, keep serving
@@ -416,6 +471,30 @@ class HttpConnection(ReadIntoProtocol):
             self._write(ready[0] if len(ready) == 1 else b"".join(ready), keep)
 
 
+def _evict(connections: set[HttpConnection]) -> bool:
+    """Make room at the connection cap: close the connection that has held a request
+    head or body unfinished the longest, else an idle kept-alive one; False when every
+    connection is busy answering (only then is a new one refused)."""
+    victim: HttpConnection | None = None
+    idle: HttpConnection | None = None
+    for conn in connections:
+        if conn.closing or conn.busy():
+            continue
+        if conn.parser.held() or conn.parser.in_body():
+            if victim is None or (conn.since or 0.0) < (victim.since or 0.0):
+                victim = conn
+        elif idle is None or conn.last_active < idle.last_active:
+            idle = conn
+    victim = victim or idle
+    if victim is None:
+        return False
+    victim.closing = True
+    connections.discard(victim)
+    if victim.transport is not None:
+        victim.transport.abort()
+    return True
+
+
 class HttpServer:
     """An HTTP/1.1 server: life cycle, connections, idle timeout, graceful stop.
 
@@ -436,6 +515,7 @@ class HttpServer:
         shutdown_timeout: float,
         keepalive_timeout: float = 75.0,
         name: str = "http",
+        limits: ServerLimits | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -444,6 +524,10 @@ class HttpServer:
         self.shutdown_timeout = shutdown_timeout
         self.keepalive_timeout = keepalive_timeout
         self.name = name
+        #: head and body deadlines, connection cap, in-flight body budget
+        self.limits = limits or ServerLimits()
+        #: bytes of request bodies (and heads) still arriving, over all connections
+        self.inflight = 0
         #: requests answered with an error (counted; logged at debug level)
         self.errors = 0
         self.connections: set[HttpConnection] = set()
@@ -495,15 +579,35 @@ class HttpServer:
         logger.debug("%s listening on %s:%d", self.name, self.host, self.port)
 
     async def _sweep(self) -> None:
-        """Close keep-alive connections idle for longer than ``keepalive_timeout``.
+        """Close keep-alive connections idle for longer than ``keepalive_timeout``, and
+        connections whose request head (body) is not whole within ``head_timeout``
+        (``body_timeout``).
 
         A request only sets ``conn.active`` (no clock read per request); the sweep that
         sees it restarts that connection's idle time, so a connection is closed after
-        idling at least ``keepalive_timeout`` and at most two sweep intervals more."""
+        idling at least ``keepalive_timeout`` and at most two sweep intervals more. A
+        request still arriving is timed from the first sweep that sees it unfinished
+        (``conn.since``, cleared when requests complete): it gets its deadline and at
+        most one sweep interval more."""
+        limits = self.limits
+        interval = max(0.1, min(self.keepalive_timeout / 4, limits.head_timeout / 4))
         while True:
-            await asyncio.sleep(max(0.5, self.keepalive_timeout / 4))
+            await asyncio.sleep(interval)
             now = self.loop_time()
             for conn in list(self.connections):
+                parser = conn.parser
+                if (parser.held() or parser.in_body()) and not conn.paused:
+                    if conn.since is None:
+                        conn.since = now
+                        continue
+                    body = parser.in_body()
+                    allowed = limits.body_timeout if body else limits.head_timeout
+                    if now - conn.since > allowed:
+                        name = "body_timeout" if body else "head_timeout"
+                        limit_hit(logger, name, conn.remote, f"{allowed:g} s")
+                        conn._fail(408, f"request not received in time ({name})")
+                    continue
+                conn.since = None
                 if conn.active:  # seen since the last sweep: idle from now at most
                     conn.active = False
                     conn.last_active = now

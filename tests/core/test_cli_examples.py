@@ -76,15 +76,22 @@ NATS_URL = "nats://127.0.0.1:4222"
 
 def _run_with_fleet(code: str, tmp_path: Path, env: dict[str, str]) -> str:
     """Run a fleet example against what it expects: a NATS server, an IFCB simulator
-    (serial 111-111-111) and a bridge between them, each a real process on loopback."""
+    (serial 111-111-111), a rig named cam and a bridge between them, each a real process on
+    loopback (the server has no users: the example's credentials are not checked)."""
     from sciwire.fleet import NatsServer
 
-    with NatsServer() as nats, running("ifcb", "sim", "--port", "0", "--rate", "20") as sim:
+    with (
+        NatsServer() as nats,
+        running("ifcb", "sim", "--port", "0", "--rate", "20") as sim,
+        running("rig", "serve", "udp://127.0.0.1:0", "--reply", "--name", "cam") as rig,
+    ):
         url = sim.wait_line("IFCB simulator listening on").split()[4].replace("http", "ws")
+        rig_uri = rig.wait_line("listening on").split()[-1]
         config = tmp_path / "bridge.toml"
         config.write_text(
             f'[nats]\nservers = ["{nats.url}"]\n'
             f'[[ifcb]]\nserial = "111-111-111"\nurl = "{url}"\ncommands = true\n'
+            f'[[rig]]\nname = "cam"\nuri = "{rig_uri}"\ncommands = ["status"]\n'
         )
         with running("fleet", "bridge", str(config)) as bridge:
             bridge.wait_line("instruments -> stream", err=True)

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sciwire.samp import _hublock as L
 from sciwire.samp import _protocol as P
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
@@ -404,7 +405,7 @@ async def test_lockfile_is_owner_only_complete_and_removed(tmp_path: Path) -> No
     await hub.start()
     try:
         assert stat.S_IMODE(lock.stat().st_mode) == 0o600
-        fields = P.read_lockfile(lock)
+        fields = L.read_lockfile(lock)
         for key in ("samp.secret", "samp.hub.xmlrpc.url", "samp.profile.version"):
             assert fields[key] == hub.params[key]
         assert fields["hub.label"] == "test hub"
@@ -422,7 +423,7 @@ async def test_a_second_hub_refuses_while_the_first_lives(tmp_path: Path) -> Non
     try:
         with pytest.raises(SAMPHubError, match="already running"):
             await second.start()
-        assert P.read_lockfile(lock)["samp.secret"] == first.params["samp.secret"]
+        assert L.read_lockfile(lock)["samp.secret"] == first.params["samp.secret"]
         assert not second.is_running
     finally:
         await second.stop()
@@ -432,7 +433,7 @@ async def test_a_second_hub_refuses_while_the_first_lives(tmp_path: Path) -> Non
 
 async def test_a_stale_lockfile_is_taken_over(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
-    P.write_lockfile(
+    L.write_lockfile(
         lock,
         {
             "samp.secret": "old",
@@ -443,7 +444,7 @@ async def test_a_stale_lockfile_is_taken_over(tmp_path: Path) -> None:
     hub = AsyncSAMPHub(lockfile=lock, web_profile=False)
     await hub.start()
     try:
-        assert P.read_lockfile(lock)["samp.secret"] == hub.params["samp.secret"]
+        assert L.read_lockfile(lock)["samp.secret"] == hub.params["samp.secret"]
     finally:
         await hub.stop()
 
@@ -458,7 +459,7 @@ async def test_samp_hub_std_lockurl_is_honoured(
     await hub.start()
     try:
         assert hub.lockfile == str(lock)
-        assert P.read_lockfile(lock)["samp.hub.xmlrpc.url"] == hub.url
+        assert L.read_lockfile(lock)["samp.hub.xmlrpc.url"] == hub.url
     finally:
         await hub.stop()
     assert not lock.exists()
@@ -468,9 +469,9 @@ async def test_stop_leaves_another_hubs_lockfile_alone(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
     hub = AsyncSAMPHub(lockfile=lock, web_profile=False)
     await hub.start()
-    P.write_lockfile(lock, {"samp.secret": "someone else"})
+    L.write_lockfile(lock, {"samp.secret": "someone else"})
     await hub.stop()
-    assert P.read_lockfile(lock) == {"samp.secret": "someone else"}
+    assert L.read_lockfile(lock) == {"samp.secret": "someone else"}
 
 
 # -- timeouts ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from sciwire.samp._hubhttp import StdConnection
 from sciwire.samp._hublock import check_existing, lockfile_path, remove_lockfile, write_hub_lockfile
 from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 from sciwire.samp._tls import TlsOptions
+from sciwire.samp._web import WebProfile
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["AsyncSAMPHub", "WebAuth"]
@@ -150,7 +151,7 @@ class AsyncSAMPHub:
         self._url = ""
         self._activity: dict[str, float] = {}
         self._last_activity = 0.0
-        self.web: Any = None  # the WebProfile, when enabled
+        self.web: WebProfile | None = None  # when enabled
         #: deliveries that failed (counted, logged at debug)
         self.failed_deliveries = 0
 
@@ -225,8 +226,6 @@ class AsyncSAMPHub:
             scheme = "https" if self._ssl is not None else "http"
             self._url = f"{scheme}://{_url_host(self._addr)}:{self._port}/xmlrpc"
             if self._web_profile:
-                from sciwire.samp._web import WebProfile
-
                 self.web = WebProfile(self, self._addr, self._web_port)
                 try:
                     self._runners.append(await self.web.start())
@@ -373,6 +372,8 @@ class AsyncSAMPHub:
             return P.encode_fault(1, f"unknown method {method[:100]!r}")
         name = method[len(prefix) :]
         if web_context is not None:
+            if self.web is None:  # only the Web Profile passes a context
+                return P.encode_fault(1, "the Web Profile is not running")
             work = self.web.dispatch(name, params, web_context)
         else:
             work = self.common(name, params)
@@ -523,13 +524,33 @@ class AsyncSAMPHub:
 
     # -- activity and timeouts ----------------------------------------------------------
 
+    # -- the Web Profile's seam (sciwire.samp._web.WebHubHost) ----------------------
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body the hub accepts, in bytes."""
+        return self._max_body
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The hub's HTTP client session while it runs (the URL translator's)."""
+        return self._session
+
+    def touch(self, client: Client) -> None:
+        """Note activity of *client* (for the idle timeouts)."""
+        self._touch(client)
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out what a state change asks for (deliveries, resolved waits)."""
+        self._apply(effects)
+
     def _touch(self, client: Client) -> None:
         now = asyncio.get_running_loop().time()
         self._last_activity = now
         self._activity[client.public_id] = now
 
     def _touch_key(self, key: object) -> None:
-        client = self.state._by_key.get(key) if isinstance(key, str) else None
+        client = self.state.client_by_key_or_none(key)
         if client is not None:
             self._touch(client)
 

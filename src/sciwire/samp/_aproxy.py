@@ -16,8 +16,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sciwire.samp._hublock import locate_lockfile, read_lockfile
 from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
-from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
+from sciwire.samp._protocol import parse_lockfile
 from sciwire.samp._rpc import ArgsPolicy, RpcCaller
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 

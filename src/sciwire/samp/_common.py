@@ -5,7 +5,7 @@
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
 - :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  :class:`sciwire.samp._aclient.AsyncSAMPClient` and handed to a *driver*: the
+  asyncio client (seen through the :class:`BindingCore` seam) and handed to a *driver*: the
   blocking facades run the coroutine on their portal, the asyncio integrated client
   returns it to be awaited.
 """
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError
 
-if TYPE_CHECKING:
-    from sciwire.samp._aclient import AsyncSAMPClient
-
 __all__ = [
+    "BindingCore",
     "Bindings",
     "ClientSide",
     "Handler",
@@ -209,6 +207,47 @@ class IntegratedSide(ClientSide[ClientT], Generic[HubT, ClientT]):
         return key
 
 
+class BindingCore(Protocol):
+    """What :class:`Bindings` needs of the asyncio client (``AsyncSAMPClient`` fits).
+
+    A seam, so that this module does not import the client that imports it.
+    """
+
+    async def bind_receive_message(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def bind_receive_notification(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def bind_receive_call(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def unbind_receive_notification(self, mtype: str, declare: bool = ...) -> None: ...
+
+    async def unbind_receive_call(self, mtype: str, declare: bool = ...) -> None: ...
+
+    async def declare_subscriptions(
+        self, subscriptions: Mapping[str, Any] | None = ...
+    ) -> None: ...
+
+    async def declare_metadata(self, metadata: Mapping[str, Any] | None = ...) -> None: ...
+
+
 class Bindings(Generic[R]):
     """Binding and declaring methods, run on the asyncio core and handed to :meth:`_drive`.
 
@@ -217,7 +256,7 @@ class Bindings(Generic[R]):
     """
 
     @property
-    def _core_client(self) -> AsyncSAMPClient:
+    def _core_client(self) -> BindingCore:
         raise NotImplementedError  # pragma: no cover
 
     def _drive(self, coro: Coroutine[Any, Any, None]) -> R:

@@ -17,19 +17,16 @@ import logging
 import os
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from sciwire.samp import _protocol as P
-from sciwire.samp._hubstate import Client, Delivery, HubFault
+from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState
 from sciwire.samp.errors import SAMPDataError
 
-if TYPE_CHECKING:
-    from sciwire.samp._ahub import AsyncSAMPHub
-
-__all__ = ["WebProfile"]
+__all__ = ["WebHubHost", "WebProfile"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +93,46 @@ def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Resp
     return web.Response(body=body, headers={"Content-Type": "text/xml", **(headers or {})})
 
 
-class WebProfile:
-    """The Web Profile server of an :class:`~sciwire.samp._ahub.AsyncSAMPHub`."""
+class WebHubHost(Protocol):
+    """What the Web Profile needs of its hub (``AsyncSAMPHub`` fits).
 
-    def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
+    The seam between the two: the hub imports this module, so this module names
+    the hub only through this protocol and reads none of its private attributes.
+    """
+
+    @property
+    def state(self) -> HubState:
+        """The hub's registry of clients and messages."""
+
+    @property
+    def web_auth(self) -> object:
+        """The consent policy: "deny", "allow" or a callable."""
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body the hub accepts, in bytes."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The hub's HTTP client session (None when stopped), for the URL translator."""
+
+    def touch(self, client: Client) -> None:
+        """Note activity of *client* (for the idle timeouts)."""
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out what a state change asks for (deliveries, resolved waits)."""
+
+    async def rpc(self, body: bytes, prefix: str, web_context: dict[str, Any] | None) -> bytes:
+        """Answer one XML-RPC request body of the profile with *prefix*."""
+
+    async def common(self, name: str, params: tuple[Any, ...]) -> Any:
+        """Run a hub method both profiles share."""
+
+
+class WebProfile:
+    """The Web Profile server of an asyncio SAMP hub (seen as a :class:`WebHubHost`)."""
+
+    def __init__(self, hub: WebHubHost, addr: str, port: int) -> None:
         self.hub = hub
         self._addr = addr
         self.port = port
@@ -160,7 +193,7 @@ class WebProfile:
             return await self._translate(request, path[len("/translator/") :], cors)
         if request.method != "POST":
             return web.Response(status=405, headers={"Allow": "POST, OPTIONS", **cors})
-        body = await read_body(request, self.hub._max_body)
+        body = await read_body(request, self.hub.max_body)
         context = {"origin": request.headers.get("Origin", ""), "remote": request.remote}
         return xml_response(await self.hub.rpc(body, "samp.webhub.", context), cors)
 
@@ -182,7 +215,7 @@ class WebProfile:
                 raise HubFault("allowReverseCallbacks takes 2 arguments")
             client = self._web_client(params[0])
             state.allow_reverse_callbacks(params[0], params[1])
-            self.hub._touch(client)
+            self.hub.touch(client)
             return ""
         if name == "pullCallbacks":
             if len(params) != 2:
@@ -212,8 +245,8 @@ class WebProfile:
             raise HubFault("registration refused by the hub's Web Profile policy")
         client, effects = self.hub.state.register_web(identity)
         self._queue(client)
-        self.hub._touch(client)
-        self.hub._apply(effects)
+        self.hub.touch(client)
+        self.hub.apply(effects)
         info = self.hub.state.reg_info(client)
         info["samp.url-translator"] = (
             f"http://127.0.0.1:{self.port}/translator/{client.private_key}?ref="
@@ -241,7 +274,7 @@ class WebProfile:
 
     async def _pull(self, key: object, timeout: object) -> list[dict[str, Any]]:
         client = self._web_client(key)
-        self.hub._touch(client)
+        self.hub.touch(client)
         try:
             seconds = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -260,7 +293,7 @@ class WebProfile:
         items, queue.items = queue.items, []
         queue.ready.clear()
         queue.last_poll = asyncio.get_running_loop().time()
-        self.hub._touch(client)
+        self.hub.touch(client)
         return items
 
     def _queue(self, client: Client) -> _Queue:
@@ -286,13 +319,13 @@ class WebProfile:
                 queue = self._queue(client)
                 if queue.polling == 0 and now - queue.last_poll > idle:
                     logger.info("web client %s stopped polling: unregistering it", client.public_id)
-                    self.hub._apply(self.hub.state.disconnect(client, "stopped polling"))
+                    self.hub.apply(self.hub.state.disconnect(client, "stopped polling"))
                     self.forget(client)
 
     def enqueue(self, delivery: Delivery) -> None:
         """Queue a callback for a web client's next ``pullCallbacks``."""
         client = delivery.recipient
-        if self.hub.state._by_key.get(client.private_key) is not client:
+        if self.hub.state.client_by_key_or_none(client.private_key) is not client:
             return
         queue = self._queue(client)
         if len(queue.items) >= MAX_QUEUE:
@@ -309,7 +342,7 @@ class WebProfile:
         self, request: web.BaseRequest, key: str, cors: dict[str, str]
     ) -> web.StreamResponse:
         queue = self._queues.get(key)
-        client = self.hub.state._by_key.get(key)
+        client = self.hub.state.client_by_key_or_none(key)
         if queue is None or client is None or client.profile != "web":
             return web.Response(status=403, text="unknown web client", headers=cors)
         ref = request.query.get("ref", "")
@@ -325,7 +358,7 @@ class WebProfile:
         parsed = urllib.parse.urlparse(ref)
         if parsed.scheme not in ("http", "https"):
             return web.Response(status=403, text="unsupported URL scheme", headers=cors)
-        session = self.hub._session
+        session = self.hub.session
         if session is None:
             return web.Response(status=503, headers=cors)
         try:

@@ -1,7 +1,8 @@
 """What the blocking and the asyncio SAMP clients share, written once.
 
-- pure helpers: the TLS refusal, message and response shaping (``e*`` methods,
-  ``extra_kws``), the client arguments an integrated client keeps;
+- pure helpers: the TLS refusal, the callAndWait HTTP deadline, message and response
+  shaping (``e*`` methods, ``extra_kws``), the client arguments an integrated client
+  keeps;
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
 - :class:`Bindings`: the binding and declaring methods, run on the asyncio core
@@ -20,12 +21,14 @@ from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError
 
 __all__ = [
+    "CALL_AND_WAIT_GRACE",
     "BindingCore",
     "Bindings",
     "ClientSide",
     "Handler",
     "IntegratedSide",
     "Receiver",
+    "call_and_wait_limit",
     "client_arguments",
     "format_easy_msg",
     "format_easy_response",
@@ -35,6 +38,19 @@ __all__ = [
 Handler = Callable[..., Any]
 
 R = TypeVar("R", covariant=True)
+
+
+#: Extra seconds the HTTP request of callAndWait may take beyond the SAMP timeout.
+CALL_AND_WAIT_GRACE = 10.0
+
+
+def call_and_wait_limit(timeout: object) -> float | None:
+    """How long the HTTP request of a callAndWait with this SAMP *timeout* may take."""
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = 0.0
+    return seconds + CALL_AND_WAIT_GRACE if seconds > 0 else None
 
 
 def tls_settings(

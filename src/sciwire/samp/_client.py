@@ -203,6 +203,7 @@ class SAMPHubProxy(BlockingHubMethods):
     def disconnect(self) -> None:
         """Disconnect from the hub."""
         self._connected = False
+        self.proxy = None  # as astropy: later calls say "not connected", not "closed"
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()

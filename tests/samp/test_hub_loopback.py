@@ -17,7 +17,8 @@ import pytest
 
 from sciwire.samp import _hublock as L
 from sciwire.samp import _protocol as P
-from sciwire.samp.errors import SAMPHubError, SAMPProxyError
+from sciwire.samp._delivery import Courier
+from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
 from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
 from tests.samp.hubkit import RawClient
 
@@ -648,3 +649,14 @@ async def test_a_caller_that_hangs_up_abandons_its_call_and_wait(
     await asyncio.wait_for(abandoned(), scaled(5))
     with pytest.raises(SAMPProxyError, match="msg-id"):
         await b.h("reply", msg_id, P.make_ok_response())
+
+
+async def test_courier_refuses_a_callback_url_that_is_not_http() -> None:
+    """Delivery is core.http only: another scheme is a clear SAMPDataError (the hub
+    refuses such URLs at setXmlrpcCallback, so this guards the courier alone)."""
+    courier = Courier()
+    try:
+        with pytest.raises(SAMPDataError, match="not http"):
+            await courier.post("ftp://127.0.0.1/x", b"<methodCall/>")
+    finally:
+        await courier.close()

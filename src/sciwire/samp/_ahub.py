@@ -4,7 +4,7 @@
 :class:`sciwire.samp.hub.SAMPHubServer` runs one on a portal thread). Its
 Standard Profile server is lean asyncio HTTP (:mod:`sciwire.samp._hubhttp`), its Web
 Profile is on aiohttp (:mod:`sciwire.samp._web`) and callbacks leave through
-keep-alive pools (:mod:`sciwire.samp._delivery`); no thread per message. The hub
+keep-alive pools on core.http (:mod:`sciwire.samp._delivery`); no thread per message. The hub
 state (:mod:`sciwire.samp._hubstate`) registers a msg-id before its call is delivered;
 ``callAndWait`` awaits a future and honours its timeout. A recipient whose callback
 endpoint refuses connections is unregistered and the calls pending on it are
@@ -210,7 +210,6 @@ class AsyncSAMPHub:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
-        self._courier.session = self._session
         try:
             path = self._lockfile_path()
             if path is not None:
@@ -308,7 +307,6 @@ class AsyncSAMPHub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._courier.close()
-        self._courier.session = None
         if self._session is not None:
             await self._session.close()
             self._session = None

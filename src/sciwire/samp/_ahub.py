@@ -2,9 +2,10 @@
 
 :class:`AsyncSAMPHub` runs on the caller's loop (the blocking
 :class:`sciwire.samp.hub.SAMPHubServer` runs one on a portal thread). Its
-Standard Profile server is lean asyncio HTTP (:mod:`sciwire.samp._hubhttp`), its Web
-Profile is on aiohttp (:mod:`sciwire.samp._web`) and callbacks leave through
-keep-alive pools on core.http (:mod:`sciwire.samp._delivery`); no thread per message. The hub
+Standard Profile server (:mod:`sciwire.samp._hubhttp`), its Web Profile
+(:mod:`sciwire.samp._web` over :mod:`sciwire.samp._webhttp`) and its callback delivery
+(:mod:`sciwire.samp._delivery`) are all on :mod:`sciwire.core.http`; only the Web
+Profile's URL translator fetches remote documents with aiohttp. No thread per message. The hub
 state (:mod:`sciwire.samp._hubstate`) registers a msg-id before its call is delivered;
 ``callAndWait`` awaits a future and honours its timeout. A recipient whose callback
 endpoint refuses connections is unregistered and the calls pending on it are
@@ -23,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from sciwire.errors import ConnectError, SciwireError
 from sciwire.samp import _protocol as P
@@ -135,7 +135,6 @@ class AsyncSAMPHub:
         tls = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version, SAMPHubError)
         # built now so that bad TLS arguments fail in the constructor, not at start()
         self._ssl = tls.server_context() if https else None
-        self._runners: list[web.BaseRunner] = []
         self._server: asyncio.Server | None = None
         self._conns: set[StdConnection] = set()
         #: malformed HTTP or XML-RPC requests answered with an error (counted)
@@ -227,7 +226,7 @@ class AsyncSAMPHub:
             if self._web_profile:
                 self.web = WebProfile(self, self._addr, self._web_port)
                 try:
-                    self._runners.append(await self.web.start())
+                    await self.web.start()
                 except OSError as exc:
                     raise OSError(
                         f"Web Profile port {self._web_port} unavailable ({exc.strerror or exc}); "
@@ -289,7 +288,7 @@ class AsyncSAMPHub:
                 future.set_result(P.make_error_response("hub shut down"))
         self._waiters.clear()
         if self.web is not None:
-            self.web.close()
+            await self.web.stop()
         if self._server is not None:
             self._server.close()
             for conn in list(self._conns):
@@ -297,10 +296,6 @@ class AsyncSAMPHub:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
-        for runner in reversed(self._runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
-        self._runners.clear()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()

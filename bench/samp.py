@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.harness import Workload
 from sciwire.samp import SAMPIntegratedClient
-from sciwire.samp._protocol import read_lockfile
+from sciwire.samp._hublock import read_lockfile
 
 CALL_ROUNDS = {"sciwire": 400, "astropy": 60, "jsamp": 300}
 NOTIFY_ROUNDS = {"sciwire": 200, "astropy": 60}

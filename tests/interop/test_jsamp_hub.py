@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubError, SAMPIntegratedClient, SAMPProxyError
-from sciwire.samp._protocol import read_lockfile
+from sciwire.samp._hublock import read_lockfile
 from tests.helpers import scale
 from tests.interop.samp_client_scenarios import *  # noqa: F403 - the shared scenarios
 from tests.samp.clientkit import ClientFactory, Inbox, factory, poll

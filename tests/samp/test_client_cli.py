@@ -14,7 +14,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
-from sciwire.samp._protocol import read_lockfile
+from sciwire.samp._hublock import read_lockfile
 from sciwire.samp.cli import group
 from tests.helpers import scale
 from tests.samp.clientkit import ClientFactory, Inbox, poll

@@ -15,8 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sciwire.samp import _hublock as L
 from sciwire.samp import _protocol as P
-from sciwire.samp.errors import SAMPHubError, SAMPProxyError
+from sciwire.samp._delivery import Courier
+from sciwire.samp.errors import SAMPDataError, SAMPHubError, SAMPProxyError
 from sciwire.samp.hub import AsyncSAMPHub, SAMPHubServer
 from tests.samp.hubkit import RawClient
 
@@ -404,7 +406,7 @@ async def test_lockfile_is_owner_only_complete_and_removed(tmp_path: Path) -> No
     await hub.start()
     try:
         assert stat.S_IMODE(lock.stat().st_mode) == 0o600
-        fields = P.read_lockfile(lock)
+        fields = L.read_lockfile(lock)
         for key in ("samp.secret", "samp.hub.xmlrpc.url", "samp.profile.version"):
             assert fields[key] == hub.params[key]
         assert fields["hub.label"] == "test hub"
@@ -422,7 +424,7 @@ async def test_a_second_hub_refuses_while_the_first_lives(tmp_path: Path) -> Non
     try:
         with pytest.raises(SAMPHubError, match="already running"):
             await second.start()
-        assert P.read_lockfile(lock)["samp.secret"] == first.params["samp.secret"]
+        assert L.read_lockfile(lock)["samp.secret"] == first.params["samp.secret"]
         assert not second.is_running
     finally:
         await second.stop()
@@ -432,7 +434,7 @@ async def test_a_second_hub_refuses_while_the_first_lives(tmp_path: Path) -> Non
 
 async def test_a_stale_lockfile_is_taken_over(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
-    P.write_lockfile(
+    L.write_lockfile(
         lock,
         {
             "samp.secret": "old",
@@ -443,7 +445,7 @@ async def test_a_stale_lockfile_is_taken_over(tmp_path: Path) -> None:
     hub = AsyncSAMPHub(lockfile=lock, web_profile=False)
     await hub.start()
     try:
-        assert P.read_lockfile(lock)["samp.secret"] == hub.params["samp.secret"]
+        assert L.read_lockfile(lock)["samp.secret"] == hub.params["samp.secret"]
     finally:
         await hub.stop()
 
@@ -458,7 +460,7 @@ async def test_samp_hub_std_lockurl_is_honoured(
     await hub.start()
     try:
         assert hub.lockfile == str(lock)
-        assert P.read_lockfile(lock)["samp.hub.xmlrpc.url"] == hub.url
+        assert L.read_lockfile(lock)["samp.hub.xmlrpc.url"] == hub.url
     finally:
         await hub.stop()
     assert not lock.exists()
@@ -468,9 +470,9 @@ async def test_stop_leaves_another_hubs_lockfile_alone(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
     hub = AsyncSAMPHub(lockfile=lock, web_profile=False)
     await hub.start()
-    P.write_lockfile(lock, {"samp.secret": "someone else"})
+    L.write_lockfile(lock, {"samp.secret": "someone else"})
     await hub.stop()
-    assert P.read_lockfile(lock) == {"samp.secret": "someone else"}
+    assert L.read_lockfile(lock) == {"samp.secret": "someone else"}
 
 
 # -- timeouts ----------------------------------------------------------------------------------
@@ -647,3 +649,14 @@ async def test_a_caller_that_hangs_up_abandons_its_call_and_wait(
     await asyncio.wait_for(abandoned(), scaled(5))
     with pytest.raises(SAMPProxyError, match="msg-id"):
         await b.h("reply", msg_id, P.make_ok_response())
+
+
+async def test_courier_refuses_a_callback_url_that_is_not_http() -> None:
+    """Delivery is core.http only: another scheme is a clear SAMPDataError (the hub
+    refuses such URLs at setXmlrpcCallback, so this guards the courier alone)."""
+    courier = Courier()
+    try:
+        with pytest.raises(SAMPDataError, match="not http"):
+            await courier.post("ftp://127.0.0.1/x", b"<methodCall/>")
+    finally:
+        await courier.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sciwire.samp import _protocol as P
+from sciwire.samp import _hublock as L
 
 Scaled = Callable[[float], float]
 
@@ -60,7 +60,7 @@ def test_signal_stops_the_hub_and_removes_the_lockfile(
     lock = tmp_path / "lock"
     proc = _start_hub(lock, processes, tmp_path)
     _wait_ready(proc)
-    fields = P.read_lockfile(lock)
+    fields = L.read_lockfile(lock)
     assert fields["samp.hub.xmlrpc.url"].startswith("http://127.0.0.1:")
     assert oct(lock.stat().st_mode & 0o777) == oct(0o600)
     proc.send_signal(sig)

@@ -258,6 +258,16 @@ async def test_url_translator_serves_only_urls_the_client_was_sent(
     assert await fetch(shared.as_uri()) == (200, b"<VOTABLE/>")
     assert (await fetch(secret.as_uri()))[0] == 403
     assert (await fetch(shared.as_uri(), key="wk:forged"))[0] == 403
+    # HEAD: the headers of the GET (type and length), no body
+    quoted = translator + urllib.parse.quote(shared.as_uri(), safe="")
+    async with web.session.head(quoted, headers={"Origin": ORIGIN}) as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Length"] == str(len(b"<VOTABLE/>"))
+        assert reply.headers["Content-Type"] == "application/xml"
+        assert reply.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert await reply.read() == b""
+    shared.unlink()  # sent, then gone: 404, not an error page
+    assert (await fetch(shared.as_uri()))[0] == 404
 
 
 async def test_stopping_the_hub_ends_long_polls(
@@ -334,3 +344,34 @@ async def test_a_busy_web_port_is_a_clear_error(tmp_path: Path) -> None:
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_web_port_limits_bodies_and_refuses_bad_requests(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """The Web Profile port is on core.http: its body cap and strict parsing apply."""
+    hub = AsyncSAMPHub(lockfile=tmp_path / "lock", web_port=0, web_auth="allow", max_body=1024)
+    await hub.start()
+    try:
+        base = f"http://127.0.0.1:{hub.web_port}/"
+        async with session.post(base, data=b"x" * 4096, headers={"Origin": ORIGIN}) as reply:
+            assert reply.status == 413
+        async with session.get(base + "xmlrpc") as reply:  # only POST carries XML-RPC
+            assert reply.status == 405
+            assert reply.headers["Allow"] == "POST, OPTIONS"
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.web_port)
+        try:
+            writer.write(b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readline(), 10)
+            assert head.startswith(b"HTTP/1.1 400 ")
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        # and the port still serves
+        client = _web_client(session, hub)
+        await client.register({"samp.name": "after"})
+        assert await client.call("ping") == ""
+    finally:
+        await hub.stop()

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.errors import ProtocolError, RemoteError, SciwireError
+from sciwire.samp import _hublock as L
 from sciwire.samp import _protocol as P
 from sciwire.samp.errors import (
     SAMPClientError,
@@ -182,13 +183,13 @@ def test_lockfile_values_may_contain_equals() -> None:
 def test_lockfile_round_trip_and_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "lock"
     fields = {"samp.secret": "s=1", "samp.hub.xmlrpc.url": "http://127.0.0.1:1/", "x.y": ""}
-    P.write_lockfile(path, fields, "written by a test")
+    L.write_lockfile(path, fields, "written by a test")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().startswith("# written by a test\n")
-    assert P.read_lockfile(path) == fields
-    assert P.read_lockfile(path.as_uri()) == fields
-    P.write_lockfile(path, {"samp.secret": "new"})  # replaces atomically, still 0600
-    assert P.read_lockfile(path) == {"samp.secret": "new"}
+    assert L.read_lockfile(path) == fields
+    assert L.read_lockfile(path.as_uri()) == fields
+    L.write_lockfile(path, {"samp.secret": "new"})  # replaces atomically, still 0600
+    assert L.read_lockfile(path) == {"samp.secret": "new"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["lock"]  # no temporary left behind
 
@@ -199,16 +200,16 @@ def test_lockfile_refuses_bad_keys_and_values(tmp_path: Path) -> None:
     with pytest.raises(SAMPDataError):
         P.format_lockfile({"k": "line\nbreak"})
     with pytest.raises(SAMPDataError):
-        P.write_lockfile(tmp_path / "lock", {"k": "caf\u00e9"})
+        L.write_lockfile(tmp_path / "lock", {"k": "caf\u00e9"})
     assert not (tmp_path / "lock").exists()
 
 
 def test_locate_lockfile(tmp_path: Path) -> None:
     lock = tmp_path / "elsewhere"
-    assert P.locate_lockfile({"SAMP_HUB": f"std-lockurl:{lock.as_uri()}"}) == str(lock)
-    assert P.locate_lockfile({"SAMP_HUB": "std-lockurl:http://h/lock"}) == "http://h/lock"
-    assert P.locate_lockfile({"HOME": str(tmp_path)}) == str(tmp_path / ".samp")
-    assert P.locate_lockfile({}, home=tmp_path) == str(tmp_path / ".samp")
+    assert L.locate_lockfile({"SAMP_HUB": f"std-lockurl:{lock.as_uri()}"}) == str(lock)
+    assert L.locate_lockfile({"SAMP_HUB": "std-lockurl:http://h/lock"}) == "http://h/lock"
+    assert L.locate_lockfile({"HOME": str(tmp_path)}) == str(tmp_path / ".samp")
+    assert L.locate_lockfile({}, home=tmp_path) == str(tmp_path / ".samp")
     assert P.lockurl_to_path("http://x/") is None
     assert P.lockurl_to_path("file://otherhost/x") is None
 
@@ -310,7 +311,7 @@ def test_decode_call_on_mangled_xmlrpc(noise: str) -> None:
 def test_lockfile_write_never_world_readable_even_with_permissive_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        P.write_lockfile(tmp_path / "lock", {"samp.secret": "x"})
+        L.write_lockfile(tmp_path / "lock", {"samp.secret": "x"})
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "lock").stat().st_mode) == 0o600

@@ -2,9 +2,10 @@
 
 :class:`AsyncSAMPHub` runs on the caller's loop (the blocking
 :class:`sciwire.samp.hub.SAMPHubServer` runs one on a portal thread). Its
-Standard Profile server is lean asyncio HTTP (:mod:`sciwire.samp._hubhttp`), its Web
-Profile is on aiohttp (:mod:`sciwire.samp._web`) and callbacks leave through
-keep-alive pools (:mod:`sciwire.samp._delivery`); no thread per message. The hub
+Standard Profile server (:mod:`sciwire.samp._hubhttp`), its Web Profile
+(:mod:`sciwire.samp._web` over :mod:`sciwire.samp._webhttp`) and its callback delivery
+(:mod:`sciwire.samp._delivery`) are all on :mod:`sciwire.core.http`; only the Web
+Profile's URL translator fetches remote documents with aiohttp. No thread per message. The hub
 state (:mod:`sciwire.samp._hubstate`) registers a msg-id before its call is delivered;
 ``callAndWait`` awaits a future and honours its timeout. A recipient whose callback
 endpoint refuses connections is unregistered and the calls pending on it are
@@ -23,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from sciwire.errors import ConnectError, SciwireError
 from sciwire.samp import _protocol as P
@@ -32,6 +32,7 @@ from sciwire.samp._hubhttp import StdConnection
 from sciwire.samp._hublock import check_existing, lockfile_path, remove_lockfile, write_hub_lockfile
 from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 from sciwire.samp._tls import TlsOptions
+from sciwire.samp._web import WebProfile
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["AsyncSAMPHub", "WebAuth"]
@@ -134,7 +135,6 @@ class AsyncSAMPHub:
         tls = TlsOptions(key_file, cert_file, cert_reqs, ca_certs, ssl_version, SAMPHubError)
         # built now so that bad TLS arguments fail in the constructor, not at start()
         self._ssl = tls.server_context() if https else None
-        self._runners: list[web.BaseRunner] = []
         self._server: asyncio.Server | None = None
         self._conns: set[StdConnection] = set()
         #: malformed HTTP or XML-RPC requests answered with an error (counted)
@@ -150,7 +150,7 @@ class AsyncSAMPHub:
         self._url = ""
         self._activity: dict[str, float] = {}
         self._last_activity = 0.0
-        self.web: Any = None  # the WebProfile, when enabled
+        self.web: WebProfile | None = None  # when enabled
         #: deliveries that failed (counted, logged at debug)
         self.failed_deliveries = 0
 
@@ -209,7 +209,6 @@ class AsyncSAMPHub:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
-        self._courier.session = self._session
         try:
             path = self._lockfile_path()
             if path is not None:
@@ -225,11 +224,9 @@ class AsyncSAMPHub:
             scheme = "https" if self._ssl is not None else "http"
             self._url = f"{scheme}://{_url_host(self._addr)}:{self._port}/xmlrpc"
             if self._web_profile:
-                from sciwire.samp._web import WebProfile
-
                 self.web = WebProfile(self, self._addr, self._web_port)
                 try:
-                    self._runners.append(await self.web.start())
+                    await self.web.start()
                 except OSError as exc:
                     raise OSError(
                         f"Web Profile port {self._web_port} unavailable ({exc.strerror or exc}); "
@@ -291,7 +288,7 @@ class AsyncSAMPHub:
                 future.set_result(P.make_error_response("hub shut down"))
         self._waiters.clear()
         if self.web is not None:
-            self.web.close()
+            await self.web.stop()
         if self._server is not None:
             self._server.close()
             for conn in list(self._conns):
@@ -299,17 +296,12 @@ class AsyncSAMPHub:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
-        for runner in reversed(self._runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
-        self._runners.clear()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._courier.close()
-        self._courier.session = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -373,6 +365,8 @@ class AsyncSAMPHub:
             return P.encode_fault(1, f"unknown method {method[:100]!r}")
         name = method[len(prefix) :]
         if web_context is not None:
+            if self.web is None:  # only the Web Profile passes a context
+                return P.encode_fault(1, "the Web Profile is not running")
             work = self.web.dispatch(name, params, web_context)
         else:
             work = self.common(name, params)
@@ -523,13 +517,33 @@ class AsyncSAMPHub:
 
     # -- activity and timeouts ----------------------------------------------------------
 
+    # -- the Web Profile's seam (sciwire.samp._web.WebHubHost) ----------------------
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body the hub accepts, in bytes."""
+        return self._max_body
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The hub's HTTP client session while it runs (the URL translator's)."""
+        return self._session
+
+    def touch(self, client: Client) -> None:
+        """Note activity of *client* (for the idle timeouts)."""
+        self._touch(client)
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out what a state change asks for (deliveries, resolved waits)."""
+        self._apply(effects)
+
     def _touch(self, client: Client) -> None:
         now = asyncio.get_running_loop().time()
         self._last_activity = now
         self._activity[client.public_id] = now
 
     def _touch_key(self, key: object) -> None:
-        client = self.state._by_key.get(key) if isinstance(key, str) else None
+        client = self.state.client_by_key_or_none(key)
         if client is not None:
             self._touch(client)
 

@@ -3,8 +3,9 @@
 :class:`AsyncSAMPIntegratedClient` has the methods of astropy's
 ``SAMPIntegratedClient``, returning coroutines to await (``receive_*``,
 ``bind/unbind_receive_response`` and the ``get_*`` id accessors stay plain methods
-where no network is involved). The method bodies are the blocking client's: they
-live in :mod:`sciwire.samp._common` and :mod:`sciwire.samp._methods`::
+where no network is involved). Its hub methods (:mod:`sciwire.samp._ahubmethods`)
+are the source the blocking client's are generated from; the network-free ones live
+in :mod:`sciwire.samp._common`::
 
     async with AsyncSAMPIntegratedClient(name="script") as cli:
         await cli.enotify_all("table.load.votable", url="file:///tmp/t.xml")
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from sciwire.samp._aclient import AsyncSAMPClient, Receiver, Runner
+from sciwire.samp._ahubmethods import AsyncHubSide
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
 from sciwire.samp._common import (
     Bindings,
@@ -26,7 +28,6 @@ from sciwire.samp._common import (
     format_easy_response,
     tls_settings,
 )
-from sciwire.samp._methods import AsyncHubSide
 
 __all__ = [
     "AsyncSAMPIntegratedClient",
@@ -107,8 +108,12 @@ class AsyncSAMPIntegratedClient(
             await self.client.start()
             await self.client.register()
         except BaseException:
-            await self.client.stop()
-            await self.hub.disconnect()
+            # a stop that fails must not leave the hub proxy connected (the blocking
+            # twin does the same)
+            try:
+                await self.client.stop()
+            finally:
+                await self.hub.disconnect()
             raise
 
     async def disconnect(self) -> None:
@@ -125,7 +130,7 @@ class AsyncSAMPIntegratedClient(
             finally:
                 await self.hub.disconnect()
 
-    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
+    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (_ahubmethods.py) --
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

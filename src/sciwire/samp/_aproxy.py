@@ -1,7 +1,8 @@
 """The asyncio hub proxy: every ``samp.hub.*`` Standard Profile method, awaitable.
 
 :class:`AsyncSAMPHubProxy` mirrors astropy's ``SAMPHubProxy`` method for method
-(same names and arguments; the method table is :class:`sciwire.samp._methods.HubMethods`),
+(same names and arguments; the method table is
+:class:`sciwire.samp._ahubmethods.AsyncHubMethods`, the source of the blocking twin),
 but each method returns a coroutine and every outgoing int, float and bool is turned
 into a string first so strict hubs (JSAMP) accept it.
 """
@@ -16,8 +17,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from sciwire.samp._methods import AsyncHubMethods, call_and_wait_limit
-from sciwire.samp._protocol import locate_lockfile, parse_lockfile, read_lockfile
+from sciwire.samp._ahubmethods import AsyncHubMethods
+from sciwire.samp._common import call_and_wait_limit
+from sciwire.samp._hublock import locate_lockfile, read_lockfile
+from sciwire.samp._protocol import parse_lockfile
 from sciwire.samp._rpc import ArgsPolicy, RpcCaller
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 

@@ -25,8 +25,8 @@ from sciwire.samp import _legacy as legacy
 from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
 from sciwire.samp._common import Bindings, ClientSide, Handler, tls_settings
+from sciwire.samp._hubmethods import BlockingHubMethods
 from sciwire.samp._legacy import is_legacy
-from sciwire.samp._methods import BlockingHubMethods
 from sciwire.samp._rpc import BlockingRpcCaller, plain
 from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPProxyError, SAMPWarning
@@ -203,6 +203,7 @@ class SAMPHubProxy(BlockingHubMethods):
     def disconnect(self) -> None:
         """Disconnect from the hub."""
         self._connected = False
+        self.proxy = None  # as astropy: later calls say "not connected", not "closed"
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()

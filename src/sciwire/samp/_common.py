@@ -1,11 +1,12 @@
 """What the blocking and the asyncio SAMP clients share, written once.
 
-- pure helpers: the TLS refusal, message and response shaping (``e*`` methods,
-  ``extra_kws``), the client arguments an integrated client keeps;
+- pure helpers: the TLS refusal, the callAndWait HTTP deadline, message and response
+  shaping (``e*`` methods, ``extra_kws``), the client arguments an integrated client
+  keeps;
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
 - :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  :class:`sciwire.samp._aclient.AsyncSAMPClient` and handed to a *driver*: the
+  asyncio client (seen through the :class:`BindingCore` seam) and handed to a *driver*: the
   blocking facades run the coroutine on their portal, the asyncio integrated client
   returns it to be awaited.
 """
@@ -14,20 +15,20 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError
 
-if TYPE_CHECKING:
-    from sciwire.samp._aclient import AsyncSAMPClient
-
 __all__ = [
+    "CALL_AND_WAIT_GRACE",
+    "BindingCore",
     "Bindings",
     "ClientSide",
     "Handler",
     "IntegratedSide",
     "Receiver",
+    "call_and_wait_limit",
     "client_arguments",
     "format_easy_msg",
     "format_easy_response",
@@ -37,6 +38,19 @@ __all__ = [
 Handler = Callable[..., Any]
 
 R = TypeVar("R", covariant=True)
+
+
+#: Extra seconds the HTTP request of callAndWait may take beyond the SAMP timeout.
+CALL_AND_WAIT_GRACE = 10.0
+
+
+def call_and_wait_limit(timeout: object) -> float | None:
+    """How long the HTTP request of a callAndWait with this SAMP *timeout* may take."""
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = 0.0
+    return seconds + CALL_AND_WAIT_GRACE if seconds > 0 else None
 
 
 def tls_settings(
@@ -209,6 +223,47 @@ class IntegratedSide(ClientSide[ClientT], Generic[HubT, ClientT]):
         return key
 
 
+class BindingCore(Protocol):
+    """What :class:`Bindings` needs of the asyncio client (``AsyncSAMPClient`` fits).
+
+    A seam, so that this module does not import the client that imports it.
+    """
+
+    async def bind_receive_message(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def bind_receive_notification(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def bind_receive_call(
+        self,
+        mtype: str,
+        function: Handler,
+        declare: bool = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def unbind_receive_notification(self, mtype: str, declare: bool = ...) -> None: ...
+
+    async def unbind_receive_call(self, mtype: str, declare: bool = ...) -> None: ...
+
+    async def declare_subscriptions(
+        self, subscriptions: Mapping[str, Any] | None = ...
+    ) -> None: ...
+
+    async def declare_metadata(self, metadata: Mapping[str, Any] | None = ...) -> None: ...
+
+
 class Bindings(Generic[R]):
     """Binding and declaring methods, run on the asyncio core and handed to :meth:`_drive`.
 
@@ -217,7 +272,7 @@ class Bindings(Generic[R]):
     """
 
     @property
-    def _core_client(self) -> AsyncSAMPClient:
+    def _core_client(self) -> BindingCore:
         raise NotImplementedError  # pragma: no cover
 
     def _drive(self, coro: Coroutine[Any, Any, None]) -> R:

@@ -2,8 +2,9 @@
 
 One keep-alive connection pool per callback URL, on the shared HTTP/1.1 client pool (via
 :mod:`sciwire.samp._http`; a general HTTP client costs more per message than the XML
-itself), over TLS for ``https`` callback URLs. A message sent to many clients is
-encoded once, each recipient only getting its own private key spliced in.
+itself), over TLS for ``https`` callback URLs; nothing here uses aiohttp. A message
+sent to many clients is encoded once, each recipient only getting its own private key
+spliced in.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import ssl
 import urllib.parse
 from typing import Any
 
-import aiohttp
-
-from sciwire.errors import ConnectError
 from sciwire.samp import _protocol as P
 from sciwire.samp._http import HttpClientPool
 from sciwire.samp._hubstate import Delivery
@@ -24,8 +22,6 @@ from sciwire.samp.errors import SAMPDataError
 __all__ = ["Courier"]
 
 logger = logging.getLogger(__name__)
-
-_XML = {"Content-Type": "text/xml"}
 
 
 class Courier:
@@ -40,7 +36,6 @@ class Courier:
         self.pool_size = pool_size
         self.max_body = max_body
         self._pools: dict[str, HttpClientPool] = {}
-        self.session: aiohttp.ClientSession | None = None
         #: TLS settings for ``https`` callback endpoints (None: the system's defaults)
         self.ssl_context: ssl.SSLContext | None = None
 
@@ -64,13 +59,15 @@ class Courier:
         Raises:
             ConnectError: the client cannot be reached (it is gone).
             SAMPProxyError: the client answered with a fault.
-            SAMPDataError, sciwire.errors.Timeout, RemoteProtocolError: any other failure.
+            SAMPDataError, sciwire.errors.Timeout, RemoteProtocolError: any other failure
+                (a URL that is not http(s) too: the hub refuses those at
+                ``setXmlrpcCallback``, so none should get here).
         """
         pool = self._pools.get(url)
         if pool is None:
             parts = urllib.parse.urlsplit(url)
             if parts.scheme not in ("http", "https"):
-                return await self._post_aiohttp(url, body)
+                raise SAMPDataError(f"callback URL is not http(s): {url[:80]!r}")
             target = parts.path or "/"
             if parts.query:
                 target += "?" + parts.query
@@ -90,18 +87,6 @@ class Courier:
         if b"<fault>" not in reply.body:
             return None  # callbacks return nothing useful: only a fault matters
         return P.decode_response(reply.body, max_size=self.max_body)
-
-    async def _post_aiohttp(self, url: str, body: bytes) -> Any:
-        if self.session is None:
-            raise ConnectError("the hub is stopping")
-        try:
-            async with self.session.post(url, data=body, headers=_XML) as reply:
-                data = await reply.read()
-                if reply.status != 200:
-                    raise SAMPDataError(f"HTTP {reply.status} from the callback endpoint")
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            raise ConnectError(f"cannot reach {url}: {exc}") from exc
-        return P.decode_response(data, max_size=self.max_body)
 
     async def drop(self, url: str | None) -> None:
         """Close the connections to a departed client."""

@@ -187,10 +187,12 @@ class XmlRpcHost:
         on_bad: called for each malformed or non-POST request.
         connections: the live connections (for closing at stop).
         refusal: the body of the 405 answer to a method other than POST.
+        is_stopping: tells whether the owning server is stopping, so that a connection
+            accepted just before the stop closes itself (None: never; the hub closes
+            its listener and connections itself).
     """
 
     concurrent = True
-    stopping = False  # the hub closes its listener and connections itself
 
     def __init__(
         self,
@@ -199,8 +201,11 @@ class XmlRpcHost:
         on_bad: Callable[[], None],
         connections: set[Any] | None = None,
         refusal: bytes = b"XML-RPC takes POST",
+        is_stopping: Callable[[], bool] | None = None,
     ) -> None:
         self._handle = handle
+        self._is_stopping = is_stopping
+        self._stopped = False
         self.max_body = max_body
         self._on_bad = on_bad
         self.connections: set[HttpConnection] = cast(
@@ -209,6 +214,15 @@ class XmlRpcHost:
         self.tasks: set[asyncio.Future[bytes]] = set()
         self.errors = 0
         self._refusal = refusal
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the owning server is stopping (new connections close at once)."""
+        return self._stopped or (self._is_stopping is not None and self._is_stopping())
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._stopped = value
 
     def respond(self, req: ParsedRequest, remote: str | None) -> Reply:
         """Answer one request (see :class:`~sciwire.core.http.server.ConnectionHost`)."""
@@ -243,6 +257,7 @@ class HttpServerProtocol(HttpConnection):
         max_body: the largest request body accepted (413 beyond).
         on_bad: called for each malformed request.
         connections: the server's set of live connections (for closing at stop).
+        is_stopping: whether the server is stopping (see :class:`XmlRpcHost`).
     """
 
     def __init__(
@@ -251,8 +266,10 @@ class HttpServerProtocol(HttpConnection):
         max_body: int,
         on_bad: Callable[[], None],
         connections: set[Any] | None = None,
+        is_stopping: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(XmlRpcHost(handle, max_body, on_bad, connections))
+        host = XmlRpcHost(handle, max_body, on_bad, connections, is_stopping=is_stopping)
+        super().__init__(host)
 
     def close(self) -> None:
         """Close the connection and cancel what it still runs."""

@@ -1,7 +1,10 @@
-"""The hub's lockfile: where it goes, whether a live hub owns it, writing and removing it.
+"""Lockfile I/O, and the hub's lockfile: where it goes, whether a live hub owns it.
+
+Reading, writing and locating lockfiles live here (the sans-I/O
+:mod:`sciwire.samp._protocol` only parses and formats their text).
 
 The Standard Profile lockfile is the hub's address and registration secret. It is
-written owner-only from its first byte (:func:`sciwire.samp._protocol.write_lockfile`),
+written owner-only from its first byte (:func:`write_lockfile`),
 a lockfile whose hub still answers ``samp.hub.ping`` is never taken over, a stale one
 is, and a hub removes only a lockfile that still holds its own secret.
 """
@@ -13,6 +16,7 @@ import datetime
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,12 +26,71 @@ from sciwire.samp._rpc import RpcCaller
 from sciwire.samp._tls import tls_refusal, unverified_client_context
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 
-__all__ = ["check_existing", "lockfile_path", "remove_lockfile", "write_hub_lockfile"]
+__all__ = [
+    "check_existing",
+    "locate_lockfile",
+    "lockfile_path",
+    "read_lockfile",
+    "remove_lockfile",
+    "write_hub_lockfile",
+    "write_lockfile",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds the hub of an existing lockfile has to answer ``samp.hub.ping``.
 PING_TIMEOUT = 3.0
+
+
+def read_lockfile(lockfilename: str | os.PathLike[str]) -> dict[str, str]:
+    """Read and parse a lockfile (a path or a ``file:`` URL).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = P.lockurl_to_path(os.fspath(lockfilename)) or os.fspath(lockfilename)
+    with open(path, encoding="ascii", errors="replace") as handle:
+        return P.parse_lockfile(handle.read())
+
+
+def write_lockfile(
+    lockfilename: str | os.PathLike[str],
+    lockfiledict: Mapping[str, str],
+    comment: str | None = None,
+) -> None:
+    """Write a lockfile atomically, owner-only (0600) from its first byte.
+
+    The text goes to a temporary file created with mode 0600 in the same directory,
+    which is then renamed over *lockfilename*; the file is never readable by others,
+    not even briefly, and a reader never sees half a file.
+    """
+    text = P.format_lockfile(lockfiledict, comment)
+    target = Path(lockfilename)
+    fd, tmp = tempfile.mkstemp(prefix=".samp-", suffix=".tmp", dir=target.parent or ".")
+    try:  # mkstemp creates the file O_EXCL with mode 0600
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def locate_lockfile(
+    environ: Mapping[str, str] | None = None, home: str | os.PathLike[str] | None = None
+) -> str:
+    """Where the Standard Profile lockfile lives: a path, or a URL that is not ``file:``.
+
+    ``SAMP_HUB=std-lockurl:<url>`` wins; otherwise ``$HOME/.samp`` (*home* overrides).
+    """
+    env = os.environ if environ is None else environ
+    hub = env.get("SAMP_HUB", "")
+    if hub.startswith("std-lockurl:"):
+        url = hub[len("std-lockurl:") :]
+        return P.lockurl_to_path(url) or url
+    base = Path(home) if home is not None else Path(env.get("HOME") or Path.home())
+    return str(base / P.DEFAULT_LOCKFILE_NAME)
 
 
 def lockfile_path(custom: str | None, mode: str) -> str:
@@ -43,7 +106,7 @@ def lockfile_path(custom: str | None, mode: str) -> str:
         folder = Path.home() / ".samp-1"
         folder.mkdir(mode=0o700, exist_ok=True)
         return str(folder / f"samp-hub-{os.getpid()}-{secrets.token_hex(4)}")
-    where = P.locate_lockfile()
+    where = locate_lockfile()
     if P.lockurl_to_path(where) is None and "://" in where:
         raise SAMPHubError(f"SAMP_HUB names a lockfile URL the hub cannot write: {where}")
     return where
@@ -56,7 +119,7 @@ async def check_existing(path: str) -> None:
         SAMPHubError: the lockfile's hub answers, or the lockfile cannot be read.
     """
     try:
-        fields = P.read_lockfile(path)
+        fields = read_lockfile(path)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -93,11 +156,11 @@ def write_hub_lockfile(path: str, params: Mapping[str, str]) -> None:
     fields = dict(params)
     fields["hub.start.date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     comment = "SAMP Standard Profile lockfile written by sciwire.samp\nNote contact info."
-    P.write_lockfile(path, fields, comment)
+    write_lockfile(path, fields, comment)
 
 
 def remove_lockfile(path: str, secret: str) -> None:
     """Remove *path* if it still holds *secret* (never another hub's lockfile)."""
     with contextlib.suppress(OSError):
-        if P.read_lockfile(path).get("samp.secret") == secret:
+        if read_lockfile(path).get("samp.secret") == secret:
             os.unlink(path)

@@ -217,6 +217,10 @@ class HubState:
             raise HubFault(f"no client with id {public_id!r} is registered")
         return client
 
+    def client_by_key_or_none(self, private_key: object) -> Client | None:
+        """The client (or hub) owning *private_key*, or None."""
+        return self._by_key.get(private_key) if isinstance(private_key, str) else None
+
     def client_by_id_or_none(self, public_id: str) -> Client | None:
         """The client (or hub) with *public_id*, or None."""
         return self._by_id.get(public_id)

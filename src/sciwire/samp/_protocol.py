@@ -9,17 +9,13 @@ SAMP 1.3 carries only three types: string, list and map. Strings hold the charac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import re
-import tempfile
 import urllib.parse
 import urllib.request
 import xmlrpc.client
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeAlias
 from xml.sax.saxutils import escape as xml_escape
 
@@ -55,17 +51,14 @@ __all__ = [
     "format_lockfile",
     "is_safe_mtype",
     "is_samp_string",
-    "locate_lockfile",
     "lockurl_to_path",
     "make_error_response",
     "make_message",
     "make_ok_response",
     "make_response",
     "parse_lockfile",
-    "read_lockfile",
     "samp_text",
     "stringify",
-    "write_lockfile",
 ]
 
 logger = logging.getLogger(__name__)
@@ -371,41 +364,6 @@ def format_lockfile(fields: Mapping[str, str], comment: str | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def read_lockfile(lockfilename: str | os.PathLike[str]) -> dict[str, str]:
-    """Read and parse a lockfile (a path or a ``file:`` URL).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    path = lockurl_to_path(os.fspath(lockfilename)) or os.fspath(lockfilename)
-    with open(path, encoding="ascii", errors="replace") as handle:
-        return parse_lockfile(handle.read())
-
-
-def write_lockfile(
-    lockfilename: str | os.PathLike[str],
-    lockfiledict: Mapping[str, str],
-    comment: str | None = None,
-) -> None:
-    """Write a lockfile atomically, owner-only (0600) from its first byte.
-
-    The text goes to a temporary file created with mode 0600 in the same directory,
-    which is then renamed over *lockfilename*; the file is never readable by others,
-    not even briefly, and a reader never sees half a file.
-    """
-    text = format_lockfile(lockfiledict, comment)
-    target = Path(lockfilename)
-    fd, tmp = tempfile.mkstemp(prefix=".samp-", suffix=".tmp", dir=target.parent or ".")
-    try:  # mkstemp creates the file O_EXCL with mode 0600
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def lockurl_to_path(url: str) -> str | None:
     """The local path of a ``file:`` lockfile URL, or None if *url* is not one."""
     parsed = urllib.parse.urlparse(url)
@@ -414,22 +372,6 @@ def lockurl_to_path(url: str) -> str | None:
     if parsed.netloc not in ("", "localhost"):
         return None
     return urllib.request.url2pathname(parsed.path)
-
-
-def locate_lockfile(
-    environ: Mapping[str, str] | None = None, home: str | os.PathLike[str] | None = None
-) -> str:
-    """Where the Standard Profile lockfile lives: a path, or a URL that is not ``file:``.
-
-    ``SAMP_HUB=std-lockurl:<url>`` wins; otherwise ``$HOME/.samp`` (*home* overrides).
-    """
-    env = os.environ if environ is None else environ
-    hub = env.get("SAMP_HUB", "")
-    if hub.startswith("std-lockurl:"):
-        url = hub[len("std-lockurl:") :]
-        return lockurl_to_path(url) or url
-    base = Path(home) if home is not None else Path(env.get("HOME") or Path.home())
-    return str(base / DEFAULT_LOCKFILE_NAME)
 
 
 # -- XML-RPC codec ---------------------------------------------------------------------

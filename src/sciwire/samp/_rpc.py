@@ -328,6 +328,9 @@ class CallbackServer:
         self.port = port
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[HttpServerProtocol] = set()
+        # set at stop: a connection accepted in the same turn (its connection_made comes
+        # after the sweep below) then closes itself instead of outliving the server
+        self._stopping = False
         #: requests that could not be decoded (answered with a fault or an HTTP error)
         self.bad_requests = 0
 
@@ -341,10 +344,15 @@ class CallbackServer:
     async def start(self) -> None:
         """Bind and start serving."""
         loop = asyncio.get_running_loop()
+        self._stopping = False
         try:
             server = await loop.create_server(
                 lambda: HttpServerProtocol(
-                    self._handle, MAX_BODY, self._count_bad, self._connections
+                    self._handle,
+                    MAX_BODY,
+                    self._count_bad,
+                    self._connections,
+                    is_stopping=lambda: self._stopping,
                 ),
                 self.addr,
                 self.port,
@@ -360,6 +368,7 @@ class CallbackServer:
         """Stop serving and close open connections."""
         server, self._server = self._server, None
         if server is not None:
+            self._stopping = True
             server.close()
             for conn in list(self._connections):
                 conn.close()

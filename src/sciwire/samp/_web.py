@@ -5,7 +5,8 @@ only). Registration needs consent: the hub's ``web_auth`` policy ("deny", "allow
 a callable shown the request and its Origin). Callbacks wait in a per-client queue
 that ``pullCallbacks`` drains as a true long poll. The URL translator fetches only
 URLs the client was sent by the hub (in messages or responses), so a page cannot use
-the hub to read arbitrary local files.
+the hub to read arbitrary local files. HTTP is :mod:`sciwire.samp._webhttp` (core.http);
+remote documents are fetched with the hub's aiohttp session.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import mimetypes
 import os
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
-from aiohttp import web
 
 from sciwire.samp import _protocol as P
-from sciwire.samp._hubstate import Client, Delivery, HubFault
+from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState
+from sciwire.samp._webhttp import WebReply, WebRequest, WebServer
 from sciwire.samp.errors import SAMPDataError
 
-if TYPE_CHECKING:
-    from sciwire.samp._ahub import AsyncSAMPHub
-
-__all__ = ["WebProfile"]
+__all__ = ["WebHubHost", "WebProfile"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,56 +76,74 @@ class _Queue:
     last_poll: float = 0.0  # loop time the last poll ended (or the queue was made)
 
 
-async def read_body(request: web.BaseRequest, limit: int) -> bytes:
-    """Read a request body, refusing (413) one longer than *limit* bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def xml_response(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+def xml_response(body: bytes, headers: dict[str, str] | None = None) -> WebReply:
     """An HTTP 200 carrying an XML-RPC body."""
-    return web.Response(body=body, headers={"Content-Type": "text/xml", **(headers or {})})
+    return WebReply(200, body, "text/xml", dict(headers or {}))
+
+
+class WebHubHost(Protocol):
+    """What the Web Profile needs of its hub (``AsyncSAMPHub`` fits).
+
+    The seam between the two: the hub imports this module, so this module names
+    the hub only through this protocol and reads none of its private attributes.
+    """
+
+    @property
+    def state(self) -> HubState:
+        """The hub's registry of clients and messages."""
+
+    @property
+    def web_auth(self) -> object:
+        """The consent policy: "deny", "allow" or a callable."""
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body the hub accepts, in bytes."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The hub's HTTP client session (None when stopped), for the URL translator."""
+
+    def touch(self, client: Client) -> None:
+        """Note activity of *client* (for the idle timeouts)."""
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out what a state change asks for (deliveries, resolved waits)."""
+
+    async def rpc(self, body: bytes, prefix: str, web_context: dict[str, Any] | None) -> bytes:
+        """Answer one XML-RPC request body of the profile with *prefix*."""
+
+    async def common(self, name: str, params: tuple[Any, ...]) -> Any:
+        """Run a hub method both profiles share."""
 
 
 class WebProfile:
-    """The Web Profile server of an :class:`~sciwire.samp._ahub.AsyncSAMPHub`."""
+    """The Web Profile server of an asyncio SAMP hub (seen as a :class:`WebHubHost`)."""
 
-    def __init__(self, hub: AsyncSAMPHub, addr: str, port: int) -> None:
+    def __init__(self, hub: WebHubHost, addr: str, port: int) -> None:
         self.hub = hub
         self._addr = addr
         self.port = port
         self._queues: dict[str, _Queue] = {}
         self._polls: set[asyncio.Event] = set()  # events of the long polls now held
         self._closed = False
+        self._server = WebServer(self._handle, hub.max_body)
 
-    async def start(self) -> web.BaseRunner:
-        """Bind the Web Profile HTTP server and return its runner."""
-        runner = web.ServerRunner(web.Server(self._handle), access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._addr, self.port, backlog=1024, reuse_address=True)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        for address in runner.addresses:
-            self.port = int(address[1])
-            break
-        return runner
+    async def start(self) -> None:
+        """Bind the Web Profile HTTP server (OSError when the port is taken)."""
+        await self._server.start(self._addr, self.port)
+        self.port = self._server.port
 
     def close(self) -> None:
         """Wake every long poll (the hub is stopping)."""
         self._closed = True
         for event in self._polls:
             event.set()
+
+    async def stop(self) -> None:
+        """Close the listener and the connections (after :meth:`close`)."""
+        self.close()
+        await self._server.stop()
 
     def forget(self, client: Client) -> None:
         """Drop a departed web client's queue.
@@ -143,26 +160,23 @@ class WebProfile:
 
     # -- HTTP -----------------------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: WebRequest) -> WebReply:
         if request.remote not in _LOOPBACK:
-            return web.Response(status=403, text="SAMP Web Profile: loopback clients only")
+            return WebReply(403, b"SAMP Web Profile: loopback clients only")
         cors = _cors_headers(request)
         if request.method == "OPTIONS":
-            return web.Response(status=200, headers=_preflight_headers(request, cors))
+            return WebReply(200, headers=_preflight_headers(request, cors))
         path = request.path
         if request.method == "GET" and path == "/crossdomain.xml":
-            return web.Response(
-                body=CROSSDOMAIN_XML, content_type="text/x-cross-domain-policy", headers=cors
-            )
+            return WebReply(200, CROSSDOMAIN_XML, "text/x-cross-domain-policy", cors)
         if request.method == "GET" and path == "/clientaccesspolicy.xml":
-            return web.Response(body=CLIENTACCESSPOLICY_XML, content_type="text/xml", headers=cors)
+            return WebReply(200, CLIENTACCESSPOLICY_XML, "text/xml", cors)
         if path.startswith("/translator/") and request.method in ("GET", "HEAD"):
             return await self._translate(request, path[len("/translator/") :], cors)
         if request.method != "POST":
-            return web.Response(status=405, headers={"Allow": "POST, OPTIONS", **cors})
-        body = await read_body(request, self.hub._max_body)
-        context = {"origin": request.headers.get("Origin", ""), "remote": request.remote}
-        return xml_response(await self.hub.rpc(body, "samp.webhub.", context), cors)
+            return WebReply(405, headers={"Allow": "POST, OPTIONS", **cors})
+        context = {"origin": request.headers.get("origin", ""), "remote": request.remote}
+        return xml_response(await self.hub.rpc(request.body, "samp.webhub.", context), cors)
 
     # -- methods ------------------------------------------------------------------------
 
@@ -182,7 +196,7 @@ class WebProfile:
                 raise HubFault("allowReverseCallbacks takes 2 arguments")
             client = self._web_client(params[0])
             state.allow_reverse_callbacks(params[0], params[1])
-            self.hub._touch(client)
+            self.hub.touch(client)
             return ""
         if name == "pullCallbacks":
             if len(params) != 2:
@@ -212,8 +226,8 @@ class WebProfile:
             raise HubFault("registration refused by the hub's Web Profile policy")
         client, effects = self.hub.state.register_web(identity)
         self._queue(client)
-        self.hub._touch(client)
-        self.hub._apply(effects)
+        self.hub.touch(client)
+        self.hub.apply(effects)
         info = self.hub.state.reg_info(client)
         info["samp.url-translator"] = (
             f"http://127.0.0.1:{self.port}/translator/{client.private_key}?ref="
@@ -241,7 +255,7 @@ class WebProfile:
 
     async def _pull(self, key: object, timeout: object) -> list[dict[str, Any]]:
         client = self._web_client(key)
-        self.hub._touch(client)
+        self.hub.touch(client)
         try:
             seconds = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -260,7 +274,7 @@ class WebProfile:
         items, queue.items = queue.items, []
         queue.ready.clear()
         queue.last_poll = asyncio.get_running_loop().time()
-        self.hub._touch(client)
+        self.hub.touch(client)
         return items
 
     def _queue(self, client: Client) -> _Queue:
@@ -286,13 +300,13 @@ class WebProfile:
                 queue = self._queue(client)
                 if queue.polling == 0 and now - queue.last_poll > idle:
                     logger.info("web client %s stopped polling: unregistering it", client.public_id)
-                    self.hub._apply(self.hub.state.disconnect(client, "stopped polling"))
+                    self.hub.apply(self.hub.state.disconnect(client, "stopped polling"))
                     self.forget(client)
 
     def enqueue(self, delivery: Delivery) -> None:
         """Queue a callback for a web client's next ``pullCallbacks``."""
         client = delivery.recipient
-        if self.hub.state._by_key.get(client.private_key) is not client:
+        if self.hub.state.client_by_key_or_none(client.private_key) is not client:
             return
         queue = self._queue(client)
         if len(queue.items) >= MAX_QUEUE:
@@ -305,40 +319,53 @@ class WebProfile:
 
     # -- URL translator -------------------------------------------------------------------
 
-    async def _translate(
-        self, request: web.BaseRequest, key: str, cors: dict[str, str]
-    ) -> web.StreamResponse:
+    async def _translate(self, request: WebRequest, key: str, cors: dict[str, str]) -> WebReply:
         queue = self._queues.get(key)
-        client = self.hub.state._by_key.get(key)
+        client = self.hub.state.client_by_key_or_none(key)
         if queue is None or client is None or client.profile != "web":
-            return web.Response(status=403, text="unknown web client", headers=cors)
+            return WebReply(403, b"unknown web client", headers=cors)
         ref = request.query.get("ref", "")
         if ref not in queue.urls:
-            return web.Response(
-                status=403, text="the hub only translates URLs it sent to you", headers=cors
-            )
+            return WebReply(403, b"the hub only translates URLs it sent to you", headers=cors)
         path = P.lockurl_to_path(ref)
         if path is not None:
-            if not os.path.isfile(path):
-                return web.Response(status=404, headers=cors)
-            return web.FileResponse(path, headers=cors)
+            return await _read_file(path, cors)
         parsed = urllib.parse.urlparse(ref)
         if parsed.scheme not in ("http", "https"):
-            return web.Response(status=403, text="unsupported URL scheme", headers=cors)
-        session = self.hub._session
+            return WebReply(403, b"unsupported URL scheme", headers=cors)
+        session = self.hub.session
         if session is None:
-            return web.Response(status=503, headers=cors)
+            return WebReply(503, headers=cors)
         try:
             async with session.get(ref, timeout=aiohttp.ClientTimeout(total=300)) as upstream:
                 body = await upstream.content.read(MAX_TRANSLATED + 1)
                 if len(body) > MAX_TRANSLATED:
-                    return web.Response(status=413, headers=cors)
-                headers = dict(cors)
-                if "Content-Type" in upstream.headers:
-                    headers["Content-Type"] = upstream.headers["Content-Type"]
-                return web.Response(status=upstream.status, body=body, headers=headers)
+                    return WebReply(413, headers=cors)
+                kind = upstream.headers.get("Content-Type", "application/octet-stream")
+                return WebReply(upstream.status, body, kind, dict(cors))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return web.Response(status=502, text=f"fetch failed: {exc}", headers=cors)
+            return WebReply(502, f"fetch failed: {exc}".encode(), headers=cors)
+
+
+async def _read_file(path: str, cors: dict[str, str]) -> WebReply:
+    """A local file the client was sent, read whole (at most MAX_TRANSLATED bytes)."""
+
+    def read() -> bytes | None:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as handle:
+            return handle.read(MAX_TRANSLATED + 1)
+
+    try:
+        data = await asyncio.to_thread(read)
+    except OSError as exc:
+        return WebReply(403, f"cannot read the file: {exc.strerror}".encode(), headers=cors)
+    if data is None:
+        return WebReply(404, headers=cors)
+    if len(data) > MAX_TRANSLATED:
+        return WebReply(413, headers=cors)
+    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return WebReply(200, data, kind, dict(cors))
 
 
 def _collect_urls(value: Any, into: set[str]) -> None:
@@ -353,8 +380,8 @@ def _collect_urls(value: Any, into: set[str]) -> None:
             _collect_urls(item, into)
 
 
-def _cors_headers(request: web.BaseRequest) -> dict[str, str]:
-    origin = request.headers.get("Origin")
+def _cors_headers(request: WebRequest) -> dict[str, str]:
+    origin = request.headers.get("origin")
     if not origin:
         return {}
     # astropy's hub sends these three on every response; browsers and astropy's tests
@@ -367,13 +394,13 @@ def _cors_headers(request: web.BaseRequest) -> dict[str, str]:
     }
 
 
-def _preflight_headers(request: web.BaseRequest, cors: dict[str, str]) -> dict[str, str]:
+def _preflight_headers(request: WebRequest, cors: dict[str, str]) -> dict[str, str]:
     headers = dict(cors)
     headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
     headers["Access-Control-Allow-Headers"] = request.headers.get(
-        "Access-Control-Request-Headers", "Content-Type"
+        "access-control-request-headers", "Content-Type"
     )
     headers["Access-Control-Max-Age"] = "600"
-    if request.headers.get("Access-Control-Request-Private-Network") == "true":
+    if request.headers.get("access-control-request-private-network") == "true":
         headers["Access-Control-Allow-Private-Network"] = "true"
     return headers

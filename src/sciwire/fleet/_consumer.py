@@ -6,14 +6,15 @@ Handlers are registered with the packages' own pattern language and receive one
 itself gives (``DaqValues``, ``RoiImage``, ``ExpMessage``...). Events come from a
 JetStream push consumer over the fleet stream: ``start()`` from now on, ``replay()``
 from a point in the past, a ``durable`` name to resume where a previous run stopped.
-Every event is acknowledged after its handlers ran.
+Every event is acknowledged after its handlers ran: new consumers use ``AckPolicy.ALL``
+and acknowledge once per batch (and whenever they catch up); a durable consumer
+created with explicit acknowledgements keeps acknowledging each event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import inspect
 import itertools
 import json
@@ -28,10 +29,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from sciwire.core.patterns import Registry
 from sciwire.errors import ConnectionClosed, Timeout
+from sciwire.fleet._delivery import ACK_BATCH, AckPoint, Since, deliver_options, reply_fields
 from sciwire.fleet._nats import Credentials, connect, connect_options, mapped
 from sciwire.fleet._schema import (
     CommandError,
@@ -49,20 +51,8 @@ __all__ = ["AsyncFleet", "Since"]
 
 logger = logging.getLogger(__name__)
 
-#: where a consumer starts: "new" (default), "all", a stream sequence (int), a time
-#: (datetime, or epoch seconds as a float)
-Since = str | int | float | datetime.datetime | None
-
 #: stream sequences remembered to drop redeliveries of events already handled
 SEEN_LIMIT = 65536
-
-
-def _reply_fields(reply: str) -> tuple[int, int, int]:
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or the
-    # form with domain and account hash: $JS.ACK.<domain>.<hash>.<stream>.<consumer>...
-    tokens = reply.split(".")
-    base = 4 if len(tokens) == 9 else 6
-    return int(tokens[base]), int(tokens[base + 1]), int(tokens[base + 4])
 
 
 class AsyncFleet:
@@ -139,6 +129,10 @@ class AsyncFleet:
         self._seen_order: deque[int] = deque()
         self._progress: asyncio.Condition | None = None  # created on the loop
         self._awaiting: list[Any] = []
+        #: the consumer's acknowledgements: one per batch under AckPolicy.ALL (set by
+        #: start() from the consumer's config), else one per event
+        self._ack_all = False
+        self._acks = AckPoint(max(1, min(ACK_BATCH, max_ack_pending // 4)))
         self._waiters = 0
         self._denied: dict[str, list[asyncio.Future[Any]]] = {}
 
@@ -298,6 +292,8 @@ class AsyncFleet:
                 continue
             self._sub = sub
             self.consumer = info.name
+            self._ack_all = info.config.ack_policy == AckPolicy.ALL
+            self._acks = AckPoint(self._acks.batch)
             return
 
     async def _create(
@@ -315,13 +311,15 @@ class AsyncFleet:
         if config is None:
             config = ConsumerConfig(
                 durable_name=durable,
-                ack_policy=AckPolicy.EXPLICIT,
+                # one acknowledgement confirms everything before it: the consumer sends
+                # one per batch, and the server handles one instead of one per event
+                ack_policy=AckPolicy.ALL,
                 ack_wait=self.ack_wait,
                 max_ack_pending=self.max_ack_pending,
                 flow_control=True,
                 idle_heartbeat=5,
                 inactive_threshold=None if durable else 60,
-                **_deliver(since),
+                **deliver_options(since),
             )
         config.deliver_subject = inbox
         if len(subjects) == 1:
@@ -342,6 +340,8 @@ class AsyncFleet:
             await self._expire_holes()
         headers = msg.headers
         if headers and "Status" in headers:  # flow control and idle heartbeats
+            if self._ack_all and not self._held and self._acks.reply is not None:
+                await self._send_ack(nc)  # events released from a hold just now
             if msg.reply:
                 await nc.publish(msg.reply, b"")
             stalled = headers.get("Nats-Consumer-Stalled")
@@ -349,15 +349,33 @@ class AsyncFleet:
                 await nc.publish(stalled, b"")
             return
         try:
-            delivered, sseq, pending = _reply_fields(msg.reply)
+            delivered, sseq, cseq, pending = reply_fields(msg.reply)
         except (ValueError, IndexError, AttributeError):
             self.malformed += 1
             logger.warning("dropping a message on %s that JetStream did not deliver", msg.subject)
             return
         self.pending = pending
+        await self._consume(nc, msg, delivered, sseq)
+        if self._ack_all:
+            self._acks.advance(msg.reply, cseq)
+            # while events are held back, acknowledging a later one would confirm them
+            # unhandled: the acknowledgement waits until the hold is over
+            if not self._held:
+                sub = self._sub
+                if self._acks.due(idle=sub is None or sub.pending_msgs == 0):
+                    await self._send_ack(nc)
+
+    async def _send_ack(self, nc: Client) -> None:
+        reply = self._acks.take()
+        if reply is not None:
+            await nc.publish(reply, b"+ACK")
+
+    async def _consume(self, nc: Client, msg: Msg, delivered: int, sseq: int) -> None:
+        headers = msg.headers
         if delivered > 1 and sseq in self._seen:
             self.duplicates += 1
-            await nc.publish(msg.reply, b"+ACK")
+            if not self._ack_all:
+                await nc.publish(msg.reply, b"+ACK")
             return
         try:
             event = decode_event(msg.subject, msg.data, headers, sseq)
@@ -393,7 +411,7 @@ class AsyncFleet:
         await self.dispatch(event)
         if event.stream_seq is not None:
             self._remember(event.stream_seq)
-        if self.nc is not None:
+        if self.nc is not None and not self._ack_all:
             await self.nc.publish(reply, b"+ACK")
         await self._notify()
 
@@ -576,23 +594,3 @@ class AsyncFleet:
             "consumers": state.consumer_count,
             "replicas": info.config.num_replicas,
         }
-
-
-def _deliver(since: Since) -> dict[str, Any]:
-    if since is None or since == "new":
-        return {"deliver_policy": DeliverPolicy.NEW}
-    if since == "all":
-        return {"deliver_policy": DeliverPolicy.ALL}
-    if since == "last":
-        return {"deliver_policy": DeliverPolicy.LAST}
-    if isinstance(since, bool):
-        raise ValueError(f"bad since {since!r}")
-    if isinstance(since, int):
-        return {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": since}
-    if isinstance(since, float):
-        since = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
-    if isinstance(since, datetime.datetime):
-        if since.tzinfo is None:
-            since = since.astimezone()
-        return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": since}
-    raise ValueError(f"since is 'new', 'all', 'last', a sequence or a time, not {since!r}")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from sciwire.errors import Timeout
 from sciwire.fleet import AsyncFleet, NatsServer
 from sciwire.fleet._delivery import AckPoint, reply_fields
 from sciwire.fleet._schema import encode_event, ifcb_event
@@ -128,3 +130,30 @@ async def test_durable_with_explicit_acks_is_acknowledged_event_by_event(
     info = await _wait_acked(fleet, 200)
     assert info.config.ack_policy == AckPolicy.EXPLICIT
     assert got == list(range(1, 201)) and fleet.duplicates == 0
+
+
+async def test_wait_for_checks_its_predicate_after_each_event() -> None:
+    fleet = AsyncFleet()  # wait_for needs no connection: events call _notify
+    await fleet.wait_for(lambda: True, 0.01)  # already true: no wait
+    with pytest.raises(Timeout):
+        await fleet.wait_for(lambda: False, 0.01)
+    flag: list[int] = []
+    waiting = asyncio.ensure_future(fleet.wait_for(lambda: bool(flag), scale(10)))
+    await asyncio.sleep(0)
+    fleet._notify()  # what each event does
+    assert not waiting.done()
+    flag.append(1)
+    fleet._notify()
+    await waiting
+
+    def broken() -> bool:
+        raise KeyError("predicate")
+
+    failing = asyncio.ensure_future(fleet.wait_for(lambda: bool(flag) and broken(), scale(10)))
+    flag.clear()
+    await asyncio.sleep(0)
+    flag.append(1)
+    fleet._notify()
+    with pytest.raises(KeyError):
+        await failing
+    assert not fleet._watchers

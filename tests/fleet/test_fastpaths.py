@@ -3,12 +3,18 @@ same output for the realistic mix, and the same verdict on malformed input."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sciwire.errors import SciwireError
 from sciwire.fleet._schema import (
+    FleetPayloadError,
+    _ifcb_fields,
+    _loads,
+    _refill,
     _trigger_blobs,
     _triggercontent_blobs,
     decode_event,
@@ -16,6 +22,7 @@ from sciwire.fleet._schema import (
     encode_ifcb,
     ifcb_event,
 )
+from sciwire.ifcb import RoiImage, parse_message
 from sciwire.ifcb._server import sample_messages
 
 SAMPLES = sample_messages(600)
@@ -88,3 +95,42 @@ def test_encode_ifcb_is_ifcb_event_then_encode_event(text: str) -> None:
     )
     data, headers = encode_event(body, blobs)
     assert decode_event(subject, data, headers).seq == 7
+
+
+@pytest.mark.parametrize("text", [t for t in SAMPLES if t.startswith("trigger")][:100])
+def test_consumer_refills_images_as_the_general_walk_does(text: str) -> None:
+    _, body, blobs = ifcb_event("s", 1, 0.0, text)
+    fast = _ifcb_fields(body, blobs)
+    general = _refill(parse_message(body["text"]), iter(blobs))
+    assert repr(fast) == repr(general)
+    assert _images(fast) == _images(general)
+
+
+def _images(value: object) -> list[bytes]:
+    if isinstance(value, RoiImage):
+        return [value.data]
+    if isinstance(value, list | tuple):
+        return [data for item in value for data in _images(item)]
+    return []
+
+
+def test_consumer_refuses_image_counts_that_do_not_match() -> None:
+    text = "triggercontent:daq:rois:2:2:3:iVBORw0KGgo=:4:5:iVBORw0KGgo="
+    _, body, blobs = ifcb_event("s", 1, 0.0, text)
+    with pytest.raises(FleetPayloadError, match="fewer"):
+        _ifcb_fields(body, blobs[:1])
+    with pytest.raises(FleetPayloadError, match="more"):
+        _ifcb_fields(body, [*blobs, b"x"])
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a":1}', ' {"a":1} ', '{"a":1}\n', '{"a":1} x', '{"a":', "", "[1,2]", "NaN"]
+)
+def test_loads_decides_as_json_loads(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=str(exc).split(":")[0]):
+            _loads(text)
+        return
+    assert repr(_loads(text)) == repr(expected)

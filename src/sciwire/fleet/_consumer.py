@@ -6,19 +6,19 @@ Handlers are registered with the packages' own pattern language and receive one
 itself gives (``DaqValues``, ``RoiImage``, ``ExpMessage``...). Events come from a
 JetStream push consumer over the fleet stream: ``start()`` from now on, ``replay()``
 from a point in the past, a ``durable`` name to resume where a previous run stopped.
-Every event is acknowledged after its handlers ran.
+Every event is acknowledged after its handlers ran: new consumers use ``AckPolicy.ALL``
+and acknowledge once per batch (and whenever they catch up); a durable consumer
+created with explicit acknowledgements keeps acknowledging each event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import inspect
 import itertools
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,10 +28,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from sciwire.core.patterns import Registry
 from sciwire.errors import ConnectionClosed, Timeout
+from sciwire.fleet import _delivery
+from sciwire.fleet._delivery import ACK_BATCH, AckPoint, Recent, Since, reply_fields
 from sciwire.fleet._nats import Credentials, connect, connect_options, mapped
 from sciwire.fleet._schema import (
     CommandError,
@@ -49,20 +51,8 @@ __all__ = ["AsyncFleet", "Since"]
 
 logger = logging.getLogger(__name__)
 
-#: where a consumer starts: "new" (default), "all", a stream sequence (int), a time
-#: (datetime, or epoch seconds as a float)
-Since = str | int | float | datetime.datetime | None
-
 #: stream sequences remembered to drop redeliveries of events already handled
 SEEN_LIMIT = 65536
-
-
-def _reply_fields(reply: str) -> tuple[int, int, int]:
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or the
-    # form with domain and account hash: $JS.ACK.<domain>.<hash>.<stream>.<consumer>...
-    tokens = reply.split(".")
-    base = 4 if len(tokens) == 9 else 6
-    return int(tokens[base]), int(tokens[base + 1]), int(tokens[base + 4])
 
 
 class AsyncFleet:
@@ -135,11 +125,13 @@ class AsyncFleet:
         self._ids = itertools.count(1)
         self._handlers: dict[int, tuple[str, int, str]] = {}
         self._sub: Subscription | None = None
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
-        self._progress: asyncio.Condition | None = None  # created on the loop
+        self._seen = Recent(SEEN_LIMIT)
+        #: wait_for's predicates and their futures, checked after each event
+        self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._awaiting: list[Any] = []
-        self._waiters = 0
+        #: one acknowledgement per batch under AckPolicy.ALL (start() reads the policy)
+        self._ack_all = False
+        self._acks = AckPoint(max(1, min(ACK_BATCH, max_ack_pending // 4)))
         self._denied: dict[str, list[asyncio.Future[Any]]] = {}
 
     # -- connection -------------------------------------------------------------------
@@ -151,7 +143,6 @@ class AsyncFleet:
             ConnectError: no server answered, or the credentials were refused.
         """
         if self.nc is None:
-            self._progress = asyncio.Condition()
             self.nc = await connect(self.options, timeout=self.timeout, error_cb=self._error)
             self.js = self.nc.jetstream(domain=self.domain, timeout=self.timeout)
         return self
@@ -298,6 +289,8 @@ class AsyncFleet:
                 continue
             self._sub = sub
             self.consumer = info.name
+            self._ack_all = info.config.ack_policy == AckPolicy.ALL
+            self._acks = AckPoint(self._acks.batch)
             return
 
     async def _create(
@@ -315,13 +308,15 @@ class AsyncFleet:
         if config is None:
             config = ConsumerConfig(
                 durable_name=durable,
-                ack_policy=AckPolicy.EXPLICIT,
+                # one acknowledgement confirms everything before it: the consumer sends
+                # one per batch, and the server handles one instead of one per event
+                ack_policy=AckPolicy.ALL,
                 ack_wait=self.ack_wait,
                 max_ack_pending=self.max_ack_pending,
                 flow_control=True,
                 idle_heartbeat=5,
                 inactive_threshold=None if durable else 60,
-                **_deliver(since),
+                **_delivery.deliver_options(since),
             )
         config.deliver_subject = inbox
         if len(subjects) == 1:
@@ -342,6 +337,8 @@ class AsyncFleet:
             await self._expire_holes()
         headers = msg.headers
         if headers and "Status" in headers:  # flow control and idle heartbeats
+            if self._ack_all and not self._held and self._acks.reply is not None:
+                await self._send_ack(nc)  # events released from a hold just now
             if msg.reply:
                 await nc.publish(msg.reply, b"")
             stalled = headers.get("Nats-Consumer-Stalled")
@@ -349,15 +346,37 @@ class AsyncFleet:
                 await nc.publish(stalled, b"")
             return
         try:
-            delivered, sseq, pending = _reply_fields(msg.reply)
+            delivered, sseq, _, pending = reply_fields(msg.reply)
         except (ValueError, IndexError, AttributeError):
             self.malformed += 1
             logger.warning("dropping a message on %s that JetStream did not deliver", msg.subject)
             return
         self.pending = pending
+        await self._consume(nc, msg, delivered, sseq)
+        if self._ack_all:
+            self._acks.advance(msg.reply, sseq)
+            if self._held and self._acks.count >= self.max_ack_pending // 2:
+                # the server stops delivering at max_ack_pending unacknowledged: rather
+                # than stall every instrument on one instrument's hole, give holes up
+                for key in list(self._held):
+                    await self._release(key, give_up=True)
+            # an acknowledgement now would confirm the held events unhandled: it waits
+            if not self._held:
+                sub = self._sub
+                if self._acks.due(idle=sub is None or sub.pending_msgs == 0):
+                    await self._send_ack(nc)
+
+    async def _send_ack(self, nc: Client) -> None:
+        reply = self._acks.take()
+        if reply is not None:
+            await nc.publish(reply, b"+ACK")
+
+    async def _consume(self, nc: Client, msg: Msg, delivered: int, sseq: int) -> None:
+        headers = msg.headers
         if delivered > 1 and sseq in self._seen:
             self.duplicates += 1
-            await nc.publish(msg.reply, b"+ACK")
+            if not self._ack_all:
+                await nc.publish(msg.reply, b"+ACK")
             return
         try:
             event = decode_event(msg.subject, msg.data, headers, sseq)
@@ -365,7 +384,7 @@ class AsyncFleet:
             self.malformed += 1
             logger.warning("dropping malformed event on %s: %s", msg.subject, exc)
             await nc.publish(msg.reply, b"+TERM")
-            await self._notify()
+            self._notify()
             return
         key = (event.kind, event.instrument)
         expected = self._next.get(key)
@@ -390,12 +409,16 @@ class AsyncFleet:
             await self._release(key, give_up=True)
 
     async def _handle(self, event: FleetEvent, reply: str) -> None:
-        await self.dispatch(event)
+        # dispatch()'s work without its coroutine frame, per event
+        self._run_handlers(event)
+        if self._awaiting:
+            await self._await_handlers()
+        self.delivered += 1
         if event.stream_seq is not None:
-            self._remember(event.stream_seq)
-        if self.nc is not None:
+            self._seen.add(event.stream_seq)
+        if self.nc is not None and not self._ack_all:
             await self.nc.publish(reply, b"+ACK")
-        await self._notify()
+        self._notify()
 
     async def _release(self, key: tuple[str, str], give_up: bool = False) -> None:
         """Handle the held events of *key* that are next in line (all of them, holes
@@ -427,34 +450,36 @@ class AsyncFleet:
 
     async def dispatch(self, event: FleetEvent) -> int:
         """Run the handlers matching *event* (coroutines awaited); returns how many ran."""
-        registry = self.registries[event.kind]
-        subject: Any
-        if event.kind == "ifcb":
-            subject = event.fields
-        elif event.kind == "rig":
-            subject = int(event.fields[0])
-        else:
-            subject = event.name
-        ran = registry.dispatch(subject, event)
+        ran = self._run_handlers(event)
+        await self._await_handlers()
+        self.delivered += 1
+        return ran
+
+    def _run_handlers(self, event: FleetEvent) -> int:
+        kind = event.kind
+        if kind == "ifcb":
+            return self.registries[kind].dispatch(event.fields, event)
+        if kind == "rig":
+            return self.registries[kind].dispatch(int(event.fields[0]), event)
+        return self.registries[kind].dispatch(event.name, event)
+
+    async def _await_handlers(self) -> None:
         while self._awaiting:
             try:
                 await self._awaiting.pop(0)
             except Exception:
                 logger.exception("fleet handler raised")
-        self.delivered += 1
-        return ran
 
-    def _remember(self, sseq: int) -> None:
-        self._seen.add(sseq)
-        self._seen_order.append(sseq)
-        if len(self._seen_order) > SEEN_LIMIT:
-            self._seen.discard(self._seen_order.popleft())
-
-    async def _notify(self) -> None:
-        # a Condition round per event costs a tenth of the consumer: only with waiters
-        if self._waiters and self._progress is not None:
-            async with self._progress:
-                self._progress.notify_all()
+    def _notify(self) -> None:
+        # the predicates run here, after each event, and a waiter wakes once, when its
+        # own holds: a Condition woke every waiter for every event (a task switch each)
+        for predicate, fut in self._watchers:
+            if not fut.done():
+                try:
+                    if predicate():
+                        fut.set_result(None)
+                except Exception as exc:  # the waiter's own error, raised in wait_for
+                    fut.set_exception(exc)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until *predicate()* holds, checked after each event.
@@ -462,20 +487,16 @@ class AsyncFleet:
         Raises:
             Timeout: it did not within *timeout* seconds.
         """
-        assert self._progress is not None, "connect() first"
-
-        async def waiting() -> None:
-            assert self._progress is not None
-            async with self._progress:
-                await self._progress.wait_for(predicate)
-
-        self._waiters += 1
+        if predicate():
+            return
+        watcher = (predicate, asyncio.get_running_loop().create_future())
+        self._watchers.append(watcher)
         try:
-            await asyncio.wait_for(waiting(), timeout)
+            await asyncio.wait_for(watcher[1], timeout)
         except asyncio.TimeoutError as exc:
             raise Timeout(f"fleet condition not met within {timeout} s") from exc
         finally:
-            self._waiters -= 1
+            self._watchers.remove(watcher)
 
     # -- commands and health ----------------------------------------------------------
 
@@ -576,23 +597,3 @@ class AsyncFleet:
             "consumers": state.consumer_count,
             "replicas": info.config.num_replicas,
         }
-
-
-def _deliver(since: Since) -> dict[str, Any]:
-    if since is None or since == "new":
-        return {"deliver_policy": DeliverPolicy.NEW}
-    if since == "all":
-        return {"deliver_policy": DeliverPolicy.ALL}
-    if since == "last":
-        return {"deliver_policy": DeliverPolicy.LAST}
-    if isinstance(since, bool):
-        raise ValueError(f"bad since {since!r}")
-    if isinstance(since, int):
-        return {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": since}
-    if isinstance(since, float):
-        since = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
-    if isinstance(since, datetime.datetime):
-        if since.tzinfo is None:
-            since = since.astimezone()
-        return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": since}
-    raise ValueError(f"since is 'new', 'all', 'last', a sequence or a time, not {since!r}")

@@ -48,6 +48,7 @@ __all__ = [
     "PermissionDenied",
     "decode_event",
     "encode_event",
+    "encode_ifcb",
     "event_subject",
     "ifcb_event",
     "pattern_kind",
@@ -221,6 +222,63 @@ else:  # pragma: no cover - Python 3.10
             raise IFCBProtocolError("image field is not valid base64", text) from exc
 
 
+_TC_HEAD = "triggercontent:daq:"
+_TC_DAQ = len(_TC_HEAD)
+
+
+def _triggercontent_blobs(text: str) -> tuple[str, list[bytes]] | None:
+    # The bridge's hot path (half of a running instrument's traffic): cut the images
+    # out of ``triggercontent:daq:(key:value)*:rois:n:(top:left:b64)*`` without
+    # parsing the message. Accepts only what parse_message accepts in that shape (the
+    # same checks, in the same order of strictness); None sends anything else down
+    # the general path, which decides (a differential test holds the two together).
+    ri = text.find(":rois:", _TC_DAQ - 1)
+    if ri < 0 or not text.startswith(_TC_HEAD):
+        return None
+    if ri >= _TC_DAQ and not text.count(":", _TC_DAQ, ri) % 2:
+        return None  # an odd number of DAQ fields
+    tail = text[ri + 6 :].split(":")
+    try:
+        count = int(tail[0])
+        if count < 0 or len(tail) != 1 + 3 * count:
+            return None
+        for j in range(1, len(tail), 3):
+            int(tail[j])
+            int(tail[j + 1])
+    except ValueError:
+        return None
+    if not count:
+        return text, []
+    blobs = []
+    for j in range(3, len(tail), 3):
+        blobs.append(_b64decode(tail[j]))
+        tail[j] = ""
+    return f"{text[: ri + 6]}{':'.join(tail)}", blobs
+
+
+def _trigger_blobs(head: str, text: str) -> tuple[str, list[bytes]]:
+    # any trigger* message: parse it, find its images, empty their slots
+    images = _images(parse_message(text), [])
+    if not images:
+        return text, []
+    blobs = [_b64decode(image.base64) for image in images]
+    args = text.split(":")
+    for slot in _image_slots(head, len(args), len(images)):
+        args[slot] = ""
+    return ":".join(args), blobs
+
+
+def _ifcb_parts(text: str) -> tuple[str, str, list[bytes]]:
+    # name, text without its images, the images' bytes
+    head = text.split(":", 1)[0]
+    name = head if valid_token(head) else (_BAD.sub("_", head) or "_")
+    if head.startswith("trigger"):
+        cut = _triggercontent_blobs(text) if head == "triggercontent" else None
+        text, blobs = cut if cut is not None else _trigger_blobs(head, text)
+        return name, text, blobs
+    return name, text, []
+
+
 def ifcb_event(
     serial: str, seq: int, time: float, text: str, hub_seq: Any = None
 ) -> tuple[str, dict[str, Any], list[bytes]]:
@@ -232,17 +290,7 @@ def ifcb_event(
         IFCBProtocolError: an image-carrying message is malformed (text messages are
             forwarded as they are; consumers parse them).
     """
-    head = text.split(":", 1)[0]
-    name = head if valid_token(head) else (_BAD.sub("_", head) or "_")
-    blobs: list[bytes] = []
-    if head.startswith("trigger"):
-        images = _images(parse_message(text), [])
-        if images:
-            blobs = [_b64decode(image.base64) for image in images]
-            args = text.split(":")
-            for slot in _image_slots(head, len(args), len(images)):
-                args[slot] = ""
-            text = ":".join(args)
+    name, text, blobs = _ifcb_parts(text)
     body = {
         "v": SCHEMA_VERSION,
         "kind": "ifcb",
@@ -300,18 +348,44 @@ _IFCB_KEYS = {"v", "kind", "instrument", "name", "seq", "time", "hub_seq", "text
 
 
 def _ifcb_json(body: Mapping[str, Any]) -> bytes:
+    return _ifcb_json_of(
+        body["instrument"], body["name"], body["seq"], body["time"], body["hub_seq"], body["text"]
+    )
+
+
+def _ifcb_json_of(instrument: str, name: str, seq: int, time: float, hub: Any, text: str) -> bytes:
     # the bridge's hot path: one format instead of the general encoder's walk; the
     # output is what json.dumps(body, separators=(",", ":")) gives (a differential
     # test holds it to that)
-    hub = body["hub_seq"]
     hub_text = (
         "null" if hub is None else str(int(hub)) if isinstance(hub, int) else _encoder.encode(hub)
     )
     return (
-        f'{{"v":{SCHEMA_VERSION},"kind":"ifcb","instrument":{_quote(body["instrument"])},'
-        f'"name":{_quote(body["name"])},"seq":{int(body["seq"])},"time":{float(body["time"])!r},'
-        f'"hub_seq":{hub_text},"text":{_quote(body["text"])}}}'
+        f'{{"v":{SCHEMA_VERSION},"kind":"ifcb","instrument":{_quote(instrument)},'
+        f'"name":{_quote(name)},"seq":{int(seq)},"time":{float(time)!r},'
+        f'"hub_seq":{hub_text},"text":{_quote(text)}}}'
     ).encode()
+
+
+def encode_ifcb(
+    serial: str, seq: int, time: float, text: str, hub_seq: Any = None
+) -> tuple[str, bytes, dict[str, str]]:
+    """Subject, payload and headers of one IFCB host message, in one step: what
+    ``encode_event`` gives for ``ifcb_event``'s body and blobs, without the body.
+
+    Raises:
+        IFCBProtocolError: an image-carrying message is malformed.
+        LocalProtocolError: the payload would exceed :data:`MAX_PAYLOAD`.
+    """
+    name, text, blobs = _ifcb_parts(text)
+    data = _ifcb_json_of(serial, name, seq, time, hub_seq, text)
+    headers = {HDR_MSG_ID: f"ifcb.{serial}.{seq}"}
+    if blobs:
+        headers[HDR_BLOBS] = ",".join([str(len(b)) for b in blobs])
+        data = b"".join((data, *blobs))
+    if len(data) > MAX_PAYLOAD:
+        raise LocalProtocolError(f"event of {len(data)} bytes exceeds {MAX_PAYLOAD}", text)
+    return f"sciwire.ifcb.{serial}.{name}", data, headers
 
 
 def encode_event(
@@ -369,7 +443,7 @@ def decode_event(
     end = len(data) - sum(sizes)
     try:
         # a str: json.loads would first guess the encoding of bytes, per event
-        body = json.loads(data[:end].decode())
+        body = _loads(data[:end].decode())
     except ValueError as exc:
         raise FleetPayloadError(f"bad event body: {exc}", data[:end]) from exc
     if not isinstance(body, dict) or body.get("v") != SCHEMA_VERSION:
@@ -396,8 +470,39 @@ def decode_event(
     return FleetEvent(kind, instrument, name, seq, time, fields, body, subject, stream_seq)
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    # json.loads without its wrapper's two calls and trailing-whitespace regex per
+    # event; anything but one bare value (whitespace around it, trailing data, an
+    # error) goes to json.loads, which decides as before
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _ifcb_fields(body: dict[str, Any], blobs: list[bytes]) -> list[Any]:
     fields = parse_message(body["text"])
+    if (
+        blobs
+        and type(fields) is list
+        and len(fields) == 3
+        and fields[0] == "triggercontent"
+        and type(fields[2]) is list
+    ):
+        # the hot path: each ROI is a (top, left, image) tuple of the third field
+        rois = fields[2]
+        if len(rois) != len(blobs):
+            more = "more" if len(blobs) > len(rois) else "fewer"
+            raise FleetPayloadError(f"{more} images than image fields", body["text"])
+        from_bytes = RoiImage.from_bytes
+        fields[2] = [
+            (top, left, from_bytes(blob)) for (top, left, _), blob in zip(rois, blobs, strict=True)
+        ]
+        return fields
     if blobs:
         images = iter(blobs)
         fields = _refill(fields, images)

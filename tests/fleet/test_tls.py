@@ -27,10 +27,16 @@ def certs(tmp_path: Path) -> dict[str, str]:
         pytest.fail("the TLS test needs the openssl command")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-             "-subj", "/CN=sciwire test CA", cwd=tmp_path)  # fmt: skip
+             "-subj", "/CN=sciwire test CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             cwd=tmp_path)  # fmt: skip
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
              cwd=tmp_path)  # fmt: skip
-    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    # the extensions Python 3.13's strict verification (VERIFY_X509_STRICT) asks of a leaf
+    (tmp_path / "san.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid,issuer\n"
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.cnf",
              cwd=tmp_path)  # fmt: skip

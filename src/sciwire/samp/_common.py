@@ -5,10 +5,12 @@
   keeps;
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
-- :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  asyncio client (seen through the :class:`BindingCore` seam) and handed to a *driver*: the
-  blocking facades run the coroutine on their portal, the asyncio integrated client
-  returns it to be awaited.
+- :class:`Bindings`: the binding and declaring methods, run on the asyncio client (seen
+  through the :class:`BindingCore` seam) and handed to a *driver*: the blocking facades
+  run the coroutine on their portal, the asyncio integrated client returns it to be
+  awaited. All of them pass through one hook, ``_forward``, which a facade with other
+  state overrides (the blocking integrated client: its own client object; SAMPClient:
+  astropy-style attribute state) instead of re-declaring each method.
 """
 
 from __future__ import annotations

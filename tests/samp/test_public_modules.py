@@ -471,6 +471,13 @@ def test_subclass_with_astropys_own_state(hub: SAMPHubServer) -> None:
         client.unbind_receive_call("test.c")
         client.unbind_receive_response("tag")
         assert "test.c" not in proxy.get_subscriptions(key, client.get_public_id() or "")
+        # the rest of the binding methods, on astropy's attributes as well
+        client.bind_receive_message("test.m", lambda *a: None)
+        assert "test.m" in client._notification_bindings and "test.m" in client._call_bindings
+        client.unbind_receive_notification("test.*")
+        client.declare_subscriptions({"extra.x": {}})
+        subs = proxy.get_subscriptions(key, client.get_public_id() or "")
+        assert set(subs) == {"samp.app.ping", "test.m", "extra.x"}
         client.unregister()
         assert client.get_private_key() is None and not client.is_registered
     finally:

@@ -472,47 +472,13 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
             return legacy.receive_response(self, private_key, responder_id, msg_tag, response)
         return self._core.receive_response(private_key, responder_id, msg_tag, response)
 
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function*."""
+    def _forward(self, name: str, *args: Any) -> None:
+        # bind_*, unbind_* and declare_* of _common.Bindings arrive here: astropy-style
+        # state (a subclass's own __init__) is served by _legacy, ours by the core.
         if is_legacy(self):
-            self.bind_receive_notification(mtype, function, declare=False, metadata=metadata)
-            self.bind_receive_call(mtype, function, declare=declare, metadata=metadata)
+            legacy.forward(self, name, *args)
             return
-        super().bind_receive_message(mtype, function, declare, metadata)
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* (``*`` and ``a.*`` allowed) to
-        ``function(private_key, sender_id, mtype, params, extra)``."""
-        if is_legacy(self):
-            legacy.bind(self, "_notification_bindings", mtype, function, declare, metadata)
-            return
-        super().bind_receive_notification(mtype, function, declare, metadata)
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
-        params, extra)``."""
-        if is_legacy(self):
-            legacy.bind(self, "_call_bindings", mtype, function, declare, metadata)
-            return
-        super().bind_receive_call(mtype, function, declare, metadata)
+        super()._forward(name, *args)
 
     def bind_receive_response(self, msg_tag: str, function: Handler) -> None:
         """Bind responses tagged *msg_tag* to ``function(private_key, responder_id,
@@ -524,20 +490,6 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
             return
         self._core.bind_receive_response(msg_tag, function)
 
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        if is_legacy(self):
-            legacy.unbind(self, "_notification_bindings", mtype, declare)
-            return
-        super().unbind_receive_notification(mtype, declare)
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        if is_legacy(self):
-            legacy.unbind(self, "_call_bindings", mtype, declare)
-            return
-        super().unbind_receive_call(mtype, declare)
-
     def unbind_receive_response(self, msg_tag: str) -> None:
         """Remove the response binding of *msg_tag* (KeyError if none)."""
         if is_legacy(self):
@@ -545,27 +497,11 @@ class SAMPClient(ClientSide[AsyncSAMPClient], Bindings[None]):
             return
         self._core.unbind_receive_response(msg_tag)
 
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
-        if is_legacy(self):
-            if not self._callable:
-                raise SAMPClientError("Client not callable.")
-            legacy.declare_subscriptions(self, subscriptions)
-            return
-        super().declare_subscriptions(subscriptions)
-
     def _declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
         if is_legacy(self):
             legacy.declare_subscriptions(self, subscriptions)
             return
         self._run(self._core._declare_subscriptions(subscriptions))
-
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        if is_legacy(self):
-            legacy.declare_metadata(self, metadata)
-            return
-        super().declare_metadata(metadata)
 
     def get_private_key(self) -> str | None:
         """The private key from registration (None when not registered)."""

@@ -5,10 +5,12 @@
   keeps;
 - :class:`ClientSide`: the network-free client methods (``receive_*``, response
   bindings, ids), forwarded to the client object behind a facade;
-- :class:`Bindings`: the binding and declaring methods, run on the asyncio core
-  asyncio client (seen through the :class:`BindingCore` seam) and handed to a *driver*: the
-  blocking facades run the coroutine on their portal, the asyncio integrated client
-  returns it to be awaited.
+- :class:`Bindings`: the binding and declaring methods, run on the asyncio client (seen
+  through the :class:`BindingCore` seam) and handed to a *driver*: the blocking facades
+  run the coroutine on their portal, the asyncio integrated client returns it to be
+  awaited. All of them pass through one hook, ``_forward``, which a facade with other
+  state overrides (the blocking integrated client: its own client object; SAMPClient:
+  astropy-style attribute state) instead of re-declaring each method.
 """
 
 from __future__ import annotations
@@ -278,6 +280,12 @@ class Bindings(Generic[R]):
     def _drive(self, coro: Coroutine[Any, Any, None]) -> R:
         raise NotImplementedError  # pragma: no cover
 
+    def _forward(self, name: str, *args: Any) -> R:
+        # The one place the binding methods meet their target: a facade whose client
+        # keeps another state (astropy's attributes, or the integrated client's own
+        # client object) overrides this, not each public method.
+        return self._drive(getattr(self._core_client, name)(*args))
+
     def bind_receive_message(
         self,
         mtype: str,
@@ -287,9 +295,7 @@ class Bindings(Generic[R]):
     ) -> R:
         """Bind calls and notifications of *mtype* to *function* (astropy's integrated
         client ignores *declare* and *metadata*; we honour them)."""
-        return self._drive(
-            self._core_client.bind_receive_message(mtype, function, declare, metadata)
-        )
+        return self._forward("bind_receive_message", mtype, function, declare, metadata)
 
     def bind_receive_notification(
         self,
@@ -300,9 +306,7 @@ class Bindings(Generic[R]):
     ) -> R:
         """Bind notifications of *mtype* (``*`` and ``a.*`` allowed) to
         ``function(private_key, sender_id, mtype, params, extra)``."""
-        return self._drive(
-            self._core_client.bind_receive_notification(mtype, function, declare, metadata)
-        )
+        return self._forward("bind_receive_notification", mtype, function, declare, metadata)
 
     def bind_receive_call(
         self,
@@ -313,20 +317,20 @@ class Bindings(Generic[R]):
     ) -> R:
         """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype, params,
         extra)``."""
-        return self._drive(self._core_client.bind_receive_call(mtype, function, declare, metadata))
+        return self._forward("bind_receive_call", mtype, function, declare, metadata)
 
     def unbind_receive_notification(self, mtype: str, declare: bool = True) -> R:
         """Remove the notification binding of *mtype*."""
-        return self._drive(self._core_client.unbind_receive_notification(mtype, declare))
+        return self._forward("unbind_receive_notification", mtype, declare)
 
     def unbind_receive_call(self, mtype: str, declare: bool = True) -> R:
         """Remove the call binding of *mtype*."""
-        return self._drive(self._core_client.unbind_receive_call(mtype, declare))
+        return self._forward("unbind_receive_call", mtype, declare)
 
     def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> R:
         """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
-        return self._drive(self._core_client.declare_subscriptions(subscriptions))
+        return self._forward("declare_subscriptions", subscriptions)
 
     def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> R:
         """Declare (merge) the client's metadata."""
-        return self._drive(self._core_client.declare_metadata(metadata))
+        return self._forward("declare_metadata", metadata)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.samp._protocol import SAMP_STATUS_OK, SAMP_STATUS_WARNING
@@ -173,3 +173,32 @@ def env_reply(client: Any, private_key: str, msg_id: str, params: Mapping[str, A
             "samp.error": {"samp.errortxt": "Environment variable not defined."},
         }
     client.hub.reply(private_key, msg_id, response)
+
+
+def _bind_message(client: Any, *args: Any) -> None:
+    mtype, function, declare, metadata = args
+    client.bind_receive_notification(mtype, function, False, metadata)
+    client.bind_receive_call(mtype, function, declare, metadata)
+
+
+def _declare_if_callable(client: Any, subscriptions: Mapping[str, Any] | None) -> None:
+    if not client._callable:
+        raise SAMPClientError("Client not callable.")
+    declare_subscriptions(client, subscriptions)
+
+
+#: the binding methods of ``sciwire.samp._common.Bindings``, by name, on astropy's state
+_FORWARD: dict[str, Callable[..., None]] = {
+    "bind_receive_message": _bind_message,
+    "bind_receive_notification": lambda c, *a: bind(c, "_notification_bindings", *a),
+    "bind_receive_call": lambda c, *a: bind(c, "_call_bindings", *a),
+    "unbind_receive_notification": lambda c, *a: unbind(c, "_notification_bindings", *a),
+    "unbind_receive_call": lambda c, *a: unbind(c, "_call_bindings", *a),
+    "declare_subscriptions": _declare_if_callable,
+    "declare_metadata": declare_metadata,
+}
+
+
+def forward(client: Any, name: str, *args: Any) -> None:
+    """Run the binding method *name* with *args* on *client*'s astropy-style state."""
+    _FORWARD[name](client, *args)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aproxy import HubLike
 from sciwire.samp._client import SAMPClient, SAMPHubProxy
 from sciwire.samp._common import (
     Bindings,
-    Handler,
     IntegratedSide,
     client_arguments,
     tls_settings,
@@ -131,57 +129,5 @@ class SAMPIntegratedClient(
     # The binding methods go through self.client (astropy's way), so a client
     # subclass that keeps astropy's own attribute state works here too.
 
-    def bind_receive_message(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls and notifications of *mtype* to *function*."""
-        self.client.bind_receive_message(mtype, function, declare, metadata)
-
-    def bind_receive_notification(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind notifications of *mtype* (``*`` and ``a.*`` allowed) to
-        ``function(private_key, sender_id, mtype, params, extra)``."""
-        self.client.bind_receive_notification(mtype, function, declare, metadata)
-
-    def bind_receive_call(
-        self,
-        mtype: str,
-        function: Handler,
-        declare: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Bind calls of *mtype* to ``function(private_key, sender_id, msg_id, mtype,
-        params, extra)``."""
-        self.client.bind_receive_call(mtype, function, declare, metadata)
-
-    def unbind_receive_notification(self, mtype: str, declare: bool = True) -> None:
-        """Remove the notification binding of *mtype*."""
-        self.client.unbind_receive_notification(mtype, declare)
-
-    def unbind_receive_call(self, mtype: str, declare: bool = True) -> None:
-        """Remove the call binding of *mtype*."""
-        self.client.unbind_receive_call(mtype, declare)
-
-    def declare_subscriptions(self, subscriptions: Mapping[str, Any] | None = None) -> None:
-        """Declare the bound mtypes plus *subscriptions* (``{mtype: annotations}``)."""
-        self.client.declare_subscriptions(subscriptions)
-
-    def declare_metadata(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Declare (merge) the client's metadata."""
-        self.client.declare_metadata(metadata)
-
-    @property
-    def _core_client(self) -> AsyncSAMPClient:
-        return self.client.core
-
-    def _drive(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.client._drive(coro)
+    def _forward(self, name: str, *args: Any) -> None:
+        getattr(self.client, name)(*args)

@@ -28,15 +28,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import cast
 
-from sciwire.core.http.client import (
-    DEFAULT,
-    Endpoint,
-    ErrorFactory,
-    PoolSettings,
-    RetryPolicy,
-    StaleProbe,
-    default_error,
-)
+from sciwire.core.http._endpoint import Endpoint
+from sciwire.core.http._errors import DEFAULT, ErrorFactory, default_error
+from sciwire.core.http._policy import RetryPolicy, StaleProbe
+from sciwire.core.http._settings import PoolSettings
+from sciwire.core.http._transport import mark_closed
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
@@ -46,7 +42,6 @@ from sciwire.core.http.codec import (
 )
 from sciwire.core.http.limits import limit_hit
 from sciwire.core.http.proxy import tunnel_reply, tunnel_request
-from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 

@@ -35,18 +35,19 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from sciwire.core.http import limits
+from sciwire.core.http._endpoint import Endpoint, header_block, host_header
+from sciwire.core.http._errors import DEFAULT, ErrorFactory, default_error
 from sciwire.core.http._foreign import foreign_socket, is_real
+from sciwire.core.http._policy import RetryPolicy, StaleProbe, is_stale
+from sciwire.core.http._settings import PoolSettings
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
@@ -55,7 +56,7 @@ from sciwire.core.http.codec import (
     encode_request,
     whole_response,
 )
-from sciwire.core.http.proxy import Proxy, absolute_form, proxy_for, tunnel_reply, tunnel_request
+from sciwire.core.http.proxy import Proxy, tunnel_reply, tunnel_request
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -80,9 +81,6 @@ POOL_SIZE = 16
 #: Bytes asked of each recv(): below malloc's mmap threshold, so a read does not cost an
 #: mmap/munmap pair (which also serialises threads on the process's memory map).
 RECV_SIZE = 65536
-
-RetryPolicy = Literal["unsent", "stale", "idempotent"]
-
 
 def _write(sock: socket.socket, data: bytes) -> None:
     """``sock.sendall(data)``; on a plain socket under a timeout (a non-blocking
@@ -111,179 +109,8 @@ def _open_tunnel(sock: socket.socket, ep: Endpoint, proxy: Proxy) -> None:
         reply += chunk
 
 
-#: "use the pool's timeout" (per-call timeout argument)
-DEFAULT: Any = "default"
-
-#: ``factory(kind, message, url, data) -> exception``: *kind* is one of ConnectError,
-#: Timeout, ConnectionClosed, RemoteProtocolError.
-ErrorFactory = Callable[[type[Exception], str, str, Any], Exception]
-
-
-def default_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
-    """The plain :mod:`sciwire.errors` exception for a failure."""
-    if kind is RemoteProtocolError:
-        return RemoteProtocolError(message, data)
-    return kind(f"{message} ({url})")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a client talks to: scheme, host, port and path prefix."""
-
-    scheme: str
-    host: str
-    port: int
-    prefix: str = ""
-
-    @classmethod
-    def parse(cls, host: str, port: int, url: str = "") -> Endpoint:
-        """From a ``host`` (optionally ``https://host``), a ``port`` and a path prefix."""
-        scheme = "http"
-        for candidate in ("https://", "http://"):
-            if host.lower().startswith(candidate):
-                scheme = candidate[:-3]
-                host = host[len(candidate) :]
-                break
-        host = host.rstrip("/")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        return cls(scheme, host, int(port), url.rstrip("/"))
-
-    @property
-    def origin(self) -> str:
-        """``scheme://host:port`` (IPv6 hosts bracketed)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """``scheme://host:port/prefix``."""
-        return self.origin + self.prefix
-
-
-def host_header(endpoint: Endpoint) -> str:
-    """The ``Host`` header value for *endpoint* (port left out when it is the default)."""
-    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
-    default = 443 if endpoint.scheme == "https" else 80
-    return host if endpoint.port == default else f"{host}:{endpoint.port}"
-
-
-def header_block(headers: Mapping[str, str]) -> bytes:
-    """Header lines as bytes, each ending CRLF, plus the blank line ending the head.
-
-    Raises:
-        ValueError: a name or value holds a line break.
-    """
-    lines = []
-    for name, value in headers.items():
-        if "\r" in name + value or "\n" in name + value:
-            raise ValueError(f"invalid header {name!r}")
-        lines.append(f"{name}: {value}\r\n")
-    return ("".join(lines) + "\r\n").encode("latin-1")
-
-
-def is_stale(sock: socket.socket | int | None) -> bool:
-    """True when an idle pooled socket was closed by the server, sent stray bytes, or is
-    unusable (a socket or its file descriptor).
-
-    Uses poll() where there is one: select() cannot watch descriptors above 1023, which a
-    process with a few hundred connections soon has (every kept connection would then
-    look stale and be replaced by a new one).
-    """
-    if sock is None:
-        return True
-    try:
-        fd = sock if isinstance(sock, int) else sock.fileno()
-        if fd < 0:
-            return True
-        if _HAS_POLL:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-_HAS_POLL = hasattr(select, "poll")
-
-
-class StaleProbe:
-    """:func:`is_stale` with one registered poll object per descriptor, reused: the
-    per-request probe of a pooled connection then costs a single poll() call."""
-
-    def __init__(self) -> None:
-        self._pollers: dict[int, Any] = {}
-
-    def __call__(self, sock: socket.socket | int | None) -> bool:
-        """True when the idle socket is closed, readable or unusable."""
-        if sock is None or not _HAS_POLL:
-            return is_stale(sock)
-        try:
-            fd = sock if isinstance(sock, int) else sock.fileno()
-            poller = self._pollers.get(fd)
-            if poller is None:
-                if fd < 0:
-                    return True
-                poller = self._pollers[fd] = select.poll()
-                poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
-
-
 class _Retry(Exception):
     """The request may be re-sent under the retry policy."""
-
-
-class PoolSettings:
-    """What both connection pools (blocking :class:`HttpPool`, asyncio
-    :class:`~sciwire.core.http.aioclient.AsyncHttpPool`) keep about their endpoint,
-    and the request helpers that need only that."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        timeout: float | None,
-        retries: int,
-        retry_seconds: float,
-        ssl_context: ssl.SSLContext | None,
-        retry: RetryPolicy,
-        error_factory: ErrorFactory,
-        name: str,
-        max_body: int | None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.retries = max(1, int(retries))
-        self.retry_seconds = retry_seconds
-        self.ssl_context = ssl_context
-        self.retry = retry
-        self.error = error_factory
-        self.name = name
-        #: the largest response body gathered (None: no limit); see docs/limits.md
-        self.max_body: int | None = limits.MAX_RESPONSE_BODY if max_body is DEFAULT else max_body
-        self._host_header = host_header(endpoint)
-        #: the proxy from http_proxy / https_proxy / no_proxy, as urllib reads them
-        self.proxy: Proxy | None = proxy_for(endpoint.scheme, endpoint.host, endpoint.port)
-        #: requests through a plain-HTTP proxy name their target in absolute form
-        self._origin = (
-            endpoint.origin.encode("latin-1")
-            if self.proxy is not None and endpoint.scheme == "http"
-            else b""
-        )
-
-    def for_proxy(self, data: bytes) -> bytes:
-        """*data* as it goes on the wire: unchanged unless a plain-HTTP proxy is used."""
-        if self._origin and self.proxy is not None:
-            return absolute_form(data, self._origin, self.proxy)
-        return data
-
-    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """The head of a request up to ``Content-Length: `` (for ``exchange``)."""
-        head = encode_request(method, path, self._host_header, headers, b"")
-        return head[: -len(b"0\r\n\r\n")]
 
 
 class HttpPool(PoolSettings):

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sciwire.errors import RemoteProtocolError
+from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
-__all__ = ["DEFAULT", "ErrorFactory", "default_error"]
+__all__ = ["DEFAULT", "ErrorFactory", "connect_failure", "default_error"]
 
 
 #: "use the pool's timeout" (per-call timeout argument)
@@ -24,3 +24,13 @@ def default_error(kind: type[Exception], message: str, url: str, data: Any) -> E
     if kind is RemoteProtocolError:
         return RemoteProtocolError(message, data)
     return kind(f"{message} ({url})")
+
+
+def connect_failure(
+    exc: BaseException, timed_out: bool, attempt: int, retries: int
+) -> tuple[type[Exception], str]:
+    """The kind and message of a failed connection attempt, alike in both pools."""
+    if timed_out:
+        return Timeout, f"Timeout Error connecting (attempt {attempt} of {retries})"
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return ConnectError, f"URL Error {reason} (attempt {attempt} of {retries})"

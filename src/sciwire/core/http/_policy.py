@@ -69,9 +69,9 @@ class Resend:
         said; *early*: no byte of the response had arrived."""
         return allowed == ANY or (allowed == EARLY and early)
 
-    def after_connect_failure(self, attempt: int, timeout: bool, tls: bool) -> bool:
+    def after_connect_failure(self, attempt: int, timed_out: bool, tls: bool) -> bool:
         """Try to connect again after attempt *attempt* failed to connect?"""
-        return not timeout and not tls and attempt < self.retries
+        return not timed_out and not tls and attempt < self.retries
 
 
 def is_stale(sock: socket.socket | int | None) -> bool:

@@ -15,15 +15,15 @@ them; the kernel's ``SO_RCVTIMEO`` would restart in full after every signal. A
 request that fits the socket's buffer is written with one ``write`` and no ``poll``
 first (see :func:`_write`).
 
-Retry policy (chosen by the caller):
-
-* ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
-  it surely was not received - the connection could not be made, or the request could
-  not be written whole. Once written, any failure is raised, never retried.
-* ``"stale"``: also re-send once, at once, when a kept-alive connection turns out
-  closed before any byte of the answer (the server closed it as the request left).
-* ``"idempotent"`` (GET): also re-send, at once, after any connection was dropped
-  (closed or reset) before the whole response arrived, up to ``retries`` attempts.
+Retry policy (chosen by the caller): ``retry`` and ``retries`` mean the same in this
+pool and in :class:`~sciwire.core.http.aioclient.AsyncHttpPool`; both ask one
+:class:`~sciwire.core.http._policy.Resend` (its module docstring has the rules).
+``retries`` is the most attempts per request, connection attempts and re-sends
+together; ``"unsent"`` never re-sends a request once written, ``"stale"`` re-sends once
+when a kept-alive connection closes before any response byte, ``"idempotent"`` also
+re-sends after any dropped connection while attempts remain. Here, a pooled connection
+that fails while the request is written is replaced at once (the request was not
+received; not counted as an attempt).
 
 Timeouts are never retried. Errors are :mod:`sciwire.errors` types
 (:class:`~sciwire.errors.ConnectError`, :class:`~sciwire.errors.Timeout`,
@@ -44,9 +44,9 @@ from contextlib import contextmanager
 
 from sciwire.core.http import limits
 from sciwire.core.http._endpoint import Endpoint, header_block, host_header
-from sciwire.core.http._errors import DEFAULT, ErrorFactory, default_error
+from sciwire.core.http._errors import DEFAULT, ErrorFactory, connect_failure, default_error
 from sciwire.core.http._foreign import foreign_socket, is_real
-from sciwire.core.http._policy import RetryPolicy, StaleProbe, is_stale
+from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe, is_stale
 from sciwire.core.http._settings import PoolSettings
 from sciwire.core.http.codec import (
     ParsedResponse,
@@ -81,6 +81,7 @@ POOL_SIZE = 16
 #: Bytes asked of each recv(): below malloc's mmap threshold, so a read does not cost an
 #: mmap/munmap pair (which also serialises threads on the process's memory map).
 RECV_SIZE = 65536
+
 
 def _write(sock: socket.socket, data: bytes) -> None:
     """``sock.sendall(data)``; on a plain socket under a timeout (a non-blocking
@@ -119,10 +120,11 @@ class HttpPool(PoolSettings):
     Args:
         endpoint: where to connect.
         timeout: seconds to connect, and for each whole response (None: no limit).
-        retries: attempts per request (>= 1) under the retry policy.
+        retries: the most attempts per request (>= 1): connection attempts and
+            re-sends together.
         retry_seconds: pause between attempts after a failed connect.
         ssl_context: TLS settings for ``https`` (default: the system's defaults).
-        retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
+        retry: ``"unsent"``, ``"stale"`` or ``"idempotent"`` (see the module docstring).
         pool_size: idle connections kept.
         error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
         name: what the server is called in log messages.
@@ -265,17 +267,8 @@ class HttpPool(PoolSettings):
         )
 
     def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
-        if isinstance(exc, TimeoutError):
-            return self.error(
-                Timeout,
-                f"Timeout Error connecting (attempt {attempt} of {self.retries})",
-                url,
-                None,
-            )
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return self.error(
-            ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
-        )
+        kind, message = connect_failure(exc, isinstance(exc, TimeoutError), attempt, self.retries)
+        return self.error(kind, message, url, None)
 
     def _send(self, data: bytes, url: str, attempt: int) -> tuple[socket.socket, bool, int]:
         """Write *data* on a pooled or new connection: (socket, reused, attempt)."""
@@ -300,10 +293,8 @@ class HttpPool(PoolSettings):
                     self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
                     continue
                 error = self._connect_failed(exc, url, attempt)
-                if (
-                    attempt >= self.retries
-                    or isinstance(error, Timeout)
-                    or isinstance(exc, ssl.SSLError)
+                if not self.resend.after_connect_failure(
+                    attempt, isinstance(exc, TimeoutError), isinstance(exc, ssl.SSLError)
                 ):
                     raise error from exc
                 self.log.warning(
@@ -317,12 +308,6 @@ class HttpPool(PoolSettings):
                 )
                 if self.retry_seconds:
                     time.sleep(self.retry_seconds)
-
-    def _again(self, reused: bool, attempt: int) -> str:
-        """What the retry policy allows after this attempt: "any", "early" or ""."""
-        if self.retry == "idempotent":
-            return "any" if attempt < self.retries else ""
-        return "early" if self.retry == "stale" and reused and attempt == 1 else ""
 
     def exchange(
         self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
@@ -357,7 +342,7 @@ class HttpPool(PoolSettings):
                     self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
         if sock is not None:
             try:
-                return self._receive(sock, path, head, limit, self._again(True, 1))
+                return self._receive(sock, path, head, limit, self.resend.allows(True, 1))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", self.endpoint.origin + path, exc)
                 attempt = 1
@@ -365,7 +350,7 @@ class HttpPool(PoolSettings):
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             try:
-                return self._receive(sock, path, head, limit, self._again(reused, attempt))
+                return self._receive(sock, path, head, limit, self.resend.allows(reused, attempt))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", url, exc)
 
@@ -384,7 +369,7 @@ class HttpPool(PoolSettings):
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             parser = ResponseParser(head=method == "HEAD", stream=True)
-            again = self._again(reused, attempt)
+            again = self.resend.allows(reused, attempt)
             try:
                 while parser.head is None:
                     _feed_from(sock, parser)
@@ -393,7 +378,7 @@ class HttpPool(PoolSettings):
                 if isinstance(exc, TimeoutError):
                     raise self._map(exc, url, parser) from exc  # never re-sent
                 closed = isinstance(exc, OSError) or not parser.started
-                if closed and (again == "any" or (again == "early" and not parser.started)):
+                if closed and Resend.again(again, not parser.started):
                     self.log.debug("re-sending to %s after %r", url, exc)
                     continue
                 raise self._map(exc, url, parser) from exc
@@ -476,7 +461,7 @@ class HttpPool(PoolSettings):
         except RemoteProtocolError as exc:
             sock.close()
             early = parser is None or not parser.started
-            if not chunk and (again == "any" or (again == "early" and early)):
+            if not chunk and Resend.again(again, early):
                 raise _Retry("connection closed") from exc
             url = self.endpoint.origin + path
             if not chunk:
@@ -496,7 +481,7 @@ class HttpPool(PoolSettings):
             ) from exc
         except OSError as exc:
             sock.close()
-            if again == "any" or (again == "early" and (parser is None or not parser.started)):
+            if Resend.again(again, parser is None or not parser.started):
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,

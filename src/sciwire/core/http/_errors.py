@@ -8,7 +8,14 @@ from typing import Any
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
-__all__ = ["DEFAULT", "ErrorFactory", "connect_failure", "default_error"]
+__all__ = [
+    "DEFAULT",
+    "ErrorFactory",
+    "connect_failure",
+    "default_error",
+    "invalid_response",
+    "response_timeout",
+]
 
 
 #: "use the pool's timeout" (per-call timeout argument)
@@ -34,3 +41,16 @@ def connect_failure(
         return Timeout, f"Timeout Error connecting (attempt {attempt} of {retries})"
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return ConnectError, f"URL Error {reason} (attempt {attempt} of {retries})"
+
+
+def response_timeout(name: str, limit: float | None) -> str:
+    """The message of a response that did not come in time (never re-sent)."""
+    return (
+        f"{name} did not reply within timeout of {limit} seconds "
+        "(request not re-sent: it may have been processed)"
+    )
+
+
+def invalid_response(exc: BaseException) -> str:
+    """The message of a response that is not valid HTTP."""
+    return f"invalid HTTP response: {exc}"

@@ -33,7 +33,14 @@ from collections.abc import Callable, Mapping
 from typing import cast
 
 from sciwire.core.http._endpoint import Endpoint
-from sciwire.core.http._errors import DEFAULT, ErrorFactory, connect_failure, default_error
+from sciwire.core.http._errors import (
+    DEFAULT,
+    ErrorFactory,
+    connect_failure,
+    default_error,
+    invalid_response,
+    response_timeout,
+)
 from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe
 from sciwire.core.http._settings import PoolSettings
 from sciwire.core.http._transport import mark_closed
@@ -463,8 +470,7 @@ class AsyncHttpPool(PoolSettings):
                     self._drop(conn)
                     raise self.error(
                         Timeout,
-                        f"{self.name} did not reply within timeout of {limit} seconds "
-                        "(request not re-sent: it may have been processed)",
+                        response_timeout(self.name, limit),
                         self.endpoint.origin + path,
                         None,
                     ) from exc
@@ -474,7 +480,7 @@ class AsyncHttpPool(PoolSettings):
                         limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
                     raise self.error(
                         RemoteProtocolError,
-                        f"invalid HTTP response: {exc}",
+                        invalid_response(exc),
                         self.endpoint.origin + path,
                         exc.data,
                     ) from exc

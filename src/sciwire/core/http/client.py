@@ -44,7 +44,14 @@ from contextlib import contextmanager
 
 from sciwire.core.http import limits
 from sciwire.core.http._endpoint import Endpoint, header_block, host_header
-from sciwire.core.http._errors import DEFAULT, ErrorFactory, connect_failure, default_error
+from sciwire.core.http._errors import (
+    DEFAULT,
+    ErrorFactory,
+    connect_failure,
+    default_error,
+    invalid_response,
+    response_timeout,
+)
 from sciwire.core.http._foreign import foreign_socket, is_real
 from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe, is_stale
 from sciwire.core.http._settings import PoolSettings
@@ -404,7 +411,7 @@ class HttpPool(PoolSettings):
         if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
             if isinstance(exc, ResponseTooLarge):
                 limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
+            return self.error(RemoteProtocolError, invalid_response(exc), url, exc.data)
         return self.error(
             ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
         )
@@ -453,8 +460,7 @@ class HttpPool(PoolSettings):
             sock.close()
             raise self.error(
                 Timeout,
-                f"{self.name} did not reply within timeout of {timeout} seconds "
-                "(request not re-sent: it may have been processed)",
+                response_timeout(self.name, timeout),
                 self.endpoint.origin + path,
                 None,
             ) from exc
@@ -476,9 +482,7 @@ class HttpPool(PoolSettings):
                 ) from exc
             if isinstance(exc, ResponseTooLarge):
                 limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            raise self.error(
-                RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
-            ) from exc
+            raise self.error(RemoteProtocolError, invalid_response(exc), url, exc.data) from exc
         except OSError as exc:
             sock.close()
             if Resend.again(again, parser is None or not parser.started):

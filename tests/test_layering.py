@@ -256,3 +256,26 @@ def test_core_imports_no_protocol_package() -> None:
         if target in banned or target.startswith(tuple(b + "." for b in banned))
     )
     assert not offenders, "sciwire.core imports protocol packages:\n  " + "\n  ".join(offenders)
+
+
+#: the three top layers of ``sciwire.core.http``: only the package's ``__init__``
+#: imports them; everything below (endpoint, settings, policy, errors, codec) never does
+HTTP_TOP = ("client", "aioclient", "server")
+
+
+def test_http_layers_point_one_way() -> None:
+    """In ``core/http``, no module imports the blocking pool, the asyncio pool or the
+    server, except the package itself (issue #13: shared pieces -> codec -> pools,
+    server)."""
+    graph = _graph()
+    pkg = f"{ROOT}.core.http"
+    top = {f"{pkg}.{name}" for name in HTTP_TOP}
+    assert top <= set(graph), "core/http layout changed: update HTTP_TOP"
+    offenders = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith(pkg + ".")
+        for target in targets
+        if target in top
+    )
+    assert not offenders, "core/http imports a top layer:\n  " + "\n  ".join(offenders)

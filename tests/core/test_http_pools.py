@@ -9,6 +9,7 @@ import gzip
 import os
 import resource
 import socket
+import struct
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -28,8 +29,8 @@ def ok(body: bytes, *extra: str) -> bytes:
 
 class Scripted:
     """A raw server answering each request with the next scripted action: bytes to send
-    (b"!..." sends the rest, then closes), "close" (drop the connection unanswered) or
-    "hang" (never answer)."""
+    (b"!..." sends the rest, then closes), "close" (drop the connection unanswered),
+    "reset" (reset it unanswered) or "hang" (never answer)."""
 
     def __init__(self, actions: list[bytes | str]) -> None:
         self.actions = actions
@@ -75,6 +76,10 @@ class Scripted:
                 buf = buf[length:]
                 action = self.actions.pop(0) if self.actions else "hang"
                 if action == "close":
+                    return
+                if action == "reset":
+                    # linger 0: the close sends RST, the client sees a reset, not EOF
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
                 if action == "hang":
                     self.stopping.wait(30)

@@ -3,9 +3,13 @@
 
 By default one request is in flight per connection (so a failed connection never
 leaves other calls in doubt), up to ``limit`` connections; ``pipeline`` > 1 allows
-HTTP/1.1 pipelining. Only a connection that could not be made is tried again
-(``retries``); ``retry="idempotent"`` also re-sends once when a kept-alive connection
-turns out closed before any response byte. A server that closes an idle pooled
+HTTP/1.1 pipelining. ``retry`` and ``retries`` mean what they mean in the blocking
+:class:`~sciwire.core.http.client.HttpPool`: both pools ask one
+:class:`~sciwire.core.http._policy.Resend` whether to connect or send again
+(``retries``: the most attempts per request, connection attempts and re-sends together;
+``"unsent"`` never re-sends a written request, ``"stale"`` re-sends once when a
+kept-alive connection closes before any response byte, ``"idempotent"`` also after any
+dropped connection while attempts remain). A server that closes an idle pooled
 connection is noticed (``connection_lost`` or a readable socket) and the connection is
 not reused. Errors come from the same ``error_factory`` as the blocking pool.
 
@@ -28,15 +32,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import cast
 
-from sciwire.core.http.client import (
+from sciwire.core.http._endpoint import Endpoint
+from sciwire.core.http._errors import (
     DEFAULT,
-    Endpoint,
     ErrorFactory,
-    PoolSettings,
-    RetryPolicy,
-    StaleProbe,
+    connect_failure,
     default_error,
+    invalid_response,
+    response_timeout,
 )
+from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe
+from sciwire.core.http._settings import PoolSettings
+from sciwire.core.http._transport import mark_closed
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
@@ -46,7 +53,6 @@ from sciwire.core.http.codec import (
 )
 from sciwire.core.http.limits import limit_hit
 from sciwire.core.http.proxy import tunnel_reply, tunnel_request
-from sciwire.core.http.server import mark_closed
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -244,8 +250,9 @@ class AsyncHttpPool(PoolSettings):
     Args:
         endpoint: where to connect.
         timeout: seconds allowed to connect, and for each whole response.
-        retries: attempts per request (>= 1) when the connection cannot be made.
-        retry_seconds: pause between such attempts.
+        retries: the most attempts per request (>= 1): connection attempts and
+            re-sends together (see the module docstring).
+        retry_seconds: pause between connection attempts.
         ssl_context: TLS settings for ``https`` (default: the system's defaults).
         limit: the most connections open at once (None: no limit, for a client
             whose own callbacks may need a connection while its calls wait).
@@ -253,8 +260,8 @@ class AsyncHttpPool(PoolSettings):
             1 (the default) never pipelines. Above 1, calls first spread over up to
             *limit* connections, then queue on them; requests made in the same loop
             iteration go out in one write. If a pipelined connection fails, every call
-            in flight on it fails (none is re-sent).
-        retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
+            in flight on it fails (re-sent only as the retry policy allows).
+        retry: ``"unsent"``, ``"stale"`` or ``"idempotent"`` (see the module docstring).
         error_factory: makes the exceptions raised.
         name: what the server is called in messages.
         max_body: the largest response body accepted (None: no limit; default
@@ -308,10 +315,11 @@ class AsyncHttpPool(PoolSettings):
         self._timer_at = math.inf
         self._timer_loop: asyncio.AbstractEventLoop | None = None
 
-    async def _connect(self, url: str, timeout: float | None) -> _Conn:
+    async def _connect(self, url: str, timeout: float | None, attempt: int) -> tuple[_Conn, int]:
+        """A new connection, tried again as the retry policy allows: (connection, the
+        attempts made so far for this request, this one included)."""
         loop = asyncio.get_running_loop()
         ep = self.endpoint
-        attempt = 0
         while True:
             attempt += 1
             ctx: ssl.SSLContext | None = None
@@ -319,7 +327,7 @@ class AsyncHttpPool(PoolSettings):
                 ctx = self.ssl_context or ssl.create_default_context()
             try:
                 if self.proxy is not None:
-                    return await asyncio.wait_for(self._via_proxy(loop, ctx), timeout)
+                    return await asyncio.wait_for(self._via_proxy(loop, ctx), timeout), attempt
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: _Conn(self),
@@ -330,23 +338,14 @@ class AsyncHttpPool(PoolSettings):
                     ),
                     timeout,
                 )
-                return conn
-            except (TimeoutError, asyncio.TimeoutError) as exc:
-                raise self.error(
-                    Timeout,
-                    f"Timeout Error connecting (attempt {attempt} of {self.retries})",
-                    url,
-                    None,
-                ) from exc
-            except (OSError, ssl.SSLError) as exc:
-                if isinstance(exc, ssl.SSLError) or attempt >= self.retries:
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    raise self.error(
-                        ConnectError,
-                        f"URL Error {reason} (attempt {attempt} of {self.retries})",
-                        url,
-                        None,
-                    ) from exc
+                return conn, attempt
+            except (TimeoutError, asyncio.TimeoutError, OSError, ssl.SSLError) as exc:
+                # asyncio.TimeoutError is not the built-in one before Python 3.11
+                timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+                tls = isinstance(exc, ssl.SSLError)
+                if not self.resend.after_connect_failure(attempt, timed_out, tls):
+                    kind, message = connect_failure(exc, timed_out, attempt, self.retries)
+                    raise self.error(kind, message, url, None) from exc
                 logger.warning(
                     "%s %s unreachable (%s), attempt %d of %d; retrying in %g s",
                     self.name,
@@ -422,17 +421,21 @@ class AsyncHttpPool(PoolSettings):
             else:
                 await self._wait_slot()
         try:
-            resend = self.retry != "unsent"
+            attempt = 0
             while True:
                 conn = self._pick()
                 reused = conn is not None
-                if conn is None:
+                if conn is not None:
+                    attempt += 1
+                else:
                     if self._full():
                         await self._opening()  # then queue on a connection made
                         continue
                     self._connecting += 1
                     try:
-                        conn = await self._connect(self.endpoint.origin + path, limit)
+                        conn, attempt = await self._connect(
+                            self.endpoint.origin + path, limit, attempt
+                        )
                     finally:
                         self._connecting -= 1
                         made, self._made = self._made, []
@@ -459,16 +462,15 @@ class AsyncHttpPool(PoolSettings):
                     resp = await waiter
                 except _Closed as exc:
                     self._drop(conn)
-                    if exc.early and reused and resend:
-                        resend = False  # a kept-alive connection the server had closed:
-                        continue  # re-send once
+                    if Resend.again(self.resend.allows(reused, attempt), exc.early):
+                        logger.debug("re-sending to %s after %s", self.endpoint.origin, exc)
+                        continue
                     raise self._closed_error(exc, path) from exc
                 except TimeoutError as exc:
                     self._drop(conn)
                     raise self.error(
                         Timeout,
-                        f"{self.name} did not reply within timeout of {limit} seconds "
-                        "(request not re-sent: it may have been processed)",
+                        response_timeout(self.name, limit),
                         self.endpoint.origin + path,
                         None,
                     ) from exc
@@ -478,7 +480,7 @@ class AsyncHttpPool(PoolSettings):
                         limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
                     raise self.error(
                         RemoteProtocolError,
-                        f"invalid HTTP response: {exc}",
+                        invalid_response(exc),
                         self.endpoint.origin + path,
                         exc.data,
                     ) from exc

@@ -15,15 +15,15 @@ them; the kernel's ``SO_RCVTIMEO`` would restart in full after every signal. A
 request that fits the socket's buffer is written with one ``write`` and no ``poll``
 first (see :func:`_write`).
 
-Retry policy (chosen by the caller):
-
-* ``"unsent"`` (for POST and anything not idempotent): a request is re-sent only when
-  it surely was not received - the connection could not be made, or the request could
-  not be written whole. Once written, any failure is raised, never retried.
-* ``"stale"``: also re-send once, at once, when a kept-alive connection turns out
-  closed before any byte of the answer (the server closed it as the request left).
-* ``"idempotent"`` (GET): also re-send, at once, after any connection was dropped
-  (closed or reset) before the whole response arrived, up to ``retries`` attempts.
+Retry policy (chosen by the caller): ``retry`` and ``retries`` mean the same in this
+pool and in :class:`~sciwire.core.http.aioclient.AsyncHttpPool`; both ask one
+:class:`~sciwire.core.http._policy.Resend` (its module docstring has the rules).
+``retries`` is the most attempts per request, connection attempts and re-sends
+together; ``"unsent"`` never re-sends a request once written, ``"stale"`` re-sends once
+when a kept-alive connection closes before any response byte, ``"idempotent"`` also
+re-sends after any dropped connection while attempts remain. Here, a pooled connection
+that fails while the request is written is replaced at once (the request was not
+received; not counted as an attempt).
 
 Timeouts are never retried. Errors are :mod:`sciwire.errors` types
 (:class:`~sciwire.errors.ConnectError`, :class:`~sciwire.errors.Timeout`,
@@ -35,18 +35,26 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from sciwire.core.http import limits
+from sciwire.core.http._endpoint import Endpoint, header_block, host_header
+from sciwire.core.http._errors import (
+    DEFAULT,
+    ErrorFactory,
+    connect_failure,
+    default_error,
+    invalid_response,
+    response_timeout,
+)
 from sciwire.core.http._foreign import foreign_socket, is_real
+from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe, is_stale
+from sciwire.core.http._settings import PoolSettings
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
@@ -55,7 +63,7 @@ from sciwire.core.http.codec import (
     encode_request,
     whole_response,
 )
-from sciwire.core.http.proxy import Proxy, absolute_form, proxy_for, tunnel_reply, tunnel_request
+from sciwire.core.http.proxy import Proxy, tunnel_reply, tunnel_request
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -80,8 +88,6 @@ POOL_SIZE = 16
 #: Bytes asked of each recv(): below malloc's mmap threshold, so a read does not cost an
 #: mmap/munmap pair (which also serialises threads on the process's memory map).
 RECV_SIZE = 65536
-
-RetryPolicy = Literal["unsent", "stale", "idempotent"]
 
 
 def _write(sock: socket.socket, data: bytes) -> None:
@@ -111,179 +117,8 @@ def _open_tunnel(sock: socket.socket, ep: Endpoint, proxy: Proxy) -> None:
         reply += chunk
 
 
-#: "use the pool's timeout" (per-call timeout argument)
-DEFAULT: Any = "default"
-
-#: ``factory(kind, message, url, data) -> exception``: *kind* is one of ConnectError,
-#: Timeout, ConnectionClosed, RemoteProtocolError.
-ErrorFactory = Callable[[type[Exception], str, str, Any], Exception]
-
-
-def default_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
-    """The plain :mod:`sciwire.errors` exception for a failure."""
-    if kind is RemoteProtocolError:
-        return RemoteProtocolError(message, data)
-    return kind(f"{message} ({url})")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a client talks to: scheme, host, port and path prefix."""
-
-    scheme: str
-    host: str
-    port: int
-    prefix: str = ""
-
-    @classmethod
-    def parse(cls, host: str, port: int, url: str = "") -> Endpoint:
-        """From a ``host`` (optionally ``https://host``), a ``port`` and a path prefix."""
-        scheme = "http"
-        for candidate in ("https://", "http://"):
-            if host.lower().startswith(candidate):
-                scheme = candidate[:-3]
-                host = host[len(candidate) :]
-                break
-        host = host.rstrip("/")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        return cls(scheme, host, int(port), url.rstrip("/"))
-
-    @property
-    def origin(self) -> str:
-        """``scheme://host:port`` (IPv6 hosts bracketed)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """``scheme://host:port/prefix``."""
-        return self.origin + self.prefix
-
-
-def host_header(endpoint: Endpoint) -> str:
-    """The ``Host`` header value for *endpoint* (port left out when it is the default)."""
-    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
-    default = 443 if endpoint.scheme == "https" else 80
-    return host if endpoint.port == default else f"{host}:{endpoint.port}"
-
-
-def header_block(headers: Mapping[str, str]) -> bytes:
-    """Header lines as bytes, each ending CRLF, plus the blank line ending the head.
-
-    Raises:
-        ValueError: a name or value holds a line break.
-    """
-    lines = []
-    for name, value in headers.items():
-        if "\r" in name + value or "\n" in name + value:
-            raise ValueError(f"invalid header {name!r}")
-        lines.append(f"{name}: {value}\r\n")
-    return ("".join(lines) + "\r\n").encode("latin-1")
-
-
-def is_stale(sock: socket.socket | int | None) -> bool:
-    """True when an idle pooled socket was closed by the server, sent stray bytes, or is
-    unusable (a socket or its file descriptor).
-
-    Uses poll() where there is one: select() cannot watch descriptors above 1023, which a
-    process with a few hundred connections soon has (every kept connection would then
-    look stale and be replaced by a new one).
-    """
-    if sock is None:
-        return True
-    try:
-        fd = sock if isinstance(sock, int) else sock.fileno()
-        if fd < 0:
-            return True
-        if _HAS_POLL:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-_HAS_POLL = hasattr(select, "poll")
-
-
-class StaleProbe:
-    """:func:`is_stale` with one registered poll object per descriptor, reused: the
-    per-request probe of a pooled connection then costs a single poll() call."""
-
-    def __init__(self) -> None:
-        self._pollers: dict[int, Any] = {}
-
-    def __call__(self, sock: socket.socket | int | None) -> bool:
-        """True when the idle socket is closed, readable or unusable."""
-        if sock is None or not _HAS_POLL:
-            return is_stale(sock)
-        try:
-            fd = sock if isinstance(sock, int) else sock.fileno()
-            poller = self._pollers.get(fd)
-            if poller is None:
-                if fd < 0:
-                    return True
-                poller = self._pollers[fd] = select.poll()
-                poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
-
-
 class _Retry(Exception):
     """The request may be re-sent under the retry policy."""
-
-
-class PoolSettings:
-    """What both connection pools (blocking :class:`HttpPool`, asyncio
-    :class:`~sciwire.core.http.aioclient.AsyncHttpPool`) keep about their endpoint,
-    and the request helpers that need only that."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        timeout: float | None,
-        retries: int,
-        retry_seconds: float,
-        ssl_context: ssl.SSLContext | None,
-        retry: RetryPolicy,
-        error_factory: ErrorFactory,
-        name: str,
-        max_body: int | None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.retries = max(1, int(retries))
-        self.retry_seconds = retry_seconds
-        self.ssl_context = ssl_context
-        self.retry = retry
-        self.error = error_factory
-        self.name = name
-        #: the largest response body gathered (None: no limit); see docs/limits.md
-        self.max_body: int | None = limits.MAX_RESPONSE_BODY if max_body is DEFAULT else max_body
-        self._host_header = host_header(endpoint)
-        #: the proxy from http_proxy / https_proxy / no_proxy, as urllib reads them
-        self.proxy: Proxy | None = proxy_for(endpoint.scheme, endpoint.host, endpoint.port)
-        #: requests through a plain-HTTP proxy name their target in absolute form
-        self._origin = (
-            endpoint.origin.encode("latin-1")
-            if self.proxy is not None and endpoint.scheme == "http"
-            else b""
-        )
-
-    def for_proxy(self, data: bytes) -> bytes:
-        """*data* as it goes on the wire: unchanged unless a plain-HTTP proxy is used."""
-        if self._origin and self.proxy is not None:
-            return absolute_form(data, self._origin, self.proxy)
-        return data
-
-    def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """The head of a request up to ``Content-Length: `` (for ``exchange``)."""
-        head = encode_request(method, path, self._host_header, headers, b"")
-        return head[: -len(b"0\r\n\r\n")]
 
 
 class HttpPool(PoolSettings):
@@ -292,10 +127,11 @@ class HttpPool(PoolSettings):
     Args:
         endpoint: where to connect.
         timeout: seconds to connect, and for each whole response (None: no limit).
-        retries: attempts per request (>= 1) under the retry policy.
+        retries: the most attempts per request (>= 1): connection attempts and
+            re-sends together.
         retry_seconds: pause between attempts after a failed connect.
         ssl_context: TLS settings for ``https`` (default: the system's defaults).
-        retry: ``"unsent"`` or ``"idempotent"`` (see the module docstring).
+        retry: ``"unsent"``, ``"stale"`` or ``"idempotent"`` (see the module docstring).
         pool_size: idle connections kept.
         error_factory: makes the exceptions raised (see :data:`ErrorFactory`).
         name: what the server is called in log messages.
@@ -438,17 +274,8 @@ class HttpPool(PoolSettings):
         )
 
     def _connect_failed(self, exc: Exception, url: str, attempt: int) -> Exception:
-        if isinstance(exc, TimeoutError):
-            return self.error(
-                Timeout,
-                f"Timeout Error connecting (attempt {attempt} of {self.retries})",
-                url,
-                None,
-            )
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return self.error(
-            ConnectError, f"URL Error {reason} (attempt {attempt} of {self.retries})", url, None
-        )
+        kind, message = connect_failure(exc, isinstance(exc, TimeoutError), attempt, self.retries)
+        return self.error(kind, message, url, None)
 
     def _send(self, data: bytes, url: str, attempt: int) -> tuple[socket.socket, bool, int]:
         """Write *data* on a pooled or new connection: (socket, reused, attempt)."""
@@ -473,10 +300,8 @@ class HttpPool(PoolSettings):
                     self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
                     continue
                 error = self._connect_failed(exc, url, attempt)
-                if (
-                    attempt >= self.retries
-                    or isinstance(error, Timeout)
-                    or isinstance(exc, ssl.SSLError)
+                if not self.resend.after_connect_failure(
+                    attempt, isinstance(exc, TimeoutError), isinstance(exc, ssl.SSLError)
                 ):
                     raise error from exc
                 self.log.warning(
@@ -490,12 +315,6 @@ class HttpPool(PoolSettings):
                 )
                 if self.retry_seconds:
                     time.sleep(self.retry_seconds)
-
-    def _again(self, reused: bool, attempt: int) -> str:
-        """What the retry policy allows after this attempt: "any", "early" or ""."""
-        if self.retry == "idempotent":
-            return "any" if attempt < self.retries else ""
-        return "early" if self.retry == "stale" and reused and attempt == 1 else ""
 
     def exchange(
         self, data: bytes, path: str, head: bool = False, timeout: float | None = DEFAULT
@@ -530,7 +349,7 @@ class HttpPool(PoolSettings):
                     self.log.debug("pooled connection failed on write (%s); reconnecting", exc)
         if sock is not None:
             try:
-                return self._receive(sock, path, head, limit, self._again(True, 1))
+                return self._receive(sock, path, head, limit, self.resend.allows(True, 1))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", self.endpoint.origin + path, exc)
                 attempt = 1
@@ -538,7 +357,7 @@ class HttpPool(PoolSettings):
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             try:
-                return self._receive(sock, path, head, limit, self._again(reused, attempt))
+                return self._receive(sock, path, head, limit, self.resend.allows(reused, attempt))
             except _Retry as exc:
                 self.log.debug("re-sending to %s after %s", url, exc)
 
@@ -557,7 +376,7 @@ class HttpPool(PoolSettings):
         while True:
             sock, reused, attempt = self._send(data, url, attempt)
             parser = ResponseParser(head=method == "HEAD", stream=True)
-            again = self._again(reused, attempt)
+            again = self.resend.allows(reused, attempt)
             try:
                 while parser.head is None:
                     _feed_from(sock, parser)
@@ -566,7 +385,7 @@ class HttpPool(PoolSettings):
                 if isinstance(exc, TimeoutError):
                     raise self._map(exc, url, parser) from exc  # never re-sent
                 closed = isinstance(exc, OSError) or not parser.started
-                if closed and (again == "any" or (again == "early" and not parser.started)):
+                if closed and Resend.again(again, not parser.started):
                     self.log.debug("re-sending to %s after %r", url, exc)
                     continue
                 raise self._map(exc, url, parser) from exc
@@ -592,7 +411,7 @@ class HttpPool(PoolSettings):
         if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
             if isinstance(exc, ResponseTooLarge):
                 limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            return self.error(RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data)
+            return self.error(RemoteProtocolError, invalid_response(exc), url, exc.data)
         return self.error(
             ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
         )
@@ -641,15 +460,14 @@ class HttpPool(PoolSettings):
             sock.close()
             raise self.error(
                 Timeout,
-                f"{self.name} did not reply within timeout of {timeout} seconds "
-                "(request not re-sent: it may have been processed)",
+                response_timeout(self.name, timeout),
                 self.endpoint.origin + path,
                 None,
             ) from exc
         except RemoteProtocolError as exc:
             sock.close()
             early = parser is None or not parser.started
-            if not chunk and (again == "any" or (again == "early" and early)):
+            if not chunk and Resend.again(again, early):
                 raise _Retry("connection closed") from exc
             url = self.endpoint.origin + path
             if not chunk:
@@ -664,12 +482,10 @@ class HttpPool(PoolSettings):
                 ) from exc
             if isinstance(exc, ResponseTooLarge):
                 limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            raise self.error(
-                RemoteProtocolError, f"invalid HTTP response: {exc}", url, exc.data
-            ) from exc
+            raise self.error(RemoteProtocolError, invalid_response(exc), url, exc.data) from exc
         except OSError as exc:
             sock.close()
-            if again == "any" or (again == "early" and (parser is None or not parser.started)):
+            if Resend.again(again, parser is None or not parser.started):
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,

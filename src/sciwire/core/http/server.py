@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from sciwire.core.http._transport import mark_closed
 from sciwire.core.http.codec import (
     ParsedRequest,
     RequestParser,
@@ -133,16 +134,6 @@ class RouteResponse:
     status: int = 200
     content_type: str = "application/octet-stream"
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def mark_closed(transport: asyncio.BaseTransport | None) -> None:
-    """Close our side of a transport whose connection is gone.
-
-    On Python 3.10 the TLS transport is otherwise never marked closed when the peer
-    closes first, and warns "unclosed transport" when collected."""
-    if transport is not None and not transport.is_closing():
-        with contextlib.suppress(Exception):
-            transport.close()
 
 
 class ConnectionHost(Protocol):

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,10 @@ def _in_child(package: str, rounds: int, loop: str = "asyncio") -> list[dict[str
     """Run one package's bench in a fresh interpreter; its results."""
     argv = [sys.executable, __file__, "--only", package, "--rounds", str(rounds), "--json"]
     argv += ["--loop", loop]
-    out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True).stdout
+    # the servers a bench starts through the `sciwire` command follow SCIWIRE_LOOP (and
+    # would take uvloop when it is installed): they run on the row's loop too
+    env = {**os.environ, "SCIWIRE_LOOP": loop}
+    out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True, env=env).stdout
     rows: list[dict[str, Any]] = json.loads(out)
     return rows
 

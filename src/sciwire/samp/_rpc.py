@@ -207,16 +207,12 @@ class RpcCaller:
             SAMPHubProtocolError: the answer was not XML-RPC.
             Timeout: no answer in time.
         """
-        limit = self.timeout if timeout == "default" else timeout
+        limit = _limit(self.timeout, timeout)
         body = encode_call(method, params)
         try:
-            msg = await self._http.post(body, limit if isinstance(limit, float | int) else None)
-        except Timeout as exc:
-            raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
-        except ConnectError as exc:
-            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
-        except RemoteProtocolError as exc:
-            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+            msg = await self._http.post(body, limit)
+        except (Timeout, ConnectError, RemoteProtocolError) as exc:
+            raise _call_failed(method, self.url, limit, exc) from exc
         return _result(method, msg)
 
     async def close(self) -> None:
@@ -244,21 +240,34 @@ class BlockingRpcCaller:
 
     def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
         """Call *method* with *params* and return its result (see RpcCaller.call)."""
-        limit = self.timeout if timeout == "default" else timeout
+        limit = _limit(self.timeout, timeout)
         body = encode_call(method, params)
         try:
-            msg = self._http.post(body, limit if isinstance(limit, float | int) else None)
-        except Timeout as exc:
-            raise Timeout(f"{method}: no answer from {self.url} within {limit} s") from exc
-        except ConnectError as exc:
-            raise SAMPHubConnectError(f"{method}: cannot reach {self.url}: {exc}") from exc
-        except RemoteProtocolError as exc:
-            raise SAMPHubProtocolError(f"{method}: bad HTTP response", exc.data) from exc
+            msg = self._http.post(body, limit)
+        except (Timeout, ConnectError, RemoteProtocolError) as exc:
+            raise _call_failed(method, self.url, limit, exc) from exc
         return _result(method, msg)
 
     def close(self) -> None:
         """Close the kept-alive connections."""
         self._http.close()
+
+
+def _limit(default: float | None, timeout: float | str | None) -> float | None:
+    """The seconds a call waits: the caller's *default* for ``"default"``, else *timeout*."""
+    limit = default if timeout == "default" else timeout
+    return limit if isinstance(limit, float | int) else None
+
+
+def _call_failed(method: str, url: str, limit: float | None, exc: Exception) -> Exception:
+    """What a failed call raises, the same from both callers: a timeout stays a Timeout,
+    an unreachable peer is SAMPHubConnectError, a bad answer SAMPHubProtocolError."""
+    if isinstance(exc, Timeout):
+        return Timeout(f"{method}: no answer from {url} within {limit} s")
+    if isinstance(exc, ConnectError):
+        return SAMPHubConnectError(f"{method}: cannot reach {url}: {exc}")
+    data = exc.data if isinstance(exc, RemoteProtocolError) else None
+    return SAMPHubProtocolError(f"{method}: bad HTTP response", data)
 
 
 def _context_for(url: str, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext | None:

@@ -29,7 +29,7 @@ from sciwire.drms._transport import (
     _FIXED,
     _HEADERS,
     MAX_ANSWER,
-    RetryPolicy,
+    TransportSettings,
     checked_body,
     drms_error,
     get_request,
@@ -134,15 +134,9 @@ def _close(conn: _Conn) -> None:
         conn[1].close()
 
 
-class AsyncTransport:
-    """Keep-alive connections per (scheme, host, port) for the tasks of one event loop.
-
-    Args:
-        timeout: seconds to connect, and for each whole buffered response (for each
-            read of a streamed one).
-        retries: how many times a GET is re-sent after a connection error.
-        max_body: the largest answer read whole (bigger: RemoteProtocolError).
-    """
+class AsyncTransport(TransportSettings):
+    """Keep-alive connections per (scheme, host, port) for the tasks of one event loop
+    (arguments: :class:`~sciwire.drms._transport.TransportSettings`)."""
 
     #: the clock (the blocking transport's) and the asyncio pause
     clock = staticmethod(time.monotonic)
@@ -151,17 +145,10 @@ class AsyncTransport:
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
     ) -> None:
-        self.timeout = timeout
-        self.policy = RetryPolicy(retries)
-        self.max_body = max_body
+        super().__init__(timeout, retries, max_body=max_body)
         self._pools: dict[tuple[str, str, int], tuple[AsyncHttpPool, bytes]] = {}
         self._targets: dict[str, tuple[AsyncHttpPool, bytes, str]] = {}
         self._streams: dict[tuple[str, str, int], list[_Conn]] = {}
-
-    @property
-    def retries(self) -> int:
-        """How many times a GET is re-sent after a connection error."""
-        return self.policy.retries
 
     async def close(self) -> None:
         """Close every kept connection."""

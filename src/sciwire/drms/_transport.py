@@ -47,6 +47,7 @@ __all__ = [
     "Body",
     "Response",
     "RetryPolicy",
+    "TransportSettings",
     "checked_body",
     "drms_error",
     "get_request",
@@ -196,8 +197,8 @@ def checked_body(resp: ParsedResponse, url: str, limit: int = MAX_ANSWER) -> byt
     return body
 
 
-class BlockingTransport:
-    """Keep-alive connections per (scheme, host, port), safe to share between threads.
+class TransportSettings:
+    """What both transports (blocking and asyncio) are made with.
 
     Args:
         timeout: seconds to connect, and for each whole buffered response (for each
@@ -206,6 +207,23 @@ class BlockingTransport:
         max_body: the largest answer read whole (bigger: RemoteProtocolError).
     """
 
+    def __init__(
+        self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
+    ) -> None:
+        self.timeout = timeout
+        self.policy = RetryPolicy(retries)
+        self.max_body = max_body
+
+    @property
+    def retries(self) -> int:
+        """How many times a GET is re-sent after a connection error."""
+        return self.policy.retries
+
+
+class BlockingTransport(TransportSettings):
+    """Keep-alive connections per (scheme, host, port), safe to share between threads
+    (arguments: :class:`TransportSettings`)."""
+
     #: the clock and the pause of the blocking side (the asyncio transport has its own)
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
@@ -213,17 +231,10 @@ class BlockingTransport:
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
     ) -> None:
-        self.timeout = timeout
-        self.policy = RetryPolicy(retries)
-        self.max_body = max_body
+        super().__init__(timeout, retries, max_body=max_body)
         self._pools: dict[tuple[str, str, int], tuple[HttpPool, bytes]] = {}
         self._lock = threading.Lock()
         self._targets: dict[str, tuple[HttpPool, bytes, str]] = {}
-
-    @property
-    def retries(self) -> int:
-        """How many times a GET is re-sent after a connection error."""
-        return self.policy.retries
 
     def close(self) -> None:
         """Close every kept connection."""

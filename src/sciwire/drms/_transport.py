@@ -20,7 +20,6 @@ statuses raise :class:`~sciwire.drms.exceptions.DrmsHttpError`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import zlib
@@ -37,6 +36,7 @@ from sciwire.core.http.client import (
     host_header,
 )
 from sciwire.core.http.codec import ParsedResponse
+from sciwire.core.http.limits import response_body_cap
 from sciwire.drms._protocol import USER_AGENT
 from sciwire.drms.exceptions import DrmsHttpError
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -68,7 +68,7 @@ _FIXED = header_block(_HEADERS_GZ)
 #: keywords is some hundred MB, so 1 GiB rather than the pools' 256 MiB); downloads stream
 #: to files and have no such bound. SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it, as it sets
 #: the pools' cap (see docs/limits.md).
-MAX_ANSWER = int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or 1 << 30)
+MAX_ANSWER = response_body_cap(1 << 30)
 
 
 class Response:

@@ -13,16 +13,23 @@ import logging
 import os
 from dataclasses import dataclass
 
-__all__ = ["MAX_HEAD", "MAX_RESPONSE_BODY", "ServerLimits", "limit_hit"]
+__all__ = ["MAX_HEAD", "MAX_RESPONSE_BODY", "ServerLimits", "limit_hit", "response_body_cap"]
 
 #: the largest request or response head (start line and fields) accepted
 MAX_HEAD = 64 * 1024
+
 
 #: the largest response body a client pool gathers in memory unless its ``max_body``
 #: says otherwise (streamed downloads are not gathered and take no cap); the
 #: environment variable SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it for drop-in
 #: clients whose constructors have no such argument. Read when a pool is made.
-MAX_RESPONSE_BODY = int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or 256 * 1024 * 1024)
+def response_body_cap(default: int) -> int:
+    """A whole-body cap: SCIWIRE_MAX_RESPONSE_BODY (bytes) when set, else *default*
+    (the pools' 256 MiB; drms keeps a larger one for its answers)."""
+    return int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or default)
+
+
+MAX_RESPONSE_BODY = response_body_cap(256 * 1024 * 1024)
 
 
 @dataclass(frozen=True)

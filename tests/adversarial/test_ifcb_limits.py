@@ -202,6 +202,22 @@ def _wait_for_line(sim: SimProcess, name: str, timeout: float) -> None:
         timer.cancel()
 
 
+def _assert_refused(
+    sim: SimProcess, clients: list[IFCBClient], before: int, sent: int, limit: str, timeout: float
+) -> None:
+    """After an attack of *sent* bytes: memory stayed bounded, the connection was dropped
+    early, the drop was logged once naming *limit* and the client, and the simulator
+    still serves a legitimate client."""
+    growth = sim.rss() - before
+    assert growth < GROWTH_BOUND, f"RSS grew {growth / MiB:.0f} MiB after {sent} bytes"
+    # the connection was dropped, not read to the end (what got through sat in socket buffers)
+    assert sent < ATTACK // 2, f"the server took {sent / MiB:.0f} MiB"
+    _wait_for_line(sim, limit, timeout)
+    _serve_legitimately(sim, clients, timeout)
+    [line] = _limit_lines(sim, limit)
+    assert "127.0.0.1:" in line
+
+
 def test_oversized_message_is_refused_with_bounded_memory(
     spawn: Callable[[int], SimProcess],
     clients: list[IFCBClient],
@@ -217,14 +233,7 @@ def test_oversized_message_is_refused_with_bounded_memory(
         sent = _stream(sock, iter([_frame_head(256 * MiB)] + [body] * (ATTACK // MiB)))
     finally:
         sock.close()
-    growth = sim.rss() - before
-    assert growth < GROWTH_BOUND, f"RSS grew {growth / MiB:.0f} MiB after {sent} bytes"
-    # the connection was dropped, not read to the end (what got through sat in socket buffers)
-    assert sent < ATTACK // 2, f"the server took {sent / MiB:.0f} MiB"
-    _wait_for_line(sim, "max_message_size", scaled(20))
-    _serve_legitimately(sim, clients, scaled(20))
-    [line] = _limit_lines(sim, "max_message_size")
-    assert "127.0.0.1:" in line
+    _assert_refused(sim, clients, before, sent, "max_message_size", scaled(20))
 
 
 def test_endless_record_is_refused_with_bounded_memory(
@@ -244,14 +253,7 @@ def test_endless_record_is_refused_with_bounded_memory(
         sent = _stream(sock, iter([_frame_head(MiB) + body] * (ATTACK // MiB)))
     finally:
         sock.close()
-    growth = sim.rss() - before
-    assert growth < GROWTH_BOUND, f"RSS grew {growth / MiB:.0f} MiB after {sent} bytes"
-    # the connection was dropped, not read to the end (what got through sat in socket buffers)
-    assert sent < ATTACK // 2, f"the server took {sent / MiB:.0f} MiB"
-    _wait_for_line(sim, "max_record_size", scaled(20))
-    _serve_legitimately(sim, clients, scaled(20))
-    [line] = _limit_lines(sim, "max_record_size")
-    assert "127.0.0.1:" in line
+    _assert_refused(sim, clients, before, sent, "max_record_size", scaled(20))
 
 
 # -- the fault test ----------------------------------------------------------------------

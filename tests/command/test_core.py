@@ -17,6 +17,7 @@ from sciwire.command._errors import (
     command_error,
 )
 from sciwire.command._protocol import ProcInfo
+from sciwire.core.http.codec import ParsedResponse
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
 URL = "http://127.0.0.1:39002/api"
@@ -127,6 +128,46 @@ def test_failures_keep_their_kind_and_cause(
     assert type(out) is expected
     if kind is not ConnectionClosed:
         assert out.reason.endswith(message)
+
+
+def _reply(status: int, body: bytes, ctype: str = "application/json") -> ParsedResponse:
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n".encode()
+    return ParsedResponse(status, "X", body, raw_head=head, _headers={"content-type": ctype})
+
+
+# what a reply reads as on both clients (each hands every response to CallCore.result);
+# a CommandError's code is 500 unless the server gave one, as the original's
+_REPLIES: list[tuple[str, ParsedResponse, tuple[Any, ...]]] = [
+    ("result", _reply(200, b'{"jsonrpc": "2.0", "id": "1", "result": [1, 2]}'), ("ok", [1, 2])),
+    ("null result", _reply(200, b'{"result": null}'), ("ok", None)),
+    ("no body", _reply(200, b""), ("CommandError", "JSON response not received", 500)),
+    ("not JSON", _reply(200, b"<html>"), ("CommandError", "Invalid JSON response", 500)),
+    (
+        "JSON-RPC error",
+        _reply(200, b'{"error": {"name": "KeyError", "code": 7, "message": "m"}}'),
+        ("CommandError", "Encountered KeyError", 7),
+    ),
+    (
+        "HTTP error, JSON body",
+        _reply(500, b'{"error": "boom"}'),
+        ("CommandError", "with params (1, 2): HTTP Error 500 X", 500),
+    ),
+    (
+        "HTTP error, text body",
+        _reply(404, b"not here", "text/plain"),
+        ("CommandError", "with params (1, 2): HTTP Error 404 X", 404),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "resp", "want"), _REPLIES, ids=[c[0] for c in _REPLIES])
+def test_reply_table(case: str, resp: ParsedResponse, want: tuple[Any, ...]) -> None:
+    try:
+        got: tuple[Any, ...] = ("ok", _core().result("add", (1, 2), resp))
+    except CommandError as exc:
+        assert "add" in str(exc) and "(1, 2)" in str(exc)
+        got = (type(exc).__name__, want[1] if want[1] in str(exc) else str(exc), exc.code)
+    assert got == want
 
 
 def test_open_and_closed() -> None:

@@ -366,3 +366,58 @@ def test_generated_twins_are_current() -> None:
         timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+_ROUTES = [
+    (
+        "http://h:8080/cgi-bin/jsoc_info?op=rs_summary&ds=a",
+        0,
+        b"h:8080\r\n",
+        "/cgi-bin/jsoc_info?op=rs_summary&ds=a",
+    ),
+    ("http://h:8080/cgi-bin/jsoc_info?op=x#frag", 0, b"h:8080\r\n", "/cgi-bin/jsoc_info?op=x"),
+    ("http://h:8080/cgi-bin/show_series", 0, b"h:8080\r\n", "/cgi-bin/show_series"),
+    ("http://h:8080", 0, b"h:8080\r\n", "/"),
+    ("https://h/x?y=1", 1, b"h\r\n", "/x?y=1"),
+    ("http://other/x", 2, b"other\r\n", "/x"),
+    ("http://[::1]:9/x?q", 3, b"[::1]:9\r\n", "/x?q"),
+]
+
+
+def _routes(transport: BlockingTransport | AsyncTransport) -> list[tuple[int, bytes, str]]:
+    pools: list[object] = []
+    out = []
+    for url, *_ in _ROUTES:
+        pool, host, target = transport._target(url)
+        if pool not in pools:
+            pools.append(pool)
+        out.append((pools.index(pool), host, target))
+    for n in range(300):  # more bases than kept: still the same pool per endpoint
+        assert transport._target(f"http://h:8080/p{n}?a")[0] is transport._target(_ROUTES[0][0])[0]
+    assert len(transport._targets) <= 256
+    return out
+
+
+def test_both_transports_route_urls_alike() -> None:
+    """The one pool per endpoint and the request target for a URL, the same on both
+    twins: a table, without I/O (no pool connects until it sends)."""
+    want = [tuple(row[1:]) for row in _ROUTES]
+    blocking = BlockingTransport(timeout=5)
+    try:
+        assert _routes(blocking) == want
+        assert [p.retry for p, _ in blocking._pools.values()] == ["idempotent"] * 4
+    finally:
+        blocking.close()
+
+    async def run() -> list[tuple[int, bytes, str]]:
+        a = AsyncTransport(timeout=5)
+        try:
+            got = _routes(a)
+            assert [p.retry for p, _ in a._pools.values()] == ["unsent"] * 4
+            return got
+        finally:
+            await a.close()
+
+    assert asyncio.run(run()) == want
+    with pytest.raises(ValueError, match="Not an http"):
+        BlockingTransport(timeout=5)._target("ftp://h/x")

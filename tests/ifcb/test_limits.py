@@ -209,6 +209,26 @@ async def _connected_client(
     return client, got, reconnected
 
 
+async def _reconnected_after_the_limit(
+    client: AsyncIFCBClient,
+    sim: IFCBSimulator,
+    got: asyncio.Queue[tuple[Any, ...]],
+    reconnected: asyncio.Event,
+    caplog: pytest.LogCaptureFixture,
+    limit: str,
+    timeout: float,
+) -> None:
+    """The client, having closed on *limit*, reconnected, logged the close once naming
+    the limit and the hub, and hears the hub again."""
+    await asyncio.wait_for(reconnected.wait(), timeout)
+    logs = _limit_logs(caplog, limit)
+    assert len(logs) == 1, logs
+    assert sim.url.replace("http", "ws") in logs[0]
+    await client.wait_started(timeout)
+    sim.push("reportevent:heard again")
+    assert await asyncio.wait_for(got.get(), timeout) == ("reportevent", "heard again")
+
+
 async def test_client_closes_on_an_oversized_message_and_reconnects(
     plain_sim: IFCBSimulator,
     caplog: pytest.LogCaptureFixture,
@@ -220,13 +240,9 @@ async def test_client_closes_on_an_oversized_message_and_reconnects(
     )
     try:
         plain_sim.push("reportevent:" + "z" * SMALL)
-        await asyncio.wait_for(reconnected.wait(), scaled(10))
-        logs = _limit_logs(caplog, "max_message_size")
-        assert len(logs) == 1, logs
-        assert plain_sim.url.replace("http", "ws") in logs[0]
-        await client.wait_started(scaled(10))
-        plain_sim.push("reportevent:small again")
-        assert await asyncio.wait_for(got.get(), scaled(10)) == ("reportevent", "small again")
+        await _reconnected_after_the_limit(
+            client, plain_sim, got, reconnected, caplog, "max_message_size", scaled(10)
+        )
     finally:
         await client.disconnect()
 
@@ -242,13 +258,9 @@ async def test_client_closes_on_an_endless_record_and_reconnects(
         [conn] = plain_sim.clients.values()
         for _ in range(8):  # frames under the message cap, never a 0x1E
             conn.send_record("w" * (SMALL // 4))
-        await asyncio.wait_for(reconnected.wait(), scaled(10))
-        logs = _limit_logs(caplog, "max_record_size")
-        assert len(logs) == 1, logs
-        assert plain_sim.url.replace("http", "ws") in logs[0]
-        await client.wait_started(scaled(10))
-        plain_sim.push("reportevent:still here")
-        assert await asyncio.wait_for(got.get(), scaled(10)) == ("reportevent", "still here")
+        await _reconnected_after_the_limit(
+            client, plain_sim, got, reconnected, caplog, "max_record_size", scaled(10)
+        )
     finally:
         await client.disconnect()
 

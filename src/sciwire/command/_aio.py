@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sciwire.command._calls import CallCore
 from sciwire.command._errors import CommandError
-from sciwire.command._protocol import ProcInfo, parse_response
+from sciwire.command._protocol import ProcInfo
 from sciwire.core.http.aioclient import AsyncHttpPool
 
 __all__ = ["AsyncCommandClient"]
@@ -113,8 +113,6 @@ class AsyncCommandClient:
             resp = await self._transport.exchange(data, core.api_path)
         except CommandError as err:
             raise core.failed(method, shown, err) from err
-        if resp.status < 400:  # the usual reply: result()'s success path, one frame less
-            return parse_response(resp.body, method, shown, core.url)
         return core.result(method, shown, resp)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:

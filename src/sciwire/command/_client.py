@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from sciwire.command._calls import CallCore, procedure_signature
 from sciwire.command._errors import CommandError
-from sciwire.command._protocol import ProcInfo, http_error, parse_response
+from sciwire.command._protocol import ProcInfo, http_error
 from sciwire.command._transport import Transport, read_failure
 
 __all__ = [
@@ -116,8 +116,6 @@ class CommandClient:
             resp = self._transport.exchange(data, core.api_path)
         except CommandError as err:
             raise core.failed(method, shown, err) from err
-        if resp.status < 400:  # the usual reply: result()'s success path, one frame less
-            return parse_response(resp.body, method, shown, core.url)
         return core.result(method, shown, resp)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:

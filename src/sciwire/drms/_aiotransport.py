@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 
 from sciwire.core.http.aioclient import AsyncHttpPool
 from sciwire.core.http.client import Endpoint, header_block
+from sciwire.core.http.client import RetryPolicy as RetryName
 from sciwire.core.http.codec import ResponseParser
 from sciwire.drms._transport import (
     _FIXED,
@@ -134,70 +135,43 @@ def _close(conn: _Conn) -> None:
         conn[1].close()
 
 
-class AsyncTransport(TransportSettings):
+class AsyncTransport(TransportSettings[AsyncHttpPool]):
     """Keep-alive connections per (scheme, host, port) for the tasks of one event loop
     (arguments: :class:`~sciwire.drms._transport.TransportSettings`)."""
 
     #: the clock (the blocking transport's) and the asyncio pause
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(asyncio.sleep)
+    pool_class = AsyncHttpPool
+    pool_retry: RetryName = "unsent"
 
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
     ) -> None:
         super().__init__(timeout, retries, max_body=max_body)
-        self._pools: dict[tuple[str, str, int], tuple[AsyncHttpPool, bytes]] = {}
-        self._targets: dict[str, tuple[AsyncHttpPool, bytes, str]] = {}
         self._streams: dict[tuple[str, str, int], list[_Conn]] = {}
+
+    def _drop_pools(self) -> list[AsyncHttpPool]:
+        pools, self._pools = list(self._pools.values()), {}
+        self._targets.clear()
+        self._close_streams()
+        return [pool for pool, _ in pools]
 
     async def close(self) -> None:
         """Close every kept connection."""
-        pools, self._pools = list(self._pools.values()), {}
-        self._targets.clear()
-        for pool, _ in pools:
+        for pool in self._drop_pools():
             await pool.close()
-        self._close_streams()
 
     def abort(self) -> None:
         """Drop every connection now, without awaiting (for finalizers)."""
-        pools, self._pools = list(self._pools.values()), {}
-        self._targets.clear()
-        for pool, _ in pools:
+        for pool in self._drop_pools():
             pool.abort_all()
-        self._close_streams()
 
     def _close_streams(self) -> None:
         streams, self._streams = self._streams, {}
         for conns in streams.values():
             for conn in conns:
                 _close(conn)
-
-    def _target(self, url: str) -> tuple[AsyncHttpPool, bytes, str]:
-        # as BlockingTransport._target: parse each base URL once
-        base, _, query = url.partition("?")
-        hit = self._targets.get(base)
-        if hit is None:
-            key, path = split_url(base)
-            got = self._pools.get(key)
-            if got is None:
-                # retries=1 and "unsent": the pool never re-sends by itself; the
-                # RetryPolicy decides, as for the blocking transport
-                pool = AsyncHttpPool(
-                    Endpoint(*key),
-                    timeout=self.timeout,
-                    retries=1,
-                    retry="unsent",
-                    error_factory=drms_error,
-                    name="JSOC",
-                    max_body=self.max_body,
-                )
-                got = self._pools[key] = (pool, host_line(pool.endpoint))
-            if len(self._targets) >= 256:
-                self._targets.clear()
-            hit = self._targets[base] = (*got, path)
-        pool, host, path = hit
-        query = query.split("#", 1)[0]
-        return pool, host, f"{path}?{query}" if query else path
 
     async def get_body(self, url: str) -> bytes:
         """GET *url* and return its whole (gunzipped) body; HTTP errors raise

@@ -1,6 +1,7 @@
 """The blocking HTTP/1.1 GET transport of the DRMS client, on the shared pool of
 :mod:`sciwire.core.http`, and what it shares with the asyncio one (``_aiotransport``):
-request bytes, error mapping, the retry decision.
+request bytes, error mapping, the retry decision, and the one pool per endpoint that a
+URL maps to (:class:`TransportSettings`).
 
 A socket-level keep-alive client rather than http.client: for the many small sequential
 CGI calls DRMS users make it costs a fraction of http.client's CPU per request, which is
@@ -23,9 +24,9 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from sciwire.core.http.client import (
@@ -35,6 +36,7 @@ from sciwire.core.http.client import (
     header_block,
     host_header,
 )
+from sciwire.core.http.client import RetryPolicy as RetryName
 from sciwire.core.http.codec import ParsedResponse
 from sciwire.core.http.limits import response_body_cap
 from sciwire.drms._protocol import USER_AGENT
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_P = TypeVar("_P")
 
 #: A response body being read (Content-Length, chunked, or until the peer closes).
 Body = ResponseStream
@@ -197,8 +201,10 @@ def checked_body(resp: ParsedResponse, url: str, limit: int = MAX_ANSWER) -> byt
     return body
 
 
-class TransportSettings:
-    """What both transports (blocking and asyncio) are made with.
+class TransportSettings(Generic[_P]):
+    """What both transports (blocking and asyncio) are made with, and how both find the
+    pool for a URL: one pool per (scheme, host, port), made by :attr:`pool_class` with
+    the same settings, and the parsed base of each URL kept (at most 256 of them).
 
     Args:
         timeout: seconds to connect, and for each whole buffered response (for each
@@ -207,34 +213,70 @@ class TransportSettings:
         max_body: the largest answer read whole (bigger: RemoteProtocolError).
     """
 
+    #: the core pool class of the twin (HttpPool or AsyncHttpPool)
+    pool_class: Callable[..., _P]
+    #: the retry rule the twin's pool is given; the pool never re-sends by itself either
+    #: way (retries=1): the RetryPolicy decides
+    pool_retry: RetryName
+
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
     ) -> None:
         self.timeout = timeout
         self.policy = RetryPolicy(retries)
         self.max_body = max_body
+        self._pools: dict[tuple[str, str, int], tuple[_P, bytes]] = {}
+        self._targets: dict[str, tuple[_P, bytes, str]] = {}
+        # only the blocking twin is shared between threads; a miss is rare, so the
+        # asyncio one pays nothing for taking it too
+        self._lock = threading.Lock()
 
     @property
     def retries(self) -> int:
         """How many times a GET is re-sent after a connection error."""
         return self.policy.retries
 
+    def _target(self, url: str) -> tuple[_P, bytes, str]:
+        """The pool, Host line and request target for *url*.
 
-class BlockingTransport(TransportSettings):
+        CGI URLs share a few bases: each base is parsed once and the query appended as is.
+        """
+        base, _, query = url.partition("?")
+        hit = self._targets.get(base)
+        if hit is None:
+            key, path = split_url(base)
+            with self._lock:
+                got = self._pools.get(key)
+                if got is None:
+                    endpoint = Endpoint(*key)
+                    pool = self.pool_class(
+                        endpoint,
+                        timeout=self.timeout,
+                        retries=1,
+                        retry=self.pool_retry,
+                        error_factory=drms_error,
+                        name="JSOC",
+                        max_body=self.max_body,
+                    )
+                    got = self._pools[key] = (pool, host_line(endpoint))
+                if len(self._targets) >= 256:
+                    self._targets.clear()
+                hit = self._targets[base] = (*got, path)
+        pool, host, path = hit
+        query = query.split("#", 1)[0]
+        return pool, host, f"{path}?{query}" if query else path
+
+
+class BlockingTransport(TransportSettings[HttpPool]):
     """Keep-alive connections per (scheme, host, port), safe to share between threads
     (arguments: :class:`TransportSettings`)."""
 
     #: the clock and the pause of the blocking side (the asyncio transport has its own)
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
-
-    def __init__(
-        self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
-    ) -> None:
-        super().__init__(timeout, retries, max_body=max_body)
-        self._pools: dict[tuple[str, str, int], tuple[HttpPool, bytes]] = {}
-        self._lock = threading.Lock()
-        self._targets: dict[str, tuple[HttpPool, bytes, str]] = {}
+    pool_class = HttpPool
+    # "idempotent": the pool also skips its stale probe (the RetryPolicy re-sends)
+    pool_retry: RetryName = "idempotent"
 
     def close(self) -> None:
         """Close every kept connection."""
@@ -244,39 +286,6 @@ class BlockingTransport(TransportSettings):
             pool.close()
 
     abort = close  # what a finalizer calls; closing needs no waiting here
-
-    def _target(self, url: str) -> tuple[HttpPool, bytes, str]:
-        # CGI URLs share a few bases: parse each base once, append the query as is
-        base, _, query = url.partition("?")
-        hit = self._targets.get(base)
-        if hit is None:
-            key, path = split_url(base)
-            hit = (*self._pool(key), path)
-            with self._lock:
-                if len(self._targets) >= 256:
-                    self._targets.clear()
-                self._targets[base] = hit
-        pool, host, path = hit
-        query = query.split("#", 1)[0]
-        return pool, host, f"{path}?{query}" if query else path
-
-    def _pool(self, key: tuple[str, str, int]) -> tuple[HttpPool, bytes]:
-        with self._lock:
-            got = self._pools.get(key)
-            if got is None:
-                # retries=1 and "idempotent": the pool never re-sends by itself (and
-                # skips its stale probe); the RetryPolicy decides instead
-                pool = HttpPool(
-                    Endpoint(*key),
-                    timeout=self.timeout,
-                    retries=1,
-                    retry="idempotent",
-                    error_factory=drms_error,
-                    name="JSOC",
-                    max_body=self.max_body,
-                )
-                got = self._pools[key] = (pool, host_line(pool.endpoint))
-        return got
 
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET *url*, read the whole (gunzipped) body; HTTP errors raise DrmsHttpError."""

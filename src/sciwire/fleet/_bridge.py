@@ -28,6 +28,7 @@ from sciwire.errors import SciwireError
 from sciwire.fleet._config import RIG_OPS, BridgeConfig, ConfigError, IfcbSpec, RigSpec, SampSpec
 from sciwire.fleet._nats import connect, connect_options, ensure_stream, mapped, stream_subjects
 from sciwire.fleet._publisher import Outgoing, Publisher
+from sciwire.fleet._reconnect import POLL, RETRY_DELAYS, hold, pause
 from sciwire.fleet._schema import (
     HDR_MSG_ID,
     encode_event,
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: seconds a relay to an IFCB hub may wait for its socket
 COMMAND_TIMEOUT = 10.0
-#: seconds between attempts to reach an instrument that is away
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -309,13 +308,11 @@ class Bridge:
                 await client.connect()
                 break
             except (SciwireError, OSError) as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                await pause(attempt, f"IFCB {spec.serial}", exc)
                 attempt += 1
-                logger.info("IFCB %s unreachable (%s); retrying in %s s", spec.serial, exc, delay)
-                await asyncio.sleep(delay)
         while True:  # the client reconnects by itself; keep the health flag current
             inst.connected = client.connected
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(POLL)
 
     def _rig_message(self, inst: _Instrument, data: Any, addr: Any, event: Any) -> None:
         try:
@@ -331,10 +328,8 @@ class Bridge:
             try:
                 rig = await EchoProtocol.client(spec.uri, name=spec.name)
             except (SciwireError, OSError) as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                await pause(attempt, f"rig {spec.name}", exc)
                 attempt += 1
-                logger.info("rig %s unreachable (%s); retrying in %s s", spec.name, exc, delay)
-                await asyncio.sleep(delay)
                 continue
             attempt = 0
             rig.assign_callback(
@@ -343,11 +338,8 @@ class Bridge:
             )
             self.rigs[spec.name] = rig
             try:
-                while rig.is_connected:
-                    inst.connected = True
-                    await asyncio.sleep(0.25)
+                await hold(inst, rig)
             finally:
-                inst.connected = False
                 rig.close()
             logger.warning("rig %s connection lost; reconnecting", spec.name)
 

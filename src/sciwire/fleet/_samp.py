@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sciwire.errors import SciwireError
 from sciwire.fleet._config import BridgeConfig, SampSpec
+from sciwire.fleet._reconnect import hold, pause
 from sciwire.fleet._schema import samp_event
 
 
@@ -89,19 +90,14 @@ async def run_samp(bridge: _Host, spec: SampSpec, inst: _Seat) -> None:
         except (SciwireError, OSError) as exc:
             with contextlib.suppress(Exception):
                 await client.disconnect()
+            await pause(attempt, "SAMP hub", exc)
             attempt += 1
-            delay = min(5.0, 0.2 * 2**attempt)
-            logger.info("SAMP hub unreachable (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
             continue
         attempt = 0
         bridge.samp_client = client
         try:
-            while client.is_connected:
-                inst.connected = True
-                await asyncio.sleep(0.25)
+            await hold(inst, client)
         finally:
-            inst.connected = False
             bridge.samp_client = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 5)

@@ -279,3 +279,36 @@ def test_http_layers_point_one_way() -> None:
         if target in top
     )
     assert not offenders, "core/http imports a top layer:\n  " + "\n  ".join(offenders)
+
+
+def _calls_in(node: ast.AST, name: str, scope: tuple[str, ...]) -> Iterator[str]:
+    """The scopes (``Class.function``) inside *node* that call a function named *name*."""
+    for child in ast.iter_child_nodes(node):
+        inner = scope
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            inner = (*scope, child.name)
+        if isinstance(child, ast.Call):
+            func = child.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if called == name:
+                yield ".".join(scope)
+        yield from _calls_in(child, name, inner)
+
+
+def _callers(name: str) -> set[str]:
+    """Where in ``src/`` a function named *name* is called: ``module:Class.function``."""
+    return {
+        f"{module}:{where}"
+        for module, path in _modules().items()
+        for where in _calls_in(ast.parse(path.read_text(), str(path)), name, ())
+    }
+
+
+def test_one_door_to_the_one_pass_response_parse() -> None:
+    # Issue #13: the whole-response shortcut is taken inside the parser's one receive
+    # door, never beside it by a pool.
+    assert _callers("whole_response") == {"sciwire.core.http._response:ResponseParser.feed"}
+
+
+def test_callers_are_found() -> None:
+    assert "sciwire.core.http.client:HttpPool._receive" in _callers("ResponseParser")

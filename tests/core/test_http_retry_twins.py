@@ -238,3 +238,49 @@ async def test_asyncio_pool(
         # closed on the test's own loop (a fixture finalizer runs after it is gone)
         await pool.close()
     _check(sc, srv, got)
+
+
+# -- probing an idle connection before reuse: one rule for both pools --------------------
+
+
+@pytest.mark.parametrize("policy", ["unsent", "stale", "idempotent"])
+async def test_both_pools_probe_idle_connections_alike(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under "idempotent" a closed kept connection is re-sent on a new one, so neither
+    # pool probes; otherwise each reuse is probed once (Resend.probe).
+    from sciwire.core.http._policy import StaleProbe
+
+    probes: list[int] = []
+    real = StaleProbe.__call__
+
+    def counted(self: StaleProbe, sock: object) -> bool:
+        probes.append(1)
+        return real(self, sock)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(StaleProbe, "__call__", counted)
+    expected = 0 if policy == "idempotent" else 2
+    assert Resend(policy, 1).probe == (policy != "idempotent")  # type: ignore[arg-type]
+    counts = []
+    for blocking in (True, False):
+        srv = Scripted([ok(b"1"), ok(b"2"), ok(b"3")])
+        probes.clear()
+        try:
+            endpoint = Endpoint("http", "127.0.0.1", srv.port)
+            if blocking:
+                pool = HttpPool(endpoint, timeout=10.0, retry=policy)  # type: ignore[arg-type]
+                try:
+                    got = [pool.call("GET", "/", None, {}).body for _ in range(3)]
+                finally:
+                    pool.shutdown()
+            else:
+                apool = AsyncHttpPool(endpoint, timeout=10.0, retry=policy)  # type: ignore[arg-type]
+                try:
+                    got = [(await apool.call("GET", "/", None, {})).body for _ in range(3)]
+                finally:
+                    await apool.close()
+        finally:
+            srv.close()
+        assert got == [b"1", b"2", b"3"]
+        counts.append(len(probes))
+    assert counts == [expected, expected]

@@ -24,7 +24,6 @@ from contextlib import asynccontextmanager
 
 from sciwire.core.http.aioclient import AsyncHttpPool
 from sciwire.core.http.client import Endpoint, header_block
-from sciwire.core.http.client import RetryPolicy as RetryName
 from sciwire.core.http.codec import ResponseParser
 from sciwire.drms._transport import (
     _FIXED,
@@ -143,7 +142,6 @@ class AsyncTransport(TransportSettings[AsyncHttpPool]):
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(asyncio.sleep)
     pool_class = AsyncHttpPool
-    pool_retry: RetryName = "unsent"
 
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER

@@ -215,9 +215,11 @@ class TransportSettings(Generic[_P]):
 
     #: the core pool class of the twin (HttpPool or AsyncHttpPool)
     pool_class: Callable[..., _P]
-    #: the retry rule the twin's pool is given; the pool never re-sends by itself either
-    #: way (retries=1): the RetryPolicy decides
-    pool_retry: RetryName
+    #: the retry rule both twins' pools are given (GETs are idempotent). With retries=1
+    #: a pool re-sends only a request whose kept connection closed before any byte of
+    #: the answer, and skips its stale probe (core.http's Resend.probe); every other
+    #: re-send is the RetryPolicy's
+    pool_retry: RetryName = "idempotent"
 
     def __init__(
         self, timeout: float | None = 60.0, retries: int = 2, *, max_body: int = MAX_ANSWER
@@ -275,8 +277,6 @@ class BlockingTransport(TransportSettings[HttpPool]):
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
     pool_class = HttpPool
-    # "idempotent": the pool also skips its stale probe (the RetryPolicy re-sends)
-    pool_retry: RetryName = "idempotent"
 
     def close(self) -> None:
         """Close every kept connection."""

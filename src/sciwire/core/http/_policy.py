@@ -17,6 +17,10 @@ One meaning of ``retry`` and ``retries`` for the blocking and the asyncio pool:
   remain.
 
 A response timeout is never re-sent, nor an invalid response.
+
+Before an idle kept-alive connection is reused, both pools ask :attr:`Resend.probe`
+whether to probe it for staleness (one ``poll``): not under ``"idempotent"``, where a
+connection the server closed is simply re-sent on a new one.
 """
 
 from __future__ import annotations
@@ -44,13 +48,16 @@ class Resend:
         retries: the most attempts per request (values below 1 count as 1).
     """
 
-    __slots__ = ("policy", "retries")
+    __slots__ = ("policy", "probe", "retries")
 
     def __init__(self, policy: RetryPolicy, retries: int) -> None:
         if policy not in ("unsent", "stale", "idempotent"):
             raise ValueError(f"unknown retry policy {policy!r}")
         self.policy = policy
         self.retries = max(1, int(retries))
+        #: probe an idle connection for staleness before reusing it (see the module
+        #: docstring): a closed one found by the probe costs no re-send
+        self.probe = policy != "idempotent"
 
     def allows(self, reused: bool, attempt: int) -> str:
         """What may follow a drop of attempt *attempt* (1-based) on a fresh or *reused*

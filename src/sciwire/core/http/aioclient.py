@@ -49,7 +49,6 @@ from sciwire.core.http.codec import (
     ResponseParser,
     ResponseTooLarge,
     encode_request,
-    whole_response,
 )
 from sciwire.core.http.limits import limit_hit
 from sciwire.core.http.proxy import tunnel_reply, tunnel_request
@@ -152,20 +151,7 @@ class _Conn(ReadIntoProtocol):
                 return
             parser = self.parser
             if parser is None:
-                if not pending[0][1]:
-                    # a whole response in one piece, as ResponseParser.feed would first try:
-                    # no parser object made
-                    whole = whole_response(data, True)
-                    if whole is not None and (
-                        self.max_body is None or len(whole[0].body) <= self.max_body
-                    ):
-                        got, data = whole
-                        waiter = pending.popleft()[0]
-                        keep = got.keep_alive
-                        if not waiter.done():
-                            waiter.set_result(got)
-                        continue
-                parser = ResponseParser(head=pending[0][1], pipelined=True, max_body=self.max_body)
+                parser = ResponseParser(pending[0][1], True, self.max_body)
             try:
                 resp = parser.feed(data)
             except RemoteProtocolError as exc:
@@ -584,7 +570,7 @@ class AsyncHttpPool(PoolSettings):
         while idle:
             conn = idle.pop()
             conn.idle = False
-            if conn.stale() or conn.closed or conn.pending:
+            if conn.closed or conn.pending or (self.resend.probe and conn.stale()):
                 self._drop(conn)
                 continue
             return conn

@@ -61,7 +61,6 @@ from sciwire.core.http.codec import (
     ResponseTooLarge,
     decode_gzip,
     encode_request,
-    whole_response,
 )
 from sciwire.core.http.proxy import Proxy, tunnel_reply, tunnel_request
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -196,9 +195,7 @@ class HttpPool(PoolSettings):
         return sock
 
     def _take_raw(self) -> socket.socket | None:
-        # Under "idempotent" a closed kept connection is simply re-sent on a new one,
-        # so the select() probe for staleness is skipped.
-        probe = self.retry != "idempotent"
+        probe = self.resend.probe  # the one rule of both pools (see _policy)
         with self._lock:
             while self._idle_raw:
                 sock = self._idle_raw.pop()
@@ -337,7 +334,7 @@ class HttpPool(PoolSettings):
             with self._lock:
                 if self._idle_raw:
                     sock = self._idle_raw.pop()
-            if sock is not None and self.retry != "idempotent" and self._stale(sock):
+            if sock is not None and self.resend.probe and self._stale(sock):
                 sock.close()
                 sock = None
             if sock is not None:
@@ -424,26 +421,11 @@ class HttpPool(PoolSettings):
         if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        parser = None
+        parser = ResponseParser(head, False, self.max_body)
         shortened = False
         chunk = b""
         try:
             chunk = sock.recv(RECV_SIZE)
-            if chunk and not head:
-                # the usual case: the whole response in one read
-                fast = whole_response(chunk, False)
-                if fast is not None and (
-                    self.max_body is None or len(fast[0].body) <= self.max_body
-                ):
-                    resp = fast[0]
-                    if resp.keep_alive:
-                        self._release_raw(sock)
-                    else:
-                        sock.close()
-                    return resp
-            parser = ResponseParser(head=head, max_body=self.max_body)
-            if chunk:
-                parser.started = True  # the one-read case was tried above
             while True:
                 got = parser.feed(chunk) if chunk else parser.feed_eof()
                 if got is not None:
@@ -466,7 +448,7 @@ class HttpPool(PoolSettings):
             ) from exc
         except RemoteProtocolError as exc:
             sock.close()
-            early = parser is None or not parser.started
+            early = not parser.started
             if not chunk and Resend.again(again, early):
                 raise _Retry("connection closed") from exc
             url = self.endpoint.origin + path
@@ -485,7 +467,7 @@ class HttpPool(PoolSettings):
             raise self.error(RemoteProtocolError, invalid_response(exc), url, exc.data) from exc
         except OSError as exc:
             sock.close()
-            if Resend.again(again, parser is None or not parser.started):
+            if Resend.again(again, not parser.started):
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             raise self.error(
                 ConnectionClosed,

@@ -348,12 +348,18 @@ class ResponseParser:
         del buf[:n]
         self._remaining -= n
         if self._remaining == 0:
-            self.response = resp
-            if buf and self._pipelined:
-                self.extra = bytes(buf)
-                buf.clear()
-            elif buf:
-                raise RemoteProtocolError("data after a complete response", buf[:100])
+            self._complete(resp)
+
+    def _complete(self, resp: ParsedResponse) -> None:
+        """*resp* is whole: what is left in the buffer is the next response's (pipelined)
+        or a server out of step."""
+        self.response = resp
+        buf = self._buf
+        if buf and self._pipelined:
+            self.extra = bytes(buf)
+            buf.clear()
+        elif buf:
+            raise RemoteProtocolError("data after a complete response", buf[:100])
 
     def take(self) -> bytes:
         """Streaming mode: the decoded body bytes received since the last call."""
@@ -394,12 +400,7 @@ class ResponseParser:
                 del buf[: end + 2]
                 if end == 0:
                     resp.body = b"" if self._stream else bytes(self._chunks)
-                    self.response = resp
-                    if buf and self._pipelined:
-                        self.extra = bytes(buf)
-                        buf.clear()
-                    elif buf:
-                        raise RemoteProtocolError("data after a complete response", buf[:100])
+                    self._complete(resp)
                     return
 
 

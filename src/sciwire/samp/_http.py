@@ -32,6 +32,7 @@ from sciwire.core.http.server import HttpConnection, Reply
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
 __all__ = [
+    "Accepted",
     "BlockingHttpClient",
     "HttpClientPool",
     "HttpMessage",
@@ -249,6 +250,56 @@ async def _later(result: Awaitable[bytes], keep: bool) -> bytes:
     return response_bytes(200, await result, keep)
 
 
+class Accepted:
+    """Every connection a server accepted, from the moment asyncio builds its protocol
+    until its ``connection_lost``, so that a stopping server can close them all.
+
+    asyncio accepts a socket in one loop turn, builds its protocol and transport in a
+    later turn and calls ``connection_made`` later still: a stop that closes only the
+    connections already made returns with the younger ones open, and they leak when
+    the loop closes (issue #13: a hub delivery racing a disconnect).
+    """
+
+    def __init__(self) -> None:
+        self.live: set[HttpServerProtocol] = set()
+        self._drained: asyncio.Future[None] | None = None
+
+    def opened(self, conn: HttpServerProtocol) -> None:
+        """*conn* was accepted (its protocol exists; it may not be made yet)."""
+        self.live.add(conn)
+
+    def closed(self, conn: HttpServerProtocol) -> None:
+        """*conn* lost its connection (its socket is closed)."""
+        self.live.discard(conn)
+        if not self.live and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def close_all(self, grace: float) -> None:
+        """Close every connection and return once each one's socket is closed.
+
+        Call it once the server accepts no more. Answers already written get *grace*
+        seconds to leave (a graceful close); what is left then is aborted.
+        """
+        for conn in list(self.live):
+            conn.close()
+        await self._wait(grace)
+        for conn in list(self.live):
+            conn.abort()
+        # an abort reaches connection_lost on the next turn; the bound is only a guard
+        await self._wait(1.0)
+
+    async def _wait(self, limit: float) -> None:
+        if not self.live:
+            return
+        self._drained = drained = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), limit)
+        except asyncio.TimeoutError:
+            logger.debug("%d connections still open after %s s", len(self.live), limit)
+        finally:
+            self._drained = None
+
+
 class HttpServerProtocol(HttpConnection):
     """Serves POSTs on one connection: ``handle(body) -> response body``.
 
@@ -258,6 +309,10 @@ class HttpServerProtocol(HttpConnection):
         on_bad: called for each malformed request.
         connections: the server's set of live connections (for closing at stop).
         is_stopping: whether the server is stopping (see :class:`XmlRpcHost`).
+        accepted: told of this connection from construction to ``connection_lost``.
+        early: tell *accepted* at construction (plain TCP: ``connection_made``
+            always follows) rather than at ``connection_made`` (TLS: a failed
+            handshake never makes the protocol, nor loses it).
     """
 
     def __init__(
@@ -267,16 +322,48 @@ class HttpServerProtocol(HttpConnection):
         on_bad: Callable[[], None],
         connections: set[Any] | None = None,
         is_stopping: Callable[[], bool] | None = None,
+        accepted: Accepted | None = None,
+        early: bool = True,
     ) -> None:
         host = XmlRpcHost(handle, max_body, on_bad, connections, is_stopping=is_stopping)
         super().__init__(host)
+        self._accepted = accepted
+        self._unwanted = False  # closed before connection_made
+        if accepted is not None and early:
+            accepted.opened(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._accepted is not None:
+            self._accepted.opened(self)
+        if self._unwanted:
+            self.transport = cast(asyncio.Transport, transport)
+            self.closing = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._accepted is not None:
+                self._accepted.closed(self)
 
     def close(self) -> None:
-        """Close the connection and cancel what it still runs."""
+        """Close the connection (after the answers already written) and cancel what
+        it still runs; before ``connection_made``, the connection closes when made."""
         for task in list(self.pending):
             task.cancel()
         if self.transport is not None:
             self.transport.close()
+        else:
+            self._unwanted = True
+
+    def abort(self) -> None:
+        """Close the connection now, dropping unsent answers."""
+        self.close()
+        if self.transport is not None:
+            self.transport.abort()
 
 
 def _samp_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:

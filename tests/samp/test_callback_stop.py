@@ -1,0 +1,93 @@
+"""The client's callback server closes every connection it accepted when it stops.
+
+Issue #13: a hub delivery that raced a client's disconnect left one accepted
+connection open after ``CallbackServer.stop()`` returned (its protocol was built in
+stop's last loop turn; its ``connection_made`` never ran), and the socket leaked when
+the loop closed. These tests connect real sockets and call ``stop()`` at each loop
+turn of the accept (before it, between the kernel's accept and the protocol, between
+the protocol and ``connection_made``, after), then check from the peer's side, without
+giving the loop another turn, that the server's end is already closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sciwire.samp._rpc import CallbackServer
+
+CALL = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
+POST = f"POST /xmlrpc HTTP/1.1\r\nHost: x\r\nContent-Length: {len(CALL)}\r\n\r\n".encode() + CALL
+
+#: loop turns to let pass between the connect and stop(): covers every step of the accept
+TURNS = range(6)
+ROUNDS = 5
+
+
+@pytest.fixture
+def peers() -> Iterator[list[socket.socket]]:
+    made: list[socket.socket] = []
+    yield made
+    for sock in made:
+        sock.close()
+
+
+def closed_by_server(sock: socket.socket, wait: float) -> bool:
+    """Whether the server's end of *sock* is closed (EOF or reset), reading past any
+    answer. The loop does not run meanwhile, so only what stop() did counts."""
+    while True:
+        readable, _, _ = select.select([sock], [], [], wait)
+        if not readable:
+            return False
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionError:
+            return True
+
+
+def connect(port: int, send: bytes, peers: list[socket.socket]) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    peers.append(sock)
+    if send:
+        sock.sendall(send)
+    return sock
+
+
+@pytest.mark.parametrize("send", [b"", POST], ids=["idle", "delivery"])
+async def test_stop_closes_connections_accepted_at_any_turn(
+    send: bytes, peers: list[socket.socket], scaled: Callable[[float], float]
+) -> None:
+    calls: list[Any] = []
+    for _ in range(ROUNDS):
+        for turns in TURNS:
+            server = CallbackServer(lambda method, params: calls.append(method))
+            await server.start()
+            try:
+                sock = connect(server.port, send, peers)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+            finally:
+                await server.stop()
+            # no await from here on: the loop must not get a turn to finish the job
+            assert closed_by_server(sock, scaled(5.0)), f"left open ({turns} turns)"
+
+
+async def test_stop_closes_a_burst_of_connections(
+    peers: list[socket.socket], scaled: Callable[[float], float]
+) -> None:
+    server = CallbackServer(lambda method, params: None)
+    await server.start()
+    try:
+        socks = [connect(server.port, POST if i % 2 else b"", peers) for i in range(20)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    finally:
+        await server.stop()
+    assert all(closed_by_server(sock, scaled(5.0)) for sock in socks)

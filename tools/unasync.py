@@ -76,6 +76,7 @@ _DRMS = {
 _SAMP = {
     "AsyncHubMethods": "BlockingHubMethods",
     "AsyncHubSide": "BlockingHubSide",
+    "AsyncSessionSide": "BlockingSessionSide",
     "_ahubmethods": "_hubmethods",
 }
 
@@ -102,7 +103,8 @@ TWINS = [
         "The Standard Profile hub methods, blocking (generated from the asyncio ones).\n\n"
         "``BlockingHubMethods`` is the method table of the blocking ``SAMPHubProxy`` over its\n"
         "``_call`` (a direct blocking socket, kept for speed); ``BlockingHubSide`` is the\n"
-        "blocking integrated client's hub half.",
+        "blocking integrated client's hub half, ``BlockingSessionSide`` its connect and\n"
+        "disconnect.",
         noqa="I001, RUF100",
     ),
 ]

@@ -80,6 +80,12 @@ _SAMP = {
     "_ahubmethods": "_hubmethods",
 }
 
+_SAMP_CALLER = {
+    "RpcCaller": "BlockingRpcCaller",
+    "HttpClientPool": "BlockingHttpClient",
+    "_acaller": "_caller",
+}
+
 #: every generated file of the project
 TWINS = [
     Twin(
@@ -105,6 +111,15 @@ TWINS = [
         "``_call`` (a direct blocking socket, kept for speed); ``BlockingHubSide`` is the\n"
         "blocking integrated client's hub half, ``BlockingSessionSide`` its connect and\n"
         "disconnect.",
+        noqa="I001, RUF100",
+    ),
+    Twin(
+        "src/sciwire/samp/_acaller.py",
+        "src/sciwire/samp/_caller.py",
+        _SAMP_CALLER,
+        "The blocking XML-RPC caller of SAMP clients (generated from the asyncio one).\n\n"
+        "``BlockingRpcCaller`` posts from the calling thread straight to its socket (the\n"
+        "shared blocking pool, via ``BlockingHttpClient``); it raises what ``RpcCaller`` does.",
         noqa="I001, RUF100",
     ),
 ]

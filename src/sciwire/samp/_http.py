@@ -458,6 +458,9 @@ class BlockingHttpClient:
         max_idle: idle connections kept for reuse.
         max_body: the largest response body accepted.
         ssl_context: speak TLS (``https``) with these settings.
+        max_connections: None, the only choice: posts are never limited (each one
+            waits on its caller's thread); the argument matches
+            :class:`HttpClientPool`'s, so that one caller's code serves both.
     """
 
     def __init__(
@@ -468,6 +471,8 @@ class BlockingHttpClient:
         max_idle: int = 20,
         max_body: int = 64 << 20,
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_connections: None = None,
     ) -> None:
         self.host = host
         self.port = port

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
-from sciwire.samp._common import call_and_wait_limit, format_easy_msg, format_easy_response
-
-if TYPE_CHECKING:
-    from sciwire.samp._aproxy import HubLike
+from sciwire.samp._common import (
+    HubLike,
+    call_and_wait_limit,
+    format_easy_msg,
+    format_easy_response,
+)
 
 __all__ = ["BlockingHubMethods", "BlockingHubSide", "BlockingSessionSide"]
 

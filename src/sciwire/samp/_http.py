@@ -40,6 +40,7 @@ __all__ = [
     "HttpServerProtocol",
     "XmlRpcHost",
     "response_bytes",
+    "stop_serving",
 ]
 
 logger = logging.getLogger(__name__)
@@ -300,6 +301,28 @@ class Accepted:
             self._drained = None
 
 
+async def stop_serving(server: asyncio.Server, accepted: Accepted, grace: float) -> None:
+    """Stop *server* and return once every connection it accepted is closed.
+
+    Args:
+        server: the listening server (its protocols report to *accepted*).
+        accepted: the server's connections.
+        grace: seconds the answers already written get to leave (see
+            :meth:`Accepted.close_all`).
+    """
+    # Stop accepting before closing: asyncio builds an accepted socket's transport a
+    # turn after the accept and cannot attach it to a server already closed (an
+    # assertion it swallows; the socket leaks: issue #13). The turn below lets the
+    # accepts already made build theirs first.
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0)
+    server.close()
+    await accepted.close_all(grace)
+    await server.wait_closed()
+
+
 class HttpServerProtocol(HttpConnection):
     """Serves POSTs on one connection: ``handle(body) -> response body``.
 
@@ -313,6 +336,7 @@ class HttpServerProtocol(HttpConnection):
         early: tell *accepted* at construction (plain TCP: ``connection_made``
             always follows) rather than at ``connection_made`` (TLS: a failed
             handshake never makes the protocol, nor loses it).
+        refusal: the body of the 405 answer to a method other than POST.
     """
 
     def __init__(
@@ -324,8 +348,9 @@ class HttpServerProtocol(HttpConnection):
         is_stopping: Callable[[], bool] | None = None,
         accepted: Accepted | None = None,
         early: bool = True,
+        refusal: bytes = b"XML-RPC takes POST",
     ) -> None:
-        host = XmlRpcHost(handle, max_body, on_bad, connections, is_stopping=is_stopping)
+        host = XmlRpcHost(handle, max_body, on_bad, connections, refusal, is_stopping)
         super().__init__(host)
         self._accepted = accepted
         self._unwanted = False  # closed before connection_made

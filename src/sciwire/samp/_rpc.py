@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
-from sciwire.samp._http import Accepted, HttpMessage, HttpServerProtocol
+from sciwire.samp._http import Accepted, HttpMessage, HttpServerProtocol, stop_serving
 from sciwire.samp._protocol import decode_call, decode_response, encode_fault, encode_response
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
@@ -299,18 +299,8 @@ class CallbackServer:
         server, self._server = self._server, None
         if server is not None:
             self._stopping = True
-            # Stop accepting before closing: asyncio builds an accepted socket's
-            # transport a turn after the accept and cannot attach it to a server
-            # already closed (an assertion it swallows; the socket leaks: issue #13).
-            # The turn below lets the accepts already made build theirs first.
-            loop = asyncio.get_running_loop()
-            for sock in server.sockets:
-                loop.remove_reader(sock.fileno())
-            await asyncio.sleep(0)
-            server.close()
-            await self._accepted.close_all(grace)
+            await stop_serving(server, self._accepted, grace)
             self._connections.clear()
-            await server.wait_closed()
 
     def _count_bad(self) -> None:
         self.bad_requests += 1

@@ -1,12 +1,14 @@
-"""The client's callback server closes every connection it accepted when it stops.
+"""samp's XML-RPC servers close every connection they accepted when they stop.
 
 Issue #13: a hub delivery that raced a client's disconnect left one accepted
-connection open after ``CallbackServer.stop()`` returned (its protocol was built in
-stop's last loop turn; its ``connection_made`` never ran), and the socket leaked when
-the loop closed. These tests connect real sockets and call ``stop()`` at each loop
-turn of the accept (before it, between the kernel's accept and the protocol, between
-the protocol and ``connection_made``, after), then check from the peer's side, without
-giving the loop another turn, that the server's end is already closed.
+connection of the client's callback server open after ``stop()`` returned: asyncio
+builds an accepted socket's transport a loop turn after the accept, and a server
+closed in between cannot take it (the socket leaked when the loop closed). The hub's
+Standard Profile server had the same race. These tests connect real sockets and call
+``stop()`` at each loop turn of the accept (before it, between the kernel's accept and
+the transport, between the transport and ``connection_made``, after), then check from
+the peer's side, without giving the loop another turn, that the server's end is
+already closed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from sciwire.samp import AsyncSAMPHub
 from sciwire.samp._rpc import CallbackServer
 
 CALL = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
@@ -91,3 +94,21 @@ async def test_stop_closes_a_burst_of_connections(
     finally:
         await server.stop()
     assert all(closed_by_server(sock, scaled(5.0)) for sock in socks)
+
+
+@pytest.mark.parametrize("send", [b"", POST], ids=["idle", "call"])
+async def test_hub_stop_closes_connections_accepted_at_any_turn(
+    send: bytes, peers: list[socket.socket], scaled: Callable[[float], float]
+) -> None:
+    # the hub's Standard Profile server has the same accept/stop race
+    for _ in range(ROUNDS):
+        for turns in TURNS:
+            hub = AsyncSAMPHub(web_profile=False, write_lockfile=False)
+            await hub.start()
+            try:
+                sock = connect(hub.port, send, peers)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+            finally:
+                await hub.stop()
+            assert closed_by_server(sock, scaled(5.0)), f"left open ({turns} turns)"

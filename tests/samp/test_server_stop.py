@@ -96,17 +96,25 @@ async def test_stop_closes_a_burst_of_connections(
     assert all(closed_by_server(sock, scaled(5.0)) for sock in socks)
 
 
-@pytest.mark.parametrize("send", [b"", POST], ids=["idle", "call"])
+WEB_POST = b"POST /xmlrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("profile", "send"),
+    [("standard", b""), ("standard", POST), ("web", b""), ("web", WEB_POST)],
+    ids=["standard-idle", "standard-call", "web-idle", "web-call"],
+)
 async def test_hub_stop_closes_connections_accepted_at_any_turn(
-    send: bytes, peers: list[socket.socket], scaled: Callable[[float], float]
+    profile: str, send: bytes, peers: list[socket.socket], scaled: Callable[[float], float]
 ) -> None:
-    # the hub's Standard Profile server has the same accept/stop race
+    # the hub's Standard and Web Profile servers had the same accept/stop race
     for _ in range(ROUNDS):
         for turns in TURNS:
-            hub = AsyncSAMPHub(web_profile=False, write_lockfile=False)
+            hub = AsyncSAMPHub(web_profile=profile == "web", web_port=0, write_lockfile=False)
             await hub.start()
             try:
-                sock = connect(hub.port, send, peers)
+                port = hub.web.port if hub.web is not None else hub.port
+                sock = connect(port, send, peers)
                 for _ in range(turns):
                     await asyncio.sleep(0)
             finally:

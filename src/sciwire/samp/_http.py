@@ -28,7 +28,7 @@ from sciwire.core.http.codec import (
     RequestTooLarge,
     ResponseParser,
 )
-from sciwire.core.http.server import HttpConnection, Reply
+from sciwire.core.http.server import ConnectionHost, HttpConnection, Reply
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "HttpMessage",
     "HttpParser",
     "HttpServerProtocol",
+    "TrackedConnection",
     "XmlRpcHost",
     "response_bytes",
     "stop_serving",
@@ -262,14 +263,14 @@ class Accepted:
     """
 
     def __init__(self) -> None:
-        self.live: set[HttpServerProtocol] = set()
+        self.live: set[TrackedConnection] = set()
         self._drained: asyncio.Future[None] | None = None
 
-    def opened(self, conn: HttpServerProtocol) -> None:
+    def opened(self, conn: TrackedConnection) -> None:
         """*conn* was accepted (its protocol exists; it may not be made yet)."""
         self.live.add(conn)
 
-    def closed(self, conn: HttpServerProtocol) -> None:
+    def closed(self, conn: TrackedConnection) -> None:
         """*conn* lost its connection (its socket is closed)."""
         self.live.discard(conn)
         if not self.live and self._drained is not None and not self._drained.done():
@@ -323,34 +324,21 @@ async def stop_serving(server: asyncio.Server, accepted: Accepted, grace: float)
     await server.wait_closed()
 
 
-class HttpServerProtocol(HttpConnection):
-    """Serves POSTs on one connection: ``handle(body) -> response body``.
+class TrackedConnection(HttpConnection):
+    """A server connection that its server can close at any stage of its accept.
 
     Args:
-        handle: the request handler (its result may also be awaitable).
-        max_body: the largest request body accepted (413 beyond).
-        on_bad: called for each malformed request.
-        connections: the server's set of live connections (for closing at stop).
-        is_stopping: whether the server is stopping (see :class:`XmlRpcHost`).
+        host: the host answering requests (see
+            :class:`~sciwire.core.http.server.ConnectionHost`).
         accepted: told of this connection from construction to ``connection_lost``.
         early: tell *accepted* at construction (plain TCP: ``connection_made``
             always follows) rather than at ``connection_made`` (TLS: a failed
             handshake never makes the protocol, nor loses it).
-        refusal: the body of the 405 answer to a method other than POST.
     """
 
     def __init__(
-        self,
-        handle: Handle,
-        max_body: int,
-        on_bad: Callable[[], None],
-        connections: set[Any] | None = None,
-        is_stopping: Callable[[], bool] | None = None,
-        accepted: Accepted | None = None,
-        early: bool = True,
-        refusal: bytes = b"XML-RPC takes POST",
+        self, host: ConnectionHost, accepted: Accepted | None = None, early: bool = True
     ) -> None:
-        host = XmlRpcHost(handle, max_body, on_bad, connections, refusal, is_stopping)
         super().__init__(host)
         self._accepted = accepted
         self._unwanted = False  # closed before connection_made
@@ -389,6 +377,34 @@ class HttpServerProtocol(HttpConnection):
         self.close()
         if self.transport is not None:
             self.transport.abort()
+
+
+class HttpServerProtocol(TrackedConnection):
+    """Serves XML-RPC POSTs on one connection: ``handle(body) -> response body``.
+
+    Args:
+        handle: the request handler (its result may also be awaitable).
+        max_body: the largest request body accepted (413 beyond).
+        on_bad: called for each malformed request.
+        connections: the server's set of live connections.
+        is_stopping: whether the server is stopping (see :class:`XmlRpcHost`).
+        accepted, early: see :class:`TrackedConnection`.
+        refusal: the body of the 405 answer to a method other than POST.
+    """
+
+    def __init__(
+        self,
+        handle: Handle,
+        max_body: int,
+        on_bad: Callable[[], None],
+        connections: set[Any] | None = None,
+        is_stopping: Callable[[], bool] | None = None,
+        accepted: Accepted | None = None,
+        early: bool = True,
+        refusal: bytes = b"XML-RPC takes POST",
+    ) -> None:
+        host = XmlRpcHost(handle, max_body, on_bad, connections, refusal, is_stopping)
+        super().__init__(host, accepted, early)
 
 
 def _samp_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:

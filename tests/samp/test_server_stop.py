@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from sciwire.samp import AsyncSAMPHub
+from sciwire.samp import AsyncSAMPHub, AsyncSAMPIntegratedClient
 from sciwire.samp._rpc import CallbackServer
 
 CALL = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
@@ -120,3 +120,39 @@ async def test_hub_stop_closes_connections_accepted_at_any_turn(
             finally:
                 await hub.stop()
             assert closed_by_server(sock, scaled(5.0)), f"left open ({turns} turns)"
+
+
+async def test_deliveries_racing_a_disconnect_end_cleanly_on_both_sides() -> None:
+    # A sender notifies a client over and over while that client disconnects: the
+    # client's stop closes every connection the hub opened (a leak would fail the test
+    # as an unraisable ResourceWarning), and the hub counts the client gone and serves on.
+    hub = AsyncSAMPHub(web_profile=False, write_lockfile=False)
+    await hub.start()
+    sender = AsyncSAMPIntegratedClient(name="sender")
+    try:
+        await sender.connect(hub_params=hub.params)
+        for _ in range(ROUNDS * 2):
+            target = AsyncSAMPIntegratedClient(name="target")
+            await target.connect(hub_params=hub.params)
+            await target.bind_receive_notification("test.race", lambda *args: None)
+            target_id = target.get_public_id()
+            assert target_id is not None
+
+            async def flood(target_id: str = target_id) -> None:
+                for _ in range(50):
+                    try:
+                        await sender.enotify(target_id, "test.race", n="1")
+                    except Exception:  # the hub no longer knows it: the race is over
+                        return
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(flood())
+            await asyncio.sleep(0)
+            await target.disconnect()
+            await task
+            assert not target.is_connected
+            assert target_id not in await sender.get_registered_clients()
+        assert await sender.ping() is not None
+    finally:
+        await sender.disconnect()
+        await hub.stop()

@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import ssl
 import xmlrpc.client
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sciwire.samp import AsyncSAMPHub, AsyncSAMPIntegratedClient
 from sciwire.samp._rpc import CallbackServer
+from tests.samp.tlskit import make_cert
 
 CALL = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
 POST = f"POST /xmlrpc HTTP/1.1\r\nHost: x\r\nContent-Length: {len(CALL)}\r\n\r\n".encode() + CALL
@@ -156,3 +159,39 @@ async def test_deliveries_racing_a_disconnect_end_cleanly_on_both_sides() -> Non
     finally:
         await sender.disconnect()
         await hub.stop()
+
+
+async def test_tls_connection_made_after_the_hub_stopped_is_closed(
+    tmp_path: Path, peers: list[socket.socket], scaled: Callable[[float], float]
+) -> None:
+    # A TLS connection is known to the server only once its handshake is done (a
+    # failed handshake never reaches it); one accepted before the stop and finished
+    # after it must be closed when made, not served by a stopped hub.
+    cert = make_cert(tmp_path)
+    hub = AsyncSAMPHub(
+        web_profile=False,
+        write_lockfile=False,
+        https=True,
+        key_file=cert.key,
+        cert_file=cert.cert,
+    )
+    await hub.start()
+    try:
+        raw = connect(hub.port, b"", peers)
+        for _ in range(3):  # accepted, its TLS transport built, waiting for the hello
+            await asyncio.sleep(0)
+    finally:
+        await hub.stop()
+    context = ssl.create_default_context(cafile=cert.cert)
+
+    def handshake_then_read() -> bool:
+        try:
+            tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        except (ssl.SSLError, OSError):
+            return True  # refused during the handshake: closed too
+        peers.append(tls)
+        tls.sendall(POST)
+        return closed_by_server(tls, scaled(5.0))
+
+    # the loop runs meanwhile, so the handshake can end and connection_made run
+    assert await asyncio.to_thread(handshake_then_read)

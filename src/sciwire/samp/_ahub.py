@@ -212,6 +212,7 @@ class AsyncSAMPHub:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
+        accepted = self._accepted = Accepted()
         try:
             path = self._lockfile_path()
             if path is not None:
@@ -222,7 +223,7 @@ class AsyncSAMPHub:
                     self._max_body,
                     self._conns,
                     self._bad,
-                    self._accepted,
+                    accepted,
                     early=self._ssl is None,
                 ),
                 self._addr,

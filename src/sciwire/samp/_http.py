@@ -264,6 +264,9 @@ class Accepted:
 
     def __init__(self) -> None:
         self.live: set[TrackedConnection] = set()
+        #: set by :meth:`close_all`: a connection made later (a TLS handshake that
+        #: ends after the stop) closes at once
+        self.stopped = False
         self._drained: asyncio.Future[None] | None = None
 
     def opened(self, conn: TrackedConnection) -> None:
@@ -282,6 +285,7 @@ class Accepted:
         Call it once the server accepts no more. Answers already written get *grace*
         seconds to leave (a graceful close); what is left then is aborted.
         """
+        self.stopped = True
         for conn in list(self.live):
             conn.close()
         await self._wait(grace)
@@ -348,6 +352,7 @@ class TrackedConnection(HttpConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._accepted is not None:
             self._accepted.opened(self)
+            self._unwanted = self._unwanted or self._accepted.stopped
         if self._unwanted:
             self.transport = cast(asyncio.Transport, transport)
             self.closing = True

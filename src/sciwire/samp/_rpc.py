@@ -268,6 +268,7 @@ class CallbackServer:
         """Bind and start serving."""
         loop = asyncio.get_running_loop()
         self._stopping = False
+        accepted = self._accepted = Accepted()
         try:
             server = await loop.create_server(
                 lambda: HttpServerProtocol(
@@ -276,7 +277,7 @@ class CallbackServer:
                     self._count_bad,
                     self._connections,
                     is_stopping=lambda: self._stopping,
-                    accepted=self._accepted,
+                    accepted=accepted,
                     early=self._ssl is None,
                 ),
                 self.addr,

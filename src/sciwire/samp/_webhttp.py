@@ -95,8 +95,9 @@ class WebServer:
         """Bind *addr*:*port* and serve (OSError when the port is taken)."""
         loop = asyncio.get_running_loop()
         self.stopping = False
+        accepted = self._accepted = Accepted()
         self._server = await loop.create_server(
-            lambda: TrackedConnection(self, self._accepted),
+            lambda: TrackedConnection(self, accepted),
             addr,
             port,
             backlog=1024,

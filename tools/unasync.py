@@ -76,7 +76,14 @@ _DRMS = {
 _SAMP = {
     "AsyncHubMethods": "BlockingHubMethods",
     "AsyncHubSide": "BlockingHubSide",
+    "AsyncSessionSide": "BlockingSessionSide",
     "_ahubmethods": "_hubmethods",
+}
+
+_SAMP_CALLER = {
+    "RpcCaller": "BlockingRpcCaller",
+    "HttpClientPool": "BlockingHttpClient",
+    "_acaller": "_caller",
 }
 
 #: every generated file of the project
@@ -102,7 +109,17 @@ TWINS = [
         "The Standard Profile hub methods, blocking (generated from the asyncio ones).\n\n"
         "``BlockingHubMethods`` is the method table of the blocking ``SAMPHubProxy`` over its\n"
         "``_call`` (a direct blocking socket, kept for speed); ``BlockingHubSide`` is the\n"
-        "blocking integrated client's hub half.",
+        "blocking integrated client's hub half, ``BlockingSessionSide`` its connect and\n"
+        "disconnect.",
+        noqa="I001, RUF100",
+    ),
+    Twin(
+        "src/sciwire/samp/_acaller.py",
+        "src/sciwire/samp/_caller.py",
+        _SAMP_CALLER,
+        "The blocking XML-RPC caller of SAMP clients (generated from the asyncio one).\n\n"
+        "``BlockingRpcCaller`` posts from the calling thread straight to its socket (the\n"
+        "shared blocking pool, via ``BlockingHttpClient``); it raises what ``RpcCaller`` does.",
         noqa="I001, RUF100",
     ),
 ]

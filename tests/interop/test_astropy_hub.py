@@ -103,6 +103,7 @@ def test_messages_both_ways_with_an_astropy_client(
     ours.bind_receive_call("test.mixed.call", our_answer)
 
     def their_answer(k: str, s: str, msg_id: str, mtype: str, params: Any, extra: Any) -> None:
+        pause.wait(reply_delay)  # the same hub race when astropy's own client answers
         astropy_client.reply(
             msg_id, {"samp.status": SAMP_STATUS_OK, "samp.result": {"from": "astropy"}}
         )

@@ -14,14 +14,10 @@ from hypothesis import strategies as st
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 from sciwire.samp import SAMPHubConnectError, SAMPHubError, SAMPProxyError
+from sciwire.samp._acaller import RpcCaller
+from sciwire.samp._caller import BlockingRpcCaller
 from sciwire.samp._http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
-from sciwire.samp._rpc import (
-    BlockingRpcCaller,
-    CallbackServer,
-    RpcCaller,
-    SAMPHubProtocolError,
-    stringify,
-)
+from sciwire.samp._rpc import CallbackServer, SAMPHubProtocolError, stringify
 
 BODY = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
 

@@ -28,12 +28,6 @@ from sciwire.samp import (
 )
 from tests.samp.clientkit import Inbox
 
-# Known, not yet fixed: a hub delivery that races a client's disconnect can leave a
-# connection the client's callback server accepted unclosed when the test's event loop
-# closes (about 1 run in 20 on 3.11, more on 3.12), reported as an unraisable
-# ResourceWarning. These tests compare the twins' behaviour; the leak is tracked apart.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 Client = SAMPIntegratedClient | AsyncSAMPIntegratedClient
 Record = list[tuple[str, Any]]
 

@@ -28,11 +28,13 @@ import aiohttp
 from sciwire.errors import ConnectError, SciwireError
 from sciwire.samp import _protocol as P
 from sciwire.samp._delivery import Courier
+from sciwire.samp._http import Accepted, stop_serving
 from sciwire.samp._hubhttp import StdConnection
 from sciwire.samp._hublock import check_existing, lockfile_path, remove_lockfile, write_hub_lockfile
 from sciwire.samp._hubstate import Client, Delivery, Effect, HubFault, HubState, Resolve
 from sciwire.samp._tls import TlsOptions
 from sciwire.samp._web import WebProfile
+from sciwire.samp._webhttp import STOP_GRACE
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = ["AsyncSAMPHub", "WebAuth"]
@@ -137,6 +139,7 @@ class AsyncSAMPHub:
         self._ssl = tls.server_context() if https else None
         self._server: asyncio.Server | None = None
         self._conns: set[StdConnection] = set()
+        self._accepted = Accepted()  # from accept to close, for stop (issue #13)
         #: malformed HTTP or XML-RPC requests answered with an error (counted)
         self.bad_requests = 0
         self._session: aiohttp.ClientSession | None = None
@@ -209,12 +212,20 @@ class AsyncSAMPHub:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
+        accepted = self._accepted = Accepted()
         try:
             path = self._lockfile_path()
             if path is not None:
                 await check_existing(path)
             self._server = await loop.create_server(
-                lambda: StdConnection(self.handle_std, self._max_body, self._conns, self._bad),
+                lambda: StdConnection(
+                    self.handle_std,
+                    self._max_body,
+                    self._conns,
+                    self._bad,
+                    accepted,
+                    early=self._ssl is None,
+                ),
                 self._addr,
                 self._port,
                 backlog=1024,
@@ -290,12 +301,9 @@ class AsyncSAMPHub:
         if self.web is not None:
             await self.web.stop()
         if self._server is not None:
-            self._server.close()
-            for conn in list(self._conns):
-                conn.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+            server, self._server = self._server, None
+            await stop_serving(server, self._accepted, STOP_GRACE)
+            self._conns.clear()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()

@@ -3,21 +3,29 @@
 :class:`AsyncHubMethods` is the ``samp.hub.*`` method table of the asyncio hub proxy
 (astropy's SAMPHubProxy names) over one transport hook, ``_call``.
 :class:`AsyncHubSide` is an integrated client's half that adds the private key (and
-builds ``e*`` messages) on top of such a proxy.
+builds ``e*`` messages) on top of such a proxy, and :class:`AsyncSessionSide` its
+``connect`` and ``disconnect`` (the proxy and the client started and stopped together).
 
 ``tools/unasync.py`` generates :mod:`sciwire.samp._hubmethods` (``BlockingHubMethods``,
-``BlockingHubSide``) from this file, so the blocking proxy and integrated client run
-the same method bodies over their own transport; edit this file, never the twin.
+``BlockingHubSide``, ``BlockingSessionSide``) from this file, so the blocking proxy and
+integrated client run the same method bodies over their own transport; edit this file,
+never the twin.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sciwire.samp._common import call_and_wait_limit, format_easy_msg, format_easy_response
+from sciwire.samp._common import (
+    HubLike,
+    call_and_wait_limit,
+    format_easy_msg,
+    format_easy_response,
+)
 
-__all__ = ["AsyncHubMethods", "AsyncHubSide"]
+__all__ = ["AsyncHubMethods", "AsyncHubSide", "AsyncSessionSide"]
 
 
 class AsyncHubMethods:
@@ -189,3 +197,91 @@ class AsyncHubSide:
     async def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> Any:
         """reply() built from a status, a result map and an error map."""
         return await self.reply(msg_id, format_easy_response(status, result, error))
+
+
+class _Proxy(Protocol):
+    """What :class:`AsyncSessionSide` needs of the hub proxy."""
+
+    @property
+    def is_connected(self) -> bool: ...  # pragma: no cover
+
+    async def connect(
+        self,
+        hub: HubLike | None = ...,
+        hub_params: Mapping[str, str] | None = ...,
+        pool_size: int = ...,
+        *,
+        ssl_context: ssl.SSLContext | None = ...,
+    ) -> None: ...  # pragma: no cover
+
+    async def disconnect(self) -> None: ...  # pragma: no cover
+
+
+class _Client(Protocol):
+    """What :class:`AsyncSessionSide` needs of the client application."""
+
+    @property
+    def is_running(self) -> bool: ...  # pragma: no cover
+
+    def get_private_key(self) -> str | None: ...  # pragma: no cover
+
+    async def start(self) -> None: ...  # pragma: no cover
+
+    async def register(self) -> None: ...  # pragma: no cover
+
+    async def unregister(self) -> None: ...  # pragma: no cover
+
+    async def stop(self) -> None: ...  # pragma: no cover
+
+
+class _Tls(Protocol):
+    def client_context(self) -> ssl.SSLContext: ...  # pragma: no cover
+
+
+class AsyncSessionSide:
+    """An integrated client's ``connect`` and ``disconnect``: its hub proxy and its
+    client application started and stopped together."""
+
+    hub: _Proxy
+    client: _Client
+    _tls: _Tls
+
+    async def connect(
+        self,
+        hub: HubLike | None = None,
+        hub_params: Mapping[str, str] | None = None,
+        pool_size: int = 20,
+    ) -> None:
+        """Connect to the hub (*hub*, *hub_params*, or the running one), start the client
+        and register.
+
+        Raises:
+            ValueError: both *hub* and *hub_params* given.
+            SAMPHubError: no hub found, or it does not answer.
+            SAMPClientError: registration failed.
+        """
+        await self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
+        try:
+            await self.client.start()
+            await self.client.register()
+        except BaseException:
+            # a stop that fails must not leave the hub proxy connected
+            try:
+                await self.client.stop()
+            finally:
+                await self.hub.disconnect()
+            raise
+
+    async def disconnect(self) -> None:
+        """Unregister, stop the client and disconnect from the hub (no-op if not connected)."""
+        if not (self.hub.is_connected or self.client.is_running):
+            return
+        try:
+            if self.hub.is_connected and self.client.get_private_key() is not None:
+                await self.client.unregister()
+        finally:
+            try:
+                if self.client.is_running:
+                    await self.client.stop()
+            finally:
+                await self.hub.disconnect()

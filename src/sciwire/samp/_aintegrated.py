@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any
 
 from sciwire.samp._aclient import AsyncSAMPClient, Receiver, Runner
-from sciwire.samp._ahubmethods import AsyncHubSide
-from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp._ahubmethods import AsyncHubSide, AsyncSessionSide
+from sciwire.samp._aproxy import AsyncSAMPHubProxy
 from sciwire.samp._common import (
     Bindings,
     IntegratedSide,
@@ -38,6 +38,7 @@ __all__ = [
 
 class AsyncSAMPIntegratedClient(
     IntegratedSide[AsyncSAMPHubProxy, AsyncSAMPClient],
+    AsyncSessionSide,
     AsyncHubSide,
     Bindings[Coroutine[Any, Any, None]],
 ):
@@ -52,6 +53,7 @@ class AsyncSAMPIntegratedClient(
     """
 
     hub: AsyncSAMPHubProxy
+    client: AsyncSAMPClient
 
     def __init__(
         self,
@@ -95,42 +97,8 @@ class AsyncSAMPIntegratedClient(
     ) -> None:
         await self.disconnect()
 
-    async def connect(
-        self,
-        hub: HubLike | None = None,
-        hub_params: Mapping[str, str] | None = None,
-        pool_size: int = 20,
-    ) -> None:
-        """Connect to the hub (the given one, *hub_params*, or the running one), start the
-        callback server and register."""
-        await self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
-        try:
-            await self.client.start()
-            await self.client.register()
-        except BaseException:
-            # a stop that fails must not leave the hub proxy connected (the blocking
-            # twin does the same)
-            try:
-                await self.client.stop()
-            finally:
-                await self.hub.disconnect()
-            raise
-
-    async def disconnect(self) -> None:
-        """Unregister, stop the callback server and disconnect from the hub."""
-        if not (self.hub.is_connected or self.client.is_running):
-            return
-        try:
-            if self.hub.is_connected and self.client.get_private_key() is not None:
-                await self.client.unregister()
-        finally:
-            try:
-                if self.client.is_running:
-                    await self.client.stop()
-            finally:
-                await self.hub.disconnect()
-
-    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (_ahubmethods.py) --
+    # -- connect, disconnect (AsyncSessionSide), hub: ping, get_*, notify*, call*, reply
+    #    and the e* forms (AsyncHubSide), all in _ahubmethods.py -------------------
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

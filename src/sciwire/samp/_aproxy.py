@@ -15,28 +15,19 @@ import os
 import ssl
 import warnings
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from sciwire.samp._acaller import RpcCaller
 from sciwire.samp._ahubmethods import AsyncHubMethods
-from sciwire.samp._common import call_and_wait_limit
+from sciwire.samp._common import HubLike, call_and_wait_limit
 from sciwire.samp._hublock import locate_lockfile, read_lockfile
 from sciwire.samp._protocol import parse_lockfile
-from sciwire.samp._rpc import ArgsPolicy, RpcCaller
+from sciwire.samp._rpc import ArgsPolicy
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 
 __all__ = ["AsyncSAMPHubProxy", "HubLike", "call_and_wait_limit", "get_main_running_hub"]
 
 logger = logging.getLogger(__name__)
-
-
-class HubLike(Protocol):
-    """What ``connect(hub=...)`` needs from a hub object (ours or astropy's)."""
-
-    @property
-    def is_running(self) -> bool: ...  # pragma: no cover
-
-    @property
-    def params(self) -> Mapping[str, str]: ...  # pragma: no cover
 
 
 def _read_lockfile_any(location: str) -> dict[str, str]:

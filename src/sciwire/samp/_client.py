@@ -24,10 +24,11 @@ from sciwire.core.portal import Portal
 from sciwire.samp import _legacy as legacy
 from sciwire.samp._aclient import AsyncSAMPClient
 from sciwire.samp._aproxy import AsyncSAMPHubProxy, HubLike
+from sciwire.samp._caller import BlockingRpcCaller
 from sciwire.samp._common import Bindings, ClientSide, Handler, tls_settings
 from sciwire.samp._hubmethods import BlockingHubMethods
 from sciwire.samp._legacy import is_legacy
-from sciwire.samp._rpc import BlockingRpcCaller, plain
+from sciwire.samp._rpc import plain
 from sciwire.samp._tls import TlsOptions
 from sciwire.samp.errors import SAMPClientError, SAMPHubError, SAMPProxyError, SAMPWarning
 

@@ -28,6 +28,7 @@ __all__ = [
     "Bindings",
     "ClientSide",
     "Handler",
+    "HubLike",
     "IntegratedSide",
     "Receiver",
     "call_and_wait_limit",
@@ -125,6 +126,16 @@ class Receiver(Protocol):
     def receive_response(
         self, private_key: str, responder_id: str, msg_tag: str, response: dict[str, Any]
     ) -> str: ...  # pragma: no cover
+
+
+class HubLike(Protocol):
+    """What ``connect(hub=...)`` needs from a hub object (ours or astropy's)."""
+
+    @property
+    def is_running(self) -> bool: ...  # pragma: no cover
+
+    @property
+    def params(self) -> Mapping[str, str]: ...  # pragma: no cover
 
 
 class _Client(Receiver, Protocol):

@@ -28,17 +28,20 @@ from sciwire.core.http.codec import (
     RequestTooLarge,
     ResponseParser,
 )
-from sciwire.core.http.server import HttpConnection, Reply
+from sciwire.core.http.server import ConnectionHost, HttpConnection, Reply
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
 
 __all__ = [
+    "Accepted",
     "BlockingHttpClient",
     "HttpClientPool",
     "HttpMessage",
     "HttpParser",
     "HttpServerProtocol",
+    "TrackedConnection",
     "XmlRpcHost",
     "response_bytes",
+    "stop_serving",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,15 +252,149 @@ async def _later(result: Awaitable[bytes], keep: bool) -> bytes:
     return response_bytes(200, await result, keep)
 
 
-class HttpServerProtocol(HttpConnection):
-    """Serves POSTs on one connection: ``handle(body) -> response body``.
+class Accepted:
+    """Every connection a server accepted, from the moment asyncio builds its protocol
+    until its ``connection_lost``, so that a stopping server can close them all.
+
+    asyncio accepts a socket in one loop turn, builds its protocol and transport in a
+    later turn and calls ``connection_made`` later still: a stop that closes only the
+    connections already made returns with the younger ones open, and they leak when
+    the loop closes (issue #13: a hub delivery racing a disconnect).
+    """
+
+    def __init__(self) -> None:
+        self.live: set[TrackedConnection] = set()
+        #: set by :meth:`close_all`: a connection made later (a TLS handshake that
+        #: ends after the stop) closes at once
+        self.stopped = False
+        self._drained: asyncio.Future[None] | None = None
+
+    def opened(self, conn: TrackedConnection) -> None:
+        """*conn* was accepted (its protocol exists; it may not be made yet)."""
+        self.live.add(conn)
+
+    def closed(self, conn: TrackedConnection) -> None:
+        """*conn* lost its connection (its socket is closed)."""
+        self.live.discard(conn)
+        if not self.live and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def close_all(self, grace: float) -> None:
+        """Close every connection and return once each one's socket is closed.
+
+        Call it once the server accepts no more. Answers already written get *grace*
+        seconds to leave (a graceful close); what is left then is aborted.
+        """
+        self.stopped = True
+        for conn in list(self.live):
+            conn.close()
+        await self._wait(grace)
+        for conn in list(self.live):
+            conn.abort()
+        # an abort reaches connection_lost on the next turn; the bound is only a guard
+        await self._wait(1.0)
+
+    async def _wait(self, limit: float) -> None:
+        if not self.live:
+            return
+        self._drained = drained = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), limit)
+        except asyncio.TimeoutError:
+            logger.debug("%d connections still open after %s s", len(self.live), limit)
+        finally:
+            self._drained = None
+
+
+async def stop_serving(server: asyncio.Server, accepted: Accepted, grace: float) -> None:
+    """Stop *server* and return once every connection it accepted is closed.
+
+    Args:
+        server: the listening server (its protocols report to *accepted*).
+        accepted: the server's connections.
+        grace: seconds the answers already written get to leave (see
+            :meth:`Accepted.close_all`).
+    """
+    # Stop accepting before closing: asyncio builds an accepted socket's transport a
+    # turn after the accept and cannot attach it to a server already closed (an
+    # assertion it swallows; the socket leaks: issue #13). The turn below lets the
+    # accepts already made build theirs first.
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0)
+    server.close()
+    await accepted.close_all(grace)
+    await server.wait_closed()
+
+
+class TrackedConnection(HttpConnection):
+    """A server connection that its server can close at any stage of its accept.
+
+    Args:
+        host: the host answering requests (see
+            :class:`~sciwire.core.http.server.ConnectionHost`).
+        accepted: told of this connection from construction to ``connection_lost``.
+        early: tell *accepted* at construction (plain TCP: ``connection_made``
+            always follows) rather than at ``connection_made`` (TLS: a failed
+            handshake never makes the protocol, nor loses it).
+    """
+
+    def __init__(
+        self, host: ConnectionHost, accepted: Accepted | None = None, early: bool = True
+    ) -> None:
+        super().__init__(host)
+        self._accepted = accepted
+        self._unwanted = False  # closed before connection_made
+        if accepted is not None and early:
+            accepted.opened(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._accepted is not None:
+            self._accepted.opened(self)
+            self._unwanted = self._unwanted or self._accepted.stopped
+        if self._unwanted:
+            self.transport = cast(asyncio.Transport, transport)
+            self.closing = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._accepted is not None:
+                self._accepted.closed(self)
+
+    def close(self) -> None:
+        """Close the connection (after the answers already written) and cancel what
+        it still runs; before ``connection_made``, the connection closes when made."""
+        for task in list(self.pending):
+            task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        else:
+            self._unwanted = True
+
+    def abort(self) -> None:
+        """Close the connection now, dropping unsent answers."""
+        self.close()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class HttpServerProtocol(TrackedConnection):
+    """Serves XML-RPC POSTs on one connection: ``handle(body) -> response body``.
 
     Args:
         handle: the request handler (its result may also be awaitable).
         max_body: the largest request body accepted (413 beyond).
         on_bad: called for each malformed request.
-        connections: the server's set of live connections (for closing at stop).
+        connections: the server's set of live connections.
         is_stopping: whether the server is stopping (see :class:`XmlRpcHost`).
+        accepted, early: see :class:`TrackedConnection`.
+        refusal: the body of the 405 answer to a method other than POST.
     """
 
     def __init__(
@@ -267,16 +404,12 @@ class HttpServerProtocol(HttpConnection):
         on_bad: Callable[[], None],
         connections: set[Any] | None = None,
         is_stopping: Callable[[], bool] | None = None,
+        accepted: Accepted | None = None,
+        early: bool = True,
+        refusal: bytes = b"XML-RPC takes POST",
     ) -> None:
-        host = XmlRpcHost(handle, max_body, on_bad, connections, is_stopping=is_stopping)
-        super().__init__(host)
-
-    def close(self) -> None:
-        """Close the connection and cancel what it still runs."""
-        for task in list(self.pending):
-            task.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        host = XmlRpcHost(handle, max_body, on_bad, connections, refusal, is_stopping)
+        super().__init__(host, accepted, early)
 
 
 def _samp_error(kind: type[Exception], message: str, url: str, data: Any) -> Exception:
@@ -371,6 +504,9 @@ class BlockingHttpClient:
         max_idle: idle connections kept for reuse.
         max_body: the largest response body accepted.
         ssl_context: speak TLS (``https``) with these settings.
+        max_connections: None, the only choice: posts are never limited (each one
+            waits on its caller's thread); the argument matches
+            :class:`HttpClientPool`'s, so that one caller's code serves both.
     """
 
     def __init__(
@@ -381,6 +517,8 @@ class BlockingHttpClient:
         max_idle: int = 20,
         max_body: int = 64 << 20,
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_connections: None = None,
     ) -> None:
         self.host = host
         self.port = port

@@ -4,7 +4,7 @@ Every hub method but ``callAndWait`` completes without waiting, so it is answere
 straight from ``data_received`` with no task; ``callAndWait`` runs as a task. Responses
 leave in request order on each keep-alive connection (HTTP/1.1 pipelining rules).
 Framing, limits and ordering come from :mod:`sciwire.core.http` (through
-:class:`sciwire.samp._http.XmlRpcHost`).
+:class:`sciwire.samp._http.HttpServerProtocol`, the callback servers' connection too).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Union
 
-from sciwire.core.http.server import HttpConnection
-from sciwire.samp._http import XmlRpcHost
+from sciwire.samp._http import Accepted, HttpServerProtocol
 
 __all__ = ["Handler", "StdConnection"]
 
@@ -24,14 +23,16 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[bytes], Union[bytes, Awaitable[bytes]]]  # noqa: UP007
 
 
-class StdConnection(HttpConnection):
+class StdConnection(HttpServerProtocol):
     """One client connection to the Standard Profile endpoint.
 
     Args:
         handle: the hub's request handler.
         max_body: the largest request body accepted (413 beyond).
-        connections: the server's set of live connections (for closing at stop).
+        connections: the server's set of live connections.
         on_bad: called for each malformed request (counted by the hub).
+        accepted: the server's connections from accept to close (for its stop).
+        early: see :class:`~sciwire.samp._http.HttpServerProtocol` (False for TLS).
     """
 
     def __init__(
@@ -40,14 +41,15 @@ class StdConnection(HttpConnection):
         max_body: int,
         connections: set[StdConnection],
         on_bad: Callable[[], None],
+        accepted: Accepted | None = None,
+        early: bool = True,
     ) -> None:
         super().__init__(
-            XmlRpcHost(handle, max_body, on_bad, connections, b"SAMP hub: POST XML-RPC")
+            handle,
+            max_body,
+            on_bad,
+            connections,
+            accepted=accepted,
+            early=early,
+            refusal=b"SAMP hub: POST XML-RPC",
         )
-
-    def close(self) -> None:
-        """Close the connection and cancel what it still runs."""
-        for task in list(self.pending):
-            task.cancel()
-        if self.transport is not None:
-            self.transport.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sciwire.errors import SciwireError
 from sciwire.samp import _protocol as P
-from sciwire.samp._rpc import RpcCaller
+from sciwire.samp._acaller import RpcCaller
 from sciwire.samp._tls import tls_refusal, unverified_client_context
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError
 

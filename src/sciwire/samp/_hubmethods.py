@@ -5,17 +5,24 @@
 
 ``BlockingHubMethods`` is the method table of the blocking ``SAMPHubProxy`` over its
 ``_call`` (a direct blocking socket, kept for speed); ``BlockingHubSide`` is the
-blocking integrated client's hub half.
+blocking integrated client's hub half, ``BlockingSessionSide`` its connect and
+disconnect.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sciwire.samp._common import call_and_wait_limit, format_easy_msg, format_easy_response
+from sciwire.samp._common import (
+    HubLike,
+    call_and_wait_limit,
+    format_easy_msg,
+    format_easy_response,
+)
 
-__all__ = ["BlockingHubMethods", "BlockingHubSide"]
+__all__ = ["BlockingHubMethods", "BlockingHubSide", "BlockingSessionSide"]
 
 
 class BlockingHubMethods:
@@ -187,3 +194,91 @@ class BlockingHubSide:
     def ereply(self, msg_id: str, status: str, result: Any = None, error: Any = None) -> Any:
         """reply() built from a status, a result map and an error map."""
         return self.reply(msg_id, format_easy_response(status, result, error))
+
+
+class _Proxy(Protocol):
+    """What :class:`BlockingSessionSide` needs of the hub proxy."""
+
+    @property
+    def is_connected(self) -> bool: ...  # pragma: no cover
+
+    def connect(
+        self,
+        hub: HubLike | None = ...,
+        hub_params: Mapping[str, str] | None = ...,
+        pool_size: int = ...,
+        *,
+        ssl_context: ssl.SSLContext | None = ...,
+    ) -> None: ...  # pragma: no cover
+
+    def disconnect(self) -> None: ...  # pragma: no cover
+
+
+class _Client(Protocol):
+    """What :class:`BlockingSessionSide` needs of the client application."""
+
+    @property
+    def is_running(self) -> bool: ...  # pragma: no cover
+
+    def get_private_key(self) -> str | None: ...  # pragma: no cover
+
+    def start(self) -> None: ...  # pragma: no cover
+
+    def register(self) -> None: ...  # pragma: no cover
+
+    def unregister(self) -> None: ...  # pragma: no cover
+
+    def stop(self) -> None: ...  # pragma: no cover
+
+
+class _Tls(Protocol):
+    def client_context(self) -> ssl.SSLContext: ...  # pragma: no cover
+
+
+class BlockingSessionSide:
+    """An integrated client's ``connect`` and ``disconnect``: its hub proxy and its
+    client application started and stopped together."""
+
+    hub: _Proxy
+    client: _Client
+    _tls: _Tls
+
+    def connect(
+        self,
+        hub: HubLike | None = None,
+        hub_params: Mapping[str, str] | None = None,
+        pool_size: int = 20,
+    ) -> None:
+        """Connect to the hub (*hub*, *hub_params*, or the running one), start the client
+        and register.
+
+        Raises:
+            ValueError: both *hub* and *hub_params* given.
+            SAMPHubError: no hub found, or it does not answer.
+            SAMPClientError: registration failed.
+        """
+        self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
+        try:
+            self.client.start()
+            self.client.register()
+        except BaseException:
+            # a stop that fails must not leave the hub proxy connected
+            try:
+                self.client.stop()
+            finally:
+                self.hub.disconnect()
+            raise
+
+    def disconnect(self) -> None:
+        """Unregister, stop the client and disconnect from the hub (no-op if not connected)."""
+        if not (self.hub.is_connected or self.client.is_running):
+            return
+        try:
+            if self.hub.is_connected and self.client.get_private_key() is not None:
+                self.client.unregister()
+        finally:
+            try:
+                if self.client.is_running:
+                    self.client.stop()
+            finally:
+                self.hub.disconnect()

@@ -1,11 +1,13 @@
-"""XML-RPC over HTTP for SAMP clients: an asyncio caller and a callback server.
+"""XML-RPC over HTTP for SAMP clients: what both callers share, and the callback server.
 
-The caller keeps its HTTP connections alive (the shared pools, via :mod:`sciwire.samp._http`) and
-maps every failure at this boundary onto the sciwire/SAMP exception tree: XML-RPC
-faults become :class:`SAMPProxyError` (still an :class:`xmlrpc.client.Fault`),
-refused connections :class:`SAMPHubConnectError` (a :class:`SAMPHubError` and an
-:class:`OSError`), timeouts :class:`sciwire.errors.Timeout`, and unreadable replies
-:class:`SAMPHubProtocolError`.
+The callers (:class:`sciwire.samp._acaller.RpcCaller` and its generated blocking twin
+:class:`sciwire.samp._caller.BlockingRpcCaller`) keep their HTTP connections alive and
+map every failure at this boundary onto the sciwire/SAMP exception tree through the
+functions here: XML-RPC faults become :class:`SAMPProxyError` (still an
+:class:`xmlrpc.client.Fault`), refused connections :class:`SAMPHubConnectError` (a
+:class:`SAMPHubError` and an :class:`OSError`), timeouts :class:`sciwire.errors.Timeout`,
+and unreadable replies :class:`SAMPHubProtocolError`. The value helpers
+(:func:`stringify`, :func:`plain`, :class:`ArgsPolicy`) decide how arguments travel.
 
 The callback server answers ``samp.client.*`` calls from the hub: it decodes the
 request, hands the method name and parameters to a dispatch function and encodes the
@@ -25,30 +27,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
-from sciwire.samp._http import (
-    BlockingHttpClient,
-    HttpClientPool,
-    HttpMessage,
-    HttpServerProtocol,
-)
-from sciwire.samp._protocol import (
-    decode_call,
-    decode_response,
-    encode_call,
-    encode_fault,
-    encode_response,
-)
+from sciwire.samp._http import Accepted, HttpMessage, HttpServerProtocol, stop_serving
+from sciwire.samp._protocol import decode_call, decode_response, encode_fault, encode_response
 from sciwire.samp.errors import SAMPDataError, SAMPHubError
 
 __all__ = [
+    "MAX_BODY",
     "ArgsPolicy",
-    "BlockingRpcCaller",
     "CallbackServer",
-    "RpcCaller",
     "SAMPHubConnectError",
     "SAMPHubProtocolError",
+    "call_failed",
+    "call_limit",
+    "call_result",
+    "context_for",
     "has_non_strings",
     "plain",
+    "split_url",
     "stringify",
 ]
 
@@ -163,103 +158,13 @@ class ArgsPolicy:
         return stringify(args)  # type: ignore[no-any-return]
 
 
-class RpcCaller:
-    """Calls XML-RPC methods at one URL over keep-alive HTTP.
-
-    Args:
-        url: the endpoint (``samp.hub.xmlrpc.url``), an ``http://`` URL.
-        pool_size: the most idle connections kept open.
-        timeout: default seconds to wait for an answer (None waits forever).
-
-    Raises:
-        SAMPHubError: the URL is not a plain http URL.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        pool_size: int = 20,
-        timeout: float | None = 60.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        host, port, path = split_url(url)
-        self.url = url
-        self.timeout = timeout
-        ctx = _context_for(url, ssl_context)
-        # no limit on calls in flight: a callAndWait holds its connection until the
-        # callee replies, and the callee may be this very client
-        self._http = HttpClientPool(
-            host, port, path, max(1, int(pool_size)), MAX_BODY, None, ssl_context=ctx
-        )
-
-    async def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
-        """Call *method* with *params* and return its result.
-
-        Args:
-            method: the full XML-RPC method name.
-            params: the arguments, already in the SAMP data model.
-            timeout: seconds to wait, None for no limit; the default is the caller's.
-
-        Raises:
-            SAMPProxyError: the peer answered with a fault.
-            SAMPHubConnectError: the peer could not be reached.
-            SAMPHubError: the peer answered with an HTTP error.
-            SAMPHubProtocolError: the answer was not XML-RPC.
-            Timeout: no answer in time.
-        """
-        limit = _limit(self.timeout, timeout)
-        body = encode_call(method, params)
-        try:
-            msg = await self._http.post(body, limit)
-        except (Timeout, ConnectError, RemoteProtocolError) as exc:
-            raise _call_failed(method, self.url, limit, exc) from exc
-        return _result(method, msg)
-
-    async def close(self) -> None:
-        """Close the kept-alive connections."""
-        await self._http.close()
-
-
-class BlockingRpcCaller:
-    """The blocking twin of :class:`RpcCaller`, callable from any thread (same errors)."""
-
-    def __init__(
-        self,
-        url: str,
-        pool_size: int = 20,
-        timeout: float | None = 60.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        host, port, path = split_url(url)
-        self.url = url
-        self.timeout = timeout
-        ctx = _context_for(url, ssl_context)
-        self._http = BlockingHttpClient(
-            host, port, path, max(1, int(pool_size)), MAX_BODY, ssl_context=ctx
-        )
-
-    def call(self, method: str, *params: Any, timeout: float | str | None = "default") -> Any:
-        """Call *method* with *params* and return its result (see RpcCaller.call)."""
-        limit = _limit(self.timeout, timeout)
-        body = encode_call(method, params)
-        try:
-            msg = self._http.post(body, limit)
-        except (Timeout, ConnectError, RemoteProtocolError) as exc:
-            raise _call_failed(method, self.url, limit, exc) from exc
-        return _result(method, msg)
-
-    def close(self) -> None:
-        """Close the kept-alive connections."""
-        self._http.close()
-
-
-def _limit(default: float | None, timeout: float | str | None) -> float | None:
+def call_limit(default: float | None, timeout: float | str | None) -> float | None:
     """The seconds a call waits: the caller's *default* for ``"default"``, else *timeout*."""
     limit = default if timeout == "default" else timeout
     return limit if isinstance(limit, float | int) else None
 
 
-def _call_failed(method: str, url: str, limit: float | None, exc: Exception) -> Exception:
+def call_failed(method: str, url: str, limit: float | None, exc: Exception) -> Exception:
     """What a failed call raises, the same from both callers: a timeout stays a Timeout,
     an unreachable peer is SAMPHubConnectError, a bad answer SAMPHubProtocolError."""
     if isinstance(exc, Timeout):
@@ -270,7 +175,7 @@ def _call_failed(method: str, url: str, limit: float | None, exc: Exception) -> 
     return SAMPHubProtocolError(f"{method}: bad HTTP response", data)
 
 
-def _context_for(url: str, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+def context_for(url: str, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext | None:
     """The TLS context for *url*: *ssl_context*, the system's defaults for an https
     URL without one, None for plain http."""
     if not url.lower().startswith("https:"):
@@ -297,7 +202,14 @@ def split_url(url: str) -> tuple[str, int, str]:
     return parts.hostname, port, path
 
 
-def _result(method: str, msg: HttpMessage) -> Any:
+def call_result(method: str, msg: HttpMessage) -> Any:
+    """The result of *method* read from the HTTP response *msg* (the same for both callers).
+
+    Raises:
+        SAMPProxyError: the answer is an XML-RPC fault.
+        SAMPHubError: an HTTP error status.
+        SAMPHubProtocolError: the body is not an XML-RPC response.
+    """
     status = msg.start[1]
     if status == "401":
         raise SAMPHubError("Unauthorized access. Basic Authentication required or failed.")
@@ -335,10 +247,12 @@ class CallbackServer:
         self._ssl = ssl_context
         self.addr = addr or "127.0.0.1"
         self.port = port
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._connections: set[HttpServerProtocol] = set()
-        # set at stop: a connection accepted in the same turn (its connection_made comes
-        # after the sweep below) then closes itself instead of outliving the server
+        # every connection from accept to close, including those whose protocol or
+        # connection_made comes after stop() began: stop() waits for all of them
+        self._accepted = Accepted()
+        # set at stop: a connection made after it closes itself at once
         self._stopping = False
         #: requests that could not be decoded (answered with a fault or an HTTP error)
         self.bad_requests = 0
@@ -354,6 +268,7 @@ class CallbackServer:
         """Bind and start serving."""
         loop = asyncio.get_running_loop()
         self._stopping = False
+        accepted = self._accepted = Accepted()
         try:
             server = await loop.create_server(
                 lambda: HttpServerProtocol(
@@ -362,6 +277,8 @@ class CallbackServer:
                     self._count_bad,
                     self._connections,
                     is_stopping=lambda: self._stopping,
+                    accepted=accepted,
+                    early=self._ssl is None,
                 ),
                 self.addr,
                 self.port,
@@ -373,17 +290,18 @@ class CallbackServer:
         self.port = int(server.sockets[0].getsockname()[1])
         self._server = server
 
-    async def stop(self) -> None:
-        """Stop serving and close open connections."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop serving; return once every connection it accepted is closed.
+
+        Args:
+            grace: seconds the answers already written get to leave before their
+                connections are aborted.
+        """
         server, self._server = self._server, None
         if server is not None:
             self._stopping = True
-            server.close()
-            for conn in list(self._connections):
-                conn.close()
+            await stop_serving(server, self._accepted, grace)
             self._connections.clear()
-            await server.wait_closed()
-            await asyncio.sleep(0)  # the transports close their sockets on the next turn
 
     def _count_bad(self) -> None:
         self.bad_requests += 1

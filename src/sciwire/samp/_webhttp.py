@@ -10,7 +10,6 @@ pipelining order and strict parsing come from
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sciwire.core.http.codec import ParsedRequest, encode_response
 from sciwire.core.http.server import HttpConnection
+from sciwire.samp._http import Accepted, TrackedConnection, stop_serving
 
 __all__ = ["WebReply", "WebRequest", "WebServer"]
 
@@ -88,14 +88,20 @@ class WebServer:
         self.tasks: set[asyncio.Future[bytes]] = set()
         self.stopping = False
         self.port = 0
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
+        self._accepted = Accepted()  # from accept to close, for stop (issue #13)
 
     async def start(self, addr: str, port: int) -> None:
         """Bind *addr*:*port* and serve (OSError when the port is taken)."""
         loop = asyncio.get_running_loop()
         self.stopping = False
+        accepted = self._accepted = Accepted()
         self._server = await loop.create_server(
-            lambda: HttpConnection(self), addr, port, backlog=1024, reuse_address=True
+            lambda: TrackedConnection(self, accepted),
+            addr,
+            port,
+            backlog=1024,
+            reuse_address=True,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
@@ -105,20 +111,14 @@ class WebServer:
         self.stopping = True
         if server is None:
             return
-        server.close()
         # answers already under way (long polls just woken by the hub) get a moment to
         # leave, as aiohttp's shutdown timeout gave them; then the rest is cancelled
+        # (connections made meanwhile close at once: stopping is set)
         pending = {task for conn in self.connections for task in conn.pending}
         if pending:
             await asyncio.wait(pending, timeout=STOP_GRACE)
-        for conn in list(self.connections):
-            for task in list(conn.pending):
-                task.cancel()
-            if conn.transport is not None:
-                conn.transport.close()
+        await stop_serving(server, self._accepted, STOP_GRACE)
         self.connections.clear()
-        with contextlib.suppress(Exception):
-            await server.wait_closed()
 
     # -- ConnectionHost -------------------------------------------------------------
 

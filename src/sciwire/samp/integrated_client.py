@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from sciwire.samp._aproxy import HubLike
 from sciwire.samp._client import SAMPClient, SAMPHubProxy
 from sciwire.samp._common import (
     Bindings,
@@ -14,13 +13,13 @@ from sciwire.samp._common import (
     client_arguments,
     tls_settings,
 )
-from sciwire.samp._hubmethods import BlockingHubSide
+from sciwire.samp._hubmethods import BlockingHubSide, BlockingSessionSide
 
 __all__ = ["SAMPIntegratedClient"]
 
 
 class SAMPIntegratedClient(
-    IntegratedSide[SAMPHubProxy, SAMPClient], BlockingHubSide, Bindings[None]
+    IntegratedSide[SAMPHubProxy, SAMPClient], BlockingSessionSide, BlockingHubSide, Bindings[None]
 ):
     """A SAMP client: hub proxy and callable client in one object.
 
@@ -36,6 +35,7 @@ class SAMPIntegratedClient(
     """
 
     hub: SAMPHubProxy
+    client: SAMPClient
 
     def __init__(
         self,
@@ -80,49 +80,8 @@ class SAMPIntegratedClient(
     ) -> None:
         self.disconnect()
 
-    # -- general -------------------------------------------------------------------
-
-    def connect(
-        self,
-        hub: HubLike | None = None,
-        hub_params: Mapping[str, str] | None = None,
-        pool_size: int = 20,
-    ) -> None:
-        """Connect to the hub (*hub*, *hub_params*, or the running one), start the client
-        and register.
-
-        Raises:
-            ValueError: both *hub* and *hub_params* given.
-            SAMPHubError: no hub found, or it does not answer.
-            SAMPClientError: registration failed.
-        """
-        self.hub.connect(hub, hub_params, pool_size, ssl_context=self._tls.client_context())
-        try:
-            self.client.start()
-            self.client.register()
-        except BaseException:
-            try:
-                self.client.stop()
-            finally:
-                self.hub.disconnect()
-            raise
-
-    def disconnect(self) -> None:
-        """Unregister, stop the client and disconnect from the hub (no-op if not connected)."""
-        if not (self.hub.is_connected or self.client.is_running):
-            return
-        try:
-            if self.hub.is_connected and self.client.get_private_key() is not None:
-                self.client.unregister()
-        finally:
-            try:
-                if self.client.is_running:
-                    self.client.stop()
-            finally:
-                self.hub.disconnect()
-
-    # -- hub: ping, get_*, notify*, call*, reply and the e* forms (_hubmethods.py,
-    #    generated from _ahubmethods.py) ---------------------------------------------
+    # -- connect, disconnect, hub: ping, get_*, notify*, call*, reply and the e* forms
+    #    (_hubmethods.py, generated from _ahubmethods.py) ----------------------------
 
     # -- client: receive_*, bind_*, unbind_*, declare_*, get_* (common.py) ---------
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from sciwire.errors import SciwireError
 from sciwire.samp._aproxy import _read_lockfile_any
 from sciwire.samp._aproxy import get_main_running_hub as _main_hub_params
+from sciwire.samp._caller import BlockingRpcCaller
 from sciwire.samp._hublock import locate_lockfile, lockfile_path, write_hub_lockfile
 from sciwire.samp._hublock import write_lockfile as _write_lockfile
 from sciwire.samp._protocol import lockurl_to_path
-from sciwire.samp._rpc import BlockingRpcCaller
 from sciwire.samp._tls import tls_refusal, unverified_client_context
 from sciwire.samp.errors import SAMPHubError, SAMPProxyError, SAMPWarning
 from sciwire.samp.utils import SAMPXXEServerProxy  # noqa: F401 - astropy's module offers it

@@ -101,7 +101,8 @@ check: $(VENV)/.installed-dev
 	$(BIN)/python tools/unasync.py --check
 	$(BIN)/mypy --strict src
 	SCIWIRE_TEST_EXAMPLES=$(CHECK_EXAMPLES) \
-	  $(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "$(UNIT_TIER)" --ignore=tests/interop tests
+	  $(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "$(UNIT_TIER)" --ignore=tests/interop \
+	  --ignore=tests/adversarial tests
 
 interop: $(VENV)/.installed-test system-deps node-deps
 	$(BIN)/pytest -m interop

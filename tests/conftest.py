@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.helpers import scale
+from tests.helpers import examples, scale
 
 # Hypothesis's per-example deadline is a time asserted in a test: on a loaded CI machine it fails
 # tests that are correct. Performance lives in bench/, so no deadline here.
-settings.register_profile("sciwire", deadline=None)
+# make check lowers max_examples through SCIWIRE_TEST_EXAMPLES (tests/helpers.py)
+settings.register_profile("sciwire", deadline=None, max_examples=examples(100))
 settings.load_profile("sciwire")
 
 

@@ -9,10 +9,14 @@ outside tests/interop may import a peer when it is collected, and helpers come f
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -20,9 +24,17 @@ ROOT = TESTS.parent
 PEERS = {"iblutil", "cryosparc", "drms", "astropy", "pyvo", "signalrcore"}
 
 
+@functools.cache
+def _parsed() -> tuple[tuple[Path, ast.Module], ...]:
+    # parsed once for the tests below (every file of tests/ each)
+    return tuple(
+        (path, ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        for path in sorted(TESTS.rglob("*.py"))
+    )
+
+
 def _modules() -> Iterator[tuple[Path, ast.Module]]:
-    for path in sorted(TESTS.rglob("*.py")):
-        yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
+    yield from _parsed()
 
 
 def _imported(node: ast.AST) -> list[str]:
@@ -72,6 +84,7 @@ def test_unit_tier_modules_import_no_peer_when_collected() -> None:
     )
 
 
+@pytest.mark.slow
 def test_tiers_are_marked_by_path_and_explicit_marks_still_count() -> None:
     done = subprocess.run(
         [
@@ -98,3 +111,37 @@ def test_tiers_are_marked_by_path_and_explicit_marks_still_count() -> None:
     assert not any(i.startswith("tests/adversarial/") for i in ids)  # marked by path
     assert not any("test_modules_have_iblutils_public_names" in i for i in ids)  # explicit
     assert any("test_name_is_visible_on_the_class" in i for i in ids)  # a unit test stays
+
+
+PYTEST_COLLECT = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+
+
+def _collect(seed: str) -> subprocess.Popen[str]:
+    """``pytest --collect-only`` of the whole suite in a subprocess, with its own hash seed."""
+    return subprocess.Popen(
+        [*PYTEST_COLLECT, "-p", "no:randomly", "-p", "no:xdist", "tests"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": seed},
+    )
+
+
+@pytest.mark.slow
+def test_two_collections_of_the_suite_are_the_same() -> None:
+    """xdist workers each collect the suite and refuse to run when their lists differ;
+    CI runs without xdist, so this catches it there: a test id (or order) that depends on
+    something chosen at import, such as a free port, a clock or a set's hash order."""
+    procs = [_collect("1"), _collect("2")]  # both at once: two cores
+    runs = [proc.communicate(timeout=300) for proc in procs]
+    ids = []
+    for proc, (out, err) in zip(procs, runs, strict=True):
+        assert proc.returncode == 0, out[-2000:] + err[-2000:]
+        ids.append([line for line in out.splitlines() if "::" in line])
+    assert len(ids[0]) > 1000, ids[0][-5:]
+    first, second = ids
+    differ = [(a, b) for a, b in zip(first, second, strict=False) if a != b]
+    assert (differ, len(first)) == ([], len(second)), "ids chosen at import:\n" + "\n".join(
+        f"{a}  !=  {b}" for a, b in differ[:20]
+    )

@@ -36,6 +36,7 @@ def test_call_with_nothing_listening_names_host_port_and_method() -> None:
     )
 
 
+@pytest.mark.slow
 def test_call_prints_result_and_json(served: tuple[Running, int]) -> None:
     _, port = served
     result = run("command", "call", "hello_world", "--port", str(port)).clean(0)
@@ -46,6 +47,7 @@ def test_call_prints_result_and_json(served: tuple[Running, int]) -> None:
     assert json.loads(lines[0]) == {"method": "hello_world", "result": {"hello": "world"}}
 
 
+@pytest.mark.slow
 def test_server_error_is_its_last_line_unless_verbose(served: tuple[Running, int]) -> None:
     _, port = served
     result = run("command", "call", "get_project", "P999", "--port", str(port)).clean(1)
@@ -64,6 +66,7 @@ def test_bad_arguments_are_a_usage_error(served: tuple[Running, int]) -> None:
     assert "positional" in result.err or "keyword" in result.err
 
 
+@pytest.mark.slow
 def test_serve_exits_0_on_sigterm_and_sigint() -> None:
     import signal
 

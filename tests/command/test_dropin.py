@@ -79,6 +79,7 @@ def test_settings_default_as_the_originals() -> None:
     assert out == [3, 30, "int", "int"]
 
 
+@pytest.mark.slow
 def test_settings_come_from_the_environment_at_import() -> None:
     env = {
         **os.environ,

@@ -25,6 +25,7 @@ from sciwire.command._protocol import (
     parse_response,
 )
 from sciwire.command._server import CommandServer
+from tests.helpers import examples
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -50,7 +51,7 @@ def _expected(core: CallCore, method: str, body: bytes, args: Any, kwargs: Any) 
 
 
 @pytest.mark.parametrize("cls", [None, json.JSONEncoder, NumpyEncoder])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(method=st.text(min_size=1), args=st.lists(_json, max_size=3), use_kwargs=st.booleans())
 def test_request_body_matches_the_generic_encoder(
     cls: type[json.JSONEncoder] | None, method: str, args: list[Any], use_kwargs: bool
@@ -89,7 +90,7 @@ def test_head_cache_is_bounded() -> None:
     assert core._heads is not None and len(core._heads) == 1024
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(rid=st.none() | st.text() | st.integers(), result=_json)
 def test_server_reply_matches_encode_result(rid: Any, result: Any) -> None:
     server = CommandServer(port=0)
@@ -176,7 +177,7 @@ _replies = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_replies)
 def test_reply_fast_path_agrees_with_the_general_checks(body: bytes) -> None:
     # a leading space keeps the same JSON but skips the one-scan fast path

@@ -126,6 +126,7 @@ class Async:
         await self.cli.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["async", "blocking"])
 async def test_a_server_killed_mid_call_runs_no_call_twice(
     kind: str, spawn: Callable[[int], Awaitable[Server]], scaled: Callable[[float], float]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sciwire.command import CommandServer
 from sciwire.command._server import RouteRequest, RouteResponse
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, encode_request
+from tests.helpers import examples
 
 # -- the server over raw sockets ----------------------------------------------------------
 
@@ -227,7 +228,7 @@ class _FakeTransport(asyncio.Transport):
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.one_of(

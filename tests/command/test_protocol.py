@@ -30,6 +30,7 @@ from sciwire.command._protocol import (
     parse_response,
 )
 from sciwire.errors import RemoteError
+from tests.helpers import examples
 
 # -- requests -----------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ def test_malformed_reply(body: bytes) -> None:
         parse_response(body, "m", [])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=200))
 def test_parse_response_never_raises_anything_else_bytes(body: bytes) -> None:
     with contextlib.suppress(CommandError):
@@ -144,7 +145,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(["result", "error", "id", "jsonrpc", "name"]), json_values, max_size=4
@@ -221,7 +222,7 @@ def test_decode_call_faults(body: bytes, code: int) -> None:
     assert info.value.code == code
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=100))
 def test_decode_call_only_raises_rpcfault(body: bytes) -> None:
     with contextlib.suppress(RpcFault):

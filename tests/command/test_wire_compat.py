@@ -24,6 +24,7 @@ from sciwire.command import (
 )
 from sciwire.core.http.codec import ResponseParser
 from tests.command.helpers import ScriptedServer, Service
+from tests.helpers import examples
 
 MakeClient = Callable[..., CommandClient]
 
@@ -83,7 +84,7 @@ _NAMES = st.sampled_from(["Content-Type", "X-A", "Server", "date", "X-Long-Name"
 _VALUES = st.text(alphabet="abcxyz019 ;=/", min_size=1, max_size=12).map(str.strip).filter(bool)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     headers=st.lists(st.tuples(_NAMES, _VALUES), max_size=6),
     ends=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=8, max_size=8),

@@ -19,6 +19,7 @@ from sciwire.core.http.aioclient import _Conn
 from sciwire.core.http.codec import ResponseParser, encode_response
 from sciwire.core.http.server import Reply
 from sciwire.errors import RemoteProtocolError, Timeout
+from tests.helpers import examples
 
 
 class Gated(HttpServer):
@@ -369,7 +370,7 @@ async def _received(stream: bytes, heads: list[bool], cuts: list[int]) -> list[o
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     picks=st.lists(st.integers(0, len(_RESPONSES) - 1), min_size=1, max_size=3),
     heads=st.lists(st.booleans(), min_size=3, max_size=3),

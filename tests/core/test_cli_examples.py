@@ -47,6 +47,7 @@ def blocks() -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "code"), blocks(), ids=[w for w, _ in blocks()])
 def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SAMP_HUB"}

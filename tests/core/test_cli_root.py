@@ -17,6 +17,7 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
+@pytest.mark.slow
 def test_log_level_and_verbose_show_the_package_loggers() -> None:
     url = closed_url()
     quiet = run("drms", "series", "-s", url).clean(1)

@@ -20,6 +20,7 @@ from sciwire.core.http.codec import (
     encode_response,
 )
 from sciwire.errors import RemoteProtocolError
+from tests.helpers import examples
 
 # -- HTTP/1.1 response codec ---------------------------------------------------------
 
@@ -107,7 +108,7 @@ def test_head_too_large() -> None:
         http11.ResponseParser().feed(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
 def test_response_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
     parser = http11.ResponseParser()
@@ -119,7 +120,7 @@ def test_response_parser_only_raises_protocol_errors(data: bytes, step: int) -> 
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(["length", "chunked"]), st.integers(1, 64))
 def test_response_body_roundtrip(body: bytes, framing: str, step: int) -> None:
     if framing == "length":
@@ -144,7 +145,7 @@ def test_encode_request_single_buffer() -> None:
         http11.encode_request("GET", "/", "h", {"A": "b\r\nX: y"}, None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.binary(max_size=50), min_size=1, max_size=4), st.integers(1, 64))
 def test_pipelined_responses_split_anywhere(bodies: list[bytes], step: int) -> None:
     data = b"".join(
@@ -169,7 +170,7 @@ header_names = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(header_names, st.text("abc:;, 019", max_size=12)), max_size=6),
     st.binary(max_size=40),
@@ -251,7 +252,7 @@ def test_request_limits() -> None:
         RequestParser().feed(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 20000)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300), st.integers(1, 40))
 def test_request_parser_only_raises_protocol_errors(data: bytes, step: int) -> None:
     parser = RequestParser(max_body=1000)
@@ -330,7 +331,7 @@ request_headers = st.lists(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     request_lines,
     request_headers,

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.core.httprefs import Outcome, h11_parse, llhttp_parse, ours_parse
+from tests.helpers import examples
 
 H = b"Host: a\r\n"
 P = b"POST / HTTP/1.1\r\nHost: a\r\n"
@@ -202,7 +203,7 @@ def requests(draw: st.DrawFn) -> bytes:
     return head + wire
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(requests())
 @example(b"GET / HTTP/1.1\r\nHost: a\r\nX: \x80\r\n\r\n")
 def test_generated_requests(data: bytes) -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sciwire.core.http import Endpoint, HttpPool
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, whole_response
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
+from tests.helpers import examples
 
 
 def _parse(data: bytes, step: int) -> object:
@@ -82,7 +83,7 @@ _name = st.text(st.sampled_from("Xa-: \t\x85\xa0\x1c"), min_size=0, max_size=5)
 _value = st.text(st.sampled_from("abc:, 019\t\x85close"), max_size=8)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.lists(st.tuples(_name, _value), max_size=5),
     st.sampled_from(["Connection", "Content-Encoding", "X"]),

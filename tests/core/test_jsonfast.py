@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sciwire.core.jsonfast import loads, reused_encoder, scan
+from tests.helpers import examples
 
 
 def _json_loads(text: str) -> Any:
@@ -34,7 +35,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_values, st.sampled_from(["", " ", "\n", "x", "}", "\ufeff"]), st.sampled_from(["", " "]))
 def test_loads_is_json_loads(value: Any, tail: str, lead: str) -> None:
     text = lead + json.dumps(value) + tail

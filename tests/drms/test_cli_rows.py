@@ -24,6 +24,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_emulate_on_a_taken_port_is_one_line() -> None:
     with taken_port() as port:
         result = run("drms", "emulate", "--port", str(port)).clean(1)
@@ -33,6 +34,7 @@ def test_emulate_on_a_taken_port_is_one_line() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_emulate_exits_0_on_signals(signum: int) -> None:
     with running("drms", "emulate") as job:
@@ -112,6 +114,7 @@ def _export_to(emu: JsocEmulator, dest: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_download_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
     emu = JsocEmulator(queue_time=0.05, processing_time=0.05).start_background()
     try:

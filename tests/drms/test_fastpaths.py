@@ -16,11 +16,12 @@ from sciwire.drms import DrmsOperationNotSupported, ServerConfig
 from sciwire.drms import _protocol as P
 from sciwire.drms.config import _OPERATIONS, get_server
 from sciwire.errors import RemoteProtocolError
+from tests.helpers import examples
 
 JSOC = get_server("jsoc")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text())
 def test_single_parameter_urls_are_urlencode_byte_for_byte(ds: str) -> None:
     info = JSOC.url_jsoc_info

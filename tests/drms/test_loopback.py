@@ -29,6 +29,7 @@ from sciwire.drms._server import JsocEmulator
 from sciwire.drms._transfer import Progress
 from sciwire.drms._transport import BlockingTransport
 from sciwire.errors import ConnectError, RemoteProtocolError, Timeout
+from tests.helpers import examples
 
 from .helpers import FakeClock
 
@@ -335,7 +336,9 @@ def test_emulator_bind_failure_is_clean(emulator: JsocEmulator) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     op=st.sampled_from(["rs_summary", "rs_list", "series_struct", "nope"]),

@@ -50,6 +50,7 @@ async def finished(proc: Any, timeout: float = 30) -> int:
     return int(await asyncio.to_thread(proc.wait_exit, timeout))
 
 
+@pytest.mark.slow
 async def test_status_send_and_watch(
     nats_server: Any, sims: list, rigs: list, make_bridge: Any, cli: Any
 ) -> None:

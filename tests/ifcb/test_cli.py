@@ -47,6 +47,7 @@ def test_parse_pattern() -> None:
     assert parse_pattern("valuechanged,*,started") == ("valuechanged", None, "started")
 
 
+@pytest.mark.slow
 def test_monitor_prints_parsed_messages_from_the_sim(sim_url: str) -> None:
     result = CliRunner().invoke(
         group,

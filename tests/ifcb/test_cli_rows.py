@@ -21,6 +21,7 @@ def sim() -> Iterator[tuple[Running, str]]:
         yield job, url.replace("http://", "ws://")
 
 
+@pytest.mark.slow
 def test_sim_on_a_taken_port_is_one_line() -> None:
     with taken_port() as port:
         result = run("ifcb", "sim", "--port", str(port)).clean(1)
@@ -30,6 +31,7 @@ def test_sim_on_a_taken_port_is_one_line() -> None:
     )
 
 
+@pytest.mark.slow
 def test_monitor_rejects_what_is_not_a_url() -> None:
     result = run("ifcb", "monitor", "notaurl", "111-111-111").clean(1)
     assert result.err.strip() == (
@@ -37,6 +39,7 @@ def test_monitor_rejects_what_is_not_a_url() -> None:
     )
 
 
+@pytest.mark.slow
 def test_monitor_at_a_url_that_is_not_a_hub_hints_at_the_path(sim: tuple[Running, str]) -> None:
     _, url = sim
     base = url.removesuffix("/ifcbHub")
@@ -47,12 +50,14 @@ def test_monitor_at_a_url_that_is_not_a_hub_hints_at_the_path(sim: tuple[Running
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 3])
 def test_monitor_count_prints_exactly_n(sim: tuple[Running, str], count: int) -> None:
     result = run("ifcb", "monitor", sim[1], "111-111-111", "--count", str(count)).clean(0)
     assert len(result.out.splitlines()) == count
 
 
+@pytest.mark.slow
 def test_monitor_json_lines(sim: tuple[Running, str]) -> None:
     result = run(
         "ifcb",
@@ -74,6 +79,7 @@ def test_monitor_json_lines(sim: tuple[Running, str]) -> None:
     assert fields[2][0][2]["image_base64_chars"] > 0  # each ROI: top, left, image size
 
 
+@pytest.mark.slow
 def test_wrong_serial_is_warned_on_both_sides(sim: tuple[Running, str]) -> None:
     job, url = sim
     with running("ifcb", "monitor", url, "999-999-999", "--silence", "1") as mon:
@@ -84,6 +90,7 @@ def test_wrong_serial_is_warned_on_both_sides(sim: tuple[Running, str]) -> None:
     assert "serves only '111-111-111'" in line
 
 
+@pytest.mark.slow
 def test_sim_and_monitor_exit_0_on_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         with running("ifcb", "sim", "--port", "0", "--rate", "0") as sim:
@@ -115,6 +122,7 @@ async def _attack(url: str, frames: list[str], timeout: float) -> list[Any]:
                 return got
 
 
+@pytest.mark.slow
 def test_sim_size_limits_from_the_command_line(scaled: Callable[[float], float]) -> None:
     args = ("--port", "0", "--rate", "0", "--max-message-size", "300", "--max-record-size", "100")
     with running("ifcb", "sim", *args) as job:

@@ -297,6 +297,7 @@ def test_stop_from_a_handler_does_not_deadlock(
     client.hub_connection.stop()  # from the test thread: finishes the loop thread
 
 
+@pytest.mark.slow
 def test_python_m_prints_value_changes(
     sim_portal: tuple[Portal, IFCBSimulator], scaled: Callable[[float], float]
 ) -> None:
@@ -328,6 +329,7 @@ def test_python_m_prints_value_changes(
     assert proc.returncode == 0, list(lines.queue)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("address", ["ws://127.0.0.1:1/ifcbHub", "ftp://127.0.0.1/ifcbHub"])
 def test_python_m_reports_a_failed_connection(
     address: str, scaled: Callable[[float], float]

@@ -17,6 +17,7 @@ def test_send_unknown_scheme_names_it() -> None:
     assert result.err.strip() == "error: foo://x: the scheme 'foo' is not one of udp/tcp/ws/wss"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_exits_0_on_signals_and_send_json(signum: int) -> None:
     with running("rig", "serve", "udp://127.0.0.1:0", "--reply") as job:
@@ -37,6 +38,7 @@ def test_serve_on_a_taken_port_is_one_line(scheme: str) -> None:
     assert len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_send_with_nobody_listening_is_one_line() -> None:
     with taken_port(socket.SOCK_DGRAM) as port:
         pass  # closed: nobody echoes
@@ -45,6 +47,7 @@ def test_send_with_nobody_listening_is_one_line() -> None:
     assert len(result.err.strip().splitlines()) == 1 and f"127.0.0.1:{port}" in result.err
 
 
+@pytest.mark.slow
 def test_serve_json_lines() -> None:
     with running("rig", "serve", "tcp://127.0.0.1:0", "--json", "--count", "1") as job:
         uri = job.wait_line("listening on").split()[-1]

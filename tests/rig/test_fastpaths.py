@@ -21,6 +21,7 @@ from sciwire.rig._protocol import (
     loads,
     parse_message,
 )
+from tests.helpers import examples
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -49,7 +50,7 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or repr(a) == repr(b)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(JSON_VALUES, max_size=5) | st.tuples(JSON_VALUES, JSON_VALUES))
 def test_encode_fast_path_equals_json_dumps(message: list[Any] | tuple[Any, ...]) -> None:
     assert encode(message) == json.dumps(message).encode()
@@ -140,7 +141,7 @@ def test_loads_equals_json_loads_table(text: str) -> None:
     assert _same(loads(text), _reference_loads(text))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     JSON_VALUES.map(json.dumps)
     | st.text(alphabet=' \t\n\r[]{}",:0123456789.eE+-nultrfasNIy\\\ufeff', max_size=30)
@@ -149,7 +150,7 @@ def test_loads_equals_json_loads(text: str) -> None:
     assert _same(loads(text), _reference_loads(text))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.integers(-2, 300) | st.booleans() | st.text(max_size=10), min_size=2, max_size=3)
 )

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sciwire.rig import encode
 from sciwire.rig._framing import BufferOverflowError, StreamSplitter
 from sciwire.rig._protocol import NOT_JSON
+from tests.helpers import examples
 
 MESSAGES = [
     encode([1, {"exp_ref": "2024-01-01_1_m"}]),
@@ -47,7 +48,7 @@ def test_byte_at_a_time() -> None:
     assert splitter.buffered == 0
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.data())
 def test_any_chunking_gives_the_same_messages(data: st.DataObject) -> None:
     stream = b"".join(MESSAGES)
@@ -61,7 +62,7 @@ def test_any_chunking_gives_the_same_messages(data: st.DataObject) -> None:
     assert got == MESSAGES
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.binary(max_size=40), max_size=8))
 def test_garbage_never_raises_and_is_consumed(chunks: list[bytes]) -> None:
     splitter = StreamSplitter(max_buffer=10_000)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from sciwire.rig import EchoProtocol, ExpMessage
 from sciwire.rig._protocol import Message, parse_message
+from tests.helpers import examples
 
 
 class StubTransport:
@@ -65,7 +66,7 @@ MESSAGES = st.one_of(
 
 # invalid input warns (as iblutil warns); these tests check the echoes and counts
 @pytest.mark.filterwarnings("ignore:Expected a list:RuntimeWarning")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(MESSAGES, max_size=10))
 def test_udp_server_only_echoes_valid_messages(
     loop: asyncio.AbstractEventLoop, datagrams: list[bytes]
@@ -82,7 +83,7 @@ def test_udp_server_only_echoes_valid_messages(
 
 # invalid input warns (as iblutil warns); these tests check the echoes and counts
 @pytest.mark.filterwarnings("ignore:Expected a list:RuntimeWarning")
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(MESSAGES, max_size=8), st.data())
 def test_tcp_client_survives_any_chunking(
     loop: asyncio.AbstractEventLoop, messages: list[bytes], data: st.DataObject

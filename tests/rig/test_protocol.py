@@ -26,6 +26,7 @@ from sciwire.rig._protocol import (
     parse_message,
 )
 from sciwire.rig._uri import parse_uri
+from tests.helpers import examples
 
 CORPUS = [
     [1, None],
@@ -74,7 +75,7 @@ def test_encode_enums_and_tuples_like_iblutil() -> None:
 
 
 @pytest.mark.interop
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -281,13 +282,13 @@ def test_parse_rejects(raw: bytes, reason: str) -> None:
     assert result.reason == reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300))
 def test_parse_never_raises(raw: bytes) -> None:
     assert isinstance(parse_message(raw), Message | ErrorReport | Rejected)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.integers(0, 300) | st.text(max_size=8) | st.none(), max_size=4))
 def test_parse_json_lists_never_raise(value: list[object]) -> None:
     result = parse_message(json.dumps(value).encode())

@@ -31,6 +31,7 @@ def silent_hub(tmp_path: Path) -> Iterator[str]:
         sock.close()
 
 
+@pytest.mark.slow
 def test_send_gives_up_at_the_timeout(silent_hub: str) -> None:
     result = run("samp", "send", "test.x", "a=1", "--lockfile", silent_hub, "--timeout", "1")
     result.clean(1)
@@ -38,6 +39,7 @@ def test_send_gives_up_at_the_timeout(silent_hub: str) -> None:
     assert result.err.strip().endswith("no answer within 1 s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["notify", "call", "sync"])
 def test_send_says_when_nobody_received(hub: SAMPHubServer, mode: str) -> None:
     result = run("samp", "send", "test.nobody", "--mode", mode, "--lockfile", hub.lockfile or "")
@@ -45,6 +47,7 @@ def test_send_says_when_nobody_received(hub: SAMPHubServer, mode: str) -> None:
     assert result.err.strip() == "error: no client received test.nobody: none is subscribed to it"
 
 
+@pytest.mark.slow
 def test_send_without_a_hub_is_one_line(tmp_path: Path) -> None:
     result = run("samp", "send", "test.x", env={"HOME": str(tmp_path), "SAMP_HUB": ""})
     result.clean(1)
@@ -52,6 +55,7 @@ def test_send_without_a_hub_is_one_line(tmp_path: Path) -> None:
     assert len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_snoop_counts_only_what_it_shows(hub: SAMPHubServer, make: ClientFactory) -> None:
     tx = make("tx")  # registered before the snooper: its own events come before
     with running("samp", "snoop", "--count", "2", "--lockfile", hub.lockfile or "") as job:
@@ -65,6 +69,7 @@ def test_snoop_counts_only_what_it_shows(hub: SAMPHubServer, make: ClientFactory
     assert sorted(r["mtype"] for r in shown) == ["test.one", "test.two"]
 
 
+@pytest.mark.slow
 def test_snoop_stops_when_the_hub_shuts_down(tmp_path: Path) -> None:
     hub = SAMPHubServer(web_profile=False, lockfile=tmp_path / "samp.lock")
     hub.start()
@@ -79,6 +84,7 @@ def test_snoop_stops_when_the_hub_shuts_down(tmp_path: Path) -> None:
     assert json.loads(result.out.splitlines()[-1])["mtype"] == "samp.hub.event.shutdown"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_snoop_exits_0_on_signals(hub: SAMPHubServer, signum: int) -> None:
     with running("samp", "snoop", "--lockfile", hub.lockfile or "") as job:
@@ -86,6 +92,7 @@ def test_snoop_exits_0_on_signals(hub: SAMPHubServer, signum: int) -> None:
         job.signal(signum).clean(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_hub_exits_0_on_signals_and_removes_its_lockfile(tmp_path: Path, signum: int) -> None:
     lockfile = tmp_path / "hub.lock"
@@ -96,6 +103,7 @@ def test_hub_exits_0_on_signals_and_removes_its_lockfile(tmp_path: Path, signum:
     assert not lockfile.exists()
 
 
+@pytest.mark.slow
 def test_snoop_notices_a_hub_that_died(tmp_path: Path) -> None:
     lockfile = tmp_path / "hub.lock"
     with running("samp", "hub", "--no-web", "--lockfile", str(lockfile)) as hub:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from sciwire.samp import SAMP_STATUS_OK, SAMPHubServer
@@ -91,6 +92,7 @@ def _sciwire(*args: str) -> list[str]:
     return [sys.executable, "-m", "sciwire", "samp", *args]
 
 
+@pytest.mark.slow
 def test_hub_command_refuses_a_second_hub_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
     lockfile = tmp_path / "cli.lock"
     proc = subprocess.Popen(
@@ -129,6 +131,7 @@ def test_hub_command_refuses_a_second_hub_and_cleans_up_on_sigterm(tmp_path: Pat
             proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_snoop_prints_messages(hub: SAMPHubServer, make: ClientFactory) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -175,6 +178,7 @@ def test_snoop_prints_messages(hub: SAMPHubServer, make: ClientFactory) -> None:
     assert call["kind"] == "call"
 
 
+@pytest.mark.slow
 def test_hub_command_takes_samp_hubs_options(tmp_path: Path) -> None:
     lockfile = tmp_path / "opts.lock"
     logfile = tmp_path / "hub.log"
@@ -204,6 +208,7 @@ def test_hub_command_takes_samp_hubs_options(tmp_path: Path) -> None:
             proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_hub_command_asks_on_the_terminal_for_web_clients(tmp_path: Path) -> None:
     import re
     import xmlrpc.client

@@ -18,6 +18,7 @@ from sciwire.samp._acaller import RpcCaller
 from sciwire.samp._caller import BlockingRpcCaller
 from sciwire.samp._http import BlockingHttpClient, HttpClientPool, HttpParser, response_bytes
 from sciwire.samp._rpc import CallbackServer, SAMPHubProtocolError, stringify
+from tests.helpers import examples
 
 BODY = xmlrpc.client.dumps(("k", "s", {"samp.mtype": "a.b", "samp.params": {}}), "m").encode()
 
@@ -49,7 +50,7 @@ def test_parser_byte_at_a_time_and_pipelined() -> None:
 
 
 @given(body=st.binary(max_size=3000), size=st.integers(1, 700), cut=st.integers(1, 97))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_parser_chunked_bodies_any_split(body: bytes, size: int, cut: int) -> None:
     parser = HttpParser(True, 1 << 20)
     data = chunked(body, size) if body else chunked(b"", 1)
@@ -60,7 +61,7 @@ def test_parser_chunked_bodies_any_split(body: bytes, size: int, cut: int) -> No
 
 
 @given(data=st.binary(max_size=400))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_parser_garbage_raises_protocol_error_or_waits(data: bytes) -> None:
     parser = HttpParser(True, 1000)
     try:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sciwire.samp import _protocol as P
 from sciwire.samp._ahub import AsyncSAMPHub
 from sciwire.samp.errors import SAMPDataError, SAMPProxyError
+from tests.helpers import examples
 
 METHODS = [
     "register",
@@ -60,7 +61,7 @@ def _hub() -> AsyncSAMPHub:
     return AsyncSAMPHub(secret="s", web_profile=False, write_lockfile=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.sampled_from(METHODS),
     st.lists(_values, max_size=5),
@@ -84,7 +85,7 @@ def test_any_call_gets_a_response_or_a_fault(method: str, params: list[Any], key
     assert _answer(hub, P.encode_call("samp.hub.getRegisteredClients", [key])) is not None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300))
 def test_any_body_gets_a_fault(body: bytes) -> None:
     hub = _hub()

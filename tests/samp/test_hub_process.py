@@ -53,6 +53,7 @@ def _wait_ready(proc: subprocess.Popen[str]) -> str:
     return line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_the_hub_and_removes_the_lockfile(
     tmp_path: Path, processes: list[subprocess.Popen[str]], scaled: Scaled, sig: int
@@ -72,6 +73,7 @@ def test_signal_stops_the_hub_and_removes_the_lockfile(
     assert code in (0, -sig, 128 + sig, 1)
 
 
+@pytest.mark.slow
 def test_a_second_hub_exits_with_a_clear_error(
     tmp_path: Path, processes: list[subprocess.Popen[str]], scaled: Scaled
 ) -> None:
@@ -98,6 +100,7 @@ threading.Event().wait()  # a script busy with other things, not in hub.wait()
 """
 
 
+@pytest.mark.slow
 def test_sigterm_outside_wait_still_removes_the_lockfile(
     tmp_path: Path, processes: list[subprocess.Popen[str]], scaled: Scaled
 ) -> None:

@@ -22,6 +22,7 @@ from sciwire.samp.errors import (
     SAMPProxyError,
     SAMPWarning,
 )
+from tests.helpers import examples
 
 # -- exceptions -----------------------------------------------------------------------
 
@@ -279,7 +280,7 @@ _samp_values = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_samp_values)
 def test_samp_values_survive_the_codec(value: object) -> None:
     method, params = P.decode_call(P.encode_call("samp.hub.x", [value]))
@@ -287,14 +288,14 @@ def test_samp_values_survive_the_codec(value: object) -> None:
     assert P.check_value(params[0]) == value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=400))
 def test_decode_call_never_raises_anything_but_data_errors(body: bytes) -> None:
     with contextlib.suppress(SAMPDataError):
         P.decode_call(body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=300))
 def test_decode_call_on_mangled_xmlrpc(noise: str) -> None:
     good = P.encode_call("samp.hub.ping", ["abc", {"k": ["v"]}]).decode()

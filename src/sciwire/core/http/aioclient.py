@@ -612,8 +612,7 @@ class AsyncHttpPool(PoolSettings):
 
     def _drop(self, conn: _Conn, gently: bool = False) -> None:
         if gently and conn.transport is not None:
-            conn.closed = True
-            conn.transport.close()
+            _shut(conn)
         else:
             conn.abort()
         self._forget(conn)
@@ -637,7 +636,21 @@ class AsyncHttpPool(PoolSettings):
         for conn in conns:
             conn.idle = False
             if conn.transport is not None:
-                conn.closed = True
-                conn.transport.close()
+                _shut(conn)
         if conns:
             await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _shut(conn: _Conn) -> None:
+    """Close *conn* with a FIN, or a reset when a request is still being written.
+
+    A gentle close waits for the write buffer to drain first: to a peer that no longer
+    reads that is forever, with the socket open and the calls in flight never failed.
+    """
+    transport = conn.transport
+    assert transport is not None
+    conn.closed = True
+    if transport.get_write_buffer_size():
+        transport.abort()
+    else:
+        transport.close()

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciwire.core.http import Endpoint, HttpPool
+from sciwire.core.http import Endpoint, HttpPool, _response
 from sciwire.core.http.codec import ParsedResponse, ResponseParser, decode_gzip, whole_response
 from sciwire.errors import ConnectionClosed, RemoteProtocolError, Timeout
 from tests.helpers import examples
@@ -37,6 +37,7 @@ def _parse(data: bytes, step: int) -> object:
 
 def _agree(data: bytes) -> object:
     whole = _parse(data, len(data))  # the fast path when it applies
+    assert whole == _parse(data, len(data))  # again, with what it learnt of the head kept
     assert whole == _parse(data, 1)  # the general parser, byte at a time
     return whole
 
@@ -108,6 +109,38 @@ def test_fast_headers_never_fail_later() -> None:
     assert rest == b"" and resp._headers is None
     assert resp.headers == {"a": "1, 2", "content-length": "0"}
     assert whole_response(b"HTTP/1.1 200 OK\r\nA : 1\r\nContent-Length: 0\r\n\r\n", False) is None
+
+
+def test_a_head_seen_before_reads_as_a_new_one() -> None:
+    # what whole_response keeps per head is the head's own reading: the same result
+    # whether the head is new or known, with the body, the pipelined rest and the
+    # one-read rule still judged per call
+    _response._HEADS.clear()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+    first = whole_response(head + b"ab", False)
+    assert first is not None and list(_response._HEADS) == [head[:-4]]
+    again = whole_response(head + b"cd", False)
+    assert again is not None and again[0].body == b"cd" and not again[0].keep_alive
+    assert (first[0].status, first[0].reason) == (again[0].status, again[0].reason) == (200, "OK")
+    assert whole_response(head + b"c", False) is None  # short: the general parser waits
+    assert whole_response(head + b"cdHTTP", False) is None  # extra bytes, not pipelined
+    assert whole_response(head + b"cdHTTP", True) == (again[0], b"HTTP")
+    refused = b"HTTP/1.1 200 OK\r\nX : 1\r\nContent-Length: 0\r\n\r\n"
+    assert whole_response(refused, False) is None
+    assert _response._HEADS[refused[:-4]] is None  # a refusal is kept too
+    assert whole_response(refused, False) is None
+
+
+def test_the_kept_heads_are_bounded() -> None:
+    _response._HEADS.clear()
+    for n in range(3 * _response._HEADS_MAX):
+        data = b"HTTP/1.1 200 OK\r\nX-N: %d\r\nContent-Length: 0\r\n\r\n" % n
+        assert whole_response(data, False) is not None
+        assert len(_response._HEADS) <= _response._HEADS_MAX
+    big = b"HTTP/1.1 200 OK\r\nX: " + b"x" * _response._HEAD_KEPT + b"\r\nContent-Length: 0\r\n\r\n"
+    before = dict(_response._HEADS)
+    assert whole_response(big, False) is not None
+    assert before == _response._HEADS  # a long head is read, not kept
 
 
 def test_decode_gzip_without_and_with_the_header_dict() -> None:

@@ -92,21 +92,57 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
     """The common case in one pass: a whole HTTP/1.1 response with Content-Length in
     *data*. None means "not that case": the general parser takes over (and reports
     any error). What it accepts, it reads exactly as the general parser does, headers
-    included: every header line is checked here, so the lazily parsed
-    :attr:`ParsedResponse.headers` of a fast response cannot fail later."""
-    if data[:9] != b"HTTP/1.1 ":
-        return None
-    code = data[9:12]
-    sep = data[12:13]
-    if not code.isdigit() or (sep != b" " and data[12:14] != b"\r\n"):
-        return None
-    status = int(code)
-    if status < 200 or status == 204 or status == 304:
-        return None
+    included: every header line is checked (:func:`_read_head`), so the lazily parsed
+    :attr:`ParsedResponse.headers` of a fast response cannot fail later.
+
+    A server sends the same few heads over and over (same status, headers and length),
+    so what a head says is kept per head (:data:`_HEADS`): a head seen before costs one
+    dict lookup instead of being read again."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
     head = data[:end]
+    known = _HEADS.get(head, _UNSEEN)
+    if known is _UNSEEN:
+        known = _read_head(head)
+        if end <= _HEAD_KEPT:
+            if len(_HEADS) >= _HEADS_MAX:
+                _HEADS.clear()  # a server that varies its heads: start again
+            _HEADS[head] = known
+    if known is None:
+        return None
+    status, reason, length, keep = known
+    total = end + 4 + length
+    size = len(data)
+    if size == total:
+        return ParsedResponse(status, reason, data[end + 4 :], keep, head), b""
+    if size < total or not pipelined:
+        return None
+    return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
+
+
+#: what whole_response learnt of each head it read: (status, reason, body length,
+#: keep-alive), or None for a head it leaves to the general parser. At most
+#: _HEADS_MAX heads of up to _HEAD_KEPT bytes (a few tens of KiB).
+_HEADS: dict[bytes, tuple[int, str, int, bool] | None] = {}
+_HEADS_MAX = 128
+_HEAD_KEPT = 512
+_UNSEEN: tuple[int, str, int, bool] = (0, "", 0, False)  # compared by identity
+
+
+def _read_head(head: bytes) -> tuple[int, str, int, bool] | None:
+    """What a response head (up to its empty line) says, for :func:`whole_response`:
+    (status, reason, body length, keep-alive), or None when it is not the one-pass case."""
+    if head[:9] != b"HTTP/1.1 ":
+        return None
+    code = head[9:12]
+    sep = head[12:13]
+    if not code.isdigit() or (sep != b" " and head[12:14] != b"\r\n"):
+        return None
+    status = int(code)
+    if status < 200 or status == 204 or status == 304:
+        return None
+    end = len(head)
     low = head.lower()
     first = low.find(_CL)
     if first < 0 or b"\r\ntransfer-encoding:" in low or low.find(_CL, first + 1) >= 0:
@@ -125,10 +161,6 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
         value = value.strip()
         if not value.isdigit():
             return None
-    total = end + 4 + int(value)
-    size = len(data)
-    if size != total and (size < total or not pipelined):
-        return None
     keep = True
     if _CONN in low:  # every Connection header counts, as in the joined value
         conn = low.find(_CONN)
@@ -139,9 +171,7 @@ def whole_response(data: bytes, pipelined: bool) -> tuple[ParsedResponse, bytes]
                 break
             conn = low.find(_CONN, conn + 2)
     reason = head[13 : len(lines[0])].decode("latin-1") if sep == b" " else ""
-    if size == total:
-        return ParsedResponse(status, reason, data[end + 4 :], keep, head), b""
-    return ParsedResponse(status, reason, data[end + 4 : total], keep, head), data[total:]
+    return status, reason, int(value), keep
 
 
 def _head_end(buf: bytearray) -> tuple[int, int, bool]:

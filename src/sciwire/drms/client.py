@@ -334,7 +334,7 @@ class Client:
 
     _re_export_recset = re.compile(r"^\s*([\w.]+)\s*(\[.*\])?\s*(?:\{([\w\s.,]*)\})?\s*$")
     _re_export_recset_pkeys = re.compile(r"\[([^\[\]]*)\]")
-    _re_export_recset_slist = re.compile(r"[\s,]+")
+    _re_export_recset_slist = P.NAME_SEPARATORS  # drms's name for the same pattern
 
     @staticmethod
     def _parse_export_recset(rs: str | None) -> tuple[Any, Any, Any]:

@@ -151,3 +151,21 @@ def test_without_pandas_the_error_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert "sciwire[drms]" in out.stdout and "pandas" in out.stdout
+
+
+def test_demo_without_pandas_passes_and_says_what_it_skipped() -> None:
+    # a base install (no drms extra): the drms demo row still checks the CGI client
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["pandas"] = None
+        from sciwire.drms.demo import run
+        row = run()
+        print(row.ok, row.checked)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.startswith("True ")
+    assert "Client.query skipped" in out.stdout and "sciwire[drms]" in out.stdout

@@ -120,6 +120,16 @@ def test_content_length_keepalive_and_request(
         transport.get(server.url(), {"X": "a\r\nInjected: 1"})
 
 
+def test_a_given_header_replaces_the_default_in_any_case(server: CannedServer) -> None:
+    # urllib's Request spells "User-agent": drms.json.urlopen must not send two
+    from sciwire.drms.json import urlopen
+
+    server.replies.append((ok(b"{}"), True))
+    assert urlopen(server.url("/u"), timeout=5).read() == b"{}"
+    head = server.requests[0].decode().lower()
+    assert head.count("user-agent:") == 1 and "user-agent: sciwire-drms/" in head
+
+
 def test_chunked_and_gzip(server: CannedServer, transport: BlockingTransport) -> None:
     packed = gzip.compress(b'{"status": 0}')
     chunked = b"".join(

@@ -35,6 +35,7 @@ from sciwire.drms._transport import (
     get_request,
     host_line,
     split_url,
+    with_headers,
 )
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
 
@@ -225,7 +226,7 @@ class AsyncTransport(TransportSettings[AsyncHttpPool]):
         """GET *url* once and yield (status, headers, body reader); no gzip, for
         downloads (whose loop asks :attr:`policy` itself, to resume where it stopped)."""
         key, target = split_url(url.split("#", 1)[0])
-        fixed = header_block({**_HEADERS, **(headers or {})})
+        fixed = header_block(with_headers(_HEADERS, headers))
         data = get_request(host_line(Endpoint(*key)), target, fixed)
         conn = self._take(key) or await self._connect(key, url)
         parser = ResponseParser(stream=True)

@@ -41,6 +41,7 @@ __all__ = [
     "exp_request_url",
     "exp_status_url",
     "keyword_columns",
+    "plain_name",
     "record_filename",
     "rs_list_columns",
     "rs_list_split",
@@ -358,7 +359,7 @@ def record_filename(record: str, filename: str) -> str | None:
     return ".".join(parts).replace("/", "_") + ext
 
 
-def _plain_name(name: str) -> str:
+def plain_name(name: str) -> str:
     """*name* if it is one plain file name, else DrmsExportError (never a path)."""
     if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
         raise DrmsExportError(f"refusing the server's file name {name!r}: not a plain file name")
@@ -397,10 +398,10 @@ def download_urls(server: ServerConfig, export: Mapping[str, Any]) -> list[tuple
         if path == "NoDataFile" or path.endswith("/NoDataFile"):
             continue
         if directory:
-            _plain_name(path)  # files of an export folder are named plainly in it
+            plain_name(path)  # files of an export folder are named plainly in it
         full = f"{directory}/{path}" if directory else path.lstrip("/")
         name = (record_filename(record, path) if from_record else None) or full.rsplit("/")[-1]
-        _plain_name(name)
+        plain_name(name)
         unique, i = name, 0
         while unique in taken:
             i += 1

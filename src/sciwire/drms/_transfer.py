@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sciwire.core.progress import DownloadBars
-from sciwire.drms._protocol import check_export_status
+from sciwire.drms._protocol import check_export_status, plain_name
 from sciwire.drms.exceptions import DrmsExportError, DrmsHttpError
 from sciwire.errors import Timeout
 
@@ -248,22 +248,14 @@ def safe_target(dest: Path, name: str) -> Path:
     separator, no NUL, nothing that resolves outside *dest* (its ``.part`` file
     included), so a hostile or broken export can never write beside or above *dest*.
     """
-    bad = (
-        not name
-        or name in (".", "..")
-        or "/" in name
-        or "\\" in name
-        or "\x00" in name
-        or Path(name).is_absolute()
-    )
-    target = dest / name
-    if not bad:
-        root = dest.resolve()
-        for path in (target, _part(target)):
-            if path.resolve().parent != root:
-                bad = True
-    if bad:
-        raise DrmsExportError(f"refusing the server's file name {name!r}: not a plain file name")
+    # an absolute path has a separator, so plain_name refuses it too
+    target = dest / plain_name(name)
+    root = dest.resolve()
+    for path in (target, _part(target)):
+        if path.resolve().parent != root:
+            raise DrmsExportError(
+                f"refusing the server's file name {name!r}: not a plain file name"
+            )
     return target
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "get_request",
     "host_line",
     "split_url",
+    "with_headers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,15 @@ class RetryPolicy:
             logger.warning("%s; sending again (retry %d of %d)", exc, attempt, self.retries)
             return True
         return False
+
+
+def with_headers(base: Mapping[str, str], given: Mapping[str, str] | None) -> dict[str, str]:
+    """*base* with *given* headers added; a given one replaces a base one of the same
+    name in any case (urllib's Request spells ``User-agent``), so none is sent twice."""
+    if not given:
+        return dict(base)
+    names = {name.lower() for name in given}
+    return {**{k: v for k, v in base.items() if k.lower() not in names}, **given}
 
 
 def get_request(host: bytes, target: str, fixed: bytes) -> bytes:
@@ -290,7 +300,7 @@ class BlockingTransport(TransportSettings[HttpPool]):
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET *url*, read the whole (gunzipped) body; HTTP errors raise DrmsHttpError."""
         pool, host, target = self._target(url)
-        fixed = _FIXED if not headers else header_block({**_HEADERS_GZ, **headers})
+        fixed = _FIXED if not headers else header_block(with_headers(_HEADERS_GZ, headers))
         data = get_request(host, target, fixed)
         attempt = 1
         while True:
@@ -325,5 +335,5 @@ class BlockingTransport(TransportSettings[HttpPool]):
         """GET *url* once and yield (status, headers, body reader); no gzip, for
         downloads (whose loop asks :attr:`policy` itself, to resume where it stopped)."""
         pool, _, target = self._target(url)
-        with pool.stream("GET", target, {**_HEADERS, **(headers or {})}) as body:
+        with pool.stream("GET", target, with_headers(_HEADERS, headers)) as body:
             yield body.status, body.headers, body

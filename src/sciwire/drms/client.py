@@ -9,6 +9,7 @@ memory peak (see bench/drms.py). pandas is imported when a DataFrame is built.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,8 +95,14 @@ class SeriesInfo:
         self.keywords = self._parse_keywords(d["keywords"])
         self.links = self._parse_links(d["links"])
         self.segments = self._parse_segments(d["segments"])
-        #: keyword name -> DRMS type of the numeric keywords (Client.query's, made once)
-        self._numeric: dict[str, str] | None = None
+
+    @functools.cached_property
+    def _numeric_types(self) -> dict[str, str]:
+        """Keyword name -> DRMS type of the numeric keywords (Client.query's), read out
+        of the keywords DataFrame once per series, not on every query."""
+        kw = self.keywords
+        pairs = zip(kw.index, kw["type"], strict=True)
+        return {k: t for k, t in pairs if t in _NUMERIC_TYPES}
 
     @staticmethod
     def _parse_keywords(d: Iterable[Mapping[str, Any]]) -> Any:
@@ -239,14 +246,7 @@ class Client:
 
     def _types(self, ds: str, skip_conversion: str | Sequence[str] | None) -> dict[str, str]:
         """Keyword name -> DRMS type for the columns to convert to numbers."""
-        si = self.info(ds)
-        numeric = si._numeric
-        if numeric is None:
-            # read out of the keywords DataFrame once per series, not on every query
-            kw = si.keywords
-            pairs = zip(kw.index, kw["type"], strict=True)
-            numeric = si._numeric = {k: t for k, t in pairs if t in _NUMERIC_TYPES}
-        types = dict(numeric)
+        types = dict(self.info(ds)._numeric_types)
         if isinstance(skip_conversion, str):
             skip_conversion = [skip_conversion]
         for name in skip_conversion or ():
@@ -334,7 +334,7 @@ class Client:
 
     _re_export_recset = re.compile(r"^\s*([\w.]+)\s*(\[.*\])?\s*(?:\{([\w\s.,]*)\})?\s*$")
     _re_export_recset_pkeys = re.compile(r"\[([^\[\]]*)\]")
-    _re_export_recset_slist = re.compile(r"[\s,]+")
+    _re_export_recset_slist = P.NAME_SEPARATORS  # drms's name for the same pattern
 
     @staticmethod
     def _parse_export_recset(rs: str | None) -> tuple[Any, Any, Any]:

@@ -85,16 +85,6 @@ class HttpJsonRequest:
         self._raw: bytes | None = None
         self._data: dict[str, Any] | None = None
 
-    @classmethod
-    def _answered(cls, url: str, raw_data: bytes, encoding: str) -> HttpJsonRequest:
-        """A request whose answer a client already read (no second request)."""
-        self = cls.__new__(cls)
-        self._http = _Opened(url, raw_data)
-        self._encoding = encoding
-        self._raw = raw_data
-        self._data = None
-        return self
-
     def __repr__(self) -> str:
         return f"<HttpJsonRequest: {self.url}>"
 

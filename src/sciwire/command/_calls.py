@@ -41,7 +41,6 @@ from sciwire.command._protocol import (
 from sciwire.core.http.client import Endpoint, host_header
 from sciwire.core.http.codec import ParsedResponse
 from sciwire.core.http.codec import encode_request as encode_http_request
-from sciwire.errors import RemoteProtocolError
 
 __all__ = [
     "CLOSED_REASON",
@@ -62,10 +61,6 @@ NOT_CONNECTED_REASON = "client is not connected (use 'async with' or connect())"
 _CLOSED_EARLY = (
     "connection closed before a complete response (request not re-sent: it may have been processed)"
 )
-
-
-#: how the HTTP codec words a response ended by the connection's close
-_CODEC_CUT_SHORT = "connection closed before a complete response"
 
 
 def _env_defaults() -> tuple[Any, Any]:
@@ -135,14 +130,6 @@ _OPEN, _NEW, _CLOSED = 0, 1, 2
 def _body_head(method: str) -> bytes:
     """A call body up to its params: ``{"jsonrpc": "2.0", "method": ..., "params": ``."""
     return b'{"jsonrpc": "2.0", "method": %s, "params": ' % json.dumps(method).encode()
-
-
-def _cut_short(err: CommandError) -> bool:
-    """The asyncio pool reports a reply cut short by the server's close as an invalid
-    response (the codec's end-of-stream error); the blocking pool as a closed
-    connection, which it is."""
-    cause = err.__cause__
-    return isinstance(cause, RemoteProtocolError) and str(cause).startswith(_CODEC_CUT_SHORT)
 
 
 def _connect_reason(err: CommandConnectError) -> str:
@@ -314,7 +301,7 @@ class CallCore:
         reads the same from both pools (their own words stay on the ``__cause__``)."""
         kind: type[CommandError] = type(err)
         reason, data = err.reason, err.data
-        if isinstance(err, CommandConnectionClosed) or _cut_short(err):
+        if isinstance(err, CommandConnectionClosed):
             kind, reason, data = CommandConnectionClosed, _CLOSED_EARLY, None
         elif isinstance(err, CommandConnectError):
             reason = _connect_reason(err)

@@ -56,6 +56,7 @@ __all__ = [
     "make_message",
     "make_ok_response",
     "make_response",
+    "mtype_subtypes",
     "parse_lockfile",
     "samp_text",
     "stringify",
@@ -215,6 +216,15 @@ def check_mtype_pattern(pattern: object) -> str:
     if _MTYPE.match(base) is None:
         raise SAMPDataError("malformed mtype pattern", pattern)
     return pattern
+
+
+def mtype_subtypes(mtype: str) -> list[str]:
+    """The subscription patterns that match *mtype*, most specific first.
+
+    ``"a.b.c"`` gives ``["a.b.c", "a.b.*", "a.*", "*"]``.
+    """
+    atoms = mtype.split(".")
+    return [mtype] + [".".join([*atoms[:n], "*"]) for n in range(len(atoms) - 1, -1, -1)]
 
 
 def is_safe_mtype(

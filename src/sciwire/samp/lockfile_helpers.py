@@ -85,23 +85,28 @@ def check_running_hub(lockfilename: str | os.PathLike[str]) -> tuple[bool, dict[
         params = read_lockfile(lockfilename)
     except (OSError, ValueError, SciwireError):
         return False, {}
+    return _hub_answers(params), params
+
+
+def _hub_answers(params: Mapping[str, str]) -> bool:
+    """Whether the hub at the lockfile's ``samp.hub.xmlrpc.url`` answers a ping."""
     url = params.get("samp.hub.xmlrpc.url")
     if not url:
-        return False, params
+        return False
     try:  # a liveness probe: whatever certificate it shows, an answer means alive
         caller = BlockingRpcCaller(url, 1, PING_TIMEOUT, unverified_client_context())
     except (ValueError, SciwireError):
-        return False, params
+        return False
     try:
         caller.call("samp.hub.ping")
     except SAMPProxyError:
-        return True, params  # it answered, with a fault: a live server
+        return True  # it answered, with a fault: a live server
     except (OSError, SciwireError) as exc:
         # a TLS hub that wants a client certificate refuses the handshake: alive too
-        return url.lower().startswith("https:") and tls_refusal(exc), params
+        return url.lower().startswith("https:") and tls_refusal(exc)
     finally:
         caller.close()
-    return True, params
+    return True
 
 
 def get_running_hubs() -> dict[str, dict[str, str]]:
@@ -126,7 +131,7 @@ def get_main_running_hub() -> dict[str, str]:
         SAMPHubError: no such hub answers, or ``SAMP_HUB`` names another profile.
     """
     params = _main_hub_params()
-    if not check_running_hub(locate_lockfile())[0]:
+    if not _hub_answers(params):  # the lockfile just read, not read again
         raise SAMPHubError("Unable to find a running SAMP Hub.")
     return params
 

@@ -12,11 +12,10 @@ meaning: handlers run inline, on the thread that received the message.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sciwire.samp._protocol import SAMP_STATUS_OK, SAMP_STATUS_WARNING, mtype_subtypes
+from sciwire.samp._protocol import client_env_response, make_ok_response, mtype_subtypes
 from sciwire.samp.errors import SAMPClientError
 
 __all__ = ["is_legacy"]
@@ -150,23 +149,11 @@ def declare_metadata(client: Any, metadata: Mapping[str, Any] | None) -> None:
 
 
 def ping_reply(client: Any, private_key: str, msg_id: str) -> None:
-    client.hub.reply(private_key, msg_id, {"samp.status": SAMP_STATUS_OK, "samp.result": {}})
+    client.hub.reply(private_key, msg_id, make_ok_response())
 
 
 def env_reply(client: Any, private_key: str, msg_id: str, params: Mapping[str, Any]) -> None:
-    name = str(params.get("name", ""))
-    if name in os.environ:
-        response: dict[str, Any] = {
-            "samp.status": SAMP_STATUS_OK,
-            "samp.result": {"value": os.environ[name]},
-        }
-    else:
-        response = {
-            "samp.status": SAMP_STATUS_WARNING,
-            "samp.result": {"value": ""},
-            "samp.error": {"samp.errortxt": "Environment variable not defined."},
-        }
-    client.hub.reply(private_key, msg_id, response)
+    client.hub.reply(private_key, msg_id, client_env_response(str(params.get("name", ""))))
 
 
 def _bind_message(client: Any, *args: Any) -> None:

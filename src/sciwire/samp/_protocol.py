@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -41,6 +42,7 @@ __all__ = [
     "check_mtype_pattern",
     "check_response",
     "check_value",
+    "client_env_response",
     "decode_call",
     "decode_response",
     "encode_call",
@@ -294,6 +296,18 @@ def make_error_response(
             error[key] = text
     error.update(extra)
     return make_response(SAMP_STATUS_ERROR, {}, error)
+
+
+def client_env_response(name: str | None) -> dict[str, Any]:
+    """The response to ``client.env.get``: environment variable *name*'s value, or a
+    ``samp.warning`` with an empty value when it is not set (or *name* is None)."""
+    if name is not None and name in os.environ:
+        return {"samp.status": SAMP_STATUS_OK, "samp.result": {"value": os.environ[name]}}
+    return {
+        "samp.status": SAMP_STATUS_WARNING,
+        "samp.result": {"value": ""},
+        "samp.error": {"samp.errortxt": "Environment variable not defined."},
+    }
 
 
 def check_message(message: object, *, coerce: bool = False, keep: bool = False) -> dict[str, Any]:

@@ -19,7 +19,12 @@ from sciwire.errors import SciwireError
 from sciwire.samp._aproxy import _read_lockfile_any
 from sciwire.samp._aproxy import get_main_running_hub as _main_hub_params
 from sciwire.samp._caller import BlockingRpcCaller
-from sciwire.samp._hublock import locate_lockfile, lockfile_path, write_hub_lockfile
+from sciwire.samp._hublock import (
+    locate_lockfile,
+    lockfile_path,
+    multi_lockfile_dir,
+    write_hub_lockfile,
+)
 from sciwire.samp._hublock import write_lockfile as _write_lockfile
 from sciwire.samp._protocol import lockurl_to_path
 from sciwire.samp._tls import tls_refusal, unverified_client_context
@@ -56,10 +61,6 @@ def write_lockfile(lockfilename: str | os.PathLike[str], lockfiledict: Mapping[s
     _write_lockfile(lockfilename, lockfiledict, "SAMP lockfile written by sciwire.samp")
 
 
-def _multi_dir() -> Path:
-    return Path.home() / ".samp-1"
-
-
 def _single_lockfile() -> str | None:
     """The lockfile ``SAMP_HUB`` or ``~/.samp`` names (None: ``SAMP_HUB`` is another profile)."""
     hub = os.environ.get("SAMP_HUB")
@@ -69,7 +70,7 @@ def _single_lockfile() -> str | None:
 
 
 def _multi_lockfiles() -> list[str]:
-    folder = _multi_dir()
+    folder = multi_lockfile_dir()
     if not folder.is_dir():
         return []
     return sorted(str(folder / name) for name in os.listdir(folder) if name.startswith("samp-hub"))
@@ -177,8 +178,8 @@ def create_lock_file(
         lockfilename = path
     elif lockfilename is None:
         if mode == "multiple" and hub_id is not None:
-            _multi_dir().mkdir(mode=0o700, exist_ok=True)
-            lockfilename = str(_multi_dir() / f"samp-hub-{hub_id}")
+            multi_lockfile_dir().mkdir(mode=0o700, exist_ok=True)
+            lockfilename = str(multi_lockfile_dir() / f"samp-hub-{hub_id}")
         else:
             lockfilename = lockfile_path(None, mode or "single")
     if check_running_hub(lockfilename)[0]:

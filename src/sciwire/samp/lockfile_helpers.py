@@ -20,6 +20,7 @@ from sciwire.samp._aproxy import _read_lockfile_any
 from sciwire.samp._aproxy import get_main_running_hub as _main_hub_params
 from sciwire.samp._caller import BlockingRpcCaller
 from sciwire.samp._hublock import (
+    PING_TIMEOUT,  # seconds a hub named in a lockfile has to answer samp.hub.ping
     locate_lockfile,
     lockfile_path,
     multi_lockfile_dir,
@@ -42,9 +43,6 @@ __all__ = [
     "remove_garbage_lock_files",
     "write_lockfile",
 ]
-
-#: Seconds a hub named in a lockfile has to answer ``samp.hub.ping``.
-PING_TIMEOUT = 3.0
 
 
 def read_lockfile(lockfilename: str | os.PathLike[str]) -> dict[str, str]:

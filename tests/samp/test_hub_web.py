@@ -375,3 +375,34 @@ async def test_web_port_limits_bodies_and_refuses_bad_requests(
         assert await client.call("ping") == ""
     finally:
         await hub.stop()
+
+
+async def test_url_translator_relays_a_large_http_body_whole(
+    hub: AsyncSAMPHub, web: RawClient, desk: RawClient
+) -> None:
+    from aiohttp import web as aioweb
+
+    payload = bytes(range(256)) * 4096  # 1 MiB: many reads' worth
+    app = aioweb.Application()
+
+    async def table(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(body=payload, content_type="application/x-votable+xml")
+
+    app.router.add_get("/table.xml", table)
+    runner = aioweb.AppRunner(app)
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/table.xml"
+        await web.h("declareSubscriptions", {"table.load.votable": {}})
+        msg = {"samp.mtype": "table.load.votable", "samp.params": {"url": url}}
+        await desk.h("notify", web.id, msg)
+        await asyncio.wait_for(web.h("pullCallbacks", "5"), 10)
+        translator = f"http://127.0.0.1:{hub.web_port}/translator/{web.key}?ref="
+        async with web.session.get(translator + urllib.parse.quote(url, safe="")) as reply:
+            assert reply.status == 200
+            assert await reply.read() == payload
+    finally:
+        await runner.cleanup()

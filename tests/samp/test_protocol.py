@@ -323,3 +323,19 @@ def test_faults_escape_characters_xml_cannot_carry() -> None:
         P.decode_response(P.encode_fault(1, "bad \x00 input \u00e9"))
     assert info.value.faultString == "bad \\x00 input \\xe9"
     assert P.samp_text("plain\ttext\n") == "plain\ttext\n"
+
+
+def test_client_env_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCIWIRE_SAMP_ENV_TEST", "here")
+    monkeypatch.delenv("SCIWIRE_SAMP_ENV_UNSET", raising=False)
+    assert P.client_env_response("SCIWIRE_SAMP_ENV_TEST") == {
+        "samp.status": "samp.ok",
+        "samp.result": {"value": "here"},
+    }
+    missing = {
+        "samp.status": "samp.warning",
+        "samp.result": {"value": ""},
+        "samp.error": {"samp.errortxt": "Environment variable not defined."},
+    }
+    assert P.client_env_response("SCIWIRE_SAMP_ENV_UNSET") == missing
+    assert P.client_env_response(None) == missing

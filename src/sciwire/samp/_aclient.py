@@ -12,7 +12,6 @@ import asyncio
 import copy
 import inspect
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +21,7 @@ from sciwire.core.patterns import Handler as Bound
 from sciwire.core.patterns import Registry
 from sciwire.samp._aproxy import AsyncSAMPHubProxy
 from sciwire.samp._common import Handler, Receiver
-from sciwire.samp._protocol import SAMP_STATUS_ERROR, SAMP_STATUS_OK, SAMP_STATUS_WARNING
+from sciwire.samp._protocol import SAMP_STATUS_ERROR, client_env_response, make_ok_response
 from sciwire.samp._rpc import CallbackServer
 from sciwire.samp.errors import SAMPClientError
 
@@ -570,25 +569,13 @@ class AsyncSAMPClient:
     async def _ping(
         self, private_key: str, sender_id: str, msg_id: str, mtype: str, params: Any, extra: Any
     ) -> None:
-        await self.hub.reply(
-            private_key, msg_id, {"samp.status": SAMP_STATUS_OK, "samp.result": {}}
-        )
+        await self.hub.reply(private_key, msg_id, make_ok_response())
 
     async def _client_env_get(
         self, private_key: str, sender_id: str, msg_id: str, mtype: str, params: Any, extra: Any
     ) -> None:
         name = params.get("name") if isinstance(params, dict) else None
-        if isinstance(name, str) and name in os.environ:
-            reply: dict[str, Any] = {
-                "samp.status": SAMP_STATUS_OK,
-                "samp.result": {"value": os.environ[name]},
-            }
-        else:
-            reply = {
-                "samp.status": SAMP_STATUS_WARNING,
-                "samp.result": {"value": ""},
-                "samp.error": {"samp.errortxt": "Environment variable not defined."},
-            }
+        reply = client_env_response(name if isinstance(name, str) else None)
         await self.hub.reply(private_key, msg_id, reply)
 
 

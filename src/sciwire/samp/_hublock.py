@@ -30,6 +30,7 @@ __all__ = [
     "check_existing",
     "locate_lockfile",
     "lockfile_path",
+    "multi_lockfile_dir",
     "read_lockfile",
     "remove_lockfile",
     "write_hub_lockfile",
@@ -93,6 +94,11 @@ def locate_lockfile(
     return str(base / P.DEFAULT_LOCKFILE_NAME)
 
 
+def multi_lockfile_dir() -> Path:
+    """``~/.samp-1``: where hubs run in "multiple" mode write their lockfiles."""
+    return Path.home() / ".samp-1"
+
+
 def lockfile_path(custom: str | None, mode: str) -> str:
     """The lockfile a hub writes: *custom*, a new file in ``~/.samp-1/`` (mode
     "multiple"), or the one ``SAMP_HUB=std-lockurl:`` or ``~/.samp`` names.
@@ -103,7 +109,7 @@ def lockfile_path(custom: str | None, mode: str) -> str:
     if custom is not None:
         return custom
     if mode == "multiple":
-        folder = Path.home() / ".samp-1"
+        folder = multi_lockfile_dir()
         folder.mkdir(mode=0o700, exist_ok=True)
         return str(folder / f"samp-hub-{os.getpid()}-{secrets.token_hex(4)}")
     where = locate_lockfile()

@@ -12,11 +12,10 @@ meaning: handlers run inline, on the thread that received the message.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sciwire.samp._protocol import SAMP_STATUS_OK, SAMP_STATUS_WARNING
+from sciwire.samp._protocol import client_env_response, make_ok_response, mtype_subtypes
 from sciwire.samp.errors import SAMPClientError
 
 __all__ = ["is_legacy"]
@@ -25,12 +24,6 @@ __all__ = ["is_legacy"]
 def is_legacy(client: Any) -> bool:
     """Whether *client* was built by a subclass's own ``__init__`` (no sciwire core)."""
     return "_core" not in vars(client)
-
-
-def subtypes(mtype: str) -> list[str]:
-    """*mtype* and the wildcard subscriptions that match it, most specific first."""
-    atoms = mtype.split(".")
-    return [mtype] + [".".join([*atoms[:n], "*"]) for n in range(len(atoms) - 1, -1, -1)]
 
 
 def _positional(function: Any) -> int:
@@ -76,7 +69,7 @@ def receive_notification(client: Any, private_key: str, sender_id: str, message:
     if private_key != client._private_key or "samp.mtype" not in message:
         return ""
     mtype, params, extra = _split(message)
-    for pattern in subtypes(mtype):
+    for pattern in mtype_subtypes(mtype):
         bound = client._notification_bindings.get(pattern)
         if bound is None:
             continue
@@ -92,7 +85,7 @@ def receive_call(client: Any, private_key: str, sender_id: str, msg_id: str, mes
     if private_key != client._private_key or "samp.mtype" not in message:
         return ""
     mtype, params, extra = _split(message)
-    for pattern in subtypes(mtype):
+    for pattern in mtype_subtypes(mtype):
         bound = client._call_bindings.get(pattern)
         if bound is not None:
             bound[0](private_key, sender_id, msg_id, mtype, params, extra)
@@ -156,23 +149,11 @@ def declare_metadata(client: Any, metadata: Mapping[str, Any] | None) -> None:
 
 
 def ping_reply(client: Any, private_key: str, msg_id: str) -> None:
-    client.hub.reply(private_key, msg_id, {"samp.status": SAMP_STATUS_OK, "samp.result": {}})
+    client.hub.reply(private_key, msg_id, make_ok_response())
 
 
 def env_reply(client: Any, private_key: str, msg_id: str, params: Mapping[str, Any]) -> None:
-    name = str(params.get("name", ""))
-    if name in os.environ:
-        response: dict[str, Any] = {
-            "samp.status": SAMP_STATUS_OK,
-            "samp.result": {"value": os.environ[name]},
-        }
-    else:
-        response = {
-            "samp.status": SAMP_STATUS_WARNING,
-            "samp.result": {"value": ""},
-            "samp.error": {"samp.errortxt": "Environment variable not defined."},
-        }
-    client.hub.reply(private_key, msg_id, response)
+    client.hub.reply(private_key, msg_id, client_env_response(str(params.get("name", ""))))
 
 
 def _bind_message(client: Any, *args: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -41,6 +42,7 @@ __all__ = [
     "check_mtype_pattern",
     "check_response",
     "check_value",
+    "client_env_response",
     "decode_call",
     "decode_response",
     "encode_call",
@@ -56,6 +58,7 @@ __all__ = [
     "make_message",
     "make_ok_response",
     "make_response",
+    "mtype_subtypes",
     "parse_lockfile",
     "samp_text",
     "stringify",
@@ -217,6 +220,15 @@ def check_mtype_pattern(pattern: object) -> str:
     return pattern
 
 
+def mtype_subtypes(mtype: str) -> list[str]:
+    """The subscription patterns that match *mtype*, most specific first.
+
+    ``"a.b.c"`` gives ``["a.b.c", "a.b.*", "a.*", "*"]``.
+    """
+    atoms = mtype.split(".")
+    return [mtype] + [".".join([*atoms[:n], "*"]) for n in range(len(atoms) - 1, -1, -1)]
+
+
 def is_safe_mtype(
     mtype: str, annotation: Mapping[str, Any] | None = None, safe: Iterable[str] = SAFE_MTYPES
 ) -> bool:
@@ -284,6 +296,18 @@ def make_error_response(
             error[key] = text
     error.update(extra)
     return make_response(SAMP_STATUS_ERROR, {}, error)
+
+
+def client_env_response(name: str | None) -> dict[str, Any]:
+    """The response to ``client.env.get``: environment variable *name*'s value, or a
+    ``samp.warning`` with an empty value when it is not set (or *name* is None)."""
+    if name is not None and name in os.environ:
+        return {"samp.status": SAMP_STATUS_OK, "samp.result": {"value": os.environ[name]}}
+    return {
+        "samp.status": SAMP_STATUS_WARNING,
+        "samp.result": {"value": ""},
+        "samp.error": {"samp.errortxt": "Environment variable not defined."},
+    }
 
 
 def check_message(message: object, *, coerce: bool = False, keep: bool = False) -> dict[str, Any]:

@@ -338,11 +338,13 @@ class WebProfile:
             return WebReply(503, headers=cors)
         try:
             async with session.get(ref, timeout=aiohttp.ClientTimeout(total=300)) as upstream:
-                body = await upstream.content.read(MAX_TRANSLATED + 1)
-                if len(body) > MAX_TRANSLATED:
-                    return WebReply(413, headers=cors)
+                body = bytearray()  # read(n) gives what is buffered, not n bytes: loop
+                async for chunk in upstream.content.iter_any():
+                    body += chunk
+                    if len(body) > MAX_TRANSLATED:
+                        return WebReply(413, headers=cors)
                 kind = upstream.headers.get("Content-Type", "application/octet-stream")
-                return WebReply(upstream.status, body, kind, dict(cors))
+                return WebReply(upstream.status, bytes(body), kind, dict(cors))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return WebReply(502, f"fetch failed: {exc}".encode(), headers=cors)
 

@@ -21,6 +21,7 @@ from typing import Any
 from sciwire.core.portal import Portal
 from sciwire.errors import PortalError
 from sciwire.samp._ahub import AsyncSAMPHub, WebAuth
+from sciwire.samp._protocol import mtype_subtypes
 
 # names astropy's module also offers (it imports them)
 from sciwire.samp.constants import SAMP_STATUS_OK  # noqa: F401
@@ -141,8 +142,7 @@ class SAMPHubServer:
 
         ``"a.b.c"`` gives ``["a.b.c", "a.b.*", "a.*", "*"]``.
         """
-        atoms = mtype.split(".")
-        return [mtype] + [".".join([*atoms[:n], "*"]) for n in range(len(atoms) - 1, -1, -1)]
+        return mtype_subtypes(mtype)
 
     @property
     def _web_port(self) -> int:

@@ -19,7 +19,13 @@ from sciwire.errors import SciwireError
 from sciwire.samp._aproxy import _read_lockfile_any
 from sciwire.samp._aproxy import get_main_running_hub as _main_hub_params
 from sciwire.samp._caller import BlockingRpcCaller
-from sciwire.samp._hublock import locate_lockfile, lockfile_path, write_hub_lockfile
+from sciwire.samp._hublock import (
+    PING_TIMEOUT,  # seconds a hub named in a lockfile has to answer samp.hub.ping
+    locate_lockfile,
+    lockfile_path,
+    multi_lockfile_dir,
+    write_hub_lockfile,
+)
 from sciwire.samp._hublock import write_lockfile as _write_lockfile
 from sciwire.samp._protocol import lockurl_to_path
 from sciwire.samp._tls import tls_refusal, unverified_client_context
@@ -38,9 +44,6 @@ __all__ = [
     "write_lockfile",
 ]
 
-#: Seconds a hub named in a lockfile has to answer ``samp.hub.ping``.
-PING_TIMEOUT = 3.0
-
 
 def read_lockfile(lockfilename: str | os.PathLike[str]) -> dict[str, str]:
     """The ``key=value`` pairs of a lockfile (a path, a ``file:`` or an ``http(s)`` URL).
@@ -56,10 +59,6 @@ def write_lockfile(lockfilename: str | os.PathLike[str], lockfiledict: Mapping[s
     _write_lockfile(lockfilename, lockfiledict, "SAMP lockfile written by sciwire.samp")
 
 
-def _multi_dir() -> Path:
-    return Path.home() / ".samp-1"
-
-
 def _single_lockfile() -> str | None:
     """The lockfile ``SAMP_HUB`` or ``~/.samp`` names (None: ``SAMP_HUB`` is another profile)."""
     hub = os.environ.get("SAMP_HUB")
@@ -69,7 +68,7 @@ def _single_lockfile() -> str | None:
 
 
 def _multi_lockfiles() -> list[str]:
-    folder = _multi_dir()
+    folder = multi_lockfile_dir()
     if not folder.is_dir():
         return []
     return sorted(str(folder / name) for name in os.listdir(folder) if name.startswith("samp-hub"))
@@ -85,23 +84,28 @@ def check_running_hub(lockfilename: str | os.PathLike[str]) -> tuple[bool, dict[
         params = read_lockfile(lockfilename)
     except (OSError, ValueError, SciwireError):
         return False, {}
+    return _hub_answers(params), params
+
+
+def _hub_answers(params: Mapping[str, str]) -> bool:
+    """Whether the hub at the lockfile's ``samp.hub.xmlrpc.url`` answers a ping."""
     url = params.get("samp.hub.xmlrpc.url")
     if not url:
-        return False, params
+        return False
     try:  # a liveness probe: whatever certificate it shows, an answer means alive
         caller = BlockingRpcCaller(url, 1, PING_TIMEOUT, unverified_client_context())
     except (ValueError, SciwireError):
-        return False, params
+        return False
     try:
         caller.call("samp.hub.ping")
     except SAMPProxyError:
-        return True, params  # it answered, with a fault: a live server
+        return True  # it answered, with a fault: a live server
     except (OSError, SciwireError) as exc:
         # a TLS hub that wants a client certificate refuses the handshake: alive too
-        return url.lower().startswith("https:") and tls_refusal(exc), params
+        return url.lower().startswith("https:") and tls_refusal(exc)
     finally:
         caller.close()
-    return True, params
+    return True
 
 
 def get_running_hubs() -> dict[str, dict[str, str]]:
@@ -126,7 +130,7 @@ def get_main_running_hub() -> dict[str, str]:
         SAMPHubError: no such hub answers, or ``SAMP_HUB`` names another profile.
     """
     params = _main_hub_params()
-    if not check_running_hub(locate_lockfile())[0]:
+    if not _hub_answers(params):  # the lockfile just read, not read again
         raise SAMPHubError("Unable to find a running SAMP Hub.")
     return params
 
@@ -172,8 +176,8 @@ def create_lock_file(
         lockfilename = path
     elif lockfilename is None:
         if mode == "multiple" and hub_id is not None:
-            _multi_dir().mkdir(mode=0o700, exist_ok=True)
-            lockfilename = str(_multi_dir() / f"samp-hub-{hub_id}")
+            multi_lockfile_dir().mkdir(mode=0o700, exist_ok=True)
+            lockfilename = str(multi_lockfile_dir() / f"samp-hub-{hub_id}")
         else:
             lockfilename = lockfile_path(None, mode or "single")
     if check_running_hub(lockfilename)[0]:

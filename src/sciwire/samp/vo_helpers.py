@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sciwire.samp._protocol import make_message
 from sciwire.samp.integrated_client import SAMPIntegratedClient
 
 __all__ = [
@@ -42,10 +43,6 @@ def find_client_id(conn: Any, name: str) -> str:
     raise KeyError(name)
 
 
-def _message(mtype: str, url: str, name: str) -> dict[str, Any]:
-    return {"samp.mtype": mtype, "samp.params": {"url": url, "name": name}}
-
-
 def send_table_to(
     conn: Any, table: Any, client_name: str | None = None, name: str = "data"
 ) -> None:
@@ -63,7 +60,7 @@ def send_table_to(
     """
     mtype = "table.load.votable"
     with accessible_table(table) as url:
-        message = _message(mtype, url, name)
+        message = make_message(mtype, {"url": url, "name": name})
         if client_name is None:
             targets = list(conn.get_subscribed_clients(mtype))
         else:
@@ -80,7 +77,7 @@ def send_product_to(
     Raises:
         KeyError: no client named *client_name*.
     """
-    message = _message(mtype, url, name)
+    message = make_message(mtype, {"url": url, "name": name})
     if client_name is None:
         conn.notify_all(message)
     else:

@@ -102,12 +102,8 @@ def _fleet(server: str, user: str | None, password: str | None, creds: str | Non
 
 
 def _run(coro: Any) -> Any:
-    from sciwire.errors import SciwireError
-
-    try:
-        return asyncio.run(coro)
-    except SciwireError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # a SciwireError (ConfigError too) becomes the one error line at the root command
+    return asyncio.run(coro)
 
 
 @click.group(name="fleet")
@@ -120,13 +116,10 @@ def group() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def bridge(config: str, verbose: bool) -> None:
     """Connect to every instrument in CONFIG and publish their events into JetStream."""
-    from sciwire.fleet import Bridge, ConfigError, load_config
+    from sciwire.fleet import Bridge, load_config
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cfg = load_config(config)
 
     async def main() -> None:
         stop = asyncio.Event()

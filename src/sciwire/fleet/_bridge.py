@@ -58,6 +58,11 @@ class _Instrument:
     connected: bool = False
     last_time: float = 0.0
 
+    @property
+    def subjects(self) -> str:
+        """The subjects its events go out on (every SAMP event shares one tree)."""
+        return "sciwire.samp.>" if self.kind == "samp" else f"sciwire.{self.kind}.{self.name}.>"
+
     def report(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -160,9 +165,7 @@ class Bridge:
         )
         captured = s.subjects or stream_subjects()
         for inst in self.instruments.values():
-            subject = (
-                "sciwire.samp.>" if inst.kind == "samp" else f"sciwire.{inst.kind}.{inst.name}.>"
-            )
+            subject = inst.subjects
             if not any(subject_matches(c, subject) for c in captured):
                 raise ConfigError(
                     f"stream {s.name} does not capture {subject} ({inst.kind} {inst.name}): "
@@ -243,7 +246,7 @@ class Bridge:
 
     async def _last_seq(self, inst: _Instrument) -> int:
         assert self.js is not None
-        subject = "sciwire.samp.>" if inst.kind == "samp" else f"sciwire.{inst.kind}.{inst.name}.>"
+        subject = inst.subjects
         # any other failure stops the start: numbering from a guess would reuse message
         # ids, and JetStream would drop the new events as duplicates
         async with mapped(f"last event of {inst.kind} {inst.name}"):

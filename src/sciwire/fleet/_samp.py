@@ -35,30 +35,15 @@ class _Host(Protocol):
     def drop_malformed(self, inst: Any, what: Any, exc: Exception) -> None: ...
 
 
-__all__ = ["read_lockfile", "run_samp"]
+__all__ = ["run_samp"]
 
 logger = logging.getLogger(__name__)
-
-
-def read_lockfile(path: str) -> dict[str, str]:
-    """The ``key=value`` lines of a SAMP Standard Profile lockfile (``#`` comments).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    params: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                params[key.strip()] = value.strip()
-    return params
 
 
 async def run_samp(bridge: _Host, spec: SampSpec, inst: _Seat) -> None:
     """Join the hub (retrying while it is away) and publish what arrives, until cancelled."""
     from sciwire.samp import AsyncSAMPIntegratedClient
+    from sciwire.samp.lockfile_helpers import read_lockfile
 
     def notified(key: str, sender: str, mtype: str, params: Any, extra: Any) -> None:
         _publish(bridge, inst, mtype, params, sender, call=False)

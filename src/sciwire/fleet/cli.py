@@ -102,12 +102,8 @@ def _fleet(server: str, user: str | None, password: str | None, creds: str | Non
 
 
 def _run(coro: Any) -> Any:
-    from sciwire.errors import SciwireError
-
-    try:
-        return asyncio.run(coro)
-    except SciwireError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # a SciwireError (ConfigError too) becomes the one error line at the root command
+    return asyncio.run(coro)
 
 
 @click.group(name="fleet")
@@ -120,19 +116,13 @@ def group() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def bridge(config: str, verbose: bool) -> None:
     """Connect to every instrument in CONFIG and publish their events into JetStream."""
-    from sciwire.fleet import Bridge, ConfigError, load_config
+    from sciwire.clikit import run_until_signal
+    from sciwire.fleet import Bridge, load_config
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cfg = load_config(config)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def start() -> Bridge:
         bridge = Bridge(cfg)
         await bridge.start()
         click.echo(
@@ -140,18 +130,18 @@ def bridge(config: str, verbose: bool) -> None:
             f"{cfg.stream.name} on {', '.join(cfg.nats.servers)}",
             err=True,
         )
-        try:
-            await stop.wait()
-        finally:
-            await bridge.stop()
-            health = bridge.health()
-            click.echo(
-                f"bridge {cfg.name} stopped: {health['stored']} stored, "
-                f"{health['dropped']} dropped, {health['pending']} unsent",
-                err=True,
-            )
+        return bridge
 
-    _run(main())
+    async def stop(bridge: Bridge) -> None:
+        await bridge.stop()
+        health = bridge.health()
+        click.echo(
+            f"bridge {cfg.name} stopped: {health['stored']} stored, "
+            f"{health['dropped']} dropped, {health['pending']} unsent",
+            err=True,
+        )
+
+    run_until_signal(start, stop)
 
 
 @group.command()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import logging
 import signal
 import sys
 from typing import Any
@@ -116,10 +115,13 @@ def group() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def bridge(config: str, verbose: bool) -> None:
     """Connect to every instrument in CONFIG and publish their events into JetStream."""
-    from sciwire.clikit import run_until_signal
+    from sciwire.clikit import run_until_signal, setup_logging, verbosity
     from sciwire.fleet import Bridge, load_config
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    if verbose and verbosity() < 1:
+        # the root command owns logging (and undoes it): -v here is its -v, so each
+        # record is printed once, in one format
+        setup_logging(1, None)
     cfg = load_config(config)
 
     async def start() -> Bridge:

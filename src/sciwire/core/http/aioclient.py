@@ -192,7 +192,7 @@ class _Conn(ReadIntoProtocol):
                     _Closed("closed without a reply", early=True)
                     if not started
                     else exc
-                    if parser._mode == "close"
+                    if isinstance(exc, ResponseTooLarge)
                     else _Closed("connection closed before a complete response")
                 )
                 self.pending.popleft()

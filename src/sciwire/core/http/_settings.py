@@ -40,10 +40,8 @@ class PoolSettings:
         self.timeout = timeout
         #: the retry decision, asked by both pools alike (see :mod:`._policy`)
         self.resend = Resend(retry, retries)
-        self.retries = self.resend.retries
         self.retry_seconds = retry_seconds
         self.ssl_context = ssl_context
-        self.retry = retry
         self.error = error_factory
         self.name = name
         #: the largest response body gathered (None: no limit); see docs/limits.md
@@ -57,6 +55,16 @@ class PoolSettings:
             if self.proxy is not None and endpoint.scheme == "http"
             else b""
         )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy (kept by :attr:`resend`, which decides by it)."""
+        return self.resend.policy
+
+    @property
+    def retries(self) -> int:
+        """The most attempts per request (kept by :attr:`resend`)."""
+        return self.resend.retries
 
     def for_proxy(self, data: bytes) -> bytes:
         """*data* as it goes on the wire: unchanged unless a plain-HTTP proxy is used."""

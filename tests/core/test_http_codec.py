@@ -261,6 +261,44 @@ def test_request_parser_only_raises_protocol_errors(data: bytes, step: int) -> N
             parser.feed(data[i : i + step])
 
 
+def _refused_at(pieces: list[bytes]) -> int | None:
+    """How many pieces a fresh parser takes before it refuses (None: never); an error
+    kept for after the requests before it counts as refused."""
+    parser = RequestParser()
+    for n, piece in enumerate(pieces):
+        try:
+            parser.feed(piece)
+        except RemoteProtocolError:
+            return n
+        if parser.error is not None:
+            return n
+    return None
+
+
+_HEAD_BYTES = st.lists(
+    st.sampled_from(
+        [b"G", b"E", b"T", b" ", b"/", b"\r", b"\n", b"\r\n", b":", b"x", b"\x00", b"\t"]
+    )
+    | st.sampled_from([b"GET / HTTP/1.1\r\n", b"X-A: b\r\n", b"\xe9"]),
+    max_size=30,
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_HEAD_BYTES, st.integers(1, 7))
+def test_a_head_in_pieces_is_refused_as_soon_as_its_prefix_is(
+    parts: list[bytes], step: int
+) -> None:
+    # the partial-head check reads only what is new: it must judge each prefix as a
+    # parser given that prefix in one piece does
+    data = b"".join(parts)
+    pieces = [data[i : i + step] for i in range(0, len(data), step)]
+    whole = next(
+        (n for n in range(len(pieces)) if _refused_at([b"".join(pieces[: n + 1])]) == 0), None
+    )
+    assert _refused_at(pieces) == whole
+
+
 def test_encode_response_parses_back() -> None:
     data = encode_response(404, b"{}", keep_alive=False, headers={"X-A": "1"})
     resp = ResponseParser().feed(data)

@@ -8,8 +8,11 @@ import socket
 
 import pytest
 
+from sciwire.core.http import Endpoint, HttpPool
+from sciwire.core.http.codec import encode_request
 from sciwire.core.http.limits import ServerLimits, limit_hit
 from sciwire.core.http.server import HttpServer
+from sciwire.errors import RemoteProtocolError
 from tests.helpers import scale
 
 
@@ -63,3 +66,22 @@ def test_the_server_names_the_limit_and_the_peer(caplog: pytest.LogCaptureFixtur
     assert any("limit max_head hit by 127.0.0.1" in r.getMessage() for r in caplog.records), (
         caplog.records
     )
+
+
+def test_a_pool_names_the_response_body_limit_and_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = _Echo(host="127.0.0.1", port=0, ssl_context=None, max_body=1024, shutdown_timeout=1.0)
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+    server.respond = lambda req, remote: big  # type: ignore[method-assign]
+    with caplog.at_level(logging.DEBUG, logger="sciwire.core.http.client"), server:
+        pool = HttpPool(Endpoint("http", "127.0.0.1", server.port), timeout=scale(5), max_body=10)
+        try:
+            with pytest.raises(RemoteProtocolError, match="too large"):
+                pool.exchange(encode_request("GET", "/", "127.0.0.1", {}, None), "/")
+        finally:
+            pool.close()
+    origin = f"http://127.0.0.1:{server.port}"
+    assert any(
+        f"limit max_body (response) hit by {origin}" in r.getMessage() for r in caplog.records
+    ), caplog.records

@@ -137,6 +137,8 @@ class RequestParser:
         self.max_body = max_body
         self.max_head = max_head
         self._buf = bytearray()
+        #: how far a request head still arriving was checked (see _check_partial_head)
+        self._scanned = self._lines = 0
         self._req: ParsedRequest | None = None
         self._chunked = False
         self._remaining = 0
@@ -200,10 +202,13 @@ class RequestParser:
                 if end < 0 or end > self.max_head:
                     if len(self._buf) > self.max_head:
                         raise RequestTooLarge("request head too large", self._buf[:200], 431)
-                    _check_partial_head(self._buf)
+                    self._scanned, self._lines = _check_partial_head(
+                        self._buf, self._scanned, self._lines
+                    )
                     return
                 head = bytes(self._buf[:end])
                 del self._buf[: end + 4]
+                self._scanned = self._lines = 0
                 # (no blank lines before a request line: h11 and llhttp refuse them too)
                 self._req = self._head(head)
             req = self._req
@@ -337,22 +342,31 @@ def _read_head(head: bytes) -> _Read:
     return method, target, version, headers, keep, te is not None, size, continued
 
 
-def _check_partial_head(buf: bytearray) -> None:
+def _check_partial_head(buf: bytearray, scanned: int, lines: int) -> tuple[int, int]:
     """Refuse a request head still arriving as soon as what came is wrong, as h11 and
     llhttp do (a head with bare LF line ends would otherwise wait for its CRLF CRLF
-    until the head deadline). Only incomplete heads come here: not a hot path."""
-    if not buf:
-        return
-    if _PARTIAL_BAD.search(buf) is not None:
+    until the head deadline). Only incomplete heads come here: not a hot path.
+
+    Only what came since the last call is read again (a head sent a byte at a time
+    would otherwise cost time growing with the square of its length): *scanned* is
+    the length of *buf* already searched for bad bytes, *lines* where the line ends
+    known good stop (0: the request line is not checked yet). Returns the two for
+    the next call."""
+    # one byte back: a CR's lookahead was open at the old end (lookbehind sees back)
+    if _PARTIAL_BAD.search(buf, max(0, scanned - 1)) is not None:
         raise RemoteProtocolError("bad request head", buf[:200])
-    first = buf.find(b"\r\n")
-    if first < 0:
-        return
-    last = buf.rfind(b"\r\n")
-    if _REQUEST_LINE_BYTES.fullmatch(buf, 0, first) is None or (
-        last > first and _FIELD_LINES.fullmatch(buf, first, last) is None
-    ):
+    if not lines:
+        first = buf.find(b"\r\n")
+        if first < 0:
+            return len(buf), 0
+        if _REQUEST_LINE_BYTES.fullmatch(buf, 0, first) is None:
+            raise RemoteProtocolError("bad request head", buf[:200])
+        lines = first
+    # field lines hold no CR or LF, so the lines up to *lines* stay good as more come
+    last = buf.rfind(b"\r\n", lines)
+    if last > lines and _FIELD_LINES.fullmatch(buf, lines, last) is None:
         raise RemoteProtocolError("bad request head", buf[:200])
+    return len(buf), last
 
 
 #: (status, content type) -> the response head up to the Content-Length value

@@ -4,15 +4,17 @@ base of the blocking :class:`~sciwire.core.http.client.HttpPool` and the asyncio
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Mapping
 
 from sciwire.core.http import limits
 from sciwire.core.http._endpoint import Endpoint, host_header
-from sciwire.core.http._errors import DEFAULT, ErrorFactory
+from sciwire.core.http._errors import DEFAULT, ErrorFactory, invalid_response
 from sciwire.core.http._policy import Resend, RetryPolicy
-from sciwire.core.http.codec import encode_request
+from sciwire.core.http.codec import ResponseTooLarge, encode_request
 from sciwire.core.http.proxy import Proxy, absolute_form, proxy_for
+from sciwire.errors import RemoteProtocolError
 
 __all__ = ["PoolSettings"]
 
@@ -38,10 +40,8 @@ class PoolSettings:
         self.timeout = timeout
         #: the retry decision, asked by both pools alike (see :mod:`._policy`)
         self.resend = Resend(retry, retries)
-        self.retries = self.resend.retries
         self.retry_seconds = retry_seconds
         self.ssl_context = ssl_context
-        self.retry = retry
         self.error = error_factory
         self.name = name
         #: the largest response body gathered (None: no limit); see docs/limits.md
@@ -56,11 +56,28 @@ class PoolSettings:
             else b""
         )
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy (kept by :attr:`resend`, which decides by it)."""
+        return self.resend.policy
+
+    @property
+    def retries(self) -> int:
+        """The most attempts per request (kept by :attr:`resend`)."""
+        return self.resend.retries
+
     def for_proxy(self, data: bytes) -> bytes:
         """*data* as it goes on the wire: unchanged unless a plain-HTTP proxy is used."""
         if self._origin and self.proxy is not None:
             return absolute_form(data, self._origin, self.proxy)
         return data
+
+    def invalid(self, exc: RemoteProtocolError, url: str, log: logging.Logger) -> Exception:
+        """The pool's exception for a response that is not valid HTTP; a body over
+        ``max_body`` is also logged on *log* as a limit hit (see :mod:`.limits`)."""
+        if isinstance(exc, ResponseTooLarge):
+            limits.limit_hit(log, "max_body (response)", self.endpoint.origin, str(exc))
+        return self.error(RemoteProtocolError, invalid_response(exc), url, exc.data)
 
     def request_prefix(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
         """The head of a request up to ``Content-Length: `` (for ``exchange``)."""

@@ -38,7 +38,6 @@ from sciwire.core.http._errors import (
     ErrorFactory,
     connect_failure,
     default_error,
-    invalid_response,
     response_timeout,
 )
 from sciwire.core.http._policy import Resend, RetryPolicy, StaleProbe
@@ -50,7 +49,6 @@ from sciwire.core.http.codec import (
     ResponseTooLarge,
     encode_request,
 )
-from sciwire.core.http.limits import limit_hit
 from sciwire.core.http.proxy import tunnel_reply, tunnel_request
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import ConnectError, ConnectionClosed, RemoteProtocolError, Timeout
@@ -192,7 +190,7 @@ class _Conn(ReadIntoProtocol):
                     _Closed("closed without a reply", early=True)
                     if not started
                     else exc
-                    if parser._mode == "close"
+                    if isinstance(exc, ResponseTooLarge)
                     else _Closed("connection closed before a complete response")
                 )
                 self.pending.popleft()
@@ -462,14 +460,7 @@ class AsyncHttpPool(PoolSettings):
                     ) from exc
                 except RemoteProtocolError as exc:
                     self._drop(conn)
-                    if isinstance(exc, ResponseTooLarge):
-                        limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-                    raise self.error(
-                        RemoteProtocolError,
-                        invalid_response(exc),
-                        self.endpoint.origin + path,
-                        exc.data,
-                    ) from exc
+                    raise self.invalid(exc, self.endpoint.origin + path, logger) from exc
                 except BaseException:
                     # the entry leaves conn.pending exactly when its whole response was
                     # read, whatever became of the waiter meanwhile

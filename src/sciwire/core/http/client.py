@@ -42,14 +42,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from sciwire.core.http import limits
 from sciwire.core.http._endpoint import Endpoint, header_block, host_header
 from sciwire.core.http._errors import (
     DEFAULT,
     ErrorFactory,
     connect_failure,
     default_error,
-    invalid_response,
     response_timeout,
 )
 from sciwire.core.http._foreign import foreign_socket, is_real
@@ -58,7 +56,6 @@ from sciwire.core.http._settings import PoolSettings
 from sciwire.core.http.codec import (
     ParsedResponse,
     ResponseParser,
-    ResponseTooLarge,
     decode_gzip,
     encode_request,
 )
@@ -406,9 +403,7 @@ class HttpPool(PoolSettings):
                 Timeout, f"{self.name} did not answer within {self.timeout} seconds", url, None
             )
         if isinstance(exc, RemoteProtocolError) and parser.started and not parser.eof:
-            if isinstance(exc, ResponseTooLarge):
-                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            return self.error(RemoteProtocolError, invalid_response(exc), url, exc.data)
+            return self.invalid(exc, url, logger)
         return self.error(
             ConnectionClosed, f"connection closed before a complete response: {exc}", url, None
         )
@@ -462,9 +457,7 @@ class HttpPool(PoolSettings):
                     url,
                     None,
                 ) from exc
-            if isinstance(exc, ResponseTooLarge):
-                limits.limit_hit(logger, "max_body (response)", self.endpoint.origin, str(exc))
-            raise self.error(RemoteProtocolError, invalid_response(exc), url, exc.data) from exc
+            raise self.invalid(exc, url, logger) from exc
         except OSError as exc:
             sock.close()
             if Resend.again(again, not parser.started):

@@ -19,16 +19,17 @@ __all__ = ["MAX_HEAD", "MAX_RESPONSE_BODY", "ServerLimits", "limit_hit", "respon
 MAX_HEAD = 64 * 1024
 
 
-#: the largest response body a client pool gathers in memory unless its ``max_body``
-#: says otherwise (streamed downloads are not gathered and take no cap); the
-#: environment variable SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it for drop-in
-#: clients whose constructors have no such argument. Read when a pool is made.
 def response_body_cap(default: int) -> int:
     """A whole-body cap: SCIWIRE_MAX_RESPONSE_BODY (bytes) when set, else *default*
     (the pools' 256 MiB; drms keeps a larger one for its answers)."""
     return int(os.environ.get("SCIWIRE_MAX_RESPONSE_BODY") or default)
 
 
+#: the largest response body a client pool gathers in memory unless its ``max_body``
+#: says otherwise (streamed downloads are not gathered and take no cap); the
+#: environment variable SCIWIRE_MAX_RESPONSE_BODY (bytes) sets it for drop-in
+#: clients whose constructors have no such argument. Read once, when this module is
+#: first imported: set the variable before sciwire is imported.
 MAX_RESPONSE_BODY = response_body_cap(256 * 1024 * 1024)
 
 

@@ -32,7 +32,7 @@ from sciwire.core.http.codec import (
     RequestTooLarge,
     encode_response,
 )
-from sciwire.core.http.limits import ServerLimits, limit_hit
+from sciwire.core.http.limits import MAX_HEAD, ServerLimits, limit_hit
 from sciwire.core.portal import Portal
 from sciwire.core.streams import ReadIntoProtocol
 from sciwire.errors import RemoteProtocolError
@@ -182,7 +182,7 @@ class HttpConnection(ReadIntoProtocol):
         limits: ServerLimits | None = getattr(server, "limits", None)
         #: the host, when it keeps limits and a body budget (None: a SAMP host)
         self.limited = cast(LimitedHost, server) if limits is not None else None
-        self.parser = RequestParser(server.max_body, limits.max_head if limits else 64 * 1024)
+        self.parser = RequestParser(server.max_body, limits.max_head if limits else MAX_HEAD)
         #: bytes this connection counts against the host's in-flight body budget
         self.held = 0
         #: the host's loop time when a sweep first saw the current request incomplete

@@ -74,7 +74,7 @@ _SAME_FAILURE: list[tuple[str, CommandError, CommandError]] = [
         # (the asyncio pool reports a cut-short reply as a closed connection too)
         _pool_error(
             ConnectionClosed,
-            "connection closed before a complete response before a complete response; "
+            "connection closed before a complete response; "
             "request not re-sent: it may have been processed",
             None,
         ),

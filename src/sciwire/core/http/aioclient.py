@@ -191,7 +191,7 @@ class _Conn(ReadIntoProtocol):
                     if not started
                     else exc
                     if isinstance(exc, ResponseTooLarge)
-                    else _Closed("connection closed before a complete response")
+                    else _Closed("connection closed")
                 )
                 self.pending.popleft()
                 if not waiter.done():

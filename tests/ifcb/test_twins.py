@@ -23,16 +23,10 @@ T = TypeVar("T")
 HEARD: dict[int, queue.Queue[str]] = {}
 
 
-class AsyncTwin:
-    """AsyncIFCBClient driven from the test thread through a portal of its own."""
+class _Handlers:
+    """Handler registration, which both clients take the same way."""
 
-    def __init__(self, url: str, portal: Portal, timeout: float) -> None:
-        self.client = AsyncIFCBClient(url, SERIAL, reconnect_delays=FAST)
-        self.portal = portal
-        self.timeout = timeout
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.portal.call(coro, self.timeout)
+    client: AsyncIFCBClient | IFCBClient
 
     def on(self, pattern: tuple[Any, ...], callback: Callable[..., Any]) -> int:
         return self.client.on(pattern, callback)
@@ -42,6 +36,18 @@ class AsyncTwin:
 
     def on_started(self, callback: Callable[..., Any]) -> None:
         self.client.on_started(callback)
+
+
+class AsyncTwin(_Handlers):
+    """AsyncIFCBClient driven from the test thread through a portal of its own."""
+
+    def __init__(self, url: str, portal: Portal, timeout: float) -> None:
+        self.client = AsyncIFCBClient(url, SERIAL, reconnect_delays=FAST)
+        self.portal = portal
+        self.timeout = timeout
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.portal.call(coro, self.timeout)
 
     def connect(self) -> None:
         self._run(self.client.connect())
@@ -60,20 +66,11 @@ class AsyncTwin:
         return self.client.connected
 
 
-class BlockingTwin:
+class BlockingTwin(_Handlers):
     """IFCBClient as a user calls it."""
 
     def __init__(self, url: str, timeout: float) -> None:
         self.client = IFCBClient(url, SERIAL, timeout=timeout, reconnect_delays=FAST)
-
-    def on(self, pattern: tuple[Any, ...], callback: Callable[..., Any]) -> int:
-        return self.client.on(pattern, callback)
-
-    def on_reconnect(self, callback: Callable[[], Any]) -> None:
-        self.client.on_reconnect(callback)
-
-    def on_started(self, callback: Callable[..., Any]) -> None:
-        self.client.on_started(callback)
 
     def connect(self) -> None:
         self.client.connect()

@@ -105,9 +105,9 @@ async def test_three_ifcbs_two_rigs_reach_three_consumer_processes(
     per_instrument = {i["name"]: i["stored"] for i in bridge.health()["instruments"]}
     assert set(per_instrument) == {s.serial for s in sims} | {"cam", "ephys"}
     for watcher in watchers:
-        await watcher.await_lines(lambda lines: len(lines) >= total, 60)
+        await asyncio.to_thread(watcher.wait_lines, lambda lines: len(lines) >= total, timeout=60)
     for watcher in watchers:
-        events = [json.loads(line) for line in watcher.lines]
+        events = [json.loads(line) for line in watcher.out]
         assert len(events) == total
         seqs = check_order(events)
         assert {name: len(s) for name, s in seqs.items()} == per_instrument

@@ -93,6 +93,28 @@ def test_no_test_imports_from_a_conftest() -> None:
     assert bad == [], "move these helpers to a helpers.py module:\n" + "\n".join(bad)
 
 
+def test_the_peer_guard_sees_imports_run_at_collection() -> None:
+    """So that the guard below can fail: module-level imports, also under if/try/except/
+    else/finally, count; imports inside a function do not."""
+    source = """
+import drms
+if True:
+    from astropy import units
+try:
+    import iblutil.io
+except ImportError:
+    import pyvo
+else:
+    import signalrcore
+finally:
+    from cryosparc import tools
+def later():
+    import drms.client
+"""
+    found = sorted(name for node in _top_level(ast.parse(source)) for name in _imported(node))
+    assert found == ["astropy", "cryosparc", "drms", "iblutil.io", "pyvo", "signalrcore"]
+
+
 def test_unit_tier_modules_import_no_peer_when_collected() -> None:
     bad = [
         f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"

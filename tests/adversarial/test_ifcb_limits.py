@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from sciwire.ifcb import IFCBClient
+from tests.adversarial.helpers import status_kb
 from tests.clirun import Running, running
 from tests.helpers import scale
 
@@ -54,11 +55,7 @@ class SimProcess:
 
     def rss(self) -> int:
         """The server's resident set size in bytes."""
-        with open(f"/proc/{self.job.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS line")
+        return status_kb(self.job.proc.pid, "VmRSS") * 1024
 
     def push(self, text: str, timeout: float) -> int:
         """Relay one host message through the control route; returns the client count."""

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -80,6 +80,17 @@ class Running:
             )
         assert found, (contains, self.out, self.err)
         return found
+
+    def wait_lines(
+        self, predicate: Callable[[list[str]], bool], *, err: bool = False, timeout: float = 30
+    ) -> list[str]:
+        """Block until *predicate* holds on the lines so far (stdout, or stderr); fails
+        after *timeout*."""
+        lines = self.err if err else self.out
+        with self._new:
+            ok = self._new.wait_for(lambda: predicate(lines), scale(timeout))
+        assert ok, (len(self.out), self.out[-10:], self.err[-10:])
+        return lines
 
     def signal(self, signum: int = signal.SIGTERM, timeout: float = 30) -> Result:
         """Send *signum*, wait for the exit, return what the command did."""

@@ -59,15 +59,60 @@ def _top_level(tree: ast.Module) -> Iterator[ast.AST]:
                     work.extend(handler.body)
 
 
+def _conftests(node: ast.AST) -> list[str]:
+    """The conftest modules *node* imports, however it spells them (``import a.conftest``,
+    ``from a.conftest import x``, ``from a import conftest``, ``from . import conftest``)."""
+    names = _imported(node)
+    if isinstance(node, ast.ImportFrom):
+        base = names[0]
+        names += [base + ("" if base.endswith(".") else ".") + a.name for a in node.names]
+    return [name for name in names if name.rsplit(".", 1)[-1] == "conftest"]
+
+
+def test_the_conftest_guard_sees_every_spelling() -> None:
+    """So that the guard below can fail."""
+    spellings = [
+        "import tests.conftest",
+        "from .conftest import a",
+        "from . import conftest",
+        "from tests.fleet import conftest as c",
+        "from tests.fleet import helpers",
+        "from tests.fleet.conftest_data import x",
+    ]
+    found = [bool(_conftests(ast.parse(text).body[0])) for text in spellings]
+    assert found == [True, True, True, True, False, False]
+
+
 def test_no_test_imports_from_a_conftest() -> None:
     bad = [
         f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
         for path, tree in _modules()
         for node in ast.walk(tree)
-        for name in _imported(node)
-        if name.rsplit(".", 1)[-1] == "conftest"
+        for name in _conftests(node)
     ]
     assert bad == [], "move these helpers to a helpers.py module:\n" + "\n".join(bad)
+
+
+def test_the_peer_guard_sees_imports_run_at_collection() -> None:
+    """So that the guard below can fail: module-level imports, also under if/try/except/
+    else/finally, count; imports inside a function do not."""
+    source = """
+import drms
+if True:
+    from astropy import units
+try:
+    import iblutil.io
+except ImportError:
+    import pyvo
+else:
+    import signalrcore
+finally:
+    from cryosparc import tools
+def later():
+    import drms.client
+"""
+    found = sorted(name for node in _top_level(ast.parse(source)) for name in _imported(node))
+    assert found == ["astropy", "cryosparc", "drms", "iblutil.io", "pyvo", "signalrcore"]
 
 
 def test_unit_tier_modules_import_no_peer_when_collected() -> None:

@@ -26,16 +26,17 @@ class Served:
     port: int
 
     def rss_kb(self) -> int:
-        return _status_kb(self.proc.pid, "VmRSS")
+        return status_kb(self.proc.pid, "VmRSS")
 
     def peak_kb(self) -> int:
-        return _status_kb(self.proc.pid, "VmHWM")
+        return status_kb(self.proc.pid, "VmHWM")
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
 
-def _status_kb(pid: int, field: str) -> int:
+def status_kb(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status``, e.g. VmRSS or VmHWM."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):

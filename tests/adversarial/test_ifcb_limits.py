@@ -8,15 +8,13 @@ calls each handler once per message."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import queue
 import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,6 +23,9 @@ from typing import Any
 import pytest
 
 from sciwire.ifcb import IFCBClient
+from tests.adversarial.helpers import status_kb
+from tests.clirun import Running, running
+from tests.helpers import scale
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/status"), reason="RSS is read from /proc (Linux)"
@@ -35,46 +36,18 @@ MiB = 1024 * 1024
 #: what an attack may add to the server's RSS; without the caps it adds at least ATTACK
 GROWTH_BOUND = 24 * MiB
 ATTACK = 64 * MiB
-SIM_COMMAND = [sys.executable, "-m", "sciwire", "ifcb", "sim", "--host", "127.0.0.1"]
+SIM_ARGS = ("ifcb", "sim", "--host", "127.0.0.1", "--heartbeat", "0", "--rate", "0")
 URL_LINE = re.compile(r"http://127\.0\.0\.1:(\d+)/ifcbHub")
 
 
 class SimProcess:
-    """`python -m sciwire ifcb sim` on 127.0.0.1, its output collected by two threads."""
+    """`sciwire ifcb sim` on 127.0.0.1, run by :func:`tests.clirun.running`."""
 
-    def __init__(self, port: int, timeout: float) -> None:
-        self.proc = subprocess.Popen(
-            [*SIM_COMMAND, "--port", str(port), "--heartbeat", "0", "--rate", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.stdout: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout.put)),
-            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append)),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self.port = 0
-        seen = []
-        while not self.port:
-            try:
-                line = self.stdout.get(timeout=timeout)
-            except queue.Empty:
-                self.close()
-                raise AssertionError(f"simulator did not start: {seen} {self.stderr}") from None
-            seen.append(line)
-            match = URL_LINE.search(line)
-            if match:
-                self.port = int(match.group(1))
-
-    @staticmethod
-    def _pump(stream: Any, put: Callable[[str], None]) -> None:
-        for line in stream:
-            put(line)
+    def __init__(self, job: Running) -> None:
+        self.job = job
+        match = URL_LINE.search(job.wait_line("/ifcbHub", timeout=30))
+        assert match, job.out
+        self.port = int(match.group(1))
 
     @property
     def ws_url(self) -> str:
@@ -82,11 +55,7 @@ class SimProcess:
 
     def rss(self) -> int:
         """The server's resident set size in bytes."""
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS line")
+        return status_kb(self.job.proc.pid, "VmRSS") * 1024
 
     def push(self, text: str, timeout: float) -> int:
         """Relay one host message through the control route; returns the client count."""
@@ -97,35 +66,19 @@ class SimProcess:
             return int(json.load(reply)["clients"])
 
     def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        for thread in self._threads:
-            thread.join(10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        self.job.proc.kill()
+        self.job.proc.wait()
 
 
 @pytest.fixture
-def spawn(scaled: Callable[[float], float]) -> Iterator[Callable[[int], SimProcess]]:
-    started: list[SimProcess] = []
+def spawn() -> Iterator[Callable[[int], SimProcess]]:
+    with contextlib.ExitStack() as stack:
 
-    def start(port: int = 0) -> SimProcess:
-        sim = SimProcess(port, scaled(30))
-        started.append(sim)
-        return sim
+        def start(port: int = 0) -> SimProcess:
+            job = stack.enter_context(running(*SIM_ARGS, "--port", str(port)))
+            return SimProcess(job)
 
-    yield start
-    for sim in started:
-        sim.close()
+        yield start
 
 
 @pytest.fixture
@@ -186,22 +139,6 @@ def _serve_legitimately(sim: SimProcess, clients: list[IFCBClient], timeout: flo
     client.disconnect()
 
 
-def _limit_lines(sim: SimProcess, name: str) -> list[str]:
-    return [line for line in sim.stderr if name in line]
-
-
-def _wait_for_line(sim: SimProcess, name: str, timeout: float) -> None:
-    deadline = threading.Event()
-    timer = threading.Timer(timeout, deadline.set)
-    timer.start()
-    try:
-        while not _limit_lines(sim, name):
-            if deadline.wait(0.05):
-                raise AssertionError(f"no log line naming {name}: {sim.stderr}")
-    finally:
-        timer.cancel()
-
-
 def _assert_refused(
     sim: SimProcess, clients: list[IFCBClient], before: int, sent: int, limit: str, timeout: float
 ) -> None:
@@ -212,9 +149,9 @@ def _assert_refused(
     assert growth < GROWTH_BOUND, f"RSS grew {growth / MiB:.0f} MiB after {sent} bytes"
     # the connection was dropped, not read to the end (what got through sat in socket buffers)
     assert sent < ATTACK // 2, f"the server took {sent / MiB:.0f} MiB"
-    _wait_for_line(sim, limit, timeout)
-    _serve_legitimately(sim, clients, timeout)
-    [line] = _limit_lines(sim, limit)
+    sim.job.wait_line(limit, err=True, timeout=timeout)
+    _serve_legitimately(sim, clients, scale(timeout))
+    [line] = [line for line in sim.job.err if limit in line]
     assert "127.0.0.1:" in line
 
 
@@ -233,7 +170,7 @@ def test_oversized_message_is_refused_with_bounded_memory(
         sent = _stream(sock, iter([_frame_head(256 * MiB)] + [body] * (ATTACK // MiB)))
     finally:
         sock.close()
-    _assert_refused(sim, clients, before, sent, "max_message_size", scaled(20))
+    _assert_refused(sim, clients, before, sent, "max_message_size", 20)
 
 
 def test_endless_record_is_refused_with_bounded_memory(
@@ -253,7 +190,7 @@ def test_endless_record_is_refused_with_bounded_memory(
         sent = _stream(sock, iter([_frame_head(MiB) + body] * (ATTACK // MiB)))
     finally:
         sock.close()
-    _assert_refused(sim, clients, before, sent, "max_record_size", scaled(20))
+    _assert_refused(sim, clients, before, sent, "max_record_size", 20)
 
 
 # -- the fault test ----------------------------------------------------------------------

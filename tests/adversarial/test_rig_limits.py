@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sciwire.rig import EchoProtocol
+from tests.adversarial.helpers import status_kb
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads /proc/<pid>/status (Linux)"
@@ -45,14 +46,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def status_kib(pid: int, field: str) -> int:
-    """A ``kB`` field of ``/proc/<pid>/status``, e.g. VmRSS or VmHWM."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
@@ -102,7 +95,7 @@ async def test_total_buffer_budget_bounds_memory_and_serves_others(
     try:
         for i in range(20):  # warm up, then take the baseline
             await client.init(i)
-        baseline = status_kib(victim.pid, "VmRSS")
+        baseline = status_kb(victim.pid, "VmRSS")
 
         stop = asyncio.Event()
 
@@ -143,7 +136,7 @@ async def test_total_buffer_budget_bounds_memory_and_serves_others(
         background = None
         for i in range(10):  # served during: the held attackers are still connected
             await client.init(i)
-        peak = status_kib(victim.pid, "VmHWM")
+        peak = status_kb(victim.pid, "VmHWM")
         assert (peak - baseline) << 10 < RSS_GROWTH_LIMIT, (baseline, peak)
 
         for w in writers:

@@ -56,11 +56,14 @@ class Driver:
     def reload(self) -> None:
         raise NotImplementedError
 
-    def endpoints(self) -> list[str]:
+    def _cli(self) -> CommandClient | AsyncCommandClient:
         raise NotImplementedError
 
+    def endpoints(self) -> list[str]:
+        return sorted(self._cli()._endpoints)
+
     def has(self, name: str) -> bool:
-        raise NotImplementedError
+        return hasattr(self._cli(), name)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -90,12 +93,6 @@ class BlockingDriver(Driver):
 
     def reload(self) -> None:
         self._cli()()
-
-    def endpoints(self) -> list[str]:
-        return sorted(self._cli()._endpoints)
-
-    def has(self, name: str) -> bool:
-        return hasattr(self._cli(), name)
 
     def close(self) -> None:
         if self.cli is not None:
@@ -147,12 +144,6 @@ class AsyncDriver(Driver):
 
     def reload(self) -> None:
         self._run(self._cli()())
-
-    def endpoints(self) -> list[str]:
-        return sorted(self._cli()._endpoints)
-
-    def has(self, name: str) -> bool:
-        return hasattr(self._cli(), name)
 
     def close(self) -> None:
         if self.cli is not None:

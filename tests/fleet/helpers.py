@@ -1,9 +1,10 @@
 """Helpers for the fleet tests: bridge configurations for simulators and rigs, their TOML
-text, and a wait for a bridge's instruments. The fixtures built on them are in conftest.py."""
+text, and bounded waits on a bridge. The fixtures built on them are in conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from sciwire.fleet import Bridge, BridgeConfig, IfcbSpec, NatsSpec, RigSpec
@@ -54,10 +55,21 @@ def config_toml(config: BridgeConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def until(
+    predicate: Callable[[], Any], what: Callable[[], Any], timeout: float = 20.0
+) -> None:
+    """Poll *predicate* until it holds; after *timeout* (scaled) fail with *what()*."""
+    deadline = asyncio.get_running_loop().time() + scale(timeout)
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(what())
+        await asyncio.sleep(0.02)
+
+
 async def wait_connected(bridge: Bridge, timeout: float = 20.0) -> None:
     """Wait until the bridge reports every instrument connected."""
-    deadline = asyncio.get_running_loop().time() + scale(timeout)
-    while bridge.health()["connected"] < len(bridge.instruments):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"instruments not connected: {bridge.health()['instruments']}")
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: bridge.health()["connected"] >= len(bridge.instruments),
+        lambda: f"instruments not connected: {bridge.health()['instruments']}",
+        timeout,
+    )

@@ -47,7 +47,7 @@ def test_bad_config_and_pattern_are_clear_errors(tmp_path: Path) -> None:
 
 
 async def finished(proc: Any, timeout: float = 30) -> int:
-    return int(await asyncio.to_thread(proc.wait_exit, timeout))
+    return (await asyncio.to_thread(proc.wait, timeout)).code
 
 
 @pytest.mark.slow
@@ -61,18 +61,18 @@ async def test_status_send_and_watch(
     )
     status = cli("status", "--json", *url)
     assert await finished(status) == 0
-    report = json.loads(status.lines[-1])
+    report = json.loads(status.out[-1])
     assert [b["bridge"] for b in report["bridges"]] == ["test"]
     assert report["bridges"][0]["connected"] == 2 and report["stream"]["stream"] == "SCIWIRE"
     send = cli("send", "ifcb", sims[0].serial, "routine:runsample", *url)
-    assert await finished(send) == 0 and json.loads(send.lines[-1]) == {"ok": True, "result": None}
+    assert await finished(send) == 0 and json.loads(send.out[-1]) == {"ok": True, "result": None}
     rig = cli("send", "rig", "cam", "status", '"running"', *url)
-    assert await finished(rig) == 0 and json.loads(rig.lines[-1])["result"] == {"cam": [0]}
+    assert await finished(rig) == 0 and json.loads(rig.out[-1])["result"] == {"cam": [0]}
     missing = cli("send", "ifcb", "999-999-999", "routine:runsample", *url)
     assert await finished(missing) == 1
     assert any("no bridge serves" in line for line in missing.err)
     assert await finished(watcher, scale(30)) == 0
-    events = [json.loads(line) for line in watcher.lines]
+    events = [json.loads(line) for line in watcher.out]
     assert len(events) >= 11
     assert {e["name"] for e in events} == {"triggercontent", "expstatus"}
     assert bridge.health()["stored"] >= 11
@@ -80,7 +80,7 @@ async def test_status_send_and_watch(
     assert await finished(resync) == 1 and any("has no sources" in line for line in resync.err)
     human = cli("status", *url)
     assert await finished(human) == 0
-    assert any(line.startswith("bridge test: 2/2 instruments connected") for line in human.lines)
+    assert any(line.startswith("bridge test: 2/2 instruments connected") for line in human.out)
 
 
 def test_demo_row() -> None:

@@ -16,7 +16,7 @@ from sciwire.fleet._publisher import Outgoing
 from sciwire.fleet._schema import encode_event, ifcb_event
 from sciwire.ifcb import DaqValues, IFCBSimulator, RoiImage
 from sciwire.rig import ExpMessage, ExpStatus, RemoteRig
-from tests.fleet.helpers import bridge_config, wait_connected
+from tests.fleet.helpers import bridge_config, until, wait_connected
 from tests.helpers import scale
 
 BLAST = 400
@@ -105,9 +105,9 @@ async def test_three_ifcbs_two_rigs_reach_three_consumer_processes(
     per_instrument = {i["name"]: i["stored"] for i in bridge.health()["instruments"]}
     assert set(per_instrument) == {s.serial for s in sims} | {"cam", "ephys"}
     for watcher in watchers:
-        await watcher.await_lines(lambda lines: len(lines) >= total, 60)
+        await asyncio.to_thread(watcher.wait_lines, lambda lines: len(lines) >= total, timeout=60)
     for watcher in watchers:
-        events = [json.loads(line) for line in watcher.lines]
+        events = [json.loads(line) for line in watcher.out]
         assert len(events) == total
         seqs = check_order(events)
         assert {name: len(s) for name, s in seqs.items()} == per_instrument
@@ -192,16 +192,19 @@ async def test_bridge_reconnects_to_instruments_and_to_nats(
     # the instrument goes away and comes back: the bridge registers again by itself
     await sim.restart()
     await asyncio.sleep(0)  # let the client see the drop
-    while not bridge.ifcb[sim.serial].connected or not sim.clients:
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: bridge.ifcb[sim.serial].connected and sim.clients,
+        lambda: f"not registered again: {bridge.health()['instruments']}",
+    )
     # NATS goes away: events are held by the bridge and stored when it returns
     await asyncio.to_thread(nats_server.stop)
-    while bridge.nats_connected:
-        await asyncio.sleep(0.02)
+    await until(lambda: not bridge.nats_connected, lambda: "still connected to NATS")
     await sim.blast(300)
     await sim.drain()
-    while bridge.health()["instruments"][0]["events"] < count + 300:
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: bridge.health()["instruments"][0]["events"] >= count + 300,
+        lambda: f"events not all in: {bridge.health()['instruments']}",
+    )
     assert bridge.health()["pending"] > 0 and not bridge.health()["nats_connected"]
     await asyncio.to_thread(nats_server.start)
     fleet = await make_fleet(nats_server.url)
@@ -329,8 +332,9 @@ async def test_bridge_reconnects_to_a_tcp_rig(
         fleet = await make_fleet(nats_server.url)
         assert await fleet.rig("ephys", "init", {"n": 1}) == {"ephys": [{"n": 1}]}
         first.close()
-        while bridge.health()["connected"]:  # the bridge sees the rig go
-            await asyncio.sleep(0.02)
+        await until(  # the bridge sees the rig go
+            lambda: not bridge.health()["connected"], lambda: bridge.health()["instruments"]
+        )
         with pytest.raises(CommandError) as err:
             await fleet.rig("ephys", "init", {"n": 2})
         assert err.value.code == "not-connected"

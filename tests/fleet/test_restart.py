@@ -61,7 +61,7 @@ async def test_bridge_killed_mid_run_restarts_without_duplicates(
         lambda: sum(ev["text"].startswith("sentinel:") for ev in events) == 3, scale(30)
     )
     report = await wait_bridge(fleet, lambda r: r["pending"] == 0)
-    second.close()
+    second.signal()  # SIGTERM: the bridge stops and exits
     info = await fleet.stream_info()
     assert info["messages"] > stored_before + 3 * 500
     # the whole stream read back: every instrument numbered 1..n once, in order

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -19,20 +20,12 @@ from sciwire.ifcb import AsyncIFCBClient, IFCBClient, IFCBSimulator
 SERIAL = "111-111-111"
 FAST = (0.05, 0.1, 0.2)
 T = TypeVar("T")
-#: each simulator's commands from clients, as they arrive
-HEARD: dict[int, queue.Queue[str]] = {}
 
 
-class AsyncTwin:
-    """AsyncIFCBClient driven from the test thread through a portal of its own."""
+class _Handlers:
+    """Handler registration, which both clients take the same way."""
 
-    def __init__(self, url: str, portal: Portal, timeout: float) -> None:
-        self.client = AsyncIFCBClient(url, SERIAL, reconnect_delays=FAST)
-        self.portal = portal
-        self.timeout = timeout
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.portal.call(coro, self.timeout)
+    client: AsyncIFCBClient | IFCBClient
 
     def on(self, pattern: tuple[Any, ...], callback: Callable[..., Any]) -> int:
         return self.client.on(pattern, callback)
@@ -42,6 +35,18 @@ class AsyncTwin:
 
     def on_started(self, callback: Callable[..., Any]) -> None:
         self.client.on_started(callback)
+
+
+class AsyncTwin(_Handlers):
+    """AsyncIFCBClient driven from the test thread through a portal of its own."""
+
+    def __init__(self, url: str, portal: Portal, timeout: float) -> None:
+        self.client = AsyncIFCBClient(url, SERIAL, reconnect_delays=FAST)
+        self.portal = portal
+        self.timeout = timeout
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.portal.call(coro, self.timeout)
 
     def connect(self) -> None:
         self._run(self.client.connect())
@@ -60,20 +65,11 @@ class AsyncTwin:
         return self.client.connected
 
 
-class BlockingTwin:
+class BlockingTwin(_Handlers):
     """IFCBClient as a user calls it."""
 
     def __init__(self, url: str, timeout: float) -> None:
         self.client = IFCBClient(url, SERIAL, timeout=timeout, reconnect_delays=FAST)
-
-    def on(self, pattern: tuple[Any, ...], callback: Callable[..., Any]) -> int:
-        return self.client.on(pattern, callback)
-
-    def on_reconnect(self, callback: Callable[[], Any]) -> None:
-        self.client.on_reconnect(callback)
-
-    def on_started(self, callback: Callable[..., Any]) -> None:
-        self.client.on_started(callback)
 
     def connect(self) -> None:
         self.client.connect()
@@ -104,15 +100,6 @@ def sims() -> Iterator[Callable[[], tuple[Portal, IFCBSimulator]]]:
         portal = Portal("twin-sim")
         portal.start()
         sim = IFCBSimulator(SERIAL, rate=0, triggers=3, heartbeat_interval=0)
-        heard: queue.Queue[str] = queue.Queue()
-        command = sim.host_command
-
-        def host_command(text: str) -> None:  # what the host hears, to wait on
-            heard.put(text)
-            command(text)
-
-        sim.host_command = host_command  # type: ignore[method-assign]
-        HEARD[id(sim)] = heard
         made.append((portal, sim))
         portal.call(sim.start(), 10)
         return portal, sim
@@ -208,11 +195,13 @@ def _scenario(twin: Twin, sim_portal: Portal, sim: IFCBSimulator, wait: float) -
     seen["relay after close"] = _error(lambda: twin.relay_message_to_host("refresh"))
     seen["wait after close"] = _error(lambda: twin.wait_started(wait))
     seen["close again"] = _error(twin.disconnect)
-    # what the host heard, in order, up to the goodbye (sent before the socket closed)
-    heard, commands = HEARD.pop(id(sim)), []
-    while not commands or commands[-1] != "Client disconnected.":
-        commands.append(heard.get(timeout=wait))
-    seen["host heard"] = commands
+    # what the host heard (the simulator's record), in order, up to the goodbye (sent
+    # before the socket closed)
+    deadline = time.monotonic() + wait
+    while "Client disconnected." not in sim.commands:
+        assert time.monotonic() < deadline, sim.commands
+        time.sleep(0.01)
+    seen["host heard"] = list(sim.commands)
     return seen
 
 

@@ -31,7 +31,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Cert]:
 def hub(tmp_path: Path, certs: dict[str, Cert]) -> Iterator[SAMPHubServer]:
     ca = tmp_path / "clients-ca.pem"  # the hub trusts both clients' certificates
     ca.write_text(Path(certs["peer"].cert).read_text() + Path(certs["ours"].cert).read_text())
-    server = SAMPHubServer(
+    with SAMPHubServer(
         web_profile=False,
         lockfile=tmp_path / "tls.lock",
         https=True,
@@ -39,12 +39,8 @@ def hub(tmp_path: Path, certs: dict[str, Cert]) -> Iterator[SAMPHubServer]:
         cert_file=certs["hub"].cert,
         cert_reqs=ssl.CERT_REQUIRED,
         ca_certs=str(ca),
-    )
-    server.start()
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -239,9 +239,7 @@ def test_lockfile_helpers_with_live_and_dead_hubs(home: Path) -> None:
     dead = home / ".samp-1"
     dead.mkdir()
     (dead / "samp-hub-dead").write_text("samp.secret=x\nsamp.hub.xmlrpc.url=http://127.0.0.1:1/\n")
-    hub = SAMPHubServer(web_profile=False, mode="multiple")
-    hub.start()
-    try:
+    with SAMPHubServer(web_profile=False, mode="multiple") as hub:
         live = hub.lockfile
         assert live is not None and Path(live).parent == home / ".samp-1"
         running, params = lh.check_running_hub(live)
@@ -256,8 +254,6 @@ def test_lockfile_helpers_with_live_and_dead_hubs(home: Path) -> None:
             lh.get_main_running_hub()  # no ~/.samp
         lh.remove_garbage_lock_files()
         assert not (dead / "samp-hub-dead").exists() and Path(live).exists()
-    finally:
-        hub.stop()
 
 
 def test_create_lock_file_is_owner_only_and_refuses_a_live_hub(home: Path) -> None:
@@ -268,14 +264,10 @@ def test_create_lock_file_is_owner_only_and_refuses_a_live_hub(home: Path) -> No
     assert lh.read_lockfile(path)["a"] == "b=c"  # astropy breaks on a value with "="
     multi = lh.create_lock_file(mode="multiple", hub_id="abc", hub_params=params)
     assert multi == str(home / ".samp-1" / "samp-hub-abc")
-    hub = SAMPHubServer(web_profile=False)  # writes ~/.samp over the stale one
-    hub.start()
-    try:
+    with SAMPHubServer(web_profile=False) as hub:  # writes ~/.samp over the stale one
         assert lh.get_main_running_hub()["samp.secret"] == hub.params["samp.secret"]
         with pytest.warns(SAMPWarning, match="already running"):
             assert lh.create_lock_file(mode="single", hub_params=params) is False
-    finally:
-        hub.stop()
     lh.write_lockfile(home / "w", {"k": "v"})
     assert lh.read_lockfile(home / "w") == {"k": "v"}
 

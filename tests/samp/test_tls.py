@@ -31,7 +31,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Cert]:
 
 @pytest.fixture
 def tls_hub(tmp_path: Path, certs: dict[str, Cert]) -> Iterator[SAMPHubServer]:
-    hub = SAMPHubServer(
+    with SAMPHubServer(
         web_profile=False,
         lockfile=tmp_path / "tls.lock",
         https=True,
@@ -39,12 +39,8 @@ def tls_hub(tmp_path: Path, certs: dict[str, Cert]) -> Iterator[SAMPHubServer]:
         cert_file=certs["hub"].cert,
         ca_certs=certs["client"].cert,  # to check the clients' https callbacks
         cert_reqs=ssl.CERT_REQUIRED,  # ... and their client certificates
-    )
-    hub.start()
-    try:
+    ) as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 def _client(certs: dict[str, Cert], name: str, **extra: Any) -> SAMPIntegratedClient:
